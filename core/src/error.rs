@@ -1,0 +1,137 @@
+//! The error type of outpost-core.
+
+use crate::DocumentId;
+
+/// Everything that can go wrong in outpost-core. Each message says what happened to
+/// which document or peer, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A site, peer, role, context or document name was malformed.
+    #[error("invalid {kind} {name:?}: {reason}; use a name like {example:?}")]
+    InvalidName {
+        /// What kind of name it was.
+        kind: &'static str,
+        /// The name as given.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+        /// A valid example.
+        example: &'static str,
+    },
+    /// A JSON Pointer path was malformed.
+    #[error("invalid path {path:?}: {reason}; paths are JSON Pointers (RFC 6901) like \"/items/burger/price\"")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The document does not exist in this store.
+    #[error("unknown document {doc}: nothing was ever written to it here or synced from a peer; check its name or write to it first")]
+    UnknownDocument {
+        /// The document.
+        doc: DocumentId,
+    },
+    /// Nothing is stored at the path.
+    #[error("nothing at {path} in document {doc}; write a value there first or check the path")]
+    NotFound {
+        /// The document.
+        doc: DocumentId,
+        /// The path.
+        path: String,
+    },
+    /// The value at a path has a different type than the operation needs.
+    #[error("wrong type at {path} in document {doc}: expected {expected}, found {found}")]
+    WrongType {
+        /// The document.
+        doc: DocumentId,
+        /// The path.
+        path: String,
+        /// What the operation needed.
+        expected: &'static str,
+        /// What is there.
+        found: String,
+    },
+    /// A list index was past the end of the list.
+    #[error(
+        "index {index} is out of range at {path} in document {doc} (the list has {len} elements)"
+    )]
+    IndexOutOfRange {
+        /// The document.
+        doc: DocumentId,
+        /// The path of the list.
+        path: String,
+        /// The index given.
+        index: usize,
+        /// The list length.
+        len: usize,
+    },
+    /// A JSON value could not be stored (e.g. a number that is neither an integer nor finite).
+    #[error("cannot store value at {path} in document {doc}: {reason}")]
+    InvalidValue {
+        /// The document.
+        doc: DocumentId,
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Serializing or deserializing a typed value failed.
+    #[error("cannot convert the value at {path} in document {doc} to or from the requested type: {source}")]
+    Serde {
+        /// The document.
+        doc: DocumentId,
+        /// The path.
+        path: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The local role may not write this document's context.
+    #[error("role {role} may not write document {doc}: the access policy does not grant it; write from a device whose role may, or change the policy")]
+    NotPermitted {
+        /// The role of this store.
+        role: crate::Role,
+        /// The document.
+        doc: DocumentId,
+    },
+    /// Stored bytes of a document could not be decoded.
+    #[error("document {doc} is corrupt on disk ({reason}); nothing was changed. Move the data directory aside and let the document sync again from a peer, or restore a backup")]
+    CorruptDocument {
+        /// The document.
+        doc: DocumentId,
+        /// What failed to decode.
+        reason: String,
+    },
+    /// Store metadata could not be decoded.
+    #[error(
+        "store metadata is corrupt ({0}); move the data directory aside and resync from peers"
+    )]
+    CorruptStore(String),
+    /// Bytes given to import were not an Automerge document.
+    #[error("cannot import into document {doc}: the bytes are not an Automerge document or change ({reason}); nothing was changed")]
+    InvalidImport {
+        /// The document.
+        doc: DocumentId,
+        /// Why.
+        reason: String,
+    },
+    /// Automerge refused an operation.
+    #[error("automerge error on document {doc}: {source}")]
+    Automerge {
+        /// The document.
+        doc: DocumentId,
+        /// The automerge error.
+        #[source]
+        source: automerge::AutomergeError,
+    },
+    /// The storage engine failed (disk full, permissions, I/O error).
+    #[error(
+        "storage error: {0}; check that the data directory is writable and the disk is not full"
+    )]
+    Storage(#[from] sled::Error),
+}
+
+/// A `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,690 @@
+//! Documents persisted in sled.
+//!
+//! Layout (see `core/docs/design.md`): one sled tree per document, named
+//! `<namespace>doc/<document id>`, whose keys are big-endian `u64` sequence numbers and whose
+//! values are Automerge chunks: at most one compacted snapshot (the lowest key) followed by
+//! incremental changes appended per commit. Loading concatenates the chunks in key order and
+//! hands them to `Automerge::load`. Compaction writes a new snapshot and removes the older
+//! chunks in one atomic sled batch, so a crash leaves either the old or the new layout.
+
+mod slot;
+mod subscription;
+mod transaction;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
+use serde_json::Value as Json;
+
+use self::slot::Slot;
+use self::subscription::Subscribers;
+pub use self::subscription::{ChangeEvent, Origin, Subscription, SubscriptionFilter};
+pub use self::transaction::Tx;
+use crate::actor::actor_for;
+use crate::value;
+use crate::{DocumentId, Error, PeerId, PeerInfo, Pointer, Policy, Result};
+
+/// When a write returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Return only after the change is flushed to disk: survives a crash or power loss.
+    #[default]
+    Durable,
+    /// Return once the change is in the store; flushed in the background within
+    /// `StoreOptions::flush_every_ms`. Much faster; the last moments may be lost on a crash.
+    Fast,
+}
+
+/// Options for [`Store::open_with`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// The device this store belongs to. Its site, id and role are bound into the Automerge
+    /// actor id of every local change. `None` for tools that act as an anonymous local device.
+    pub identity: Option<PeerInfo>,
+    /// Local writes to a context the identity's role may not write fail with
+    /// [`Error::NotPermitted`]. Ignored without an identity.
+    pub policy: Policy,
+    /// Compact a document into a snapshot once it has this many incremental chunks.
+    pub compaction_threshold: usize,
+    /// Background flush interval for [`Durability::Fast`] writes.
+    pub flush_every_ms: u64,
+    /// sled page cache size in bytes.
+    pub cache_capacity: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            identity: None,
+            policy: Policy::allow_all(),
+            compaction_threshold: 256,
+            flush_every_ms: 100,
+            cache_capacity: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// A set of documents persisted on disk. Cheap to clone; thread-safe.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    namespace: String,
+    meta: sled::Tree,
+    sync: sled::Tree,
+    actor: ActorId,
+    identity: Option<PeerInfo>,
+    policy: Policy,
+    compaction_threshold: usize,
+    docs: Mutex<HashMap<DocumentId, Arc<Mutex<Slot>>>>,
+    subscribers: Subscribers,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("namespace", &self.inner.namespace)
+            .field("identity", &self.inner.identity)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a document lock leaves Automerge state that is still
+    // consistent (transactions roll back on drop), so poisoning is safe to ignore.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Store {
+    /// Opens (or creates) a store in the directory `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens (or creates) a store in the directory `path`.
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(path.as_ref())
+            .cache_capacity(options.cache_capacity)
+            .flush_every_ms(Some(options.flush_every_ms))
+            .open()?;
+        Store::on_db(db, "", options)
+    }
+
+    /// A store over a namespace of an already open sled database, so that one process can
+    /// keep many sites apart in one database (the cloud peer does this).
+    pub fn on_db(db: sled::Db, namespace: &str, options: StoreOptions) -> Result<Store> {
+        let meta = db.open_tree(format!("{namespace}meta"))?;
+        let sync = db.open_tree(format!("{namespace}sync"))?;
+        let identity_key = match &options.identity {
+            Some(me) => format!("actor/{}/{}", me.role, me.peer),
+            None => "actor/anonymous".to_string(),
+        };
+        let tail: [u8; 8] = match meta.get(identity_key.as_bytes())? {
+            Some(v) => v.as_ref().try_into().map_err(|_| {
+                Error::CorruptStore(format!(
+                    "actor record {identity_key} has {} bytes, expected 8",
+                    v.len()
+                ))
+            })?,
+            None => {
+                let t: [u8; 8] = rand::random();
+                meta.insert(identity_key.as_bytes(), &t)?;
+                meta.flush()?;
+                t
+            }
+        };
+        let anonymous =
+            PeerInfo::parse("local", "local", "local").expect("literal identity is valid");
+        let actor = actor_for(options.identity.as_ref().unwrap_or(&anonymous), tail);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                namespace: namespace.to_string(),
+                meta,
+                sync,
+                actor,
+                identity: options.identity,
+                policy: options.policy,
+                compaction_threshold: options.compaction_threshold.max(1),
+                docs: Mutex::new(HashMap::new()),
+                subscribers: Subscribers::default(),
+            }),
+        })
+    }
+
+    /// The identity this store writes as, if any.
+    pub fn identity(&self) -> Option<&PeerInfo> {
+        self.inner.identity.as_ref()
+    }
+
+    /// The Automerge actor id of local changes.
+    pub fn actor(&self) -> &ActorId {
+        &self.inner.actor
+    }
+
+    fn tree_prefix(&self) -> String {
+        format!("{}doc/", self.inner.namespace)
+    }
+
+    /// The documents that hold data, sorted.
+    pub fn documents(&self) -> Result<Vec<DocumentId>> {
+        let prefix = self.tree_prefix();
+        let mut out = Vec::new();
+        for name in self.inner.db.tree_names() {
+            let Some(rest) = name.strip_prefix(prefix.as_bytes()) else {
+                continue;
+            };
+            let Ok(id) = std::str::from_utf8(rest)
+                .unwrap_or("")
+                .parse::<DocumentId>()
+            else {
+                continue;
+            };
+            if lock(&self.inner.docs)
+                .get(&id)
+                .map(|s| lock(s).exists())
+                .unwrap_or(false)
+            {
+                out.push(id);
+            } else if !self.inner.db.open_tree(&name)?.is_empty() {
+                out.push(id);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Whether the document holds data.
+    pub fn contains(&self, doc: &DocumentId) -> Result<bool> {
+        Ok(lock(&*self.slot(doc)?).exists())
+    }
+
+    fn slot(&self, doc: &DocumentId) -> Result<Arc<Mutex<Slot>>> {
+        if let Some(s) = lock(&self.inner.docs).get(doc) {
+            return Ok(s.clone());
+        }
+        let tree = self
+            .inner
+            .db
+            .open_tree(format!("{}{}", self.tree_prefix(), doc))?;
+        let slot = Arc::new(Mutex::new(Slot::load(
+            doc.clone(),
+            tree,
+            self.inner.actor.clone(),
+        )?));
+        Ok(lock(&self.inner.docs)
+            .entry(doc.clone())
+            .or_insert(slot)
+            .clone())
+    }
+
+    fn check_write(&self, doc: &DocumentId) -> Result<()> {
+        if let Some(me) = &self.inner.identity {
+            if !self.inner.policy.may_write(&me.role, doc.context()) {
+                return Err(Error::NotPermitted {
+                    role: me.role.clone(),
+                    doc: doc.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a document, creating it if needed; all its operations commit atomically
+    /// as one change, or none do if `f` fails.
+    pub fn transact<T>(
+        &self,
+        doc: &DocumentId,
+        durability: Durability,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.check_write(doc)?;
+        let slot = self.slot(doc)?;
+        let mut s = lock(&slot);
+        let before = s.doc.get_heads();
+        let out = {
+            let mut tx = Tx::new(s.doc.transaction(), doc);
+            match f(&mut tx) {
+                Ok(v) => {
+                    tx.commit();
+                    v
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let change = s
+            .doc
+            .get_last_local_change()
+            .filter(|c| !before.contains(&c.hash()));
+        if let Some(change) = change {
+            let bytes = change.raw_bytes().to_vec();
+            self.persist(&mut s, &bytes, durability)
+                .inspect_err(|_| self.forget(doc))?;
+            self.notify(&s, doc, &before, Origin::Local);
+        }
+        Ok(out)
+    }
+
+    /// Appends `bytes` to the document's chunks, compacting past the threshold.
+    fn persist(&self, s: &mut Slot, bytes: &[u8], durability: Durability) -> Result<()> {
+        s.append(bytes)?;
+        if s.chunk_count() >= self.inner.compaction_threshold {
+            s.compact()?;
+        }
+        if durability == Durability::Durable {
+            self.inner.db.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Drops the cached copy of a document so the next access reloads it from disk.
+    fn forget(&self, doc: &DocumentId) {
+        lock(&self.inner.docs).remove(doc);
+    }
+
+    fn notify(&self, s: &Slot, doc: &DocumentId, before: &[ChangeHash], origin: Origin) {
+        self.inner.subscribers.notify(doc, &s.doc, before, origin);
+    }
+
+    /// Reads the value at `path` as JSON; `None` if nothing is there.
+    pub fn get(&self, doc: &DocumentId, path: &str) -> Result<Option<Json>> {
+        let path = Pointer::parse(path)?;
+        let slot = self.slot(doc)?;
+        let s = lock(&slot);
+        if !s.exists() {
+            return Err(Error::UnknownDocument { doc: doc.clone() });
+        }
+        Ok(
+            value::resolve(&s.doc, doc, &path)?
+                .map(|(v, id)| value::value_to_json(&s.doc, &v, &id)),
+        )
+    }
+
+    /// Reads the value at `path` into a `T`; `None` if nothing is there.
+    pub fn get_serde<T: serde::de::DeserializeOwned>(
+        &self,
+        doc: &DocumentId,
+        path: &str,
+    ) -> Result<Option<T>> {
+        match self.get(doc, path)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|source| Error::Serde {
+                    doc: doc.clone(),
+                    path: path.to_string(),
+                    source,
+                }),
+        }
+    }
+
+    /// Writes `value` at `path`, creating missing parent objects.
+    pub fn put(
+        &self,
+        doc: &DocumentId,
+        path: &str,
+        value: Json,
+        durability: Durability,
+    ) -> Result<()> {
+        self.transact(doc, durability, |tx| tx.put(path, value))
+    }
+
+    /// Writes a serializable value at `path`.
+    pub fn put_serde<T: serde::Serialize>(
+        &self,
+        doc: &DocumentId,
+        path: &str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<()> {
+        let v = serde_json::to_value(value).map_err(|source| Error::Serde {
+            doc: doc.clone(),
+            path: path.to_string(),
+            source,
+        })?;
+        self.put(doc, path, v, durability)
+    }
+
+    /// Deletes the value at `path` (a map key or a list element).
+    pub fn delete(&self, doc: &DocumentId, path: &str, durability: Durability) -> Result<()> {
+        self.transact(doc, durability, |tx| tx.delete(path))
+    }
+
+    /// Inserts `value` into the list at `path` before `index` (`index == len` appends).
+    pub fn insert(
+        &self,
+        doc: &DocumentId,
+        path: &str,
+        index: usize,
+        value: Json,
+        durability: Durability,
+    ) -> Result<()> {
+        self.transact(doc, durability, |tx| tx.insert(path, index, value))
+    }
+
+    /// Adds `delta` to the counter at `path`, creating it at `delta` if absent.
+    pub fn increment(
+        &self,
+        doc: &DocumentId,
+        path: &str,
+        delta: i64,
+        durability: Durability,
+    ) -> Result<()> {
+        self.transact(doc, durability, |tx| tx.increment(path, delta))
+    }
+
+    /// All concurrent values at `path` (Automerge conflicts), the winner first, with who wrote each.
+    pub fn conflicts(&self, doc: &DocumentId, path: &str) -> Result<Vec<ConflictValue>> {
+        let path = Pointer::parse(path)?;
+        let slot = self.slot(doc)?;
+        let s = lock(&slot);
+        if !s.exists() {
+            return Err(Error::UnknownDocument { doc: doc.clone() });
+        }
+        let Some((parent, last)) = path.split_last() else {
+            return Ok(Vec::new());
+        };
+        let Some((pv, obj)) = value::resolve(&s.doc, doc, &parent)? else {
+            return Ok(Vec::new());
+        };
+        if let automerge::Value::Scalar(_) = pv {
+            return Err(Error::WrongType {
+                doc: doc.clone(),
+                path: parent.to_string(),
+                expected: "an object or a list",
+                found: value::kind_of(&pv),
+            });
+        }
+        let prop = value::prop_for(&s.doc, &obj, last, doc, &parent)?;
+        let all = s.doc.get_all(&obj, prop).map_err(|e| Error::Automerge {
+            doc: doc.clone(),
+            source: e,
+        })?;
+        let winner = s
+            .doc
+            .get(&obj, value::prop_for(&s.doc, &obj, last, doc, &parent)?)
+            .ok()
+            .flatten()
+            .map(|(_, id)| id);
+        let mut out: Vec<ConflictValue> = all
+            .iter()
+            .map(|(v, id)| {
+                let actor = match id {
+                    automerge::ObjId::Id(_, a, _) => Some(a.clone()),
+                    automerge::ObjId::Root => None,
+                };
+                let claim = actor.as_ref().and_then(crate::actor::parse_actor);
+                ConflictValue {
+                    value: value::value_to_json(&s.doc, v, id),
+                    actor: actor.map(|a| a.to_hex_string()).unwrap_or_default(),
+                    author: claim.as_ref().map(|c| c.peer.clone()),
+                    author_role: claim.map(|c| c.role),
+                    winner: Some(id) == winner.as_ref(),
+                }
+            })
+            .collect();
+        out.sort_by_key(|c| !c.winner);
+        Ok(out)
+    }
+
+    /// The current heads of a document (empty if it does not exist).
+    pub fn heads(&self, doc: &DocumentId) -> Result<Vec<ChangeHash>> {
+        Ok(lock(&*self.slot(doc)?).doc.get_heads())
+    }
+
+    /// How many changes the document's history holds.
+    pub fn history_len(&self, doc: &DocumentId) -> Result<usize> {
+        Ok(lock(&*self.slot(doc)?).doc.get_changes(&[]).len())
+    }
+
+    /// Raw bytes of every change since `heads` (all changes for empty `heads`).
+    pub fn changes_since(&self, doc: &DocumentId, heads: &[ChangeHash]) -> Result<Vec<Vec<u8>>> {
+        let slot = self.slot(doc)?;
+        let s = lock(&slot);
+        Ok(s.doc
+            .get_changes(heads)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect())
+    }
+
+    /// How many changes of the document are not covered by `heads`.
+    pub fn count_changes_since(&self, doc: &DocumentId, heads: &[ChangeHash]) -> Result<usize> {
+        let slot = self.slot(doc)?;
+        let s = lock(&slot);
+        Ok(s.doc.get_changes_meta(heads).len())
+    }
+
+    /// Whether the document contains every change in `hashes`.
+    pub fn has_all(&self, doc: &DocumentId, hashes: &[ChangeHash]) -> Result<bool> {
+        let slot = self.slot(doc)?;
+        let s = lock(&slot);
+        Ok(hashes
+            .iter()
+            .all(|h| s.doc.get_change_meta_by_hash(h).is_some()))
+    }
+
+    /// The whole document as standard Automerge bytes (`Automerge::save`).
+    pub fn export(&self, doc: &DocumentId) -> Result<Vec<u8>> {
+        let slot = self.slot(doc)?;
+        let s = lock(&slot);
+        if !s.exists() {
+            return Err(Error::UnknownDocument { doc: doc.clone() });
+        }
+        Ok(s.doc.save())
+    }
+
+    /// Merges Automerge bytes (a saved document or changes) into a document, durably.
+    pub fn import(&self, doc: &DocumentId, bytes: &[u8]) -> Result<usize> {
+        self.check_write(doc)?;
+        let other = Automerge::load(bytes).map_err(|e| Error::InvalidImport {
+            doc: doc.clone(),
+            reason: e.to_string(),
+        })?;
+        let slot = self.slot(doc)?;
+        let mut s = lock(&slot);
+        let before = s.doc.get_heads();
+        let mut other = other;
+        s.doc.merge(&mut other).map_err(|e| Error::InvalidImport {
+            doc: doc.clone(),
+            reason: e.to_string(),
+        })?;
+        let added = s.doc.get_changes_meta(&before).len();
+        if added > 0 {
+            let bytes = s.doc.save_after(&before);
+            self.persist(&mut s, &bytes, Durability::Durable)
+                .inspect_err(|_| self.forget(doc))?;
+            self.notify(&s, doc, &before, Origin::Import);
+        }
+        Ok(added)
+    }
+
+    /// The whole document as JSON (an object), for reads of everything.
+    pub fn get_all(&self, doc: &DocumentId) -> Result<Json> {
+        Ok(self.get(doc, "")?.unwrap_or(Json::Null))
+    }
+
+    /// Subscribes to changes, local and remote alike.
+    pub fn subscribe(&self, filter: SubscriptionFilter) -> Subscription {
+        self.inner.subscribers.add(filter)
+    }
+
+    /// Compacts a document into one snapshot now.
+    pub fn compact(&self, doc: &DocumentId) -> Result<()> {
+        let slot = self.slot(doc)?;
+        let mut s = lock(&slot);
+        s.compact()
+    }
+
+    /// Number of stored chunks of a document (snapshot plus incremental changes).
+    pub fn chunk_count(&self, doc: &DocumentId) -> Result<usize> {
+        Ok(lock(&*self.slot(doc)?).chunk_count())
+    }
+
+    /// Flushes everything to disk.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Drops from memory the documents not used for `max_idle`; they reload on next use.
+    pub fn evict_idle(&self, max_idle: Duration) -> usize {
+        let now = Instant::now();
+        let mut docs = lock(&self.inner.docs);
+        let before = docs.len();
+        docs.retain(|_, slot| {
+            Arc::strong_count(slot) > 1 || now.duration_since(lock(slot).last_used) < max_idle
+        });
+        before - docs.len()
+    }
+
+    /// Number of documents currently loaded in memory.
+    pub fn loaded_documents(&self) -> usize {
+        lock(&self.inner.docs).len()
+    }
+
+    // ---- sync support, used by the engine ----
+
+    /// Generates the next Automerge sync message for a peer.
+    pub(crate) fn generate_sync(
+        &self,
+        doc: &DocumentId,
+        state: &mut sync::State,
+    ) -> Result<Option<sync::Message>> {
+        let slot = self.slot(doc)?;
+        let mut s = lock(&slot);
+        s.touch();
+        Ok(s.doc.generate_sync_message(state))
+    }
+
+    /// Applies a received sync message, persists the new changes and notifies subscribers.
+    /// Returns how many changes were added.
+    pub(crate) fn receive_sync(
+        &self,
+        doc: &DocumentId,
+        state: &mut sync::State,
+        msg: sync::Message,
+        from: &PeerId,
+    ) -> Result<usize> {
+        let slot = self.slot(doc)?;
+        let mut s = lock(&slot);
+        s.touch();
+        let before = s.doc.get_heads();
+        s.doc
+            .receive_sync_message(state, msg)
+            .map_err(|e| Error::Automerge {
+                doc: doc.clone(),
+                source: e,
+            })?;
+        let added = if s.doc.get_heads() == before {
+            0
+        } else {
+            s.doc.get_changes_meta(&before).len()
+        };
+        if added > 0 {
+            let bytes = s.doc.save_after(&before);
+            self.persist(&mut s, &bytes, Durability::Fast)
+                .inspect_err(|_| self.forget(doc))?;
+            self.notify(&s, doc, &before, Origin::Remote(from.clone()));
+        }
+        Ok(added)
+    }
+
+    /// Changes in `bytes` (a sync message's chunk) authored by which actors, decoding either
+    /// a change chunk or a whole-document chunk.
+    pub(crate) fn chunk_actors(bytes: &[u8]) -> std::result::Result<Vec<ActorId>, String> {
+        if let Ok(c) = automerge::Change::try_from(bytes) {
+            return Ok(vec![c.actor_id().clone()]);
+        }
+        let doc = Automerge::load(bytes).map_err(|e| e.to_string())?;
+        let mut actors: Vec<ActorId> = doc
+            .get_changes_meta(&[])
+            .iter()
+            .map(|m| m.actor.clone().into_owned())
+            .collect();
+        actors.sort();
+        actors.dedup();
+        Ok(actors)
+    }
+
+    /// Loads the persisted sync state of (peer, doc).
+    pub(crate) fn load_sync_state(
+        &self,
+        peer: &PeerId,
+        doc: &DocumentId,
+    ) -> Result<Option<sync::State>> {
+        let key = format!("{peer}\0{doc}");
+        match self.inner.sync.get(key.as_bytes())? {
+            None => Ok(None),
+            Some(v) => Ok(sync::State::decode(&v).ok()),
+        }
+    }
+
+    /// Persists the part of a sync state that survives restarts.
+    pub(crate) fn save_sync_state(
+        &self,
+        peer: &PeerId,
+        doc: &DocumentId,
+        state: &sync::State,
+    ) -> Result<()> {
+        let key = format!("{peer}\0{doc}");
+        self.inner.sync.insert(key.as_bytes(), state.encode())?;
+        Ok(())
+    }
+
+    /// Every (peer, doc) with a persisted sync state.
+    pub(crate) fn sync_peers(&self) -> Result<Vec<(PeerId, DocumentId)>> {
+        let mut out = Vec::new();
+        for kv in self.inner.sync.iter() {
+            let (k, _) = kv?;
+            let Ok(k) = std::str::from_utf8(&k) else {
+                continue;
+            };
+            let Some((p, d)) = k.split_once('\0') else {
+                continue;
+            };
+            if let (Ok(p), Ok(d)) = (p.parse(), d.parse()) {
+                out.push((p, d));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A small persisted key-value record (engine bookkeeping such as "unsynced since").
+    pub(crate) fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.inner.meta.get(key.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Stores or removes a small persisted record.
+    pub(crate) fn meta_set(&self, key: &str, value: Option<&[u8]>) -> Result<()> {
+        match value {
+            Some(v) => self.inner.meta.insert(key.as_bytes(), v)?,
+            None => self.inner.meta.remove(key.as_bytes())?,
+        };
+        Ok(())
+    }
+}
+
+/// One of the concurrent values at a path.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ConflictValue {
+    /// The value.
+    pub value: Json,
+    /// The Automerge actor id that wrote it, in hex.
+    pub actor: String,
+    /// The device that wrote it, if it was written through outpost.
+    pub author: Option<PeerId>,
+    /// The role of that device.
+    pub author_role: Option<crate::Role>,
+    /// Whether this value is the one reads return (Automerge's deterministic winner).
+    pub winner: bool,
+}
