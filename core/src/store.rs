@@ -261,10 +261,13 @@ impl Store {
                 Err(e) => return Err(e),
             }
         };
-        let change = s
-            .doc
-            .get_last_local_change()
-            .filter(|c| !before.contains(&c.hash()));
+        // An empty transaction commits no change; the last local change may then be an old
+        // one that is no longer a head, which must not be persisted or announced again.
+        let change = if s.doc.get_heads() == before {
+            None
+        } else {
+            s.doc.get_last_local_change()
+        };
         if let Some(change) = change {
             let bytes = change.raw_bytes().to_vec();
             self.persist(&mut s, &bytes, durability)
