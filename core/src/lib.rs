@@ -14,7 +14,9 @@
 //! ```
 
 mod actor;
+mod chunk;
 mod document_id;
+pub mod engine;
 mod error;
 mod ids;
 mod name;
@@ -27,6 +29,7 @@ mod value;
 pub use actor::{parse_actor, ActorClaim};
 pub use automerge::ChangeHash;
 pub use document_id::{ContextName, DocumentId};
+pub use engine::{Engine, EngineConfig, EngineError, EngineEvent, Transmit};
 pub use error::{Error, Result};
 pub use ids::{PeerId, PeerInfo, Role, SiteId};
 pub use pointer::Pointer;

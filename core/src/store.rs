@@ -602,23 +602,6 @@ impl Store {
         Ok(added)
     }
 
-    /// Changes in `bytes` (a sync message's chunk) authored by which actors, decoding either
-    /// a change chunk or a whole-document chunk.
-    pub(crate) fn chunk_actors(bytes: &[u8]) -> std::result::Result<Vec<ActorId>, String> {
-        if let Ok(c) = automerge::Change::try_from(bytes) {
-            return Ok(vec![c.actor_id().clone()]);
-        }
-        let doc = Automerge::load(bytes).map_err(|e| e.to_string())?;
-        let mut actors: Vec<ActorId> = doc
-            .get_changes_meta(&[])
-            .iter()
-            .map(|m| m.actor.clone().into_owned())
-            .collect();
-        actors.sort();
-        actors.dedup();
-        Ok(actors)
-    }
-
     /// Loads the persisted sync state of (peer, doc).
     pub(crate) fn load_sync_state(
         &self,

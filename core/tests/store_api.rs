@@ -76,7 +76,10 @@ fn put_and_get_nested_values_and_subtrees() {
     // Overwriting a subtree replaces it whole.
     s.put(&menu, "/items/burger", json!({"price": 990}), D)
         .expect("replace an object");
-    assert_eq!(get(&s, "menu", "/items/burger"), Some(json!({"price": 990})));
+    assert_eq!(
+        get(&s, "menu", "/items/burger"),
+        Some(json!({"price": 990}))
+    );
 
     // Keys that need escaping in a JSON Pointer.
     s.put(&menu, "/items/a~1b/m~0n", json!("escaped"), D)
@@ -134,11 +137,21 @@ fn delete_removes_map_keys() {
     let dir = tempdir();
     let s = open(&dir);
     let menu = doc("menu");
-    s.put(&menu, "/items/burger", json!({"price": 950, "name": "Burger"}), D)
-        .expect("put");
-    s.delete(&menu, "/items/burger/price", D).expect("delete a key");
-    assert_eq!(get(&s, "menu", "/items/burger"), Some(json!({"name": "Burger"})));
-    s.delete(&menu, "/items/burger", D).expect("delete a subtree");
+    s.put(
+        &menu,
+        "/items/burger",
+        json!({"price": 950, "name": "Burger"}),
+        D,
+    )
+    .expect("put");
+    s.delete(&menu, "/items/burger/price", D)
+        .expect("delete a key");
+    assert_eq!(
+        get(&s, "menu", "/items/burger"),
+        Some(json!({"name": "Burger"}))
+    );
+    s.delete(&menu, "/items/burger", D)
+        .expect("delete a subtree");
     assert_eq!(get(&s, "menu", "/items"), Some(json!({})));
 
     let e = s
@@ -168,7 +181,10 @@ fn counters_increment_and_create() {
     })
     .expect("increments in a transaction");
     assert_eq!(get(&s, "stock", "/burger"), Some(json!(18)));
-    assert_eq!(get(&s, "stock", ""), Some(json!({"burger": 18, "fries": {"count": 5}})));
+    assert_eq!(
+        get(&s, "stock", ""),
+        Some(json!({"burger": 18, "fries": {"count": 5}}))
+    );
 }
 
 #[test]
@@ -190,7 +206,10 @@ fn concurrent_increments_from_two_stores_add_up() {
     assert!(b.import(&stock, &from_a).expect("merge into b") > 0);
     assert_eq!(get(&a, "stock", "/burger"), Some(json!(3)));
     assert_eq!(get(&b, "stock", "/burger"), Some(json!(3)));
-    assert_eq!(a.heads(&stock).expect("heads"), b.heads(&stock).expect("heads"));
+    assert_eq!(
+        a.heads(&stock).expect("heads"),
+        b.heads(&stock).expect("heads")
+    );
     // Importing the same changes again adds nothing.
     assert_eq!(a.import(&stock, &from_b).expect("re-import"), 0);
 }
@@ -272,7 +291,13 @@ fn wrong_types_are_typed_errors_naming_doc_and_path() {
         .insert(&menu, "/items/burger", 0, json!(1), D)
         .expect_err("insert into a map");
     assert!(
-        matches!(&e, Error::WrongType { expected: "a list", .. }),
+        matches!(
+            &e,
+            Error::WrongType {
+                expected: "a list",
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert_names(&e, "menu", Some("/items/burger"));
@@ -294,7 +319,11 @@ fn wrong_types_are_typed_errors_naming_doc_and_path() {
         .expect_err("a key into a list");
     assert!(matches!(e, Error::InvalidPath { .. }), "{e:?}");
 
-    assert_eq!(s.heads(&menu).expect("heads"), before, "nothing was written");
+    assert_eq!(
+        s.heads(&menu).expect("heads"),
+        before,
+        "nothing was written"
+    );
 }
 
 #[test]
@@ -307,7 +336,9 @@ fn invalid_pointers_are_rejected() {
         let e = s.get(&menu, bad).expect_err("invalid pointer on get");
         assert!(matches!(e, Error::InvalidPath { .. }), "{bad}: {e:?}");
         assert!(e.to_string().contains(bad), "{e}");
-        let e = s.put(&menu, bad, json!(1), D).expect_err("invalid pointer on put");
+        let e = s
+            .put(&menu, bad, json!(1), D)
+            .expect_err("invalid pointer on put");
         assert!(matches!(e, Error::InvalidPath { .. }), "{bad}: {e:?}");
     }
     let e = s
@@ -351,10 +382,7 @@ fn index_out_of_range_is_a_typed_error() {
             .expect_err("put below a missing element"),
     ];
     for e in cases {
-        assert!(
-            matches!(e, Error::IndexOutOfRange { len: 2, .. }),
-            "{e:?}"
-        );
+        assert!(matches!(e, Error::IndexOutOfRange { len: 2, .. }), "{e:?}");
         assert_names(&e, "orders", Some("/lines"));
     }
     let e = s
@@ -461,7 +489,10 @@ fn failed_transaction_leaves_nothing_also_after_reopen() {
         assert_eq!(get(&s, "orders", ""), Some(json!({"kept": 1})));
         assert_eq!(s.heads(&orders).expect("heads"), heads);
         assert_eq!(s.chunk_count(&orders).expect("chunks"), chunks);
-        assert!(drain(&mut sub).is_empty(), "no events for rolled back writes");
+        assert!(
+            drain(&mut sub).is_empty(),
+            "no events for rolled back writes"
+        );
         (heads, chunks)
     };
     let s = open(&dir);
@@ -491,7 +522,10 @@ fn empty_transaction_writes_nothing() {
         .expect("read-only transaction");
     assert_eq!(b.chunk_count(&menu).expect("chunks"), chunks);
     assert_eq!(b.heads(&menu).expect("heads"), heads);
-    assert!(drain(&mut sub).is_empty(), "no event for an empty transaction");
+    assert!(
+        drain(&mut sub).is_empty(),
+        "no event for an empty transaction"
+    );
 }
 
 // ---- conflicts ----
@@ -502,25 +536,38 @@ fn concurrent_writes_are_visible_conflicts_with_authors() {
     let a = open_with(&da, pos("pos-1"));
     let b = open_with(&db, pos("pos-2"));
     let menu = doc("menu");
-    a.put(&menu, "/items/burger", json!({"price": 900, "name": "Burger"}), D)
-        .expect("put");
+    a.put(
+        &menu,
+        "/items/burger",
+        json!({"price": 900, "name": "Burger"}),
+        D,
+    )
+    .expect("put");
     b.import(&menu, &a.export(&menu).expect("export"))
         .expect("share the base");
     assert_eq!(
-        a.conflicts(&menu, "/items/burger/price").expect("no conflict yet").len(),
+        a.conflicts(&menu, "/items/burger/price")
+            .expect("no conflict yet")
+            .len(),
         1
     );
 
     // Two managers change the price offline.
-    a.put(&menu, "/items/burger/price", json!(950), D).expect("a writes");
-    b.put(&menu, "/items/burger/price", json!(990), D).expect("b writes");
+    a.put(&menu, "/items/burger/price", json!(950), D)
+        .expect("a writes");
+    b.put(&menu, "/items/burger/price", json!(990), D)
+        .expect("b writes");
     let from_a = a.export(&menu).expect("export");
     let from_b = b.export(&menu).expect("export");
     a.import(&menu, &from_b).expect("merge");
     b.import(&menu, &from_a).expect("merge");
 
-    let ca = a.conflicts(&menu, "/items/burger/price").expect("conflicts on a");
-    let cb = b.conflicts(&menu, "/items/burger/price").expect("conflicts on b");
+    let ca = a
+        .conflicts(&menu, "/items/burger/price")
+        .expect("conflicts on a");
+    let cb = b
+        .conflicts(&menu, "/items/burger/price")
+        .expect("conflicts on b");
     assert_eq!(ca.len(), 2, "{ca:?}");
     assert_eq!(ca.iter().filter(|c| c.winner).count(), 1, "{ca:?}");
     assert!(ca[0].winner, "the winner comes first: {ca:?}");
@@ -529,7 +576,12 @@ fn concurrent_writes_are_visible_conflicts_with_authors() {
     assert_eq!(values, vec![json!(950), json!(990)]);
     let mut authors: Vec<String> = ca
         .iter()
-        .map(|c| c.author.as_ref().expect("outpost actors name their author").to_string())
+        .map(|c| {
+            c.author
+                .as_ref()
+                .expect("outpost actors name their author")
+                .to_string()
+        })
         .collect();
     authors.sort();
     assert_eq!(authors, ["pos-1", "pos-2"]);
@@ -553,8 +605,14 @@ fn concurrent_writes_are_visible_conflicts_with_authors() {
     assert_eq!(get(&b, "menu", "/items/burger/price"), Some(winner));
 
     // Unconflicted and missing paths.
-    assert_eq!(a.conflicts(&menu, "/items/burger/name").expect("one").len(), 1);
-    assert!(a.conflicts(&menu, "/items/salad/price").expect("none").is_empty());
+    assert_eq!(
+        a.conflicts(&menu, "/items/burger/name").expect("one").len(),
+        1
+    );
+    assert!(a
+        .conflicts(&menu, "/items/salad/price")
+        .expect("none")
+        .is_empty());
     assert!(a.conflicts(&menu, "").expect("root").is_empty());
     let e = a
         .conflicts(&menu, "/items/burger/name/x")
@@ -562,8 +620,14 @@ fn concurrent_writes_are_visible_conflicts_with_authors() {
     assert!(matches!(e, Error::WrongType { .. }), "{e:?}");
 
     // A later write resolves the conflict.
-    a.put(&menu, "/items/burger/price", json!(970), D).expect("resolve");
-    assert_eq!(a.conflicts(&menu, "/items/burger/price").expect("one").len(), 1);
+    a.put(&menu, "/items/burger/price", json!(970), D)
+        .expect("resolve");
+    assert_eq!(
+        a.conflicts(&menu, "/items/burger/price")
+            .expect("one")
+            .len(),
+        1
+    );
 }
 
 // ---- subscriptions ----
@@ -581,17 +645,23 @@ fn subscriptions_filter_by_document_and_path() {
         Pointer::parse("/items/burger").expect("pointer"),
     ));
 
-    s.put(&menu, "/items/burger/price", json!(950), D).expect("put");
+    s.put(&menu, "/items/burger/price", json!(950), D)
+        .expect("put");
     let menu_heads = heads_hex(&s, "menu");
-    s.put(&menu, "/items/fries/price", json!(350), D).expect("put");
+    s.put(&menu, "/items/fries/price", json!(350), D)
+        .expect("put");
     s.increment(&stock, "/burger", 5, D).expect("increment");
-    s.put(&menu, "/items/burger/name", json!("Burger"), D).expect("put");
+    s.put(&menu, "/items/burger/name", json!("Burger"), D)
+        .expect("put");
 
     let ev = drain(&mut all);
     assert_eq!(ev.len(), 4, "{ev:?}");
     assert!(ev.iter().all(|e| e.origin == Origin::Local));
     assert_eq!(ev[0].doc, menu);
-    assert!(ev[0].paths.contains(&"/items/burger/price".to_string()), "{ev:?}");
+    assert!(
+        ev[0].paths.contains(&"/items/burger/price".to_string()),
+        "{ev:?}"
+    );
     assert_eq!(ev[0].heads, menu_heads);
     assert_eq!(ev[2].doc, stock);
     assert_eq!(ev[2].paths, ["/burger"]);
@@ -604,7 +674,10 @@ fn subscriptions_filter_by_document_and_path() {
 
     let ev = drain(&mut burger);
     assert_eq!(ev.len(), 2, "fries and stock are filtered out: {ev:?}");
-    assert!(ev[0].paths.contains(&"/items/burger/price".to_string()), "{ev:?}");
+    assert!(
+        ev[0].paths.contains(&"/items/burger/price".to_string()),
+        "{ev:?}"
+    );
     assert_eq!(ev[1].paths, ["/items/burger/name"]);
     for e in &ev {
         assert!(
@@ -632,7 +705,8 @@ fn imports_produce_events_with_paths_and_new_heads() {
     let stock = doc("stock");
     let mut sub = b.subscribe(SubscriptionFilter::doc(stock.clone()));
     a.increment(&stock, "/burger", 10, D).expect("increment");
-    a.put(&stock, "/fries/available", json!(true), D).expect("put");
+    a.put(&stock, "/fries/available", json!(true), D)
+        .expect("put");
     b.import(&stock, &a.export(&stock).expect("export"))
         .expect("import");
     let ev = drain(&mut sub);
@@ -717,7 +791,10 @@ fn subscription_receivers_wait_for_events_from_other_threads() {
     assert_eq!(ev.paths, ["/y"]);
     t.join().expect("writer thread");
     drop(s);
-    assert!(sub.blocking_recv().is_none(), "the stream ends with the store");
+    assert!(
+        sub.blocking_recv().is_none(),
+        "the stream ends with the store"
+    );
 }
 
 // ---- compaction ----
@@ -737,8 +814,13 @@ fn compaction_keeps_chunks_bounded_and_reopen_reads_the_same() {
     let (all, heads, history, stock_all) = {
         let s = open_with(&dir, compacting(8));
         for i in 0..100 {
-            s.put(&orders, &format!("/o{i}"), json!({"n": i, "status": "new"}), D)
-                .expect("put");
+            s.put(
+                &orders,
+                &format!("/o{i}"),
+                json!({"n": i, "status": "new"}),
+                D,
+            )
+            .expect("put");
             s.increment(&stock, "/burger", 1, D).expect("increment");
             if i % 3 == 0 {
                 s.delete(&orders, &format!("/o{}", i / 2), D)
@@ -766,7 +848,8 @@ fn compaction_keeps_chunks_bounded_and_reopen_reads_the_same() {
     assert_eq!(s.get_all(&stock).expect("all"), stock_all);
     assert!(s.chunk_count(&orders).expect("chunks") <= 8);
     // Writing after reopen continues the sequence of chunks.
-    s.put(&orders, "/after", json!(true), D).expect("put after reopen");
+    s.put(&orders, "/after", json!(true), D)
+        .expect("put after reopen");
     drop(s);
     let s = open_with(&dir, compacting(8));
     assert_eq!(get(&s, "orders", "/after"), Some(json!(true)));
@@ -790,7 +873,10 @@ fn explicit_compact_then_reopen_reads_the_same() {
         assert_eq!(s.chunk_count(&menu).expect("chunks"), 2);
         s.compact(&menu).expect("compact again");
         s.flush().expect("flush");
-        (s.get_all(&menu).expect("all"), s.heads(&menu).expect("heads"))
+        (
+            s.get_all(&menu).expect("all"),
+            s.heads(&menu).expect("heads"),
+        )
     };
     let s = open(&dir);
     assert_eq!(s.chunk_count(&menu).expect("chunks"), 1);

@@ -1,0 +1,872 @@
+//! The sans-IO sync engine.
+//!
+//! The engine keeps the documents of a [`Store`] in sync with many peers. It performs no IO of
+//! its own besides the store: its driver (the QUIC transport, or the in-memory simulation in
+//! tests) feeds it events with `handle_*` and drains what to do with `poll_*`, passing `now`.
+//!
+//! Per (peer, document) it keeps an Automerge `sync::State`; the part that survives restarts
+//! (the heads both sides are known to share) is persisted in the store after every exchange,
+//! so a reconnect, or a restart of either side, resumes with only what is missing. See
+//! `core/docs/design.md` for the protocol, the flow control and the trust rules.
+
+mod status;
+pub mod wire;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use automerge::sync;
+use automerge::ChangeHash;
+
+pub use self::status::{DocStatus, EngineMetrics, PeerStatus, SyncStatus};
+use self::wire::{DocDigest, WireError, WireMessage, FRAGMENT_BYTES, MAX_SYNC_BYTES};
+use crate::{parse_actor, DocumentId, PeerId, PeerInfo, Policy, Store, Timestamp};
+
+/// Bytes of sync payload that may be unacknowledged per peer.
+pub const DEFAULT_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
+/// After this long without progress, an exchange is assumed lost and restarted.
+pub const DEFAULT_RETRY_MS: u64 = 2_000;
+
+/// Configuration of an [`Engine`].
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Who this engine is.
+    pub local: PeerInfo,
+    /// Who may read and write what.
+    pub policy: Policy,
+    /// Unacknowledged sync payload bytes allowed in flight per peer.
+    pub window_bytes: u64,
+    /// Restart an exchange after this many milliseconds without progress.
+    pub retry_ms: u64,
+}
+
+impl EngineConfig {
+    /// A configuration with default limits.
+    pub fn new(local: PeerInfo, policy: Policy) -> Self {
+        EngineConfig {
+            local,
+            policy,
+            window_bytes: DEFAULT_WINDOW_BYTES,
+            retry_ms: DEFAULT_RETRY_MS,
+        }
+    }
+}
+
+/// Bytes to send to a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The receiver.
+    pub to: PeerId,
+    /// The document the message belongs to (its stream), `None` for control messages.
+    pub doc: Option<DocumentId>,
+    /// The encoded [`WireMessage`].
+    pub bytes: Vec<u8>,
+}
+
+/// Something the engine's driver or the app should know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A peer's changes were applied to a document.
+    RemoteChange {
+        /// Who sent them.
+        peer: PeerId,
+        /// The document.
+        doc: DocumentId,
+        /// How many changes were added.
+        changes: usize,
+    },
+    /// We refused a peer's changes: its role may not make them. Nothing was applied.
+    ChangeRefused {
+        /// The sender.
+        peer: PeerId,
+        /// The document.
+        doc: DocumentId,
+        /// Why.
+        reason: String,
+    },
+    /// A peer refused our changes to a document; we stop offering it that document until
+    /// the link is re-established.
+    RefusedByPeer {
+        /// The peer.
+        peer: PeerId,
+        /// The document.
+        doc: DocumentId,
+        /// The peer's reason.
+        reason: String,
+    },
+    /// A peer and this engine have the same heads of a document.
+    InSync {
+        /// The peer.
+        peer: PeerId,
+        /// The document.
+        doc: DocumentId,
+    },
+    /// A peer sent something the engine could not use (the link stays up).
+    ProtocolError {
+        /// The peer.
+        peer: PeerId,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Why a message from a peer could not be handled. The link stays usable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The peer is not connected (call `handle_connect` first).
+    #[error("message from {0}, which is not connected; call handle_connect first")]
+    UnknownPeer(PeerId),
+    /// The bytes were not a valid wire message.
+    #[error("bad message from {peer}: {source}")]
+    Wire {
+        /// The peer.
+        peer: PeerId,
+        /// What was wrong.
+        #[source]
+        source: WireError,
+    },
+    /// The Automerge sync message inside could not be decoded.
+    #[error("bad sync message from {peer} for document {doc}: {reason}")]
+    BadSync {
+        /// The peer.
+        peer: PeerId,
+        /// The document.
+        doc: DocumentId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+}
+
+#[derive(Default)]
+struct DocSync {
+    state: Option<sync::State>,
+    /// The peer refused our changes this session: offer nothing more.
+    refused_by_peer: bool,
+    /// We refused the peer's changes this session.
+    refused_by_us: bool,
+    /// When the last message of this exchange was sent or received.
+    last_activity: Timestamp,
+    /// Reassembly of a fragmented sync message: parts by index.
+    parts: Vec<Option<Vec<u8>>>,
+    parts_bytes: usize,
+}
+
+struct Peer {
+    info: PeerInfo,
+    docs: HashMap<DocumentId, DocSync>,
+    control: VecDeque<(Option<DocumentId>, Vec<u8>)>,
+    bulk: VecDeque<(DocumentId, Vec<u8>)>,
+    in_flight: u64,
+    last_ack: Timestamp,
+    pending_ack: u64,
+}
+
+/// What the engine persists per (peer, document) for observability.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Progress {
+    last_sync: Option<Timestamp>,
+    unsynced_since: Option<Timestamp>,
+}
+
+/// The sync engine. See the [module documentation](self).
+pub struct Engine {
+    store: Store,
+    config: EngineConfig,
+    peers: BTreeMap<PeerId, Peer>,
+    /// Roles of peers seen, for status of disconnected peers.
+    known_roles: BTreeMap<PeerId, crate::Role>,
+    progress: BTreeMap<(PeerId, DocumentId), Progress>,
+    events: VecDeque<EngineEvent>,
+    metrics: EngineMetrics,
+    rr: usize,
+}
+
+fn digest(heads: &[ChangeHash]) -> u64 {
+    let mut d = heads.len() as u64;
+    for h in heads {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h.0[..8]);
+        d ^= u64::from_le_bytes(b).rotate_left(1);
+    }
+    d
+}
+
+fn progress_key(peer: &PeerId, doc: &DocumentId) -> String {
+    format!("progress/{peer}/{doc}")
+}
+
+impl Engine {
+    /// An engine over `store`. Loads what it knows of peers from earlier sessions.
+    pub fn new(store: Store, config: EngineConfig) -> Engine {
+        let mut progress = BTreeMap::new();
+        if let Ok(pairs) = store.sync_peers() {
+            for (peer, doc) in pairs {
+                let p = store
+                    .meta_get(&progress_key(&peer, &doc))
+                    .ok()
+                    .flatten()
+                    .and_then(|b| postcard::from_bytes::<Progress>(&b).ok())
+                    .unwrap_or_default();
+                progress.insert((peer, doc), p);
+            }
+        }
+        let mut known_roles = BTreeMap::new();
+        if let Ok(Some(b)) = store.meta_get("engine/roles") {
+            if let Ok(r) = postcard::from_bytes(&b) {
+                known_roles = r;
+            }
+        }
+        Engine {
+            store,
+            config,
+            peers: BTreeMap::new(),
+            known_roles,
+            progress,
+            events: VecDeque::new(),
+            metrics: EngineMetrics::default(),
+            rr: 0,
+        }
+    }
+
+    /// The store the engine syncs.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Who this engine is.
+    pub fn local(&self) -> &PeerInfo {
+        &self.config.local
+    }
+
+    /// The access policy.
+    pub fn policy(&self) -> &Policy {
+        &self.config.policy
+    }
+
+    /// Counters since the engine started.
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.metrics
+    }
+
+    /// Whether a peer is connected.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.peers.contains_key(peer)
+    }
+
+    /// The documents `peer` may receive from us: those its role may read.
+    fn offered(&self, peer: &PeerInfo) -> Vec<DocumentId> {
+        self.store
+            .documents()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| self.config.policy.may_read(&peer.role, d.context()))
+            .collect()
+    }
+
+    /// A link to `peer` came up. Its identity must come from something the driver verified
+    /// (the transport takes it from the peer's certificate).
+    pub fn handle_connect(&mut self, peer: PeerInfo, now: Timestamp) {
+        let id = peer.peer.clone();
+        let _span = tracing::debug_span!("peer", peer = %peer).entered();
+        if self.known_roles.get(&id) != Some(&peer.role) {
+            self.known_roles.insert(id.clone(), peer.role.clone());
+            if let Ok(b) = postcard::to_stdvec(&self.known_roles) {
+                let _ = self.store.meta_set("engine/roles", Some(&b));
+            }
+        }
+        let docs: Vec<DocDigest> = self
+            .offered(&peer)
+            .into_iter()
+            .map(|doc| {
+                let heads = self.store.heads(&doc).unwrap_or_default();
+                DocDigest {
+                    doc,
+                    digest: digest(&heads),
+                }
+            })
+            .collect();
+        let hello = WireMessage::Hello { docs }.encode();
+        let mut p = Peer {
+            info: peer,
+            docs: HashMap::new(),
+            control: VecDeque::new(),
+            bulk: VecDeque::new(),
+            in_flight: 0,
+            last_ack: now,
+            pending_ack: 0,
+        };
+        p.control.push_back((None, hello));
+        self.peers.insert(id, p);
+    }
+
+    /// The link to `peer` went down. Its sync states stay persisted for the next session.
+    pub fn handle_disconnect(&mut self, peer: &PeerId, _now: Timestamp) {
+        if let Some(p) = self.peers.remove(peer) {
+            for (doc, ds) in p.docs {
+                if let Some(state) = ds.state {
+                    let _ = self.store.save_sync_state(peer, &doc, &state);
+                }
+            }
+        }
+    }
+
+    /// A document was changed locally: offer the change to every connected peer that may read it.
+    pub fn handle_local_change(&mut self, doc: &DocumentId, now: Timestamp) {
+        self.mark_unsynced(doc, None, now);
+        let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
+        for p in peers {
+            self.pump(&p, doc, now);
+        }
+    }
+
+    /// Records that peers other than `except` may now lack changes of `doc`.
+    fn mark_unsynced(&mut self, doc: &DocumentId, except: Option<&PeerId>, now: Timestamp) {
+        let mut readers: Vec<PeerId> = self
+            .known_roles
+            .iter()
+            .filter(|(p, role)| {
+                Some(*p) != except && self.config.policy.may_read(role, doc.context())
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        readers.dedup();
+        for p in readers {
+            let key = (p.clone(), doc.clone());
+            let entry = self.progress.entry(key).or_default();
+            if entry.unsynced_since.is_none() {
+                entry.unsynced_since = Some(now);
+                let e = *entry;
+                self.save_progress(&p, doc, e);
+            }
+        }
+    }
+
+    fn save_progress(&self, peer: &PeerId, doc: &DocumentId, p: Progress) {
+        if let Ok(b) = postcard::to_stdvec(&p) {
+            let _ = self.store.meta_set(&progress_key(peer, doc), Some(&b));
+        }
+    }
+
+    /// Handles bytes received from `from`.
+    pub fn handle_message(
+        &mut self,
+        from: &PeerId,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let Some(peer) = self.peers.get_mut(from) else {
+            return Err(EngineError::UnknownPeer(from.clone()));
+        };
+        self.metrics.bytes_in += bytes.len() as u64;
+        self.metrics.messages_in += 1;
+        let msg = match WireMessage::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.metrics.sync_errors += 1;
+                let code = match e {
+                    WireError::UnsupportedVersion(_) => wire::ERROR_UNSUPPORTED_VERSION,
+                    _ => wire::ERROR_MALFORMED,
+                };
+                peer.control.push_back((
+                    None,
+                    WireMessage::Error {
+                        code,
+                        message: e.to_string(),
+                    }
+                    .encode(),
+                ));
+                self.events.push_back(EngineEvent::ProtocolError {
+                    peer: from.clone(),
+                    message: e.to_string(),
+                });
+                return Err(EngineError::Wire {
+                    peer: from.clone(),
+                    source: e,
+                });
+            }
+        };
+        match msg {
+            WireMessage::Hello { docs } => {
+                self.handle_hello(from, docs, now);
+                Ok(())
+            }
+            WireMessage::Sync { doc, data } => {
+                peer.pending_ack += bytes.len() as u64;
+                self.handle_sync(from, doc, data, now)
+            }
+            WireMessage::SyncPart {
+                doc,
+                index,
+                total,
+                data,
+            } => {
+                peer.pending_ack += bytes.len() as u64;
+                self.handle_part(from, doc, index, total, data, now)
+            }
+            WireMessage::Ack { bytes } => {
+                peer.in_flight = peer.in_flight.saturating_sub(bytes);
+                peer.last_ack = now;
+                Ok(())
+            }
+            WireMessage::Refused { doc, reason } => {
+                tracing::warn!(peer = %from, %doc, %reason, "peer refused our changes");
+                peer.docs.entry(doc.clone()).or_default().refused_by_peer = true;
+                self.events.push_back(EngineEvent::RefusedByPeer {
+                    peer: from.clone(),
+                    doc,
+                    reason,
+                });
+                Ok(())
+            }
+            WireMessage::Error { code, message } => {
+                tracing::warn!(peer = %from, code, %message, "peer reported a protocol error");
+                self.events.push_back(EngineEvent::ProtocolError {
+                    peer: from.clone(),
+                    message: format!("peer says: {message}"),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_hello(&mut self, from: &PeerId, docs: Vec<DocDigest>, now: Timestamp) {
+        let Some(peer) = self.peers.get(from) else {
+            return;
+        };
+        let info = peer.info.clone();
+        let mut theirs: HashMap<DocumentId, u64> = HashMap::new();
+        for d in docs {
+            // Only documents we may read ourselves, and that the peer may write, are worth pulling.
+            if self
+                .config
+                .policy
+                .may_read(&self.config.local.role, d.doc.context())
+            {
+                theirs.insert(d.doc, d.digest);
+            }
+        }
+        let mut to_sync: Vec<DocumentId> = Vec::new();
+        for doc in self.offered(&info) {
+            let ours = digest(&self.store.heads(&doc).unwrap_or_default());
+            match theirs.remove(&doc) {
+                Some(t) if t == ours => self.mark_synced(from, &doc, now),
+                _ => to_sync.push(doc),
+            }
+        }
+        to_sync.extend(theirs.into_keys());
+        for doc in to_sync {
+            self.pump(from, &doc, now);
+        }
+    }
+
+    fn mark_synced(&mut self, peer: &PeerId, doc: &DocumentId, now: Timestamp) {
+        let entry = self
+            .progress
+            .entry((peer.clone(), doc.clone()))
+            .or_default();
+        let was_unsynced = entry.unsynced_since.is_some() || entry.last_sync.is_none();
+        entry.last_sync = Some(now);
+        entry.unsynced_since = None;
+        let e = *entry;
+        // Persist transitions, and refresh the stored sync time at most every second.
+        if was_unsynced || e.last_sync.is_some_and(|t| t.as_millis() % 1000 < 5) {
+            self.save_progress(peer, doc, e);
+        }
+        if was_unsynced {
+            self.events.push_back(EngineEvent::InSync {
+                peer: peer.clone(),
+                doc: doc.clone(),
+            });
+        }
+    }
+
+    fn handle_part(
+        &mut self,
+        from: &PeerId,
+        doc: DocumentId,
+        index: u32,
+        total: u32,
+        data: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let Some(peer) = self.peers.get_mut(from) else {
+            return Err(EngineError::UnknownPeer(from.clone()));
+        };
+        let ds = peer.docs.entry(doc.clone()).or_default();
+        let bad = |reason: String| EngineError::BadSync {
+            peer: from.clone(),
+            doc: doc.clone(),
+            reason,
+        };
+        if total == 0
+            || index >= total
+            || (total as usize).saturating_mul(FRAGMENT_BYTES) > MAX_SYNC_BYTES + FRAGMENT_BYTES
+        {
+            self.metrics.sync_errors += 1;
+            return Err(bad(format!("part {index} of {total} is out of range")));
+        }
+        if ds.parts.len() != total as usize {
+            ds.parts = vec![None; total as usize];
+            ds.parts_bytes = 0;
+        }
+        ds.parts_bytes += data.len();
+        if ds.parts_bytes > MAX_SYNC_BYTES {
+            ds.parts.clear();
+            self.metrics.sync_errors += 1;
+            return Err(bad(format!(
+                "reassembled message exceeds {MAX_SYNC_BYTES} bytes"
+            )));
+        }
+        ds.parts[index as usize] = Some(data);
+        ds.last_activity = now;
+        if ds.parts.iter().all(Option::is_some) {
+            let whole: Vec<u8> = std::mem::take(&mut ds.parts)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect();
+            ds.parts_bytes = 0;
+            return self.handle_sync(from, doc, whole, now);
+        }
+        Ok(())
+    }
+
+    /// Why the changes in `msg` from `from` must be refused, if they must.
+    fn check_changes(
+        &self,
+        from: &PeerInfo,
+        doc: &DocumentId,
+        msg: &sync::Message,
+    ) -> Option<String> {
+        if msg.changes.is_empty() {
+            return None;
+        }
+        let policy = &self.config.policy;
+        if !policy.may_write(&from.role, doc.context()) {
+            return Some(format!(
+                "role {} may not write context {}",
+                from.role,
+                doc.context()
+            ));
+        }
+        for chunk in msg.changes.iter() {
+            let actors = match crate::chunk::chunk_actors(chunk) {
+                Ok(a) => a,
+                Err(e) => return Some(format!("undecodable change: {e}")),
+            };
+            for actor in actors {
+                match parse_actor(&actor) {
+                    Some(claim) if claim.peer == from.peer => {
+                        if claim.role != from.role {
+                            return Some(format!(
+                                "change claims role {} but {} is certified as {}",
+                                claim.role, from.peer, from.role
+                            ));
+                        }
+                    }
+                    Some(claim) => {
+                        if !policy.may_relay(&from.role) {
+                            return Some(format!(
+                                "role {} may not forward changes authored by {}",
+                                from.role, claim.peer
+                            ));
+                        }
+                        if !policy.may_write(&claim.role, doc.context()) {
+                            return Some(format!(
+                                "change authored by {} as role {}, which may not write context {}",
+                                claim.peer,
+                                claim.role,
+                                doc.context()
+                            ));
+                        }
+                    }
+                    None => {
+                        if !policy.may_relay(&from.role) {
+                            return Some(format!(
+                                "role {} may not forward changes of actor {}",
+                                from.role,
+                                actor.to_hex_string()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn handle_sync(
+        &mut self,
+        from: &PeerId,
+        doc: DocumentId,
+        data: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let msg = match sync::Message::decode(&data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.metrics.sync_errors += 1;
+                return Err(EngineError::BadSync {
+                    peer: from.clone(),
+                    doc,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let Some(peer) = self.peers.get(from) else {
+            return Err(EngineError::UnknownPeer(from.clone()));
+        };
+        let info = peer.info.clone();
+        if let Some(reason) = self.check_changes(&info, &doc, &msg) {
+            let n = msg.changes.len() as u64;
+            self.metrics.changes_refused += n;
+            tracing::warn!(peer = %info, %doc, %reason, "refused changes");
+            let peer = self
+                .peers
+                .get_mut(from)
+                .expect("peer presence checked above");
+            peer.docs.entry(doc.clone()).or_default().refused_by_us = true;
+            peer.control.push_back((
+                Some(doc.clone()),
+                WireMessage::Refused {
+                    doc: doc.clone(),
+                    reason: reason.clone(),
+                }
+                .encode(),
+            ));
+            self.events.push_back(EngineEvent::ChangeRefused {
+                peer: from.clone(),
+                doc,
+                reason,
+            });
+            return Ok(());
+        }
+        let mut state = self.take_state(from, &doc)?;
+        let shared_before = state.shared_heads.clone();
+        let result = self.store.receive_sync(&doc, &mut state, msg, from);
+        let added = match result {
+            Ok(n) => n,
+            Err(e) => {
+                self.put_state(from, &doc, state, now);
+                self.metrics.sync_errors += 1;
+                return Err(EngineError::BadSync {
+                    peer: from.clone(),
+                    doc,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        if state.shared_heads != shared_before {
+            self.store.save_sync_state(from, &doc, &state)?;
+        }
+        let in_sync = state.their_heads.as_ref().is_some_and(|h| {
+            let mut ours = self.store.heads(&doc).unwrap_or_default();
+            let mut theirs = h.clone();
+            ours.sort();
+            theirs.sort();
+            ours == theirs
+        });
+        self.put_state(from, &doc, state, now);
+        if added > 0 {
+            self.metrics.changes_applied += added as u64;
+            self.events.push_back(EngineEvent::RemoteChange {
+                peer: from.clone(),
+                doc: doc.clone(),
+                changes: added,
+            });
+            self.mark_unsynced(&doc, Some(from), now);
+            // Relay: offer what we just learned to every other connected peer.
+            let others: Vec<PeerId> = self.peers.keys().filter(|p| *p != from).cloned().collect();
+            for p in others {
+                self.pump(&p, &doc, now);
+            }
+        }
+        if in_sync {
+            self.mark_synced(from, &doc, now);
+        }
+        self.pump(from, &doc, now);
+        Ok(())
+    }
+
+    /// The live sync state of (peer, doc), loaded from the store on first use.
+    fn take_state(&mut self, peer: &PeerId, doc: &DocumentId) -> Result<sync::State, EngineError> {
+        let p = self
+            .peers
+            .get_mut(peer)
+            .ok_or_else(|| EngineError::UnknownPeer(peer.clone()))?;
+        if let Some(s) = p.docs.get_mut(doc).and_then(|d| d.state.take()) {
+            return Ok(s);
+        }
+        let mut state = self.store.load_sync_state(peer, doc)?.unwrap_or_default();
+        let p = self
+            .peers
+            .get(peer)
+            .ok_or_else(|| EngineError::UnknownPeer(peer.clone()))?;
+        // A peer whose role may not write the context is told so, and sends no changes.
+        if !self.config.policy.may_write(&p.info.role, doc.context()) {
+            state.set_read_only(true);
+        }
+        Ok(state)
+    }
+
+    fn put_state(&mut self, peer: &PeerId, doc: &DocumentId, state: sync::State, now: Timestamp) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            let ds = p.docs.entry(doc.clone()).or_default();
+            ds.state = Some(state);
+            ds.last_activity = now;
+        }
+    }
+
+    /// Generates and queues the next sync message of (peer, doc), if there is one.
+    fn pump(&mut self, peer: &PeerId, doc: &DocumentId, now: Timestamp) {
+        let Some(p) = self.peers.get(peer) else {
+            return;
+        };
+        if !self.config.policy.may_read(&p.info.role, doc.context()) {
+            return;
+        }
+        if p.docs.get(doc).is_some_and(|d| d.refused_by_peer) {
+            return;
+        }
+        let Ok(mut state) = self.take_state(peer, doc) else {
+            return;
+        };
+        let msg = match self.store.generate_sync(doc, &mut state) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(%peer, %doc, error = %e, "cannot generate sync message");
+                None
+            }
+        };
+        self.put_state(peer, doc, state, now);
+        let Some(msg) = msg else { return };
+        let data = msg.encode();
+        let p = self
+            .peers
+            .get_mut(peer)
+            .expect("peer presence checked above");
+        if data.len() <= FRAGMENT_BYTES {
+            p.bulk.push_back((
+                doc.clone(),
+                WireMessage::Sync {
+                    doc: doc.clone(),
+                    data,
+                }
+                .encode(),
+            ));
+        } else {
+            let total = data.len().div_ceil(FRAGMENT_BYTES) as u32;
+            for (i, part) in data.chunks(FRAGMENT_BYTES).enumerate() {
+                let m = WireMessage::SyncPart {
+                    doc: doc.clone(),
+                    index: i as u32,
+                    total,
+                    data: part.to_vec(),
+                };
+                p.bulk.push_back((doc.clone(), m.encode()));
+            }
+        }
+    }
+
+    /// Time passed: restarts exchanges that made no progress (a lost message) and reopens
+    /// the flow-control window if acknowledgements were lost.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let retry = self.config.retry_ms;
+        let mut stalled: Vec<(PeerId, DocumentId)> = Vec::new();
+        for (id, p) in self.peers.iter_mut() {
+            if p.in_flight > 0 && now.millis_since(p.last_ack) >= retry {
+                p.in_flight = 0;
+                p.last_ack = now;
+            }
+            for (doc, ds) in p.docs.iter_mut() {
+                let waiting =
+                    ds.state.as_ref().is_some_and(|s| s.in_flight) || !ds.parts.is_empty();
+                if waiting && now.millis_since(ds.last_activity) >= retry {
+                    if let Some(s) = ds.state.as_mut() {
+                        s.in_flight = false;
+                        s.sent_hashes.clear();
+                        s.have_responded = false;
+                    }
+                    ds.parts.clear();
+                    ds.last_activity = now;
+                    stalled.push((id.clone(), doc.clone()));
+                }
+            }
+        }
+        for (peer, doc) in stalled {
+            self.pump(&peer, &doc, now);
+        }
+    }
+
+    /// When [`Engine::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let retry = self.config.retry_ms;
+        let mut next: Option<Timestamp> = None;
+        let mut consider = |t: Timestamp| next = Some(next.map_or(t, |n| n.min(t)));
+        for p in self.peers.values() {
+            if p.in_flight > 0 {
+                consider(p.last_ack.plus_millis(retry));
+            }
+            for ds in p.docs.values() {
+                if ds.state.as_ref().is_some_and(|s| s.in_flight) || !ds.parts.is_empty() {
+                    consider(ds.last_activity.plus_millis(retry));
+                }
+            }
+        }
+        next
+    }
+
+    /// The next message to send, if any. Control messages go first; document messages
+    /// wait while the peer's flow-control window is full. Peers are served round-robin.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let n = self.peers.len();
+        if n == 0 {
+            return None;
+        }
+        let window = self.config.window_bytes;
+        for i in 0..n {
+            let idx = (self.rr + i) % n;
+            let Some((id, p)) = self.peers.iter_mut().nth(idx) else {
+                continue;
+            };
+            if p.pending_ack > 0 {
+                let bytes = std::mem::take(&mut p.pending_ack);
+                p.control
+                    .push_back((None, WireMessage::Ack { bytes }.encode()));
+            }
+            let out = if let Some((doc, bytes)) = p.control.pop_front() {
+                Some((doc, bytes))
+            } else if !p.bulk.is_empty() && (p.in_flight == 0 || p.in_flight < window) {
+                let (doc, bytes) = p.bulk.pop_front().expect("queue checked non-empty");
+                p.in_flight += bytes.len() as u64;
+                Some((Some(doc), bytes))
+            } else {
+                None
+            };
+            if let Some((doc, bytes)) = out {
+                self.rr = idx + 1;
+                self.metrics.bytes_out += bytes.len() as u64;
+                self.metrics.messages_out += 1;
+                return Some(Transmit {
+                    to: id.clone(),
+                    doc,
+                    bytes,
+                });
+            }
+        }
+        None
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+        self.events.pop_front()
+    }
+
+    /// Sync status per known peer and document, for "N unsynced" badges and operators.
+    pub fn status(&self) -> SyncStatus {
+        status::build(self)
+    }
+}

@@ -1,0 +1,159 @@
+//! What is unsynced, since when, and with whom.
+
+use std::collections::BTreeMap;
+
+use super::Engine;
+use crate::{DocumentId, PeerId, Role, Timestamp};
+
+/// Counters of an engine since it started; the cloud peer exports them as metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EngineMetrics {
+    /// Bytes received from peers.
+    pub bytes_in: u64,
+    /// Bytes sent to peers.
+    pub bytes_out: u64,
+    /// Messages received.
+    pub messages_in: u64,
+    /// Messages sent.
+    pub messages_out: u64,
+    /// Changes received and applied.
+    pub changes_applied: u64,
+    /// Changes received and refused by the access policy.
+    pub changes_refused: u64,
+    /// Messages that could not be decoded or applied.
+    pub sync_errors: u64,
+}
+
+/// Sync status of every peer this engine knows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncStatus {
+    /// Per peer.
+    pub peers: Vec<PeerStatus>,
+}
+
+impl SyncStatus {
+    /// Total number of changes that some known peer still lacks.
+    pub fn unsynced_changes(&self) -> usize {
+        self.peers
+            .iter()
+            .flat_map(|p| &p.docs)
+            .map(|d| d.they_lack)
+            .sum()
+    }
+
+    /// The status of one peer.
+    pub fn peer(&self, peer: &PeerId) -> Option<&PeerStatus> {
+        self.peers.iter().find(|p| &p.peer == peer)
+    }
+}
+
+/// Sync status with one peer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PeerStatus {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its role, if known.
+    pub role: Option<Role>,
+    /// Whether a link is up now.
+    pub connected: bool,
+    /// Per document.
+    pub docs: Vec<DocStatus>,
+}
+
+impl PeerStatus {
+    /// Changes this peer lacks, over all documents.
+    pub fn they_lack(&self) -> usize {
+        self.docs.iter().map(|d| d.they_lack).sum()
+    }
+}
+
+/// Sync status of one document with one peer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DocStatus {
+    /// The document.
+    pub doc: DocumentId,
+    /// When both sides last had the same heads.
+    pub last_sync: Option<Timestamp>,
+    /// How many of our changes the peer is not known to have.
+    pub they_lack: usize,
+    /// Whether the peer is known to have changes we lack.
+    pub we_lack: bool,
+    /// Since when the peer has lacked some of our changes.
+    pub unsynced_since: Option<Timestamp>,
+    /// Whether changes were refused on this link (by either side) this session.
+    pub refused: bool,
+}
+
+pub(super) fn build(engine: &Engine) -> SyncStatus {
+    let store = &engine.store;
+    let mut by_peer: BTreeMap<PeerId, Vec<DocumentId>> = BTreeMap::new();
+    for (peer, doc) in engine.progress.keys() {
+        by_peer.entry(peer.clone()).or_default().push(doc.clone());
+    }
+    for (id, p) in &engine.peers {
+        let docs = by_peer.entry(id.clone()).or_default();
+        docs.extend(p.docs.keys().cloned());
+    }
+    for id in engine.known_roles.keys() {
+        by_peer.entry(id.clone()).or_default();
+    }
+    let mut peers = Vec::new();
+    for (peer, mut docs) in by_peer {
+        docs.sort();
+        docs.dedup();
+        let live = engine.peers.get(&peer);
+        let role = live
+            .map(|p| p.info.role.clone())
+            .or_else(|| engine.known_roles.get(&peer).cloned());
+        if let Some(role) = &role {
+            docs.retain(|d| engine.config.policy.may_read(role, d.context()));
+        }
+        let mut out = Vec::new();
+        for doc in docs {
+            let ds = live.and_then(|p| p.docs.get(&doc));
+            let their_heads = match ds.and_then(|d| d.state.as_ref()) {
+                Some(s) => s
+                    .their_heads
+                    .clone()
+                    .unwrap_or_else(|| s.shared_heads.clone()),
+                None => store
+                    .load_sync_state(&peer, &doc)
+                    .ok()
+                    .flatten()
+                    .map(|s| s.shared_heads)
+                    .unwrap_or_default(),
+            };
+            let known: Vec<_> = their_heads
+                .iter()
+                .filter(|h| store.has_all(&doc, &[**h]).unwrap_or(false))
+                .cloned()
+                .collect();
+            let we_lack = known.len() < their_heads.len();
+            let they_lack = store.count_changes_since(&doc, &known).unwrap_or(0);
+            let progress = engine
+                .progress
+                .get(&(peer.clone(), doc.clone()))
+                .copied()
+                .unwrap_or_default();
+            out.push(DocStatus {
+                doc,
+                last_sync: progress.last_sync,
+                they_lack,
+                we_lack,
+                unsynced_since: if they_lack > 0 {
+                    progress.unsynced_since
+                } else {
+                    None
+                },
+                refused: ds.is_some_and(|d| d.refused_by_peer || d.refused_by_us),
+            });
+        }
+        peers.push(PeerStatus {
+            peer,
+            role,
+            connected: live.is_some(),
+            docs: out,
+        });
+    }
+    SyncStatus { peers }
+}

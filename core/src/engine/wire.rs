@@ -1,0 +1,180 @@
+//! The wire format between engines.
+//!
+//! Every message is one byte of wire version followed by a postcard-encoded [`WireMessage`].
+//! Version 1 is the only version. A message longer than [`MAX_MESSAGE_BYTES`] is refused
+//! before decoding. Automerge sync messages larger than [`FRAGMENT_BYTES`] travel as
+//! [`WireMessage::SyncPart`]s that the receiver reassembles, up to [`MAX_SYNC_BYTES`].
+//!
+//! | message | lane | meaning |
+//! |---|---|---|
+//! | `Hello` | control | documents the sender offers to the receiver, with a digest of their heads |
+//! | `Sync` | document | one Automerge sync message for a document |
+//! | `SyncPart` | document | part `index` of `total` of a large Automerge sync message |
+//! | `Ack` | control | the receiver processed this many payload bytes (flow control) |
+//! | `Refused` | document | the receiver refused the sender's changes to a document, and why |
+//! | `Error` | control | a protocol error (e.g. unsupported version); the link stays up |
+
+use serde::{Deserialize, Serialize};
+
+use crate::DocumentId;
+
+/// The wire version this engine speaks.
+pub const WIRE_VERSION: u8 = 1;
+/// The largest encoded message accepted.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Sync messages larger than this are split into parts.
+pub const FRAGMENT_BYTES: usize = 256 * 1024;
+/// The largest reassembled Automerge sync message accepted.
+pub const MAX_SYNC_BYTES: usize = 256 * 1024 * 1024;
+
+/// Error code: the message's wire version is not supported.
+pub const ERROR_UNSUPPORTED_VERSION: u16 = 1;
+/// Error code: the message could not be decoded.
+pub const ERROR_MALFORMED: u16 = 2;
+
+/// A document and a digest of its heads, as announced in `Hello`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocDigest {
+    /// The document.
+    pub doc: DocumentId,
+    /// A digest of the sender's heads of the document.
+    pub digest: u64,
+}
+
+/// One message between two engines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireMessage {
+    /// The documents the sender offers, sent once when a link comes up.
+    Hello {
+        /// Documents and digests of their heads.
+        docs: Vec<DocDigest>,
+    },
+    /// An Automerge sync message.
+    Sync {
+        /// The document.
+        doc: DocumentId,
+        /// `automerge::sync::Message::encode` bytes.
+        data: Vec<u8>,
+    },
+    /// A part of a large Automerge sync message.
+    SyncPart {
+        /// The document.
+        doc: DocumentId,
+        /// Which part, from 0.
+        index: u32,
+        /// How many parts.
+        total: u32,
+        /// The bytes of this part.
+        data: Vec<u8>,
+    },
+    /// Flow control: payload bytes processed since the last ack.
+    Ack {
+        /// Bytes processed.
+        bytes: u64,
+    },
+    /// The sender's changes to `doc` were refused and not applied.
+    Refused {
+        /// The document.
+        doc: DocumentId,
+        /// Why.
+        reason: String,
+    },
+    /// A protocol error.
+    Error {
+        /// One of the `ERROR_*` codes.
+        code: u16,
+        /// A message for logs.
+        message: String,
+    },
+}
+
+/// Why bytes could not be decoded as a wire message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    /// The message is empty.
+    #[error("empty message")]
+    Empty,
+    /// The message is longer than the maximum.
+    #[error("message of {0} bytes exceeds the maximum of {MAX_MESSAGE_BYTES}")]
+    TooLarge(usize),
+    /// The sender speaks another wire version.
+    #[error("unsupported wire version {0}; this peer speaks version {WIRE_VERSION}: upgrade the older peer")]
+    UnsupportedVersion(u8),
+    /// The body could not be decoded.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+impl WireMessage {
+    /// Encodes with the version byte.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![WIRE_VERSION];
+        // Serializing these plain types into a Vec cannot fail.
+        out.extend(postcard::to_stdvec(self).expect("wire messages always serialize"));
+        out
+    }
+
+    /// Decodes and validates bytes from a peer.
+    pub fn decode(bytes: &[u8]) -> Result<WireMessage, WireError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(WireError::TooLarge(bytes.len()));
+        }
+        let (&version, body) = bytes.split_first().ok_or(WireError::Empty)?;
+        if version != WIRE_VERSION {
+            return Err(WireError::UnsupportedVersion(version));
+        }
+        postcard::from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))
+    }
+
+    /// The document the message belongs to, which selects its stream; `None` for control messages.
+    pub fn doc(&self) -> Option<&DocumentId> {
+        match self {
+            WireMessage::Sync { doc, .. }
+            | WireMessage::SyncPart { doc, .. }
+            | WireMessage::Refused { doc, .. } => Some(doc),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_errors() {
+        let m = WireMessage::Sync {
+            doc: "orders/2026-11-27".parse().expect("valid"),
+            data: vec![1, 2, 3],
+        };
+        assert_eq!(WireMessage::decode(&m.encode()), Ok(m));
+        assert_eq!(WireMessage::decode(&[]), Err(WireError::Empty));
+        assert_eq!(
+            WireMessage::decode(&[9, 0]),
+            Err(WireError::UnsupportedVersion(9))
+        );
+        assert!(matches!(
+            WireMessage::decode(&[1, 200, 200]),
+            Err(WireError::Malformed(_))
+        ));
+        assert!(matches!(
+            WireMessage::decode(&vec![1; MAX_MESSAGE_BYTES + 1]),
+            Err(WireError::TooLarge(_))
+        ));
+        // A document id that fails validation is a decode error, not a panic.
+        let mut bad = WireMessage::Refused {
+            doc: "menu".parse().expect("valid"),
+            reason: String::new(),
+        }
+        .encode();
+        let pos = bad
+            .iter()
+            .position(|b| *b == b'm')
+            .expect("name is in the encoding");
+        bad[pos] = b'M';
+        assert!(matches!(
+            WireMessage::decode(&bad),
+            Err(WireError::Malformed(_))
+        ));
+    }
+}
