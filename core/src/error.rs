@@ -124,7 +124,7 @@ pub enum Error {
         doc: DocumentId,
         /// The automerge error.
         #[source]
-        source: automerge::AutomergeError,
+        source: Box<automerge::AutomergeError>,
     },
     /// The storage engine failed (disk full, permissions, I/O error).
     #[error(
@@ -135,3 +135,9 @@ pub enum Error {
 
 /// A `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn automerge(doc: &DocumentId, e: automerge::AutomergeError) -> Error {
+        Error::Automerge { doc: doc.clone(), source: Box::new(e) }
+    }
+}

@@ -110,11 +110,25 @@ impl Store {
 
     /// Opens (or creates) a store in the directory `path`.
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path.as_ref())
             .cache_capacity(options.cache_capacity)
-            .flush_every_ms(Some(options.flush_every_ms))
-            .open()?;
+            .flush_every_ms(Some(options.flush_every_ms));
+        // sled releases its file lock from a background thread a moment after the last
+        // handle of a database is dropped (sled issues #1234, #1289), so reopening a store
+        // right after closing it in the same process may briefly find the lock still held.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => break other?,
+            }
+        };
         Store::on_db(db, "", options)
     }
 
@@ -188,13 +202,8 @@ impl Store {
             else {
                 continue;
             };
-            if lock(&self.inner.docs)
-                .get(&id)
-                .map(|s| lock(s).exists())
-                .unwrap_or(false)
-            {
-                out.push(id);
-            } else if !self.inner.db.open_tree(&name)?.is_empty() {
+            // Every document with data has at least one chunk in its tree.
+            if !self.inner.db.open_tree(&name)?.is_empty() {
                 out.push(id);
             }
         }
@@ -408,10 +417,7 @@ impl Store {
             });
         }
         let prop = value::prop_for(&s.doc, &obj, last, doc, &parent)?;
-        let all = s.doc.get_all(&obj, prop).map_err(|e| Error::Automerge {
-            doc: doc.clone(),
-            source: e,
-        })?;
+        let all = s.doc.get_all(&obj, prop).map_err(|e| Error::automerge(doc, e))?;
         let winner = s
             .doc
             .get(&obj, value::prop_for(&s.doc, &obj, last, doc, &parent)?)
@@ -584,10 +590,7 @@ impl Store {
         let before = s.doc.get_heads();
         s.doc
             .receive_sync_message(state, msg)
-            .map_err(|e| Error::Automerge {
-                doc: doc.clone(),
-                source: e,
-            })?;
+            .map_err(|e| Error::automerge(doc, e))?;
         let added = if s.doc.get_heads() == before {
             0
         } else {

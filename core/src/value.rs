@@ -77,13 +77,13 @@ pub(crate) fn object_to_json<R: ReadDoc>(doc: &R, obj: &ObjId) -> Json {
 
 /// The property `token` addresses inside `obj`: an index for lists, a key for maps.
 pub(crate) fn prop_for<R: ReadDoc>(
-    doc: &R,
+    read: &R,
     obj: &ObjId,
     token: &str,
     _doc: &DocumentId,
     at: &Pointer,
 ) -> Result<Prop, Error> {
-    match doc.object_type(obj) {
+    match read.object_type(obj) {
         Ok(ObjType::List) | Ok(ObjType::Text) => {
             let index: usize = token.parse().map_err(|_| Error::InvalidPath {
                 path: at.to_string(),
@@ -138,10 +138,7 @@ pub(crate) fn ensure_object<T: Transactable>(
     for token in path.tokens() {
         let prop = prop_for(tx, &cur, token, id, &walked)?;
         walked = walked.child(token.clone());
-        let existing = tx.get(&cur, prop.clone()).map_err(|e| Error::Automerge {
-            doc: id.clone(),
-            source: e,
-        })?;
+        let existing = tx.get(&cur, prop.clone()).map_err(|e| Error::automerge(id, e))?;
         cur = match existing {
             Some((Value::Object(_), obj)) => obj,
             Some((v, _)) => {
@@ -155,10 +152,7 @@ pub(crate) fn ensure_object<T: Transactable>(
             None => match prop {
                 Prop::Map(key) => {
                     tx.put_object(&cur, key, ObjType::Map)
-                        .map_err(|e| Error::Automerge {
-                            doc: id.clone(),
-                            source: e,
-                        })?
+                        .map_err(|e| Error::automerge(id, e))?
                 }
                 Prop::Seq(index) => {
                     let len = tx.length(&cur);
@@ -209,10 +203,7 @@ pub(crate) fn put_json<T: Transactable>(
     value: &Json,
     insert: bool,
 ) -> Result<(), Error> {
-    let am = |e| Error::Automerge {
-        doc: id.clone(),
-        source: e,
-    };
+    let am = |e| Error::automerge(id, e);
     if let Some(s) = json_scalar(value, id, path)? {
         match (prop, insert) {
             (Prop::Map(k), _) => tx.put(obj, k, s).map_err(am)?,

@@ -71,10 +71,7 @@ impl<'a> Tx<'a> {
         let exists = self
             .tx()
             .get(&obj, prop.clone())
-            .map_err(|e| Error::Automerge {
-                doc: doc.clone(),
-                source: e,
-            })?
+            .map_err(|e| Error::automerge(doc, e))?
             .is_some();
         if !exists {
             return Err(Error::NotFound {
@@ -82,10 +79,7 @@ impl<'a> Tx<'a> {
                 path: path.to_string(),
             });
         }
-        self.tx().delete(&obj, prop).map_err(|e| Error::Automerge {
-            doc: doc.clone(),
-            source: e,
-        })
+        self.tx().delete(&obj, prop).map_err(|e| Error::automerge(doc, e))
     }
 
     /// Inserts `value` into the list at `path` before `index`. Creates the list if absent.
@@ -109,10 +103,7 @@ impl<'a> Tx<'a> {
                     Prop::Map(k) => self.tx().put_object(&obj, k, ObjType::List),
                     Prop::Seq(i) => self.tx().insert_object(&obj, i, ObjType::List),
                 }
-                .map_err(|e| Error::Automerge {
-                    doc: doc.clone(),
-                    source: e,
-                })?
+                .map_err(|e| Error::automerge(doc, e))?
             }
         };
         let len = self.tx().length(&list);
@@ -150,10 +141,7 @@ impl<'a> Tx<'a> {
     pub fn increment(&mut self, path: &str, delta: i64) -> Result<()> {
         let (_, obj, prop) = self.parent(path)?;
         let doc = self.doc;
-        let am = |e| Error::Automerge {
-            doc: doc.clone(),
-            source: e,
-        };
+        let am = |e| Error::automerge(doc, e);
         match self.tx().get(&obj, prop.clone()).map_err(am)? {
             Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Counter(_)) => {
                 self.tx().increment(&obj, prop, delta).map_err(am)
