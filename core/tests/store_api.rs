@@ -905,3 +905,20 @@ fn changes_since_and_eviction() {
     assert_eq!(s.loaded_documents(), 0);
     assert_eq!(get(&s, "menu", ""), Some(json!({"a": 1, "b": 2, "c": 3})));
 }
+
+#[test]
+fn reopening_right_after_closing_works() {
+    // sled releases its file lock from a background thread after the last handle drops;
+    // opening must wait for it rather than fail.
+    let dir = tempdir();
+    let menu = doc("menu");
+    for i in 0..30 {
+        let s = open(&dir);
+        s.put(&menu, &format!("/k{i}"), json!(i), Durability::Durable)
+            .expect("put");
+        assert_eq!(
+            s.get_all(&menu).expect("all").as_object().map(|m| m.len()),
+            Some(i + 1)
+        );
+    }
+}
