@@ -1,0 +1,189 @@
+//! Mutual TLS over real QUIC on 127.0.0.1: who gets in and who does not.
+
+mod support;
+
+use std::sync::Arc;
+
+use outpost_transport::tls::{self, peer_info_of, TransportTuning};
+use outpost_transport::{DenyList, FleetCa, PeerFilter, SiteRule};
+use support::*;
+
+#[tokio::test]
+async fn valid_certificates_complete_the_handshake() {
+    init_tracing();
+    let ca = FleetCa::generate("acme").expect("ca");
+    let pos = issue(&ca, "lyon", "pos-1", "pos");
+    let kiosk = issue(&ca, "lyon", "kiosk-1", "kiosk");
+    let server = endpoint(&pos, &filter_for(&pos));
+    let client = endpoint(&kiosk, &filter_for(&kiosk));
+    let (s, c) = link(&server, &client).await;
+    let s = s.expect("server accepts");
+    let c = c.expect("client connects");
+    assert_eq!(peer_info_of(&s).expect("client identity"), *kiosk.info());
+    assert_eq!(peer_info_of(&c).expect("server identity"), *pos.info());
+    assert_eq!(
+        c.handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.protocol),
+        Some(tls::ALPN.to_vec())
+    );
+}
+
+#[tokio::test]
+async fn certificate_from_another_ca_is_refused() {
+    init_tracing();
+    let ca = FleetCa::generate("acme").expect("ca");
+    let rogue_ca = FleetCa::generate("rogue").expect("ca");
+    let pos = issue(&ca, "lyon", "pos-1", "pos");
+    let rogue = issue(&rogue_ca, "lyon", "kiosk-1", "kiosk");
+
+    // Rogue client to a fleet server.
+    let server = endpoint(&pos, &filter_for(&pos));
+    let client = endpoint(&rogue, &filter_for(&rogue));
+    let (s, c) = link(&server, &client).await;
+    assert!(s.is_err(), "server must refuse a client of another CA");
+    assert!(c.is_err(), "client of another CA must not get a connection");
+
+    // Fleet client to a rogue server: the client refuses the server.
+    let rogue_server = endpoint(&rogue, &filter_for(&rogue));
+    let fleet_client = endpoint(&pos, &filter_for(&pos));
+    let (s, c) = link(&rogue_server, &fleet_client).await;
+    assert!(c.is_err(), "client must refuse a server of another CA");
+    assert!(
+        s.is_err(),
+        "handshake with a rogue server must fail on both sides"
+    );
+}
+
+#[tokio::test]
+async fn client_without_certificate_is_refused() {
+    init_tracing();
+    let ca = FleetCa::generate("acme").expect("ca");
+    let pos = issue(&ca, "lyon", "pos-1", "pos");
+    let server = endpoint(&pos, &filter_for(&pos));
+
+    // A client that trusts the fleet CA but presents no certificate.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pos.ca_der().clone()).expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    crypto.alpn_protocols = vec![tls::ALPN.to_vec()];
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(crypto).expect("quic client config");
+    let mut client = quinn::Endpoint::client(localhost()).expect("client endpoint");
+    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+
+    let (s, c) = link(&server, &client).await;
+    assert!(
+        s.is_err(),
+        "server must refuse a client without certificate"
+    );
+    assert!(c.is_err(), "anonymous client must not get a connection");
+}
+
+#[tokio::test]
+async fn revoked_device_is_refused_both_ways() {
+    init_tracing();
+    let ca = FleetCa::generate("acme").expect("ca");
+    let pos = issue(&ca, "lyon", "pos-1", "pos");
+    let kiosk = issue(&ca, "lyon", "kiosk-1", "kiosk");
+
+    let deny = DenyList::parse(["lyon/kiosk-1"]).expect("deny list");
+    let server = endpoint(
+        &pos,
+        &PeerFilter::new(SiteRule::for_identity(pos.info()), deny),
+    );
+    let client = endpoint(&kiosk, &filter_for(&kiosk));
+    let (s, c) = link(&server, &client).await;
+    assert!(s.is_err(), "server must refuse a revoked client");
+    assert!(c.is_err(), "revoked client must not get a connection");
+
+    // The kiosk refuses a revoked server too.
+    let server = endpoint(&pos, &filter_for(&pos));
+    let client = endpoint(
+        &kiosk,
+        &PeerFilter::new(
+            SiteRule::for_identity(kiosk.info()),
+            DenyList::parse(["pos-1"]).expect("deny"),
+        ),
+    );
+    let (_, c) = link(&server, &client).await;
+    assert!(c.is_err(), "client must refuse a revoked server");
+
+    // Revoking at runtime applies to the next handshake.
+    let filter = filter_for(&pos);
+    let server = endpoint(&pos, &filter);
+    let client = endpoint(&kiosk, &filter_for(&kiosk));
+    let (s, c) = link(&server, &client).await;
+    assert!(s.is_ok() && c.is_ok(), "not revoked yet");
+    filter.revoke(
+        "kiosk-1"
+            .parse::<outpost_transport::DenyEntry>()
+            .expect("entry"),
+    );
+    let (s, c) = link(&server, &client).await;
+    assert!(s.is_err() && c.is_err(), "revoked at runtime");
+}
+
+#[tokio::test]
+async fn other_site_is_refused_unless_cloud() {
+    init_tracing();
+    let ca = FleetCa::generate("acme").expect("ca");
+    let lyon_pos = issue(&ca, "lyon", "pos-1", "pos");
+    let paris_pos = issue(&ca, "paris", "pos-2", "pos");
+    let cloud = issue(&ca, "acme", "cloud-1", "cloud");
+
+    // Device of another site: refused by the site device (server side)...
+    let server = endpoint(&lyon_pos, &filter_for(&lyon_pos));
+    let paris = endpoint(&paris_pos, &filter_for(&paris_pos));
+    let (s, c) = link(&server, &paris).await;
+    assert!(s.is_err() && c.is_err(), "lyon must refuse a paris device");
+    // ...and when dialing it (client side).
+    let lyon_client = endpoint(&lyon_pos, &filter_for(&lyon_pos));
+    let paris_server = endpoint(
+        &paris_pos,
+        &PeerFilter::new(SiteRule::AnySite, DenyList::new()),
+    );
+    let (_, c) = link(&paris_server, &lyon_client).await;
+    assert!(c.is_err(), "lyon must refuse to talk to a paris server");
+
+    // A cloud peer of the fleet is admitted by every site, and admits every site.
+    let cloud_client = endpoint(&cloud, &filter_for(&cloud));
+    let (s, c) = link(&server, &cloud_client).await;
+    assert!(s.is_ok() && c.is_ok(), "site devices accept the cloud");
+    let cloud_server = endpoint(&cloud, &filter_for(&cloud));
+    let (s, c) = link(&cloud_server, &paris).await;
+    assert!(s.is_ok() && c.is_ok(), "cloud accepts paris");
+    let (s, c) = link(&cloud_server, &lyon_client).await;
+    assert!(s.is_ok() && c.is_ok(), "cloud accepts lyon");
+}
+
+#[tokio::test]
+async fn expired_certificate_is_refused() {
+    init_tracing();
+    let ca = FleetCa::generate("acme").expect("ca");
+    let pos = issue(&ca, "lyon", "pos-1", "pos");
+    let expired = ca
+        .issue_valid_for(
+            &info("lyon", "kiosk-1", "kiosk"),
+            time::Duration::minutes(-30),
+        )
+        .expect("issue");
+    let server = endpoint(&pos, &filter_for(&pos));
+    let client = tls::endpoint(
+        &expired,
+        &filter_for(&expired),
+        &TransportTuning::default(),
+        localhost(),
+    )
+    .expect("bind");
+    let (s, c) = link(&server, &client).await;
+    assert!(
+        s.is_err() && c.is_err(),
+        "expired certificate must be refused"
+    );
+}
