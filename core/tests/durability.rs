@@ -1,0 +1,221 @@
+//! Kill -9 durability: a child process makes a stream of durable writes and acknowledges each
+//! one on stdout; the parent SIGKILLs it at a random moment, reopens the store and checks that
+//! every acknowledged write is there and that no transaction is half applied.
+//!
+//! The child is this very test binary, re-executed to run the ignored test `durability_child`
+//! with the store directory in an environment variable.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{doc, tempdir};
+use outpost_core::{Durability, Store, StoreOptions};
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value as Json};
+
+const DIR_ENV: &str = "OUTPOST_DURABILITY_DIR";
+const ROUND_ENV: &str = "OUTPOST_DURABILITY_ROUND";
+const SEED_ENV: &str = "OUTPOST_DURABILITY_SEED";
+const ROUNDS: u32 = 40;
+const TIME_BUDGET: Duration = Duration::from_secs(20);
+
+fn options() -> StoreOptions {
+    // A low threshold so that kills also land in the middle of compactions.
+    StoreOptions {
+        compaction_threshold: 16,
+        ..StoreOptions::default()
+    }
+}
+
+fn order(round: u32, n: u64) -> Json {
+    json!({
+        "id": format!("r{round}-o{n}"),
+        "table": n % 20,
+        "lines": [{"sku": "burger", "qty": 1 + n % 3}, {"sku": "fries", "qty": 1}],
+        "status": "new",
+        "paid": n % 2 == 0,
+        "total_cents": 1250 + n,
+    })
+}
+
+/// Write number `n` of a round: even numbers put an order and count it in one transaction,
+/// odd numbers increment a counter in another document.
+fn write(store: &Store, round: u32, n: u64) -> outpost_core::Result<()> {
+    if n % 2 == 0 {
+        store.transact(&doc("orders"), Durability::Durable, |tx| {
+            tx.put(&format!("/r{round}/o{n}"), order(round, n))?;
+            tx.increment("/count", 1)
+        })
+    } else {
+        store.increment(&doc("stock"), "/sold", 1, Durability::Durable)
+    }
+}
+
+/// The child: writes until killed, printing `ack N` once write `N` has returned.
+#[test]
+#[ignore = "child process of durable_writes_survive_kill_9, which runs it"]
+fn durability_child() {
+    let Ok(dir) = std::env::var(DIR_ENV) else {
+        return;
+    };
+    let round: u32 = std::env::var(ROUND_ENV)
+        .expect("the parent sets the round")
+        .parse()
+        .expect("the round is a number");
+    let store = Store::open_with(&dir, options()).expect("the child opens the store");
+    let mut out = std::io::stdout().lock();
+    for n in 0..1_000_000u64 {
+        write(&store, round, n).expect("durable write");
+        writeln!(out, "ack {n}").expect("stdout is the parent's pipe");
+        out.flush().expect("stdout is the parent's pipe");
+    }
+}
+
+fn spawn_child(dir: &std::path::Path, round: u32) -> Child {
+    Command::new(std::env::current_exe().expect("the test binary's path"))
+        .args(["--exact", "durability_child", "--nocapture", "--ignored"])
+        .env(DIR_ENV, dir)
+        .env(ROUND_ENV, round.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the test binary runs as a child")
+}
+
+fn parse_ack(line: &str) -> Option<u64> {
+    line.strip_prefix("ack ")?.trim().parse().ok()
+}
+
+/// Checks that every acknowledged write of every round so far is in the store.
+fn verify(store: &Store, acked: &[(u32, Option<u64>)], seed: u64) {
+    let orders = doc("orders");
+    let stock = doc("stock");
+    let all = if store.contains(&orders).expect("contains") {
+        store.get_all(&orders).unwrap_or_else(|e| panic!("seed {seed}: orders read: {e}"))
+    } else {
+        json!({})
+    };
+    let mut stored_orders = 0;
+    let mut min_sold = 0;
+    for (round, last) in acked {
+        let stored = all.get(format!("r{round}")).and_then(Json::as_object);
+        stored_orders += stored.map_or(0, |m| m.len() as u64);
+        // Orders not acknowledged may be present (written, killed before the ack), but
+        // only the one write that was in flight.
+        let unacked: Vec<&String> = stored
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter(|k| match (k[1..].parse::<u64>(), last) {
+                (Ok(n), Some(last)) => n > *last,
+                _ => true,
+            })
+            .collect();
+        assert!(unacked.len() <= 1, "seed {seed}: round {round}: {unacked:?}");
+        let Some(last) = *last else { continue };
+        for n in (0..=last).step_by(2) {
+            assert_eq!(
+                stored.and_then(|m| m.get(&format!("o{n}"))),
+                Some(&order(*round, n)),
+                "seed {seed}: acknowledged order r{round}/o{n} is missing or wrong"
+            );
+        }
+        min_sold += (last + 1) / 2;
+    }
+    // Each order was written together with its count in one transaction.
+    let count = all.get("count").and_then(Json::as_u64).unwrap_or(0);
+    assert_eq!(
+        count, stored_orders,
+        "seed {seed}: an order and its count were not written atomically"
+    );
+    let sold = if store.contains(&stock).expect("contains") {
+        store
+            .get(&stock, "/sold")
+            .unwrap_or_else(|e| panic!("seed {seed}: stock read: {e}"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    assert!(
+        sold >= min_sold && sold <= min_sold + acked.len() as u64,
+        "seed {seed}: {sold} sales stored, {min_sold} acknowledged"
+    );
+}
+
+#[test]
+fn durable_writes_survive_kill_9() {
+    let seed: u64 = match std::env::var(SEED_ENV) {
+        Ok(s) => s.parse().expect("the seed is a number"),
+        Err(_) => rand::random(),
+    };
+    println!("durability seed {seed} (rerun with {SEED_ENV}={seed})");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempdir();
+    let start = Instant::now();
+    // For each round, the last acknowledged write (writes are acknowledged in order).
+    let mut acked: Vec<(u32, Option<u64>)> = Vec::new();
+    let mut total_acks = 0;
+    for round in 0..ROUNDS {
+        if start.elapsed() > TIME_BUDGET && round >= 5 {
+            break;
+        }
+        // Sometimes kill during startup or recovery, usually after some writes.
+        let wait_for_acks: u64 = if rng.random_bool(0.15) {
+            0
+        } else {
+            rng.random_range(1..200)
+        };
+        let extra_delay = Duration::from_micros(rng.random_range(0..3000));
+        let mut child = spawn_child(dir.path(), round);
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut last: Option<u64> = None;
+        let mut seen = 0;
+        if wait_for_acks == 0 {
+            std::thread::sleep(extra_delay * 10);
+        }
+        while seen < wait_for_acks {
+            match lines.next() {
+                Some(line) => {
+                    if let Some(n) = parse_ack(&line.expect("child stdout is text")) {
+                        last = Some(n);
+                        seen += 1;
+                    }
+                }
+                None => {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    let _ = child.wait();
+                    panic!("seed {seed}: the child ended before being killed:\n{err}");
+                }
+            }
+        }
+        std::thread::sleep(extra_delay);
+        child.kill().expect("SIGKILL the child");
+        child.wait().expect("reap the child");
+        // Acks printed before the kill are still in the pipe.
+        for line in lines {
+            if let Some(n) = line.ok().as_deref().and_then(parse_ack) {
+                last = Some(n);
+            }
+        }
+        total_acks += last.map_or(0, |n| n + 1);
+        acked.push((round, last));
+
+        let store = Store::open_with(dir.path(), options())
+            .unwrap_or_else(|e| panic!("seed {seed}: the store must open after a kill: {e}"));
+        verify(&store, &acked, seed);
+    }
+    println!(
+        "{} rounds, {total_acks} acknowledged writes, {:?}",
+        acked.len(),
+        start.elapsed()
+    );
+    assert!(acked.len() >= 5);
+}
