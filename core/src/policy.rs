@@ -57,7 +57,8 @@ impl Default for Policy {
     /// | `orders` | pos, kiosk, kitchen | pos, kiosk, kitchen |
     /// | other | pos | pos |
     ///
-    /// `cloud` may read and write everything, and pos and cloud relay others' changes.
+    /// `cloud` may read and write everything. Every role that writes also relays others'
+    /// changes (see `core/docs/design.md` on why a stricter relay set costs connectivity).
     fn default() -> Self {
         let mut contexts = BTreeMap::new();
         let ctx = |s: &str| {
@@ -82,7 +83,7 @@ impl Default for Policy {
         Policy {
             contexts,
             default_rule: ContextRule::new(&["pos"], &["pos"]),
-            relay_roles: roles(&["cloud", "pos"]),
+            relay_roles: roles(&["cloud", "pos", "kiosk", "kitchen"]),
             open: false,
         }
     }

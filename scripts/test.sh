@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command of outpost: installs what a fresh machine lacks, then runs every check.
+# Usage: ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+export CARGO_INCREMENTAL=0
+export RUST_BACKTRACE=1
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain components"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "format"
+cargo fmt --all --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+cargo test --workspace --locked
+
+step "benches compile"
+cargo bench --workspace --locked --no-run
+
+echo
+echo "all checks passed"
