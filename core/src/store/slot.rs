@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use automerge::{ActorId, Automerge};
+use automerge::{ActorId, Automerge, ReadDoc};
 
 use crate::{DocumentId, Error, Result};
 
@@ -40,6 +40,20 @@ impl Slot {
                 reason: e.to_string(),
             })?
         };
+        // After a snapshot, Automerge loads changes whose dependencies are missing by
+        // silently leaving them out; the store only ever persists complete histories, so a
+        // missing dependency means a lost chunk.
+        let missing = doc.get_missing_deps(&[]);
+        if !missing.is_empty() {
+            return Err(Error::CorruptDocument {
+                doc: id,
+                reason: format!(
+                    "stored changes depend on {} change(s) that are not stored, e.g. {}",
+                    missing.len(),
+                    missing[0]
+                ),
+            });
+        }
         Ok(Slot {
             doc: doc.with_actor(actor),
             id,

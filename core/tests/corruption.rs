@@ -1,0 +1,237 @@
+//! Corrupt bytes on disk: a document whose stored chunks do not decode reads as
+//! `Error::CorruptDocument` naming it, other documents still read, and nothing panics.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{doc, open, tempdir};
+use outpost_core::{Durability, Error, Store};
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+/// Opens the store's sled database directly, waiting for the store's lock to be released.
+fn open_sled(path: &Path) -> sled::Db {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if Instant::now() < deadline => {
+                assert!(e.to_string().contains("lock"), "sled open: {e}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("sled open: {e}"),
+        }
+    }
+}
+
+/// A store with a `menu` of several chunks (a snapshot and changes) and a `stock`.
+fn populated(path: &Path) {
+    let s = Store::open(path).expect("open");
+    let menu = doc("menu");
+    for i in 0..3 {
+        s.put(&menu, &format!("/items/i{i}"), json!({"price": i}), Durability::Fast)
+            .expect("put");
+    }
+    s.compact(&menu).expect("compact");
+    s.put(&menu, "/items/i3", json!({"price": 3}), Durability::Fast)
+        .expect("put");
+    s.put(&menu, "/items/i4", json!({"price": 4}), Durability::Fast)
+        .expect("put");
+    s.increment(&doc("stock"), "/burger", 7, Durability::Durable)
+        .expect("increment");
+}
+
+/// The chunks of `menu` as (key, value), in key order.
+fn menu_chunks(db: &sled::Db) -> (sled::Tree, Vec<(Vec<u8>, Vec<u8>)>) {
+    let tree = db.open_tree("doc/menu").expect("the menu tree");
+    let chunks = tree
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.expect("sled reads");
+            (k.to_vec(), v.to_vec())
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(chunks.len(), 3, "a snapshot and two changes");
+    (tree, chunks)
+}
+
+/// Asserts the store reports `menu` as corrupt everywhere and still serves `stock`.
+fn assert_menu_corrupt(s: &Store, what: &str) {
+    let menu = doc("menu");
+    let check = |r: Result<(), Error>, op: &str| {
+        let e = r.expect_err(&format!("{what}: {op} on a corrupt document fails"));
+        assert!(
+            matches!(&e, Error::CorruptDocument { doc, .. } if doc == &menu),
+            "{what}: {op}: {e:?}"
+        );
+        assert!(e.to_string().contains("document menu"), "{what}: {e}");
+    };
+    check(s.get(&menu, "/items").map(drop), "get");
+    check(s.get(&menu, "").map(drop), "get root");
+    check(
+        s.put(&menu, "/items/i9", json!(1), Durability::Durable),
+        "put",
+    );
+    check(s.increment(&menu, "/n", 1, Durability::Fast), "increment");
+    check(s.heads(&menu).map(drop), "heads");
+    check(s.export(&menu).map(drop), "export");
+    check(s.conflicts(&menu, "/items").map(drop), "conflicts");
+    check(s.compact(&menu), "compact");
+
+    let stock = doc("stock");
+    assert_eq!(
+        s.get(&stock, "/burger").expect("other documents still read"),
+        Some(json!(7)),
+        "{what}"
+    );
+    s.increment(&stock, "/burger", 1, Durability::Fast)
+        .expect("other documents still take writes");
+    assert_eq!(
+        s.get(&stock, "/burger").expect("read"),
+        Some(json!(8)),
+        "{what}"
+    );
+    s.put(&doc("orders"), "/o1", json!({"status": "new"}), Durability::Fast)
+        .expect("new documents can be created");
+    let docs = s.documents().expect("listing documents does not decode them");
+    assert!(docs.contains(&stock), "{what}: {docs:?}");
+}
+
+/// Builds a store, applies `corrupt` to the menu's chunks through sled, reopens the store and
+/// checks the outcome.
+fn corrupt_and_check(what: &str, corrupt: impl FnOnce(&sled::Tree, &[(Vec<u8>, Vec<u8>)])) {
+    let dir = tempdir();
+    populated(dir.path());
+    {
+        let db = open_sled(dir.path());
+        let (tree, chunks) = menu_chunks(&db);
+        corrupt(&tree, &chunks);
+        db.flush().expect("flush");
+    }
+    let s = open(&dir);
+    assert_menu_corrupt(&s, what);
+}
+
+#[test]
+fn garbage_chunk_replacing_the_snapshot() {
+    corrupt_and_check("snapshot replaced", |tree, chunks| {
+        tree.insert(&chunks[0].0, &b"not an automerge document at all"[..])
+            .expect("insert");
+    });
+}
+
+#[test]
+fn garbage_chunk_appended_after_the_changes() {
+    corrupt_and_check("garbage appended", |tree, chunks| {
+        let last = u64::from_be_bytes(chunks[2].0.as_slice().try_into().expect("8-byte keys"));
+        tree.insert((last + 1).to_be_bytes(), vec![0xff; 64])
+            .expect("insert");
+    });
+}
+
+#[test]
+fn truncated_chunk() {
+    corrupt_and_check("truncated change", |tree, chunks| {
+        let (k, v) = &chunks[1];
+        tree.insert(k, &v[..v.len() / 2]).expect("insert");
+    });
+}
+
+#[test]
+fn flipped_byte_in_a_chunk() {
+    corrupt_and_check("flipped byte", |tree, chunks| {
+        let (k, v) = &chunks[0];
+        let mut v = v.clone();
+        let i = v.len() / 2;
+        v[i] ^= 0x5a;
+        tree.insert(k, v).expect("insert");
+    });
+}
+
+#[test]
+fn key_of_the_wrong_length() {
+    corrupt_and_check("bad key", |tree, chunks| {
+        tree.insert(b"abc", chunks[1].1.clone()).expect("insert");
+    });
+}
+
+#[test]
+fn missing_change_in_the_middle() {
+    // The last change depends on the one removed: the document cannot be rebuilt.
+    corrupt_and_check("missing change", |tree, chunks| {
+        tree.remove(&chunks[1].0).expect("remove");
+    });
+}
+
+#[test]
+fn random_corruptions_never_panic() {
+    let seed: u64 = rand::random();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempdir();
+    populated(dir.path());
+    let pristine: Vec<(Vec<u8>, Vec<u8>)> = {
+        let db = open_sled(dir.path());
+        menu_chunks(&db).1
+    };
+    let db = open_sled(dir.path());
+    let tree = db.open_tree("doc/menu").expect("the menu tree");
+    for round in 0..60 {
+        tree.clear().expect("clear");
+        let mut chunks = pristine.clone();
+        // An empty chunk is a lost chunk; losing the last one is indistinguishable from an
+        // older state, so only earlier chunks are removed.
+        let victim = rng.random_range(0..chunks.len());
+        let is_last = victim == chunks.len() - 1;
+        let v = &mut chunks[victim].1;
+        match rng.random_range(0..5) {
+            0 => {
+                for _ in 0..rng.random_range(1..4) {
+                    let i = rng.random_range(0..v.len());
+                    v[i] ^= rng.random_range(1..=255u8);
+                }
+            }
+            1 => v.truncate(rng.random_range(1..v.len())),
+            2 => {
+                let len = rng.random_range(1..200);
+                *v = (0..len).map(|_| rng.random()).collect();
+            }
+            3 if !is_last => v.clear(),
+            _ => {
+                let at = rng.random_range(0..=v.len());
+                let extra: Vec<u8> = (0..rng.random_range(1..16)).map(|_| rng.random()).collect();
+                v.splice(at..at, extra);
+            }
+        }
+        for (k, v) in chunks.iter().filter(|(_, v)| !v.is_empty()) {
+            tree.insert(k, v.as_slice()).expect("insert");
+        }
+        // A store over the same database loads the document afresh.
+        let s = Store::on_db(db.clone(), "", Default::default()).expect("store over the db");
+        match s.get(&doc("menu"), "/items") {
+            Err(Error::CorruptDocument { doc: d, .. }) => assert_eq!(d, doc("menu")),
+            Ok(v) => panic!("seed {seed} round {round}: corrupt chunk {victim} read as {v:?}"),
+            Err(e) => panic!("seed {seed} round {round}: unexpected error {e:?}"),
+        }
+        assert_eq!(
+            s.get(&doc("stock"), "/burger").expect("stock reads"),
+            Some(json!(7)),
+            "seed {seed} round {round}"
+        );
+    }
+}
+
+#[test]
+fn corrupt_actor_record_is_a_typed_error() {
+    let dir = tempdir();
+    populated(dir.path());
+    {
+        let db = open_sled(dir.path());
+        let meta = db.open_tree("meta").expect("meta tree");
+        meta.insert("actor/anonymous", &b"abc"[..]).expect("insert");
+        db.flush().expect("flush");
+    }
+    let e = Store::open(dir.path()).expect_err("a corrupt actor record is refused");
+    assert!(matches!(e, Error::CorruptStore(_)), "{e:?}");
+}
