@@ -31,8 +31,13 @@ fn populated(path: &Path) {
     let s = Store::open(path).expect("open");
     let menu = doc("menu");
     for i in 0..3 {
-        s.put(&menu, &format!("/items/i{i}"), json!({"price": i}), Durability::Fast)
-            .expect("put");
+        s.put(
+            &menu,
+            &format!("/items/i{i}"),
+            json!({"price": i}),
+            Durability::Fast,
+        )
+        .expect("put");
     }
     s.compact(&menu).expect("compact");
     s.put(&menu, "/items/i3", json!({"price": 3}), Durability::Fast)
@@ -43,8 +48,11 @@ fn populated(path: &Path) {
         .expect("increment");
 }
 
-/// The chunks of `menu` as (key, value), in key order.
-fn menu_chunks(db: &sled::Db) -> (sled::Tree, Vec<(Vec<u8>, Vec<u8>)>) {
+/// Stored chunks as (key, value), in key order.
+type Chunks = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The chunks of `menu`.
+fn menu_chunks(db: &sled::Db) -> (sled::Tree, Chunks) {
     let tree = db.open_tree("doc/menu").expect("the menu tree");
     let chunks = tree
         .iter()
@@ -82,7 +90,8 @@ fn assert_menu_corrupt(s: &Store, what: &str) {
 
     let stock = doc("stock");
     assert_eq!(
-        s.get(&stock, "/burger").expect("other documents still read"),
+        s.get(&stock, "/burger")
+            .expect("other documents still read"),
         Some(json!(7)),
         "{what}"
     );
@@ -93,9 +102,16 @@ fn assert_menu_corrupt(s: &Store, what: &str) {
         Some(json!(8)),
         "{what}"
     );
-    s.put(&doc("orders"), "/o1", json!({"status": "new"}), Durability::Fast)
-        .expect("new documents can be created");
-    let docs = s.documents().expect("listing documents does not decode them");
+    s.put(
+        &doc("orders"),
+        "/o1",
+        json!({"status": "new"}),
+        Durability::Fast,
+    )
+    .expect("new documents can be created");
+    let docs = s
+        .documents()
+        .expect("listing documents does not decode them");
     assert!(docs.contains(&stock), "{what}: {docs:?}");
 }
 
@@ -171,7 +187,7 @@ fn random_corruptions_never_panic() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempdir();
     populated(dir.path());
-    let pristine: Vec<(Vec<u8>, Vec<u8>)> = {
+    let pristine: Chunks = {
         let db = open_sled(dir.path());
         menu_chunks(&db).1
     };
