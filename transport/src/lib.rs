@@ -8,9 +8,11 @@
 //! - [`backoff`]: exponential backoff with jitter for reconnects.
 
 pub mod backoff;
+pub mod discovery;
 pub mod error;
 pub mod frame;
 pub mod identity;
+pub mod node;
 pub mod session;
 pub mod tls;
 
@@ -18,5 +20,6 @@ pub use backoff::Backoff;
 pub use error::{Error, Result};
 pub use frame::CloseCode;
 pub use identity::{peer_info_from_cert, DeviceCert, FleetCa};
+pub use node::{Node, NodeConfig, NodeEvent};
 pub use session::{Session, SessionConfig, SessionEvent, SessionId};
 pub use tls::{DenyEntry, DenyList, PeerFilter, SiteRule, TransportTuning};

@@ -29,6 +29,7 @@ pub fn init_tracing() {
             }),
         )
         .with_test_writer()
+        .with_ansi(false)
         .try_init();
 }
 
@@ -92,4 +93,114 @@ pub async fn link(
         (_, c) => c,
     };
     (s, c)
+}
+
+// ---------------------------------------------------------------------------------------
+// Nodes
+
+use outpost_core::{DocumentId, PeerId, Policy, Store};
+use outpost_transport::{Backoff, Node, NodeConfig, NodeEvent};
+use serde_json::Value as Json;
+use tokio::sync::broadcast;
+
+/// Test timing: quick reconnects, dead links noticed within 2 s.
+pub fn test_config(
+    dir: &std::path::Path,
+    cert: &DeviceCert,
+    static_peers: Vec<SocketAddr>,
+) -> NodeConfig {
+    let mut config = NodeConfig::new(dir, cert.clone());
+    config.listen = localhost();
+    config.static_peers = static_peers;
+    config.reconnect = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+    config.tuning.keep_alive = Duration::from_millis(300);
+    config.tuning.idle_timeout = Duration::from_secs(2);
+    config
+}
+
+pub async fn start(config: NodeConfig) -> Node {
+    within("node start", Node::start(config))
+        .await
+        .expect("node starts")
+}
+
+pub fn doc(s: &str) -> DocumentId {
+    s.parse().expect("valid document id")
+}
+
+pub fn peer(s: &str) -> PeerId {
+    s.parse().expect("valid peer id")
+}
+
+/// Waits until `store` holds `expected` at `path` of `doc`.
+pub async fn wait_value(what: &str, store: &Store, doc: &DocumentId, path: &str, expected: &Json) {
+    within(what, async {
+        loop {
+            if store.get(doc, path).ok().flatten().as_ref() == Some(expected) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// Waits until the whole documents `doc` of all `stores` are equal (and exist).
+pub async fn wait_converged(what: &str, stores: &[&Store], doc: &DocumentId) {
+    let result = tokio::time::timeout(STEP * 2, async {
+        loop {
+            let all: Vec<Option<Json>> = stores.iter().map(|s| s.get_all(doc).ok()).collect();
+            if all[0].is_some() && all.iter().all(|v| v == &all[0]) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if result.is_err() {
+        let all: Vec<String> = stores
+            .iter()
+            .map(|s| match s.get_all(doc) {
+                Ok(v) => {
+                    let t = v.to_string();
+                    t.chars().take(300).collect()
+                }
+                Err(e) => e.to_string(),
+            })
+            .collect();
+        panic!("{what}: {doc} did not converge: {all:#?}");
+    }
+}
+
+/// Waits for the first event matching `pred`.
+pub async fn wait_event(
+    what: &str,
+    rx: &mut broadcast::Receiver<NodeEvent>,
+    pred: impl Fn(&NodeEvent) -> bool,
+) -> NodeEvent {
+    within(what, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => {
+                    panic!("{what}: node event channel closed")
+                }
+            }
+        }
+    })
+    .await
+}
+
+pub async fn wait_connected(node: &Node, other: &str) {
+    within(
+        &format!("{} connected to {other}", node.info().peer),
+        node.wait_connected(&peer(other)),
+    )
+    .await
+}
+
+/// The restaurant policy of the demo.
+pub fn policy() -> Policy {
+    Policy::default()
 }

@@ -1,0 +1,175 @@
+//! Sync converges through a UDP relay that drops, delays and reorders datagrams.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use outpost_core::Durability;
+use outpost_transport::FleetCa;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use support::*;
+use tokio::net::UdpSocket;
+
+/// A UDP relay between one client and `target` that drops `loss` of the datagrams in
+/// each direction and delays the others by up to `max_delay`, which reorders them.
+struct LossyRelay {
+    addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl LossyRelay {
+    async fn start(target: SocketAddr, loss: f64, max_delay: Duration, seed: u64) -> LossyRelay {
+        let front = Arc::new(
+            UdpSocket::bind(localhost())
+                .await
+                .expect("bind relay front"),
+        );
+        let back = Arc::new(UdpSocket::bind(localhost()).await.expect("bind relay back"));
+        back.connect(target).await.expect("connect relay back");
+        let addr = front.local_addr().expect("relay addr");
+        let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        // Returns the delay for a datagram, or None to drop it.
+        let fate = {
+            let rng = rng.clone();
+            move || {
+                let mut rng = rng.lock().expect("relay rng");
+                if rng.random_bool(loss) {
+                    None
+                } else {
+                    Some(Duration::from_micros(
+                        rng.random_range(0..=max_delay.as_micros() as u64),
+                    ))
+                }
+            }
+        };
+        let upstream = {
+            let (front, back, client, fate) =
+                (front.clone(), back.clone(), client.clone(), fate.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                    *client.lock().expect("relay client") = Some(from);
+                    let Some(delay) = fate() else { continue };
+                    let (back, data) = (back.clone(), buf[..n].to_vec());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = back.send(&data).await;
+                    });
+                }
+            })
+        };
+        let downstream = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = back.recv(&mut buf).await {
+                let Some(to) = *client.lock().expect("relay client") else {
+                    continue;
+                };
+                let Some(delay) = fate() else { continue };
+                let (front, data) = (front.clone(), buf[..n].to_vec());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = front.send_to(&data, to).await;
+                });
+            }
+        });
+        LossyRelay {
+            addr,
+            tasks: vec![upstream, downstream],
+        }
+    }
+}
+
+impl Drop for LossyRelay {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_converges_through_a_lossy_reordering_relay() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = FleetCa::generate("acme").expect("ca");
+    let pos_cert = issue(&ca, "lyon", "pos-1", "pos");
+    let kiosk_cert = issue(&ca, "lyon", "kiosk-1", "kiosk");
+    let pos = start(test_config(&dir.path().join("pos"), &pos_cert, vec![])).await;
+    let relay = LossyRelay::start(pos.local_addr(), 0.05, Duration::from_millis(20), 0x5eed).await;
+    let kiosk = start(test_config(
+        &dir.path().join("kiosk"),
+        &kiosk_cert,
+        vec![relay.addr],
+    ))
+    .await;
+
+    let orders = doc("orders/2026-11-24");
+    let stock = doc("stock");
+    let menu = doc("menu");
+    // A large menu, so that catch-up spans many packets and engine fragments.
+    let big = "x".repeat(300 * 1024);
+    pos.store()
+        .put(&menu, "/notes", json!(big), Durability::Fast)
+        .expect("big menu");
+    for i in 0..60 {
+        kiosk
+            .store()
+            .put(
+                &orders,
+                &format!("/k-{i}/status"),
+                json!("new"),
+                Durability::Fast,
+            )
+            .expect("kiosk order");
+        pos.store()
+            .increment(&stock, "/burger", 1, Durability::Fast)
+            .expect("pos stock");
+        if i % 3 == 0 {
+            kiosk
+                .store()
+                .increment(&stock, "/burger", -1, Durability::Fast)
+                .expect("kiosk sale");
+            pos.store()
+                .put(
+                    &orders,
+                    &format!("/k-{i}/status"),
+                    json!("paid"),
+                    Durability::Fast,
+                )
+                .expect("pos pays");
+        }
+        if i % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+    wait_connected(&kiosk, "pos-1").await;
+    wait_converged(
+        "orders through relay",
+        &[pos.store(), kiosk.store()],
+        &orders,
+    )
+    .await;
+    wait_converged("stock through relay", &[pos.store(), kiosk.store()], &stock).await;
+    wait_converged("menu through relay", &[pos.store(), kiosk.store()], &menu).await;
+    assert_eq!(
+        kiosk.store().get(&stock, "/burger").expect("read"),
+        Some(json!(40))
+    );
+    assert_eq!(
+        kiosk.store().get(&menu, "/notes").expect("read"),
+        Some(json!(big))
+    );
+
+    within("kiosk shutdown", kiosk.shutdown())
+        .await
+        .expect("shutdown");
+    within("pos shutdown", pos.shutdown())
+        .await
+        .expect("shutdown");
+    drop(relay);
+}
