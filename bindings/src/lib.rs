@@ -1,0 +1,51 @@
+//! outpost-ffi: the UniFFI surface of outpost for Kotlin, Swift and Python apps.
+//!
+//! A thin layer over [`outpost_transport::Node`] and [`outpost_core::Store`]: conversions
+//! and handles, no logic of its own. Values cross as JSON text, paths are JSON Pointers,
+//! every error is an [`OutpostError`], and no panic crosses the boundary. The node owns
+//! a small async runtime, so foreign callers need none; listeners are called on threads
+//! of their own. `bindings/generate.sh` generates the Kotlin, Swift and Python bindings.
+//!
+//! The same API from Rust, as the generated bindings expose it:
+//!
+//! ```
+//! use outpost_ffi::{FleetCa, NodeConfig, Outpost};
+//! # fn main() -> Result<(), outpost_ffi::OutpostError> {
+//! let dir = tempfile::tempdir().expect("temp dir");
+//! let ca = FleetCa::generate("demo".into())?;
+//! let pos = Outpost::open(NodeConfig {
+//!     data_dir: dir.path().join("pos").display().to_string(),
+//!     certificate: ca.issue("paris-11".into(), "pos-1".into(), "pos".into())?,
+//!     role: Some("pos".into()),
+//!     listen: "127.0.0.1:0".into(),
+//!     peers: vec![],
+//!     discovery: false,
+//!     policy_json: None,
+//!     durable_writes: true,
+//! })?;
+//! pos.put("menu".into(), "/items/burger".into(), r#"{"name": "Burger", "price": 950}"#.into())?;
+//! pos.increment("stock".into(), "/burger".into(), 20)?;
+//! assert_eq!(pos.get_int("menu".into(), "/items/burger/price".into())?, Some(950));
+//! assert!(!pos.status()?.online);
+//! pos.close_blocking()?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod error;
+mod fleet;
+mod listener;
+mod outpost;
+mod types;
+
+pub use config::{DeviceCertificate, NodeConfig};
+pub use error::{OutpostError, Result};
+pub use fleet::{certificate_identity, load_device_certificate, save_device_certificate, FleetCa};
+pub use listener::{NodeListener, Subscription};
+pub use outpost::Outpost;
+pub use types::{
+    ChangeEvent, ChangeOrigin, Conflict, DocumentSyncStatus, PeerIdentity, PeerSyncStatus,
+    RefusedChange, SyncStatus, TxOp,
+};
+
+uniffi::setup_scaffolding!("outpost");

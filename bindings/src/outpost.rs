@@ -1,0 +1,583 @@
+//! The node handle apps hold: documents, subscriptions, sync status, close.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use outpost_core::{DocumentId, Durability, Pointer, Store, SubscriptionFilter};
+use outpost_transport::{Node, NodeEvent};
+use serde_json::Value as Json;
+use tokio::runtime::Runtime;
+
+use crate::config::NodeConfig;
+use crate::error::{guard, OutpostError, Result};
+use crate::listener::{self, NodeListener, Subscription};
+use crate::types::{Conflict, PeerIdentity, SyncStatus, TxOp};
+
+/// How long dropping an unclosed node waits for it to shut down.
+const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A running outpost node: this device's documents, kept in sync with the other devices
+/// of its site over QUIC with mutual TLS.
+///
+/// Documents are named like `menu` or `orders/2026-11-24`; paths inside them are JSON
+/// Pointers like `/items/burger/price`; values cross as JSON text (`"950"`,
+/// `"\"Burger\""`, `"{\"available\": true}"`) or through the typed helpers.
+///
+/// All methods may be called from any thread. The node owns its threads (a small async
+/// runtime); callers need none. Call `close` when done: it waits for peers to receive what
+/// is queued and releases the data directory and the port.
+#[derive(uniffi::Object)]
+pub struct Outpost {
+    runtime: Mutex<Option<Runtime>>,
+    handle: tokio::runtime::Handle,
+    open: RwLock<Option<Open>>,
+    durability: Durability,
+    identity: Option<PeerIdentity>,
+    local_address: Option<String>,
+}
+
+struct Open {
+    store: Store,
+    node: Option<Node>,
+}
+
+impl std::fmt::Debug for Outpost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outpost")
+            .field("identity", &self.identity)
+            .field("local_address", &self.local_address)
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_runtime() -> Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("outpost-rt")
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            OutpostError::Internal(format!(
+                "cannot start the node's threads ({e}); the system is out of threads or memory"
+            ))
+        })
+}
+
+fn doc_id(doc: &str) -> Result<DocumentId> {
+    Ok(doc.parse::<DocumentId>()?)
+}
+
+fn parse_json(json: &str) -> Result<Json> {
+    serde_json::from_str(json).map_err(|e| OutpostError::json("the value", &e))
+}
+
+/// Awaits a task of the node's runtime; a panic in it becomes `Internal`.
+async fn join<T>(what: &str, task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    match task.await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => Err(OutpostError::Internal(format!(
+            "outpost panicked in {what}: {}; this is a bug, please report it with the log",
+            crate::error::panic_message(e.into_panic().as_ref())
+        ))),
+        Err(_) => Err(OutpostError::closed()),
+    }
+}
+
+impl Outpost {
+    fn from_node(runtime: Runtime, node: Node, durable: bool) -> Outpost {
+        Outpost {
+            handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(runtime)),
+            durability: if durable {
+                Durability::Durable
+            } else {
+                Durability::Fast
+            },
+            identity: Some(node.info().into()),
+            local_address: Some(node.local_addr().to_string()),
+            open: RwLock::new(Some(Open {
+                store: node.store().clone(),
+                node: Some(node),
+            })),
+        }
+    }
+
+    /// Runs `f` on the open node, or fails with `Closed`.
+    fn with_open<T>(&self, f: impl FnOnce(&Open) -> Result<T>) -> Result<T> {
+        let open = self.open.read().unwrap_or_else(|p| p.into_inner());
+        match open.as_ref() {
+            Some(o) => f(o),
+            None => Err(OutpostError::closed()),
+        }
+    }
+
+    fn store(&self) -> Result<Store> {
+        self.with_open(|o| Ok(o.store.clone()))
+    }
+
+    /// A store operation on `doc`, with panics caught.
+    fn on_doc<T>(
+        &self,
+        what: &str,
+        doc: &str,
+        f: impl FnOnce(&Store, &DocumentId) -> outpost_core::Result<T>,
+    ) -> Result<T> {
+        guard(what, || {
+            let store = self.store()?;
+            let doc = doc_id(doc)?;
+            Ok(f(&store, &doc)?)
+        })
+    }
+
+    /// Reads a value and converts it with `convert`, or fails with `WrongType`.
+    fn get_typed<T>(
+        &self,
+        what: &str,
+        doc: &str,
+        path: &str,
+        expected: &str,
+        convert: impl FnOnce(&Json) -> Option<T>,
+    ) -> Result<Option<T>> {
+        match self.on_doc(what, doc, |s, d| s.get(d, path))? {
+            None => Ok(None),
+            Some(v) => convert(&v).map(Some).ok_or_else(|| {
+                OutpostError::WrongType(format!(
+                    "wrong type at {path} in document {doc}: expected {expected}, found {}; use get() to read any value as JSON",
+                    kind(&v)
+                ))
+            }),
+        }
+    }
+
+    /// Runs `fut` to completion on the node's runtime from a foreign async caller.
+    async fn on_runtime<T: Send + 'static>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        join(what, self.handle.spawn(fut)).await
+    }
+
+    /// Takes the node out of service and shuts it down on its runtime.
+    async fn stop_node(&self) -> Result<()> {
+        let Some(open) = self.open.write().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Ok(());
+        };
+        let result = match open.node {
+            Some(node) => {
+                self.on_runtime("close", async move { Ok(node.shutdown().await?) })
+                    .await
+            }
+            None => open.store.flush().map_err(OutpostError::from),
+        };
+        drop(open.store);
+        result
+    }
+
+    /// Ends the runtime once the node is stopped. Listener tasks end with it, and their
+    /// threads with their channels.
+    fn release_runtime(&self) {
+        if let Some(rt) = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "an object",
+    }
+}
+
+#[uniffi::export]
+impl Outpost {
+    /// Opens the node: its documents in `config.data_dir`, listening for peers and dialing
+    /// `config.peers`. Blocks for a few milliseconds; `openAsync` does not block.
+    #[uniffi::constructor]
+    pub fn open(config: NodeConfig) -> Result<Arc<Outpost>> {
+        guard("Outpost.open", || {
+            let transport = config.to_transport()?;
+            let runtime = new_runtime()?;
+            match runtime.block_on(Node::start(transport)) {
+                Ok(node) => Ok(Arc::new(Outpost::from_node(
+                    runtime,
+                    node,
+                    config.durable_writes,
+                ))),
+                Err(e) => {
+                    runtime.shutdown_background();
+                    Err(e.into())
+                }
+            }
+        })
+    }
+
+    /// Opens the node like `open`, without blocking the caller.
+    #[uniffi::constructor]
+    pub async fn open_async(config: NodeConfig) -> Result<Arc<Outpost>> {
+        let (runtime, transport) = guard("Outpost.openAsync", || {
+            Ok((new_runtime()?, config.to_transport()?))
+        })?;
+        let started = join(
+            "Outpost.openAsync",
+            runtime.spawn(async move { Ok(Node::start(transport).await?) }),
+        )
+        .await;
+        match started {
+            Ok(node) => Ok(Arc::new(Outpost::from_node(
+                runtime,
+                node,
+                config.durable_writes,
+            ))),
+            Err(e) => {
+                runtime.shutdown_background();
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens the documents in `data_dir` with no network and no identity: nothing syncs.
+    /// For single-device tools and tests; every write is allowed.
+    #[uniffi::constructor]
+    pub fn open_local(data_dir: String) -> Result<Arc<Outpost>> {
+        guard("Outpost.openLocal", || {
+            let runtime = new_runtime()?;
+            let store = Store::open(&data_dir)?;
+            Ok(Arc::new(Outpost {
+                handle: runtime.handle().clone(),
+                runtime: Mutex::new(Some(runtime)),
+                durability: Durability::Durable,
+                identity: None,
+                local_address: None,
+                open: RwLock::new(Some(Open { store, node: None })),
+            }))
+        })
+    }
+
+    /// This device's identity from its certificate; `None` for `openLocal`.
+    pub fn identity(&self) -> Option<PeerIdentity> {
+        self.identity.clone()
+    }
+
+    /// The `ip:port` the node listens on (useful with port 0); `None` for `openLocal`.
+    pub fn local_address(&self) -> Option<String> {
+        self.local_address.clone()
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.open
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    /// The documents that hold data, sorted.
+    pub fn documents(&self) -> Result<Vec<String>> {
+        guard("documents", || {
+            Ok(self
+                .store()?
+                .documents()?
+                .iter()
+                .map(|d| d.to_string())
+                .collect())
+        })
+    }
+
+    /// The value at `path` as JSON text, or `None` if nothing is there. `""` reads the
+    /// whole document. Fails with `UnknownDocument` if the document has no data yet.
+    pub fn get(&self, doc: String, path: String) -> Result<Option<String>> {
+        Ok(self
+            .on_doc("get", &doc, |s, d| s.get(d, &path))?
+            .map(|v| v.to_string()))
+    }
+
+    /// The string at `path`, or `None`; `WrongType` if it is not a string.
+    pub fn get_string(&self, doc: String, path: String) -> Result<Option<String>> {
+        self.get_typed("getString", &doc, &path, "a string", |v| {
+            v.as_str().map(str::to_string)
+        })
+    }
+
+    /// The integer (or counter) at `path`, or `None`; `WrongType` if it is not one.
+    pub fn get_int(&self, doc: String, path: String) -> Result<Option<i64>> {
+        self.get_typed("getInt", &doc, &path, "an integer", Json::as_i64)
+    }
+
+    /// The number at `path`, or `None`; `WrongType` if it is not a number.
+    pub fn get_double(&self, doc: String, path: String) -> Result<Option<f64>> {
+        self.get_typed("getDouble", &doc, &path, "a number", Json::as_f64)
+    }
+
+    /// The boolean at `path`, or `None`; `WrongType` if it is not a boolean.
+    pub fn get_bool(&self, doc: String, path: String) -> Result<Option<bool>> {
+        self.get_typed("getBool", &doc, &path, "a boolean", Json::as_bool)
+    }
+
+    /// Writes the JSON value `json` at `path`, creating missing parent objects. Objects
+    /// become maps whose fields merge key by key with other devices' writes.
+    pub fn put(&self, doc: String, path: String, json: String) -> Result<()> {
+        let value = parse_json(&json)?;
+        self.on_doc("put", &doc, |s, d| s.put(d, &path, value, self.durability))
+    }
+
+    /// Writes a string at `path`.
+    pub fn put_string(&self, doc: String, path: String, value: String) -> Result<()> {
+        self.on_doc("putString", &doc, |s, d| {
+            s.put(d, &path, Json::String(value), self.durability)
+        })
+    }
+
+    /// Writes an integer at `path`. For quantities that several devices change, use
+    /// `increment` (a counter) instead.
+    pub fn put_int(&self, doc: String, path: String, value: i64) -> Result<()> {
+        self.on_doc("putInt", &doc, |s, d| {
+            s.put(d, &path, value.into(), self.durability)
+        })
+    }
+
+    /// Writes a number at `path`; `InvalidValue` for NaN or infinity.
+    pub fn put_double(&self, doc: String, path: String, value: f64) -> Result<()> {
+        let number = serde_json::Number::from_f64(value).ok_or_else(|| {
+            OutpostError::InvalidValue(format!(
+                "cannot store {value} at {path} in document {doc}: only finite numbers can be stored"
+            ))
+        })?;
+        self.on_doc("putDouble", &doc, |s, d| {
+            s.put(d, &path, Json::Number(number), self.durability)
+        })
+    }
+
+    /// Writes a boolean at `path`.
+    pub fn put_bool(&self, doc: String, path: String, value: bool) -> Result<()> {
+        self.on_doc("putBool", &doc, |s, d| {
+            s.put(d, &path, Json::Bool(value), self.durability)
+        })
+    }
+
+    /// Deletes the value at `path`; `NotFound` if nothing is there.
+    pub fn delete(&self, doc: String, path: String) -> Result<()> {
+        self.on_doc("delete", &doc, |s, d| s.delete(d, &path, self.durability))
+    }
+
+    /// Inserts the JSON value `json` into the list at `path` before `index` (the list's
+    /// length appends); creates the list if missing.
+    pub fn insert(&self, doc: String, path: String, index: u32, json: String) -> Result<()> {
+        let value = parse_json(&json)?;
+        self.on_doc("insert", &doc, |s, d| {
+            s.insert(d, &path, index as usize, value, self.durability)
+        })
+    }
+
+    /// Appends the JSON value `json` to the list at `path`; creates the list if missing.
+    pub fn push(&self, doc: String, path: String, json: String) -> Result<()> {
+        let value = parse_json(&json)?;
+        self.on_doc("push", &doc, |s, d| {
+            s.transact(d, self.durability, |tx| tx.push(&path, value))
+        })
+    }
+
+    /// Adds `delta` (negative to subtract) to the counter at `path`, creating it at
+    /// `delta`. Concurrent increments on several devices all count.
+    pub fn increment(&self, doc: String, path: String, delta: i64) -> Result<()> {
+        self.on_doc("increment", &doc, |s, d| {
+            s.increment(d, &path, delta, self.durability)
+        })
+    }
+
+    /// Applies `ops` to `doc` atomically: all of them as one change, or none if one fails
+    /// (the error names the failing path).
+    pub fn transact(&self, doc: String, ops: Vec<TxOp>) -> Result<()> {
+        // Parse every JSON value first, so that bad input fails before anything is applied.
+        let parsed = ops
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let value = match &op {
+                    TxOp::Put { json, .. }
+                    | TxOp::Insert { json, .. }
+                    | TxOp::Push { json, .. } => {
+                        Some(serde_json::from_str::<Json>(json).map_err(|e| {
+                            OutpostError::json(&format!("the value of operation {i}"), &e)
+                        })?)
+                    }
+                    TxOp::Delete { .. } | TxOp::Increment { .. } => None,
+                };
+                Ok((op, value))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.on_doc("transact", &doc, |s, d| {
+            s.transact(d, self.durability, |tx| {
+                for (op, value) in parsed {
+                    let value = value.unwrap_or(Json::Null);
+                    match op {
+                        TxOp::Put { path, .. } => tx.put(&path, value)?,
+                        TxOp::Delete { path } => tx.delete(&path)?,
+                        TxOp::Insert { path, index, .. } => {
+                            tx.insert(&path, index as usize, value)?
+                        }
+                        TxOp::Push { path, .. } => tx.push(&path, value)?,
+                        TxOp::Increment { path, delta } => tx.increment(&path, delta)?,
+                    }
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Every concurrent value at `path`, the one reads return first, with who wrote each.
+    /// One element when there is no conflict, none when nothing is there.
+    pub fn conflicts(&self, doc: String, path: String) -> Result<Vec<Conflict>> {
+        Ok(self
+            .on_doc("conflicts", &doc, |s, d| s.conflicts(d, &path))?
+            .iter()
+            .map(Conflict::from)
+            .collect())
+    }
+
+    /// Calls `listener` on its own thread for every change (local or remote) to `doc`
+    /// (all documents when `None`) at or below `path` (everywhere when `None`), and for
+    /// link events and refused changes.
+    #[uniffi::method(default(doc = None, path = None))]
+    pub fn subscribe(
+        &self,
+        listener: Arc<dyn NodeListener>,
+        doc: Option<String>,
+        path: Option<String>,
+    ) -> Result<Arc<Subscription>> {
+        guard("subscribe", || {
+            let doc = doc.as_deref().map(doc_id).transpose()?;
+            let prefix = path.as_deref().map(Pointer::parse).transpose()?;
+            self.with_open(|o| {
+                let changes = o.store.subscribe(SubscriptionFilter {
+                    doc: doc.clone(),
+                    prefix,
+                });
+                let events = o.node.as_ref().map(Node::events);
+                Ok(Arc::new(listener::start(
+                    &self.handle,
+                    changes,
+                    events,
+                    doc,
+                    listener,
+                )?))
+            })
+        })
+    }
+
+    /// What is synced: whether any peer is connected, and how many changes of this node
+    /// other devices are not known to have. Cheap enough to call once a second.
+    pub fn status(&self) -> Result<SyncStatus> {
+        guard("status", || {
+            self.with_open(|o| match &o.node {
+                None => Ok(SyncStatus::offline()),
+                Some(node) => {
+                    let status = self.handle.block_on(node.status())?;
+                    Ok(SyncStatus::new(&status, &node.connected_peers()))
+                }
+            })
+        })
+    }
+
+    /// Waits until the device `peer` (its id, e.g. `pos-1`) is connected, at most
+    /// `timeout_ms`; returns whether it is.
+    pub async fn wait_for_peer(&self, peer: String, timeout_ms: u32) -> Result<bool> {
+        let waiting = guard("waitForPeer", || {
+            let id: outpost_core::PeerId = peer.parse()?;
+            self.with_open(|o| {
+                Ok(o.node.as_ref().map(|node| {
+                    // Subscribe before looking, so that a connection in between is seen.
+                    let events = node.events();
+                    let connected = node.connected_peers().iter().any(|p| p.peer == id);
+                    (events, connected, id)
+                }))
+            })
+        })?;
+        let Some((mut events, connected, id)) = waiting else {
+            return Ok(false);
+        };
+        if connected {
+            return Ok(true);
+        }
+        let timeout = Duration::from_millis(timeout_ms.into());
+        self.on_runtime("waitForPeer", async move {
+            let wait = async {
+                loop {
+                    match events.recv().await {
+                        Ok(NodeEvent::PeerConnected(p)) if p.peer == id => return true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                        _ => {}
+                    }
+                }
+            };
+            Ok(tokio::time::timeout(timeout, wait).await.unwrap_or(false))
+        })
+        .await
+    }
+
+    /// Closes the node: sends what peers have not received yet (waiting about a second),
+    /// closes the links, flushes and releases the data directory and the port. Every
+    /// later call fails with `Closed`; closing twice does nothing.
+    pub async fn close(&self) -> Result<()> {
+        let result = self.stop_node().await;
+        self.release_runtime();
+        result
+    }
+
+    /// `close`, blocking the calling thread until done.
+    pub fn close_blocking(&self) -> Result<()> {
+        guard("closeBlocking", || {
+            if self.is_closed() {
+                return Ok(());
+            }
+            let result = self.handle.block_on(self.stop_node());
+            self.release_runtime();
+            result
+        })
+    }
+}
+
+impl Drop for Outpost {
+    fn drop(&mut self) {
+        let open = self
+            .open
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let runtime = self
+            .runtime
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let (
+            Some(Open {
+                node: Some(node),
+                store,
+            }),
+            Some(rt),
+        ) = (open, runtime.as_ref())
+        {
+            // Not closed: shut down as well as a destructor can. Blocking is only possible
+            // outside an async runtime (foreign finalizers run outside one).
+            if tokio::runtime::Handle::try_current().is_err() {
+                let _ = rt.block_on(tokio::time::timeout(DROP_SHUTDOWN_TIMEOUT, node.shutdown()));
+            }
+            drop(store);
+        }
+        if let Some(rt) = runtime {
+            rt.shutdown_background();
+        }
+    }
+}
