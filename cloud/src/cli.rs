@@ -1,0 +1,210 @@
+//! The `outpost` command line. Its usage, exactly as `outpost help` prints it, is in
+//! `cloud/CLI.md`; keep the two in step (a test compares them).
+
+mod cert;
+mod data;
+mod serve;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::util;
+
+/// Keep shops and restaurants working offline: documents, certificates and device nodes.
+///
+/// Documents are Automerge documents named like `menu`, `stock` or `orders/2026-11-24`.
+/// Paths are JSON Pointers (`/items/burger/price`, `""` for the whole document) and values
+/// are JSON (`950`, `'"Burger"'`, `'{"price": 950}'`, `true`, `null`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "outpost",
+    version,
+    propagate_version = true,
+    disable_help_subcommand = false,
+    after_help = "Writes are durable: a command returns once its change is on disk.\n\
+                  While `outpost serve` or `outpost watch` runs on a data directory, the other commands on\n\
+                  that directory go through it (its control socket DIR/outpost.sock).\n\
+                  Exit status: 0 on success, 1 on any error (the message is on stderr), 2 on bad usage."
+)]
+pub struct Cli {
+    /// The device's data directory (created by the first write).
+    #[arg(long, global = true, env = "OUTPOST_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// Directory with this device's cert.pem, key.pem and ca.pem (from `outpost cert issue`).
+    /// Required by `serve`; for other commands it sets the identity that authors writes
+    /// (default: the identity of the last `serve` on this data directory).
+    #[arg(long, global = true, env = "OUTPOST_CERT_DIR", value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands of `outpost`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a fleet CA or issue device certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Write a JSON value at PATH (missing parent objects are created).
+    Put {
+        /// Document id, e.g. `menu` or `orders/2026-11-24`.
+        doc: String,
+        /// JSON Pointer, e.g. `/items/burger/price`.
+        path: String,
+        /// JSON value, e.g. `950` or `'{"name": "Burger"}'`.
+        json: String,
+    },
+    /// Print the JSON value at PATH (the whole document without PATH).
+    Get {
+        /// Document id.
+        doc: String,
+        /// JSON Pointer; the whole document if omitted.
+        #[arg(default_value = "")]
+        path: String,
+    },
+    /// Delete the value at PATH.
+    Delete {
+        /// Document id.
+        doc: String,
+        /// JSON Pointer.
+        path: String,
+    },
+    /// Add DELTA to the counter at PATH (created at DELTA) and print the new total.
+    Incr {
+        /// Document id.
+        doc: String,
+        /// JSON Pointer.
+        path: String,
+        /// Integer to add, e.g. `5` or `-1`.
+        #[arg(allow_negative_numbers = true)]
+        delta: i64,
+    },
+    /// Print every concurrent value at PATH with its author, the winner first (JSON).
+    Conflicts {
+        /// Document id.
+        doc: String,
+        /// JSON Pointer.
+        path: String,
+    },
+    /// Write the document as standard Automerge bytes (`Automerge.load` reads them).
+    Export {
+        /// Document id.
+        doc: String,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Merge Automerge bytes (a saved document or changes) into the document.
+    Import {
+        /// Document id.
+        doc: String,
+        /// The file to read.
+        file: PathBuf,
+    },
+    /// Run this device's node: serve and sync its documents with peers until stopped.
+    Serve(ServeArgs),
+    /// Print each change of the document as one JSON line, until stopped.
+    Watch {
+        /// Document id.
+        doc: String,
+    },
+    /// Show documents, heads, peers, and what is unsynced since when.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `outpost cert ...`.
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Create a fleet certificate authority: DIR/ca.pem and DIR/ca.key (keep it offline).
+    Ca {
+        /// Directory to write the CA into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Fleet name, written into the CA's common name.
+        #[arg(long, default_value = "outpost")]
+        fleet: String,
+        /// Replace a CA that already exists in DIR.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a device certificate: DIR/cert.pem, DIR/key.pem and DIR/ca.pem.
+    Issue {
+        /// Directory of the fleet CA (from `outpost cert ca`).
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Site of the device, e.g. `paris-11` (cloud peers: the fleet name).
+        #[arg(long)]
+        site: String,
+        /// Device id, unique within its site, e.g. `pos-1`.
+        #[arg(long)]
+        device: String,
+        /// Role: `pos`, `kiosk`, `menu-board`, `kitchen`, `cloud`, ...
+        #[arg(long)]
+        role: String,
+        /// Directory to write the certificate into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// `outpost serve ...`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// UDP address to listen on for QUIC, e.g. `0.0.0.0:4433` (port 0: any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// A peer to dial and keep connected (another device or the cloud); repeatable.
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub peers: Vec<std::net::SocketAddr>,
+    /// Find the other devices of the site on the local network (mDNS).
+    #[arg(long)]
+    pub discover: bool,
+}
+
+/// Runs `outpost` with the process arguments; the exit code to return from `main`.
+pub fn main() -> ExitCode {
+    util::install_panic_hook("outpost");
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let default_log = match cli.command {
+        // automerge logs what it also returns as errors; the command reports those itself.
+        Command::Serve(_) => "info,automerge=off",
+        _ => "warn,automerge=off",
+    };
+    crate::logging::init(default_log, crate::logging::LogTarget::Stderr);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => util::report("outpost", &e),
+    }
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Cert(c) => cert::run(c),
+        command => {
+            let dir = cli.data.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no data directory: pass --data DIR (or set OUTPOST_DATA), e.g. `outpost --data ./pos1 get menu`"
+                )
+            })?;
+            data::run(&dir, cli.cert_dir.as_deref(), command)
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The commands on a data directory: reads, writes, export/import, status, watch, serve.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use outpost_core::{PeerInfo, Policy, Store, StoreOptions};
+use outpost_transport::DeviceCert;
+use serde_json::Value as Json;
+
+use super::Command;
+use crate::control::{self, Client, Host, Reply, Request};
+
+/// The file in a data directory that records the identity of the device that serves it,
+/// so that later commands write as that device.
+pub(super) const IDENTITY_FILE: &str = "outpost-identity.json";
+
+/// How long a command waits for a running node to answer.
+const NODE_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(super) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Result<()> {
+    let request = match command {
+        Command::Cert(_) => unreachable!("cert commands need no data directory"),
+        Command::Serve(args) => {
+            let cert_dir = cert_dir.ok_or_else(|| {
+                anyhow!("serve needs this device's certificates: pass --cert-dir DIR (made by `outpost cert issue`)")
+            })?;
+            return super::serve::run(dir, cert_dir, args);
+        }
+        Command::Watch { doc } => return watch(dir, cert_dir, &doc),
+        Command::Status { json } => return super::status::run(dir, cert_dir, json),
+        Command::Put { doc, path, json } => Request::Put {
+            doc,
+            path,
+            value: parse_json(&json)?,
+        },
+        Command::Get { doc, path } => Request::Get { doc, path },
+        Command::Delete { doc, path } => Request::Delete { doc, path },
+        Command::Incr { doc, path, delta } => Request::Incr { doc, path, delta },
+        Command::Conflicts { doc, path } => Request::Conflicts { doc, path },
+        Command::Export { doc, out } => Request::Export {
+            doc,
+            out: absolute(&out)?,
+        },
+        Command::Import { doc, file } => Request::Import {
+            doc,
+            file: absolute(&file)?,
+        },
+    };
+    let result = request_or_open(dir, cert_dir, &request)?;
+    print_result(&request, &result)
+}
+
+fn print_result(request: &Request, result: &Json) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match request {
+        Request::Get { .. } | Request::Conflicts { .. } => {
+            writeln!(out, "{}", serde_json::to_string_pretty(result)?)?
+        }
+        Request::Incr { .. } => writeln!(out, "{result}")?,
+        Request::Import { doc, .. } => {
+            let n = result.get("changes").and_then(Json::as_u64).unwrap_or(0);
+            eprintln!("imported {n} new changes into {doc}");
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Parses a value given on the command line.
+fn parse_json(s: &str) -> Result<Json> {
+    serde_json::from_str(s).map_err(|e| {
+        anyhow!(
+            "invalid JSON value {s:?} ({e}); values are JSON: numbers like 950, strings in double quotes \
+             like '\"Burger\"' (quote them for the shell), true, false, null, objects and arrays"
+        )
+    })
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    Ok(std::env::current_dir()
+        .context("cannot read the current directory")?
+        .join(p))
+}
+
+/// Sends `request` to the node holding `dir`, or runs it on the store directly.
+pub(super) fn request_or_open(
+    dir: &Path,
+    cert_dir: Option<&Path>,
+    request: &Request,
+) -> Result<Json> {
+    if let Some(mut client) = Client::connect(dir)? {
+        return client.request(request, Some(NODE_TIMEOUT));
+    }
+    let identity = identity(dir, cert_dir)?;
+    let store = open_store(dir, identity.clone(), request.writes())?;
+    let host = LocalHost {
+        store,
+        identity,
+        dir: dir.to_path_buf(),
+    };
+    control::execute(&host, request)
+}
+
+/// A store opened by this process, for commands run without a node.
+pub(super) struct LocalHost {
+    pub(super) store: Store,
+    pub(super) identity: Option<PeerInfo>,
+    pub(super) dir: PathBuf,
+}
+
+impl Host for LocalHost {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn status(&self) -> Result<Json> {
+        super::status::offline(&self.dir, &self.store, self.identity.as_ref())
+    }
+}
+
+/// The identity that authors this command's writes: `--cert-dir`, else the identity the
+/// data directory was last served as, else none (an anonymous local store).
+pub(super) fn identity(dir: &Path, cert_dir: Option<&Path>) -> Result<Option<PeerInfo>> {
+    let recorded = recorded_identity(dir)?;
+    let Some(cert_dir) = cert_dir else {
+        return Ok(recorded);
+    };
+    let cert = load_cert(cert_dir)?;
+    let info = cert.info().clone();
+    if let Some(r) = recorded {
+        if r != info {
+            bail!(
+                "the data directory {} belongs to {r}, but the certificate in {} is for {info}; \
+                 use the data directory of that device, or that device's certificate",
+                dir.display(),
+                cert_dir.display()
+            );
+        }
+    }
+    Ok(Some(info))
+}
+
+/// Loads a device certificate with a message that says how to get one.
+pub(super) fn load_cert(cert_dir: &Path) -> Result<DeviceCert> {
+    DeviceCert::load(cert_dir).with_context(|| {
+        format!(
+            "missing or unusable certificates in {}: it must hold cert.pem, key.pem and ca.pem from \
+             `outpost cert issue --ca CA_DIR --site SITE --device ID --role ROLE --out {}`",
+            cert_dir.display(),
+            cert_dir.display()
+        )
+    })
+}
+
+fn recorded_identity(dir: &Path) -> Result<Option<PeerInfo>> {
+    let path = dir.join(IDENTITY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is corrupt; delete it and run `outpost serve` again to record the device identity",
+                path.display()
+            )
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Records the identity a data directory is served as.
+pub(super) fn record_identity(dir: &Path, info: &PeerInfo) -> Result<()> {
+    let path = dir.join(IDENTITY_FILE);
+    let mut f =
+        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(&serde_json::to_vec_pretty(info)?)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The access policy of the fleet. Every device and the cloud use the same one.
+pub(super) fn policy() -> Policy {
+    Policy::default()
+}
+
+/// Opens the store of a data directory with clear errors for the usual mistakes.
+pub(super) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -> Result<Store> {
+    check_data_dir(dir, create)?;
+    let options = StoreOptions {
+        identity,
+        policy: policy(),
+        ..StoreOptions::default()
+    };
+    let opened = std::panic::catch_unwind(|| Store::open_with(dir, options));
+    match opened {
+        Ok(Ok(store)) => Ok(store),
+        Ok(Err(e)) => {
+            let msg = e.to_string();
+            if msg.contains("could not acquire lock") {
+                bail!(
+                    "the data directory {} is in use by another process (an `outpost serve` or `outpost watch` \
+                     whose control socket is unreachable, or an app); stop it or run the command through it",
+                    dir.display()
+                )
+            }
+            if msg.contains("corrupt") {
+                bail!(
+                    "the data directory {} is corrupt (the storage engine read corrupted data); move it aside \
+                     and let the device sync again from its peers, or restore a backup",
+                    dir.display()
+                )
+            }
+            Err(anyhow::Error::new(e).context(format!(
+                "cannot open the data directory {}; if it is corrupt, move it aside and let the device sync again from its peers",
+                dir.display()
+            )))
+        }
+        Err(_) => bail!(
+            "the data directory {} is corrupt (the storage engine could not read it); move it aside and \
+             let the device sync again from its peers, or restore a backup",
+            dir.display()
+        ),
+    }
+}
+
+/// Refuses a missing directory for reads, and a directory that is not a store.
+fn check_data_dir(dir: &Path, create: bool) -> Result<()> {
+    if !dir.exists() {
+        if create {
+            return Ok(());
+        }
+        bail!(
+            "the data directory {} does not exist; check --data (a data directory is created by the first write or by `outpost serve`)",
+            dir.display()
+        );
+    }
+    if !dir.is_dir() {
+        bail!(
+            "{} is not a directory; --data takes the directory of a device's store",
+            dir.display()
+        );
+    }
+    let mut foreign = false;
+    let mut has_db = false;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        match name.as_ref() {
+            "db" | "conf" => has_db = true,
+            "blobs" | IDENTITY_FILE | control::SOCKET_FILE => {}
+            n if n.starts_with("snap.") => {}
+            _ => foreign = true,
+        }
+    }
+    if foreign && !has_db {
+        bail!(
+            "{} is not an outpost data directory (it holds other files and no store); pick an empty or new directory",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `outpost watch DOC`: through the running node, or holding the store itself.
+fn watch(dir: &Path, cert_dir: Option<&Path>, doc: &str) -> Result<()> {
+    let filter = control::watch_filter(doc)?;
+    let mut stdout = std::io::stdout();
+    if let Some(mut client) = Client::connect(dir)? {
+        client.request(
+            &Request::Watch {
+                doc: doc.to_string(),
+            },
+            None,
+        )?;
+        loop {
+            match client.next()? {
+                Some(Reply::Event(e)) => {
+                    writeln!(stdout, "{e}")?;
+                    stdout.flush()?;
+                }
+                Some(Reply::Error(e)) => bail!(e),
+                Some(Reply::Ok(_)) => {}
+                None => {
+                    eprintln!("outpost: the node serving {} has stopped", dir.display());
+                    return Ok(());
+                }
+            }
+        }
+    }
+    let identity = identity(dir, cert_dir)?;
+    let store = open_store(dir, identity.clone(), false)?;
+    let mut sub = store.subscribe(filter);
+    let host = Arc::new(LocalHost {
+        store: store.clone(),
+        identity,
+        dir: dir.to_path_buf(),
+    });
+    // Other commands on this directory reach the store through us while we watch.
+    let _server = control::serve(dir, host);
+    while let Some(event) = sub.blocking_recv() {
+        writeln!(stdout, "{}", control::event_json(&store, &event))?;
+        stdout.flush()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! The cloud peer: many sites behind one QUIC endpoint.
+//!
+//! # How sites are kept apart
+//!
+//! One sled database holds every site; each site's documents, sync states and bookkeeping
+//! live in the namespace `site/<site>/` (`Store::on_db`). Each site has its own [`Engine`]
+//! in its own task. A connection is routed by the site in the device's **verified
+//! certificate** (never by anything the device sends), so a device only ever reaches its
+//! own site's engine, and the engine only offers that site's documents.
+//!
+//! # Memory
+//!
+//! A site is loaded (store handle and engine) when one of its devices connects. Its
+//! documents load on first use and are dropped after [`CloudConfig::idle`] without use
+//! (`Store::evict_idle`); a site with no device connected for that long is unloaded
+//! entirely. Sync states are persisted, so unloading costs nothing but a reload.
+//!
+//! # Relay
+//!
+//! The engine of a site offers changes received from one device to the site's other
+//! connected devices at once, and stores them for devices that connect later, so devices
+//! that cannot reach each other on the site's network still converge through the cloud.
+//!
+//! [`Engine`]: outpost_core::Engine
+
+mod config;
+mod http;
+mod metrics;
+mod site;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use outpost_core::{PeerInfo, Role, SiteId};
+use outpost_transport::tls::{self, peer_info_of};
+use outpost_transport::{CloseCode, DenyList, DeviceCert, PeerFilter, SiteRule};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+pub use self::config::{Args, CloudConfig};
+use self::http::Http;
+use self::metrics::Metrics;
+use self::site::SiteCmd;
+
+/// State shared by the accept loop, the site tasks and the HTTP thread.
+pub(crate) struct Shared {
+    db: sled::Db,
+    local: PeerInfo,
+    config: CloudConfig,
+    metrics: Metrics,
+    sites: Mutex<HashMap<SiteId, SiteEntry>>,
+    stopping: AtomicBool,
+}
+
+/// A loaded site: its task, and how many sessions were handed to it and not yet closed.
+/// The count is changed only under the registry lock, so a task retires only when no
+/// connection is on its way to it.
+struct SiteEntry {
+    cmd: mpsc::UnboundedSender<SiteCmd>,
+    sessions: usize,
+}
+
+impl Shared {
+    fn sites(&self) -> MutexGuard<'_, HashMap<SiteId, SiteEntry>> {
+        self.sites.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands an authenticated connection to its site's task, loading the site if needed.
+    fn route(self: &Arc<Self>, conn: quinn::Connection, info: PeerInfo) {
+        let mut sites = self.sites();
+        if self.stopping.load(Ordering::SeqCst) {
+            CloseCode::Shutdown.close(&conn);
+            return;
+        }
+        let site = info.site.clone();
+        let mut cmd = SiteCmd::Attach { conn, info };
+        // A task that died (a bug) is replaced; its sessions were closed with it.
+        for _ in 0..2 {
+            let entry = sites.entry(site.clone()).or_insert_with(|| SiteEntry {
+                cmd: site::spawn(self.clone(), site.clone()),
+                sessions: 0,
+            });
+            match entry.cmd.send(cmd) {
+                Ok(()) => {
+                    entry.sessions += 1;
+                    return;
+                }
+                Err(mpsc::error::SendError(back)) => {
+                    tracing::error!(%site, "site task is gone; restarting it");
+                    sites.remove(&site);
+                    cmd = back;
+                }
+            }
+        }
+        if let SiteCmd::Attach { conn, .. } = cmd {
+            CloseCode::Shutdown.close(&conn);
+        }
+    }
+
+    /// A session of `site` ended.
+    fn session_closed(&self, site: &SiteId) {
+        if let Some(e) = self.sites().get_mut(site) {
+            e.sessions = e.sessions.saturating_sub(1);
+        }
+    }
+
+    /// Removes an idle site from the registry if no session is on its way to it.
+    fn try_retire(&self, site: &SiteId) -> bool {
+        let mut sites = self.sites();
+        match sites.get(site) {
+            Some(e) if e.sessions == 0 => {
+                sites.remove(site);
+                true
+            }
+            Some(_) => false,
+            // Not registered (never happens): nothing can reach the task, so it may go.
+            None => true,
+        }
+    }
+}
+
+/// A running cloud peer.
+pub struct Cloud {
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    quic_addr: SocketAddr,
+    accept_task: JoinHandle<()>,
+    http: Http,
+}
+
+impl Cloud {
+    /// Opens the database, binds QUIC and HTTP, and starts accepting devices of every site.
+    ///
+    /// Must be called within a multi-threaded tokio runtime.
+    pub async fn start(config: CloudConfig) -> Result<Cloud> {
+        let read = |p: &std::path::Path, what: &str| {
+            std::fs::read_to_string(p).with_context(|| {
+                format!(
+                    "cannot read the {what} {}; issue the cloud certificate with \
+                     `outpost cert issue --ca CA_DIR --site FLEET --device cloud-1 --role cloud --out DIR`",
+                    p.display()
+                )
+            })
+        };
+        let cert = DeviceCert::from_pem(
+            &read(&config.cert, "certificate")?,
+            &read(&config.key, "private key")?,
+            &read(&config.ca, "fleet CA certificate")?,
+        )
+        .context("the cloud certificate, key and CA do not form a usable identity")?;
+        let local = cert.info().clone();
+        if local.role != Role::cloud() {
+            bail!(
+                "the certificate {} is for {local}, not a cloud peer; issue one with --role cloud",
+                config.cert.display()
+            );
+        }
+        let deny = DenyList::parse(&config.deny).context("invalid deny list")?;
+        let db = open_db(&config)?;
+        let filter = PeerFilter::new(SiteRule::AnySite, deny);
+        let endpoint = tls::endpoint(&cert, &filter, &config.tuning, config.listen)?;
+        let quic_addr = endpoint
+            .local_addr()
+            .with_context(|| format!("cannot read the address bound for {}", config.listen))?;
+        let shared = Arc::new(Shared {
+            db,
+            local: local.clone(),
+            config,
+            metrics: Metrics::default(),
+            sites: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+        });
+        let http = Http::start(shared.config.http, shared.clone())?;
+        let span = tracing::info_span!("cloud", peer = %local.peer);
+        let accept_task =
+            tokio::spawn(accept_loop(endpoint.clone(), shared.clone()).instrument(span));
+        tracing::info!(%quic_addr, http = %http.addr(), identity = %local, "outpost-cloud started");
+        Ok(Cloud {
+            shared,
+            endpoint,
+            quic_addr,
+            accept_task,
+            http,
+        })
+    }
+
+    /// The UDP address devices connect to.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    /// The HTTP address of `/health` and `/metrics`.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.addr()
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.render()
+    }
+
+    /// Stops accepting, lets every site send what is queued (within the grace period),
+    /// persists sync states, closes every connection, flushes storage.
+    pub async fn shutdown(self) -> Result<()> {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.accept_task.abort();
+        // Refuse new handshakes at once; existing connections stay until their site stops.
+        self.endpoint.set_server_config(None);
+        let cmds: Vec<mpsc::UnboundedSender<SiteCmd>> = self
+            .shared
+            .sites()
+            .values()
+            .map(|e| e.cmd.clone())
+            .collect();
+        let mut waits = Vec::new();
+        for cmd in cmds {
+            let (tx, rx) = oneshot::channel();
+            if cmd.send(SiteCmd::Shutdown(tx)).is_ok() {
+                waits.push(rx);
+            }
+        }
+        for w in waits {
+            let _ = w.await;
+        }
+        self.endpoint.close(
+            CloseCode::Shutdown.varint(),
+            CloseCode::Shutdown.reason().as_bytes(),
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        self.http.stop();
+        self.shared
+            .db
+            .flush_async()
+            .await
+            .context("flushing storage at shutdown failed")?;
+        tracing::info!("outpost-cloud stopped");
+        Ok(())
+    }
+}
+
+fn open_db(config: &CloudConfig) -> Result<sled::Db> {
+    let opened = std::panic::catch_unwind(|| {
+        sled::Config::new()
+            .path(&config.data)
+            .cache_capacity(config.cache_bytes)
+            .flush_every_ms(Some(100))
+            .open()
+    });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!(
+            "cannot open the data directory {}; check that it is writable and not used by another outpost-cloud",
+            config.data.display()
+        ))),
+        Err(_) => bail!(
+            "the data directory {} is corrupt; restore a backup or start from an empty directory (devices sync everything again)",
+            config.data.display()
+        ),
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    let handshake_timeout = shared.config.tuning.idle_timeout + Duration::from_secs(1);
+    while let Some(incoming) = endpoint.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(
+            async move {
+                let remote = incoming.remote_address();
+                let conn = match tokio::time::timeout(handshake_timeout, incoming).await {
+                    Ok(Ok(conn)) => conn,
+                    Ok(Err(e)) => {
+                        shared.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%remote, error = %e, "incoming handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        shared.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%remote, "incoming handshake timed out");
+                        return;
+                    }
+                };
+                let info = match peer_info_of(&conn) {
+                    Ok(info) => info,
+                    Err(e) => {
+                        shared.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%remote, error = %e, "closing connection without usable identity");
+                        CloseCode::BadIdentity.close(&conn);
+                        return;
+                    }
+                };
+                if info.role == Role::cloud() {
+                    // One cloud peer serves whole sites; cloud peers do not sync with each other.
+                    shared.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%remote, peer = %info, "refusing a cloud peer: cloud peers serve devices only");
+                    CloseCode::BadIdentity.close(&conn);
+                    return;
+                }
+                shared.metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%remote, peer = %info, "handshake complete");
+                shared.route(conn, info);
+            }
+            .in_current_span(),
+        );
+    }
+}
+
+/// Runs `outpost-cloud` with the process arguments; the exit code to return from `main`.
+pub fn main() -> ExitCode {
+    crate::util::install_panic_hook("outpost-cloud");
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    crate::logging::init("info,automerge=off", crate::logging::LogTarget::Stdout);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => crate::util::report("outpost-cloud", &e),
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let config = CloudConfig::from_args(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("outpost-cloud")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let cloud = Cloud::start(config).await?;
+        wait_for_signal().await?;
+        tracing::info!("shutdown requested");
+        cloud.shutdown().await
+    })
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C).
+pub(crate) async fn wait_for_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot handle Ctrl-C")
+    }
+}

@@ -1,0 +1,257 @@
+//! Configuration of `outpost-cloud`: flags, environment variables and a TOML file.
+//!
+//! Precedence: a command-line flag, then its environment variable, then the config file,
+//! then the default. Relative paths in the config file are relative to the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use outpost_core::Policy;
+use outpost_transport::{SessionConfig, TransportTuning};
+use serde::Deserialize;
+
+/// Command line of `outpost-cloud`. Every flag can also be set by its environment variable
+/// or in the TOML file given by `--config`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "outpost-cloud",
+    version,
+    about = "The outpost cloud peer: syncs every site of a fleet over QUIC with mutual TLS, \
+             keeps each site's documents apart, relays between a site's devices, and serves \
+             /health and Prometheus /metrics over HTTP.",
+    after_help = "Config file keys: data, listen, http, ca, cert, key, cache_mb, idle_secs, deny, \
+                  and a [policy] table (see cloud/CLI.md). Flags override environment variables, \
+                  which override the file. SIGTERM or SIGINT: stop accepting, flush, exit 0."
+)]
+pub struct Args {
+    /// Data directory (one sled database for every site).
+    #[arg(long, env = "OUTPOST_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// UDP address for QUIC, e.g. `0.0.0.0:7733`.
+    #[arg(long, env = "OUTPOST_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// TCP address for HTTP /health and /metrics, e.g. `127.0.0.1:9090`.
+    #[arg(long, env = "OUTPOST_HTTP", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// The fleet CA certificate.
+    #[arg(long, env = "OUTPOST_CA", value_name = "CA.pem")]
+    pub ca: Option<PathBuf>,
+    /// This cloud peer's certificate (issued with role `cloud`).
+    #[arg(long, env = "OUTPOST_CERT", value_name = "CERT.pem")]
+    pub cert: Option<PathBuf>,
+    /// This cloud peer's private key.
+    #[arg(long, env = "OUTPOST_KEY", value_name = "KEY.pem")]
+    pub key: Option<PathBuf>,
+    /// TOML file with any of the settings above, plus `deny` and `[policy]`.
+    #[arg(long, env = "OUTPOST_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// sled page cache in MiB (default 64).
+    #[arg(long, env = "OUTPOST_CACHE_MB", value_name = "MIB")]
+    pub cache_mb: Option<u64>,
+    /// Unload documents, and sites without devices connected, after this many idle seconds
+    /// (default 60).
+    #[arg(long, env = "OUTPOST_IDLE_SECS", value_name = "SECS")]
+    pub idle_secs: Option<u64>,
+    /// Revoked devices, refused at the handshake: `peer` or `site/peer`, comma separated.
+    #[arg(long, env = "OUTPOST_DENY", value_delimiter = ',', value_name = "LIST")]
+    pub deny: Vec<String>,
+}
+
+/// The config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    cache_mb: Option<u64>,
+    idle_secs: Option<u64>,
+    deny: Option<Vec<String>>,
+    policy: Option<Policy>,
+}
+
+/// Everything a [`Cloud`](super::Cloud) needs.
+#[derive(Clone, Debug)]
+pub struct CloudConfig {
+    /// Data directory (one sled database; each site in the namespace `site/<site>/`).
+    pub data: PathBuf,
+    /// UDP address for QUIC.
+    pub listen: SocketAddr,
+    /// TCP address for HTTP.
+    pub http: SocketAddr,
+    /// Fleet CA certificate (PEM file).
+    pub ca: PathBuf,
+    /// Cloud certificate (PEM file, role `cloud`).
+    pub cert: PathBuf,
+    /// Cloud private key (PEM file).
+    pub key: PathBuf,
+    /// sled page cache in bytes.
+    pub cache_bytes: u64,
+    /// Documents unused this long are dropped from memory; a site with no device connected
+    /// for this long is unloaded entirely.
+    pub idle: Duration,
+    /// Revoked devices (`peer` or `site/peer`).
+    pub deny: Vec<String>,
+    /// The fleet's access policy (the same on every device).
+    pub policy: Policy,
+    /// QUIC keep-alive, idle timeout and stream limits.
+    pub tuning: TransportTuning,
+    /// Frame size and send queue limits.
+    pub session: SessionConfig,
+    /// How long shutdown waits for devices to acknowledge queued messages.
+    pub shutdown_grace: Duration,
+}
+
+impl CloudConfig {
+    /// A configuration with defaults for everything but the required settings.
+    pub fn new(
+        data: PathBuf,
+        listen: SocketAddr,
+        http: SocketAddr,
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    ) -> CloudConfig {
+        CloudConfig {
+            data,
+            listen,
+            http,
+            ca,
+            cert,
+            key,
+            cache_bytes: 64 * 1024 * 1024,
+            idle: Duration::from_secs(60),
+            deny: Vec::new(),
+            policy: Policy::default(),
+            tuning: TransportTuning::default(),
+            session: SessionConfig::default(),
+            shutdown_grace: Duration::from_secs(1),
+        }
+    }
+
+    /// Resolves flags, environment and config file into a configuration.
+    pub fn from_args(args: Args) -> Result<CloudConfig> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let base = args
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let rel = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        let missing = |flag: &str, env: &str| {
+            anyhow!(
+                "missing --{flag}: pass --{flag}, set {env}, or put `{flag} = ...` in the --config file"
+            )
+        };
+        let mut config = CloudConfig::new(
+            args.data
+                .or(file.data.map(rel))
+                .ok_or_else(|| missing("data", "OUTPOST_DATA"))?,
+            args.listen
+                .or(file.listen)
+                .ok_or_else(|| missing("listen", "OUTPOST_LISTEN"))?,
+            args.http
+                .or(file.http)
+                .ok_or_else(|| missing("http", "OUTPOST_HTTP"))?,
+            args.ca
+                .or(file.ca.map(rel))
+                .ok_or_else(|| missing("ca", "OUTPOST_CA"))?,
+            args.cert
+                .or(file.cert.map(rel))
+                .ok_or_else(|| missing("cert", "OUTPOST_CERT"))?,
+            args.key
+                .or(file.key.map(rel))
+                .ok_or_else(|| missing("key", "OUTPOST_KEY"))?,
+        );
+        if let Some(mb) = args.cache_mb.or(file.cache_mb) {
+            config.cache_bytes = mb.max(1) * 1024 * 1024;
+        }
+        if let Some(s) = args.idle_secs.or(file.idle_secs) {
+            config.idle = Duration::from_secs(s.max(1));
+        }
+        config.deny = if args.deny.is_empty() {
+            file.deny.unwrap_or_default()
+        } else {
+            args.deny
+        };
+        if let Some(p) = file.policy {
+            config.policy = p;
+        }
+        Ok(config)
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| {
+        format!(
+            "invalid config file {}; see cloud/CLI.md for its keys",
+            path.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn file_fills_in_and_flags_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("cloud.toml");
+        std::fs::write(
+            &file,
+            r#"
+data = "data"
+listen = "127.0.0.1:7000"
+http = "127.0.0.1:9000"
+ca = "/etc/ca.pem"
+cert = "cert.pem"
+key = "key.pem"
+idle_secs = 5
+deny = ["paris/pos-9"]
+
+[policy]
+open = true
+relay_roles = []
+contexts = {}
+default_rule = { read = [], write = [] }
+"#,
+        )
+        .expect("write");
+        let args = Args::try_parse_from([
+            "outpost-cloud",
+            "--config",
+            file.to_str().expect("utf8"),
+            "--listen",
+            "127.0.0.1:7001",
+        ])
+        .expect("parse");
+        let c = CloudConfig::from_args(args).expect("config");
+        assert_eq!(c.listen, "127.0.0.1:7001".parse().expect("addr"));
+        assert_eq!(c.http, "127.0.0.1:9000".parse().expect("addr"));
+        assert_eq!(c.data, dir.path().join("data"));
+        assert_eq!(c.ca, PathBuf::from("/etc/ca.pem"));
+        assert_eq!(c.idle, Duration::from_secs(5));
+        assert_eq!(c.deny, vec!["paris/pos-9".to_string()]);
+        assert!(c.policy.open);
+    }
+
+    #[test]
+    fn missing_settings_say_how_to_set_them() {
+        let args = Args::try_parse_from(["outpost-cloud", "--data", "/tmp/x"]).expect("parse");
+        let e = CloudConfig::from_args(args).expect_err("listen missing");
+        assert!(e.to_string().contains("OUTPOST_LISTEN"), "{e}");
+    }
+}

@@ -1,0 +1,111 @@
+//! HTTP `/health` and `/metrics`, served by tiny_http on its own thread.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, Result};
+use tiny_http::{Header, Method, Response, Server};
+
+use super::Shared;
+
+/// The running HTTP server.
+pub(crate) struct Http {
+    server: Arc<Server>,
+    thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl Http {
+    /// Binds `addr` and serves requests on a thread.
+    pub(crate) fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<Http> {
+        let server = Server::http(addr).map_err(|e| {
+            anyhow!("cannot serve HTTP on {addr}: {e}; pick a free port for --http")
+        })?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| anyhow!("the HTTP server is not on an IP address"))?;
+        let server = Arc::new(server);
+        let s = server.clone();
+        let thread = std::thread::Builder::new()
+            .name("outpost-http".into())
+            .spawn(move || {
+                for request in s.incoming_requests() {
+                    respond(request, &shared);
+                }
+            })?;
+        Ok(Http {
+            server,
+            thread: Some(thread),
+            addr,
+        })
+    }
+
+    /// The bound address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving and waits for the thread.
+    pub(crate) fn stop(mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .expect("static header names and values are valid")
+}
+
+fn respond(request: tiny_http::Request, shared: &Shared) {
+    let path = request.url().split('?').next().unwrap_or("").to_string();
+    let (status, content_type, body) = match (request.method(), path.as_str()) {
+        (Method::Get, "/health") => match health(shared) {
+            Ok(()) => (200, "text/plain; charset=utf-8", "ok\n".to_string()),
+            Err(e) => (
+                503,
+                "text/plain; charset=utf-8",
+                format!("unhealthy: {}\n", crate::util::one_line(&e)),
+            ),
+        },
+        (Method::Get, "/metrics") => (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            shared.metrics.render(),
+        ),
+        (Method::Get, _) => (
+            404,
+            "text/plain; charset=utf-8",
+            "not found; try /health or /metrics\n".to_string(),
+        ),
+        _ => (
+            405,
+            "text/plain; charset=utf-8",
+            "only GET is supported\n".to_string(),
+        ),
+    };
+    let response = Response::from_string(body)
+        .with_status_code(status)
+        .with_header(header("Content-Type", content_type));
+    if let Err(e) = request.respond(response) {
+        tracing::debug!(error = %e, "HTTP response not sent");
+    }
+}
+
+/// Healthy when a write reaches the disk and the server is not shutting down.
+fn health(shared: &Shared) -> Result<()> {
+    if shared.stopping.load(Ordering::SeqCst) {
+        return Err(anyhow!("shutting down"));
+    }
+    let now = outpost_core::Timestamp::now().as_millis().to_be_bytes();
+    shared
+        .db
+        .insert(b"health/last-check", &now)
+        .and_then(|_| shared.db.flush().map(|_| ()))
+        .map_err(|e| anyhow!("storage is not writable: {e}"))
+}
