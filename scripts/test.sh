@@ -21,6 +21,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"
 cargo test --workspace --locked
 
+step "fuzz smoke (every target, a few seconds each)"
+./scripts/fuzz-smoke.sh "${OUTPOST_FUZZ_SECONDS:-10}"
+
 step "benches compile"
 cargo bench --workspace --locked --no-run
 
