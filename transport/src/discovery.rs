@@ -104,10 +104,15 @@ mod daemon {
     use super::*;
 
     /// A running mDNS announcer and browser.
-    #[derive(Debug)]
     pub(crate) struct Discovery {
         daemon: ServiceDaemon,
         task: tokio::task::JoinHandle<()>,
+    }
+
+    impl std::fmt::Debug for Discovery {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Discovery").finish_non_exhaustive()
+        }
     }
 
     impl Discovery {

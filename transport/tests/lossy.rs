@@ -18,6 +18,7 @@ use tokio::net::UdpSocket;
 /// each direction and delays the others by up to `max_delay`, which reorders them.
 struct LossyRelay {
     addr: SocketAddr,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -33,12 +34,15 @@ impl LossyRelay {
         let addr = front.local_addr().expect("relay addr");
         let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
         let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         // Returns the delay for a datagram, or None to drop it.
         let fate = {
             let rng = rng.clone();
+            let dropped = dropped.clone();
             move || {
                 let mut rng = rng.lock().expect("relay rng");
                 if rng.random_bool(loss) {
+                    dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     None
                 } else {
                     Some(Duration::from_micros(
@@ -79,6 +83,7 @@ impl LossyRelay {
         });
         LossyRelay {
             addr,
+            dropped,
             tasks: vec![upstream, downstream],
         }
     }
@@ -100,6 +105,7 @@ async fn sync_converges_through_a_lossy_reordering_relay() {
     let pos_cert = issue(&ca, "lyon", "pos-1", "pos");
     let kiosk_cert = issue(&ca, "lyon", "kiosk-1", "kiosk");
     let pos = start(test_config(&dir.path().join("pos"), &pos_cert, vec![])).await;
+    // 5% loss each way, up to 20 ms of delay: datagrams arrive out of order.
     let relay = LossyRelay::start(pos.local_addr(), 0.05, Duration::from_millis(20), 0x5eed).await;
     let kiosk = start(test_config(
         &dir.path().join("kiosk"),
@@ -107,28 +113,37 @@ async fn sync_converges_through_a_lossy_reordering_relay() {
         vec![relay.addr],
     ))
     .await;
+    wait_connected(&kiosk, "pos-1").await;
 
-    let orders = doc("orders/2026-11-24");
-    let stock = doc("stock");
-    let menu = doc("menu");
+    let (orders, stock, menu) = (doc("orders/2026-11-24"), doc("stock"), doc("menu"));
+    // Counters are created once, then incremented concurrently (two concurrent creations
+    // would be two conflicting values, one of which wins).
+    pos.store()
+        .increment(&stock, "/burger", 0, Durability::Fast)
+        .expect("create counter");
+    wait_value(
+        "counter at kiosk",
+        kiosk.store(),
+        &stock,
+        "/burger",
+        &json!(0),
+    )
+    .await;
+
     // A large menu, so that catch-up spans many packets and engine fragments.
     let big = "x".repeat(300 * 1024);
     pos.store()
         .put(&menu, "/notes", json!(big), Durability::Fast)
         .expect("big menu");
     for i in 0..60 {
+        let order = format!("/k-{i}/status");
         kiosk
             .store()
-            .put(
-                &orders,
-                &format!("/k-{i}/status"),
-                json!("new"),
-                Durability::Fast,
-            )
+            .put(&orders, &order, json!("new"), Durability::Fast)
             .expect("kiosk order");
         pos.store()
             .increment(&stock, "/burger", 1, Durability::Fast)
-            .expect("pos stock");
+            .expect("pos restock");
         if i % 3 == 0 {
             kiosk
                 .store()
@@ -137,33 +152,63 @@ async fn sync_converges_through_a_lossy_reordering_relay() {
             pos.store()
                 .put(
                     &orders,
-                    &format!("/k-{i}/status"),
+                    &format!("/p-{i}/status"),
                     json!("paid"),
                     Durability::Fast,
                 )
-                .expect("pos pays");
+                .expect("pos order");
         }
         if i % 10 == 0 {
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
     }
-    wait_connected(&kiosk, "pos-1").await;
-    wait_converged(
-        "orders through relay",
-        &[pos.store(), kiosk.store()],
-        &orders,
+    let both = [pos.store(), kiosk.store()];
+    wait_value(
+        "all sales counted at pos",
+        pos.store(),
+        &stock,
+        "/burger",
+        &json!(40),
     )
     .await;
-    wait_converged("stock through relay", &[pos.store(), kiosk.store()], &stock).await;
-    wait_converged("menu through relay", &[pos.store(), kiosk.store()], &menu).await;
-    assert_eq!(
-        kiosk.store().get(&stock, "/burger").expect("read"),
-        Some(json!(40))
-    );
-    assert_eq!(
-        kiosk.store().get(&menu, "/notes").expect("read"),
-        Some(json!(big))
-    );
+    wait_value(
+        "all sales counted at kiosk",
+        kiosk.store(),
+        &stock,
+        "/burger",
+        &json!(40),
+    )
+    .await;
+    wait_value(
+        "last kiosk order at pos",
+        pos.store(),
+        &orders,
+        "/k-59/status",
+        &json!("new"),
+    )
+    .await;
+    wait_value(
+        "last pos order at kiosk",
+        kiosk.store(),
+        &orders,
+        "/p-57/status",
+        &json!("paid"),
+    )
+    .await;
+    wait_value(
+        "big menu at kiosk",
+        kiosk.store(),
+        &menu,
+        "/notes",
+        &json!(big),
+    )
+    .await;
+    wait_converged("orders through relay", &both, &orders).await;
+    wait_converged("stock through relay", &both, &stock).await;
+    wait_converged("menu through relay", &both, &menu).await;
+
+    let dropped = relay.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dropped > 0, "the relay should have dropped datagrams");
 
     within("kiosk shutdown", kiosk.shutdown())
         .await
