@@ -149,6 +149,9 @@ struct DocSync {
     refused_by_us: bool,
     /// When the last message of this exchange was sent or received.
     last_activity: Timestamp,
+    /// We sent a message and still expect an answer (see [`Engine::awaits_reply`]): only
+    /// then is an exchange that goes silent restarted by [`Engine::handle_timeout`].
+    awaiting: bool,
     /// Reassembly of a fragmented sync message: parts by index.
     parts: Vec<Option<Vec<u8>>>,
     parts_bytes: usize,
@@ -713,11 +716,40 @@ impl Engine {
     }
 
     fn put_state(&mut self, peer: &PeerId, doc: &DocumentId, state: sync::State, now: Timestamp) {
+        let awaiting = self.awaits_reply(doc, &state);
         if let Some(p) = self.peers.get_mut(peer) {
             let ds = p.docs.entry(doc.clone()).or_default();
             ds.state = Some(state);
+            ds.awaiting = awaiting;
             ds.last_activity = now;
         }
+    }
+
+    /// Whether the peer owes us an answer on this exchange.
+    ///
+    /// Automerge's `in_flight` only means "a message was sent since the last one received";
+    /// it stays set after the last message of every exchange, which the peer, in sync, rightly
+    /// does not answer. Retrying on `in_flight` alone resent every document to every peer
+    /// every `retry_ms`, forever (found by the simulation). An answer is owed only while
+    /// one side still lacks something the other will send or accept: we lack some of their
+    /// heads (and take their changes), or they lack some of ours (and take our changes).
+    fn awaits_reply(&self, doc: &DocumentId, state: &sync::State) -> bool {
+        if !state.in_flight {
+            return false;
+        }
+        let Some(theirs) = &state.their_heads else {
+            // Our first message of the session: the peer always answers it.
+            return true;
+        };
+        let we_lack = !state.read_only && !self.store.has_all(doc, theirs).unwrap_or(false);
+        let they_lack = !state.is_peer_read_only()
+            && self
+                .store
+                .heads(doc)
+                .unwrap_or_default()
+                .iter()
+                .any(|h| !theirs.contains(h));
+        we_lack || they_lack
     }
 
     /// Generates and queues the next sync message of (peer, doc), if there is one.
@@ -782,8 +814,7 @@ impl Engine {
                 p.last_ack = now;
             }
             for (doc, ds) in p.docs.iter_mut() {
-                let waiting =
-                    ds.state.as_ref().is_some_and(|s| s.in_flight) || !ds.parts.is_empty();
+                let waiting = ds.awaiting || !ds.parts.is_empty();
                 if waiting && now.millis_since(ds.last_activity) >= retry {
                     if let Some(s) = ds.state.as_mut() {
                         s.in_flight = false;
@@ -791,6 +822,8 @@ impl Engine {
                         s.have_responded = false;
                     }
                     ds.parts.clear();
+                    // `pump` below sets it again if the new message expects an answer.
+                    ds.awaiting = false;
                     ds.last_activity = now;
                     stalled.push((id.clone(), doc.clone()));
                 }
@@ -811,7 +844,7 @@ impl Engine {
                 consider(p.last_ack.plus_millis(retry));
             }
             for ds in p.docs.values() {
-                if ds.state.as_ref().is_some_and(|s| s.in_flight) || !ds.parts.is_empty() {
+                if ds.awaiting || !ds.parts.is_empty() {
                     consider(ds.last_activity.plus_millis(retry));
                 }
             }
