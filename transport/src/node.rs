@@ -26,7 +26,9 @@
 //! session on the kept connection, the engine session with that peer is restarted too
 //! (`handle_disconnect` + `handle_connect`); the engine resumes from persisted sync state.
 //! A new connection from a peer whose existing connection is dialed by the same side
-//! replaces it (the peer redialed, so the old one is dead).
+//! replaces it (the peer redialed, so the old one is dead). When the peer closes *our*
+//! current connection as a duplicate, the one it kept is about to arrive: the link counts
+//! as up for a short grace period (2 s), so apps see no disconnect/connect flap.
 //!
 //! The engine learns who a peer is only from its verified certificate.
 
@@ -329,6 +331,7 @@ impl Node {
             links: links.clone(),
             events: events.clone(),
             shutdown_grace: config.shutdown_grace,
+            replacing: HashMap::new(),
         };
         let engine_task = tokio::spawn(
             engine_loop
@@ -566,7 +569,13 @@ struct EngineLoop {
     links: watch::Sender<LinkView>,
     events: broadcast::Sender<NodeEvent>,
     shutdown_grace: Duration,
+    /// Peers whose connection the peer closed as a duplicate: the connection it kept is
+    /// about to be registered here, so the link counts as up until the deadline.
+    replacing: HashMap<PeerId, (PeerInfo, tokio::time::Instant)>,
 }
+
+/// How long a peer that closed our connection as a duplicate has to show up on the other one.
+const REPLACEMENT_GRACE: Duration = Duration::from_secs(2);
 
 /// Orders peers for the duplicate-connection rule.
 fn peer_key(p: &PeerInfo) -> (&PeerId, &outpost_core::SiteId) {
@@ -590,6 +599,7 @@ impl EngineLoop {
                 Duration::from_millis(ms.max(floor))
             });
             timer_just_fired = false;
+            let replacement_deadline = self.replacing.values().map(|(_, at)| *at).min();
             tokio::select! {
                 Some(event) = inbox.recv() => self.on_session_event(event),
                 command = commands.recv() => match command {
@@ -613,6 +623,7 @@ impl EngineLoop {
                     timer_just_fired = true;
                     self.engine.handle_timeout(Timestamp::now());
                 }
+                _ = sleep_until(replacement_deadline) => self.expire_replacements(),
             }
             self.drain();
         }
@@ -648,13 +659,40 @@ impl EngineLoop {
                 }
                 if let Some(s) = self.sessions.remove(&peer) {
                     let info = s.peer().clone();
-                    tracing::info!(peer = %info, %error, "peer disconnected");
                     self.engine.handle_disconnect(&peer, now);
-                    self.links.send_modify(|v| {
-                        v.connected.remove(&peer);
-                    });
-                    let _ = self.events.send(NodeEvent::PeerDisconnected(info));
+                    if CloseCode::of_connection_error(&error) == Some(CloseCode::Duplicate) {
+                        tracing::debug!(peer = %info, "peer keeps its other connection with us");
+                        let deadline = tokio::time::Instant::now() + REPLACEMENT_GRACE;
+                        self.replacing.insert(peer, (info, deadline));
+                        return;
+                    }
+                    tracing::info!(peer = %info, %error, "peer disconnected");
+                    self.peer_gone(info);
                 }
+            }
+        }
+    }
+
+    fn peer_gone(&mut self, info: PeerInfo) {
+        self.links.send_modify(|v| {
+            v.connected.remove(&info.peer);
+        });
+        let _ = self.events.send(NodeEvent::PeerDisconnected(info));
+    }
+
+    /// Peers that closed a connection as a duplicate but never showed up on the other one.
+    fn expire_replacements(&mut self) {
+        let now = tokio::time::Instant::now();
+        let expired: Vec<PeerId> = self
+            .replacing
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for peer in expired {
+            if let Some((info, _)) = self.replacing.remove(&peer) {
+                tracing::info!(peer = %info, "peer disconnected (its other connection never came)");
+                self.peer_gone(info);
             }
         }
     }
@@ -737,7 +775,10 @@ impl EngineLoop {
             });
             return;
         }
-        tracing::info!(peer = %info, remote = %conn.remote_address(), dialed_by_us, "peer connected");
+        let replacing = self.replacing.remove(&info.peer).is_some();
+        if !replacing {
+            tracing::info!(peer = %info, remote = %conn.remote_address(), dialed_by_us, "peer connected");
+        }
         let session = Session::start(
             conn,
             info.clone(),
@@ -749,7 +790,9 @@ impl EngineLoop {
         self.links.send_modify(|v| {
             v.connected.insert(info.peer.clone(), info.clone());
         });
-        let _ = self.events.send(NodeEvent::PeerConnected(info));
+        if !replacing {
+            let _ = self.events.send(NodeEvent::PeerConnected(info));
+        }
     }
 
     fn on_store_change(&mut self, change: outpost_core::ChangeEvent) {
@@ -812,6 +855,13 @@ impl EngineLoop {
         if let Err(e) = self.engine.store().flush() {
             tracing::error!(error = %e, "flushing the store at shutdown failed");
         }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -267,3 +267,59 @@ async fn finish_flushes_queued_messages_before_closing() {
     let (_, error) = next_closed(&mut f.events).await;
     assert_eq!(close_code(&error), Some(CloseCode::Shutdown), "{error}");
 }
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_fills_the_send_queue() {
+    init_tracing();
+    let ca = FleetCa::generate("acme").expect("ca");
+    let pos = issue(&ca, "lyon", "pos-1", "pos");
+    let kiosk = issue(&ca, "lyon", "kiosk-1", "kiosk");
+    let server = endpoint(&pos, &filter_for(&pos));
+    let addr = server.local_addr().expect("addr");
+    // The server's owner never reads its inbox, so its readers stop and QUIC flow
+    // control stops the sender.
+    let (stuck_tx, _stuck_rx) = mpsc::channel(1);
+    let accept = tokio::spawn(async move {
+        let conn = server
+            .accept()
+            .await
+            .expect("incoming")
+            .await
+            .expect("handshake");
+        let peer = peer_info_of(&conn).expect("identity");
+        let session = Session::start(conn, peer, SessionConfig::default(), stuck_tx);
+        (server, session)
+    });
+    let client = endpoint(&kiosk, &filter_for(&kiosk));
+    let conn = within("connect", client.connect(addr, "outpost").expect("connect"))
+        .await
+        .expect("handshake");
+    let _server = within("accept", accept).await.expect("accept task");
+    let (tx, _rx) = mpsc::channel(8);
+    let config = SessionConfig {
+        max_frame_size: MAX,
+        send_queue: 4,
+    };
+    let mut session = Session::start(conn, pos.info().clone(), config, tx);
+    let doc: DocumentId = "menu".parse().expect("doc");
+    let error = within("queue fills", async {
+        loop {
+            if let Err(e) = session.send(Some(&doc), vec![0; 60_000]) {
+                return e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(
+        matches!(
+            error,
+            outpost_transport::Error::SendQueueFull { queued: 4, .. }
+        ),
+        "{error}"
+    );
+    // The control stream has its own queue and still accepts messages.
+    session
+        .send(None, vec![1])
+        .expect("control stream is independent");
+}
