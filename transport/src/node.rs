@@ -9,7 +9,7 @@
 //!   waiting on a slow peer) and `poll_event` into the [`NodeEvent`] broadcast. No lock
 //!   is held across an await.
 //! - **Accept loop**: completes incoming handshakes (the TLS verifiers of
-//!   [`tls`](crate::tls) enforce fleet, site and deny list) and hands connections to the
+//!   [`tls`] enforce fleet, site and deny list) and hands connections to the
 //!   engine loop.
 //! - **Dialers**: one per static peer address. Each dials, hands the connection to the
 //!   engine loop, waits for it to close, and redials with [`Backoff`]. A dialer does not
