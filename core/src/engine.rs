@@ -417,6 +417,9 @@ impl Engine {
             WireMessage::Refused { doc, reason } => {
                 tracing::warn!(peer = %from, %doc, %reason, "peer refused our changes");
                 peer.docs.entry(doc.clone()).or_default().refused_by_peer = true;
+                // Re-evaluate the exchange now that we offer no changes (see `pump`), so
+                // that we do not wait for an answer about changes the peer will not take.
+                self.pump(from, &doc, now);
                 self.events.push_back(EngineEvent::RefusedByPeer {
                     peer: from.clone(),
                     doc,
@@ -640,6 +643,14 @@ impl Engine {
                 }
                 .encode(),
             ));
+            // Take no more changes from this peer on this document for the session: our
+            // state turns read-only, whose flag tells the peer's Automerge to stop offering
+            // changes, while our own changes still flow to it. Without this, each side kept
+            // waiting for the other and retried every `retry_ms` forever (found by the
+            // simulation).
+            let mut state = self.take_state(from, &doc)?;
+            state.set_read_only(true);
+            self.put_state(from, &doc, state, now);
             self.events.push_back(EngineEvent::ChangeRefused {
                 peer: from.clone(),
                 doc,
@@ -760,12 +771,17 @@ impl Engine {
         if !self.config.policy.may_read(&p.info.role, doc.context()) {
             return;
         }
-        if p.docs.get(doc).is_some_and(|d| d.refused_by_peer) {
-            return;
-        }
+        let refused = p.docs.get(doc).is_some_and(|d| d.refused_by_peer);
         let Ok(mut state) = self.take_state(peer, doc) else {
             return;
         };
+        if refused {
+            // The peer refused our changes to this document: offer none for the rest of the
+            // session, but keep answering it (heads, needs), so that its changes still reach
+            // us and it does not wait for us forever. Going silent instead left the peer
+            // retrying every `retry_ms` for the whole session.
+            state.peer_read_only = true;
+        }
         let msg = match self.store.generate_sync(doc, &mut state) {
             Ok(m) => m,
             Err(e) => {
