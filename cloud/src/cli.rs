@@ -31,13 +31,25 @@ use crate::util;
 )]
 pub struct Cli {
     /// The device's data directory (created by the first write).
-    #[arg(long, global = true, env = "OUTPOST_DATA", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "OUTPOST_DATA",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub data: Option<PathBuf>,
 
     /// Directory with this device's cert.pem, key.pem and ca.pem (from `outpost cert issue`).
     /// Required by `serve`; for other commands it sets the identity that authors writes
     /// (default: the identity of the last `serve` on this data directory).
-    #[arg(long, global = true, env = "OUTPOST_CERT_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "OUTPOST_CERT_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub cert_dir: Option<PathBuf>,
 
     /// What to do.
@@ -57,7 +69,8 @@ pub enum Command {
         doc: String,
         /// JSON Pointer, e.g. `/items/burger/price`.
         path: String,
-        /// JSON value, e.g. `950` or `'{"name": "Burger"}'`.
+        /// JSON value, e.g. `950`, `-1` or `'{"name": "Burger"}'`.
+        #[arg(allow_hyphen_values = true)]
         json: String,
     },
     /// Print the JSON value at PATH (the whole document without PATH).

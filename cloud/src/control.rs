@@ -320,6 +320,10 @@ impl Client {
         use std::io::ErrorKind;
         use std::os::unix::net::UnixStream;
         let path = dir.join(SOCKET_FILE);
+        if !dir.is_dir() {
+            // Opening the store reports what is wrong with the directory.
+            return Ok(None);
+        }
         match UnixStream::connect(&path) {
             Ok(s) => Ok(Some(Client {
                 reader: BufReader::new(s),

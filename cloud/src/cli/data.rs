@@ -127,6 +127,8 @@ impl Host for LocalHost {
 /// The identity that authors this command's writes: `--cert-dir`, else the identity the
 /// data directory was last served as, else none (an anonymous local store).
 pub(super) fn identity(dir: &Path, cert_dir: Option<&Path>) -> Result<Option<PeerInfo>> {
+    // A directory that cannot be a store is reported as such before anything is read in it.
+    check_data_dir(dir, true)?;
     let recorded = recorded_identity(dir)?;
     let Some(cert_dir) = cert_dir else {
         return Ok(recorded);

@@ -27,35 +27,81 @@ use serde::Deserialize;
 )]
 pub struct Args {
     /// Data directory (one sled database for every site).
-    #[arg(long, env = "OUTPOST_DATA", value_name = "DIR")]
+    #[arg(long, env = "OUTPOST_DATA", hide_env_values = true, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// UDP address for QUIC, e.g. `0.0.0.0:7733`.
-    #[arg(long, env = "OUTPOST_LISTEN", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "OUTPOST_LISTEN",
+        hide_env_values = true,
+        value_name = "ADDR"
+    )]
     pub listen: Option<SocketAddr>,
     /// TCP address for HTTP /health and /metrics, e.g. `127.0.0.1:9090`.
-    #[arg(long, env = "OUTPOST_HTTP", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "OUTPOST_HTTP",
+        hide_env_values = true,
+        value_name = "ADDR"
+    )]
     pub http: Option<SocketAddr>,
     /// The fleet CA certificate.
-    #[arg(long, env = "OUTPOST_CA", value_name = "CA.pem")]
+    #[arg(
+        long,
+        env = "OUTPOST_CA",
+        hide_env_values = true,
+        value_name = "CA.pem"
+    )]
     pub ca: Option<PathBuf>,
     /// This cloud peer's certificate (issued with role `cloud`).
-    #[arg(long, env = "OUTPOST_CERT", value_name = "CERT.pem")]
+    #[arg(
+        long,
+        env = "OUTPOST_CERT",
+        hide_env_values = true,
+        value_name = "CERT.pem"
+    )]
     pub cert: Option<PathBuf>,
     /// This cloud peer's private key.
-    #[arg(long, env = "OUTPOST_KEY", value_name = "KEY.pem")]
+    #[arg(
+        long,
+        env = "OUTPOST_KEY",
+        hide_env_values = true,
+        value_name = "KEY.pem"
+    )]
     pub key: Option<PathBuf>,
     /// TOML file with any of the settings above, plus `deny` and `[policy]`.
-    #[arg(long, env = "OUTPOST_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "OUTPOST_CONFIG",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     /// sled page cache in MiB (default 64).
-    #[arg(long, env = "OUTPOST_CACHE_MB", value_name = "MIB")]
+    #[arg(
+        long,
+        env = "OUTPOST_CACHE_MB",
+        hide_env_values = true,
+        value_name = "MIB"
+    )]
     pub cache_mb: Option<u64>,
     /// Unload documents, and sites without devices connected, after this many idle seconds
     /// (default 60).
-    #[arg(long, env = "OUTPOST_IDLE_SECS", value_name = "SECS")]
+    #[arg(
+        long,
+        env = "OUTPOST_IDLE_SECS",
+        hide_env_values = true,
+        value_name = "SECS"
+    )]
     pub idle_secs: Option<u64>,
     /// Revoked devices, refused at the handshake: `peer` or `site/peer`, comma separated.
-    #[arg(long, env = "OUTPOST_DENY", value_delimiter = ',', value_name = "LIST")]
+    #[arg(
+        long,
+        env = "OUTPOST_DENY",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
     pub deny: Vec<String>,
 }
 

@@ -1,0 +1,405 @@
+//! Helpers to run the real `outpost` and `outpost-cloud` binaries with timeouts.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Default timeout of one short command.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn outpost_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_outpost")
+}
+
+pub fn cloud_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_outpost-cloud")
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn expect_ok(&self) -> &str {
+        assert!(
+            self.status.success(),
+            "command failed ({}):\nstdout: {}\nstderr: {}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        assert_no_panic(&self.stderr);
+        &self.stdout
+    }
+
+    /// Asserts a clean failure: non-zero exit, a message on stderr containing `needle`,
+    /// no panic and no backtrace.
+    #[track_caller]
+    pub fn expect_err(&self, needle: &str) {
+        assert!(
+            !self.status.success(),
+            "command should have failed:\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        assert_ne!(self.status.code(), Some(101), "exit code 101 is a panic");
+        assert!(
+            self.stderr.contains(needle),
+            "stderr should mention {needle:?}:\n{}",
+            self.stderr
+        );
+        assert_no_panic(&self.stderr);
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.expect_ok())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+#[track_caller]
+pub fn assert_no_panic(stderr: &str) {
+    for bad in [
+        "panicked",
+        "RUST_BACKTRACE",
+        "stack backtrace",
+        "internal error",
+    ] {
+        assert!(!stderr.contains(bad), "stderr shows {bad:?}:\n{stderr}");
+    }
+}
+
+/// Runs a command to completion, killing it after `timeout`.
+pub fn run_with(mut cmd: Command, timeout: Duration) -> Outcome {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let out = drain(child.stdout.take().expect("piped stdout"));
+    let err = drain(child.stderr.take().expect("piped stderr"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Outcome {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+/// `outpost ARGS...`
+pub fn outpost(args: &[&str]) -> Outcome {
+    let mut cmd = Command::new(outpost_bin());
+    cmd.args(args)
+        .env_remove("OUTPOST_DATA")
+        .env_remove("OUTPOST_CERT_DIR");
+    run_with(cmd, COMMAND_TIMEOUT)
+}
+
+/// `outpost --data DIR ARGS...`
+pub fn on(dir: &Path, args: &[&str]) -> Outcome {
+    let mut all = vec!["--data", dir.to_str().expect("utf-8 path")];
+    all.extend_from_slice(args);
+    outpost(&all)
+}
+
+/// A long-running child (a node, a watch, the cloud) whose output lines are collected.
+/// Killed (by its own pid) when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    lines: Arc<Mutex<Vec<String>>>,
+    new_line: mpsc::Receiver<()>,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command) -> Proc {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, new_line) = mpsc::channel();
+        for (stream, tag) in [
+            (
+                Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+                "out",
+            ),
+            (Box::new(child.stderr.take().expect("stderr")), "err"),
+        ] {
+            let lines = lines.clone();
+            let tx = tx.clone();
+            let name = name.to_string();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if std::env::var_os("OUTPOST_TEST_ECHO").is_some() {
+                        eprintln!("[{name} {tag}] {line}");
+                    }
+                    lines.lock().expect("lines").push(format!("{tag}: {line}"));
+                    let _ = tx.send(());
+                }
+            });
+        }
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            lines,
+            new_line,
+        }
+    }
+
+    /// Every line so far, prefixed by `out: ` or `err: `.
+    pub fn output(&self) -> Vec<String> {
+        self.lines.lock().expect("lines").clone()
+    }
+
+    /// Waits for a line containing `needle` (on stdout or stderr) and returns it.
+    #[track_caller]
+    pub fn wait_line(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_line_after(0, needle, timeout)
+    }
+
+    /// Like [`Proc::wait_line`], ignoring the first `skip` lines.
+    #[track_caller]
+    pub fn wait_line_after(&self, skip: usize, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .output()
+                .into_iter()
+                .skip(skip)
+                .find(|l| l.contains(needle))
+            {
+                return l;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!(
+                    "{}: no line with {needle:?} within {timeout:?}; output:\n{}",
+                    self.name,
+                    self.output().join("\n")
+                );
+            }
+            let _ = self
+                .new_line
+                .recv_timeout(left.min(Duration::from_millis(200)));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends a signal by pid with the `kill` command.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Waits for the process to exit.
+    #[track_caller]
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                self.child = None;
+                // Let the reader threads collect the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not exit within {timeout:?}; output:\n{}",
+                    self.name,
+                    self.output().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit with status 0.
+    #[track_caller]
+    pub fn terminate(&mut self) {
+        self.signal("TERM");
+        let status = self.wait_exit(Duration::from_secs(20));
+        assert!(
+            status.success(),
+            "{} exited with {status} after SIGTERM; output:\n{}",
+            self.name,
+            self.output().join("\n")
+        );
+        for l in self.output() {
+            assert!(!l.contains("panicked"), "{}: {l}", self.name);
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `outpost --data DIR --cert-dir CERT serve --listen 127.0.0.1:PORT --peer ...` and
+/// returns it with the address it serves on.
+pub fn serve(
+    name: &str,
+    dir: &Path,
+    cert: &Path,
+    port: u16,
+    peers: &[SocketAddr],
+) -> (Proc, SocketAddr) {
+    let mut cmd = Command::new(outpost_bin());
+    cmd.arg("--data")
+        .arg(dir)
+        .arg("--cert-dir")
+        .arg(cert)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("OUTPOST_DATA")
+        .env("RUST_LOG", "info,outpost_transport=debug");
+    for p in peers {
+        cmd.args(["--peer", &p.to_string()]);
+    }
+    let proc = Proc::spawn(name, cmd);
+    let line = proc.wait_line("out: serving ", Duration::from_secs(30));
+    let addr = line
+        .rsplit(" on ")
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (proc, addr)
+}
+
+/// Issues certificates with the CLI: returns the directory.
+pub fn issue(ca: &Path, root: &Path, site: &str, device: &str, role: &str) -> PathBuf {
+    let out = root.join(format!("cert-{site}-{device}"));
+    outpost(&[
+        "cert",
+        "issue",
+        "--ca",
+        ca.to_str().expect("utf-8"),
+        "--site",
+        site,
+        "--device",
+        device,
+        "--role",
+        role,
+        "--out",
+        out.to_str().expect("utf-8"),
+    ])
+    .expect_ok();
+    out
+}
+
+/// Creates a fleet CA with the CLI.
+pub fn make_ca(root: &Path) -> PathBuf {
+    let ca = root.join("ca");
+    outpost(&["cert", "ca", "--out", ca.to_str().expect("utf-8")]).expect_ok();
+    ca
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+#[track_caller]
+pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A plain HTTP/1.0 GET; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect http");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read response");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad HTTP response: {raw}"));
+    (status, body.to_string())
+}
+
+/// The value of an unlabelled or labelled sample in Prometheus text, e.g.
+/// `metric(text, "outpost_site_connected_peers{site=\"paris\"}")`.
+pub fn metric(text: &str, series: &str) -> Option<u64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// A UDP port that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind udp")
+        .port()
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind tcp")
+        .port()
+}
