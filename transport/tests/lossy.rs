@@ -19,6 +19,7 @@ use tokio::net::UdpSocket;
 struct LossyRelay {
     addr: SocketAddr,
     dropped: Arc<std::sync::atomic::AtomicU64>,
+    blackhole: Arc<std::sync::atomic::AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -35,13 +36,15 @@ impl LossyRelay {
         let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
         let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
         let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let blackhole = Arc::new(std::sync::atomic::AtomicBool::new(false));
         // Returns the delay for a datagram, or None to drop it.
         let fate = {
             let rng = rng.clone();
             let dropped = dropped.clone();
+            let blackhole = blackhole.clone();
             move || {
                 let mut rng = rng.lock().expect("relay rng");
-                if rng.random_bool(loss) {
+                if blackhole.load(std::sync::atomic::Ordering::Relaxed) || rng.random_bool(loss) {
                     dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     None
                 } else {
@@ -84,8 +87,17 @@ impl LossyRelay {
         LossyRelay {
             addr,
             dropped,
+            blackhole,
             tasks: vec![upstream, downstream],
         }
+    }
+}
+
+impl LossyRelay {
+    /// Drops every datagram while `on`: the link dies without any close.
+    fn set_blackhole(&self, on: bool) {
+        self.blackhole
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -217,4 +229,123 @@ async fn sync_converges_through_a_lossy_reordering_relay() {
         .await
         .expect("shutdown");
     drop(relay);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dead_link_is_noticed_and_reestablished() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = FleetCa::generate("acme").expect("ca");
+    let pos_cert = issue(&ca, "lyon", "pos-1", "pos");
+    let kiosk_cert = issue(&ca, "lyon", "kiosk-1", "kiosk");
+    let pos = start(test_config(&dir.path().join("pos"), &pos_cert, vec![])).await;
+    let relay = LossyRelay::start(pos.local_addr(), 0.0, Duration::ZERO, 1).await;
+    let kiosk = start(test_config(
+        &dir.path().join("kiosk"),
+        &kiosk_cert,
+        vec![relay.addr],
+    ))
+    .await;
+    wait_connected(&kiosk, "pos-1").await;
+    wait_connected(&pos, "kiosk-1").await;
+
+    // The network goes silent: no close reaches either side; the idle timeout (2 s in
+    // the tests, 5 s by default) notices.
+    relay.set_blackhole(true);
+    let started = std::time::Instant::now();
+    within("kiosk notices", kiosk.wait_disconnected(&peer("pos-1"))).await;
+    within("pos notices", pos.wait_disconnected(&peer("kiosk-1"))).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "noticed after {:?}",
+        started.elapsed()
+    );
+
+    let orders = doc("orders/2026-11-24");
+    kiosk
+        .store()
+        .put(&orders, "/o-1/status", json!("new"), Durability::Durable)
+        .expect("offline order");
+    relay.set_blackhole(false);
+    wait_connected(&kiosk, "pos-1").await;
+    wait_value(
+        "offline order after the link is back",
+        pos.store(),
+        &orders,
+        "/o-1/status",
+        &json!("new"),
+    )
+    .await;
+
+    within("kiosk shutdown", kiosk.shutdown())
+        .await
+        .expect("shutdown");
+    within("pos shutdown", pos.shutdown())
+        .await
+        .expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_converges_under_heavy_loss() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = FleetCa::generate("acme").expect("ca");
+    let pos_cert = issue(&ca, "lyon", "pos-1", "pos");
+    let kiosk_cert = issue(&ca, "lyon", "kiosk-1", "kiosk");
+    let pos = start(test_config(&dir.path().join("pos"), &pos_cert, vec![])).await;
+    let relay = LossyRelay::start(pos.local_addr(), 0.15, Duration::from_millis(40), 0xbad).await;
+    let kiosk = start(test_config(
+        &dir.path().join("kiosk"),
+        &kiosk_cert,
+        vec![relay.addr],
+    ))
+    .await;
+    let orders = doc("orders/2026-11-24");
+    for i in 0..30 {
+        kiosk
+            .store()
+            .put(
+                &orders,
+                &format!("/k-{i}/status"),
+                json!("new"),
+                Durability::Fast,
+            )
+            .expect("kiosk order");
+        pos.store()
+            .put(
+                &orders,
+                &format!("/p-{i}/status"),
+                json!("new"),
+                Durability::Fast,
+            )
+            .expect("pos order");
+    }
+    wait_value(
+        "kiosk orders at pos",
+        pos.store(),
+        &orders,
+        "/k-29/status",
+        &json!("new"),
+    )
+    .await;
+    wait_value(
+        "pos orders at kiosk",
+        kiosk.store(),
+        &orders,
+        "/p-29/status",
+        &json!("new"),
+    )
+    .await;
+    wait_converged(
+        "orders under heavy loss",
+        &[pos.store(), kiosk.store()],
+        &orders,
+    )
+    .await;
+    within("kiosk shutdown", kiosk.shutdown())
+        .await
+        .expect("shutdown");
+    within("pos shutdown", pos.shutdown())
+        .await
+        .expect("shutdown");
 }
