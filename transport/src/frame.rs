@@ -34,6 +34,7 @@ pub const HEADER_LEN: usize = 4;
 /// | `0x02` | `Duplicate` | another connection with the same peer is kept instead |
 /// | `0x03` | `Revoked` | the peer was revoked while connected |
 /// | `0x04` | `LinkCut` | the link to this peer is administratively cut (`Node::cut_link`) |
+/// | `0x05` | `PeerIdInUse` | a peer with the same id but another site is connected |
 /// | `0x10` | `FrameTooLarge` | the peer sent a frame over the maximum size |
 /// | `0x11` | `FrameTruncated` | a stream of the peer ended inside a frame |
 /// | `0x12` | `Protocol` | the peer broke the stream layout (bad header, unexpected stream) |
@@ -52,6 +53,8 @@ pub enum CloseCode {
     Revoked,
     /// The link to this peer is administratively cut.
     LinkCut,
+    /// A peer with the same id but another site is connected.
+    PeerIdInUse,
     /// The peer sent a frame over the maximum size.
     FrameTooLarge,
     /// A stream of the peer ended inside a frame.
@@ -65,12 +68,13 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
-    const ALL: [CloseCode; 10] = [
+    const ALL: [CloseCode; 11] = [
         CloseCode::Shutdown,
         CloseCode::Disconnected,
         CloseCode::Duplicate,
         CloseCode::Revoked,
         CloseCode::LinkCut,
+        CloseCode::PeerIdInUse,
         CloseCode::FrameTooLarge,
         CloseCode::FrameTruncated,
         CloseCode::Protocol,
@@ -86,6 +90,7 @@ impl CloseCode {
             CloseCode::Duplicate => 0x02,
             CloseCode::Revoked => 0x03,
             CloseCode::LinkCut => 0x04,
+            CloseCode::PeerIdInUse => 0x05,
             CloseCode::FrameTooLarge => 0x10,
             CloseCode::FrameTruncated => 0x11,
             CloseCode::Protocol => 0x12,
@@ -112,6 +117,7 @@ impl CloseCode {
             CloseCode::Duplicate => "duplicate connection",
             CloseCode::Revoked => "revoked",
             CloseCode::LinkCut => "link cut",
+            CloseCode::PeerIdInUse => "peer id in use by another site",
             CloseCode::FrameTooLarge => "frame too large",
             CloseCode::FrameTruncated => "truncated frame",
             CloseCode::Protocol => "protocol violation",

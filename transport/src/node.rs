@@ -224,8 +224,8 @@ pub struct Node {
     events: broadcast::Sender<NodeEvent>,
     links: watch::Sender<LinkView>,
     dialers: Arc<Dialers>,
-    accept_task: JoinHandle<()>,
-    engine_task: JoinHandle<()>,
+    accept_task: Option<JoinHandle<()>>,
+    engine_task: Option<JoinHandle<()>>,
     #[cfg(feature = "discovery")]
     discovery: Option<crate::discovery::Discovery>,
 }
@@ -234,6 +234,7 @@ pub struct Node {
 #[derive(Debug)]
 struct Dialers {
     tasks: Mutex<HashMap<SocketAddr, JoinHandle<()>>>,
+    stopped: std::sync::atomic::AtomicBool,
     ctx: DialCtx,
 }
 
@@ -250,7 +251,7 @@ struct DialCtx {
 impl Dialers {
     fn add(&self, addr: SocketAddr) -> bool {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        if tasks.contains_key(&addr) {
+        if self.stopped.load(std::sync::atomic::Ordering::Relaxed) || tasks.contains_key(&addr) {
             return false;
         }
         let span = tracing::info_span!("dialer", %addr);
@@ -261,8 +262,10 @@ impl Dialers {
         true
     }
 
-    /// Aborts every dialer and waits until they are gone (they hold endpoint handles).
-    async fn stop_all(&self) {
+    /// Aborts every dialer and refuses new ones.
+    fn abort_all(&self) -> Vec<JoinHandle<()>> {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let tasks: Vec<_> = self
             .tasks
             .lock()
@@ -273,7 +276,12 @@ impl Dialers {
         for task in &tasks {
             task.abort();
         }
-        for task in tasks {
+        tasks
+    }
+
+    /// Aborts every dialer and waits until they are gone (they hold endpoint handles).
+    async fn stop_all(&self) {
+        for task in self.abort_all() {
             let _ = task.await;
         }
     }
@@ -344,6 +352,7 @@ impl Node {
         );
         let dialers = Arc::new(Dialers {
             tasks: Mutex::new(HashMap::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             ctx: DialCtx {
                 endpoint: endpoint.clone(),
                 links: links_rx,
@@ -394,8 +403,8 @@ impl Node {
             events,
             links,
             dialers,
-            accept_task,
-            engine_task,
+            accept_task: Some(accept_task),
+            engine_task: Some(engine_task),
             #[cfg(feature = "discovery")]
             discovery,
         })
@@ -535,19 +544,23 @@ impl Node {
     /// Stops the node: stops dialing and accepting, sends what is queued (waiting at most
     /// [`NodeConfig::shutdown_grace`]), closes every connection with
     /// [`CloseCode::Shutdown`], flushes the store and releases it and the UDP port.
-    pub async fn shutdown(self) -> Result<()> {
+    pub async fn shutdown(mut self) -> Result<()> {
         self.dialers.stop_all().await;
-        self.accept_task.abort();
-        let _ = self.accept_task.await;
+        if let Some(task) = self.accept_task.take() {
+            task.abort();
+            let _ = task.await;
+        }
         #[cfg(feature = "discovery")]
-        if let Some(d) = self.discovery {
+        if let Some(d) = self.discovery.take() {
             d.stop();
         }
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Shutdown(tx)).await.is_ok() {
             let _ = rx.await;
         }
-        let _ = self.engine_task.await;
+        if let Some(task) = self.engine_task.take() {
+            let _ = task.await;
+        }
         self.endpoint.close(
             CloseCode::Shutdown.varint(),
             CloseCode::Shutdown.reason().as_bytes(),
@@ -556,6 +569,21 @@ impl Node {
         self.store.flush()?;
         tracing::info!(site = %self.info.site, peer = %self.info.peer, "node stopped");
         Ok(())
+    }
+}
+
+impl Drop for Node {
+    /// A node dropped without [`Node::shutdown`] stops dialing and accepting; its engine
+    /// task then closes the connections and flushes the store in the background.
+    fn drop(&mut self) {
+        self.dialers.abort_all();
+        if let Some(task) = self.accept_task.take() {
+            task.abort();
+        }
+        #[cfg(feature = "discovery")]
+        if let Some(d) = self.discovery.take() {
+            d.stop();
+        }
     }
 }
 
@@ -745,6 +773,17 @@ impl EngineLoop {
             dialed_by_us == we_are_smaller
         };
         if let Some(existing) = self.sessions.get(&info.peer) {
+            if existing.peer().site != info.site {
+                // The engine keys peers by id alone: two sites' `pos-1` cannot share it.
+                tracing::warn!(
+                    peer = %info,
+                    connected = %existing.peer(),
+                    "refusing connection: a peer with the same id from another site is connected; \
+                     give devices fleet-unique ids or run one node per site"
+                );
+                CloseCode::PeerIdInUse.close(&conn);
+                return;
+            }
             let existing_alive = existing.connection().close_reason().is_none();
             let keep_existing = existing_alive
                 && preferred(existing.is_dialer())

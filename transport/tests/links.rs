@@ -407,3 +407,71 @@ async fn dialing_itself_is_harmless() {
     assert!(node.connected_peers().is_empty());
     within("shutdown", node.shutdown()).await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_peer_id_from_two_sites_does_not_flap_at_the_cloud() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = FleetCa::generate("acme").expect("ca");
+    let cloud = start(test_config(
+        &dir.path().join("cloud"),
+        &issue(&ca, "acme", "cloud-1", "cloud"),
+        vec![],
+    ))
+    .await;
+    let lyon = start(test_config(
+        &dir.path().join("lyon"),
+        &issue(&ca, "lyon", "pos-1", "pos"),
+        vec![cloud.local_addr()],
+    ))
+    .await;
+    wait_connected(&lyon, "cloud-1").await;
+    let paris = start(test_config(
+        &dir.path().join("paris"),
+        &issue(&ca, "paris", "pos-1", "pos"),
+        vec![cloud.local_addr()],
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        paris.connected_peers().is_empty(),
+        "paris/pos-1 is refused while lyon/pos-1 is connected"
+    );
+    let connected = cloud.connected_peers();
+    assert_eq!(connected.len(), 1);
+    assert_eq!(connected[0].site.as_str(), "lyon");
+    for node in [paris, lyon, cloud] {
+        within("shutdown", node.shutdown()).await.expect("shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_node_releases_its_store() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = FleetCa::generate("acme").expect("ca");
+    let cert = issue(&ca, "lyon", "pos-1", "pos");
+    let node = start(test_config(&dir.path().join("pos"), &cert, vec![])).await;
+    let menu = doc("menu");
+    node.store()
+        .put(&menu, "/x", json!(1), Durability::Durable)
+        .expect("write");
+    drop(node);
+    let node = within("reopen after drop", async {
+        loop {
+            match outpost_transport::Node::start(test_config(
+                &dir.path().join("pos"),
+                &cert,
+                vec![],
+            ))
+            .await
+            {
+                Ok(node) => return node,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    assert_eq!(node.store().get(&menu, "/x").expect("read"), Some(json!(1)));
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+}
