@@ -458,13 +458,35 @@ impl Engine {
         for doc in self.offered(&info) {
             let ours = digest(&self.store.heads(&doc).unwrap_or_default());
             match theirs.remove(&doc) {
-                Some(t) if t == ours => self.mark_synced(from, &doc, now),
+                Some(t) if t == ours => {
+                    self.note_shared(from, &doc);
+                    self.mark_synced(from, &doc, now);
+                }
                 _ => to_sync.push(doc),
             }
         }
         to_sync.extend(theirs.into_keys());
         for doc in to_sync {
             self.pump(from, &doc, now);
+        }
+    }
+
+    /// Both sides announced the same heads: they are shared, so the next session (and the
+    /// status) starts from them without an exchange.
+    fn note_shared(&mut self, peer: &PeerId, doc: &DocumentId) {
+        let Ok(heads) = self.store.heads(doc) else {
+            return;
+        };
+        let Ok(mut state) = self.take_state(peer, doc) else {
+            return;
+        };
+        if state.shared_heads != heads {
+            state.shared_heads = heads.clone();
+            let _ = self.store.save_sync_state(peer, doc, &state);
+        }
+        state.their_heads = Some(heads);
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.docs.entry(doc.clone()).or_default().state = Some(state);
         }
     }
 
