@@ -35,6 +35,7 @@ mod config;
 mod error;
 mod fleet;
 mod listener;
+mod logging;
 mod outpost;
 mod types;
 
@@ -42,6 +43,7 @@ pub use config::{DeviceCertificate, NodeConfig};
 pub use error::{OutpostError, Result};
 pub use fleet::{certificate_identity, load_device_certificate, save_device_certificate, FleetCa};
 pub use listener::{NodeListener, Subscription};
+pub use logging::enable_logging;
 pub use outpost::Outpost;
 pub use types::{
     ChangeEvent, ChangeOrigin, Conflict, DocumentSyncStatus, PeerIdentity, PeerSyncStatus,

@@ -572,7 +572,9 @@ impl Drop for Outpost {
             // Not closed: shut down as well as a destructor can. Blocking is only possible
             // outside an async runtime (foreign finalizers run outside one).
             if tokio::runtime::Handle::try_current().is_err() {
-                let _ = rt.block_on(tokio::time::timeout(DROP_SHUTDOWN_TIMEOUT, node.shutdown()));
+                let _ = rt.block_on(async {
+                    tokio::time::timeout(DROP_SHUTDOWN_TIMEOUT, node.shutdown()).await
+                });
             }
             drop(store);
         }

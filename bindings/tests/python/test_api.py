@@ -1,0 +1,200 @@
+"""The document API of one node, and bad input raising the right OutpostError."""
+
+import json
+
+import pytest
+
+import outpost
+from conftest import SITE, Recorder
+
+
+@pytest.fixture
+def kiosk(open_node):
+    return open_node("kiosk-1", "kiosk", role="kiosk")
+
+
+@pytest.fixture
+def local(tmp_path):
+    node = outpost.Outpost.open_local(str(tmp_path / "local"))
+    yield node
+    node.close_blocking()
+
+
+def test_values_lists_counters_and_transactions(local):
+    local.put("menu", "/items/burger", '{"name": "Burger", "price": 950, "tags": ["beef"]}')
+    local.put_double("menu", "/items/burger/weight", 0.25)
+    local.push("menu", "/items/burger/tags", '"grill"')
+    local.insert("menu", "/items/burger/tags", 0, '"new"')
+    assert json.loads(local.get("menu", "/items/burger/tags")) == ["new", "beef", "grill"]
+    assert local.get_double("menu", "/items/burger/weight") == 0.25
+    assert local.get("menu", "/items/none") is None
+    assert local.get_string("menu", "/items/none") is None
+
+    local.increment("stock", "/burger", 5)
+    local.increment("stock", "/burger", -2)
+    assert local.get_int("stock", "/burger") == 3
+
+    local.transact(
+        "orders",
+        [
+            outpost.TxOp.PUT(path="/o-1", json='{"status": "new", "items": []}'),
+            outpost.TxOp.PUSH(path="/o-1/items", json='{"sku": "burger", "qty": 2}'),
+            outpost.TxOp.INCREMENT(path="/o-1/total", delta=1900),
+            outpost.TxOp.INSERT(path="/o-1/items", index=0, json='{"sku": "fries", "qty": 1}'),
+        ],
+    )
+    order = json.loads(local.get("orders", "/o-1"))
+    assert order == {
+        "status": "new",
+        "items": [{"sku": "fries", "qty": 1}, {"sku": "burger", "qty": 2}],
+        "total": 1900,
+    }
+
+    # A failing operation rolls the whole transaction back.
+    with pytest.raises(outpost.OutpostError.NotFound):
+        local.transact(
+            "orders",
+            [
+                outpost.TxOp.PUT(path="/o-1/status", json='"paid"'),
+                outpost.TxOp.DELETE(path="/o-1/missing"),
+            ],
+        )
+    assert local.get_string("orders", "/o-1/status") == "new"
+
+    local.delete("orders", "/o-1/total")
+    assert local.get("orders", "/o-1/total") is None
+    assert local.documents() == ["menu", "orders", "stock"]
+    assert local.identity() is None and local.local_address() is None
+    assert not local.status().online
+
+    conflicts = local.conflicts("menu", "/items/burger/price")
+    assert len(conflicts) == 1 and conflicts[0].winner and json.loads(conflicts[0].json) == 950
+
+
+def test_local_changes_reach_a_path_listener(local):
+    local.put_int("menu", "/items/burger/price", 900)
+    rec = Recorder()
+    sub = local.subscribe(rec, doc="menu", path="/items/fries")
+    local.put_int("menu", "/items/burger/price", 950)  # not below /items/fries
+    local.put_int("stock", "/fries", 3)  # another document
+    local.put_bool("menu", "/items/fries/available", False)
+    rec.wait_for(lambda r: r.changes, "the fries change")
+    change = rec.changes[0]
+    assert change.doc == "menu"
+    assert all(p.startswith("/items/fries") for p in change.paths), change.paths
+    assert change.origin == outpost.ChangeOrigin.LOCAL()
+    assert len(rec.changes) == 1
+    sub.cancel()
+
+
+def test_a_listener_that_raises_keeps_receiving(local):
+    class Flaky(Recorder):
+        def on_change(self, event):
+            super().on_change(event)
+            if len(self.changes) == 1:
+                raise RuntimeError("listener bug")
+
+    rec = Flaky()
+    local.subscribe(rec)
+    local.put_int("stock", "/a", 1)
+    local.put_int("stock", "/b", 2)
+    rec.wait_for(lambda r: len(r.changes) == 2, "both changes despite the exception")
+
+
+def test_invalid_pointer(kiosk):
+    with pytest.raises(outpost.OutpostError.InvalidPath) as e:
+        kiosk.put("orders", "o-1/status", '"new"')
+    assert "JSON Pointer" in str(e.value)
+    with pytest.raises(outpost.OutpostError.InvalidPath):
+        kiosk.get("orders", "/o-1/~2")
+
+
+def test_invalid_json_and_names(kiosk):
+    with pytest.raises(outpost.OutpostError.InvalidJson) as e:
+        kiosk.put("orders", "/o-1", "{not json")
+    assert "not valid JSON" in str(e.value)
+    with pytest.raises(outpost.OutpostError.InvalidJson):
+        kiosk.transact("orders", [outpost.TxOp.PUT(path="/o-1", json="nope")])
+    with pytest.raises(outpost.OutpostError.InvalidName):
+        kiosk.put("Orders!", "/o-1", "1")
+    with pytest.raises(outpost.OutpostError.InvalidValue):
+        kiosk.put_double("orders", "/o-1/total", float("nan"))
+
+
+def test_wrong_role_may_not_write(kiosk):
+    with pytest.raises(outpost.OutpostError.NotPermitted) as e:
+        kiosk.put_int("menu", "/items/burger/price", 1)
+    assert "kiosk" in str(e.value) and "menu" in str(e.value)
+    # What the kiosk may write works.
+    kiosk.put_string("orders", "/o-1/status", "new")
+    kiosk.increment("stock", "/burger", -1)
+
+
+def test_certificate_of_another_role_than_the_app_expects(tmp_path, ca):
+    config = outpost.NodeConfig(
+        data_dir=str(tmp_path / "x"),
+        certificate=ca.issue(SITE, "pos-1", "pos"),
+        role="kiosk",
+        listen="127.0.0.1:0",
+    )
+    with pytest.raises(outpost.OutpostError.InvalidConfig) as e:
+        outpost.Outpost.open(config)
+    assert "role pos" in str(e.value) and "kiosk" in str(e.value)
+
+
+def test_bad_config_and_certificates(tmp_path, ca):
+    good = ca.issue(SITE, "pos-1", "pos")
+    with pytest.raises(outpost.OutpostError.InvalidConfig):
+        outpost.Outpost.open(
+            outpost.NodeConfig(data_dir=str(tmp_path), certificate=good, listen="nowhere")
+        )
+    with pytest.raises(outpost.OutpostError.InvalidConfig):
+        outpost.Outpost.open(
+            outpost.NodeConfig(
+                data_dir=str(tmp_path), certificate=good, listen="127.0.0.1:0", policy_json="{}"
+            )
+        )
+    other_fleet = outpost.FleetCa.generate("other")
+    mixed = outpost.DeviceCertificate(
+        cert_pem=good.cert_pem, key_pem=good.key_pem, ca_pem=other_fleet.cert_pem()
+    )
+    with pytest.raises(outpost.OutpostError.Certificate):
+        outpost.Outpost.open(
+            outpost.NodeConfig(data_dir=str(tmp_path), certificate=mixed, listen="127.0.0.1:0")
+        )
+    with pytest.raises(outpost.OutpostError.InvalidName):
+        ca.issue(SITE, "Not A Peer", "pos")
+
+
+def test_type_and_state_errors(kiosk):
+    kiosk.put_string("orders", "/o-1/status", "new")
+    with pytest.raises(outpost.OutpostError.WrongType):
+        kiosk.increment("orders", "/o-1/status", 1)
+    with pytest.raises(outpost.OutpostError.WrongType):
+        kiosk.get_int("orders", "/o-1/status")
+    with pytest.raises(outpost.OutpostError.NotFound):
+        kiosk.delete("orders", "/o-2")
+    with pytest.raises(outpost.OutpostError.IndexOutOfRange):
+        kiosk.insert("orders", "/o-1/items", 3, "1")
+    with pytest.raises(outpost.OutpostError.UnknownDocument):
+        kiosk.get("stock", "/burger")
+    kiosk.close_blocking()
+    with pytest.raises(outpost.OutpostError.Closed):
+        kiosk.get("orders", "/o-1")
+    # Every variant is an OutpostError.
+    assert issubclass(outpost.OutpostError.Closed, outpost.OutpostError)
+
+
+def test_certificates_round_trip_through_files(tmp_path, ca):
+    cert = ca.issue(SITE, "kitchen-1", "kitchen")
+    outpost.save_device_certificate(cert, str(tmp_path / "cert"))
+    loaded = outpost.load_device_certificate(str(tmp_path / "cert"))
+    assert loaded == cert
+    assert outpost.certificate_identity(loaded) == outpost.PeerIdentity(
+        site=SITE, peer="kitchen-1", role="kitchen"
+    )
+    ca.save(str(tmp_path / "ca"))
+    again = outpost.FleetCa.load(str(tmp_path / "ca"))
+    assert again.cert_pem() == ca.cert_pem()
+    with pytest.raises(outpost.OutpostError.Storage):
+        outpost.load_device_certificate(str(tmp_path / "missing"))

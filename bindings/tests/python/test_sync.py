@@ -1,0 +1,210 @@
+"""Two nodes on loopback: a write on one reaches the other's listener."""
+
+import asyncio
+import json
+import threading
+import time
+
+import pytest
+
+import outpost
+from conftest import SITE, TIMEOUT, Recorder
+
+OPEN_POLICY = json.dumps(
+    {
+        "contexts": {},
+        "default_rule": {"read": [], "write": []},
+        "relay_roles": [],
+        "open": True,
+    }
+)
+
+
+def remote_change_from(peer, doc):
+    def predicate(rec):
+        return any(
+            c.doc == doc and c.origin == outpost.ChangeOrigin.REMOTE(peer=peer)
+            for c in rec.changes
+        )
+
+    return predicate
+
+
+def test_write_on_one_node_reaches_the_other_through_a_callback(open_node, recorder):
+    # Subscribe before the link comes up, so that the connection event is seen too.
+    kiosk = open_node("kiosk-1", "kiosk")
+    sub = kiosk.subscribe(recorder, doc="menu")
+    pos = open_node("pos-1", "pos", peers=[kiosk.local_address()])
+
+    recorder.wait_for(
+        lambda r: any(p.peer == "pos-1" for p in r.connected), "kiosk connected to pos"
+    )
+    assert recorder.connected[0] == outpost.PeerIdentity(site=SITE, peer="pos-1", role="pos")
+
+    pos.put("menu", "/items/burger", json.dumps({"name": "Burger", "price": 950}))
+    recorder.wait_for(remote_change_from("pos-1", "menu"), "the menu change from pos-1")
+
+    change = next(c for c in recorder.changes if c.doc == "menu")
+    assert "/items/burger" in change.paths
+    assert change.heads
+    assert kiosk.get_int("menu", "/items/burger/price") == 950
+    assert kiosk.get_string("menu", "/items/burger/name") == "Burger"
+    assert json.loads(kiosk.get("menu", "/items/burger")) == {"name": "Burger", "price": 950}
+
+    # The callback ran on a thread of its own, not on this one.
+    assert threading.get_ident() not in recorder.threads
+    assert not sub.is_cancelled()
+
+    # And back: the kiosk sells, the pos counts.
+    pos_events, kiosk_stock = Recorder(), Recorder()
+    pos.subscribe(pos_events, doc="stock")
+    kiosk.subscribe(kiosk_stock, doc="stock")
+    pos.increment("stock", "/burger", 20)
+    kiosk_stock.wait_for(remote_change_from("pos-1", "stock"), "stock from pos-1")
+    kiosk.increment("stock", "/burger", -1)
+    pos_events.wait_for(remote_change_from("kiosk-1", "stock"), "stock from kiosk-1")
+    assert pos.get_int("stock", "/burger") == 19
+
+    status = pos.status()
+    assert status.online
+    assert [p.peer for p in status.connected_peers] == ["kiosk-1"]
+
+    # Cancelling stops delivery.
+    sub.cancel()
+    assert sub.is_cancelled()
+    seen = len(recorder.changes)
+    pos.put_int("menu", "/items/burger/price", 990)
+    deadline = time.monotonic() + TIMEOUT
+    while kiosk.get_int("menu", "/items/burger/price") != 990:
+        assert time.monotonic() < deadline, "the price change never arrived"
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert len(recorder.changes) == seen
+
+
+def test_peer_disconnect_and_offline_badge(open_node, recorder):
+    pos = open_node("pos-1", "pos")
+    kiosk = open_node("kiosk-1", "kiosk", peers=[pos.local_address()])
+    kiosk.subscribe(recorder)
+    assert asyncio.run(kiosk.wait_for_peer("pos-1", int(TIMEOUT * 1000)))
+    pos_events = Recorder()
+    pos.subscribe(pos_events, doc="orders")
+    kiosk.put_string("orders", "/o-1/status", "new")
+    pos_events.wait_for(remote_change_from("kiosk-1", "orders"), "the order on the pos")
+    deadline = time.monotonic() + TIMEOUT
+    while kiosk.status().unsynced_changes:
+        assert time.monotonic() < deadline, f"never synced: {kiosk.status()}"
+        time.sleep(0.02)
+    assert kiosk.status().online
+
+    pos.close_blocking()
+    assert pos.is_closed()
+    recorder.wait_for(
+        lambda r: any(p.peer == "pos-1" for p in r.disconnected), "pos-1 disconnected"
+    )
+    kiosk.put_string("orders", "/o-1/status", "paid")
+    status = kiosk.status()
+    assert not status.online and status.connected_peers == []
+    assert status.unsynced_changes == 1
+
+    def orders_status():
+        (pos_status,) = [p for p in kiosk.status().peers if p.peer == "pos-1"]
+        assert not pos_status.connected and pos_status.role == "pos"
+        (orders,) = [d for d in pos_status.documents if d.doc == "orders"]
+        return orders
+
+    # The engine notes "unsynced since" when it handles the write, just after it returns.
+    wait_until(lambda: orders_status().unsynced_since_ms is not None, "unsynced_since")
+    assert orders_status().unsynced_changes == 1
+
+
+def test_refused_changes_reach_both_listeners(open_node):
+    """A misconfigured POS accepts a kiosk's menu edit and relays it; a well-configured
+    POS refuses it, and both ends of that link are told."""
+    pos = open_node("pos-1", "pos")
+    lax_pos = open_node("pos-2", "pos", peers=[pos.local_address()], policy_json=OPEN_POLICY)
+    pos_events, lax_events = Recorder(), Recorder()
+    pos.subscribe(pos_events)
+    lax_pos.subscribe(lax_events)
+    assert asyncio.run(lax_pos.wait_for_peer("pos-1", int(TIMEOUT * 1000)))
+    rogue = open_node(
+        "kiosk-9", "kiosk", peers=[lax_pos.local_address()], policy_json=OPEN_POLICY
+    )
+    rogue.put_int("menu", "/items/burger/price", 1)
+
+    pos_events.wait_for(lambda r: r.refused, "pos-1 refusing the relayed menu edit")
+    refused = pos_events.refused[0]
+    assert (refused.peer, refused.doc, refused.refused_by_peer) == ("pos-2", "menu", False)
+    assert "kiosk" in refused.reason
+    lax_events.wait_for(lambda r: r.refused, "pos-2 told of the refusal")
+    told = lax_events.refused[0]
+    assert (told.peer, told.doc, told.refused_by_peer) == ("pos-1", "menu", True)
+    # The edit reached pos-2 but not pos-1.
+    assert lax_pos.get_int("menu", "/items/burger/price") == 1
+    with pytest.raises(outpost.OutpostError.UnknownDocument):
+        pos.get("menu", "/items/burger/price")
+
+
+def test_concurrent_writes_are_visible_as_conflicts(open_node, tmp_path):
+    pos1 = open_node("pos-1", "pos")
+    pos1.put_int("menu", "/items/burger/price", 900)
+    pos2_dir = tmp_path / "pos-2"
+
+    # pos-2 gets the menu, then goes offline; both change the price meanwhile.
+    pos2 = open_node("pos-2", "pos", peers=[pos1.local_address()], data_dir=pos2_dir)
+    wait_until(lambda: value_or_none(pos2, "menu", "/items/burger/price") == 900, "first sync")
+    pos2.close_blocking()
+    pos1.put_int("menu", "/items/burger/price", 950)
+    offline = open_node("pos-2", "pos", data_dir=pos2_dir)
+    offline.put_int("menu", "/items/burger/price", 1000)
+    offline.close_blocking()
+
+    pos2 = open_node("pos-2", "pos", peers=[pos1.local_address()], data_dir=pos2_dir)
+    wait_until(
+        lambda: len(pos2.conflicts("menu", "/items/burger/price")) == 2, "the two prices meeting"
+    )
+    conflicts = pos2.conflicts("menu", "/items/burger/price")
+    assert sorted(json.loads(c.json) for c in conflicts) == [950, 1000]
+    assert conflicts[0].winner and not conflicts[1].winner
+    assert sorted(c.author for c in conflicts) == ["pos-1", "pos-2"]
+    assert {c.author_role for c in conflicts} == {"pos"}
+    assert pos2.get_int("menu", "/items/burger/price") == json.loads(conflicts[0].json)
+    # Both sides agree on the winner.
+    wait_until(lambda: len(pos1.conflicts("menu", "/items/burger/price")) == 2, "pos-1 merge")
+    assert pos1.get_int("menu", "/items/burger/price") == json.loads(conflicts[0].json)
+
+
+def value_or_none(node, doc, path):
+    try:
+        return node.get_int(doc, path)
+    except outpost.OutpostError.UnknownDocument:
+        return None
+
+
+def wait_until(predicate, what, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_async_open_and_close(tmp_path, ca):
+    async def scenario():
+        node = await outpost.Outpost.open_async(
+            outpost.NodeConfig(
+                data_dir=str(tmp_path / "async"),
+                certificate=ca.issue(SITE, "pos-7", "pos"),
+                role="pos",
+                listen="127.0.0.1:0",
+            )
+        )
+        node.put_bool("menu", "/items/fries/available", True)
+        assert node.get_bool("menu", "/items/fries/available") is True
+        assert node.identity() == outpost.PeerIdentity(site=SITE, peer="pos-7", role="pos")
+        assert not await node.wait_for_peer("pos-1", 50)
+        await node.close()
+        await node.close()  # closing twice does nothing
+        return node
+
+    node = asyncio.run(scenario())
+    assert node.is_closed()
