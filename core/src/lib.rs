@@ -1,15 +1,32 @@
 //! outpost-core: the documents of a site as Automerge documents persisted in sled, change
 //! notifications, and a sans-IO sync engine with an access policy.
 //!
+//! Two POS tablets syncing in memory (the transport crate does the same over QUIC):
+//!
 //! ```
-//! use outpost_core::{Durability, Store};
-//! # fn main() -> Result<(), outpost_core::Error> {
-//! let dir = tempfile::tempdir().expect("temp dir");
-//! let store = Store::open(dir.path())?;
+//! use outpost_core::{Durability, Engine, EngineConfig, PeerInfo, Policy, Store, StoreOptions, Timestamp};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let open = |peer: &str| -> Result<Engine, outpost_core::Error> {
+//!     let me = PeerInfo::parse("paris-11", peer, "pos")?;
+//!     let dir = tempfile::tempdir().expect("temp dir").keep();
+//!     let store = Store::open_with(dir, StoreOptions { identity: Some(me.clone()), ..Default::default() })?;
+//!     Ok(Engine::new(store, EngineConfig::new(me, Policy::default())))
+//! };
+//! let (mut a, mut b) = (open("pos-1")?, open("pos-2")?);
 //! let menu = "menu".parse()?;
-//! store.put(&menu, "/items/burger/price", 950.into(), Durability::Durable)?;
-//! store.increment(&"stock".parse()?, "/burger", 20, Durability::Fast)?;
-//! assert_eq!(store.get(&menu, "/items/burger/price")?, Some(950.into()));
+//! a.store().put(&menu, "/items/burger/price", 950.into(), Durability::Durable)?;
+//!
+//! let now = Timestamp(0);
+//! a.handle_connect(b.local().clone(), now);
+//! b.handle_connect(a.local().clone(), now);
+//! // The driver moves bytes until both engines are quiet.
+//! loop {
+//!     let mut moved = false;
+//!     while let Some(t) = a.poll_transmit() { b.handle_message(&a.local().peer, &t.bytes, now)?; moved = true; }
+//!     while let Some(t) = b.poll_transmit() { a.handle_message(&b.local().peer, &t.bytes, now)?; moved = true; }
+//!     if !moved { break; }
+//! }
+//! assert_eq!(b.store().get(&menu, "/items/burger/price")?, Some(950.into()));
 //! # Ok(()) }
 //! ```
 
