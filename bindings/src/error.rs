@@ -56,9 +56,9 @@ pub enum OutpostError {
     /// A network operation failed (binding the port, a connection).
     #[error("{0}")]
     Network(String),
-    /// The node was closed; open a new one.
+    /// The node was shut down; open a new one.
     #[error("{0}")]
-    Closed(String),
+    ShutDown(String),
     /// A bug in outpost (a Rust panic was caught); the message says where.
     #[error("{0}")]
     Internal(String),
@@ -68,10 +68,10 @@ pub enum OutpostError {
 pub type Result<T, E = OutpostError> = std::result::Result<T, E>;
 
 impl OutpostError {
-    /// The error of every call on a closed node.
-    pub(crate) fn closed() -> OutpostError {
-        OutpostError::Closed(
-            "this outpost node is closed; open a new one with Outpost.open to continue".into(),
+    /// The error of every call on a node that was shut down.
+    pub(crate) fn shut_down() -> OutpostError {
+        OutpostError::ShutDown(
+            "this outpost node was shut down; open a new one with Outpost.open to continue".into(),
         )
     }
 
@@ -120,7 +120,7 @@ impl From<outpost_transport::Error> for OutpostError {
             | E::TlsConfig(_) => OutpostError::Certificate(e.to_string()),
             E::Io { .. } => OutpostError::Storage(e.to_string()),
             E::InvalidName { .. } => OutpostError::InvalidName(e.to_string()),
-            E::NodeStopped => OutpostError::closed(),
+            E::NodeStopped => OutpostError::shut_down(),
             _ => OutpostError::Network(e.to_string()),
         }
     }

@@ -27,7 +27,7 @@
 //! pos.increment("stock".into(), "/burger".into(), 20)?;
 //! assert_eq!(pos.get_int("menu".into(), "/items/burger/price".into())?, Some(950));
 //! assert!(!pos.status()?.online);
-//! pos.close_blocking()?;
+//! pos.shutdown_blocking()?;
 //! # Ok(()) }
 //! ```
 

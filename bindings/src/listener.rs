@@ -36,7 +36,7 @@ pub trait NodeListener: Send + Sync {
 
 /// A live subscription, returned by `Outpost.subscribe`.
 ///
-/// It lasts until `cancel` or until the node closes; dropping the handle does not end it
+/// It lasts until `cancel` or until the node shuts down; dropping the handle does not end it
 /// (garbage collectors drop handles at unpredictable times).
 #[derive(Debug, uniffi::Object)]
 pub struct Subscription {

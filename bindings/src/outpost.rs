@@ -1,4 +1,4 @@
-//! The node handle apps hold: documents, subscriptions, sync status, close.
+//! The node handle apps hold: documents, subscriptions, sync status, shutdown.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
@@ -14,7 +14,7 @@ use crate::error::{guard, OutpostError, Result};
 use crate::listener::{self, NodeListener, Subscription};
 use crate::types::{Conflict, PeerIdentity, SyncStatus, TxOp};
 
-/// How long dropping an unclosed node waits for it to shut down.
+/// How long dropping a running node waits for it to shut down.
 const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A running outpost node: this device's documents, kept in sync with the other devices
@@ -25,8 +25,8 @@ const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 /// `"\"Burger\""`, `"{\"available\": true}"`) or through the typed helpers.
 ///
 /// All methods may be called from any thread. The node owns its threads (a small async
-/// runtime); callers need none. Call `close` when done: it waits for peers to receive what
-/// is queued and releases the data directory and the port.
+/// runtime); callers need none. Call `shutdown` when done: it waits for peers to receive
+/// what is queued and releases the data directory and the port.
 #[derive(uniffi::Object)]
 pub struct Outpost {
     runtime: Mutex<Option<Runtime>>,
@@ -80,7 +80,7 @@ async fn join<T>(what: &str, task: tokio::task::JoinHandle<Result<T>>) -> Result
             "outpost panicked in {what}: {}; this is a bug, please report it with the log",
             crate::error::panic_message(e.into_panic().as_ref())
         ))),
-        Err(_) => Err(OutpostError::closed()),
+        Err(_) => Err(OutpostError::shut_down()),
     }
 }
 
@@ -103,12 +103,12 @@ impl Outpost {
         }
     }
 
-    /// Runs `f` on the open node, or fails with `Closed`.
+    /// Runs `f` on the open node, or fails with `ShutDown`.
     fn with_open<T>(&self, f: impl FnOnce(&Open) -> Result<T>) -> Result<T> {
         let open = self.open.read().unwrap_or_else(|p| p.into_inner());
         match open.as_ref() {
             Some(o) => f(o),
-            None => Err(OutpostError::closed()),
+            None => Err(OutpostError::shut_down()),
         }
     }
 
@@ -166,7 +166,7 @@ impl Outpost {
         };
         let result = match open.node {
             Some(node) => {
-                self.on_runtime("close", async move { Ok(node.shutdown().await?) })
+                self.on_runtime("shutdown", async move { Ok(node.shutdown().await?) })
                     .await
             }
             None => open.store.flush().map_err(OutpostError::from),
@@ -276,8 +276,8 @@ impl Outpost {
         self.local_address.clone()
     }
 
-    /// Whether `close` was called.
-    pub fn is_closed(&self) -> bool {
+    /// Whether `shutdown` was called.
+    pub fn is_shut_down(&self) -> bool {
         self.open
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -527,19 +527,22 @@ impl Outpost {
         .await
     }
 
-    /// Closes the node: sends what peers have not received yet (waiting about a second),
-    /// closes the links, flushes and releases the data directory and the port. Every
-    /// later call fails with `Closed`; closing twice does nothing.
-    pub async fn close(&self) -> Result<()> {
+    /// Shuts the node down: sends what peers have not received yet (waiting about a
+    /// second), closes the links, flushes and releases the data directory and the port.
+    /// Every later call fails with `ShutDown`; shutting down twice does nothing.
+    ///
+    /// (Not named `close`: Kotlin objects already have `close()`, which frees the handle
+    /// and, if the node is still running, shuts it down too, blocking for up to 3 s.)
+    pub async fn shutdown(&self) -> Result<()> {
         let result = self.stop_node().await;
         self.release_runtime();
         result
     }
 
-    /// `close`, blocking the calling thread until done.
-    pub fn close_blocking(&self) -> Result<()> {
-        guard("closeBlocking", || {
-            if self.is_closed() {
+    /// `shutdown`, blocking the calling thread until done.
+    pub fn shutdown_blocking(&self) -> Result<()> {
+        guard("shutdownBlocking", || {
+            if self.is_shut_down() {
                 return Ok(());
             }
             let result = self.handle.block_on(self.stop_node());
@@ -569,7 +572,7 @@ impl Drop for Outpost {
             Some(rt),
         ) = (open, runtime.as_ref())
         {
-            // Not closed: shut down as well as a destructor can. Blocking is only possible
+            // Not shut down: shut down as well as a destructor can. Blocking is only possible
             // outside an async runtime (foreign finalizers run outside one).
             if tokio::runtime::Handle::try_current().is_err() {
                 let _ = rt.block_on(async {

@@ -51,7 +51,7 @@ def open_node(tmp_path, ca):
 
     yield _open
     for node in nodes:
-        node.close_blocking()
+        node.shutdown_blocking()
 
 
 class Recorder(outpost.NodeListener):

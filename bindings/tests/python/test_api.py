@@ -17,7 +17,7 @@ def kiosk(open_node):
 def local(tmp_path):
     node = outpost.Outpost.open_local(str(tmp_path / "local"))
     yield node
-    node.close_blocking()
+    node.shutdown_blocking()
 
 
 def test_values_lists_counters_and_transactions(local):
@@ -178,11 +178,11 @@ def test_type_and_state_errors(kiosk):
         kiosk.insert("orders", "/o-1/items", 3, "1")
     with pytest.raises(outpost.OutpostError.UnknownDocument):
         kiosk.get("stock", "/burger")
-    kiosk.close_blocking()
-    with pytest.raises(outpost.OutpostError.Closed):
+    kiosk.shutdown_blocking()
+    with pytest.raises(outpost.OutpostError.ShutDown):
         kiosk.get("orders", "/o-1")
     # Every variant is an OutpostError.
-    assert issubclass(outpost.OutpostError.Closed, outpost.OutpostError)
+    assert issubclass(outpost.OutpostError.ShutDown, outpost.OutpostError)
 
 
 def test_certificates_round_trip_through_files(tmp_path, ca):

@@ -97,8 +97,8 @@ def test_peer_disconnect_and_offline_badge(open_node, recorder):
         time.sleep(0.02)
     assert kiosk.status().online
 
-    pos.close_blocking()
-    assert pos.is_closed()
+    pos.shutdown_blocking()
+    assert pos.is_shut_down()
     recorder.wait_for(
         lambda r: any(p.peer == "pos-1" for p in r.disconnected), "pos-1 disconnected"
     )
@@ -153,11 +153,11 @@ def test_concurrent_writes_are_visible_as_conflicts(open_node, tmp_path):
     # pos-2 gets the menu, then goes offline; both change the price meanwhile.
     pos2 = open_node("pos-2", "pos", peers=[pos1.local_address()], data_dir=pos2_dir)
     wait_until(lambda: value_or_none(pos2, "menu", "/items/burger/price") == 900, "first sync")
-    pos2.close_blocking()
+    pos2.shutdown_blocking()
     pos1.put_int("menu", "/items/burger/price", 950)
     offline = open_node("pos-2", "pos", data_dir=pos2_dir)
     offline.put_int("menu", "/items/burger/price", 1000)
-    offline.close_blocking()
+    offline.shutdown_blocking()
 
     pos2 = open_node("pos-2", "pos", peers=[pos1.local_address()], data_dir=pos2_dir)
     wait_until(
@@ -188,7 +188,7 @@ def wait_until(predicate, what, timeout=TIMEOUT):
         time.sleep(0.02)
 
 
-def test_async_open_and_close(tmp_path, ca):
+def test_async_open_and_shutdown(tmp_path, ca):
     async def scenario():
         node = await outpost.Outpost.open_async(
             outpost.NodeConfig(
@@ -202,9 +202,9 @@ def test_async_open_and_close(tmp_path, ca):
         assert node.get_bool("menu", "/items/fries/available") is True
         assert node.identity() == outpost.PeerIdentity(site=SITE, peer="pos-7", role="pos")
         assert not await node.wait_for_peer("pos-1", 50)
-        await node.close()
-        await node.close()  # closing twice does nothing
+        await node.shutdown()
+        await node.shutdown()  # twice does nothing
         return node
 
     node = asyncio.run(scenario())
-    assert node.is_closed()
+    assert node.is_shut_down()

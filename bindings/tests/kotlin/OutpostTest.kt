@@ -1,0 +1,186 @@
+// The Kotlin scenario of outpost-ffi, run on the JVM by bindings/test.sh: two nodes on
+// loopback with generated certificates; a write on one reaches the other's listener; bad
+// input raises the right OutpostException. Plain main() so that only kotlinc, the Kotlin
+// stdlib, kotlinx-coroutines and JNA are needed.
+package dev.outpost.test
+
+import dev.outpost.ChangeEvent
+import dev.outpost.ChangeOrigin
+import dev.outpost.FleetCa
+import dev.outpost.NodeConfig
+import dev.outpost.NodeListener
+import dev.outpost.Outpost
+import dev.outpost.OutpostException
+import dev.outpost.PeerIdentity
+import dev.outpost.RefusedChange
+import dev.outpost.TxOp
+import java.nio.file.Files
+import java.nio.file.Path
+import java.util.concurrent.CopyOnWriteArrayList
+import java.util.concurrent.TimeUnit
+import java.util.concurrent.locks.ReentrantLock
+import kotlin.concurrent.withLock
+import kotlinx.coroutines.runBlocking
+
+const val SITE = "paris-11"
+const val TIMEOUT_MS = 10_000L
+
+/** Records what a NodeListener is told and lets the test wait for it. */
+class Recorder : NodeListener {
+    private val lock = ReentrantLock()
+    private val changed = lock.newCondition()
+    val changes = CopyOnWriteArrayList<ChangeEvent>()
+    val connected = CopyOnWriteArrayList<PeerIdentity>()
+    val disconnected = CopyOnWriteArrayList<PeerIdentity>()
+    val refused = CopyOnWriteArrayList<RefusedChange>()
+    val threads = CopyOnWriteArrayList<Long>()
+
+    private fun <T> record(into: MutableList<T>, item: T) = lock.withLock {
+        into.add(item)
+        threads.add(Thread.currentThread().id)
+        changed.signalAll()
+    }
+
+    override fun onChange(event: ChangeEvent) = record(changes, event)
+    override fun onPeerConnected(peer: PeerIdentity) = record(connected, peer)
+    override fun onPeerDisconnected(peer: PeerIdentity) = record(disconnected, peer)
+    override fun onChangeRefused(refused: RefusedChange) = record(this.refused, refused)
+
+    fun waitFor(what: String, predicate: (Recorder) -> Boolean) = lock.withLock {
+        val deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(TIMEOUT_MS)
+        while (!predicate(this)) {
+            val left = deadline - System.nanoTime()
+            check(left > 0) {
+                "timed out waiting for $what: changes=$changes connected=$connected refused=$refused"
+            }
+            changed.awaitNanos(left)
+        }
+    }
+}
+
+class Scenario(private val dir: Path) {
+    private val ca = FleetCa.generate("test-fleet")
+    private val nodes = mutableListOf<Outpost>()
+
+    fun open(peer: String, role: String, peers: List<String> = emptyList(), expectRole: String? = null): Outpost {
+        val config = NodeConfig(
+            dataDir = dir.resolve(peer).toString(),
+            certificate = ca.issue(SITE, peer, role),
+            role = expectRole,
+            listen = "127.0.0.1:0",
+            peers = peers,
+        )
+        return Outpost.open(config).also { nodes.add(it) }
+    }
+
+    fun shutdownAll() = nodes.forEach { it.shutdownBlocking(); it.close() }
+
+    fun writeOnOneNodeSeenOnTheOther() {
+        // Subscribe before the link comes up, so that the connection is seen too.
+        val kiosk = open("kiosk-1", "kiosk", expectRole = "kiosk")
+        val events = Recorder()
+        val subscription = kiosk.subscribe(events, doc = "menu")
+        val pos = open("pos-1", "pos", peers = listOf(kiosk.localAddress()!!))
+        events.waitFor("pos-1 connected") { r -> r.connected.any { it.peer == "pos-1" } }
+        check(events.connected.first() == PeerIdentity(site = SITE, peer = "pos-1", role = "pos"))
+
+        pos.put("menu", "/items/burger", """{"name": "Burger", "price": 950}""")
+        events.waitFor("the menu change from pos-1") { r ->
+            r.changes.any { it.origin == ChangeOrigin.Remote(peer = "pos-1") }
+        }
+        check(kiosk.getInt("menu", "/items/burger/price") == 950L)
+        check(kiosk.getString("menu", "/items/burger/name") == "Burger")
+        check("/items/burger" in events.changes.first().paths) { events.changes.first().paths }
+        check(Thread.currentThread().id !in events.threads) { "callback ran on the caller's thread" }
+
+        // The kiosk takes an order and sells a burger; the pos sees both.
+        val posEvents = Recorder()
+        pos.subscribe(posEvents)
+        pos.increment("stock", "/burger", 20)
+        runBlocking { check(kiosk.waitForPeer("pos-1", 5_000u)) }
+        waitUntil("stock on the kiosk") { runCatching { kiosk.getInt("stock", "/burger") }.getOrNull() == 20L }
+        kiosk.transact(
+            "orders",
+            listOf(
+                TxOp.Put(path = "/o-1", json = """{"status": "new"}"""),
+                TxOp.Push(path = "/o-1/items", json = """{"sku": "burger", "qty": 1}"""),
+            ),
+        )
+        kiosk.increment("stock", "/burger", -1)
+        posEvents.waitFor("the kiosk's order and sale") { r ->
+            r.changes.count { it.origin == ChangeOrigin.Remote(peer = "kiosk-1") } >= 2
+        }
+        waitUntil("stock on the pos") { pos.getInt("stock", "/burger") == 19L }
+        check(pos.getString("orders", "/o-1/status") == "new")
+
+        val status = pos.status()
+        check(status.online && status.connectedPeers.map { it.peer } == listOf("kiosk-1")) { status }
+
+        subscription.cancel()
+        check(subscription.isCancelled())
+    }
+
+    fun badInputRaisesTheRightException() {
+        val kiosk = open("kiosk-2", "kiosk")
+        expect<OutpostException.InvalidPath>("a path without /") { kiosk.put("orders", "o-1", "1") }
+        expect<OutpostException.InvalidJson>("bad JSON") { kiosk.put("orders", "/o-1", "{nope") }
+        expect<OutpostException.InvalidName>("a bad document name") { kiosk.put("Orders!", "/o-1", "1") }
+        val e = expect<OutpostException.NotPermitted>("a kiosk writing the menu") {
+            kiosk.putInt("menu", "/items/burger/price", 1)
+        }
+        check("kiosk" in e.message!!) { e.message!! }
+        kiosk.putString("orders", "/o-1/status", "new")
+        expect<OutpostException.WrongType>("incrementing a string") { kiosk.increment("orders", "/o-1/status", 1) }
+        expect<OutpostException.UnknownDocument>("an unknown document") { kiosk.get("stock", "/burger") }
+        expect<OutpostException.InvalidConfig>("a pos certificate in a kiosk app") {
+            open("pos-9", "pos", expectRole = "kiosk")
+        }
+        kiosk.shutdownBlocking()
+        expect<OutpostException.ShutDown>("a call after shutdown") { kiosk.get("orders", "/o-1") }
+    }
+}
+
+inline fun <reified E : OutpostException> expect(what: String, block: () -> Unit): E {
+    try {
+        block()
+    } catch (e: OutpostException) {
+        check(e is E) { "$what: expected ${E::class.simpleName}, got $e" }
+        return e
+    }
+    error("$what: expected ${E::class.simpleName}, nothing was thrown")
+}
+
+fun waitUntil(what: String, predicate: () -> Boolean) {
+    val deadline = System.currentTimeMillis() + TIMEOUT_MS
+    while (!predicate()) {
+        check(System.currentTimeMillis() < deadline) { "timed out waiting for $what" }
+        Thread.sleep(20)
+    }
+}
+
+fun main() {
+    val dir = Files.createTempDirectory("outpost-kotlin-test")
+    val tests = listOf<Pair<String, Scenario.() -> Unit>>(
+        "write on one node, seen on the other" to { writeOnOneNodeSeenOnTheOther() },
+        "bad input raises the right exception" to { badInputRaisesTheRightException() },
+    )
+    var passed = 0
+    var failed = 0
+    for ((name, test) in tests) {
+        val scenario = Scenario(dir.resolve("t$passed$failed"))
+        try {
+            scenario.test()
+            passed++
+            println("ok: $name")
+        } catch (e: Throwable) {
+            failed++
+            println("FAILED: $name")
+            e.printStackTrace()
+        } finally {
+            scenario.shutdownAll()
+        }
+    }
+    dir.toFile().deleteRecursively()
+    println("kotlin: $passed passed, $failed failed")
+    if (failed > 0) kotlin.system.exitProcess(1)
+}
