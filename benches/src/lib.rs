@@ -129,3 +129,12 @@ fn put_value<T: Transactable>(tx: &mut T, obj: &ObjId, key: Key, value: &Value) 
     }
     .expect("writing into a fresh object succeeds");
 }
+
+/// Raw Automerge writing `value` at the root key `key` of `doc` in one transaction: the
+/// document part of a store write of one JSON value, as a reference (used by the transport
+/// benchmark, whose orders do not follow [`order_location`]).
+pub fn automerge_put_json(doc: &mut Automerge, key: &str, value: &Value) {
+    let mut tx = doc.transaction();
+    put_value(&mut tx, &ROOT, Key::Map(key.to_string()), value);
+    tx.commit();
+}
