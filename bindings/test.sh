@@ -5,12 +5,12 @@
 #    compiler (npm's kotlin-compiler, into $TOOLS), and a Python venv with pytest and
 #    tree-sitter-swift (into $TOOLS). TOOLS defaults to target/ffi-tools.
 # 2. Builds the cdylib and generates the Kotlin, Swift and Python bindings (generate.sh).
-# 3. Runs the Python test suite and the Python example.
-# 4. Compiles the Kotlin bindings, test and example in one kotlinc run; runs the test and
-#    the example on the JVM.
+# 3. Runs the Python test suite and the Python example; byte-compiles README's snippet.
+# 4. Compiles the Kotlin bindings, test, example and README snippet in one kotlinc run;
+#    runs the test and the example on the JVM.
 # 5. Swift, without a Swift toolchain: the C header compiles with gcc and matches the
-#    library's exports; the bindings, the Swift test and the example parse with
-#    tree-sitter-swift; the test's and the example's calls match the generated API.
+#    library's exports; the bindings, the Swift test, the example and README's snippet
+#    parse with tree-sitter-swift, and their calls match the generated API.
 #
 # Usage: bindings/test.sh        Exits non-zero on the first failure.
 set -euo pipefail
@@ -75,6 +75,22 @@ step "build the cdylib and generate the bindings"
 lib_dir="$generated/lib"
 lib="$(ls "$lib_dir"/liboutpost_ffi.* | head -n1)"
 
+step "extract the README's Kotlin, Swift and Python snippets"
+snippets="$tools/readme-snippets"
+rm -rf "$snippets"
+mkdir -p "$snippets"
+"$python" - "$here/README.md" "$snippets" <<'PY'
+import pathlib, re, sys
+readme, out = pathlib.Path(sys.argv[1]).read_text(), pathlib.Path(sys.argv[2])
+for lang, name in [("kotlin", "Readme.kt"), ("swift", "Readme.swift"), ("python", "readme.py")]:
+    blocks = re.findall(rf"^```{lang}\n(.*?)^```", readme, flags=re.S | re.M)
+    if not blocks:
+        sys.exit(f"no {lang} snippet in {sys.argv[1]}")
+    (out / name).write_text("\n".join(blocks))
+    print(f"{len(blocks)} {lang} snippet(s) -> {out / name}")
+PY
+"$python" -m py_compile "$snippets/readme.py"
+
 step "python: test suite"
 OUTPOST_PYTHON_BINDINGS="$generated/python" "$python" -m pytest -q -p no:cacheprovider \
     "$here/tests/python"
@@ -89,7 +105,8 @@ mkdir -p "$kt_out"
 "$kotlinc" -nowarn -jvm-target 17 -cp "$jna:$coroutines" -d "$kt_out/outpost-test.jar" \
     "$generated/kotlin/dev/outpost/outpost.kt" \
     "$here/tests/kotlin/OutpostTest.kt" \
-    "$root/examples/kotlin/Kiosk.kt"
+    "$root/examples/kotlin/Kiosk.kt" \
+    "$snippets/Readme.kt"
 classpath="$kt_out/outpost-test.jar:$jna:$coroutines:$stdlib"
 
 step "kotlin: test on the JVM"
@@ -100,7 +117,8 @@ java -Djna.library.path="$lib_dir" -cp "$classpath" dev.outpost.examples.KioskKt
 
 step "swift: header, parse and API checks"
 "$python" "$here/tests/swift/check_swift.py" "$generated/swift" "$lib" \
-    "$here/tests/swift/OutpostTests.swift" "$root/examples/swift/KioskApp.swift"
+    "$here/tests/swift/OutpostTests.swift" "$root/examples/swift/KioskApp.swift" \
+    "$snippets/Readme.swift"
 
 step "done"
 printf '\nbindings/test.sh timings:\n'

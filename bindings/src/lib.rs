@@ -6,27 +6,37 @@
 //! a small async runtime, so foreign callers need none; listeners are called on threads
 //! of their own. `bindings/generate.sh` generates the Kotlin, Swift and Python bindings.
 //!
-//! The same API from Rust, as the generated bindings expose it:
+//! The same API from Rust, as the generated bindings expose it: a POS and a kiosk on
+//! loopback, the POS's menu reaching the kiosk.
 //!
 //! ```
 //! use outpost_ffi::{FleetCa, NodeConfig, Outpost};
 //! # fn main() -> Result<(), outpost_ffi::OutpostError> {
 //! let dir = tempfile::tempdir().expect("temp dir");
 //! let ca = FleetCa::generate("demo".into())?;
-//! let pos = Outpost::open(NodeConfig {
-//!     data_dir: dir.path().join("pos").display().to_string(),
-//!     certificate: ca.issue("paris-11".into(), "pos-1".into(), "pos".into())?,
-//!     role: Some("pos".into()),
-//!     listen: "127.0.0.1:0".into(),
-//!     peers: vec![],
-//!     discovery: false,
-//!     policy_json: None,
-//!     durable_writes: true,
-//! })?;
+//! let config = |peer: &str, role: &str, peers: Vec<String>| -> Result<NodeConfig, outpost_ffi::OutpostError> {
+//!     Ok(NodeConfig {
+//!         data_dir: dir.path().join(peer).display().to_string(),
+//!         certificate: ca.issue("paris-11".into(), peer.into(), role.into())?,
+//!         role: Some(role.into()),
+//!         listen: "127.0.0.1:0".into(),
+//!         peers,
+//!         discovery: false,
+//!         policy_json: None,
+//!         durable_writes: true,
+//!     })
+//! };
+//! let pos = Outpost::open(config("pos-1", "pos", vec![])?)?;
+//! let kiosk = Outpost::open(config("kiosk-1", "kiosk", vec![pos.local_address().unwrap_or_default()])?)?;
+//!
 //! pos.put("menu".into(), "/items/burger".into(), r#"{"name": "Burger", "price": 950}"#.into())?;
-//! pos.increment("stock".into(), "/burger".into(), 20)?;
-//! assert_eq!(pos.get_int("menu".into(), "/items/burger/price".into())?, Some(950));
-//! assert!(!pos.status()?.online);
+//! let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+//! while kiosk.get_int("menu".into(), "/items/burger/price".into()).ok().flatten() != Some(950) {
+//!     assert!(std::time::Instant::now() < deadline, "the menu never reached the kiosk");
+//!     std::thread::sleep(std::time::Duration::from_millis(10));
+//! }
+//! assert!(kiosk.status()?.online);
+//! kiosk.shutdown_blocking()?;
 //! pos.shutdown_blocking()?;
 //! # Ok(()) }
 //! ```

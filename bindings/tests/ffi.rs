@@ -1,0 +1,124 @@
+//! The FFI layer from Rust: what the foreign tests cannot easily provoke.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use outpost_ffi::{
+    ChangeEvent, ChangeOrigin, FleetCa, NodeConfig, NodeListener, Outpost, OutpostError,
+    PeerIdentity, RefusedChange,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Counts changes; panics on the first one, as a buggy app callback would.
+#[derive(Default)]
+struct Panicky {
+    changes: Mutex<Vec<ChangeEvent>>,
+    changed: Condvar,
+}
+
+impl NodeListener for Panicky {
+    fn on_change(&self, event: ChangeEvent) {
+        let mut changes = self.changes.lock().expect("not poisoned");
+        changes.push(event);
+        self.changed.notify_all();
+        if changes.len() == 1 {
+            drop(changes);
+            panic!("a bug in the app's listener");
+        }
+    }
+    fn on_peer_connected(&self, _: PeerIdentity) {}
+    fn on_peer_disconnected(&self, _: PeerIdentity) {}
+    fn on_change_refused(&self, _: RefusedChange) {}
+}
+
+impl Panicky {
+    fn wait_for(&self, n: usize) -> Vec<ChangeEvent> {
+        let changes = self.changes.lock().expect("not poisoned");
+        let (changes, timeout) = self
+            .changed
+            .wait_timeout_while(changes, TIMEOUT, |c| c.len() < n)
+            .expect("not poisoned");
+        assert!(
+            !timeout.timed_out(),
+            "only {} of {n} changes",
+            changes.len()
+        );
+        changes.clone()
+    }
+}
+
+fn config(dir: &std::path::Path, ca: &FleetCa, peer: &str, role: &str) -> NodeConfig {
+    NodeConfig {
+        data_dir: dir.join(peer).display().to_string(),
+        certificate: ca
+            .issue("paris-11".into(), peer.into(), role.into())
+            .expect("issue"),
+        role: None,
+        listen: "127.0.0.1:0".into(),
+        peers: vec![],
+        discovery: false,
+        policy_json: None,
+        durable_writes: false,
+    }
+}
+
+#[test]
+fn a_panicking_listener_keeps_receiving_and_the_node_keeps_working() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = Outpost::open_local(dir.path().display().to_string()).expect("open");
+    let listener = Arc::new(Panicky::default());
+    let sub = node
+        .subscribe(listener.clone(), Some("stock".into()), None)
+        .expect("subscribe");
+    node.increment("stock".into(), "/burger".into(), 1)
+        .expect("first write");
+    node.increment("stock".into(), "/burger".into(), 1)
+        .expect("second write");
+    let changes = listener.wait_for(2);
+    assert!(changes.iter().all(|c| c.origin == ChangeOrigin::Local));
+    assert_eq!(
+        node.get_int("stock".into(), "/burger".into())
+            .expect("read"),
+        Some(2)
+    );
+    sub.cancel();
+    node.shutdown_blocking().expect("shutdown");
+}
+
+#[test]
+fn dropping_a_running_node_shuts_it_down_and_releases_the_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = FleetCa::generate("test".into()).expect("ca");
+    let node = Outpost::open(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
+    node.put_int("menu".into(), "/items/burger/price".into(), 950)
+        .expect("write");
+    drop(node);
+    // The same data directory opens again: the store was released.
+    let again = Outpost::open(config(dir.path(), &ca, "pos-1", "pos")).expect("reopen");
+    assert_eq!(
+        again
+            .get_int("menu".into(), "/items/burger/price".into())
+            .expect("read"),
+        Some(950)
+    );
+    again.shutdown_blocking().expect("shutdown");
+    again.shutdown_blocking().expect("twice is fine");
+    assert!(matches!(
+        again.status(),
+        Err(OutpostError::ShutDown(m)) if m.contains("shut down")
+    ));
+}
+
+#[test]
+fn two_nodes_open_on_the_same_directory_fail_with_a_storage_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = FleetCa::generate("test".into()).expect("ca");
+    let node = Outpost::open(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
+    match Outpost::open(config(dir.path(), &ca, "pos-1", "pos")) {
+        Err(OutpostError::Storage(m)) => assert!(m.contains("storage"), "{m}"),
+        Err(e) => panic!("expected Storage, got {e:?}"),
+        Ok(_) => panic!("expected Storage, the directory opened twice"),
+    }
+    node.shutdown_blocking().expect("shutdown");
+}
