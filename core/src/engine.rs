@@ -916,6 +916,16 @@ impl Engine {
                         s.in_flight = false;
                         s.sent_hashes.clear();
                         s.have_responded = false;
+                        // The lost message may be the peer's: it remembers the changes it
+                        // sent (`sent_hashes`) and would answer our requests for them with
+                        // empty messages, at once, forever. The reset flag of our next
+                        // message makes it forget them (found by the simulation with lossy
+                        // streams). Only if the peer said it understands the flag: else
+                        // Automerge signals the reset with empty heads, which costs a
+                        // whole-document transfer.
+                        if s.their_capabilities.is_some() {
+                            s.needs_reset = true;
+                        }
                     }
                     ds.parts.clear();
                     // `pump` below sets it again if the new message expects an answer.
