@@ -4,6 +4,7 @@
 # version always matches the scaffolding).
 #
 # Usage: bindings/generate.sh [--release] [OUT_DIR]
+#   OUTPOST_FFI_FEATURES: extra cargo features of outpost-ffi, e.g. "discovery" for mDNS.
 #   OUT_DIR defaults to bindings/generated. It receives:
 #     kotlin/dev/outpost/outpost.kt        (JNA loads liboutpost_ffi from lib/ via -Djna.library.path)
 #     swift/Outpost.swift, OutpostFFI.h, OutpostFFI.modulemap
@@ -33,7 +34,9 @@ esac
 echo "==> building outpost-ffi ($profile) and uniffi-bindgen"
 # One build for both: the library and the generator share the `bindgen` feature set, so
 # the cdylib is compiled once.
-(cd "$root" && cargo build -p outpost-ffi --features bindgen --lib --bin uniffi-bindgen "${cargo_profile[@]}")
+features="bindgen${OUTPOST_FFI_FEATURES:+,$OUTPOST_FFI_FEATURES}"
+(cd "$root" && cargo build --locked -p outpost-ffi --features "$features" --lib --bin uniffi-bindgen \
+    "${cargo_profile[@]}")
 
 lib="$target/$profile/$libfile"
 bindgen="$target/$profile/uniffi-bindgen"
