@@ -138,6 +138,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn automerge(doc: &DocumentId, e: automerge::AutomergeError) -> Error {
-        Error::Automerge { doc: doc.clone(), source: Box::new(e) }
+        Error::Automerge {
+            doc: doc.clone(),
+            source: Box::new(e),
+        }
     }
 }

@@ -417,7 +417,10 @@ impl Store {
             });
         }
         let prop = value::prop_for(&s.doc, &obj, last, doc, &parent)?;
-        let all = s.doc.get_all(&obj, prop).map_err(|e| Error::automerge(doc, e))?;
+        let all = s
+            .doc
+            .get_all(&obj, prop)
+            .map_err(|e| Error::automerge(doc, e))?;
         let winner = s
             .doc
             .get(&obj, value::prop_for(&s.doc, &obj, last, doc, &parent)?)

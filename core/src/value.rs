@@ -138,7 +138,9 @@ pub(crate) fn ensure_object<T: Transactable>(
     for token in path.tokens() {
         let prop = prop_for(tx, &cur, token, id, &walked)?;
         walked = walked.child(token.clone());
-        let existing = tx.get(&cur, prop.clone()).map_err(|e| Error::automerge(id, e))?;
+        let existing = tx
+            .get(&cur, prop.clone())
+            .map_err(|e| Error::automerge(id, e))?;
         cur = match existing {
             Some((Value::Object(_), obj)) => obj,
             Some((v, _)) => {
@@ -150,10 +152,9 @@ pub(crate) fn ensure_object<T: Transactable>(
                 })
             }
             None => match prop {
-                Prop::Map(key) => {
-                    tx.put_object(&cur, key, ObjType::Map)
-                        .map_err(|e| Error::automerge(id, e))?
-                }
+                Prop::Map(key) => tx
+                    .put_object(&cur, key, ObjType::Map)
+                    .map_err(|e| Error::automerge(id, e))?,
                 Prop::Seq(index) => {
                     let len = tx.length(&cur);
                     return Err(Error::IndexOutOfRange {

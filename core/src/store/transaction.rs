@@ -79,7 +79,9 @@ impl<'a> Tx<'a> {
                 path: path.to_string(),
             });
         }
-        self.tx().delete(&obj, prop).map_err(|e| Error::automerge(doc, e))
+        self.tx()
+            .delete(&obj, prop)
+            .map_err(|e| Error::automerge(doc, e))
     }
 
     /// Inserts `value` into the list at `path` before `index`. Creates the list if absent.
