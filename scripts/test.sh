@@ -18,8 +18,14 @@ cargo fmt --all --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "npm packages for the Automerge JS interop test"
+(cd cloud/tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
 step "tests"
 cargo test --workspace --locked
+
+step "bindings: generate Kotlin, Swift, Python; run their tests"
+./bindings/test.sh
 
 step "fuzz smoke (every target, a few seconds each)"
 ./scripts/fuzz-smoke.sh "${OUTPOST_FUZZ_SECONDS:-10}"
