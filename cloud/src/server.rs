@@ -247,11 +247,24 @@ impl Cloud {
 
 fn open_db(config: &CloudConfig) -> Result<sled::Db> {
     let opened = std::panic::catch_unwind(|| {
-        sled::Config::new()
+        let sled_config = sled::Config::new()
             .path(&config.data)
             .cache_capacity(config.cache_bytes)
-            .flush_every_ms(Some(100))
-            .open()
+            .flush_every_ms(Some(100));
+        // sled releases its file lock from a background thread a moment after the previous
+        // owner closed the database (a restart, or a tool that just wrote to it).
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            match sled_config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => break other,
+            }
+        }
     });
     match opened {
         Ok(Ok(db)) => Ok(db),
@@ -313,8 +326,17 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
 
 /// Runs `outpost-cloud` with the process arguments; the exit code to return from `main`.
 pub fn main() -> ExitCode {
+    main_from(std::env::args_os())
+}
+
+/// Runs `outpost-cloud` with `args` (the first one is the program name).
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     crate::util::install_panic_hook("outpost-cloud");
-    let args = match Args::try_parse() {
+    let args = match Args::try_parse_from(args) {
         Ok(a) => a,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
