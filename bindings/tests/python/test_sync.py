@@ -82,6 +82,32 @@ def test_write_on_one_node_reaches_the_other_through_a_callback(open_node, recor
     assert len(recorder.changes) == seen
 
 
+def test_a_blocked_listener_does_not_block_the_node(open_node):
+    kiosk = open_node("kiosk-1", "kiosk")
+    release = threading.Event()
+
+    class Stuck(Recorder):
+        def on_change(self, event):
+            super().on_change(event)
+            release.wait(TIMEOUT)  # an app doing slow work on the listener thread
+
+    stuck = Stuck()
+    kiosk.subscribe(stuck)
+    pos = open_node("pos-1", "pos", peers=[kiosk.local_address()])
+    for price in (900, 950, 1000):
+        pos.put_int("menu", "/items/burger/price", price)
+    stuck.wait_for(lambda r: r.changes, "the first change")
+    # While the listener is stuck, sync goes on and writes return.
+    wait_until(lambda: value_or_none(kiosk, "menu", "/items/burger/price") == 1000, "sync")
+    kiosk.put_string("orders", "/o-1/status", "new")
+    assert kiosk.status().online
+    assert len(stuck.changes) == 1
+    release.set()
+    # Then the queued events are delivered, in order (remote changes may arrive batched).
+    stuck.wait_for(lambda r: any(c.doc == "orders" for c in r.changes), "the queued changes")
+    assert stuck.changes[0].doc == "menu" and stuck.changes[-1].doc == "orders"
+
+
 def test_peer_disconnect_and_offline_badge(open_node, recorder):
     pos = open_node("pos-1", "pos")
     kiosk = open_node("kiosk-1", "kiosk", peers=[pos.local_address()])
