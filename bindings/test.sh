@@ -42,6 +42,8 @@ missing_apt=()
 [[ -f /usr/share/java/jna.jar ]] || missing_apt+=(libjna-java)
 command -v gcc >/dev/null || missing_apt+=(gcc)
 command -v nm >/dev/null || missing_apt+=(binutils)
+# Debian's system Python creates venvs only with python3-venv (ensurepip).
+python3 -c 'import ensurepip' 2>/dev/null || missing_apt+=(python3-venv)
 command -v java >/dev/null || { echo "error: no java on PATH (JDK 17 expected)" >&2; exit 1; }
 command -v npm >/dev/null || { echo "error: no npm on PATH (Node 20 expected)" >&2; exit 1; }
 if ((${#missing_apt[@]})); then
