@@ -2,18 +2,29 @@
 //! to the same sync done in memory in the same run.
 //!
 //! - `live_latency`: node A writes one order (`Durability::Fast`); the time until node B's
-//!   store notifies it (a subscription to the document). References: the same change
-//!   through two sans-IO `Engine`s moved by an in-memory driver loop (stores, no network),
-//!   and a raw Automerge sync between two in-memory documents. Besides criterion's mean,
-//!   p50 / p99 over 1,000 samples of each (interleaved, so that load from elsewhere hits
-//!   all three alike) are printed.
+//!   store notifies it (a subscription to the document).
 //! - `catch_up`: B starts empty and catches up with 10,000 orders (ten partitions of
 //!   1,000, each order its own change) that A holds; the time from B's start until its
-//!   heads equal A's. References: the same through two `Engine`s in memory, and raw
-//!   Automerge sync of the same ten documents. A is started once and serves every
-//!   iteration; each iteration's B is a new device (fresh directory and certificate).
+//!   heads equal A's. A is started once and serves every iteration; each iteration's B is
+//!   a new device (fresh directory and identity).
 //!
-//! A summary with the ratio of each figure to its reference is printed at the end.
+//! Each runs four ways:
+//!
+//! - `quic`: two [`Node`]s over QUIC on loopback;
+//! - `engine_subscribed`: two sans-IO [`Engine`]s moved by an in-memory driver loop, each
+//!   store subscribed to every change as a node's engine loop is ([`NodeLike`]): the same
+//!   work as `quic` but for the network, the tasks and the certificates;
+//! - `engine_bare`: the same engines without the node's subscriptions, the driver calling
+//!   `handle_local_change` itself (the driver loop of `core/tests/engine_basic.rs`). A store
+//!   with a subscriber computes the changed paths of every change, which `quic` pays and
+//!   this does not;
+//! - `automerge_sync`: raw Automerge sync between two in-memory documents.
+//!
+//! Figures are measured twice: criterion's runs (means), and runs of our own that
+//! interleave the four ways, so that load from elsewhere on the machine hits all of them
+//! alike, for percentiles and ratios (`LATENCY_SAMPLES` samples of the latency on one
+//! document growing to a day's worth of orders; `CATCH_UP_ROUNDS` catch-ups). A summary
+//! line per figure with its ratios to the references is printed at the end.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -25,8 +36,8 @@ use automerge::Automerge;
 use criterion::{Criterion, SamplingMode};
 use outpost_benches::{automerge_put_json, order, order_location};
 use outpost_core::{
-    ChangeHash, DocumentId, Durability, Engine, EngineConfig, PeerId, PeerInfo, Policy, Store,
-    StoreOptions, Subscription, SubscriptionFilter, Timestamp,
+    ChangeHash, DocumentId, Durability, Engine, EngineConfig, Origin, PeerId, PeerInfo, Policy,
+    Store, StoreOptions, Subscription, SubscriptionFilter, Timestamp,
 };
 use outpost_transport::{FleetCa, Node, NodeConfig, NodeEvent};
 use tokio::runtime::{Handle, Runtime};
@@ -35,21 +46,25 @@ use tokio::runtime::{Handle, Runtime};
 const SITE: &str = "lyon";
 /// The bound on every await.
 const STEP: Duration = Duration::from_secs(30);
-/// Samples of the percentile runs of `live_latency`, after `LATENCY_WARMUP` unrecorded ones.
+/// Samples of each way in the interleaved latency run, after `LATENCY_WARMUP` unrecorded ones.
 const LATENCY_SAMPLES: usize = 1000;
 const LATENCY_WARMUP: usize = 50;
 /// Orders that B catches up with in `catch_up`.
 const CATCH_UP_ORDERS: u64 = 10_000;
+/// Catch-ups of each way in the interleaved catch-up run.
+const CATCH_UP_ROUNDS: usize = 5;
+
+/// The ways, in the order they run and are reported.
+const QUIC: &str = "quic";
+const ENGINE_SUBSCRIBED: &str = "engine_subscribed";
+const ENGINE_BARE: &str = "engine_bare";
+const AUTOMERGE: &str = "automerge_sync";
 
 // ---------------------------------------------------------------------------------------
 // Shared pieces
 
 fn info(peer: &str) -> PeerInfo {
     PeerInfo::parse(SITE, peer, "pos").expect("benchmark peer names are valid")
-}
-
-fn doc_id(s: &str) -> DocumentId {
-    s.parse().expect("benchmark document ids are valid")
 }
 
 fn store_options(me: &PeerInfo) -> StoreOptions {
@@ -60,10 +75,9 @@ fn store_options(me: &PeerInfo) -> StoreOptions {
     }
 }
 
+/// Heads as sorted hex, the form of `ChangeEvent::heads`.
 fn hex(heads: &[ChangeHash]) -> Vec<String> {
-    let mut h: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
-    h.sort();
-    h
+    sorted(heads.iter().map(|h| h.to_string()).collect())
 }
 
 fn sorted(mut heads: Vec<String>) -> Vec<String> {
@@ -98,7 +112,7 @@ async fn start(config: NodeConfig) -> Node {
         .expect("a node starts on loopback")
 }
 
-/// Waits for the change event of `doc` whose heads are `want`.
+/// Waits for the change event whose heads are `want`.
 async fn wait_heads(sub: &mut Subscription, want: &[String]) {
     within("the change reaches the other side", async {
         loop {
@@ -113,6 +127,45 @@ async fn wait_heads(sub: &mut Subscription, want: &[String]) {
         }
     })
     .await
+}
+
+/// An engine, and the store subscription that a [`Node`]'s engine loop keeps next to it
+/// (`None` for a bare engine). The node learns of local writes from it (and calls
+/// `handle_local_change`), and takes the changed paths of remote changes from it for its
+/// `RemoteChange` events.
+struct NodeLike {
+    engine: Engine,
+    changes: Option<Subscription>,
+}
+
+impl NodeLike {
+    fn open(dir: &Path, me: PeerInfo, subscribed: bool) -> NodeLike {
+        let store = Store::open_with(dir, store_options(&me)).expect("open an engine's store");
+        NodeLike {
+            changes: subscribed.then(|| store.subscribe(SubscriptionFilter::all())),
+            engine: Engine::new(store, EngineConfig::new(me, Policy::default())),
+        }
+    }
+
+    /// After a local write to `doc`: what the node's engine loop does with the store's
+    /// notification, or for a bare engine what its driver does.
+    fn wrote(&mut self, doc: &DocumentId, now: Timestamp) {
+        match &mut self.changes {
+            None => self.engine.handle_local_change(doc, now),
+            Some(_) => self.on_store_changes(now),
+        }
+    }
+
+    fn on_store_changes(&mut self, now: Timestamp) {
+        let Some(changes) = &mut self.changes else {
+            return;
+        };
+        while let Some(change) = changes.try_recv() {
+            if change.origin == Origin::Local {
+                self.engine.handle_local_change(&change.doc, now);
+            }
+        }
+    }
 }
 
 /// Moves messages between two engines until both are quiet: the driver loop of
@@ -185,30 +238,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Durations recorded inside `iter_custom`, per figure, for the summary.
-#[derive(Clone, Default)]
-struct Recorded(Arc<Mutex<BTreeMap<&'static str, Vec<Duration>>>>);
-
-impl Recorded {
-    fn add(&self, name: &'static str, d: Duration) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(name)
-            .or_default()
-            .push(d);
-    }
-
-    fn get(&self, name: &str) -> Vec<Duration> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
+#[derive(Clone, Copy)]
 struct Stats {
     mean: Duration,
     p50: Duration,
@@ -223,6 +253,7 @@ fn stats(samples: &[Duration]) -> Option<Stats> {
     }
     let mut s = samples.to_vec();
     s.sort();
+    // Nearest rank.
     let at = |q: f64| s[((s.len() as f64 * q).ceil() as usize).clamp(1, s.len()) - 1];
     Some(Stats {
         mean: s.iter().sum::<Duration>() / s.len() as u32,
@@ -235,6 +266,39 @@ fn stats(samples: &[Duration]) -> Option<Stats> {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// Statistics of the runs, per (figure, way), for the summary.
+#[derive(Default)]
+struct Results {
+    /// Durations measured inside criterion's `iter_custom`.
+    criterion: BTreeMap<(&'static str, &'static str), Vec<Duration>>,
+    /// The interleaved runs.
+    interleaved: BTreeMap<(&'static str, &'static str), Stats>,
+    /// Interleaved latency p50 by size of the document (orders already in it).
+    latency_by_size: Vec<(usize, Vec<(&'static str, Duration)>)>,
+    /// QUIC catch-up phases, each from B's start.
+    phases: Phases,
+}
+
+#[derive(Default)]
+struct Phases {
+    started: Vec<Duration>,
+    connected: Vec<Duration>,
+    first_change: Vec<Duration>,
+    done: Vec<Duration>,
+}
+
+type Shared = Arc<Mutex<Results>>;
+
+fn record(results: &Shared, figure: &'static str, way: &'static str, d: Duration) {
+    results
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .criterion
+        .entry((figure, way))
+        .or_default()
+        .push(d);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -310,25 +374,20 @@ impl Live for QuicLive {
 /// Two engines over an in-memory driver loop.
 struct EngineLive {
     _dir: tempfile::TempDir,
-    a: Engine,
-    b: Engine,
+    a: NodeLike,
+    b: NodeLike,
     subs: HashMap<DocumentId, Subscription>,
 }
 
 impl EngineLive {
-    fn start() -> EngineLive {
+    fn start(subscribed: bool) -> EngineLive {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let open = |peer: &str| {
-            let me = info(peer);
-            let store = Store::open_with(dir.path().join(peer), store_options(&me))
-                .expect("open an engine's store");
-            Engine::new(store, EngineConfig::new(me, Policy::default()))
-        };
-        let (mut a, mut b) = (open("pos-1"), open("pos-2"));
+        let mut a = NodeLike::open(&dir.path().join("a"), info("pos-1"), subscribed);
+        let mut b = NodeLike::open(&dir.path().join("b"), info("pos-2"), subscribed);
         let now = Timestamp::now();
-        a.handle_connect(b.local().clone(), now);
-        b.handle_connect(a.local().clone(), now);
-        drive(&mut a, &mut b, now, || {});
+        a.engine.handle_connect(b.engine.local().clone(), now);
+        b.engine.handle_connect(a.engine.local().clone(), now);
+        drive(&mut a.engine, &mut b.engine, now, || {});
         EngineLive {
             _dir: dir,
             a,
@@ -340,27 +399,28 @@ impl EngineLive {
 
 impl Live for EngineLive {
     fn once(&mut self, doc: &DocumentId, path: &str, n: u64) -> Duration {
-        let b_store = self.b.store().clone();
+        let b_store = self.b.engine.store().clone();
         let sub = self
             .subs
             .entry(doc.clone())
             .or_insert_with(|| b_store.subscribe(SubscriptionFilter::doc(doc.clone())));
+        let a_store = self.a.engine.store().clone();
         let started = Instant::now();
-        self.a
-            .store()
+        a_store
             .put(doc, path, order(n), Durability::Fast)
             .expect("A writes an order");
         let now = Timestamp::now();
-        self.a.handle_local_change(doc, now);
-        let want = hex(&self.a.store().heads(doc).expect("A's heads"));
+        self.a.wrote(doc, now);
+        let want = hex(&a_store.heads(doc).expect("A's heads"));
         let mut seen = None;
-        drive(&mut self.a, &mut self.b, now, || {
+        drive(&mut self.a.engine, &mut self.b.engine, now, || {
             while let Some(event) = sub.try_recv() {
                 if seen.is_none() && sorted(event.heads) == want {
                     seen = Some(started.elapsed());
                 }
             }
         });
+        self.b.on_store_changes(now);
         seen.expect("the change reaches the second engine")
     }
 }
@@ -371,18 +431,11 @@ struct RawLive {
     docs: HashMap<DocumentId, (Automerge, sync::State, Automerge, sync::State)>,
 }
 
-impl RawLive {
-    fn start() -> RawLive {
-        RawLive::default()
-    }
-}
-
 impl Live for RawLive {
     fn once(&mut self, doc: &DocumentId, path: &str, n: u64) -> Duration {
-        let started = Instant::now();
         let (a, sa, b, sb) = self.docs.entry(doc.clone()).or_default();
-        let key = path.trim_start_matches('/');
-        automerge_put_json(a, key, &order(n));
+        let started = Instant::now();
+        automerge_put_json(a, path.trim_start_matches('/'), &order(n));
         let want = a.get_heads();
         let mut seen = None;
         raw_sync(a, sa, b, sb, |b| {
@@ -394,9 +447,10 @@ impl Live for RawLive {
     }
 }
 
-/// p50 / p99 of each way, from `LATENCY_SAMPLES` interleaved samples on a fresh document.
-fn latency_percentiles(ways: &mut [(&'static str, &mut dyn Live)]) -> Vec<(&'static str, Stats)> {
-    let doc = doc_id("orders/latency");
+/// The interleaved run: every way writes the same orders, one after the other, into a
+/// fresh document that grows to `LATENCY_WARMUP + LATENCY_SAMPLES` orders (a busy day).
+fn latency_interleaved(ways: &mut [(&'static str, &mut dyn Live)], results: &Shared) {
+    let doc: DocumentId = "orders/latency".parse().expect("a valid document id");
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); ways.len()];
     for i in 0..LATENCY_WARMUP + LATENCY_SAMPLES {
         for (k, (_, way)) in ways.iter_mut().enumerate() {
@@ -406,46 +460,72 @@ fn latency_percentiles(ways: &mut [(&'static str, &mut dyn Live)]) -> Vec<(&'sta
             }
         }
     }
-    ways.iter()
-        .zip(samples)
-        .filter_map(|((name, _), s)| stats(&s).map(|st| (*name, st)))
-        .collect()
+    println!(
+        "\nlive_latency, interleaved: {LATENCY_SAMPLES} samples per way (after {LATENCY_WARMUP} unrecorded), one document growing from {LATENCY_WARMUP} to {} orders",
+        LATENCY_WARMUP + LATENCY_SAMPLES
+    );
+    let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+    for ((name, _), s) in ways.iter().zip(&samples) {
+        let Some(st) = stats(s) else { continue };
+        println!(
+            "  {name:<18} p50 {:>7.3} ms  p99 {:>7.3} ms  max {:>8.3} ms  mean {:>7.3} ms",
+            ms(st.p50),
+            ms(st.p99),
+            ms(st.max),
+            ms(st.mean)
+        );
+        r.interleaved.insert(("live_latency", name), st);
+    }
+    // The latency depends on the size of the document: show it per quarter of the run.
+    let quarter = LATENCY_SAMPLES / 4;
+    println!("  p50 by document size:");
+    for q in 0..4 {
+        let from = q * quarter;
+        let row: Vec<(&'static str, Duration)> = ways
+            .iter()
+            .zip(&samples)
+            .filter_map(|((name, _), s)| stats(&s[from..from + quarter]).map(|st| (*name, st.p50)))
+            .collect();
+        let size = LATENCY_WARMUP + from;
+        println!(
+            "    {:>4}-{:<4} orders: {}",
+            size,
+            size + quarter,
+            row.iter()
+                .map(|(n, d)| format!("{n} {:.3} ms", ms(*d)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        r.latency_by_size.push((size, row));
+    }
 }
 
-fn live_latency(c: &mut Criterion, rt: &Runtime, ca: &FleetCa, dir: &Path, recorded: &Recorded) {
+fn live_latency(c: &mut Criterion, rt: &Runtime, ca: &FleetCa, dir: &Path, results: &Shared) {
     let mut quic = QuicLive::start(rt, ca, dir);
-    let mut engine = EngineLive::start();
-    let mut raw = RawLive::start();
+    let mut subscribed = EngineLive::start(true);
+    let mut bare = EngineLive::start(false);
+    let mut raw = RawLive::default();
 
-    let percentiles = latency_percentiles(&mut [
-        ("quic", &mut quic),
-        ("engine_in_memory", &mut engine),
-        ("automerge_sync", &mut raw),
-    ]);
-    println!("\nlive_latency over {LATENCY_SAMPLES} interleaved samples (after {LATENCY_WARMUP} unrecorded):");
-    for (name, s) in &percentiles {
-        println!(
-            "  {name:<18} p50 {:>7.3} ms  p99 {:>7.3} ms  max {:>7.3} ms  mean {:>7.3} ms",
-            ms(s.p50),
-            ms(s.p99),
-            ms(s.max),
-            ms(s.mean)
-        );
-    }
-    *PERCENTILES.lock().unwrap_or_else(|p| p.into_inner()) = percentiles
-        .into_iter()
-        .map(|(name, s)| (name, (s.p50, s.p99, s.max, s.n)))
-        .collect();
+    latency_interleaved(
+        &mut [
+            (QUIC, &mut quic),
+            (ENGINE_SUBSCRIBED, &mut subscribed),
+            (ENGINE_BARE, &mut bare),
+            (AUTOMERGE, &mut raw),
+        ],
+        results,
+    );
 
     let mut group = c.benchmark_group("live_latency");
     group
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    let ways: [(&'static str, &mut dyn Live); 3] = [
-        ("quic", &mut quic),
-        ("engine_in_memory", &mut engine),
-        ("automerge_sync", &mut raw),
+    let ways: [(&'static str, &mut dyn Live); 4] = [
+        (QUIC, &mut quic),
+        (ENGINE_SUBSCRIBED, &mut subscribed),
+        (ENGINE_BARE, &mut bare),
+        (AUTOMERGE, &mut raw),
     ];
     for (name, way) in ways {
         // Orders go to day-like partitions of 1,000 (`order_location`), so documents stay
@@ -457,7 +537,7 @@ fn live_latency(c: &mut Criterion, rt: &Runtime, ca: &FleetCa, dir: &Path, recor
                 for _ in 0..iters {
                     let (doc, path) = order_location(n);
                     let d = way.once(&doc, &path, n);
-                    recorded.add(name, d);
+                    record(results, "live_latency", name, d);
                     total += d;
                     n += 1;
                 }
@@ -469,17 +549,13 @@ fn live_latency(c: &mut Criterion, rt: &Runtime, ca: &FleetCa, dir: &Path, recor
     quic.shutdown();
 }
 
-/// (name, (p50, p99, max, samples)) of the percentile run, for the summary.
-type PercentileRow = (&'static str, (Duration, Duration, Duration, usize));
-static PERCENTILES: Mutex<Vec<PercentileRow>> = Mutex::new(Vec::new());
-
 // ---------------------------------------------------------------------------------------
 // Catch-up
 
 /// A store of `CATCH_UP_ORDERS` orders, each its own change, written once by pos-1.
 struct Source {
     dir: PathBuf,
-    /// A's heads per document, sorted hex.
+    /// The heads of each document, sorted hex.
     heads: BTreeMap<DocumentId, Vec<String>>,
     /// The same documents as raw Automerge.
     raw: Vec<Automerge>,
@@ -512,25 +588,88 @@ fn build_source(root: &Path) -> Source {
     Source { dir, heads, raw }
 }
 
-/// When each phase of a QUIC catch-up ended, from B's start.
-#[derive(Default)]
-struct Phases {
-    started: Vec<Duration>,
-    connected: Vec<Duration>,
-    first_change: Vec<Duration>,
-    done: Vec<Duration>,
+/// The sources of every way: A as a node, A as engines (with and without subscription),
+/// raw documents.
+struct CatchUp<'a> {
+    rt: &'a Runtime,
+    ca: &'a FleetCa,
+    root: &'a Path,
+    source: Source,
+    node: Node,
+    subscribed: NodeLike,
+    bare: NodeLike,
+    /// Gives each B a new identity.
+    next: u64,
 }
 
-static PHASES: Mutex<Phases> = Mutex::new(Phases {
-    started: Vec::new(),
-    connected: Vec::new(),
-    first_change: Vec::new(),
-    done: Vec::new(),
-});
+impl<'a> CatchUp<'a> {
+    fn new(rt: &'a Runtime, ca: &'a FleetCa, root: &'a Path) -> CatchUp<'a> {
+        let source = build_source(root);
+        let copy = |name: &str| {
+            let dir = root.join(name);
+            copy_dir(&source.dir, &dir);
+            dir
+        };
+        let node = rt.block_on(start(node_config(&copy("quic-a"), ca, "pos-1", vec![])));
+        let subscribed = NodeLike::open(&copy("subscribed-a"), info("pos-1"), true);
+        let bare = NodeLike::open(&copy("bare-a"), info("pos-1"), false);
+        CatchUp {
+            rt,
+            ca,
+            root,
+            source,
+            node,
+            subscribed,
+            bare,
+            next: 0,
+        }
+    }
+
+    fn run(&mut self, way: &str, results: &Shared) -> Duration {
+        self.next += 1;
+        let i = self.next;
+        match way {
+            QUIC => {
+                let (d, phases) = self.rt.block_on(quic_catch_up(
+                    &self.node,
+                    self.ca,
+                    &self.source,
+                    self.root,
+                    i,
+                ));
+                let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+                let [started, connected, first_change, done] = phases;
+                r.phases.started.extend(started);
+                r.phases.connected.extend(connected);
+                r.phases.first_change.extend(first_change);
+                r.phases.done.extend(done);
+                d
+            }
+            ENGINE_SUBSCRIBED => engine_catch_up(&mut self.subscribed, &self.source, self.root, i),
+            ENGINE_BARE => engine_catch_up(&mut self.bare, &self.source, self.root, i),
+            _ => raw_catch_up(&mut self.source.raw),
+        }
+    }
+
+    fn shutdown(self) {
+        self.rt.block_on(async {
+            within("shutdown", self.node.shutdown())
+                .await
+                .expect("A stops")
+        });
+    }
+}
 
 /// B starts empty with a new identity, dials A and catches up; returns the time from B's
-/// start until its heads equal A's.
-async fn quic_catch_up(a: &Node, ca: &FleetCa, source: &Source, root: &Path, i: u64) -> Duration {
+/// start until its heads equal A's, and when B had started, was connected, had applied its
+/// first change and was done.
+async fn quic_catch_up(
+    a: &Node,
+    ca: &FleetCa,
+    source: &Source,
+    root: &Path,
+    i: u64,
+) -> (Duration, [Option<Duration>; 4]) {
     let peer = format!("pos-b{i}");
     let dir = root.join(format!("quic-{peer}"));
     let config = node_config(&dir, ca, &peer, vec![]);
@@ -550,6 +689,7 @@ async fn quic_catch_up(a: &Node, ca: &FleetCa, source: &Source, root: &Path, i: 
             }
         }
     });
+    // Dial only now that the subscription is in place.
     b.add_static_peer(a.local_addr());
     let mut first_change = None;
     within("B catches up", async {
@@ -566,42 +706,34 @@ async fn quic_catch_up(a: &Node, ca: &FleetCa, source: &Source, root: &Path, i: 
 
     let connected = within("connected event", connected).await.ok().flatten();
     within("B stops", b.shutdown()).await.expect("B stops");
-    let b_id: PeerId = peer.parse().expect("valid peer id");
+    let b_id: PeerId = peer.parse().expect("a valid peer id");
     within("A notices B left", a.wait_disconnected(&b_id)).await;
     let _ = std::fs::remove_dir_all(&dir);
-
-    let mut phases = PHASES.lock().unwrap_or_else(|p| p.into_inner());
-    phases.started.push(started);
-    if let Some(c) = connected {
-        phases.connected.push(c);
-    }
-    phases.first_change.push(first_change.unwrap_or(done));
-    phases.done.push(done);
-    done
+    (done, [Some(started), connected, first_change, Some(done)])
 }
 
-/// The same catch-up through two engines in memory.
-fn engine_catch_up(a: &mut Engine, source: &Source, root: &Path, i: u64) -> Duration {
+/// The same catch-up through two engines in memory; B is subscribed like A is.
+fn engine_catch_up(a: &mut NodeLike, source: &Source, root: &Path, i: u64) -> Duration {
     let me = info(&format!("pos-e{i}"));
     let dir = root.join(format!("engine-{}", me.peer));
 
     let t0 = Instant::now();
-    let store = Store::open_with(&dir, store_options(&me)).expect("open B's store");
-    let mut b = Engine::new(store, EngineConfig::new(me.clone(), Policy::default()));
+    let mut b = NodeLike::open(&dir, me.clone(), a.changes.is_some());
     let now = Timestamp::now();
-    a.handle_connect(me.clone(), now);
-    b.handle_connect(a.local().clone(), now);
-    drive(a, &mut b, now, || {});
+    a.engine.handle_connect(me.clone(), now);
+    b.engine.handle_connect(a.engine.local().clone(), now);
+    drive(&mut a.engine, &mut b.engine, now, || {});
     for (doc, heads) in &source.heads {
         assert_eq!(
-            &hex(&b.store().heads(doc).expect("B's heads")),
+            &hex(&b.engine.store().heads(doc).expect("B's heads")),
             heads,
             "B caught up with {doc}"
         );
     }
     let done = t0.elapsed();
 
-    a.handle_disconnect(&me.peer, now);
+    a.engine.handle_disconnect(&me.peer, now);
+    a.on_store_changes(now);
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
     done
@@ -619,8 +751,10 @@ fn raw_catch_up(sources: &mut [Automerge]) -> Duration {
     t0.elapsed()
 }
 
-fn catch_up(c: &mut Criterion, rt: &Runtime, ca: &FleetCa, root: &Path, recorded: &Recorded) {
-    let mut source = build_source(root);
+const WAYS: [&str; 4] = [QUIC, ENGINE_SUBSCRIBED, ENGINE_BARE, AUTOMERGE];
+
+fn catch_up(c: &mut Criterion, rt: &Runtime, ca: &FleetCa, root: &Path, results: &Shared) {
+    let mut catch_up = CatchUp::new(rt, ca, root);
 
     let mut group = c.benchmark_group("catch_up");
     group
@@ -628,135 +762,146 @@ fn catch_up(c: &mut Criterion, rt: &Runtime, ca: &FleetCa, root: &Path, recorded
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-
-    // QUIC: A serves a copy of the source.
-    let a_dir = root.join("quic-a");
-    copy_dir(&source.dir, &a_dir);
-    let a = rt.block_on(start(node_config(&a_dir, ca, "pos-1", vec![])));
-    let mut i = 0u64;
-    group.bench_function("quic", |bencher| {
-        bencher.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let d = rt.block_on(quic_catch_up(&a, ca, &source, root, i));
-                recorded.add("catch_up_quic", d);
-                total += d;
-                i += 1;
-            }
-            total
-        })
-    });
-    rt.block_on(async { within("shutdown", a.shutdown()).await.expect("A stops") });
-
-    // In-memory engines: A is an engine over another copy of the source.
-    let e_dir = root.join("engine-a");
-    copy_dir(&source.dir, &e_dir);
-    let me = info("pos-1");
-    let store = Store::open_with(&e_dir, store_options(&me)).expect("open A's store");
-    let mut a = Engine::new(store, EngineConfig::new(me, Policy::default()));
-    group.bench_function("engine_in_memory", |bencher| {
-        bencher.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let d = engine_catch_up(&mut a, &source, root, i);
-                recorded.add("catch_up_engine", d);
-                total += d;
-                i += 1;
-            }
-            total
-        })
-    });
-    drop(a);
-
-    group.bench_function("automerge_sync", |bencher| {
-        bencher.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let d = raw_catch_up(&mut source.raw);
-                recorded.add("catch_up_automerge", d);
-                total += d;
-            }
-            total
-        })
-    });
+    for way in WAYS {
+        group.bench_function(way, |bencher| {
+            bencher.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let d = catch_up.run(way, results);
+                    record(results, "catch_up", way, d);
+                    total += d;
+                }
+                total
+            })
+        });
+    }
     group.finish();
+
+    let mut samples: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+    for _ in 0..CATCH_UP_ROUNDS {
+        for way in WAYS {
+            samples
+                .entry(way)
+                .or_default()
+                .push(catch_up.run(way, results));
+        }
+    }
+    println!("\ncatch_up, interleaved: {CATCH_UP_ROUNDS} rounds");
+    let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+    for way in WAYS {
+        let Some(st) = samples.get(way).and_then(|s| stats(s)) else {
+            continue;
+        };
+        println!(
+            "  {way:<18} median {:>7.1} ms  max {:>7.1} ms",
+            ms(st.p50),
+            ms(st.max)
+        );
+        r.interleaved.insert(("catch_up", way), st);
+    }
+    drop(r);
+    catch_up.shutdown();
 }
 
 // ---------------------------------------------------------------------------------------
 // Summary
 
-fn summary(recorded: &Recorded) {
-    println!("\nsummary (ratios to references measured in the same run):");
-    let rows = PERCENTILES
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let find = |name: &str| rows.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-    if let (Some(q), Some(e), Some(r)) = (
-        find("quic"),
-        find("engine_in_memory"),
-        find("automerge_sync"),
-    ) {
-        let (qp50, qp99, qmax, n) = q;
+fn ratios(of: Duration, refs: &[(&str, Option<Duration>)]) -> String {
+    refs.iter()
+        .filter_map(|(name, d)| {
+            d.map(|d| {
+                format!(
+                    "{:.2}x {name} ({:.3} ms)",
+                    of.as_secs_f64() / d.as_secs_f64(),
+                    ms(d)
+                )
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+fn summary(results: &Shared) {
+    let r = results.lock().unwrap_or_else(|p| p.into_inner());
+    let get = |figure: &str, way: &str| r.interleaved.get(&(figure, way)).copied();
+    let refs =
+        |figure: &str, pick: fn(&Stats) -> Duration| -> Vec<(&'static str, Option<Duration>)> {
+            [ENGINE_SUBSCRIBED, ENGINE_BARE, AUTOMERGE]
+                .into_iter()
+                .map(|w| (w, get(figure, w).as_ref().map(pick)))
+                .collect()
+        };
+    println!("\nsummary (ratios to references measured in the same run, interleaved):");
+    if let Some(q) = get("live_latency", QUIC) {
         println!(
-            "  live_latency quic p50 {:.3} ms (goal < 1 ms: {}), {:.1}x engine_in_memory ({:.3} ms), {:.1}x automerge_sync ({:.3} ms)",
-            ms(qp50),
-            if qp50 < Duration::from_millis(1) { "met" } else { "MISSED" },
-            qp50.as_secs_f64() / e.0.as_secs_f64(),
-            ms(e.0),
-            qp50.as_secs_f64() / r.0.as_secs_f64(),
-            ms(r.0),
+            "  live_latency quic p50 {:.3} ms (goal < 1 ms: {}): {}",
+            ms(q.p50),
+            verdict(q.p50 < Duration::from_millis(1)),
+            ratios(q.p50, &refs("live_latency", |s| s.p50))
         );
         println!(
-            "  live_latency quic p99 {:.3} ms (goal < 5 ms: {}), {:.1}x engine_in_memory ({:.3} ms), {:.1}x automerge_sync ({:.3} ms); max {:.3} ms over {n}",
-            ms(qp99),
-            if qp99 < Duration::from_millis(5) { "met" } else { "MISSED" },
-            qp99.as_secs_f64() / e.1.as_secs_f64(),
-            ms(e.1),
-            qp99.as_secs_f64() / r.1.as_secs_f64(),
-            ms(r.1),
-            ms(qmax),
+            "  live_latency quic p99 {:.3} ms (goal < 5 ms: {}): {}",
+            ms(q.p99),
+            verdict(q.p99 < Duration::from_millis(5)),
+            ratios(q.p99, &refs("live_latency", |s| s.p99))
+        );
+        if let Some((size, row)) = r.latency_by_size.first() {
+            if let Some((_, first)) = row.iter().find(|(n, _)| *n == QUIC) {
+                let refs: Vec<(&str, Option<Duration>)> = row
+                    .iter()
+                    .filter(|(n, _)| *n != QUIC)
+                    .map(|(n, d)| (*n, Some(*d)))
+                    .collect();
+                println!(
+                    "  live_latency quic p50 on a document of {size}-{} orders {:.3} ms: {}",
+                    size + LATENCY_SAMPLES / 4,
+                    ms(*first),
+                    ratios(*first, &refs)
+                );
+            }
+        }
+    }
+    let mean = |way: &str| {
+        r.criterion
+            .get(&("live_latency", way))
+            .and_then(|s| stats(s))
+            .map(|s| (s.mean, s.n))
+    };
+    if let Some((q, n)) = mean(QUIC) {
+        let refs: Vec<(&str, Option<Duration>)> = [ENGINE_SUBSCRIBED, ENGINE_BARE, AUTOMERGE]
+            .into_iter()
+            .map(|w| (w, mean(w).map(|(d, _)| d)))
+            .collect();
+        println!(
+            "  live_latency quic mean {:.3} ms over {n} criterion iterations: {}",
+            ms(q),
+            ratios(q, &refs)
         );
     }
-    if let (Some(q), Some(e), Some(r)) = (
-        stats(&recorded.get("quic")),
-        stats(&recorded.get("engine_in_memory")),
-        stats(&recorded.get("automerge_sync")),
-    ) {
-        println!(
-            "  live_latency quic mean {:.3} ms over {} criterion iterations, {:.1}x engine_in_memory ({:.3} ms), {:.1}x automerge_sync ({:.3} ms)",
-            ms(q.mean),
-            q.n,
-            q.mean.as_secs_f64() / e.mean.as_secs_f64(),
-            ms(e.mean),
-            q.mean.as_secs_f64() / r.mean.as_secs_f64(),
-            ms(r.mean),
-        );
-    }
-    if let (Some(q), Some(e), Some(r)) = (
-        stats(&recorded.get("catch_up_quic")),
-        stats(&recorded.get("catch_up_engine")),
-        stats(&recorded.get("catch_up_automerge")),
-    ) {
+    if let (Some(q), Some(e)) = (get("catch_up", QUIC), get("catch_up", ENGINE_BARE)) {
         let ratio = q.p50.as_secs_f64() / e.p50.as_secs_f64();
         println!(
-            "  catch_up of {CATCH_UP_ORDERS} orders quic median {:.1} ms over {}, {:.2}x engine_in_memory ({:.1} ms; goal <= 1.5x: {}), {:.2}x automerge_sync ({:.1} ms)",
+            "  catch_up of {CATCH_UP_ORDERS} orders quic median {:.1} ms (goal <= 1.5x engine_bare: {}): {}",
             ms(q.p50),
-            q.n,
-            ratio,
-            ms(e.p50),
-            if ratio <= 1.5 { "met" } else { "MISSED" },
-            q.p50.as_secs_f64() / r.p50.as_secs_f64(),
-            ms(r.p50),
+            verdict(ratio <= 1.5),
+            ratios(q.p50, &refs("catch_up", |s| s.p50))
         );
-        let phases = PHASES.lock().unwrap_or_else(|p| p.into_inner());
         let median = |v: &[Duration]| stats(v).map_or(f64::NAN, |s| ms(s.p50));
+        let p = &r.phases;
         println!(
             "  catch_up quic phases (median from B's start): node started {:.1} ms, connected {:.1} ms, first change applied {:.1} ms, caught up {:.1} ms",
-            median(&phases.started),
-            median(&phases.connected),
-            median(&phases.first_change),
-            median(&phases.done),
+            median(&p.started),
+            median(&p.connected),
+            median(&p.first_change),
+            median(&p.done),
         );
     }
 }
@@ -769,10 +914,10 @@ fn main() {
         .expect("a tokio runtime");
     let ca = FleetCa::generate("bench").expect("a fleet CA");
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let recorded = Recorded::default();
+    let results = Shared::default();
 
-    live_latency(&mut c, &rt, &ca, dir.path(), &recorded);
-    catch_up(&mut c, &rt, &ca, dir.path(), &recorded);
+    live_latency(&mut c, &rt, &ca, dir.path(), &results);
+    catch_up(&mut c, &rt, &ca, dir.path(), &results);
     c.final_summary();
-    summary(&recorded);
+    summary(&results);
 }
