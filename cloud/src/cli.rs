@@ -52,6 +52,17 @@ pub struct Cli {
     )]
     pub cert_dir: Option<PathBuf>,
 
+    /// The fleet's access policy: a TOML file with the table that `[policy]` holds in the
+    /// cloud's config (see CLI.md). Default: the restaurant policy. Use the same everywhere.
+    #[arg(
+        long,
+        global = true,
+        env = "OUTPOST_POLICY",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    pub policy: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -212,6 +223,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Cert(c) => cert::run(c),
         command => {
+            if let Some(path) = &cli.policy {
+                data::set_policy(data::load_policy(path)?);
+            }
             let dir = cli.data.ok_or_else(|| {
                 anyhow::anyhow!(
                     "no data directory: pass --data DIR (or set OUTPOST_DATA), e.g. `outpost --data ./pos1 get menu`"

@@ -359,30 +359,55 @@ fn run(args: Args) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let mut signals = Signals::install()?;
         let cloud = Cloud::start(config).await?;
-        wait_for_signal().await?;
+        signals.recv().await?;
         tracing::info!("shutdown requested");
         cloud.shutdown().await
     })
 }
 
-/// Waits for SIGTERM or SIGINT (Ctrl-C).
-pub(crate) async fn wait_for_signal() -> Result<()> {
+/// SIGTERM and SIGINT (Ctrl-C), caught from the moment this is created: a signal that
+/// arrives before [`Signals::recv`] is awaited is not lost and does not kill the process.
+pub(crate) struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; call inside the runtime, before announcing readiness.
+    pub(crate) fn install() -> Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            })
         }
-        Ok(())
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
+        }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot handle Ctrl-C")
+
+    /// Waits for the first signal.
+    pub(crate) async fn recv(&mut self) -> Result<()> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+            Ok(())
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c()
+                .await
+                .context("cannot handle Ctrl-C")
+        }
     }
 }

@@ -463,6 +463,22 @@ fn identity_of_a_data_directory_is_kept() {
     on(&d, &["put", "menu", "/items/x/price", "1"]).expect_err("role kiosk may not write");
     let status = on(&d, &["status", "--json"]).json();
     assert_eq!(status["identity"]["peer"], json!("kiosk-1"));
+    // A fleet policy that lets kiosks write the menu.
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "relay_roles = [\"cloud\", \"pos\", \"kiosk\"]\n\
+         default_rule = { read = [\"pos\"], write = [\"pos\"] }\n\
+         [contexts.menu]\nread = [\"pos\", \"kiosk\"]\nwrite = [\"pos\", \"kiosk\"]\n",
+    )
+    .expect("write policy");
+    on(
+        &d,
+        &["--policy", p(&policy), "put", "menu", "/items/x/price", "1"],
+    )
+    .expect_ok();
+    std::fs::write(&policy, "contexts = 3").expect("write policy");
+    on(&d, &["--policy", p(&policy), "get", "menu"]).expect_err("invalid policy file");
     // Another device's certificate on this directory is refused.
     on(&d, &["--cert-dir", p(&other), "get", "orders/2026-11-27"])
         .expect_err("belongs to paris/kiosk-1");
@@ -483,6 +499,7 @@ fn serve_watch_and_status_work_together() {
     let mut cmd = std::process::Command::new(outpost_bin());
     cmd.args(["--data", p(&d2), "watch", "menu"]);
     let watch = Proc::spawn("watch", cmd);
+    watch.wait_line("err: watching menu", Duration::from_secs(20));
     // Writes go through the running node (its control socket) and are durable.
     on(&d1, &["put", "menu", "/items/burger/price", "950"]).expect_ok();
     let line = watch.wait_line("out: {", Duration::from_secs(30));
@@ -558,11 +575,7 @@ fn watch_without_a_node_serves_other_commands() {
     cmd.args(["--data", p(&d), "watch", "menu"]);
     let watch = Proc::spawn("watch", cmd);
     // The watch holds the store; this write reaches it through the watch's control socket.
-    eventually(
-        "the watch's control socket",
-        Duration::from_secs(20),
-        || d.join("outpost.sock").exists().then_some(()),
-    );
+    watch.wait_line("err: watching menu", Duration::from_secs(20));
     on(&d, &["put", "menu", "/a", "2"]).expect_ok();
     let line = watch.wait_line("out: {", Duration::from_secs(20));
     assert!(line.contains("\"/a\":2"), "{line}");

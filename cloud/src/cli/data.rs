@@ -184,9 +184,28 @@ pub(super) fn record_identity(dir: &Path, info: &PeerInfo) -> Result<()> {
     Ok(())
 }
 
+static POLICY: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
+
+/// Sets the policy of this command (from `--policy`); once, before any store is opened.
+pub(super) fn set_policy(policy: Policy) {
+    let _ = POLICY.set(policy);
+}
+
+/// Reads a policy file: the `[policy]` table of the cloud's config, as its own file.
+pub(super) fn load_policy(path: &Path) -> Result<Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the policy file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| {
+        format!(
+            "invalid policy file {}: it needs relay_roles, default_rule and [contexts.<name>] tables with read and write role lists (see cloud/CLI.md)",
+            path.display()
+        )
+    })
+}
+
 /// The access policy of the fleet. Every device and the cloud use the same one.
 pub(super) fn policy() -> Policy {
-    Policy::default()
+    POLICY.get().cloned().unwrap_or_default()
 }
 
 /// Opens the store of a data directory with clear errors for the usual mistakes.
@@ -278,6 +297,8 @@ fn watch(dir: &Path, cert_dir: Option<&Path>, doc: &str) -> Result<()> {
             },
             None,
         )?;
+        // Said once the node has subscribed, so a script knows no later change is missed.
+        eprintln!("watching {doc} through the node serving {}", dir.display());
         loop {
             match client.next()? {
                 Some(Reply::Event(e)) => {
@@ -303,6 +324,7 @@ fn watch(dir: &Path, cert_dir: Option<&Path>, doc: &str) -> Result<()> {
     });
     // Other commands on this directory reach the store through us while we watch.
     let _server = control::serve(dir, host);
+    eprintln!("watching {doc} in {}", dir.display());
     while let Some(event) = sub.blocking_recv() {
         writeln!(stdout, "{}", control::event_json(&store, &event))?;
         stdout.flush()?;

@@ -60,6 +60,7 @@ pub(super) fn run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let mut signals = crate::server::Signals::install()?;
         let mut config = NodeConfig::new(dir, cert);
         config.listen = args.listen;
         config.static_peers = args.peers.clone();
@@ -80,7 +81,7 @@ pub(super) fn run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
         let server = control::serve(dir, host.clone());
         // Scripts and tests read the bound address (useful with port 0) from this line.
         println!("serving {info} on {}", node.local_addr());
-        crate::server::wait_for_signal().await?;
+        signals.recv().await?;
         tracing::info!("shutdown requested");
         drop(server);
         host.node.lock().unwrap_or_else(|p| p.into_inner()).take();
