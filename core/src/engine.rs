@@ -739,6 +739,19 @@ impl Engine {
             return Ok(());
         }
         let mut state = self.take_state(from, &doc)?;
+        if msg.heads.is_empty()
+            && msg.changes.is_empty()
+            && state.in_flight
+            && !state.sent_hashes.is_empty()
+        {
+            // "I have nothing", written before the changes we sent this session arrived:
+            // both sides open every exchange on Hello, so first messages cross. Automerge
+            // would answer it with the whole document again (a peer with empty heads gets
+            // the whole document, whatever was sent), doubling every catch-up of a document
+            // the peer lacks (found by the simulation). The answer to what we sent follows.
+            self.put_state(from, &doc, state, now);
+            return Ok(());
+        }
         let shared_before = state.shared_heads.clone();
         let result = self.store.receive_sync(&doc, &mut state, msg, from);
         let added = match result {
