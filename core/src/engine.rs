@@ -12,7 +12,7 @@
 mod status;
 pub mod wire;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use automerge::sync;
 use automerge::ChangeHash;
@@ -159,7 +159,9 @@ struct DocSync {
 
 struct Peer {
     info: PeerInfo,
-    docs: HashMap<DocumentId, DocSync>,
+    /// Ordered (as every collection of the engine), so that the order of its output does not
+    /// depend on the process's hash seed and simulations replay exactly.
+    docs: BTreeMap<DocumentId, DocSync>,
     control: VecDeque<(Option<DocumentId>, Vec<u8>)>,
     bulk: VecDeque<(DocumentId, Vec<u8>)>,
     in_flight: u64,
@@ -294,7 +296,7 @@ impl Engine {
         let hello = WireMessage::Hello { docs }.encode();
         let mut p = Peer {
             info: peer,
-            docs: HashMap::new(),
+            docs: BTreeMap::new(),
             control: VecDeque::new(),
             bulk: VecDeque::new(),
             in_flight: 0,
@@ -443,7 +445,7 @@ impl Engine {
             return;
         };
         let info = peer.info.clone();
-        let mut theirs: HashMap<DocumentId, u64> = HashMap::new();
+        let mut theirs: BTreeMap<DocumentId, u64> = BTreeMap::new();
         for d in docs {
             // Only documents we may read ourselves, and that the peer may write, are worth pulling.
             if self
