@@ -22,9 +22,11 @@
 //!
 //! Figures are measured twice: criterion's runs (means), and runs of our own that
 //! interleave the four ways, so that load from elsewhere on the machine hits all of them
-//! alike, for percentiles and ratios (`LATENCY_SAMPLES` samples of the latency on one
-//! document growing to a day's worth of orders; `CATCH_UP_ROUNDS` catch-ups). A summary
-//! line per figure with its ratios to the references is printed at the end.
+//! alike, for percentiles and ratios: `LATENCY_SAMPLES` latency samples on documents that
+//! stay small (`live_latency_small`) and on one document growing to a busy day's worth of
+//! orders (`live_latency`, with p50 per quarter of the run, since the cost of a change
+//! grows with its document), and `CATCH_UP_ROUNDS` catch-ups. A summary line per figure
+//! with its ratios to the references is printed at the end.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -447,22 +449,64 @@ impl Live for RawLive {
     }
 }
 
-/// The interleaved run: every way writes the same orders, one after the other, into a
-/// fresh document that grows to `LATENCY_WARMUP + LATENCY_SAMPLES` orders (a busy day).
-fn latency_interleaved(ways: &mut [(&'static str, &mut dyn Live)], results: &Shared) {
-    let doc: DocumentId = "orders/latency".parse().expect("a valid document id");
+/// An interleaved latency run: every way writes the same orders, one after the other.
+struct LatencyRun {
+    /// The figure, in the summary.
+    figure: &'static str,
+    /// What the documents are like.
+    about: &'static str,
+    /// Unrecorded samples first.
+    warmup: usize,
+    /// Where sample `i` writes.
+    location: fn(usize) -> (DocumentId, String),
+}
+
+/// One document that grows from `LATENCY_WARMUP` to `LATENCY_WARMUP + LATENCY_SAMPLES`
+/// orders: a busy day's partition.
+const ONE_DAY: LatencyRun = LatencyRun {
+    figure: "live_latency",
+    about: "one document growing from 50 to 1050 orders",
+    warmup: LATENCY_WARMUP,
+    location: |i| {
+        let doc = "orders/latency".parse().expect("a valid document id");
+        (doc, format!("/o{i}"))
+    },
+};
+
+/// Documents that stay small: `SMALL_DOCS` of them written in turn, each ending with 11
+/// orders. Shows the latency when the cost that grows with the document is negligible.
+const SMALL: LatencyRun = LatencyRun {
+    figure: "live_latency_small",
+    about: "100 documents written in turn, growing from 1 to 11 orders each",
+    // One write per document first: the first exchange of a document takes more trips.
+    warmup: SMALL_DOCS,
+    location: |i| {
+        let doc = format!("orders/small-{}", i % SMALL_DOCS)
+            .parse()
+            .expect("a valid document id");
+        (doc, format!("/o{}", i / SMALL_DOCS))
+    },
+};
+const SMALL_DOCS: usize = 100;
+
+fn latency_interleaved(
+    run: &LatencyRun,
+    ways: &mut [(&'static str, &mut dyn Live)],
+    results: &Shared,
+) {
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); ways.len()];
-    for i in 0..LATENCY_WARMUP + LATENCY_SAMPLES {
+    for i in 0..run.warmup + LATENCY_SAMPLES {
+        let (doc, path) = (run.location)(i);
         for (k, (_, way)) in ways.iter_mut().enumerate() {
-            let d = way.once(&doc, &format!("/o{i}"), i as u64);
-            if i >= LATENCY_WARMUP {
+            let d = way.once(&doc, &path, i as u64);
+            if i >= run.warmup {
                 samples[k].push(d);
             }
         }
     }
     println!(
-        "\nlive_latency, interleaved: {LATENCY_SAMPLES} samples per way (after {LATENCY_WARMUP} unrecorded), one document growing from {LATENCY_WARMUP} to {} orders",
-        LATENCY_WARMUP + LATENCY_SAMPLES
+        "\n{}, interleaved: {LATENCY_SAMPLES} samples per way (after {} unrecorded), {}",
+        run.figure, run.warmup, run.about
     );
     let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
     for ((name, _), s) in ways.iter().zip(&samples) {
@@ -474,7 +518,10 @@ fn latency_interleaved(ways: &mut [(&'static str, &mut dyn Live)], results: &Sha
             ms(st.max),
             ms(st.mean)
         );
-        r.interleaved.insert(("live_latency", name), st);
+        r.interleaved.insert((run.figure, name), st);
+    }
+    if run.figure != ONE_DAY.figure {
+        return;
     }
     // The latency depends on the size of the document: show it per quarter of the run.
     let quarter = LATENCY_SAMPLES / 4;
@@ -486,7 +533,7 @@ fn latency_interleaved(ways: &mut [(&'static str, &mut dyn Live)], results: &Sha
             .zip(&samples)
             .filter_map(|((name, _), s)| stats(&s[from..from + quarter]).map(|st| (*name, st.p50)))
             .collect();
-        let size = LATENCY_WARMUP + from;
+        let size = run.warmup + from;
         println!(
             "    {:>4}-{:<4} orders: {}",
             size,
@@ -506,15 +553,18 @@ fn live_latency(c: &mut Criterion, rt: &Runtime, ca: &FleetCa, dir: &Path, resul
     let mut bare = EngineLive::start(false);
     let mut raw = RawLive::default();
 
-    latency_interleaved(
-        &mut [
-            (QUIC, &mut quic),
-            (ENGINE_SUBSCRIBED, &mut subscribed),
-            (ENGINE_BARE, &mut bare),
-            (AUTOMERGE, &mut raw),
-        ],
-        results,
-    );
+    for run in [&SMALL, &ONE_DAY] {
+        latency_interleaved(
+            run,
+            &mut [
+                (QUIC, &mut quic),
+                (ENGINE_SUBSCRIBED, &mut subscribed),
+                (ENGINE_BARE, &mut bare),
+                (AUTOMERGE, &mut raw),
+            ],
+            results,
+        );
+    }
 
     let mut group = c.benchmark_group("live_latency");
     group
@@ -840,34 +890,37 @@ fn summary(results: &Shared) {
                 .collect()
         };
     println!("\nsummary (ratios to references measured in the same run, interleaved):");
-    if let Some(q) = get("live_latency", QUIC) {
+    for figure in [SMALL.figure, ONE_DAY.figure] {
+        let Some(q) = get(figure, QUIC) else { continue };
         println!(
-            "  live_latency quic p50 {:.3} ms (goal < 1 ms: {}): {}",
+            "  {figure} quic p50 {:.3} ms (goal < 1 ms: {}): {}",
             ms(q.p50),
             verdict(q.p50 < Duration::from_millis(1)),
-            ratios(q.p50, &refs("live_latency", |s| s.p50))
+            ratios(q.p50, &refs(figure, |s| s.p50))
         );
         println!(
-            "  live_latency quic p99 {:.3} ms (goal < 5 ms: {}): {}",
+            "  {figure} quic p99 {:.3} ms (goal < 5 ms: {}): {}",
             ms(q.p99),
             verdict(q.p99 < Duration::from_millis(5)),
-            ratios(q.p99, &refs("live_latency", |s| s.p99))
+            ratios(q.p99, &refs(figure, |s| s.p99))
         );
-        if let Some((size, row)) = r.latency_by_size.first() {
-            if let Some((_, first)) = row.iter().find(|(n, _)| *n == QUIC) {
-                let refs: Vec<(&str, Option<Duration>)> = row
-                    .iter()
-                    .filter(|(n, _)| *n != QUIC)
-                    .map(|(n, d)| (*n, Some(*d)))
-                    .collect();
-                println!(
-                    "  live_latency quic p50 on a document of {size}-{} orders {:.3} ms: {}",
-                    size + LATENCY_SAMPLES / 4,
-                    ms(*first),
-                    ratios(*first, &refs)
-                );
-            }
-        }
+    }
+    let quarters = [r.latency_by_size.first(), r.latency_by_size.last()];
+    for (size, row) in quarters.into_iter().flatten() {
+        let Some((_, quic)) = row.iter().find(|(n, _)| *n == QUIC) else {
+            continue;
+        };
+        let refs: Vec<(&str, Option<Duration>)> = row
+            .iter()
+            .filter(|(n, _)| *n != QUIC)
+            .map(|(n, d)| (*n, Some(*d)))
+            .collect();
+        println!(
+            "  live_latency quic p50 while the document holds {size}-{} orders {:.3} ms: {}",
+            size + LATENCY_SAMPLES / 4,
+            ms(*quic),
+            ratios(*quic, &refs)
+        );
     }
     let mean = |way: &str| {
         r.criterion
