@@ -1,0 +1,245 @@
+//! Catch-up benchmark: a peer that lacks a day of 10,000 orders catches up through two sync
+//! engines in memory, next to raw Automerge sync between two in-memory documents with the
+//! same content, measured in the same run.
+//!
+//! - `catchup/engine`: POS `pos-a` holds `orders/2026-11-24`, 10,000 orders of five fields,
+//!   each field written as its own change (50,000 changes) through a `Store`. A fresh,
+//!   empty POS connects and the two `Engine`s exchange messages (delivered in memory, as in
+//!   `core/tests/engine_basic.rs`) until both are quiet: Hello, sync, fragments, acks,
+//!   the policy check, persistence of what arrives in the new peer's sled store.
+//! - `catchup/automerge`: the same document (exported from the store, so the same changes)
+//!   synced into an empty `Automerge` with `automerge::sync` until neither side has a
+//!   message, each message encoded and decoded as on a wire; no storage.
+//!
+//! The source is built once, outside the measurement; each iteration starts from an empty
+//! receiver (made in the untimed setup) and ends when it has the source's heads. The ratio
+//! engine/raw is printed at the end (goal: at most 1.5x).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use automerge::sync::{self, SyncDoc};
+use automerge::Automerge;
+use criterion::{BatchSize, Criterion};
+use outpost_core::{
+    DocumentId, Durability, Engine, EngineConfig, PeerInfo, Policy, Store, StoreOptions, Timestamp,
+};
+
+/// Orders the receiver lacks.
+const ORDERS: u64 = 10_000;
+
+fn doc() -> DocumentId {
+    "orders/2026-11-24"
+        .parse()
+        .expect("a literal document id is valid")
+}
+
+fn info(peer: &str) -> PeerInfo {
+    PeerInfo::parse("s1", peer, "pos").expect("literal identities are valid")
+}
+
+fn open_engine(dir: &Path, me: PeerInfo) -> Engine {
+    let store = Store::open_with(
+        dir,
+        StoreOptions {
+            identity: Some(me.clone()),
+            policy: Policy::default(),
+            ..StoreOptions::default()
+        },
+    )
+    .expect("a store opens in a fresh directory");
+    Engine::new(store, EngineConfig::new(me, Policy::default()))
+}
+
+/// The source: a POS engine over a store holding the day's orders, and the same document as
+/// a plain `Automerge` for the reference.
+struct Source {
+    _dir: tempfile::TempDir,
+    engine: Engine,
+    raw: Automerge,
+}
+
+fn build_source() -> Source {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let engine = open_engine(dir.path(), info("pos-a"));
+    let d = doc();
+    let store = engine.store();
+    for n in 0..ORDERS {
+        let o = format!("/o{n:05}");
+        // One change per field, as a POS that fills an order in step by step.
+        let fields = [
+            (
+                "sku",
+                serde_json::json!(["burger", "fries", "soda"][n as usize % 3]),
+            ),
+            ("qty", serde_json::json!(1 + n % 3)),
+            ("table", serde_json::json!(n % 24)),
+            ("status", serde_json::json!("new")),
+            ("total_cents", serde_json::json!(1250 + (n % 7) * 100)),
+        ];
+        for (field, value) in fields {
+            store
+                .put(&d, &format!("{o}/{field}"), value, Durability::Fast)
+                .expect("a POS writes an order");
+        }
+    }
+    store.flush().expect("the store flushes");
+    let raw = Automerge::load(&store.export(&d).expect("the document exports"))
+        .expect("an exported document loads");
+    println!(
+        "catchup: source of {ORDERS} orders ({} changes, {} KiB saved) built in {:.1} s",
+        raw.get_changes_meta(&[]).len(),
+        raw.save().len() / 1024,
+        started.elapsed().as_secs_f64()
+    );
+    Source {
+        _dir: dir,
+        engine,
+        raw,
+    }
+}
+
+/// Delivers every message `from` has to `to`; whether there was any.
+fn deliver(from: &mut Engine, to: &mut Engine, now: Timestamp) -> bool {
+    let me = from.local().peer.clone();
+    let mut moved = false;
+    while let Some(t) = from.poll_transmit() {
+        moved = true;
+        to.handle_message(&me, &t.bytes, now)
+            .expect("engines understand each other");
+    }
+    moved
+}
+
+/// Delivers messages between the two engines until neither has any left.
+fn drive(a: &mut Engine, b: &mut Engine, now: Timestamp) {
+    while deliver(a, b, now) | deliver(b, a, now) {}
+}
+
+/// One engine catch-up of a fresh peer; returns it (to be dropped outside the measurement).
+fn engine_catch_up(
+    source: &mut Engine,
+    (dir, mut fresh): (tempfile::TempDir, Engine),
+) -> (tempfile::TempDir, Engine) {
+    let now = Timestamp(1_000);
+    let (a, b) = (source.local().clone(), fresh.local().clone());
+    source.handle_connect(b.clone(), now);
+    fresh.handle_connect(a.clone(), now);
+    drive(source, &mut fresh, now);
+    let d = doc();
+    assert_eq!(
+        fresh.store().heads(&d).expect("heads"),
+        source.store().heads(&d).expect("heads"),
+        "the fresh peer caught up"
+    );
+    source.handle_disconnect(&b.peer, now);
+    fresh.handle_disconnect(&a.peer, now);
+    (dir, fresh)
+}
+
+/// One raw Automerge catch-up into `empty`; returns it (dropped outside the measurement).
+fn raw_catch_up(source: &mut Automerge, mut empty: Automerge) -> Automerge {
+    let (mut sa, mut sb) = (sync::State::new(), sync::State::new());
+    loop {
+        let mut moved = false;
+        if let Some(m) = source.generate_sync_message(&mut sa) {
+            let m = sync::Message::decode(&m.encode()).expect("a sync message decodes");
+            empty
+                .receive_sync_message(&mut sb, m)
+                .expect("the receiver applies the message");
+            moved = true;
+        }
+        if let Some(m) = empty.generate_sync_message(&mut sb) {
+            let m = sync::Message::decode(&m.encode()).expect("a sync message decodes");
+            source
+                .receive_sync_message(&mut sa, m)
+                .expect("the source applies the message");
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert_eq!(
+        empty.get_heads(),
+        source.get_heads(),
+        "the raw copy caught up"
+    );
+    empty
+}
+
+fn catchup(c: &mut Criterion, source: &mut Source) {
+    let mut group = c.benchmark_group("catchup");
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let mut i = 0u32;
+    group.bench_function("engine", |bench| {
+        bench.iter_batched(
+            || {
+                // A new peer id each time: the source keeps the sync state of peers it met.
+                i += 1;
+                let dir = tempfile::tempdir_in(root.path()).expect("a temporary directory");
+                let fresh = open_engine(dir.path(), info(&format!("pos-b{i}")));
+                (dir, fresh)
+            },
+            |fresh| engine_catch_up(&mut source.engine, fresh),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("automerge", |bench| {
+        bench.iter_batched(
+            Automerge::new,
+            |empty| raw_catch_up(&mut source.raw, empty),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+/// Where criterion wrote its estimates (see `storage.rs`).
+fn criterion_home() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return Some(home.into());
+    }
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
+}
+
+fn time_ns(home: &Path, name: &str) -> Option<f64> {
+    let path = home
+        .join("catchup")
+        .join(name)
+        .join("new")
+        .join("estimates.json");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let estimate = |e: &str| json.get(e)?.get("point_estimate")?.as_f64();
+    estimate("slope").or_else(|| estimate("mean"))
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .configure_from_args();
+    let testing = std::env::args().any(|a| a == "--test" || a == "--list");
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let mut source = build_source();
+    catchup(&mut c, &mut source);
+    c.final_summary();
+    if testing {
+        return;
+    }
+    if let Some(home) = criterion_home() {
+        if let (Some(e), Some(r)) = (time_ns(&home, "engine"), time_ns(&home, "automerge")) {
+            println!(
+                "catchup: engine {:.0} ms vs raw automerge sync {:.0} ms: {:.2}x (goal <= 1.5x)",
+                e / 1e6,
+                r / 1e6,
+                e / r
+            );
+        }
+    }
+}
