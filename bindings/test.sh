@@ -77,19 +77,27 @@ step "build the cdylib and generate the bindings"
 lib_dir="$generated/lib"
 lib="$(ls "$lib_dir"/liboutpost_ffi.* | head -n1)"
 
-step "extract the README's Kotlin, Swift and Python snippets"
+step "extract the Kotlin, Swift and Python snippets of bindings/README.md and README.md"
 snippets="$tools/readme-snippets"
 rm -rf "$snippets"
 mkdir -p "$snippets"
-"$python" - "$here/README.md" "$snippets" <<'PY'
+"$python" - "$here/README.md" "$root/README.md" "$snippets" <<'PY'
 import pathlib, re, sys
-readme, out = pathlib.Path(sys.argv[1]).read_text(), pathlib.Path(sys.argv[2])
-for lang, name in [("kotlin", "Readme.kt"), ("swift", "Readme.swift"), ("python", "readme.py")]:
-    blocks = re.findall(rf"^```{lang}\n(.*?)^```", readme, flags=re.S | re.M)
-    if not blocks:
-        sys.exit(f"no {lang} snippet in {sys.argv[1]}")
-    (out / name).write_text("\n".join(blocks))
-    print(f"{len(blocks)} {lang} snippet(s) -> {out / name}")
+out = pathlib.Path(sys.argv[3])
+for src, prefix, package in [(sys.argv[1], "", None), (sys.argv[2], "Root", "outpost.readme.root")]:
+    readme = pathlib.Path(src).read_text()
+    for lang, name in [("kotlin", "Readme.kt"), ("swift", "Readme.swift"), ("python", "readme.py")]:
+        blocks = re.findall(rf"^```{lang}\n(.*?)^```", readme, flags=re.S | re.M)
+        if not blocks:
+            if lang == "python" and prefix:
+                continue
+            sys.exit(f"no {lang} snippet in {src}")
+        text = "\n".join(blocks)
+        if lang == "kotlin" and package:
+            # The root README's snippet gets its own package so its names cannot clash.
+            text = f"package {package}\n\n" + text
+        (out / (prefix + name)).write_text(text)
+        print(f"{len(blocks)} {lang} snippet(s) of {src} -> {out / (prefix + name)}")
 PY
 "$python" -m py_compile "$snippets/readme.py"
 
@@ -108,7 +116,7 @@ mkdir -p "$kt_out"
     "$generated/kotlin/dev/outpost/outpost.kt" \
     "$here/tests/kotlin/OutpostTest.kt" \
     "$root/examples/kotlin/Kiosk.kt" \
-    "$snippets/Readme.kt"
+    "$snippets/Readme.kt" "$snippets/RootReadme.kt"
 classpath="$kt_out/outpost-test.jar:$jna:$coroutines:$stdlib"
 
 step "kotlin: test on the JVM"
@@ -120,7 +128,7 @@ java -Djna.library.path="$lib_dir" -cp "$classpath" dev.outpost.examples.KioskKt
 step "swift: header, parse and API checks"
 "$python" "$here/tests/swift/check_swift.py" "$generated/swift" "$lib" \
     "$here/tests/swift/OutpostTests.swift" "$root/examples/swift/KioskApp.swift" \
-    "$snippets/Readme.swift"
+    "$snippets/Readme.swift" "$snippets/RootReadme.swift"
 
 step "done"
 printf '\nbindings/test.sh timings:\n'
