@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
+use automerge::{ActorId, Automerge, ChangeHash, PatchLog, ReadDoc};
 use serde_json::Value as Json;
 
 use self::slot::Slot;
@@ -260,28 +260,28 @@ impl Store {
         let slot = self.slot(doc)?;
         let mut s = lock(&slot);
         let before = s.doc.get_heads();
-        let out = {
-            let mut tx = Tx::new(s.doc.transaction(), doc);
+        let log = self.patch_log(doc, &before, false);
+        let (out, hash, log) = {
+            let tx = s
+                .doc
+                .transaction_log_patches(log)
+                .expect("a patch log made for this document's transaction matches it");
+            let mut tx = Tx::new(tx, doc);
             match f(&mut tx) {
                 Ok(v) => {
-                    tx.commit();
-                    v
+                    let (hash, log) = tx.commit();
+                    (v, hash, log)
                 }
                 Err(e) => return Err(e),
             }
         };
-        // An empty transaction commits no change; the last local change may then be an old
-        // one that is no longer a head, which must not be persisted or announced again.
-        let change = if s.doc.get_heads() == before {
-            None
-        } else {
-            s.doc.get_last_local_change()
-        };
+        // An empty transaction commits no change: nothing to persist or announce.
+        let change = hash.and_then(|h| s.doc.get_change_by_hash(&h));
         if let Some(change) = change {
             let bytes = change.raw_bytes().to_vec();
             self.persist(&mut s, &bytes, durability)
                 .inspect_err(|_| self.forget(doc))?;
-            self.notify(&s, doc, &before, Origin::Local);
+            self.notify(&mut s, doc, &before, log, Origin::Local);
         }
         Ok(out)
     }
@@ -303,8 +303,48 @@ impl Store {
         lock(&self.inner.docs).remove(doc);
     }
 
-    fn notify(&self, s: &Slot, doc: &DocumentId, before: &[ChangeHash], origin: Origin) {
-        self.inner.subscribers.notify(doc, &s.doc, before, origin);
+    /// A patch log for a change to `doc`: active only when a subscriber wants the changed
+    /// paths. A document received whole (it was empty here: a catch-up) reports its top-level
+    /// keys instead of every path in it, so `bulk` skips the log for empty documents.
+    fn patch_log(&self, doc: &DocumentId, before: &[ChangeHash], bulk: bool) -> PatchLog {
+        if !(bulk && before.is_empty()) && self.inner.subscribers.wants_paths(doc) {
+            PatchLog::active()
+        } else {
+            PatchLog::inactive()
+        }
+    }
+
+    /// Tells subscribers about a change from `before` to the current heads, with the paths
+    /// recorded in `log` (recording while applying costs a fraction of diffing afterwards).
+    fn notify(
+        &self,
+        s: &mut Slot,
+        doc: &DocumentId,
+        before: &[ChangeHash],
+        log: Option<PatchLog>,
+        origin: Origin,
+    ) {
+        let subscribers = &self.inner.subscribers;
+        if !subscribers.interested(doc) {
+            return;
+        }
+        // A whole document received (see `patch_log`) reports its top-level keys.
+        let whole_document = before.is_empty() && origin != Origin::Local;
+        let paths: Vec<Pointer> = match log {
+            _ if whole_document => s
+                .doc
+                .keys(automerge::ROOT)
+                .map(|k| Pointer::root().child(k))
+                .collect(),
+            Some(mut log) => s
+                .doc
+                .make_patches(&mut log)
+                .iter()
+                .map(value::patch_pointer)
+                .collect(),
+            None => Vec::new(),
+        };
+        subscribers.notify(doc, &s.doc, paths, origin);
     }
 
     /// Reads the value at `path` as JSON; `None` if nothing is there.
@@ -505,17 +545,20 @@ impl Store {
         let slot = self.slot(doc)?;
         let mut s = lock(&slot);
         let before = s.doc.get_heads();
+        let mut log = self.patch_log(doc, &before, true);
         let mut other = other;
-        s.doc.merge(&mut other).map_err(|e| Error::InvalidImport {
-            doc: doc.clone(),
-            reason: e.to_string(),
-        })?;
+        s.doc
+            .merge_and_log_patches(&mut other, &mut log)
+            .map_err(|e| Error::InvalidImport {
+                doc: doc.clone(),
+                reason: e.to_string(),
+            })?;
         let added = s.doc.get_changes_meta(&before).len();
         if added > 0 {
             let bytes = s.doc.save_after(&before);
             self.persist(&mut s, &bytes, Durability::Durable)
                 .inspect_err(|_| self.forget(doc))?;
-            self.notify(&s, doc, &before, Origin::Import);
+            self.notify(&mut s, doc, &before, Some(log), Origin::Import);
         }
         Ok(added)
     }
@@ -591,8 +634,9 @@ impl Store {
         let mut s = lock(&slot);
         s.touch();
         let before = s.doc.get_heads();
+        let mut log = self.patch_log(doc, &before, true);
         s.doc
-            .receive_sync_message(state, msg)
+            .receive_sync_message_log_patches(state, msg, &mut log)
             .map_err(|e| Error::automerge(doc, e))?;
         let added = if s.doc.get_heads() == before {
             0
@@ -603,7 +647,13 @@ impl Store {
             let bytes = s.doc.save_after(&before);
             self.persist(&mut s, &bytes, Durability::Fast)
                 .inspect_err(|_| self.forget(doc))?;
-            self.notify(&s, doc, &before, Origin::Remote(from.clone()));
+            self.notify(
+                &mut s,
+                doc,
+                &before,
+                Some(log),
+                Origin::Remote(from.clone()),
+            );
         }
         Ok(added)
     }

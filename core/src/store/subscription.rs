@@ -1,12 +1,10 @@
 //! Change notifications to apps.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use automerge::{Automerge, ChangeHash};
+use automerge::Automerge;
 use tokio::sync::mpsc;
 
-use crate::value::patch_pointer;
 use crate::{DocumentId, PeerId, Pointer};
 
 /// Where a change came from.
@@ -35,12 +33,26 @@ pub struct ChangeEvent {
 }
 
 /// Which changes a subscription receives.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SubscriptionFilter {
     /// Only this document, or all documents.
     pub doc: Option<DocumentId>,
     /// Only changes at or below (or above) this path.
     pub prefix: Option<Pointer>,
+    /// Whether events carry the changed paths. Working them out costs time proportional to
+    /// the change; a subscriber that only needs to know *which document* changed says `false`
+    /// and, if no other subscriber wants paths, the store skips that work.
+    pub paths: bool,
+}
+
+impl Default for SubscriptionFilter {
+    fn default() -> Self {
+        SubscriptionFilter {
+            doc: None,
+            prefix: None,
+            paths: true,
+        }
+    }
 }
 
 impl SubscriptionFilter {
@@ -53,7 +65,7 @@ impl SubscriptionFilter {
     pub fn doc(doc: DocumentId) -> Self {
         SubscriptionFilter {
             doc: Some(doc),
-            prefix: None,
+            ..Default::default()
         }
     }
 
@@ -62,7 +74,19 @@ impl SubscriptionFilter {
         SubscriptionFilter {
             doc: Some(doc),
             prefix: Some(prefix),
+            paths: true,
         }
+    }
+
+    /// The same filter, with events that do not carry paths (empty `paths`).
+    pub fn without_paths(mut self) -> Self {
+        self.paths = false;
+        self.prefix = None;
+        self
+    }
+
+    fn matches(&self, doc: &DocumentId) -> bool {
+        self.doc.as_ref().is_none_or(|d| d == doc)
     }
 }
 
@@ -90,53 +114,66 @@ impl Subscription {
 }
 
 struct Entry {
-    id: u64,
     filter: SubscriptionFilter,
     tx: mpsc::UnboundedSender<ChangeEvent>,
 }
 
 #[derive(Default)]
 pub(super) struct Subscribers {
-    next: AtomicU64,
     entries: Mutex<Vec<Entry>>,
 }
 
 impl Subscribers {
     pub(super) fn add(&self, filter: SubscriptionFilter) -> Subscription {
         let (tx, rx) = mpsc::unbounded_channel();
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Entry { id, filter, tx });
+            .push(Entry { filter, tx });
         Subscription { rx }
     }
 
-    /// Sends the change from `before` to the document's current heads to every interested subscriber.
+    /// Whether any live subscriber wants events about `doc`.
+    pub(super) fn interested(&self, doc: &DocumentId) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .iter()
+            .any(|e| !e.tx.is_closed() && e.filter.matches(doc))
+    }
+
+    /// Whether any live subscriber wants the changed paths of `doc`.
+    pub(super) fn wants_paths(&self, doc: &DocumentId) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .iter()
+            .any(|e| !e.tx.is_closed() && e.filter.paths && e.filter.matches(doc))
+    }
+
+    /// Sends a change, with the paths it touched, to every interested subscriber.
     pub(super) fn notify(
         &self,
         doc_id: &DocumentId,
         doc: &Automerge,
-        before: &[ChangeHash],
+        mut paths: Vec<Pointer>,
         origin: Origin,
     ) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.retain(|e| !e.tx.is_closed());
         let interested: Vec<&Entry> = entries
             .iter()
-            .filter(|e| e.filter.doc.as_ref().is_none_or(|d| d == doc_id))
+            .filter(|e| e.filter.matches(doc_id))
             .collect();
         if interested.is_empty() {
             return;
         }
-        let after = doc.get_heads();
-        let mut paths: Vec<Pointer> = doc.diff(before, &after).iter().map(patch_pointer).collect();
+        paths.sort_by_cached_key(|p| p.to_string());
         paths.dedup();
-        let heads: Vec<String> = after.iter().map(|h| h.to_string()).collect();
+        let heads: Vec<String> = doc.get_heads().iter().map(|h| h.to_string()).collect();
         for e in interested {
-            let selected: Vec<String> = match &e.filter.prefix {
-                None => paths.iter().map(|p| p.to_string()).collect(),
-                Some(prefix) => paths
+            let selected: Vec<String> = match (&e.filter.prefix, e.filter.paths) {
+                (_, false) => Vec::new(),
+                (None, true) => paths.iter().map(|p| p.to_string()).collect(),
+                (Some(prefix), true) => paths
                     .iter()
                     .filter(|p| p.overlaps(prefix))
                     .map(|p| p.to_string())
@@ -145,7 +182,6 @@ impl Subscribers {
             if selected.is_empty() && e.filter.prefix.is_some() {
                 continue;
             }
-            let _ = e.id;
             // A closed receiver is removed on the next notification.
             let _ = e.tx.send(ChangeEvent {
                 doc: doc_id.clone(),

@@ -20,9 +20,15 @@ impl<'a> Tx<'a> {
         Tx { tx: Some(tx), doc }
     }
 
-    pub(super) fn commit(mut self) {
-        if let Some(tx) = self.tx.take() {
-            tx.commit();
+    /// Commits; returns the new change's hash (`None` if the transaction changed nothing)
+    /// and the patch log the transaction recorded into.
+    pub(super) fn commit(mut self) -> (Option<automerge::ChangeHash>, Option<automerge::PatchLog>) {
+        match self.tx.take() {
+            Some(tx) => {
+                let (hash, log) = tx.commit();
+                (hash, Some(log))
+            }
+            None => (None, None),
         }
     }
 
