@@ -15,7 +15,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 step "format"
 cargo fmt --all --check
 
-step "clippy"
+step "clippy (all targets: libraries, tests, examples, benches)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "npm packages for the Automerge JS interop test"
@@ -30,8 +30,8 @@ step "bindings: generate Kotlin, Swift, Python; run their tests"
 step "fuzz smoke (every target, a few seconds each)"
 ./scripts/fuzz-smoke.sh "${OUTPOST_FUZZ_SECONDS:-10}"
 
-step "benches compile"
-cargo bench --workspace --locked --no-run
+step "the demo (debug build): a whole site must converge"
+cargo run --locked -q -p outpost-examples --example site
 
 echo
 echo "all checks passed"
