@@ -464,6 +464,7 @@ impl Outpost {
                 let changes = o.store.subscribe(SubscriptionFilter {
                     doc: doc.clone(),
                     prefix,
+                    paths: true,
                 });
                 let events = o.node.as_ref().map(Node::events);
                 Ok(Arc::new(listener::start(
