@@ -152,6 +152,8 @@ struct DocSync {
     /// We sent a message and still expect an answer (see [`Engine::awaits_reply`]): only
     /// then is an exchange that goes silent restarted by [`Engine::handle_timeout`].
     awaiting: bool,
+    /// What the peer's last message asked for (see `handle_sync`).
+    needed: Vec<ChangeHash>,
     /// Reassembly of a fragmented sync message: parts by index.
     parts: Vec<Option<Vec<u8>>>,
     parts_bytes: usize,
@@ -753,6 +755,16 @@ impl Engine {
             // the peer lacks (found by the simulation). The answer to what we sent follows.
             self.put_state(from, &doc, state, now);
             return Ok(());
+        }
+        // A peer never asks for a change it has. Asked for once, a change we sent may just
+        // have crossed the request; asked for again, it was lost. Forget that it was sent, so
+        // that it goes again: else the peer keeps asking and we keep answering with nothing,
+        // at once, forever (found by the simulation with lossy streams).
+        if let Some(ds) = self.peers.get_mut(from).and_then(|p| p.docs.get_mut(&doc)) {
+            for hash in msg.need.iter().filter(|h| ds.needed.contains(h)) {
+                state.sent_hashes.remove(hash);
+            }
+            ds.needed.clone_from(&msg.need);
         }
         let shared_before = state.shared_heads.clone();
         let result = self.store.receive_sync(&doc, &mut state, msg, from);
