@@ -734,6 +734,11 @@ impl Engine {
             // simulation).
             let mut state = self.take_state(from, &doc)?;
             state.set_read_only(true);
+            // The refused message still answers ours and tells the peer's heads: without
+            // noting that, a refusal of the peer's first message left us waiting for an
+            // answer that a read-only peer never sends (found by the simulation).
+            state.their_heads = Some(msg.heads.clone());
+            state.in_flight = false;
             self.put_state(from, &doc, state, now);
             self.events.push_back(EngineEvent::ChangeRefused {
                 peer: from.clone(),
@@ -859,8 +864,13 @@ impl Engine {
             // Our first message of the session: the peer always answers it.
             return true;
         };
-        let we_lack = !state.read_only && !self.store.has_all(doc, theirs).unwrap_or(false);
-        let they_lack = !state.is_peer_read_only()
+        let known = self.store.has_all(doc, theirs).unwrap_or(false);
+        let we_lack = !state.read_only && !known;
+        // Only when we know all their heads can we tell they lack ours: a head of theirs
+        // we do not know (a change we refused, say) may descend from ours. Counting that
+        // as lacking kept a refusing reader retrying forever (found by the simulation).
+        let they_lack = known
+            && !state.is_peer_read_only()
             && self
                 .store
                 .heads(doc)
