@@ -28,6 +28,11 @@ use crate::actor::actor_for;
 use crate::value;
 use crate::{DocumentId, Error, PeerId, PeerInfo, Pointer, Policy, Result};
 
+/// Changes larger than this (a catch-up, a big import) report the document's top-level keys
+/// as their changed paths instead of every path they touch: listing 12,000 paths of a day of
+/// orders costs more than applying them, and no app wants them one by one.
+pub(crate) const BULK_PATHS_BYTES: usize = 64 * 1024;
+
 /// When a write returns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
@@ -259,8 +264,7 @@ impl Store {
         self.check_write(doc)?;
         let slot = self.slot(doc)?;
         let mut s = lock(&slot);
-        let before = s.doc.get_heads();
-        let log = self.patch_log(doc, &before, false);
+        let log = self.patch_log(doc, false);
         let (out, hash, log) = {
             let tx = s
                 .doc
@@ -281,7 +285,7 @@ impl Store {
             let bytes = change.raw_bytes().to_vec();
             self.persist(&mut s, &bytes, durability)
                 .inspect_err(|_| self.forget(doc))?;
-            self.notify(&mut s, doc, &before, log, Origin::Local);
+            self.notify(&mut s, doc, log, false, Origin::Local);
         }
         Ok(out)
     }
@@ -304,34 +308,31 @@ impl Store {
     }
 
     /// A patch log for a change to `doc`: active only when a subscriber wants the changed
-    /// paths. A document received whole (it was empty here: a catch-up) reports its top-level
-    /// keys instead of every path in it, so `bulk` skips the log for empty documents.
-    fn patch_log(&self, doc: &DocumentId, before: &[ChangeHash], bulk: bool) -> PatchLog {
-        if !(bulk && before.is_empty()) && self.inner.subscribers.wants_paths(doc) {
+    /// paths and the change is not `bulk` (see [`BULK_PATHS_BYTES`]).
+    fn patch_log(&self, doc: &DocumentId, bulk: bool) -> PatchLog {
+        if !bulk && self.inner.subscribers.wants_paths(doc) {
             PatchLog::active()
         } else {
             PatchLog::inactive()
         }
     }
 
-    /// Tells subscribers about a change from `before` to the current heads, with the paths
-    /// recorded in `log` (recording while applying costs a fraction of diffing afterwards).
+    /// Tells subscribers about a change, with the paths recorded in `log` (recording while
+    /// applying costs a fraction of diffing afterwards), or the top-level keys for `bulk`.
     fn notify(
         &self,
         s: &mut Slot,
         doc: &DocumentId,
-        before: &[ChangeHash],
         log: Option<PatchLog>,
+        bulk: bool,
         origin: Origin,
     ) {
         let subscribers = &self.inner.subscribers;
         if !subscribers.interested(doc) {
             return;
         }
-        // A whole document received (see `patch_log`) reports its top-level keys.
-        let whole_document = before.is_empty() && origin != Origin::Local;
         let paths: Vec<Pointer> = match log {
-            _ if whole_document => s
+            _ if bulk => s
                 .doc
                 .keys(automerge::ROOT)
                 .map(|k| Pointer::root().child(k))
@@ -545,7 +546,8 @@ impl Store {
         let slot = self.slot(doc)?;
         let mut s = lock(&slot);
         let before = s.doc.get_heads();
-        let mut log = self.patch_log(doc, &before, true);
+        let bulk = bytes.len() > BULK_PATHS_BYTES;
+        let mut log = self.patch_log(doc, bulk);
         let mut other = other;
         s.doc
             .merge_and_log_patches(&mut other, &mut log)
@@ -558,7 +560,7 @@ impl Store {
             let bytes = s.doc.save_after(&before);
             self.persist(&mut s, &bytes, Durability::Durable)
                 .inspect_err(|_| self.forget(doc))?;
-            self.notify(&mut s, doc, &before, Some(log), Origin::Import);
+            self.notify(&mut s, doc, Some(log), bulk, Origin::Import);
         }
         Ok(added)
     }
@@ -634,7 +636,8 @@ impl Store {
         let mut s = lock(&slot);
         s.touch();
         let before = s.doc.get_heads();
-        let mut log = self.patch_log(doc, &before, true);
+        let bulk = msg.changes.iter().map(<[u8]>::len).sum::<usize>() > BULK_PATHS_BYTES;
+        let mut log = self.patch_log(doc, bulk);
         s.doc
             .receive_sync_message_log_patches(state, msg, &mut log)
             .map_err(|e| Error::automerge(doc, e))?;
@@ -647,13 +650,7 @@ impl Store {
             let bytes = s.doc.save_after(&before);
             self.persist(&mut s, &bytes, Durability::Fast)
                 .inspect_err(|_| self.forget(doc))?;
-            self.notify(
-                &mut s,
-                doc,
-                &before,
-                Some(log),
-                Origin::Remote(from.clone()),
-            );
+            self.notify(&mut s, doc, Some(log), bulk, Origin::Remote(from.clone()));
         }
         Ok(added)
     }
