@@ -8,28 +8,38 @@
 //!    decremented by every order) and `orders/2026-11-27` (300 orders of 3 lines, each
 //!    created then moved through 3 status changes): about 1,800 Automerge changes.
 //! 2. Writes those three documents into the namespace of every site of a fresh cloud data
-//!    directory (`site/<site>/`), as if the site's POS had synced its day.
+//!    directory (`site/<site>/`), as if the site's POS had synced its day, compacted as the
+//!    cloud keeps them.
 //! 3. Starts the real cloud server (this program re-executed in cloud mode, which runs
 //!    `outpost_cloud::server::main_from`) on 127.0.0.1.
-//! 4. For every site, a fresh device (`outpost_transport::Node`, its own store) connects over
-//!    QUIC with mutual TLS, pulls the site's three documents from the cloud, and disconnects:
-//!    every site is loaded by the cloud at least once. `--concurrency` devices at a time.
-//! 5. Waits until the cloud has unloaded the idle sites (`--idle-secs`), then reports the
-//!    cloud's RSS: at start, the peak (VmHWM) while loading, and idle.
+//! 4. Phase 1: for every site, a fresh device (a real sync engine and QUIC session with
+//!    mutual TLS; the devices share one client endpoint and one sled database in this
+//!    process) pulls the site's three documents from the cloud and leaves, `--concurrency`
+//!    at a time: every site is loaded by the cloud at least once. Then the cloud unloads the
+//!    idle sites (`--idle-secs`) and its RSS is read: idle, no device connected.
+//! 5. Phase 2: every site's device reconnects (resuming from its persisted sync state) and
+//!    stays connected. Once the cloud has dropped the idle documents, its RSS is read again:
+//!    idle, every device connected.
 //!
+//! The cloud's RSS and peak (VmHWM) come from /proc (Linux).
 //! Everything runs on loopback; the run is bounded by the number of sites and ends by itself.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use outpost_core::{DocumentId, Durability, PeerInfo, Store, StoreOptions};
-use outpost_transport::{FleetCa, Node, NodeConfig};
+use outpost_core::{
+    DocumentId, Durability, Engine, EngineConfig, PeerId, PeerInfo, Policy, Store, StoreOptions,
+    Timestamp,
+};
+use outpost_transport::tls::{self, TransportTuning};
+use outpost_transport::{
+    DenyList, FleetCa, PeerFilter, Session, SessionConfig, SessionEvent, SiteRule,
+};
 use serde_json::json;
 
 /// Measures the memory of `outpost-cloud` with many sites.
@@ -42,7 +52,7 @@ struct Args {
     #[arg(long, default_value_t = 300)]
     orders: usize,
     /// Devices syncing at the same time.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// The cloud unloads documents and sites idle for this long.
     #[arg(long, default_value_t = 10)]
@@ -50,6 +60,9 @@ struct Args {
     /// sled page cache of the cloud, in MiB.
     #[arg(long, default_value_t = 64)]
     cache_mb: u64,
+    /// Write the cloud's log (level info) to this file instead of discarding it (level warn).
+    #[arg(long)]
+    cloud_log: Option<PathBuf>,
     /// Keep the data directory here instead of a temporary one.
     #[arg(long)]
     keep: Option<PathBuf>,
@@ -170,6 +183,8 @@ fn seed_cloud(data: &Path, sites: usize, day: &[(DocumentId, Vec<u8>)]) -> Resul
         )?;
         for (doc, bytes) in day {
             store.import(doc, bytes)?;
+            // As the cloud keeps documents once it has seen them (see server/site.rs).
+            store.compact(doc)?;
         }
         if (i + 1) % 250 == 0 {
             println!("  seeded {} sites ({:.0?})", i + 1, started.elapsed());
@@ -232,44 +247,249 @@ impl Drop for CloudChild {
     }
 }
 
-/// One device of `site` pulls the site's documents from the cloud, then stops.
-async fn sync_one_device(
-    ca: &FleetCa,
-    site: &str,
-    root: &Path,
+/// What the devices of the run share: one sled database (a namespace per device) and one
+/// QUIC client endpoint, so that a thousand devices cost the load process little.
+struct Fleet {
+    ca: FleetCa,
+    db: sled::Db,
+    endpoint: quinn::Endpoint,
     cloud: SocketAddr,
-) -> Result<Duration> {
+    cloud_peer: PeerId,
+    /// Devices stay connected until this turns true.
+    stop: tokio::sync::watch::Receiver<bool>,
+    /// Links that failed (handshake or later) and were redialed.
+    redials: std::sync::atomic::AtomicU64,
+}
+
+/// A device of `site`: connects to the cloud, pulls the site's documents, reports the time
+/// it took on `synced`, then stays connected (answering keep-alives and sync messages)
+/// until the fleet is stopped, or leaves at once when `stay` is false. Like a real device,
+/// it redials with backoff when a handshake fails or the link drops (on this 2-core machine
+/// the load generator competes with the cloud for CPU, and handshakes can time out).
+async fn device(
+    fleet: Arc<Fleet>,
+    site: String,
+    stay: bool,
+    synced: tokio::sync::mpsc::UnboundedSender<Duration>,
+) -> Result<()> {
     let started = Instant::now();
-    let info = PeerInfo::parse(site, "pos-1", "pos")?;
-    let cert = ca.issue(&info)?;
-    let dir = root.join(site);
-    let mut config = NodeConfig::new(&dir, cert);
-    config.listen = "127.0.0.1:0".parse()?;
-    config.static_peers = vec![cloud];
-    let node = Node::start(config).await?;
-    let cloud_peer = "cloud-1".parse()?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let status = node.status().await?;
-        let done = node.store().documents()?.len() == 3
-            && status.peer(&cloud_peer).is_some_and(|p| {
-                p.connected
-                    && p.docs.len() == 3
-                    && p.docs
-                        .iter()
-                        .all(|d| d.last_sync.is_some() && !d.we_lack && d.they_lack == 0)
+    let info = PeerInfo::parse(&site, "pos-1", "pos")?;
+    let cert = fleet.ca.issue(&info)?;
+    let store = Store::on_db(
+        fleet.db.clone(),
+        &format!("device/{site}/"),
+        StoreOptions {
+            identity: Some(info.clone()),
+            ..StoreOptions::default()
+        },
+    )?;
+    let mut engine = Engine::new(
+        store.clone(),
+        EngineConfig::new(info.clone(), Policy::default()),
+    );
+    let filter = PeerFilter::new(SiteRule::for_identity(&info), DenyList::new());
+    let client = tls::client_config(&cert, &filter, &TransportTuning::default())?;
+    let mut stop = fleet.stop.clone();
+    let mut reported = false;
+    let mut failures = 0u32;
+    'links: loop {
+        if failures > 0 {
+            if failures > 6 {
+                bail!("{site}: gave up after {failures} failed links");
+            }
+            fleet
+                .redials
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(100 << failures)).await;
+        }
+        let dial = fleet
+            .endpoint
+            .connect_with(client.clone(), fleet.cloud, tls::SERVER_NAME)?;
+        let conn = match tokio::time::timeout(Duration::from_secs(30), dial).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                eprintln!("  {site}: handshake failed ({e}); redialing");
+                failures += 1;
+                continue;
+            }
+            Err(_) => {
+                eprintln!("  {site}: handshake timed out; redialing");
+                failures += 1;
+                continue;
+            }
+        };
+        let cloud = tls::peer_info_of(&conn)?;
+        let (inbox, mut events) = tokio::sync::mpsc::channel(1024);
+        let mut session = Session::start(conn, cloud.clone(), SessionConfig::default(), inbox);
+        engine.handle_connect(cloud, Timestamp::now());
+        let mut check = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            while let Some(t) = engine.poll_transmit() {
+                if session.send(t.doc.as_ref(), t.bytes).is_err() {
+                    break;
+                }
+            }
+            while engine.poll_event().is_some() {}
+            let sleep = engine
+                .poll_timeout()
+                .map(|at| Duration::from_millis(at.millis_since(Timestamp::now()).max(5)))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(SessionEvent::Message { peer, bytes, .. }) => {
+                        if let Err(e) = engine.handle_message(&peer, &bytes, Timestamp::now()) {
+                            bail!("{site}: {e}");
+                        }
+                    }
+                    Some(SessionEvent::Closed { error, .. }) => {
+                        eprintln!("  {site}: link closed ({error}); redialing");
+                        engine.handle_disconnect(&fleet.cloud_peer, Timestamp::now());
+                        failures += 1;
+                        continue 'links;
+                    }
+                    None => bail!("{site}: session ended"),
+                },
+                _ = tokio::time::sleep(sleep) => engine.handle_timeout(Timestamp::now()),
+                _ = check.tick(), if !reported => {
+                    let status = engine.status();
+                    let done = store.documents()?.len() == 3
+                        && status.peer(&fleet.cloud_peer).is_some_and(|p| {
+                            p.connected
+                                && p.docs.len() == 3
+                                && p.docs.iter().all(|d| d.last_sync.is_some() && !d.we_lack && d.they_lack == 0)
+                        });
+                    if done {
+                        reported = true;
+                        failures = 0;
+                        let _ = synced.send(started.elapsed());
+                        // The device's own copies are not what is measured: free them.
+                        store.evict_idle(Duration::ZERO);
+                        if !stay {
+                            break 'links;
+                        }
+                    }
+                    if started.elapsed() > Duration::from_secs(180) {
+                        bail!("{site}: did not sync within 180 s");
+                    }
+                }
+                _ = stop.changed() => break 'links,
+            }
+        }
+    }
+    engine.handle_disconnect(&fleet.cloud_peer, Timestamp::now());
+    Ok(())
+}
+
+/// Runs one device per site, `concurrency` syncing at a time; returns the sync times.
+fn run_devices(
+    runtime: &tokio::runtime::Runtime,
+    fleet: &Arc<Fleet>,
+    sites: usize,
+    concurrency: usize,
+    stay: bool,
+    pid: u32,
+) -> Result<Vec<Duration>> {
+    let started = Instant::now();
+    runtime.block_on(async {
+        let (synced_tx, mut synced) = tokio::sync::mpsc::unbounded_channel();
+        let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut times = Vec::new();
+        for i in 0..sites {
+            // A slot is held until the device has synced (or failed).
+            let permit = slots.clone().acquire_owned().await?;
+            let (fleet, tx) = (fleet.clone(), synced_tx.clone());
+            let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+            tasks.spawn(async move {
+                let result = device(fleet, site_name(i), stay, done_tx).await;
+                result.map_err(|e| anyhow!("device of {}: {e:#}", site_name(i)))
             });
-        if done {
-            break;
+            tokio::spawn(async move {
+                if let Some(t) = done_rx.recv().await {
+                    let _ = tx.send(t);
+                }
+                drop(permit);
+            });
+            while let Ok(t) = synced.try_recv() {
+                times.push(t);
+                progress(times.len(), sites, started, pid);
+            }
+            while let Some(r) = tasks.try_join_next() {
+                r??;
+            }
+        }
+        drop(synced_tx);
+        while times.len() < sites {
+            tokio::select! {
+                t = synced.recv() => match t {
+                    Some(t) => {
+                        times.push(t);
+                        progress(times.len(), sites, started, pid);
+                    }
+                    None => break,
+                },
+                Some(r) = tasks.join_next() => r??,
+            }
+        }
+        if !stay {
+            while let Some(r) = tasks.join_next().await {
+                r??;
+            }
+        } else {
+            // Connected devices run until the fleet stops; failures are reported then.
+            tokio::spawn(async move {
+                while let Some(r) = tasks.join_next().await {
+                    match r {
+                        Ok(Err(e)) => eprintln!("load: {e:#}"),
+                        Err(e) => eprintln!("load: device task failed: {e}"),
+                        Ok(Ok(())) => {}
+                    }
+                }
+            });
+        }
+        Ok(times)
+    })
+}
+
+fn progress(n: usize, sites: usize, started: Instant, pid: u32) {
+    if n % 100 == 0 || n == sites {
+        let (rss, hwm) = rss_kib(pid).unwrap_or_default();
+        println!(
+            "  {n} devices synced ({:.0?}): cloud RSS {}, peak {}",
+            started.elapsed(),
+            mib(rss),
+            mib(hwm)
+        );
+    }
+}
+
+fn summary(times: &mut [Duration]) -> String {
+    times.sort();
+    format!(
+        "per device: median {:.0?}, max {:.0?}",
+        times.get(times.len() / 2).copied().unwrap_or_default(),
+        times.last().copied().unwrap_or_default()
+    )
+}
+
+/// Waits until the cloud's metrics satisfy `ok`, polling twice a second.
+fn wait_metrics(
+    http: SocketAddr,
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&str) -> bool,
+) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = http_get(http, "/metrics")?;
+        if ok(&text) {
+            return Ok(text);
         }
         if Instant::now() > deadline {
-            bail!("{site}: the device did not sync within 120 s");
+            bail!("timed out waiting for {what}:\n{text}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        std::thread::sleep(Duration::from_millis(500));
     }
-    node.shutdown().await?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(started.elapsed())
 }
 
 fn run(args: Args) -> Result<()> {
@@ -291,8 +511,7 @@ fn run(args: Args) -> Result<()> {
     let day = template_day(&root.join("template"), args.orders)?;
     println!("seeding the cloud data directory:");
     seed_cloud(&data, args.sites, &day)?;
-    let size: u64 = walk_size(&data);
-    println!("  cloud data directory: {}", mib(size / 1024));
+    println!("  cloud data directory: {}", mib(walk_size(&data) / 1024));
 
     let ca = FleetCa::generate("load")?;
     let cloud_cert = ca.issue(&PeerInfo::parse("load", "cloud-1", "cloud")?)?;
@@ -316,9 +535,19 @@ fn run(args: Args) -> Result<()> {
         .arg(cert_dir.join("key.pem"))
         .args(["--idle-secs", &args.idle_secs.to_string()])
         .args(["--cache-mb", &args.cache_mb.to_string()])
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            if args.cloud_log.is_some() {
+                "info"
+            } else {
+                "warn"
+            },
+        )
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(match &args.cloud_log {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::null(),
+        })
         .spawn()
         .context("start the cloud")?;
     let pid = child.id();
@@ -340,85 +569,86 @@ fn run(args: Args) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let devices = root.join("devices");
-    std::fs::create_dir_all(&devices)?;
-    let next = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let ca = Arc::new(ca);
-    let sites = args.sites;
-    let result: Result<Vec<Duration>> = runtime.block_on(async {
-        let mut workers = Vec::new();
-        for _ in 0..args.concurrency.max(1) {
-            let (next, done, ca, devices) =
-                (next.clone(), done.clone(), ca.clone(), devices.clone());
-            workers.push(tokio::spawn(async move {
-                let mut times = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= sites {
-                        return Ok::<_, anyhow::Error>(times);
-                    }
-                    times.push(sync_one_device(&ca, &site_name(i), &devices, quic).await?);
-                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                    if n % 100 == 0 || n == sites {
-                        let (rss, hwm) = rss_kib(pid).unwrap_or_default();
-                        println!(
-                            "  {n} sites synced ({:.0?}): cloud RSS {}, peak {}",
-                            started.elapsed(),
-                            mib(rss),
-                            mib(hwm)
-                        );
-                    }
-                }
-            }));
-        }
-        let mut all = Vec::new();
-        for w in workers {
-            all.extend(w.await??);
-        }
-        Ok(all)
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let fleet = Arc::new(Fleet {
+        ca,
+        db: sled::Config::new()
+            .path(root.join("devices"))
+            .cache_capacity(16 * 1024 * 1024)
+            .open()?,
+        endpoint: {
+            let _guard = runtime.enter();
+            quinn::Endpoint::client("127.0.0.1:0".parse()?)?
+        },
+        cloud: quic,
+        cloud_peer: "cloud-1".parse()?,
+        stop,
+        redials: Default::default(),
     });
-    let mut times = result?;
-    times.sort();
-    let (rss_busy, peak) = rss_kib(pid).unwrap_or_default();
+
+    println!("phase 1: a fresh device of every site pulls the site's day, then leaves");
+    let started = Instant::now();
+    let mut times = run_devices(&runtime, &fleet, args.sites, args.concurrency, false, pid)?;
+    let (busy, peak) = rss_kib(pid).unwrap_or_default();
     let text = http_get(http, "/metrics")?;
     println!(
-        "every site synced once in {:.1?} (per device: median {:.0?}, max {:.0?}); cloud RSS {}, peak {}; sites loaded {}, documents loaded {}",
+        "  every site synced once in {:.1?} ({}); cloud RSS {}, peak {}; sent {}",
         started.elapsed(),
-        times.get(times.len() / 2).copied().unwrap_or_default(),
-        times.last().copied().unwrap_or_default(),
-        mib(rss_busy),
+        summary(&mut times),
+        mib(busy),
         mib(peak),
+        mib(metric(&text, "outpost_bytes_out_total").unwrap_or(0) / 1024),
+    );
+    let idle_wait = Duration::from_secs(args.idle_secs * 3 + 60);
+    wait_metrics(http, "every site unloaded", idle_wait, |t| {
+        metric(t, "outpost_sites_loaded") == Some(0)
+    })?;
+    std::thread::sleep(Duration::from_secs(2));
+    let (idle_empty, _) = rss_kib(pid).unwrap_or_default();
+    println!("  idle, no device connected: cloud RSS {}", mib(idle_empty));
+
+    println!("phase 2: every site's device reconnects and stays connected");
+    let started = Instant::now();
+    let mut times = run_devices(&runtime, &fleet, args.sites, args.concurrency, true, pid)?;
+    println!(
+        "  {} devices connected and in sync in {:.1?} ({})",
+        args.sites,
+        started.elapsed(),
+        summary(&mut times)
+    );
+    let sites = args.sites as u64;
+    let text = wait_metrics(http, "idle documents unloaded", idle_wait, |t| {
+        metric(t, "outpost_documents_loaded") == Some(0)
+            && metric(t, "outpost_connected_peers") == Some(sites)
+    })?;
+    std::thread::sleep(Duration::from_secs(2));
+    let (idle_connected, peak) = rss_kib(pid).unwrap_or_default();
+    println!(
+        "  idle, {} devices connected ({} sites loaded, {} documents in memory): cloud RSS {}",
+        metric(&text, "outpost_connected_peers").unwrap_or(0),
         metric(&text, "outpost_sites_loaded").unwrap_or(0),
         metric(&text, "outpost_documents_loaded").unwrap_or(0),
+        mib(idle_connected)
     );
-    let applied = metric(&text, "outpost_bytes_out_total").unwrap_or(0);
-    println!("  sync bytes sent by the cloud: {}", mib(applied / 1024));
-
-    // Idle: wait until the cloud has unloaded every site.
-    let deadline = Instant::now() + Duration::from_secs(args.idle_secs * 3 + 60);
-    loop {
-        let text = http_get(http, "/metrics")?;
-        if metric(&text, "outpost_sites_loaded") == Some(0) {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("sites were not unloaded in time:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    // Give the allocator a moment to return freed pages.
-    std::thread::sleep(Duration::from_secs(2));
-    let (idle, peak) = rss_kib(pid).unwrap_or_default();
     println!(
-        "RESULT sites={} contexts=3 orders_per_site={} cloud_rss_start={} cloud_rss_peak={} cloud_rss_idle={}",
+        "  links redialed by devices: {}",
+        fleet.redials.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    println!(
+        "RESULT sites={} contexts=3 orders_per_site={} cloud_rss_start={} cloud_rss_peak={} \
+         cloud_rss_idle_no_devices={} cloud_rss_idle_all_connected={}",
         args.sites,
         args.orders,
         mib(start_rss),
         mib(peak),
-        mib(idle)
+        mib(idle_empty),
+        mib(idle_connected)
     );
+
+    stop_tx.send(true)?;
+    wait_metrics(http, "devices gone", Duration::from_secs(60), |t| {
+        metric(t, "outpost_connected_peers") == Some(0)
+    })?;
     // Stop the cloud as an operator would.
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])

@@ -12,6 +12,15 @@ use outpost_core::Policy;
 use outpost_transport::{SessionConfig, TransportTuning};
 use serde::Deserialize;
 
+/// How many document streams a device may have open towards the cloud on one connection.
+///
+/// quinn reserves state for every stream a peer may open as soon as a connection starts
+/// (about 48 bytes each): the transport's default of 4,096 costs ~200 KiB per connected
+/// device, which for a thousand sites is most of the cloud's memory. A device opens one
+/// stream per document it changes during a connection (`menu`, `stock`, one `orders/<day>`
+/// a day, ...), so 1,024 lasts years of daily partitions on one connection.
+pub const CLOUD_DOCUMENT_STREAMS: u32 = 1024;
+
 /// Command line of `outpost-cloud`. Every flag can also be set by its environment variable
 /// or in the TOML file given by `--config`.
 #[derive(Debug, clap::Parser)]
@@ -86,7 +95,7 @@ pub struct Args {
     )]
     pub cache_mb: Option<u64>,
     /// Unload documents, and sites without devices connected, after this many idle seconds
-    /// (default 60).
+    /// (default 10).
     #[arg(
         long,
         env = "OUTPOST_IDLE_SECS",
@@ -171,10 +180,13 @@ impl CloudConfig {
             cert,
             key,
             cache_bytes: 64 * 1024 * 1024,
-            idle: Duration::from_secs(60),
+            idle: Duration::from_secs(10),
             deny: Vec::new(),
             policy: Policy::default(),
-            tuning: TransportTuning::default(),
+            tuning: TransportTuning {
+                max_document_streams: CLOUD_DOCUMENT_STREAMS,
+                ..TransportTuning::default()
+            },
             session: SessionConfig::default(),
             shutdown_grace: Duration::from_secs(1),
         }

@@ -6,13 +6,13 @@
 //! sessions' bounded queues and `poll_event` into the log and the metrics. No lock is held
 //! across an await.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_core::{
-    engine::EngineMetrics, Engine, EngineConfig, EngineEvent, PeerId, PeerInfo, SiteId, Store,
-    StoreOptions, Timestamp,
+    engine::EngineMetrics, DocumentId, Engine, EngineConfig, EngineEvent, PeerId, PeerInfo, SiteId,
+    Store, StoreOptions, Timestamp,
 };
 use outpost_transport::{CloseCode, Error as TransportError, Session, SessionEvent};
 use tokio::sync::{mpsc, oneshot};
@@ -38,6 +38,14 @@ pub(crate) fn spawn(shared: Arc<Shared>, site: SiteId) -> mpsc::UnboundedSender<
     tokio::spawn(run(shared, site, rx).instrument(span));
     tx
 }
+
+/// How long a site must be without traffic before its changed documents are compacted.
+const QUIET: Duration = Duration::from_secs(1);
+
+/// A document is compacted once this many changes arrived since its last compaction (and
+/// once per load, if it changed since): a trickle of live orders is not worth a rewrite
+/// each, a catch-up of a day is.
+const COMPACT_AFTER_CHANGES: usize = 64;
 
 /// How often an idle site looks at what it may evict.
 fn housekeeping_period(idle: Duration) -> Duration {
@@ -78,6 +86,8 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut cmds: mpsc::UnboundedReceive
         last_metrics: EngineMetrics::default(),
         last_active: Instant::now(),
         backlog_stale: true,
+        compact_pending: BTreeMap::new(),
+        checked_at_load: false,
     };
     task.shared
         .metrics
@@ -125,6 +135,11 @@ struct SiteTask {
     last_active: Instant,
     /// Something happened since the backlog was last computed.
     backlog_stale: bool,
+    /// Changes received per document since it was last compacted; a document is compacted
+    /// once the site is quiet and enough changes have accumulated.
+    compact_pending: BTreeMap<DocumentId, usize>,
+    /// Whether the documents were checked for compaction since the site was loaded.
+    checked_at_load: bool,
 }
 
 async fn sleep_for(duration: Option<Duration>) {
@@ -207,6 +222,15 @@ impl SiteTask {
         self.sessions.insert(info.peer.clone(), session);
         self.engine.handle_connect(info, now);
         self.update_connected();
+        if !self.checked_at_load {
+            // `handle_connect` has just loaded every document for its digests.
+            self.checked_at_load = true;
+            if let Ok(docs) = self.engine.store().documents() {
+                for doc in docs {
+                    self.compact_pending.insert(doc, COMPACT_AFTER_CHANGES);
+                }
+            }
+        }
     }
 
     fn update_connected(&self) {
@@ -278,7 +302,8 @@ impl SiteTask {
         while let Some(event) = self.engine.poll_event() {
             match event {
                 EngineEvent::RemoteChange { peer, doc, changes } => {
-                    tracing::debug!(%peer, %doc, changes, "changes applied")
+                    tracing::debug!(%peer, %doc, changes, "changes applied");
+                    *self.compact_pending.entry(doc).or_default() += changes;
                 }
                 EngineEvent::ChangeRefused { peer, doc, reason } => {
                     tracing::warn!(%peer, %doc, %reason, "changes refused")
@@ -307,6 +332,18 @@ impl SiteTask {
             self.refresh_backlog();
         }
         let store = self.engine.store().clone();
+        if !self.compact_pending.is_empty() && self.last_active.elapsed() >= QUIET {
+            let due: Vec<DocumentId> = self
+                .compact_pending
+                .iter()
+                .filter(|(_, n)| **n >= COMPACT_AFTER_CHANGES)
+                .map(|(d, _)| d.clone())
+                .collect();
+            for doc in due {
+                self.compact_pending.remove(&doc);
+                self.compact(&store, &doc);
+            }
+        }
         let evicted = store.evict_idle(idle);
         if evicted > 0 {
             tracing::debug!(evicted, "idle documents unloaded");
@@ -330,6 +367,48 @@ impl SiteTask {
             return true;
         }
         false
+    }
+
+    /// Rewrites a document as one compressed snapshot, unless it already is one at its
+    /// current heads.
+    ///
+    /// Changes arrive as incremental chunks (a day of orders is ~20 times larger that way
+    /// than compressed), and sled keeps the pages it has read in memory: a cloud that
+    /// loads thousands of sites must keep what it reads small. The heads of the last
+    /// compaction are kept in the `cloud/compacted` tree, so a document is compacted once
+    /// per burst of changes, not on every load.
+    fn compact(&self, store: &Store, doc: &DocumentId) {
+        let heads = match store.heads(doc) {
+            Ok(h) if !h.is_empty() => h,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(%doc, error = %e, "cannot read the document to compact it");
+                return;
+            }
+        };
+        let mut mark: Vec<u8> = heads.iter().flat_map(|h| h.0).collect();
+        mark.sort_unstable();
+        let key = format!("{}\0{doc}", self.site);
+        if self
+            .shared
+            .compacted
+            .get(key.as_bytes())
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some(&mark[..])
+        {
+            return;
+        }
+        match store.compact(doc) {
+            Ok(()) => {
+                if let Err(e) = self.shared.compacted.insert(key.as_bytes(), mark) {
+                    tracing::warn!(%doc, error = %e, "cannot record the compaction");
+                }
+                tracing::debug!(%doc, "compacted");
+            }
+            Err(e) => tracing::warn!(%doc, error = %e, "compaction failed"),
+        }
     }
 
     fn refresh_backlog(&mut self) {
