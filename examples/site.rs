@@ -252,9 +252,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             |v| v == Some(&json!(250)),
         )
         .await?;
+        // Counters must exist everywhere before anyone decrements them: a device that
+        // decremented a counter it has not received yet would create a second counter at the
+        // same key, and only one of two concurrently created values wins.
+        wait_for(d.node.store(), &stock, "/soda", since, timeout, |v| {
+            v == Some(&json!(40))
+        })
+        .await?;
     }
     t.say(format!(
-        "menu on every device and the cloud after {:.1} ms",
+        "menu and stock on every device and the cloud after {:.1} ms",
         since.elapsed().as_secs_f64() * 1e3
     ));
 
@@ -329,6 +336,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     t.say(format!(
         "menu-board-1 shows burger at 10.50 after {:.2} ms",
         l.as_secs_f64() * 1e3
+    ));
+    for d in &devices {
+        wait_for(
+            d.node.store(),
+            &menu,
+            "/items/burger/price",
+            started,
+            timeout,
+            |v| v == Some(&json!(1050)),
+        )
+        .await?;
+    }
+    t.say(format!(
+        "every device shows the new price after {:.2} ms",
+        started.elapsed().as_secs_f64() * 1e3
     ));
 
     // ---------------------------------------------------------------- out of stock
