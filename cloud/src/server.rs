@@ -31,7 +31,7 @@ mod site;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     local: PeerInfo,
     config: CloudConfig,
     metrics: Metrics,
+    /// Documents in memory over all sites (each site adds what it changed).
+    documents_loaded: AtomicI64,
     sites: Mutex<HashMap<SiteId, SiteEntry>>,
     stopping: AtomicBool,
 }
@@ -167,7 +169,7 @@ impl Cloud {
         let deny = DenyList::parse(&config.deny).context("invalid deny list")?;
         let db = open_db(&config)?;
         let filter = PeerFilter::new(SiteRule::AnySite, deny);
-        let endpoint = server_endpoint(&cert, &filter, &config)?;
+        let endpoint = tls::endpoint(&cert, &filter, &config.tuning, config.listen)?;
         let quic_addr = endpoint
             .local_addr()
             .with_context(|| format!("cannot read the address bound for {}", config.listen))?;
@@ -180,6 +182,7 @@ impl Cloud {
             local: local.clone(),
             config,
             metrics: Metrics::default(),
+            documents_loaded: AtomicI64::new(0),
             sites: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
         });
@@ -249,34 +252,6 @@ impl Cloud {
         tracing::info!("outpost-cloud stopped");
         Ok(())
     }
-}
-
-/// The QUIC endpoint of the cloud: the transport's mutual-TLS server configuration and
-/// QUIC parameters, with UDP segmentation offload off.
-///
-/// With segmentation offload, quinn keeps a send buffer of up to 64 datagrams per
-/// connection once it has sent a burst; a cloud holds a connection per device of every
-/// site, mostly idle, so one datagram per send call is the better trade (measured with
-/// `examples/load.rs`: about 90 KiB less per connected device).
-fn server_endpoint(
-    cert: &DeviceCert,
-    filter: &PeerFilter,
-    config: &CloudConfig,
-) -> Result<quinn::Endpoint> {
-    let crypto =
-        quinn::crypto::rustls::QuicServerConfig::try_from(tls::rustls_server_config(cert, filter)?)
-            .map_err(|e| anyhow::anyhow!("cannot build the QUIC TLS configuration: {e}"))?;
-    let mut transport = Arc::try_unwrap(tls::transport_config(&config.tuning)?)
-        .map_err(|_| anyhow::anyhow!("the QUIC transport configuration is shared (a bug)"))?;
-    transport.enable_segmentation_offload(false);
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    server.transport_config(Arc::new(transport));
-    quinn::Endpoint::server(server, config.listen).with_context(|| {
-        format!(
-            "cannot listen on {} (UDP); pick a free port for --listen",
-            config.listen
-        )
-    })
 }
 
 fn open_db(config: &CloudConfig) -> Result<sled::Db> {

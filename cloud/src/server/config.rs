@@ -30,7 +30,7 @@ pub const CLOUD_DOCUMENT_STREAMS: u32 = 1024;
     about = "The outpost cloud peer: syncs every site of a fleet over QUIC with mutual TLS, \
              keeps each site's documents apart, relays between a site's devices, and serves \
              /health and Prometheus /metrics over HTTP.",
-    after_help = "Config file keys: data, listen, http, ca, cert, key, cache_mb, idle_secs, deny, \
+    after_help = "Config file keys: data, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, \
                   and a [policy] table (see cloud/CLI.md). Flags override environment variables, \
                   which override the file. SIGTERM or SIGINT: stop accepting, flush, exit 0."
 )]
@@ -103,6 +103,15 @@ pub struct Args {
         value_name = "SECS"
     )]
     pub idle_secs: Option<u64>,
+    /// Above this many documents in memory (all sites), documents unused for a second are
+    /// unloaded too (default 256).
+    #[arg(
+        long,
+        env = "OUTPOST_MAX_DOCUMENTS",
+        hide_env_values = true,
+        value_name = "N"
+    )]
+    pub max_documents: Option<usize>,
     /// Revoked devices, refused at the handshake: `peer` or `site/peer`, comma separated.
     #[arg(
         long,
@@ -126,6 +135,7 @@ struct FileConfig {
     key: Option<PathBuf>,
     cache_mb: Option<u64>,
     idle_secs: Option<u64>,
+    max_documents: Option<usize>,
     deny: Option<Vec<String>>,
     policy: Option<Policy>,
 }
@@ -150,6 +160,9 @@ pub struct CloudConfig {
     /// Documents unused this long are dropped from memory; a site with no device connected
     /// for this long is unloaded entirely.
     pub idle: Duration,
+    /// Above this many documents in memory over all sites, documents unused for a second
+    /// are unloaded as well: memory stays bounded whatever the rate of connections.
+    pub max_documents: usize,
     /// Revoked devices (`peer` or `site/peer`).
     pub deny: Vec<String>,
     /// The fleet's access policy (the same on every device).
@@ -181,6 +194,7 @@ impl CloudConfig {
             key,
             cache_bytes: 64 * 1024 * 1024,
             idle: Duration::from_secs(10),
+            max_documents: 256,
             deny: Vec::new(),
             policy: Policy::default(),
             tuning: TransportTuning {
@@ -232,6 +246,9 @@ impl CloudConfig {
         );
         if let Some(mb) = args.cache_mb.or(file.cache_mb) {
             config.cache_bytes = mb.max(1) * 1024 * 1024;
+        }
+        if let Some(n) = args.max_documents.or(file.max_documents) {
+            config.max_documents = n;
         }
         if let Some(s) = args.idle_secs.or(file.idle_secs) {
             config.idle = Duration::from_secs(s.max(1));

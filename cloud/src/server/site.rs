@@ -7,6 +7,7 @@
 //! across an await.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,6 +88,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut cmds: mpsc::UnboundedReceive
         last_active: Instant::now(),
         backlog_stale: true,
         compact_pending: BTreeMap::new(),
+        documents_loaded: 0,
         checked_at_load: false,
     };
     task.shared
@@ -140,6 +142,8 @@ struct SiteTask {
     compact_pending: BTreeMap<DocumentId, usize>,
     /// Whether the documents were checked for compaction since the site was loaded.
     checked_at_load: bool,
+    /// This site's share of `Shared::documents_loaded`.
+    documents_loaded: i64,
 }
 
 async fn sleep_for(duration: Option<Duration>) {
@@ -344,14 +348,19 @@ impl SiteTask {
                 self.compact(&store, &doc);
             }
         }
-        let evicted = store.evict_idle(idle);
+        // Under memory pressure, what was not used in the last second goes too.
+        let pressure = self.shared.documents_loaded.load(Ordering::Relaxed)
+            > self.shared.config.max_documents as i64;
+        let max_idle = if pressure {
+            idle.min(Duration::from_secs(1))
+        } else {
+            idle
+        };
+        let evicted = store.evict_idle(max_idle);
         if evicted > 0 {
-            tracing::debug!(evicted, "idle documents unloaded");
+            tracing::debug!(evicted, pressure, "idle documents unloaded");
         }
-        let loaded = store.loaded_documents() as u64;
-        self.shared
-            .metrics
-            .set_site(&self.site, |s| s.documents_loaded = loaded);
+        self.set_documents_loaded(store.loaded_documents() as i64);
         if self.sessions.is_empty()
             && self.last_active.elapsed() >= idle
             && self.shared.try_retire(&self.site)
@@ -359,10 +368,10 @@ impl SiteTask {
             if let Err(e) = store.flush() {
                 tracing::error!(error = %e, "flushing the site's storage failed");
             }
-            self.shared.metrics.set_site(&self.site, |s| {
-                s.loaded = false;
-                s.documents_loaded = 0;
-            });
+            self.set_documents_loaded(0);
+            self.shared
+                .metrics
+                .set_site(&self.site, |s| s.loaded = false);
             tracing::debug!("site unloaded");
             return true;
         }
@@ -439,9 +448,20 @@ impl SiteTask {
         if let Err(e) = self.engine.store().flush() {
             tracing::error!(error = %e, "flushing the site's storage at shutdown failed");
         }
-        self.shared.metrics.set_site(&self.site, |s| {
-            s.loaded = false;
-            s.documents_loaded = 0;
-        });
+        self.set_documents_loaded(0);
+        self.shared
+            .metrics
+            .set_site(&self.site, |s| s.loaded = false);
+    }
+
+    /// Records how many of this site's documents are in memory.
+    fn set_documents_loaded(&mut self, n: i64) {
+        self.shared
+            .documents_loaded
+            .fetch_add(n - self.documents_loaded, Ordering::Relaxed);
+        self.documents_loaded = n;
+        self.shared
+            .metrics
+            .set_site(&self.site, |s| s.documents_loaded = n as u64);
     }
 }
