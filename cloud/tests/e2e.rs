@@ -236,16 +236,17 @@ fn sites_sync_through_the_cloud_apart_and_survive_a_restart() {
 }
 
 #[test]
-fn unknown_certificates_get_nothing_and_are_counted() {
+fn refused_devices_get_nothing_and_are_counted() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path();
     let ca = make_ca(root);
     let cloud_cert = issue(&ca, root, "acme", "cloud-1", "cloud");
+    let revoked = issue(&ca, root, "paris", "pos-9", "pos");
     // A device of another fleet.
     let rogue_root = root.join("rogue");
     std::fs::create_dir(&rogue_root).expect("mkdir");
     let rogue_ca = make_ca(&rogue_root);
-    let rogue = issue(&rogue_ca, &rogue_root, "paris", "pos-9", "pos");
+    let rogue = issue(&rogue_ca, &rogue_root, "paris", "pos-8", "pos");
     let files = CloudFiles {
         config: root.join("cloud.toml"),
         data: root.join("cloud-data"),
@@ -254,33 +255,94 @@ fn unknown_certificates_get_nothing_and_are_counted() {
     std::fs::write(
         &files.config,
         format!(
-            "ca = {:?}\ncert = {:?}\n",
+            "ca = {:?}\ncert = {:?}\ndeny = [\"paris/pos-9\"]\n",
             cloud_cert.join("ca.pem"),
             cloud_cert.join("cert.pem")
         ),
     )
     .expect("config");
     let (mut cloud, quic, http) = start_cloud(&files, "127.0.0.1:0", "127.0.0.1:0");
-    let rogue_d = root.join("rogue-data");
-    on(
-        &rogue_d,
-        &[
-            "--cert-dir",
-            rogue.to_str().expect("utf-8"),
-            "put",
-            "menu",
-            "/x",
-            "1",
-        ],
-    )
-    .expect_ok();
-    let (_rogue, _) = serve("rogue", &rogue_d, &rogue, 0, &[quic]);
-    eventually("a failed handshake", SYNC, || {
+    let mut devices = Vec::new();
+    for (name, cert) in [("rogue", &rogue), ("revoked", &revoked)] {
+        let d = root.join(format!("{name}-data"));
+        on(
+            &d,
+            &[
+                "--cert-dir",
+                cert.to_str().expect("utf-8"),
+                "put",
+                "menu",
+                "/x",
+                "1",
+            ],
+        )
+        .expect_ok();
+        devices.push(serve(name, &d, cert, 0, &[quic]).0);
+    }
+    eventually("both handshakes refused", SYNC, || {
         let t = metrics(http);
-        (metric(&t, "outpost_handshake_failures_total").unwrap_or(0) >= 1).then_some(())
+        (metric(&t, "outpost_handshake_failures_total").unwrap_or(0) >= 2).then_some(())
     });
     let t = metrics(http);
     assert_eq!(metric(&t, "outpost_connected_peers"), Some(0));
+    assert_eq!(metric(&t, "outpost_connections_accepted_total"), Some(0));
     assert_eq!(metric(&t, "outpost_bytes_in_total"), Some(0));
+    assert_eq!(metric(&t, "outpost_sites_loaded"), Some(0));
+    cloud.terminate();
+}
+
+#[test]
+fn idle_sites_are_unloaded_and_reload_on_demand() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let ca = make_ca(root);
+    let cloud_cert = issue(&ca, root, "acme", "cloud-1", "cloud");
+    let pos_cert = issue(&ca, root, "paris", "pos-1", "pos");
+    let kiosk_cert = issue(&ca, root, "paris", "kiosk-1", "kiosk");
+    let files = CloudFiles {
+        config: root.join("cloud.toml"),
+        data: root.join("cloud-data"),
+        cert: cloud_cert.clone(),
+    };
+    std::fs::write(
+        &files.config,
+        format!(
+            "ca = {:?}\ncert = {:?}\nidle_secs = 1\n",
+            cloud_cert.join("ca.pem"),
+            cloud_cert.join("cert.pem")
+        ),
+    )
+    .expect("config");
+    let (mut cloud, quic, http) = start_cloud(&files, "127.0.0.1:0", "127.0.0.1:0");
+    let pos_d = root.join("pos");
+    let (mut pos, _) = serve("paris/pos-1", &pos_d, &pos_cert, 0, &[quic]);
+    on(&pos_d, &["put", "menu", "/items/burger/price", "950"]).expect_ok();
+    // Connected but idle: the documents leave memory, the site stays.
+    eventually(
+        "documents unloaded while the device is connected",
+        SYNC,
+        || {
+            let t = metrics(http);
+            (metric(&t, "outpost_site_changes_applied_total{site=\"paris\"}") == Some(1)
+                && metric(&t, "outpost_documents_loaded") == Some(0)
+                && metric(&t, "outpost_sites_loaded") == Some(1))
+            .then_some(())
+        },
+    );
+    pos.terminate();
+    eventually("the site unloaded once its device left", SYNC, || {
+        let t = metrics(http);
+        (metric(&t, "outpost_sites_loaded") == Some(0)
+            && metric(&t, "outpost_connected_peers") == Some(0))
+        .then_some(())
+    });
+    // Another device of the site loads it again and gets its documents.
+    let kiosk_d = root.join("kiosk");
+    let (_kiosk, _) = serve("paris/kiosk-1", &kiosk_d, &kiosk_cert, 0, &[quic]);
+    eventually(
+        "the kiosk gets the menu from the reloaded site",
+        SYNC,
+        || (get(&kiosk_d, "menu", "/items/burger/price") == Some(json!(950))).then_some(()),
+    );
     cloud.terminate();
 }
