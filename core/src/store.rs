@@ -649,7 +649,11 @@ impl Store {
         if added > 0 {
             // A document that was empty is saved whole: `save` is several times cheaper than
             // `save_after(&[])` for the same bytes' worth of history (a catch-up).
-            let bytes = if before.is_empty() { s.doc.save() } else { s.doc.save_after(&before) };
+            let bytes = if before.is_empty() {
+                s.doc.save()
+            } else {
+                s.doc.save_after(&before)
+            };
             self.persist(&mut s, &bytes, Durability::Fast)
                 .inspect_err(|_| self.forget(doc))?;
             self.notify(&mut s, doc, Some(log), bulk, Origin::Remote(from.clone()));
