@@ -283,10 +283,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .get(&menu, &format!("/items/{sku}/price"))?
             .unwrap_or(Value::Null);
         let started = Instant::now();
-        k.node.store().put(&orders, &format!("/{id}"), json!({"items": [{"sku": sku, "qty": 1, "price": price}], "status": "new", "by": k.id()}), Durability::Durable)?;
-        k.node
-            .store()
-            .increment(&stock, &format!("/{sku}"), -1, Durability::Durable)?;
+        take_order(k, &orders, &stock, &id, sku, 1, price)?;
         *sold.entry(sku).or_default() += 1;
         for d in devices
             .iter()
@@ -384,16 +381,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     for n in 0..3 {
         let id = format!("kiosk-1-fries-{n}");
-        kiosk1.node.store().put(
-            &orders,
-            &format!("/{id}"),
-            json!({"items": [{"sku": "fries", "qty": 1}], "status": "new", "by": "kiosk-1"}),
-            Durability::Durable,
-        )?;
-        kiosk1
-            .node
-            .store()
-            .increment(&stock, "/fries", -1, Durability::Durable)?;
+        take_order(kiosk1, &orders, &stock, &id, "fries", 1, json!(350))?;
     }
     *sold.entry("fries").or_default() += 3;
     let l = wait_for(
@@ -435,16 +423,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for i in 0..args.offline_orders {
         let id = format!("kiosk-1-offline-{:02}", i + 1);
         let started = Instant::now();
-        kiosk1.node.store().put(
-            &orders,
-            &format!("/{id}"),
-            json!({"items": [{"sku": "burger", "qty": 2}], "status": "new", "by": "kiosk-1"}),
-            Durability::Durable,
-        )?;
-        kiosk1
-            .node
-            .store()
-            .increment(&stock, "/burger", -2, Durability::Durable)?;
+        take_order(kiosk1, &orders, &stock, &id, "burger", 2, json!(1050))?;
         *sold.entry("burger").or_default() += 2;
         let l = wait_for(
             pos1.node.store(),
@@ -665,6 +644,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bail!("the site did not converge");
     }
     println!("\nSITE CONVERGED: all nodes hold identical menu, stock and orders.");
+    Ok(())
+}
+
+/// A device takes an order: the order is written, then its stock counter is decremented
+/// (a counter, so concurrent sales on other devices add up). Both writes are durable.
+fn take_order(
+    device: &Device,
+    orders: &DocumentId,
+    stock: &DocumentId,
+    id: &str,
+    sku: &str,
+    qty: i64,
+    price: Value,
+) -> anyhow::Result<()> {
+    let store = device.node.store();
+    let order = json!({"items": [{"sku": sku, "qty": qty, "price": price}], "status": "new", "by": device.id()});
+    store.put(orders, &format!("/{id}"), order, Durability::Durable)?;
+    store.increment(stock, &format!("/{sku}"), -qty, Durability::Durable)?;
     Ok(())
 }
 
