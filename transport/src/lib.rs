@@ -58,6 +58,7 @@
 
 pub mod backoff;
 pub mod discovery;
+pub mod drive;
 pub mod error;
 pub mod frame;
 pub mod identity;

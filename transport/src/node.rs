@@ -666,16 +666,15 @@ impl EngineLoop {
                 doc,
                 bytes,
             } => {
-                if self.sessions.get(&peer).map(Session::id) != Some(session) {
-                    tracing::trace!(%peer, "dropping a frame of a replaced connection");
-                    return;
-                }
-                if let Err(error) = self.engine.handle_message(&peer, &bytes, now) {
-                    match &doc {
-                        Some(doc) => tracing::warn!(%peer, %doc, %error, "message not applied"),
-                        None => tracing::warn!(%peer, %error, "message not applied"),
-                    }
-                }
+                crate::drive::deliver(
+                    &mut self.engine,
+                    &self.sessions,
+                    session,
+                    &peer,
+                    doc.as_ref(),
+                    &bytes,
+                    now,
+                );
             }
             SessionEvent::Closed {
                 session,
@@ -851,23 +850,7 @@ impl EngineLoop {
 
     /// Sends what the engine wants sent and publishes its events.
     fn drain(&mut self) {
-        while let Some(t) = self.engine.poll_transmit() {
-            let Some(session) = self.sessions.get_mut(&t.to) else {
-                tracing::debug!(peer = %t.to, "no connection for a queued message");
-                continue;
-            };
-            match session.send(t.doc.as_ref(), t.bytes) {
-                Ok(()) => {}
-                Err(e @ Error::SendQueueFull { .. }) => {
-                    tracing::warn!(error = %e, "closing connection to a slow peer");
-                    session.close(CloseCode::SlowPeer);
-                }
-                Err(e @ Error::FrameTooLarge { .. }) => {
-                    tracing::error!(peer = %t.to, error = %e, "message not sent")
-                }
-                Err(e) => tracing::debug!(peer = %t.to, error = %e, "message not sent"),
-            }
-        }
+        crate::drive::send_transmits(&mut self.engine, &mut self.sessions);
         while let Some(event) = self.engine.poll_event() {
             if let Some(event) = NodeEvent::from_engine(event) {
                 let _ = self.events.send(event);

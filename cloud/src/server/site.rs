@@ -15,7 +15,7 @@ use outpost_core::{
     engine::EngineMetrics, DocumentId, Engine, EngineConfig, EngineEvent, PeerId, PeerInfo, SiteId,
     Store, StoreOptions, Timestamp,
 };
-use outpost_transport::{CloseCode, Error as TransportError, Session, SessionEvent};
+use outpost_transport::{CloseCode, Session, SessionEvent};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
@@ -255,16 +255,15 @@ impl SiteTask {
                 doc,
                 bytes,
             } => {
-                if self.sessions.get(&peer).map(Session::id) != Some(session) {
-                    tracing::trace!(%peer, "dropping a frame of a replaced connection");
-                    return;
-                }
-                if let Err(error) = self.engine.handle_message(&peer, &bytes, now) {
-                    match &doc {
-                        Some(doc) => tracing::warn!(%peer, %doc, %error, "message not applied"),
-                        None => tracing::warn!(%peer, %error, "message not applied"),
-                    }
-                }
+                outpost_transport::drive::deliver(
+                    &mut self.engine,
+                    &self.sessions,
+                    session,
+                    &peer,
+                    doc.as_ref(),
+                    &bytes,
+                    now,
+                );
             }
             SessionEvent::Closed {
                 session,
@@ -286,23 +285,7 @@ impl SiteTask {
 
     /// Sends what the engine wants sent and logs its events.
     fn drain(&mut self) {
-        while let Some(t) = self.engine.poll_transmit() {
-            let Some(session) = self.sessions.get_mut(&t.to) else {
-                tracing::debug!(peer = %t.to, "no connection for a queued message");
-                continue;
-            };
-            match session.send(t.doc.as_ref(), t.bytes) {
-                Ok(()) => {}
-                Err(e @ TransportError::SendQueueFull { .. }) => {
-                    tracing::warn!(error = %e, "closing connection to a slow device");
-                    session.close(CloseCode::SlowPeer);
-                }
-                Err(e @ TransportError::FrameTooLarge { .. }) => {
-                    tracing::error!(peer = %t.to, error = %e, "message not sent")
-                }
-                Err(e) => tracing::debug!(peer = %t.to, error = %e, "message not sent"),
-            }
-        }
+        outpost_transport::drive::send_transmits(&mut self.engine, &mut self.sessions);
         while let Some(event) = self.engine.poll_event() {
             match event {
                 EngineEvent::RemoteChange { peer, doc, changes } => {
