@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use outpost_core::Event;
 use outpost_core::{
     DocumentId, Durability, Error as CoreError, Origin, PeerId, PeerInfo, Policy, Store,
     StoreOptions, SubscriptionFilter,
 };
 use outpost_examples::{percentile, wait_for, Timeline};
-use outpost_transport::node::{Node, NodeConfig, NodeEvent};
 use outpost_transport::FleetCa;
+use outpost_transport::{Node, NodeConfig, SiteRule};
 use serde_json::{json, Value};
 
 /// A whole outpost site on this machine, playing a scripted service.
@@ -77,6 +78,10 @@ async fn start(
     config.listen = "127.0.0.1:0".parse()?;
     config.static_peers = dial;
     config.store_policy = store_policy;
+    if info.role == outpost_core::Role::cloud() {
+        // A Node serves one site; a fleet's many sites are outpost-cloud's.
+        config.site_rule = Some(SiteRule::SameSite(SITE.parse()?));
+    }
     let node = Node::start(config)
         .await
         .with_context(|| format!("starting {info}"))?;
@@ -552,7 +557,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Ok(NodeEvent::ChangeRefused { peer, doc, reason })) => {
+                Ok(Ok(Event::ChangeRefused { peer, doc, reason })) => {
                     t.say(format!("{id:<12} refused {doc} from {peer}: {reason}"));
                     break;
                 }

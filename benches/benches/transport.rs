@@ -37,11 +37,12 @@ use automerge::sync::{self, SyncDoc};
 use automerge::Automerge;
 use criterion::{Criterion, SamplingMode};
 use outpost_benches::{automerge_put_json, order, order_location};
+use outpost_core::Event;
 use outpost_core::{
     ChangeHash, DocumentId, Durability, Engine, EngineConfig, Origin, PeerId, PeerInfo, Policy,
     Store, StoreOptions, Subscription, SubscriptionFilter, Timestamp,
 };
-use outpost_transport::{FleetCa, Node, NodeConfig, NodeEvent};
+use outpost_transport::{FleetCa, Node, NodeConfig};
 use tokio::runtime::{Handle, Runtime};
 
 /// The site of every device of the benchmark.
@@ -733,7 +734,7 @@ async fn quic_catch_up(
     let connected = tokio::spawn(async move {
         loop {
             match events.recv().await {
-                Ok(NodeEvent::PeerConnected(_)) => return Some(t0.elapsed()),
+                Ok(Event::PeerConnected(_)) => return Some(t0.elapsed()),
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use outpost_core::DocumentId;
-use outpost_transport::NodeEvent;
+use outpost_core::Event;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::JoinHandle;
 
@@ -69,12 +69,12 @@ enum Delivery {
 
 impl Delivery {
     /// The app-facing form of a node event, if apps see it and it passes the filter.
-    fn from_node(event: NodeEvent, doc: Option<&DocumentId>) -> Option<Delivery> {
+    fn from_node(event: Event, doc: Option<&DocumentId>) -> Option<Delivery> {
         let wanted = |d: &DocumentId| doc.is_none_or(|f| f == d);
         match event {
-            NodeEvent::PeerConnected(p) => Some(Delivery::Connected((&p).into())),
-            NodeEvent::PeerDisconnected(p) => Some(Delivery::Disconnected((&p).into())),
-            NodeEvent::ChangeRefused { peer, doc, reason } if wanted(&doc) => {
+            Event::PeerConnected(p) => Some(Delivery::Connected((&p).into())),
+            Event::PeerDisconnected(p) => Some(Delivery::Disconnected((&p).into())),
+            Event::ChangeRefused { peer, doc, reason } if wanted(&doc) => {
                 Some(Delivery::Refused(RefusedChange {
                     peer: peer.to_string(),
                     doc: doc.to_string(),
@@ -82,7 +82,7 @@ impl Delivery {
                     refused_by_peer: false,
                 }))
             }
-            NodeEvent::RefusedByPeer { peer, doc, reason } if wanted(&doc) => {
+            Event::RefusedByPeer { peer, doc, reason } if wanted(&doc) => {
                 Some(Delivery::Refused(RefusedChange {
                     peer: peer.to_string(),
                     doc: doc.to_string(),
@@ -107,7 +107,7 @@ impl Delivery {
 }
 
 /// The next node event, skipping over lag; pending forever without (or after) a node.
-async fn next_node_event(events: &mut Option<broadcast::Receiver<NodeEvent>>) -> NodeEvent {
+async fn next_node_event(events: &mut Option<broadcast::Receiver<Event>>) -> Event {
     loop {
         let Some(rx) = events.as_mut() else {
             return std::future::pending().await;
@@ -129,7 +129,7 @@ async fn next_node_event(events: &mut Option<broadcast::Receiver<NodeEvent>>) ->
 pub(crate) fn start(
     runtime: &tokio::runtime::Handle,
     mut changes: outpost_core::Subscription,
-    mut events: Option<broadcast::Receiver<NodeEvent>>,
+    mut events: Option<broadcast::Receiver<Event>>,
     doc: Option<DocumentId>,
     listener: Arc<dyn NodeListener>,
 ) -> Result<Subscription> {

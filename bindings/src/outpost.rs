@@ -4,8 +4,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use outpost_core::Event;
 use outpost_core::{DocumentId, Durability, Pointer, Store, SubscriptionFilter};
-use outpost_transport::{Node, NodeEvent};
+use outpost_transport::Node;
 use serde_json::Value as Json;
 use tokio::runtime::Runtime;
 
@@ -517,7 +518,7 @@ impl Outpost {
             let wait = async {
                 loop {
                     match events.recv().await {
-                        Ok(NodeEvent::PeerConnected(p)) if p.peer == id => return true,
+                        Ok(Event::PeerConnected(p)) if p.peer == id => return true,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
                         _ => {}
                     }

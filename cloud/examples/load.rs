@@ -36,7 +36,7 @@ use outpost_core::{
     DocumentId, Durability, Engine, EngineConfig, PeerId, PeerInfo, Policy, Store, StoreOptions,
     Timestamp,
 };
-use outpost_transport::tls::{self, TransportTuning};
+use outpost_transport::{self as tls, TransportTuning};
 use outpost_transport::{
     DenyList, FleetCa, PeerFilter, Session, SessionConfig, SessionEvent, SiteRule,
 };

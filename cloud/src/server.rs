@@ -37,17 +37,17 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use outpost_core::CloseCode;
 use outpost_core::{PeerInfo, Role, SiteId};
-use outpost_transport::tls::{self, peer_info_of};
-use outpost_transport::{CloseCode, DenyList, DeviceCert, PeerFilter, SiteRule};
-use tokio::sync::{mpsc, oneshot};
+use outpost_transport::{
+    endpoint, peer_info_of, CloseCodeExt, DenyList, DeviceCert, PeerFilter, RunnerHandle, SiteRule,
+};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use self::config::{Args, CloudConfig, CLOUD_DOCUMENT_STREAMS};
 use self::http::Http;
 use self::metrics::Metrics;
-use self::site::SiteCmd;
 
 /// State shared by the accept loop, the site tasks and the HTTP thread.
 pub(crate) struct Shared {
@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     compacted: sled::Tree,
     local: PeerInfo,
     config: CloudConfig,
+    /// Admission of the endpoint (every site, the deny list).
+    filter: PeerFilter,
     metrics: Metrics,
     /// Documents in memory over all sites (each site adds what it changed).
     documents_loaded: AtomicI64,
@@ -67,7 +69,7 @@ pub(crate) struct Shared {
 /// The count is changed only under the registry lock, so a task retires only when no
 /// connection is on its way to it.
 struct SiteEntry {
-    cmd: mpsc::UnboundedSender<SiteCmd>,
+    runner: RunnerHandle,
     sessions: usize,
 }
 
@@ -84,28 +86,26 @@ impl Shared {
             return;
         }
         let site = info.site.clone();
-        let mut cmd = SiteCmd::Attach { conn, info };
+        let mut conn = conn;
         // A task that died (a bug) is replaced; its sessions were closed with it.
         for _ in 0..2 {
             let entry = sites.entry(site.clone()).or_insert_with(|| SiteEntry {
-                cmd: site::spawn(self.clone(), site.clone()),
+                runner: site::spawn(self.clone(), site.clone()),
                 sessions: 0,
             });
-            match entry.cmd.send(cmd) {
+            match entry.runner.attach(conn, info.clone()) {
                 Ok(()) => {
                     entry.sessions += 1;
                     return;
                 }
-                Err(mpsc::error::SendError(back)) => {
+                Err(back) => {
                     tracing::error!(%site, "site task is gone; restarting it");
                     sites.remove(&site);
-                    cmd = back;
+                    conn = back;
                 }
             }
         }
-        if let SiteCmd::Attach { conn, .. } = cmd {
-            CloseCode::Shutdown.close(&conn);
-        }
+        CloseCode::Shutdown.close(&conn);
     }
 
     /// A session of `site` ended.
@@ -169,7 +169,7 @@ impl Cloud {
         let deny = DenyList::parse(&config.deny).context("invalid deny list")?;
         let db = open_db(&config)?;
         let filter = PeerFilter::new(SiteRule::AnySite, deny);
-        let endpoint = tls::endpoint(&cert, &filter, &config.tuning, config.listen)?;
+        let endpoint = endpoint(&cert, &filter, &config.tuning, config.listen)?;
         let quic_addr = endpoint
             .local_addr()
             .with_context(|| format!("cannot read the address bound for {}", config.listen))?;
@@ -181,6 +181,7 @@ impl Cloud {
             compacted,
             local: local.clone(),
             config,
+            filter,
             metrics: Metrics::default(),
             documents_loaded: AtomicI64::new(0),
             sites: Mutex::new(HashMap::new()),
@@ -222,19 +223,16 @@ impl Cloud {
         self.accept_task.abort();
         // Refuse new handshakes at once; existing connections stay until their site stops.
         self.endpoint.set_server_config(None);
-        let cmds: Vec<mpsc::UnboundedSender<SiteCmd>> = self
+        let runners: Vec<RunnerHandle> = self
             .shared
             .sites()
             .values()
-            .map(|e| e.cmd.clone())
+            .map(|e| e.runner.clone())
             .collect();
-        let mut waits = Vec::new();
-        for cmd in cmds {
-            let (tx, rx) = oneshot::channel();
-            if cmd.send(SiteCmd::Shutdown(tx)).is_ok() {
-                waits.push(rx);
-            }
-        }
+        let waits: Vec<_> = runners
+            .into_iter()
+            .map(|r| tokio::spawn(async move { r.shutdown().await }))
+            .collect();
         for w in waits {
             let _ = w.await;
         }

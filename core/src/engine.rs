@@ -9,6 +9,7 @@
 //! so a reconnect, or a restart of either side, resumes with only what is missing. See
 //! `core/docs/design.md` for the protocol, the flow control and the trust rules.
 
+mod persist;
 mod status;
 pub mod wire;
 
@@ -17,9 +18,10 @@ use std::collections::{BTreeMap, VecDeque};
 use automerge::sync;
 use automerge::ChangeHash;
 
+use self::persist::{Progress, SyncStateStore};
 pub use self::status::{DocStatus, EngineMetrics, PeerStatus, SyncStatus};
 use self::wire::{DocDigest, WireError, WireMessage, FRAGMENT_BYTES, MAX_SYNC_BYTES};
-use crate::{parse_actor, DocumentId, PeerId, PeerInfo, Policy, Store, Timestamp};
+use crate::{parse_actor, DocumentId, Event, PeerId, PeerInfo, Policy, Store, Timestamp};
 
 /// Bytes of sync payload that may be unacknowledged per peer.
 pub const DEFAULT_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
@@ -60,53 +62,6 @@ pub struct Transmit {
     pub doc: Option<DocumentId>,
     /// The encoded [`WireMessage`].
     pub bytes: Vec<u8>,
-}
-
-/// Something the engine's driver or the app should know.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EngineEvent {
-    /// A peer's changes were applied to a document.
-    RemoteChange {
-        /// Who sent them.
-        peer: PeerId,
-        /// The document.
-        doc: DocumentId,
-        /// How many changes were added.
-        changes: usize,
-    },
-    /// We refused a peer's changes: its role may not make them. Nothing was applied.
-    ChangeRefused {
-        /// The sender.
-        peer: PeerId,
-        /// The document.
-        doc: DocumentId,
-        /// Why.
-        reason: String,
-    },
-    /// A peer refused our changes to a document; we stop offering it that document until
-    /// the link is re-established.
-    RefusedByPeer {
-        /// The peer.
-        peer: PeerId,
-        /// The document.
-        doc: DocumentId,
-        /// The peer's reason.
-        reason: String,
-    },
-    /// A peer and this engine have the same heads of a document.
-    InSync {
-        /// The peer.
-        peer: PeerId,
-        /// The document.
-        doc: DocumentId,
-    },
-    /// A peer sent something the engine could not use (the link stays up).
-    ProtocolError {
-        /// The peer.
-        peer: PeerId,
-        /// What went wrong.
-        message: String,
-    },
 }
 
 /// Why a message from a peer could not be handled. The link stays usable.
@@ -171,13 +126,6 @@ struct Peer {
     pending_ack: u64,
 }
 
-/// What the engine persists per (peer, document) for observability.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Progress {
-    last_sync: Option<Timestamp>,
-    unsynced_since: Option<Timestamp>,
-}
-
 /// The sync engine. See the [module documentation](self).
 pub struct Engine {
     store: Store,
@@ -186,7 +134,7 @@ pub struct Engine {
     /// Roles of peers seen, for status of disconnected peers.
     known_roles: BTreeMap<PeerId, crate::Role>,
     progress: BTreeMap<(PeerId, DocumentId), Progress>,
-    events: VecDeque<EngineEvent>,
+    events: VecDeque<Event>,
     metrics: EngineMetrics,
     rr: usize,
 }
@@ -201,41 +149,45 @@ fn digest(heads: &[ChangeHash]) -> u64 {
     d
 }
 
-fn progress_key(peer: &PeerId, doc: &DocumentId) -> String {
-    format!("progress/{peer}/{doc}")
-}
-
 impl Engine {
     /// An engine over `store`. Loads what it knows of peers from earlier sessions.
     pub fn new(store: Store, config: EngineConfig) -> Engine {
-        let mut progress = BTreeMap::new();
-        if let Ok(pairs) = store.sync_peers() {
-            for (peer, doc) in pairs {
-                let p = store
-                    .meta_get(&progress_key(&peer, &doc))
-                    .ok()
-                    .flatten()
-                    .and_then(|b| postcard::from_bytes::<Progress>(&b).ok())
-                    .unwrap_or_default();
-                progress.insert((peer, doc), p);
-            }
-        }
-        let mut known_roles = BTreeMap::new();
-        if let Ok(Some(b)) = store.meta_get("engine/roles") {
-            if let Ok(r) = postcard::from_bytes(&b) {
-                known_roles = r;
-            }
-        }
-        Engine {
+        let mut engine = Engine {
             store,
             config,
             peers: BTreeMap::new(),
-            known_roles,
-            progress,
+            known_roles: BTreeMap::new(),
+            progress: BTreeMap::new(),
             events: VecDeque::new(),
             metrics: EngineMetrics::default(),
             rr: 0,
+        };
+        match SyncStateStore::load_progress(&engine.store) {
+            Ok(p) => engine.progress = p.into_iter().collect(),
+            Err(e) => engine.storage_failed(None, None, &e),
         }
+        match engine.store.load_roles() {
+            Ok(r) => engine.known_roles = r,
+            Err(e) => engine.storage_failed(None, None, &e),
+        }
+        engine
+    }
+
+    /// A write (or a read the engine cannot do without) failed: logged, counted and
+    /// reported, never swallowed.
+    fn storage_failed(
+        &mut self,
+        peer: Option<&PeerId>,
+        doc: Option<&DocumentId>,
+        e: &crate::Error,
+    ) {
+        self.metrics.storage_errors += 1;
+        tracing::error!(peer = ?peer.map(ToString::to_string), doc = ?doc.map(ToString::to_string), error = %e, "sync bookkeeping could not be stored");
+        self.events.push_back(Event::StorageFailed {
+            peer: peer.cloned(),
+            doc: doc.cloned(),
+            error: e.to_string(),
+        });
     }
 
     /// The store the engine syncs.
@@ -264,11 +216,15 @@ impl Engine {
     }
 
     /// The documents `peer` may receive from us: those its role may read.
-    fn offered(&self, peer: &PeerInfo) -> Vec<DocumentId> {
-        self.store
-            .documents()
-            .unwrap_or_default()
-            .into_iter()
+    fn offered(&mut self, peer: &PeerInfo) -> Vec<DocumentId> {
+        let docs = match self.store.documents() {
+            Ok(d) => d,
+            Err(e) => {
+                self.storage_failed(Some(&peer.peer), None, &e);
+                Vec::new()
+            }
+        };
+        docs.into_iter()
             .filter(|d| self.config.policy.may_read(&peer.role, d.context()))
             .collect()
     }
@@ -280,8 +236,8 @@ impl Engine {
         let _span = tracing::debug_span!("peer", peer = %peer).entered();
         if self.known_roles.get(&id) != Some(&peer.role) {
             self.known_roles.insert(id.clone(), peer.role.clone());
-            if let Ok(b) = postcard::to_stdvec(&self.known_roles) {
-                let _ = self.store.meta_set("engine/roles", Some(&b));
+            if let Err(e) = self.store.save_roles(&self.known_roles) {
+                self.storage_failed(Some(&id), None, &e);
             }
         }
         let docs: Vec<DocDigest> = self
@@ -314,7 +270,10 @@ impl Engine {
         if let Some(p) = self.peers.remove(peer) {
             for (doc, ds) in p.docs {
                 if let Some(state) = ds.state {
-                    let _ = self.store.save_sync_state(peer, &doc, &state);
+                    if let Err(e) = SyncStateStore::save_sync_state(&self.store, peer, &doc, &state)
+                    {
+                        self.storage_failed(Some(peer), Some(&doc), &e);
+                    }
                 }
             }
         }
@@ -346,14 +305,10 @@ impl Engine {
             if entry.unsynced_since.is_none() {
                 entry.unsynced_since = Some(now);
                 let e = *entry;
-                self.save_progress(&p, doc, e);
+                if let Err(err) = self.store.save_progress(&p, doc, e) {
+                    self.storage_failed(Some(&p), Some(doc), &err);
+                }
             }
-        }
-    }
-
-    fn save_progress(&self, peer: &PeerId, doc: &DocumentId, p: Progress) {
-        if let Ok(b) = postcard::to_stdvec(&p) {
-            let _ = self.store.meta_set(&progress_key(peer, doc), Some(&b));
         }
     }
 
@@ -385,7 +340,7 @@ impl Engine {
                     }
                     .encode(),
                 ));
-                self.events.push_back(EngineEvent::ProtocolError {
+                self.events.push_back(Event::ProtocolError {
                     peer: from.clone(),
                     message: e.to_string(),
                 });
@@ -424,7 +379,7 @@ impl Engine {
                 // Re-evaluate the exchange now that we offer no changes (see `pump`), so
                 // that we do not wait for an answer about changes the peer will not take.
                 self.pump(from, &doc, now);
-                self.events.push_back(EngineEvent::RefusedByPeer {
+                self.events.push_back(Event::RefusedByPeer {
                     peer: from.clone(),
                     doc,
                     reason,
@@ -433,7 +388,7 @@ impl Engine {
             }
             WireMessage::Error { code, message } => {
                 tracing::warn!(peer = %from, code, %message, "peer reported a protocol error");
-                self.events.push_back(EngineEvent::ProtocolError {
+                self.events.push_back(Event::ProtocolError {
                     peer: from.clone(),
                     message: format!("peer says: {message}"),
                 });
@@ -463,8 +418,9 @@ impl Engine {
             let ours = digest(&self.store.heads(&doc).unwrap_or_default());
             match theirs.remove(&doc) {
                 Some(t) if t == ours => {
-                    self.note_shared(from, &doc);
-                    self.mark_synced(from, &doc, now);
+                    if self.note_shared(from, &doc) {
+                        self.mark_synced(from, &doc, now);
+                    }
                 }
                 _ => to_sync.push(doc),
             }
@@ -477,21 +433,36 @@ impl Engine {
 
     /// Both sides announced the same heads: they are shared, so the next session (and the
     /// status) starts from them without an exchange.
-    fn note_shared(&mut self, peer: &PeerId, doc: &DocumentId) {
-        let Ok(heads) = self.store.heads(doc) else {
-            return;
+    /// Returns whether the shared heads are on disk.
+    fn note_shared(&mut self, peer: &PeerId, doc: &DocumentId) -> bool {
+        let heads = match self.store.heads(doc) {
+            Ok(h) => h,
+            Err(e) => {
+                self.storage_failed(Some(peer), Some(doc), &e);
+                return false;
+            }
         };
-        let Ok(mut state) = self.take_state(peer, doc) else {
-            return;
+        let mut state = match self.take_state(peer, doc) {
+            Ok(s) => s,
+            Err(EngineError::Store(e)) => {
+                self.storage_failed(Some(peer), Some(doc), &e);
+                return false;
+            }
+            Err(_) => return false,
         };
+        let mut persisted = true;
         if state.shared_heads != heads {
             state.shared_heads = heads.clone();
-            let _ = self.store.save_sync_state(peer, doc, &state);
+            if let Err(e) = SyncStateStore::save_sync_state(&self.store, peer, doc, &state) {
+                self.storage_failed(Some(peer), Some(doc), &e);
+                persisted = false;
+            }
         }
         state.their_heads = Some(heads);
         if let Some(p) = self.peers.get_mut(peer) {
             p.docs.entry(doc.clone()).or_default().state = Some(state);
         }
+        persisted
     }
 
     fn mark_synced(&mut self, peer: &PeerId, doc: &DocumentId, now: Timestamp) {
@@ -499,16 +470,22 @@ impl Engine {
             .progress
             .entry((peer.clone(), doc.clone()))
             .or_default();
+        let before = *entry;
         let was_unsynced = entry.unsynced_since.is_some() || entry.last_sync.is_none();
         entry.last_sync = Some(now);
         entry.unsynced_since = None;
         let e = *entry;
         // Persist transitions, and refresh the stored sync time at most every second.
         if was_unsynced || e.last_sync.is_some_and(|t| t.as_millis() % 1000 < 5) {
-            self.save_progress(peer, doc, e);
+            if let Err(err) = self.store.save_progress(peer, doc, e) {
+                // Status keeps saying what the disk says.
+                self.progress.insert((peer.clone(), doc.clone()), before);
+                self.storage_failed(Some(peer), Some(doc), &err);
+                return;
+            }
         }
         if was_unsynced {
-            self.events.push_back(EngineEvent::InSync {
+            self.events.push_back(Event::InSync {
                 peer: peer.clone(),
                 doc: doc.clone(),
             });
@@ -740,7 +717,7 @@ impl Engine {
             state.their_heads = Some(msg.heads.clone());
             state.in_flight = false;
             self.put_state(from, &doc, state, now);
-            self.events.push_back(EngineEvent::ChangeRefused {
+            self.events.push_back(Event::ChangeRefused {
                 peer: from.clone(),
                 doc,
                 reason,
@@ -775,6 +752,15 @@ impl Engine {
         let result = self.store.receive_sync(&doc, &mut state, msg, from);
         let added = match result {
             Ok(n) => n,
+            Err(e @ crate::Error::Storage(_)) => {
+                // Nothing claims the changes arrived: the state goes back as it was before
+                // the message (the peer resends them once the exchange is retried).
+                let mut state = self.take_state(from, &doc).unwrap_or_default();
+                state.in_flight = false;
+                self.put_state(from, &doc, state, now);
+                self.storage_failed(Some(from), Some(&doc), &e);
+                return Ok(());
+            }
             Err(e) => {
                 self.put_state(from, &doc, state, now);
                 self.metrics.sync_errors += 1;
@@ -785,20 +771,25 @@ impl Engine {
                 });
             }
         };
+        let mut persisted = true;
         if state.shared_heads != shared_before {
-            self.store.save_sync_state(from, &doc, &state)?;
+            if let Err(e) = SyncStateStore::save_sync_state(&self.store, from, &doc, &state) {
+                self.storage_failed(Some(from), Some(&doc), &e);
+                persisted = false;
+            }
         }
-        let in_sync = state.their_heads.as_ref().is_some_and(|h| {
-            let mut ours = self.store.heads(&doc).unwrap_or_default();
-            let mut theirs = h.clone();
-            ours.sort();
-            theirs.sort();
-            ours == theirs
-        });
+        let in_sync = persisted
+            && state.their_heads.as_ref().is_some_and(|h| {
+                let mut ours = self.store.heads(&doc).unwrap_or_default();
+                let mut theirs = h.clone();
+                ours.sort();
+                theirs.sort();
+                ours == theirs
+            });
         self.put_state(from, &doc, state, now);
         if added > 0 {
             self.metrics.changes_applied += added as u64;
-            self.events.push_back(EngineEvent::RemoteChange {
+            self.events.push_back(Event::RemoteChange {
                 peer: from.clone(),
                 doc: doc.clone(),
                 changes: added,
@@ -826,7 +817,8 @@ impl Engine {
         if let Some(s) = p.docs.get_mut(doc).and_then(|d| d.state.take()) {
             return Ok(s);
         }
-        let mut state = self.store.load_sync_state(peer, doc)?.unwrap_or_default();
+        let mut state =
+            SyncStateStore::load_sync_state(&self.store, peer, doc)?.unwrap_or_default();
         let p = self
             .peers
             .get(peer)
@@ -1037,7 +1029,7 @@ impl Engine {
     }
 
     /// The next event, if any.
-    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+    pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use outpost_core::{
-    Durability, Engine, EngineConfig, EngineEvent, PeerInfo, Policy, Store, StoreOptions, Timestamp,
+    Durability, Engine, EngineConfig, Event, PeerInfo, Policy, Store, StoreOptions, Timestamp,
 };
 use serde_json::json;
 
@@ -168,7 +168,7 @@ fn kiosk_menu_change_is_refused_everywhere() {
     }
     let refused = events
         .iter()
-        .any(|e| matches!(e, EngineEvent::ChangeRefused { .. }));
+        .any(|e| matches!(e, Event::ChangeRefused { .. }));
     // The kiosk is read-only for menu, so it may simply never send: either way nothing applies.
     assert!(refused || pos.engine.metrics().changes_refused == 0);
 }

@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use outpost_core::engine::wire::FRAGMENT_BYTES;
-use outpost_core::{ChangeHash, DocumentId, EngineEvent, PeerId, Policy};
+use outpost_core::{ChangeHash, DocumentId, Event, PeerId, Policy};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -519,7 +519,7 @@ fn strict_relays_refuse_forwards() {
         let refused = net
             .events(p)
             .iter()
-            .any(|e| matches!(e, EngineEvent::ChangeRefused { .. }));
+            .any(|e| matches!(e, Event::ChangeRefused { .. }));
         assert!(refused, "{p} reported no refusal");
     }
     net.put(&k, &d, "/o3", json!({"sku": "soda"}));

@@ -80,6 +80,20 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A node was started with a cloud certificate but no single site to serve.
+    #[error("{identity} is a cloud identity, and a Node serves one site: set NodeConfig::site_rule to SiteRule::SameSite(<site>), or run outpost-cloud, which serves every site with an engine and store namespace of its own")]
+    MultiSiteNode {
+        /// The node's identity.
+        identity: outpost_core::PeerInfo,
+    },
+    /// A dial target could not be resolved or reached.
+    #[error("cannot reach {target}: {reason}; check the name or address and that the peer is running and reachable")]
+    Dial {
+        /// The target as given (`host:port`).
+        target: String,
+        /// Why.
+        reason: String,
+    },
     /// A connection was lost or closed.
     #[error("connection lost: {0}; the node reconnects to static peers on its own")]
     Connection(#[from] quinn::ConnectionError),

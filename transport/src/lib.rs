@@ -43,33 +43,47 @@
 //! # }
 //! ```
 //!
-//! # Modules
+//! # What is here
 //!
-//! - [`identity`]: the fleet CA and device certificates (rcgen); the identity SAN URI
-//!   `outpost://<site>/<peer>?role=<role>`.
-//! - [`tls`]: mutual-TLS rustls and quinn configurations that admit only devices of
-//!   the fleet, of the right site ([`SiteRule`]), and not revoked ([`DenyList`]).
-//! - [`frame`]: length-prefixed frames and the close codes ([`CloseCode`]) of a link.
-//! - [`session`]: one connection with a peer: its control stream and per-document streams.
-//! - [`node`]: the [`Node`]: store, engine loop, accepting, dialing with [`Backoff`],
-//!   events for apps.
-//! - [`backoff`]: exponential backoff with jitter for reconnects.
-//! - [`discovery`]: mDNS TXT records; the announcer/browser needs the `discovery` feature.
+//! - Identities: the fleet CA and device certificates ([`FleetCa`], [`DeviceCert`]; rcgen),
+//!   the identity SAN URI `outpost://<site>/<peer>?role=<role>`.
+//! - Mutual TLS: rustls and quinn configurations that admit only devices of the fleet, of
+//!   the right site ([`SiteRule`]), and not revoked ([`DenyList`]); [`endpoint`].
+//! - Frames and close codes: length-prefixed frames ([`write_frame`], [`read_frame`]) and
+//!   [`CloseCodeExt`] to send `outpost_core::CloseCode`s on QUIC connections.
+//! - [`Session`]: one connection with a peer: its control stream and per-document streams.
+//! - [`Runner`]: the one async loop around `outpost_core::Links`, used by every device
+//!   [`Node`] and by every site of the cloud peer, with [`Hooks`] for what differs.
+//! - [`Node`]: a device: store, runner, accepting and dialing, events for apps.
+//! - mDNS TXT records ([`txt_record`], ...); the announcer/browser needs the `discovery`
+//!   feature.
 
-pub mod backoff;
-pub mod discovery;
-pub mod drive;
-pub mod error;
-pub mod frame;
-pub mod identity;
-pub mod node;
-pub mod session;
-pub mod tls;
+mod discovery;
+mod error;
+mod frame;
+mod identity;
+mod node;
+mod runner;
+mod session;
+mod tls;
 
-pub use backoff::Backoff;
+pub use discovery::{
+    instance_name, parse_txt_record, should_dial, txt_record, SERVICE_TYPE, TXT_VERSION,
+};
 pub use error::{Error, Result};
-pub use frame::CloseCode;
-pub use identity::{peer_info_from_cert, DeviceCert, FleetCa};
-pub use node::{Node, NodeConfig, NodeEvent};
+pub use frame::{
+    decode as decode_frame, encode as encode_frame, read_frame, write_frame, CloseCodeExt,
+    DEFAULT_MAX_FRAME_SIZE, HEADER_LEN,
+};
+pub use identity::{
+    identity_uri, parse_identity_uri, peer_info_from_cert, DeviceCert, FleetCa,
+    DEVICE_CERT_VALIDITY_DAYS, SERVER_NAME,
+};
+pub use node::{Node, NodeConfig, DEFAULT_PORT};
+pub use runner::{runner_channel, Hooks, Runner, RunnerConfig, RunnerHandle, RunnerInbox};
 pub use session::{Session, SessionConfig, SessionEvent, SessionId};
-pub use tls::{DenyEntry, DenyList, PeerFilter, SiteRule, TransportTuning};
+pub use tls::{
+    client_config, endpoint, peer_info_of, rustls_client_config, rustls_server_config,
+    server_config, transport_config, DenyEntry, DenyList, PeerFilter, Refusal, SiteRule,
+    TransportTuning, ALPN,
+};

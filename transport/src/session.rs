@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
-use crate::frame::{read_frame, write_frame, CloseCode, DEFAULT_MAX_FRAME_SIZE};
+use crate::frame::{read_frame, write_frame, CloseCode, CloseCodeExt, DEFAULT_MAX_FRAME_SIZE};
 
 /// Identifies one connection for its whole life (quinn's `stable_id`).
 pub type SessionId = usize;

@@ -30,8 +30,6 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use crate::error::{Error, Result};
 use crate::identity::{peer_info_from_cert, DeviceCert};
 
-pub use crate::identity::SERVER_NAME;
-
 /// The ALPN protocol id of outpost links.
 pub const ALPN: &[u8] = b"outpost/1";
 

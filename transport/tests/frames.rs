@@ -4,9 +4,10 @@
 
 mod support;
 
+use outpost_core::CloseCode;
 use outpost_core::{DocumentId, PeerId};
-use outpost_transport::frame::{self, CloseCode};
-use outpost_transport::tls::peer_info_of;
+use outpost_transport::peer_info_of;
+use outpost_transport::{self as frame, CloseCodeExt};
 use outpost_transport::{FleetCa, Session, SessionConfig, SessionEvent};
 use support::*;
 use tokio::sync::mpsc;

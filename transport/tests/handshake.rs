@@ -4,7 +4,7 @@ mod support;
 
 use std::sync::Arc;
 
-use outpost_transport::tls::{self, peer_info_of, TransportTuning};
+use outpost_transport::{self as tls, peer_info_of, TransportTuning};
 use outpost_transport::{DenyList, FleetCa, PeerFilter, SiteRule};
 use support::*;
 

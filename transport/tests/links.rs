@@ -5,9 +5,11 @@ mod support;
 
 use std::time::Duration;
 
+use outpost_core::CloseCode;
 use outpost_core::Durability;
-use outpost_transport::frame::{self, CloseCode};
-use outpost_transport::{tls, DenyEntry, FleetCa, NodeEvent};
+use outpost_core::Event;
+use outpost_transport::{self as frame, CloseCodeExt};
+use outpost_transport::{self as tls, DenyEntry, FleetCa, SiteRule};
 use serde_json::json;
 use support::*;
 
@@ -90,7 +92,7 @@ async fn peers_dialing_each_other_keep_one_connection() {
     assert_eq!(b.connected_peers().len(), 1);
     let mut disconnects = 0;
     while let Ok(e) = a_events.try_recv() {
-        if matches!(e, NodeEvent::PeerDisconnected(_)) {
+        if matches!(e, Event::PeerDisconnected(_)) {
             disconnects += 1;
         }
     }
@@ -118,7 +120,7 @@ async fn cut_and_restored_link() {
     )
     .await;
     wait_event("disconnected event", &mut pos_events, |e| {
-        matches!(e, NodeEvent::PeerDisconnected(_))
+        matches!(e, Event::PeerDisconnected(_))
     })
     .await;
     p.kiosk
@@ -143,7 +145,7 @@ async fn cut_and_restored_link() {
     )
     .await;
     wait_event("connected event", &mut pos_events, |e| {
-        matches!(e, NodeEvent::PeerConnected(_))
+        matches!(e, Event::PeerConnected(_))
     })
     .await;
     p.shutdown().await;
@@ -333,7 +335,7 @@ async fn garbage_from_one_peer_closes_only_its_connection() {
         .await
         .expect("garbage");
     wait_event("protocol error", &mut events, |e| {
-        matches!(e, NodeEvent::ProtocolError { .. })
+        matches!(e, Event::ProtocolError { .. })
     })
     .await;
     assert!(
@@ -409,16 +411,24 @@ async fn dialing_itself_is_harmless() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn same_peer_id_from_two_sites_does_not_flap_at_the_cloud() {
+async fn a_node_with_a_cloud_certificate_serves_one_site_only() {
     init_tracing();
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = FleetCa::generate("acme").expect("ca");
-    let cloud = start(test_config(
-        &dir.path().join("cloud"),
-        &issue(&ca, "acme", "cloud-1", "cloud"),
-        vec![],
-    ))
-    .await;
+    let cloud_cert = issue(&ca, "acme", "cloud-1", "cloud");
+    // Without a site, a Node would quietly become a second multi-site cloud: refused.
+    let err =
+        outpost_transport::Node::start(test_config(&dir.path().join("cloud"), &cloud_cert, vec![]))
+            .await
+            .expect_err("a cloud identity without a site must be refused");
+    assert!(
+        matches!(err, outpost_transport::Error::MultiSiteNode { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("outpost-cloud"), "{err}");
+    let mut config = test_config(&dir.path().join("cloud"), &cloud_cert, vec![]);
+    config.site_rule = Some(SiteRule::SameSite("lyon".parse().expect("site")));
+    let cloud = start(config).await;
     let lyon = start(test_config(
         &dir.path().join("lyon"),
         &issue(&ca, "lyon", "pos-1", "pos"),
@@ -428,14 +438,14 @@ async fn same_peer_id_from_two_sites_does_not_flap_at_the_cloud() {
     wait_connected(&lyon, "cloud-1").await;
     let paris = start(test_config(
         &dir.path().join("paris"),
-        &issue(&ca, "paris", "pos-1", "pos"),
+        &issue(&ca, "paris", "pos-2", "pos"),
         vec![cloud.local_addr()],
     ))
     .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(
         paris.connected_peers().is_empty(),
-        "paris/pos-1 is refused while lyon/pos-1 is connected"
+        "a device of another site is refused by a one-site cloud node"
     );
     let connected = cloud.connected_peers();
     assert_eq!(connected.len(), 1);

@@ -5,8 +5,9 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use outpost_core::Event;
 use outpost_core::{Durability, Policy};
-use outpost_transport::{FleetCa, Node, NodeEvent};
+use outpost_transport::{FleetCa, Node};
 use serde_json::json;
 use support::*;
 
@@ -39,7 +40,16 @@ impl Site {
     }
 
     async fn cloud(&self) -> Node {
-        start(self.config("acme", "cloud-1", "cloud", vec![])).await
+        start(self.cloud_config()).await
+    }
+
+    /// A cloud node serves one site: this one.
+    fn cloud_config(&self) -> outpost_transport::NodeConfig {
+        let mut config = self.config("acme", "cloud-1", "cloud", vec![]);
+        config.site_rule = Some(outpost_transport::SiteRule::SameSite(
+            "lyon".parse().expect("valid site"),
+        ));
+        config
     }
 
     async fn device(&self, name: &str, role: &str, peers: Vec<SocketAddr>) -> Node {
@@ -240,7 +250,7 @@ async fn kiosk_order_reaches_pos_while_cloud_is_down_and_cloud_catches_up() {
         .expect("menu");
 
     // The cloud comes back on the same address and catches up.
-    let mut config = site.config("acme", "cloud-1", "cloud", vec![]);
+    let mut config = site.cloud_config();
     config.listen = cloud_addr;
     let cloud = start_retrying(config).await;
     wait_value(
@@ -399,7 +409,7 @@ async fn kiosk_writing_the_menu_is_refused_everywhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_pushed_by_a_kiosk_are_refused_at_every_receiver() {
     use outpost_core::engine::wire::{WireMessage, WIRE_VERSION};
-    use outpost_transport::{tls, Session, SessionConfig, SessionEvent};
+    use outpost_transport::{self as tls, Session, SessionConfig, SessionEvent};
 
     let site = Site::new();
     let cloud = site.cloud().await;
@@ -461,10 +471,10 @@ async fn changes_pushed_by_a_kiosk_are_refused_at_every_receiver() {
         session.send(Some(&menu), push.clone()).expect("push");
 
         let event = wait_event("refusal", &mut events, |e| {
-            matches!(e, NodeEvent::ChangeRefused { .. })
+            matches!(e, Event::ChangeRefused { .. })
         })
         .await;
-        let NodeEvent::ChangeRefused {
+        let Event::ChangeRefused {
             peer: from,
             doc: d,
             reason,
@@ -504,10 +514,7 @@ async fn changes_pushed_by_a_kiosk_are_refused_at_every_receiver() {
             node.info().peer
         );
         session
-            .finish(
-                outpost_transport::CloseCode::Shutdown,
-                Duration::from_secs(1),
-            )
+            .finish(outpost_core::CloseCode::Shutdown, Duration::from_secs(1))
             .await;
     }
 

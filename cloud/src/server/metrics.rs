@@ -58,6 +58,7 @@ impl Metrics {
             changes_applied: d(now.changes_applied, last.changes_applied),
             changes_refused: d(now.changes_refused, last.changes_refused),
             sync_errors: d(now.sync_errors, last.sync_errors),
+            storage_errors: d(now.storage_errors, last.storage_errors),
         };
         *last = now.clone();
         if delta == EngineMetrics::default() {
@@ -72,6 +73,7 @@ impl Metrics {
             t.changes_applied += delta.changes_applied;
             t.changes_refused += delta.changes_refused;
             t.sync_errors += delta.sync_errors;
+            t.storage_errors += delta.storage_errors;
         }
         let mut sites = lock(&self.sites);
         let s = sites.entry(site.clone()).or_default();
@@ -189,6 +191,12 @@ impl Metrics {
             "counter",
             "Messages that could not be decoded or applied.",
             t.sync_errors,
+        );
+        metric(
+            "outpost_storage_errors_total",
+            "counter",
+            "Writes of received changes or sync state that storage refused (disk full, I/O).",
+            t.storage_errors,
         );
         type Field = fn(&SiteStats) -> u64;
         let per_site: [(&str, &str, &str, Field); 7] = [

@@ -1,43 +1,34 @@
-//! One site in the cloud: its store namespace, its engine and its devices' sessions.
+//! One site in the cloud: its store namespace, and the transport's one [`Runner`] with the
+//! cloud's hooks.
 //!
-//! The task owns the [`Engine`] and the [`Session`]s of the site, like the device node's
-//! engine loop does: it waits for new connections, session events (frames, closes) and
-//! the engine's next timeout, and after every input drains `poll_transmit` into the
-//! sessions' bounded queues and `poll_event` into the log and the metrics. No lock is held
-//! across an await.
+//! The runner (the same loop as a device's `Node`) owns the site's links layer, engine and
+//! sessions. The hooks add what a cloud site needs: metrics, compaction of documents once the
+//! site is quiet, eviction of idle documents, and retiring the whole site when no device has
+//! been connected for a while.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_core::{
-    engine::EngineMetrics, DocumentId, Engine, EngineConfig, EngineEvent, PeerId, PeerInfo, SiteId,
-    Store, StoreOptions, Timestamp,
+    engine::EngineMetrics, CloseCode, DocumentId, Engine, EngineConfig, Event, LinkConfig, Links,
+    SiteId, Store, StoreOptions,
 };
-use outpost_transport::{CloseCode, Session, SessionEvent};
-use tokio::sync::{mpsc, oneshot};
+use outpost_transport::{
+    runner_channel, Hooks, PeerFilter, Runner, RunnerConfig, RunnerHandle, RunnerInbox, SiteRule,
+};
 use tracing::Instrument;
 
 use super::Shared;
 
-/// Commands to a site task.
-pub(crate) enum SiteCmd {
-    /// A device of the site connected (its identity is from its verified certificate).
-    Attach {
-        conn: quinn::Connection,
-        info: PeerInfo,
-    },
-    /// Persist, close every session gracefully, flush, and stop.
-    Shutdown(oneshot::Sender<()>),
-}
-
-/// Starts the task of `site`; returns its command channel.
-pub(crate) fn spawn(shared: Arc<Shared>, site: SiteId) -> mpsc::UnboundedSender<SiteCmd> {
-    let (tx, rx) = mpsc::unbounded_channel();
+/// Starts the task of `site`; returns the handle of its runner. Connections may be
+/// attached at once: they wait until the site's storage is open.
+pub(crate) fn spawn(shared: Arc<Shared>, site: SiteId) -> RunnerHandle {
+    let (handle, inbox) = runner_channel();
     let span = tracing::info_span!("site", %site);
-    tokio::spawn(run(shared, site, rx).instrument(span));
-    tx
+    tokio::spawn(run(shared, site, inbox).instrument(span));
+    handle
 }
 
 /// How long a site must be without traffic before its changed documents are compacted.
@@ -53,7 +44,7 @@ fn housekeeping_period(idle: Duration) -> Duration {
     (idle / 4).clamp(Duration::from_millis(250), Duration::from_secs(5))
 }
 
-async fn run(shared: Arc<Shared>, site: SiteId, mut cmds: mpsc::UnboundedReceiver<SiteCmd>) {
+async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
     let namespace = format!("site/{site}/");
     let store = match Store::on_db(
         shared.db.clone(),
@@ -69,70 +60,58 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut cmds: mpsc::UnboundedReceive
             tracing::error!(error = %e, "cannot open the site's storage; refusing its devices");
             // Close what was sent to us; the registry entry is retired so the next
             // connection tries again.
-            refuse_all(&shared, &site, &mut cmds);
-            return;
+            loop {
+                for _ in 0..inbox.refuse_pending(CloseCode::Shutdown) {
+                    shared.session_closed(&site);
+                }
+                if shared.try_retire(&site) {
+                    inbox.refuse_pending(CloseCode::Shutdown);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     };
     let engine = Engine::new(
-        store,
+        store.clone(),
         EngineConfig::new(shared.local.clone(), shared.config.policy.clone()),
     );
-    let (inbox, inbox_rx) = mpsc::channel(1024);
-    let mut task = SiteTask {
+    // The cloud never dials: the links layer only serves the devices' connections.
+    let links = Links::new(engine, LinkConfig::default(), 0);
+    let config = RunnerConfig {
+        session: shared.config.session.clone(),
+        shutdown_grace: shared.config.shutdown_grace,
+        dial_timeout: Duration::from_secs(10),
+        // Routing already admitted only this site's devices; the endpoint's verifier
+        // enforces the deny list in the handshake.
+        filter: PeerFilter::new(SiteRule::SameSite(site.clone()), shared.filter.deny_list()),
+    };
+    let hooks = SiteHooks {
         shared,
         site,
-        engine,
-        sessions: HashMap::new(),
-        inbox,
+        store: store.clone(),
         last_metrics: EngineMetrics::default(),
         last_active: Instant::now(),
         backlog_stale: true,
         compact_pending: BTreeMap::new(),
         documents_loaded: 0,
         checked_at_load: false,
+        connected: 0,
     };
-    task.shared
+    hooks
+        .shared
         .metrics
-        .set_site(&task.site, |s| s.loaded = true);
+        .set_site(&hooks.site, |s| s.loaded = true);
     tracing::debug!("site loaded");
-    task.run(cmds, inbox_rx).await;
+    Runner::new(links, store, hooks, config, None, inbox)
+        .run()
+        .await;
 }
 
-fn refuse_all(shared: &Shared, site: &SiteId, cmds: &mut mpsc::UnboundedReceiver<SiteCmd>) {
-    loop {
-        while let Ok(cmd) = cmds.try_recv() {
-            match cmd {
-                SiteCmd::Attach { conn, .. } => {
-                    CloseCode::Shutdown.close(&conn);
-                    shared.session_closed(site);
-                }
-                SiteCmd::Shutdown(reply) => {
-                    let _ = reply.send(());
-                }
-            }
-        }
-        if shared.try_retire(site) {
-            // A command may have slipped in before retiring.
-            while let Ok(cmd) = cmds.try_recv() {
-                match cmd {
-                    SiteCmd::Attach { conn, .. } => CloseCode::Shutdown.close(&conn),
-                    SiteCmd::Shutdown(reply) => {
-                        let _ = reply.send(());
-                    }
-                }
-            }
-            return;
-        }
-        std::thread::yield_now();
-    }
-}
-
-struct SiteTask {
+struct SiteHooks {
     shared: Arc<Shared>,
     site: SiteId,
-    engine: Engine,
-    sessions: HashMap<PeerId, Session>,
-    inbox: mpsc::Sender<SessionEvent>,
+    store: Store,
     last_metrics: EngineMetrics,
     last_active: Instant,
     /// Something happened since the backlog was last computed.
@@ -144,181 +123,98 @@ struct SiteTask {
     checked_at_load: bool,
     /// This site's share of `Shared::documents_loaded`.
     documents_loaded: i64,
+    connected: usize,
 }
 
-async fn sleep_for(duration: Option<Duration>) {
-    match duration {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-impl SiteTask {
-    async fn run(
-        &mut self,
-        mut cmds: mpsc::UnboundedReceiver<SiteCmd>,
-        mut inbox: mpsc::Receiver<SessionEvent>,
-    ) {
-        let mut housekeeping = tokio::time::interval(housekeeping_period(self.shared.config.idle));
-        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut timer_just_fired = false;
-        loop {
-            let sleep = self.engine.poll_timeout().map(|at| {
-                let ms = at.millis_since(Timestamp::now());
-                // Guards against an engine that keeps asking for a timeout in the past.
-                Duration::from_millis(ms.max(if timer_just_fired { 20 } else { 0 }))
-            });
-            timer_just_fired = false;
-            tokio::select! {
-                cmd = cmds.recv() => match cmd {
-                    Some(SiteCmd::Attach { conn, info }) => self.attach(conn, info),
-                    Some(SiteCmd::Shutdown(reply)) => {
-                        self.shutdown().await;
-                        let _ = reply.send(());
-                        return;
-                    }
-                    None => {
-                        self.shutdown().await;
-                        return;
-                    }
-                },
-                Some(event) = inbox.recv() => self.on_session_event(event),
-                _ = sleep_for(sleep) => {
-                    timer_just_fired = true;
-                    self.engine.handle_timeout(Timestamp::now());
-                }
-                _ = housekeeping.tick() => {
-                    if self.housekeeping() {
-                        return;
-                    }
-                }
-            }
-            self.drain();
-        }
-    }
-
-    fn attach(&mut self, conn: quinn::Connection, info: PeerInfo) {
-        let now = Timestamp::now();
-        self.last_active = Instant::now();
-        self.backlog_stale = true;
-        if info.peer == self.shared.local.peer {
-            tracing::warn!(peer = %info, "refusing a device with the cloud's own peer id");
-            CloseCode::BadIdentity.close(&conn);
-        }
-        if let Some(old) = self.sessions.remove(&info.peer) {
-            // The device reconnected (its old connection is dead or dying): the new one wins.
-            tracing::debug!(peer = %info, "replacing the existing connection");
-            old.close(CloseCode::Duplicate);
-            self.engine.handle_disconnect(&info.peer, now);
-        } else {
-            tracing::info!(peer = %info, remote = %conn.remote_address(), "device connected");
-        }
-        // Started even for a refused connection: its `Closed` event settles the count.
-        let session = Session::start(
-            conn,
-            info.clone(),
-            self.shared.config.session.clone(),
-            self.inbox.clone(),
-        );
-        if info.peer == self.shared.local.peer {
-            return;
-        }
-        self.sessions.insert(info.peer.clone(), session);
-        self.engine.handle_connect(info, now);
-        self.update_connected();
-        if !self.checked_at_load {
-            // `handle_connect` has just loaded every document for its digests.
-            self.checked_at_load = true;
-            if let Ok(docs) = self.engine.store().documents() {
-                for doc in docs {
-                    self.compact_pending.insert(doc, COMPACT_AFTER_CHANGES);
-                }
-            }
-        }
-    }
-
-    fn update_connected(&self) {
-        let n = self.sessions.len() as u64;
-        self.shared
-            .metrics
-            .set_site(&self.site, |s| s.connected = n);
-    }
-
-    fn on_session_event(&mut self, event: SessionEvent) {
-        let now = Timestamp::now();
+impl Hooks for SiteHooks {
+    fn on_event(&mut self, event: &Event) {
         self.last_active = Instant::now();
         self.backlog_stale = true;
         match event {
-            SessionEvent::Message {
-                session,
-                peer,
-                doc,
-                bytes,
-            } => {
-                outpost_transport::drive::deliver(
-                    &mut self.engine,
-                    &self.sessions,
-                    session,
-                    &peer,
-                    doc.as_ref(),
-                    &bytes,
-                    now,
-                );
-            }
-            SessionEvent::Closed {
-                session,
-                peer,
-                error,
-            } => {
-                self.shared.session_closed(&self.site);
-                if self.sessions.get(&peer).map(Session::id) != Some(session) {
-                    return;
-                }
-                if let Some(s) = self.sessions.remove(&peer) {
-                    tracing::info!(peer = %s.peer(), %error, "device disconnected");
-                    self.engine.handle_disconnect(&peer, now);
-                    self.update_connected();
+            Event::PeerConnected(peer) => {
+                tracing::info!(%peer, "device connected");
+                if !self.checked_at_load {
+                    // The engine has just loaded every document for its digests.
+                    self.checked_at_load = true;
+                    if let Ok(docs) = self.store.documents() {
+                        for doc in docs {
+                            self.compact_pending.insert(doc, COMPACT_AFTER_CHANGES);
+                        }
+                    }
                 }
             }
+            Event::PeerDisconnected(peer) => tracing::info!(%peer, "device disconnected"),
+            Event::ConnectionRefused { peer, code } => {
+                tracing::warn!(%peer, %code, "connection refused")
+            }
+            Event::RemoteChange { peer, doc, changes } => {
+                tracing::debug!(%peer, %doc, changes, "changes applied");
+                *self.compact_pending.entry(doc.clone()).or_default() += changes;
+            }
+            Event::ChangeRefused { peer, doc, reason } => {
+                tracing::warn!(%peer, %doc, %reason, "changes refused")
+            }
+            Event::RefusedByPeer { peer, doc, reason } => {
+                tracing::warn!(%peer, %doc, %reason, "device refused our changes")
+            }
+            Event::InSync { peer, doc } => tracing::debug!(%peer, %doc, "in sync"),
+            Event::ProtocolError { peer, message } => {
+                tracing::warn!(%peer, %message, "protocol error")
+            }
+            Event::StorageFailed { .. } => {}
+            _ => {}
         }
     }
 
-    /// Sends what the engine wants sent and logs its events.
-    fn drain(&mut self) {
-        outpost_transport::drive::send_transmits(&mut self.engine, &mut self.sessions);
-        while let Some(event) = self.engine.poll_event() {
-            match event {
-                EngineEvent::RemoteChange { peer, doc, changes } => {
-                    tracing::debug!(%peer, %doc, changes, "changes applied");
-                    *self.compact_pending.entry(doc).or_default() += changes;
-                }
-                EngineEvent::ChangeRefused { peer, doc, reason } => {
-                    tracing::warn!(%peer, %doc, %reason, "changes refused")
-                }
-                EngineEvent::RefusedByPeer { peer, doc, reason } => {
-                    tracing::warn!(%peer, %doc, %reason, "device refused our changes")
-                }
-                EngineEvent::InSync { peer, doc } => tracing::debug!(%peer, %doc, "in sync"),
-                EngineEvent::ProtocolError { peer, message } => {
-                    tracing::warn!(%peer, %message, "protocol error")
-                }
-            }
-        }
-        let now = self.engine.metrics().clone();
+    fn after_input(&mut self, links: &Links) {
+        let now = links.engine().metrics().clone();
         self.shared
             .metrics
             .add_engine_delta(&self.site, &mut self.last_metrics, &now);
+        let connected = links.connected().len();
+        if connected != self.connected {
+            self.connected = connected;
+            self.shared
+                .metrics
+                .set_site(&self.site, |s| s.connected = connected as u64);
+        }
     }
 
+    fn on_connection_closed(&mut self) {
+        self.shared.session_closed(&self.site);
+    }
+
+    fn housekeeping_period(&self) -> Option<Duration> {
+        Some(housekeeping_period(self.shared.config.idle))
+    }
+
+    fn housekeeping(&mut self, links: &mut Links, open: usize) -> bool {
+        self.tick(links, open)
+    }
+
+    fn on_shutdown(&mut self, links: &Links) {
+        self.connected = 0;
+        self.shared
+            .metrics
+            .set_site(&self.site, |s| s.connected = 0);
+        self.refresh_backlog(links);
+        self.set_documents_loaded(0);
+        self.shared
+            .metrics
+            .set_site(&self.site, |s| s.loaded = false);
+    }
+}
+
+impl SiteHooks {
     /// Evicts idle documents, refreshes the backlog; returns true when the site retired.
-    fn housekeeping(&mut self) -> bool {
+    fn tick(&mut self, links: &Links, open: usize) -> bool {
         let idle = self.shared.config.idle;
         // The backlog is computed once after activity; computing it reloads documents,
         // which must not happen on every tick of an idle site.
         if self.backlog_stale && self.last_active.elapsed() >= Duration::from_millis(200) {
-            self.refresh_backlog();
+            self.refresh_backlog(links);
         }
-        let store = self.engine.store().clone();
+        let store = self.store.clone();
         if !self.compact_pending.is_empty() && self.last_active.elapsed() >= QUIET {
             let due: Vec<DocumentId> = self
                 .compact_pending
@@ -344,10 +240,7 @@ impl SiteTask {
             tracing::debug!(evicted, pressure, "idle documents unloaded");
         }
         self.set_documents_loaded(store.loaded_documents() as i64);
-        if self.sessions.is_empty()
-            && self.last_active.elapsed() >= idle
-            && self.shared.try_retire(&self.site)
-        {
+        if open == 0 && self.last_active.elapsed() >= idle && self.shared.try_retire(&self.site) {
             if let Err(e) = store.flush() {
                 tracing::error!(error = %e, "flushing the site's storage failed");
             }
@@ -403,38 +296,12 @@ impl SiteTask {
         }
     }
 
-    fn refresh_backlog(&mut self) {
-        let backlog = self.engine.status().unsynced_changes() as u64;
+    fn refresh_backlog(&mut self, links: &Links) {
+        let backlog = links.status().unsynced_changes() as u64;
         self.backlog_stale = false;
         self.shared
             .metrics
             .set_site(&self.site, |s| s.backlog = backlog);
-    }
-
-    async fn shutdown(&mut self) {
-        let now = Timestamp::now();
-        self.drain();
-        let sessions: Vec<Session> = self.sessions.drain().map(|(_, s)| s).collect();
-        for s in &sessions {
-            self.engine.handle_disconnect(&s.peer().peer, now);
-        }
-        self.update_connected();
-        let grace = self.shared.config.shutdown_grace;
-        let finishing: Vec<_> = sessions
-            .into_iter()
-            .map(|s| tokio::spawn(s.finish(CloseCode::Shutdown, grace)))
-            .collect();
-        for f in finishing {
-            let _ = f.await;
-        }
-        self.refresh_backlog();
-        if let Err(e) = self.engine.store().flush() {
-            tracing::error!(error = %e, "flushing the site's storage at shutdown failed");
-        }
-        self.set_documents_loaded(0);
-        self.shared
-            .metrics
-            .set_site(&self.site, |s| s.loaded = false);
     }
 
     /// Records how many of this site's documents are in memory.

@@ -22,6 +22,8 @@ pub struct EngineMetrics {
     pub changes_refused: u64,
     /// Messages that could not be decoded or applied.
     pub sync_errors: u64,
+    /// Writes of sync bookkeeping or received changes that the store refused.
+    pub storage_errors: u64,
 }
 
 /// Sync status of every peer this engine knows.
@@ -116,8 +118,7 @@ pub(super) fn build(engine: &Engine) -> SyncStatus {
                     .their_heads
                     .clone()
                     .unwrap_or_else(|| s.shared_heads.clone()),
-                None => store
-                    .load_sync_state(&peer, &doc)
+                None => super::SyncStateStore::load_sync_state(store, &peer, &doc)
                     .ok()
                     .flatten()
                     .map(|s| s.shared_heads)

@@ -56,8 +56,8 @@ use std::time::{Duration, Instant};
 use outpost_core::engine::wire::{WireMessage, FRAGMENT_BYTES};
 use outpost_core::engine::DEFAULT_WINDOW_BYTES;
 use outpost_core::{
-    ChangeHash, DocumentId, Durability, Engine, EngineConfig, EngineEvent, PeerId, PeerInfo,
-    Policy, Role, Store, StoreOptions, Timestamp,
+    ChangeHash, DocumentId, Durability, Engine, EngineConfig, Event, PeerId, PeerInfo, Policy,
+    Role, Store, StoreOptions, Timestamp,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -384,7 +384,7 @@ impl Net {
     }
 
     /// Drains a running peer's engine events.
-    pub(crate) fn events(&mut self, peer: &PeerId) -> Vec<EngineEvent> {
+    pub(crate) fn events(&mut self, peer: &PeerId) -> Vec<Event> {
         let e = self.engine_mut(peer);
         std::iter::from_fn(|| e.poll_event()).collect()
     }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use outpost_core::PeerInfo;
-use outpost_transport::tls::{self, TransportTuning};
+use outpost_transport::{self as tls, TransportTuning};
 use outpost_transport::{DenyList, DeviceCert, FleetCa, PeerFilter, SiteRule};
 
 /// The bound on every await of the tests.
@@ -98,8 +98,9 @@ pub async fn link(
 // ---------------------------------------------------------------------------------------
 // Nodes
 
+use outpost_core::{Backoff, Event};
 use outpost_core::{DocumentId, PeerId, Policy, Store};
-use outpost_transport::{Backoff, Node, NodeConfig, NodeEvent};
+use outpost_transport::{Node, NodeConfig};
 use serde_json::Value as Json;
 use tokio::sync::broadcast;
 
@@ -175,9 +176,9 @@ pub async fn wait_converged(what: &str, stores: &[&Store], doc: &DocumentId) {
 /// Waits for the first event matching `pred`.
 pub async fn wait_event(
     what: &str,
-    rx: &mut broadcast::Receiver<NodeEvent>,
-    pred: impl Fn(&NodeEvent) -> bool,
-) -> NodeEvent {
+    rx: &mut broadcast::Receiver<Event>,
+    pred: impl Fn(&Event) -> bool,
+) -> Event {
     within(what, async {
         loop {
             match rx.recv().await {

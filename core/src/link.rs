@@ -1,0 +1,684 @@
+//! The life of links around the sync engine, sans IO.
+//!
+//! [`Links`] owns the [`Engine`] and decides everything about connections that does not need
+//! a socket: which of two connections with one peer is kept, when a peer counts as connected
+//! or gone, when to dial a target again (with [`Backoff`]), what a cut link refuses, which
+//! bytes go to which connection. Its driver (the transport's runner, or the simulation of
+//! `outpost-testkit`) feeds it inputs and carries out its outputs:
+//!
+//! | input | when |
+//! |---|---|
+//! | [`Links::handle_connected`] | a connection completed its handshake (with who dialed it) |
+//! | [`Links::handle_frame`] | a frame arrived on a connection |
+//! | [`Links::handle_closed`] | a connection closed (with the peer's close code, if any) |
+//! | [`Links::handle_dial_failed`] | a dial of a target failed or timed out |
+//! | [`Links::handle_local_change`] | the app changed a document |
+//! | [`Links::cut`], [`Links::restore`], [`Links::disconnect`], [`Links::close_where`] | the app or an operator acts on links |
+//! | [`Links::add_target`], [`Links::pause_target`], [`Links::resume_target`] | dial targets |
+//! | [`Links::handle_timeout`] | the time [`Links::poll_timeout`] asked for has come |
+//!
+//! Outputs are drained with [`Links::poll_output`] ([`Output::Send`], [`Output::Close`],
+//! [`Output::Dial`]) and [`Links::poll_event`] (one [`Event`] type for links and sync).
+//! Time is always a parameter; randomness (dial jitter) comes from a seeded rng.
+//!
+//! # One connection per pair of peers
+//!
+//! When two peers dial each other at the same time, both end up with two connections. Each
+//! side keeps the connection **dialed by the smaller peer** (ordered by peer id, then site)
+//! and closes the other with [`CloseCode::Duplicate`]; both sides apply the same rule, so they
+//! keep the same one. A new connection dialed by the same side as the existing one replaces
+//! it (the peer redialed, so the old one is dead): a cloud, which never dials, therefore
+//! always keeps a device's newest connection. Either way the engine session restarts on the
+//! kept connection, from the persisted sync state. When the peer closes *our* current
+//! connection as a duplicate, the one it kept is about to arrive: the peer stays connected
+//! for a grace period ([`LinkConfig::replacement_grace_ms`]), so apps see no flap.
+
+mod backoff;
+mod close;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+pub use self::backoff::Backoff;
+pub use self::close::CloseCode;
+use crate::engine::SyncStatus;
+use crate::{DocumentId, Engine, EngineError, Event, PeerId, PeerInfo, SiteId, Timestamp};
+
+/// Identifies one connection for its whole life. The driver chooses it; it must not be reused
+/// while the links layer may still name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Something the driver knows how to dial, e.g. `10.0.0.20:7733` or `pos-1.local:7733`.
+/// The links layer only schedules dials; resolving and connecting are the driver's.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Target(String);
+
+impl Target {
+    /// A target named by `address`.
+    pub fn new(address: impl Into<String>) -> Target {
+        Target(address.into())
+    }
+
+    /// The address as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Timing rules of the links layer.
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    /// Delay between dials of a target (default 100 ms doubling to 10 s, with jitter).
+    pub reconnect: Backoff,
+    /// How long a peer that closed our connection as a duplicate stays connected while its
+    /// other connection arrives (default 2 s).
+    pub replacement_grace_ms: u64,
+    /// A dialed link that stayed up this long resets the target's backoff when it drops, so
+    /// it is redialed promptly (default 5 s).
+    pub stable_after_ms: u64,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            reconnect: Backoff::default(),
+            replacement_grace_ms: 2_000,
+            stable_after_ms: 5_000,
+        }
+    }
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send `bytes` on `conn`: on the stream of `doc`, or the control stream for `None`.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The document (stream) the message belongs to.
+        doc: Option<DocumentId>,
+        /// One engine message.
+        bytes: Vec<u8>,
+    },
+    /// Close `conn` with `code`. The links layer already forgot it: do not report its
+    /// closing back (a report is ignored).
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        code: CloseCode,
+    },
+    /// Dial `target`, then report [`Links::handle_connected`] with it, or
+    /// [`Links::handle_dial_failed`].
+    Dial {
+        /// What to dial.
+        target: Target,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Conn {
+    info: PeerInfo,
+    target: Option<Target>,
+    opened: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TargetState {
+    /// Dial at (or after) this time, when allowed.
+    Waiting(Timestamp),
+    Dialing,
+    Connected(ConnId),
+    /// The target is this peer itself: never dialed again.
+    Disabled,
+}
+
+#[derive(Clone, Debug)]
+struct TargetEntry {
+    state: TargetState,
+    backoff: Backoff,
+    /// The peer behind the target, once a dial reached it.
+    peer: Option<PeerId>,
+}
+
+/// The links of one peer and its engine. See the [module documentation](self).
+pub struct Links {
+    engine: Engine,
+    config: LinkConfig,
+    rng: StdRng,
+    conns: BTreeMap<ConnId, Conn>,
+    /// The connection each connected peer uses.
+    current: BTreeMap<PeerId, ConnId>,
+    /// Peers that closed our connection as a duplicate: connected until the deadline.
+    replacing: BTreeMap<PeerId, (PeerInfo, Timestamp)>,
+    cut: BTreeSet<PeerId>,
+    targets: BTreeMap<Target, TargetEntry>,
+    /// Targets not to dial (an address may be paused before it is added).
+    paused: BTreeSet<Target>,
+    outputs: VecDeque<Output>,
+    events: VecDeque<Event>,
+    stopped: bool,
+}
+
+/// Orders peers for the duplicate-connection rule.
+fn peer_key(p: &PeerInfo) -> (&PeerId, &SiteId) {
+    (&p.peer, &p.site)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Links {
+    /// The links of `engine`; `seed` seeds the dial jitter (pass a random one in production,
+    /// a fixed one in simulations).
+    pub fn new(engine: Engine, config: LinkConfig, seed: u64) -> Links {
+        Links {
+            engine,
+            config,
+            rng: StdRng::seed_from_u64(seed),
+            conns: BTreeMap::new(),
+            current: BTreeMap::new(),
+            replacing: BTreeMap::new(),
+            cut: BTreeSet::new(),
+            targets: BTreeMap::new(),
+            paused: BTreeSet::new(),
+            outputs: VecDeque::new(),
+            events: VecDeque::new(),
+            stopped: false,
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Who this peer is.
+    pub fn local(&self) -> &PeerInfo {
+        self.engine.local()
+    }
+
+    /// The sync status of every known peer and document.
+    pub fn status(&self) -> SyncStatus {
+        self.engine.status()
+    }
+
+    /// The peers connected now (including one whose replacement connection is on its way).
+    pub fn connected(&self) -> Vec<PeerInfo> {
+        let mut out: Vec<PeerInfo> = self
+            .current
+            .values()
+            .filter_map(|c| self.conns.get(c))
+            .map(|c| c.info.clone())
+            .collect();
+        out.extend(self.replacing.values().map(|(info, _)| info.clone()));
+        out.sort_by(|a, b| peer_key(a).cmp(&peer_key(b)));
+        out
+    }
+
+    /// Whether `peer` counts as connected.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.current.contains_key(peer) || self.replacing.contains_key(peer)
+    }
+
+    /// Whether the link with `peer` is cut.
+    pub fn is_cut(&self, peer: &PeerId) -> bool {
+        self.cut.contains(peer)
+    }
+
+    /// The connection `peer` uses now.
+    pub fn connection_of(&self, peer: &PeerId) -> Option<ConnId> {
+        self.current.get(peer).copied()
+    }
+
+    /// Every open connection the links layer knows.
+    pub fn connections(&self) -> Vec<ConnId> {
+        self.conns.keys().copied().collect()
+    }
+
+    // ---- inputs ----
+
+    /// Adds a target to dial now and redial whenever its link is down; returns whether it
+    /// was new.
+    pub fn add_target(&mut self, target: Target, now: Timestamp) -> bool {
+        if self.stopped || self.targets.contains_key(&target) {
+            return false;
+        }
+        let mut backoff = self.config.reconnect.clone();
+        backoff.reset();
+        self.targets.insert(
+            target,
+            TargetEntry {
+                state: TargetState::Waiting(now),
+                backoff,
+                peer: None,
+            },
+        );
+        true
+    }
+
+    /// Stops dialing `target` (an existing connection stays up).
+    pub fn pause_target(&mut self, target: &Target) {
+        self.paused.insert(target.clone());
+    }
+
+    /// Resumes dialing a paused target, right away.
+    pub fn resume_target(&mut self, target: &Target, now: Timestamp) {
+        self.paused.remove(target);
+        if let Some(t) = self.targets.get_mut(target) {
+            t.backoff.reset();
+            if let TargetState::Waiting(_) = t.state {
+                t.state = TargetState::Waiting(now);
+            }
+        }
+    }
+
+    /// A dial of `target` failed (no answer, refused handshake, timeout).
+    pub fn handle_dial_failed(&mut self, target: &Target, now: Timestamp) {
+        self.schedule_redial(target, now, None);
+    }
+
+    /// A connection completed its handshake. `info` must come from the verified certificate;
+    /// `dialed` names the target if this side dialed it, `None` if it was accepted.
+    pub fn handle_connected(
+        &mut self,
+        conn: ConnId,
+        info: PeerInfo,
+        dialed: Option<Target>,
+        now: Timestamp,
+    ) {
+        if self.stopped {
+            self.outputs.push_back(Output::Close {
+                conn,
+                code: CloseCode::Shutdown,
+            });
+            return;
+        }
+        let dialed_by_us = dialed.is_some();
+        if let Some(t) = dialed.as_ref().and_then(|t| self.targets.get_mut(t)) {
+            t.peer = Some(info.peer.clone());
+            t.state = TargetState::Dialing;
+        }
+        let local = self.engine.local().clone();
+        if info.peer == local.peer {
+            tracing::warn!(peer = %info, "refusing a connection to a peer with our own id");
+            if let Some(t) = dialed.as_ref().and_then(|t| self.targets.get_mut(t)) {
+                tracing::warn!(target = %dialed.as_ref().map(Target::as_str).unwrap_or(""), "this target is this peer itself; not dialing it again");
+                t.state = TargetState::Disabled;
+            }
+            self.refuse(conn, info, CloseCode::BadIdentity);
+            return;
+        }
+        if self.cut.contains(&info.peer) {
+            tracing::info!(peer = %info, "refusing connection: link is cut");
+            self.refuse_dialed(conn, info, CloseCode::LinkCut, dialed, now);
+            return;
+        }
+        let preferred = |dialed_by_us: bool| {
+            let we_are_smaller = peer_key(&local) < peer_key(&info);
+            dialed_by_us == we_are_smaller
+        };
+        if let Some(existing_id) = self.current.get(&info.peer).copied() {
+            let Some(existing) = self.conns.get(&existing_id).cloned() else {
+                self.current.remove(&info.peer);
+                return self.handle_connected(conn, info, dialed, now);
+            };
+            if existing.info.site != info.site {
+                // The engine keys peers by id alone: two sites' `pos-1` cannot share it.
+                tracing::warn!(
+                    peer = %info,
+                    connected = %existing.info,
+                    "refusing connection: a peer with the same id from another site is connected; \
+                     give devices fleet-unique ids or run one engine per site"
+                );
+                self.refuse_dialed(conn, info, CloseCode::PeerIdInUse, dialed, now);
+                return;
+            }
+            let keep_existing = preferred(existing.target.is_some())
+                && !preferred(dialed_by_us)
+                && existing.info == info;
+            // Either way the other side restarts its sync session on the kept connection.
+            self.engine.handle_disconnect(&info.peer, now);
+            self.engine.handle_connect(info.clone(), now);
+            if keep_existing {
+                tracing::debug!(peer = %info, "closing duplicate connection, keeping the existing one");
+                self.outputs.push_back(Output::Close {
+                    conn,
+                    code: CloseCode::Duplicate,
+                });
+                if let Some(t) = dialed {
+                    self.schedule_redial(&t, now, None);
+                }
+                return;
+            }
+            tracing::debug!(peer = %info, "replacing the existing connection");
+            self.conns.remove(&existing_id);
+            self.outputs.push_back(Output::Close {
+                conn: existing_id,
+                code: CloseCode::Duplicate,
+            });
+            if let Some(t) = existing.target {
+                self.schedule_redial(&t, now, Some(existing.opened));
+            }
+            self.insert_conn(conn, info, dialed, now);
+            return;
+        }
+        let replacing = self.replacing.remove(&info.peer).is_some();
+        if !replacing {
+            tracing::info!(peer = %info, dialed_by_us, "peer connected");
+        }
+        self.insert_conn(conn, info.clone(), dialed, now);
+        self.engine.handle_connect(info.clone(), now);
+        if !replacing {
+            self.events.push_back(Event::PeerConnected(info));
+        }
+    }
+
+    /// A frame arrived on `conn`. Frames of connections that were replaced or closed are
+    /// dropped. A message the engine cannot use is reported (and logged); the link stays up.
+    pub fn handle_frame(
+        &mut self,
+        conn: ConnId,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let Some(c) = self.conns.get(&conn) else {
+            tracing::trace!(%conn, "dropping a frame of a closed connection");
+            return Ok(());
+        };
+        let peer = c.info.peer.clone();
+        if self.current.get(&peer) != Some(&conn) {
+            tracing::trace!(%peer, "dropping a frame of a replaced connection");
+            return Ok(());
+        }
+        let result = self.engine.handle_message(&peer, bytes, now);
+        if let Err(error) = &result {
+            tracing::warn!(%peer, %error, "message not applied");
+        }
+        result
+    }
+
+    /// `conn` closed: by the peer (with its close code, if it sent one) or lost.
+    pub fn handle_closed(&mut self, conn: ConnId, peer_code: Option<CloseCode>, now: Timestamp) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        if let Some(t) = &c.target {
+            self.schedule_redial(t, now, Some(c.opened));
+        }
+        if self.current.get(&c.info.peer) != Some(&conn) {
+            return;
+        }
+        self.current.remove(&c.info.peer);
+        self.engine.handle_disconnect(&c.info.peer, now);
+        if peer_code == Some(CloseCode::Duplicate) {
+            tracing::debug!(peer = %c.info, "peer keeps its other connection with us");
+            let deadline = now.plus_millis(self.config.replacement_grace_ms);
+            self.replacing
+                .insert(c.info.peer.clone(), (c.info, deadline));
+            return;
+        }
+        tracing::info!(peer = %c.info, code = ?peer_code, "peer disconnected");
+        self.events.push_back(Event::PeerDisconnected(c.info));
+    }
+
+    /// The app changed `doc`: offer it to every connected peer that may read it.
+    pub fn handle_local_change(&mut self, doc: &DocumentId, now: Timestamp) {
+        self.engine.handle_local_change(doc, now);
+    }
+
+    /// Closes the connection with `peer` now with `code`; returns whether there was one.
+    /// Dial targets of that peer redial with backoff.
+    pub fn disconnect(&mut self, peer: &PeerId, code: CloseCode, now: Timestamp) -> bool {
+        let gone = self.replacing.remove(peer);
+        match self.current.get(peer).copied() {
+            Some(conn) => {
+                self.close(conn, code, now);
+                true
+            }
+            None => {
+                if let Some((info, _)) = gone {
+                    self.events.push_back(Event::PeerDisconnected(info));
+                    return true;
+                }
+                false
+            }
+        }
+    }
+
+    /// Closes every connection whose peer matches `pred` (a revocation); returns how many.
+    pub fn close_where(
+        &mut self,
+        pred: impl Fn(&PeerInfo) -> bool,
+        code: CloseCode,
+        now: Timestamp,
+    ) -> usize {
+        let matching: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| pred(&c.info))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in &matching {
+            self.close(*conn, code, now);
+        }
+        matching.len()
+    }
+
+    /// Cuts the link with `peer` until [`Links::restore`]: closes its connection, stops
+    /// dialing it and refuses its connections with [`CloseCode::LinkCut`].
+    pub fn cut(&mut self, peer: &PeerId, now: Timestamp) {
+        self.cut.insert(peer.clone());
+        self.disconnect(peer, CloseCode::LinkCut, now);
+    }
+
+    /// Restores a link cut with [`Links::cut`]; every waiting target is dialed right away.
+    pub fn restore(&mut self, peer: &PeerId, now: Timestamp) {
+        self.cut.remove(peer);
+        for t in self.targets.values_mut() {
+            if let TargetState::Waiting(_) = t.state {
+                t.backoff.reset();
+                t.state = TargetState::Waiting(now);
+            }
+        }
+    }
+
+    /// Time passed: engine retries, replacement grace periods, redials.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.engine.handle_timeout(now);
+        let expired: Vec<PeerId> = self
+            .replacing
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for peer in expired {
+            if let Some((info, _)) = self.replacing.remove(&peer) {
+                tracing::info!(peer = %info, "peer disconnected (its other connection never came)");
+                self.events.push_back(Event::PeerDisconnected(info));
+            }
+        }
+        let due: Vec<Target> = self
+            .targets
+            .iter()
+            .filter(|(target, t)| self.dial_at(target, t).is_some_and(|at| at <= now))
+            .map(|(target, _)| target.clone())
+            .collect();
+        for target in due {
+            if let Some(t) = self.targets.get_mut(&target) {
+                t.state = TargetState::Dialing;
+            }
+            self.outputs.push_back(Output::Dial { target });
+        }
+    }
+
+    /// Stops: no more dials or connections; every engine session is ended (its sync state
+    /// persisted). Returns the connections to close, which the driver may first let send
+    /// what they queued.
+    pub fn shutdown(&mut self, now: Timestamp) -> Vec<ConnId> {
+        self.stopped = true;
+        let peers: Vec<PeerId> = self.current.keys().cloned().collect();
+        for peer in peers {
+            self.engine.handle_disconnect(&peer, now);
+        }
+        self.current.clear();
+        self.replacing.clear();
+        self.targets.clear();
+        std::mem::take(&mut self.conns).into_keys().collect()
+    }
+
+    // ---- outputs ----
+
+    /// When [`Links::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let mut next = self.engine.poll_timeout();
+        let mut consider = |t: Timestamp| next = Some(next.map_or(t, |n: Timestamp| n.min(t)));
+        for (_, at) in self.replacing.values() {
+            consider(*at);
+        }
+        for (target, t) in &self.targets {
+            if let Some(at) = self.dial_at(target, t) {
+                consider(at);
+            }
+        }
+        next
+    }
+
+    /// The next thing to do. Closes and dials first, then the engine's messages, mapped to
+    /// the connection of their peer (messages for a peer without one are dropped: the next
+    /// session resumes from the persisted state).
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(o) = self.outputs.pop_front() {
+            return Some(o);
+        }
+        while let Some(t) = self.engine.poll_transmit() {
+            match self.current.get(&t.to) {
+                Some(conn) => {
+                    return Some(Output::Send {
+                        conn: *conn,
+                        doc: t.doc,
+                        bytes: t.bytes,
+                    })
+                }
+                None => tracing::debug!(peer = %t.to, "no connection for a queued message"),
+            }
+        }
+        None
+    }
+
+    /// The next event: link events first, then the engine's.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front().or_else(|| self.engine.poll_event())
+    }
+
+    // ---- internals ----
+
+    fn insert_conn(
+        &mut self,
+        conn: ConnId,
+        info: PeerInfo,
+        dialed: Option<Target>,
+        now: Timestamp,
+    ) {
+        if let Some(t) = dialed.as_ref().and_then(|t| self.targets.get_mut(t)) {
+            t.state = TargetState::Connected(conn);
+        }
+        self.current.insert(info.peer.clone(), conn);
+        self.conns.insert(
+            conn,
+            Conn {
+                info,
+                target: dialed,
+                opened: now,
+            },
+        );
+    }
+
+    /// Closes a known connection by our own decision.
+    fn close(&mut self, conn: ConnId, code: CloseCode, now: Timestamp) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.outputs.push_back(Output::Close { conn, code });
+        if let Some(t) = &c.target {
+            self.schedule_redial(t, now, Some(c.opened));
+        }
+        if self.current.get(&c.info.peer) == Some(&conn) {
+            self.current.remove(&c.info.peer);
+            self.engine.handle_disconnect(&c.info.peer, now);
+            tracing::info!(peer = %c.info, %code, "closing connection");
+            self.events.push_back(Event::PeerDisconnected(c.info));
+        }
+    }
+
+    fn refuse(&mut self, conn: ConnId, info: PeerInfo, code: CloseCode) {
+        self.outputs.push_back(Output::Close { conn, code });
+        self.events
+            .push_back(Event::ConnectionRefused { peer: info, code });
+    }
+
+    fn refuse_dialed(
+        &mut self,
+        conn: ConnId,
+        info: PeerInfo,
+        code: CloseCode,
+        dialed: Option<Target>,
+        now: Timestamp,
+    ) {
+        self.refuse(conn, info, code);
+        if let Some(t) = dialed {
+            self.schedule_redial(&t, now, None);
+        }
+    }
+
+    /// A target's connection or dial ended: wait a backoff delay (reset first if the link
+    /// had been up for a while) before dialing it again.
+    fn schedule_redial(&mut self, target: &Target, now: Timestamp, opened: Option<Timestamp>) {
+        let stable = self.config.stable_after_ms;
+        let Some(t) = self.targets.get_mut(target) else {
+            return;
+        };
+        if t.state == TargetState::Disabled {
+            return;
+        }
+        if opened.is_some_and(|o| now.millis_since(o) >= stable) {
+            t.backoff.reset();
+        }
+        let delay = millis(t.backoff.next_delay(&mut self.rng));
+        t.state = TargetState::Waiting(now.plus_millis(delay));
+    }
+
+    /// When `t` may be dialed, if it may: waiting, not paused, and its peer (if known) is
+    /// neither connected nor cut.
+    fn dial_at(&self, target: &Target, t: &TargetEntry) -> Option<Timestamp> {
+        let TargetState::Waiting(at) = t.state else {
+            return None;
+        };
+        if self.paused.contains(target) || self.stopped {
+            return None;
+        }
+        if let Some(p) = &t.peer {
+            if self.is_connected(p) || self.cut.contains(p) {
+                return None;
+            }
+        }
+        Some(at)
+    }
+}

@@ -1,0 +1,574 @@
+//! The one async runner around the sans-IO [`Links`]: every device [`Node`](crate::Node) and
+//! every site of the cloud peer is this loop, with [`Hooks`] for what differs.
+//!
+//! One task owns the [`Links`] (and through it the engine) and the [`Session`]s. It waits for
+//! commands (new connections from the accept loop or from dials, app requests), session
+//! events (frames, closes), local changes of the store, the links layer's next timeout and,
+//! if the hooks ask for it, a housekeeping tick. After every input it carries out what the
+//! links layer wants ([`Output`]: send into the sessions' bounded per-stream queues, never
+//! waiting on a slow peer; close; dial in a task of its own) and hands every [`Event`] to
+//! the hooks. No lock is held across an await, and nothing decides here that the links layer
+//! can decide: duplicate connections, grace periods, backoff and cut links are all in core,
+//! where the simulation reaches them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use outpost_core::engine::SyncStatus;
+use outpost_core::{
+    CloseCode, ConnId, Event, Links, Origin, Output, PeerId, PeerInfo, Store, Subscription,
+    SubscriptionFilter, Target, Timestamp,
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::error::{Error, Result};
+use crate::frame::CloseCodeExt;
+use crate::identity::SERVER_NAME;
+use crate::session::{Session, SessionConfig, SessionEvent};
+use crate::tls::{self, DenyEntry, PeerFilter};
+
+/// What differs between the peers a runner drives (a device node, a cloud site).
+pub trait Hooks: Send + 'static {
+    /// Every event of the links layer and the engine, in order.
+    fn on_event(&mut self, event: &Event);
+
+    /// After every input, once the outputs were carried out (metrics, connected peers).
+    fn after_input(&mut self, _links: &Links) {}
+
+    /// A connection handed to the runner has closed (exactly once per connection, including
+    /// refused ones).
+    fn on_connection_closed(&mut self) {}
+
+    /// How often [`Hooks::housekeeping`] runs; `None` (the default) never.
+    fn housekeeping_period(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Periodic work (compaction, eviction). Returning `true` stops the runner (e.g. an idle
+    /// cloud site retiring); it is only honoured while no connection is open.
+    fn housekeeping(&mut self, _links: &mut Links, _open_connections: usize) -> bool {
+        false
+    }
+
+    /// The runner stopped: sessions are closed, the store is about to be flushed.
+    fn on_shutdown(&mut self, _links: &Links) {}
+}
+
+/// Limits and timings of a runner.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// Frame size and send queue limits of every session.
+    pub session: SessionConfig,
+    /// How long shutdown waits for peers to acknowledge queued messages.
+    pub shutdown_grace: Duration,
+    /// How long a dial may take, handshake included.
+    pub dial_timeout: Duration,
+    /// Admission (sites, deny list) checked for every connection, dialed or accepted.
+    pub filter: PeerFilter,
+}
+
+enum Command {
+    Connected {
+        conn: quinn::Connection,
+        info: PeerInfo,
+        dialed: Option<Target>,
+    },
+    DialFailed(Target),
+    AddTarget(Target),
+    PauseTarget(Target),
+    ResumeTarget(Target),
+    Status(oneshot::Sender<SyncStatus>),
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    Disconnect {
+        peer: PeerId,
+        code: CloseCode,
+        reply: oneshot::Sender<bool>,
+    },
+    Cut {
+        peer: PeerId,
+        reply: oneshot::Sender<()>,
+    },
+    Restore(PeerId),
+    Revoke(DenyEntry),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Sends inputs to a running runner. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RunnerHandle {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+/// The receiving end of a [`RunnerHandle`], consumed by [`Runner::new`].
+#[derive(Debug)]
+pub struct RunnerInbox {
+    commands: mpsc::UnboundedReceiver<Command>,
+    weak: mpsc::WeakUnboundedSender<Command>,
+}
+
+/// A new handle and the inbox of the runner it will drive. Connections may be handed to the
+/// handle before the runner exists (e.g. while a cloud site opens its store).
+pub fn runner_channel() -> (RunnerHandle, RunnerInbox) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let weak = tx.downgrade();
+    (
+        RunnerHandle { commands: tx },
+        RunnerInbox { commands: rx, weak },
+    )
+}
+
+impl RunnerInbox {
+    /// Closes every connection waiting in the inbox with `code` and answers pending
+    /// shutdowns; returns how many connections were closed. For an owner that cannot start
+    /// its runner (its store failed to open).
+    pub fn refuse_pending(&mut self, code: CloseCode) -> usize {
+        let mut closed = 0;
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::Connected { conn, .. } => {
+                    code.close(&conn);
+                    closed += 1;
+                }
+                Command::Shutdown(reply) => {
+                    let _ = reply.send(());
+                }
+                _ => {}
+            }
+        }
+        closed
+    }
+}
+
+impl RunnerHandle {
+    fn send(&self, cmd: Command) -> Result<()> {
+        self.commands.send(cmd).map_err(|_| Error::NodeStopped)
+    }
+
+    /// Hands an authenticated connection to the runner (`info` from its verified
+    /// certificate). If the runner is gone, the connection comes back.
+    pub fn attach(
+        &self,
+        conn: quinn::Connection,
+        info: PeerInfo,
+    ) -> std::result::Result<(), quinn::Connection> {
+        self.commands
+            .send(Command::Connected {
+                conn,
+                info,
+                dialed: None,
+            })
+            .map_err(|e| match e.0 {
+                Command::Connected { conn, .. } => conn,
+                _ => unreachable!("the command sent is the one returned"),
+            })
+    }
+
+    /// Dials `target` now and redials it whenever its link is down.
+    pub(crate) fn add_target(&self, target: Target) -> Result<()> {
+        self.send(Command::AddTarget(target))
+    }
+
+    pub(crate) fn pause_target(&self, target: Target) -> Result<()> {
+        self.send(Command::PauseTarget(target))
+    }
+
+    pub(crate) fn resume_target(&self, target: Target) -> Result<()> {
+        self.send(Command::ResumeTarget(target))
+    }
+
+    /// The sync status of every known peer and document.
+    pub async fn status(&self) -> Result<SyncStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Status(tx))?;
+        rx.await.map_err(|_| Error::NodeStopped)
+    }
+
+    /// The peers connected now.
+    pub async fn connected(&self) -> Result<Vec<PeerInfo>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Peers(tx))?;
+        rx.await.map_err(|_| Error::NodeStopped)
+    }
+
+    pub(crate) async fn disconnect(&self, peer: PeerId, code: CloseCode) -> Result<bool> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Disconnect { peer, code, reply })?;
+        rx.await.map_err(|_| Error::NodeStopped)
+    }
+
+    pub(crate) async fn cut(&self, peer: PeerId) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Cut { peer, reply })?;
+        rx.await.map_err(|_| Error::NodeStopped)
+    }
+
+    pub(crate) fn restore(&self, peer: PeerId) -> Result<()> {
+        self.send(Command::Restore(peer))
+    }
+
+    pub(crate) fn revoke(&self, entry: DenyEntry) -> Result<()> {
+        self.send(Command::Revoke(entry))
+    }
+
+    /// Stops the runner: sends what is queued (within the grace period), closes every
+    /// connection, persists sync states and flushes the store. Returns when it is done.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Command::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The loop. See the [module documentation](self).
+pub struct Runner<H: Hooks> {
+    links: Links,
+    hooks: H,
+    store: Store,
+    config: RunnerConfig,
+    endpoint: Option<quinn::Endpoint>,
+    sessions: HashMap<ConnId, Session>,
+    inbox: mpsc::Sender<SessionEvent>,
+    inbox_rx: mpsc::Receiver<SessionEvent>,
+    commands: RunnerInbox,
+    subscription: Subscription,
+}
+
+fn conn_id(conn: &quinn::Connection) -> ConnId {
+    ConnId(conn.stable_id() as u64)
+}
+
+impl<H: Hooks> Runner<H> {
+    /// A runner over `links` (whose engine syncs `store`). `endpoint` is used to dial
+    /// targets; without one, the runner only serves connections handed to it.
+    pub fn new(
+        links: Links,
+        store: Store,
+        hooks: H,
+        config: RunnerConfig,
+        endpoint: Option<quinn::Endpoint>,
+        commands: RunnerInbox,
+    ) -> Runner<H> {
+        let (inbox, inbox_rx) = mpsc::channel(1024);
+        // Local writes only: paths are for apps, and asking for them costs every write time.
+        let subscription = store.subscribe(SubscriptionFilter::all().without_paths());
+        Runner {
+            links,
+            hooks,
+            store,
+            config,
+            endpoint,
+            sessions: HashMap::new(),
+            inbox,
+            inbox_rx,
+            commands,
+            subscription,
+        }
+    }
+
+    /// Runs until shut down (or until the hooks retire it), then flushes the store.
+    pub async fn run(mut self) {
+        let mut store_open = true;
+        // Guards against a timeout that keeps lying in the past.
+        let mut timer_just_fired = false;
+        let period = self.hooks.housekeeping_period();
+        let mut housekeeping = period.map(|p| {
+            let mut i = tokio::time::interval(p);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
+        loop {
+            let sleep = self.links.poll_timeout().map(|at| {
+                let ms = at.millis_since(Timestamp::now());
+                Duration::from_millis(ms.max(if timer_just_fired { 20 } else { 0 }))
+            });
+            timer_just_fired = false;
+            tokio::select! {
+                command = self.commands.commands.recv() => match command {
+                    Some(Command::Shutdown(reply)) => {
+                        self.shutdown().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => {
+                        // Every handle is gone without a shutdown.
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                Some(event) = self.inbox_rx.recv() => self.on_session_event(event),
+                change = self.subscription.recv(), if store_open => match change {
+                    Some(change) => {
+                        if matches!(change.origin, Origin::Local | Origin::Import) {
+                            self.links.handle_local_change(&change.doc, Timestamp::now());
+                        }
+                    }
+                    None => store_open = false,
+                },
+                _ = sleep_for(sleep) => {
+                    timer_just_fired = true;
+                    self.links.handle_timeout(Timestamp::now());
+                }
+                _ = tick(housekeeping.as_mut()) => {
+                    let open = self.sessions.len();
+                    if self.hooks.housekeeping(&mut self.links, open) && self.sessions.is_empty() {
+                        self.finish_store();
+                        return;
+                    }
+                }
+            }
+            self.drain();
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = Timestamp::now();
+        match command {
+            Command::Connected { conn, info, dialed } => {
+                let id = conn_id(&conn);
+                let session = Session::start(
+                    conn,
+                    info.clone(),
+                    self.config.session.clone(),
+                    self.inbox.clone(),
+                );
+                self.sessions.insert(id, session);
+                if let Err(refusal) = self.config.filter.check(&info) {
+                    tracing::warn!(peer = %info, %refusal, "refusing connection");
+                    if let Some(s) = self.sessions.get(&id) {
+                        s.close(CloseCode::Revoked);
+                    }
+                    if let Some(t) = dialed {
+                        self.links.handle_dial_failed(&t, now);
+                    }
+                    self.hooks.on_event(&Event::ConnectionRefused {
+                        peer: info,
+                        code: CloseCode::Revoked,
+                    });
+                    return;
+                }
+                self.links.handle_connected(id, info, dialed, now);
+            }
+            Command::DialFailed(target) => self.links.handle_dial_failed(&target, now),
+            Command::AddTarget(target) => {
+                self.links.add_target(target, now);
+            }
+            Command::PauseTarget(target) => self.links.pause_target(&target),
+            Command::ResumeTarget(target) => self.links.resume_target(&target, now),
+            Command::Status(reply) => {
+                let _ = reply.send(self.links.status());
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.links.connected());
+            }
+            Command::Disconnect { peer, code, reply } => {
+                let _ = reply.send(self.links.disconnect(&peer, code, now));
+            }
+            Command::Cut { peer, reply } => {
+                self.links.cut(&peer, now);
+                let _ = reply.send(());
+            }
+            Command::Restore(peer) => self.links.restore(&peer, now),
+            Command::Revoke(entry) => {
+                let n = self
+                    .links
+                    .close_where(|p| entry.matches(p), CloseCode::Revoked, now);
+                if n > 0 {
+                    tracing::warn!(%entry, connections = n, "closed connections of a revoked peer");
+                }
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn on_session_event(&mut self, event: SessionEvent) {
+        let now = Timestamp::now();
+        match event {
+            SessionEvent::Message { session, bytes, .. } => {
+                let _ = self.links.handle_frame(ConnId(session as u64), &bytes, now);
+            }
+            SessionEvent::Closed { session, error, .. } => {
+                let id = ConnId(session as u64);
+                if self.sessions.remove(&id).is_some() {
+                    self.hooks.on_connection_closed();
+                }
+                tracing::debug!(conn = %id, %error, "connection closed");
+                self.links
+                    .handle_closed(id, CloseCode::of_connection_error(&error), now);
+            }
+        }
+    }
+
+    /// Carries out what the links layer wants and hands its events to the hooks.
+    fn drain(&mut self) {
+        while let Some(output) = self.links.poll_output() {
+            match output {
+                Output::Send { conn, doc, bytes } => {
+                    let Some(session) = self.sessions.get_mut(&conn) else {
+                        continue;
+                    };
+                    match session.send(doc.as_ref(), bytes) {
+                        Ok(()) => {}
+                        Err(e @ Error::SendQueueFull { .. }) => {
+                            tracing::warn!(error = %e, "closing connection to a slow peer");
+                            session.close(CloseCode::SlowPeer);
+                        }
+                        Err(e @ Error::FrameTooLarge { .. }) => {
+                            tracing::error!(error = %e, "message not sent")
+                        }
+                        Err(e) => tracing::debug!(error = %e, "message not sent"),
+                    }
+                }
+                Output::Close { conn, code } => {
+                    if let Some(session) = self.sessions.get(&conn) {
+                        session.close(code);
+                    }
+                }
+                Output::Dial { target } => self.dial(target),
+            }
+        }
+        while let Some(event) = self.links.poll_event() {
+            self.hooks.on_event(&event);
+        }
+        self.hooks.after_input(&self.links);
+    }
+
+    /// Resolves and dials `target` in a task of its own; the outcome comes back as a command.
+    fn dial(&self, target: Target) {
+        let Some(endpoint) = self.endpoint.clone() else {
+            tracing::warn!(%target, "this runner has no endpoint to dial with");
+            return;
+        };
+        let commands = self.commands.weak.clone();
+        let timeout = self.config.dial_timeout;
+        let span = tracing::debug_span!("dial", %target);
+        tokio::spawn(
+            async move {
+                let outcome = tokio::time::timeout(timeout, dial(&endpoint, &target)).await;
+                let cmd = match outcome {
+                    Ok(Ok((conn, info))) => {
+                        tracing::debug!(peer = %info, "dialed");
+                        Command::Connected {
+                            conn,
+                            info,
+                            dialed: Some(target),
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "dial failed");
+                        Command::DialFailed(target)
+                    }
+                    Err(_) => {
+                        tracing::debug!("dial timed out");
+                        Command::DialFailed(target)
+                    }
+                };
+                if let Some(commands) = commands.upgrade() {
+                    if let Err(mpsc::error::SendError(Command::Connected { conn, .. })) =
+                        commands.send(cmd)
+                    {
+                        CloseCode::Shutdown.close(&conn);
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn shutdown(&mut self) {
+        let now = Timestamp::now();
+        self.drain();
+        let conns = self.links.shutdown(now);
+        // Connections the links layer was already closing go now; the others first send
+        // what they queued.
+        let mut finishing = Vec::new();
+        for conn in conns {
+            if let Some(s) = self.sessions.remove(&conn) {
+                finishing.push(tokio::spawn(
+                    s.finish(CloseCode::Shutdown, self.config.shutdown_grace),
+                ));
+            }
+        }
+        self.sessions.clear();
+        for f in finishing {
+            let _ = f.await;
+        }
+        while let Some(event) = self.links.poll_event() {
+            self.hooks.on_event(&event);
+        }
+        self.hooks.on_shutdown(&self.links);
+        self.finish_store();
+    }
+
+    fn finish_store(&self) {
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "flushing the store failed");
+        }
+    }
+}
+
+/// Resolves `target` (a name is resolved again on every dial: addresses change) and
+/// connects to the first address that answers.
+async fn dial(
+    endpoint: &quinn::Endpoint,
+    target: &Target,
+) -> Result<(quinn::Connection, PeerInfo)> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target.as_str())
+        .await
+        .map_err(|e| Error::Dial {
+            target: target.to_string(),
+            reason: e.to_string(),
+        })?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        let attempt = async {
+            let connecting = endpoint
+                .connect(addr, SERVER_NAME)
+                .map_err(|e| e.to_string())?;
+            connecting.await.map_err(|e| e.to_string())
+        };
+        match attempt.await {
+            Ok(conn) => {
+                return match tls::peer_info_of(&conn) {
+                    Ok(info) => Ok((conn, info)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "peer has no usable identity");
+                        CloseCode::BadIdentity.close(&conn);
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::Dial {
+        target: target.to_string(),
+        reason: last.unwrap_or_else(|| "the name resolved to no address".into()),
+    })
+}
+
+async fn sleep_for(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
