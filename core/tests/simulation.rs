@@ -6,21 +6,19 @@
 //! `OUTPOST_SIM_TRACE=1` prints every network event.
 #![allow(clippy::unwrap_used)]
 
-mod sim;
-
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use outpost_core::engine::wire::FRAGMENT_BYTES;
 use outpost_core::{ChangeHash, DocumentId, Event, PeerId, Policy};
+use outpost_testkit::{
+    doc, pid, replay_hint, FaultModel, Net, PeerOptions, MAX_FRAGMENT_MESSAGE, SEEDS_ENV, SEED_ENV,
+};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde_json::json;
-use sim::{
-    doc, pid, replay_hint, FaultModel, Net, PeerOptions, MAX_FRAGMENT_MESSAGE, SEEDS_ENV, SEED_ENV,
-};
 
 /// Seeds per property when `OUTPOST_SIM_SEEDS` is not set: about 15 s for the main property
 /// in a debug build on 2 cores, a few seconds for the others.

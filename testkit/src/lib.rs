@@ -1,7 +1,15 @@
-//! A deterministic in-memory network of sync engines: `Net::seeded(seed)`.
+//! outpost-testkit: a deterministic in-memory network of outpost peers, `Net::seeded(seed)`,
+//! for the tests of every crate and for the benches.
 //!
-//! Every peer is a real [`Engine`] over a real sled [`Store`] in its own temporary directory,
-//! so that a peer can be restarted from disk. Time is virtual: [`Net::run_until_quiet`]
+//! Every peer is a real [`Links`] layer (the sans-IO life of links: dials with backoff,
+//! duplicate connections, grace periods, cut links) owning a real [`Engine`] over a real
+//! sled [`Store`] in its own temporary directory, so that a peer can be restarted from disk.
+//! The network carries out what the links layers ask (`Output::Dial`, `Send`, `Close`)
+//! the way the QUIC transport's runner does: [`Net::connect`] gives both peers a dial target
+//! naming the other, so every link starts with two crossing dials and one connection is kept.
+//! A dial to a peer that is stopped or across a partition hangs (like a dial that times out)
+//! until the peer is back or the partition heals; then it fails and the links layer redials
+//! after its backoff. Time is virtual: [`Net::run_until_quiet`]
 //! jumps from one event (a message arriving, an engine timer, a link coming back) to the
 //! next, and all randomness (delays, faults) comes from one `StdRng` seeded by the test, so
 //! a failing seed replays exactly.
@@ -16,10 +24,10 @@
 //! messages of *different* streams overtake each other. [`FaultModel::Quic`] (the default)
 //! models exactly that:
 //!
-//! - `drop_rate`: probability, per message sent, that the link breaks instead of delivering
-//!   it. Both engines get `handle_disconnect`, everything in flight is discarded, and the
-//!   link comes back after a random reconnect delay (if it is still wanted and the
-//!   partition allows it).
+//! - `drop_rate`: probability, per message sent, that the connection breaks instead of
+//!   delivering it. Both links layers get `handle_closed`, everything in flight is
+//!   discarded, and the links layers redial after their backoff (if the link is still
+//!   wanted and the partition allows it).
 //! - `reorder`: messages of different documents (streams) of one link may overtake each other
 //!   (each message gets its own random delay; within a stream delivery stays FIFO). Off, a
 //!   link is one FIFO queue.
@@ -47,8 +55,6 @@
 //! request for a change the other side counted as sent), a message storm.
 //!
 //! Partitions, explicit disconnects and restarts from disk apply in both models.
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -56,19 +62,20 @@ use std::time::{Duration, Instant};
 use outpost_core::engine::wire::{WireMessage, FRAGMENT_BYTES};
 use outpost_core::engine::DEFAULT_WINDOW_BYTES;
 use outpost_core::{
-    ChangeHash, DocumentId, Durability, Engine, EngineConfig, Event, PeerId, PeerInfo, Policy,
-    Role, Store, StoreOptions, Timestamp,
+    Backoff, ChangeHash, CloseCode, ConnId, DocumentId, Durability, Engine, EngineConfig, Event,
+    LinkConfig, Links, Output, PeerId, PeerInfo, Policy, Role, Store, StoreOptions, Target,
+    Timestamp,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value as Json;
 
 /// Environment variable: replay one seed.
-pub(crate) const SEED_ENV: &str = "OUTPOST_SIM_SEED";
+pub const SEED_ENV: &str = "OUTPOST_SIM_SEED";
 /// Environment variable: how many seeds a property test runs.
-pub(crate) const SEEDS_ENV: &str = "OUTPOST_SIM_SEEDS";
+pub const SEEDS_ENV: &str = "OUTPOST_SIM_SEEDS";
 /// Environment variable: print every network event to stderr.
-pub(crate) const TRACE_ENV: &str = "OUTPOST_SIM_TRACE";
+pub const TRACE_ENV: &str = "OUTPOST_SIM_TRACE";
 
 /// Virtual time at which a simulation starts (ms since the epoch; any value works).
 const START_MS: u64 = 1_700_000_000_000;
@@ -79,7 +86,7 @@ const QUIET_LIMIT_STEPS: u64 = 2_000_000;
 
 /// How the network misbehaves; see the [module documentation](self).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FaultModel {
+pub enum FaultModel {
     /// What a QUIC link can do: break (and reconnect), and reorder across streams.
     Quic,
     /// Datagram-like loss, duplication and reordering of document messages on a live link.
@@ -88,19 +95,19 @@ pub(crate) enum FaultModel {
 
 /// Bytes and messages sent over one direction of one link.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct LinkStats {
+pub struct LinkStats {
     /// Every byte sent.
-    pub(crate) bytes: u64,
+    pub bytes: u64,
     /// Every message sent.
-    pub(crate) messages: u64,
+    pub messages: u64,
     /// `Sync` and `SyncPart` messages sent (per-document traffic).
-    pub(crate) sync_messages: u64,
+    pub sync_messages: u64,
     /// Bytes of those.
-    pub(crate) sync_bytes: u64,
+    pub sync_bytes: u64,
     /// `Hello` messages sent.
-    pub(crate) hellos: u64,
+    pub hellos: u64,
     /// The most document bytes ever sent and not yet acknowledged.
-    pub(crate) max_unacked: u64,
+    pub max_unacked: u64,
 }
 
 impl LinkStats {
@@ -116,17 +123,17 @@ impl LinkStats {
 
 /// How a peer deviates from an ordinary device of the network; see [`Net::add_peer_with`].
 #[derive(Clone, Debug, Default)]
-pub(crate) struct PeerOptions {
+pub struct PeerOptions {
     /// The policy its store enforces on local writes (default: the network's policy).
     /// `Policy::allow_all()` simulates a tampered device that writes what it may not.
-    pub(crate) store_policy: Option<Policy>,
+    pub store_policy: Option<Policy>,
     /// The policy its engine enforces (default: the network's policy).
-    pub(crate) engine_policy: Option<Policy>,
+    pub engine_policy: Option<Policy>,
     /// The role its changes claim in their actor ids (default: its certified role). Another
     /// role simulates a tampered device forging authorship.
-    pub(crate) claimed_role: Option<String>,
+    pub claimed_role: Option<String>,
     /// Its flow-control window (default: the engine's).
-    pub(crate) window_bytes: Option<u64>,
+    pub window_bytes: Option<u64>,
 }
 
 struct SimPeer {
@@ -139,15 +146,24 @@ struct SimPeer {
     engine_policy: Policy,
     window_bytes: Option<u64>,
     /// `None` while the peer is stopped.
-    engine: Option<Engine>,
+    links: Option<Links>,
 }
 
 struct Packet {
     from: PeerId,
     to: PeerId,
-    epoch: u64,
-    doc: Option<DocumentId>,
+    /// The receiver's end of the connection.
+    to_conn: ConnId,
     bytes: Vec<u8>,
+}
+
+/// One end of a simulated connection.
+#[derive(Clone, Debug)]
+struct SimConn {
+    me: PeerId,
+    other: PeerId,
+    /// The other end.
+    peer_conn: ConnId,
 }
 
 type Link = (PeerId, PeerId);
@@ -161,22 +177,22 @@ fn link(a: &PeerId, b: &PeerId) -> Link {
 }
 
 /// A document id from a literal.
-pub(crate) fn doc(name: &str) -> DocumentId {
+pub fn doc(name: &str) -> DocumentId {
     name.parse().expect("simulation document names are valid")
 }
 
 /// A peer id from a literal.
-pub(crate) fn pid(name: &str) -> PeerId {
+pub fn pid(name: &str) -> PeerId {
     name.parse().expect("simulation peer names are valid")
 }
 
 /// The replay hint printed with every failure.
-pub(crate) fn replay_hint(seed: u64) -> String {
-    format!("simulation seed {seed}; replay with {SEED_ENV}={seed} cargo test -p outpost-core --test simulation")
+pub fn replay_hint(seed: u64) -> String {
+    format!("simulation seed {seed}; replay with {SEED_ENV}={seed} and the failing test")
 }
 
 /// A simulated network of engines. See the [module documentation](self).
-pub(crate) struct Net {
+pub struct Net {
     seed: u64,
     rng: StdRng,
     now: u64,
@@ -184,24 +200,28 @@ pub(crate) struct Net {
     peers: BTreeMap<PeerId, SimPeer>,
     /// Links the test asked for; partitions, breaks and restarts take them down for a while.
     wanted: BTreeSet<Link>,
-    /// Links that are up, with their session number.
-    up: BTreeMap<Link, u64>,
-    epoch: u64,
+    /// Who dials whom: (dialer, target).
+    dialers: BTreeSet<(PeerId, PeerId)>,
+    /// Open connections, by the id of each end.
+    conns: BTreeMap<ConnId, SimConn>,
+    next_conn: u64,
+    /// Dials that hang: (dialer, target peer), until the target runs and is reachable.
+    hanging: BTreeSet<(PeerId, PeerId)>,
+    /// Dials made, for reports.
+    pub dials: u64,
     groups: Option<Vec<BTreeSet<PeerId>>>,
     /// Messages in flight by (delivery time, sequence number).
     queue: BTreeMap<(u64, u64), Packet>,
     /// Delivery time of the last message queued on each stream (FIFO per stream).
     tails: HashMap<(PeerId, PeerId, Option<DocumentId>), u64>,
     seq: u64,
-    /// Links to bring back up, by (time, sequence number).
-    reconnects: BTreeMap<(u64, u64), Link>,
     model: FaultModel,
     drop_rate: f64,
     dup_rate: f64,
     reorder: bool,
     reorder_within: bool,
     delay: (u64, u64),
-    reconnect_ms: (u64, u64),
+    reconnect: Backoff,
     stats: BTreeMap<(PeerId, PeerId), LinkStats>,
     /// Document bytes sent and not yet acknowledged, per direction.
     unacked: HashMap<(PeerId, PeerId), u64>,
@@ -211,13 +231,13 @@ pub(crate) struct Net {
     exempt: BTreeSet<(PeerId, DocumentId)>,
     trace: bool,
     /// Links broken by faults, for reports.
-    pub(crate) breaks: u64,
+    pub breaks: u64,
 }
 
 impl Net {
     /// An empty network whose delays and faults all derive from `seed`. No faults, 1 ms
     /// delay, the default policy.
-    pub(crate) fn seeded(seed: u64) -> Net {
+    pub fn seeded(seed: u64) -> Net {
         Net {
             seed,
             rng: StdRng::seed_from_u64(seed),
@@ -225,20 +245,22 @@ impl Net {
             policy: Policy::default(),
             peers: BTreeMap::new(),
             wanted: BTreeSet::new(),
-            up: BTreeMap::new(),
-            epoch: 0,
+            dialers: BTreeSet::new(),
+            conns: BTreeMap::new(),
+            next_conn: 0,
+            hanging: BTreeSet::new(),
+            dials: 0,
             groups: None,
             queue: BTreeMap::new(),
             tails: HashMap::new(),
             seq: 0,
-            reconnects: BTreeMap::new(),
             model: FaultModel::Quic,
             drop_rate: 0.0,
             dup_rate: 0.0,
             reorder: false,
             reorder_within: false,
             delay: (1, 1),
-            reconnect_ms: (50, 500),
+            reconnect: Backoff::new(Duration::from_millis(50), Duration::from_millis(500)),
             stats: BTreeMap::new(),
             unacked: HashMap::new(),
             errors: Vec::new(),
@@ -249,61 +271,62 @@ impl Net {
     }
 
     /// The seed.
-    pub(crate) fn seed(&self) -> u64 {
+    pub fn seed(&self) -> u64 {
         self.seed
     }
 
     /// The policy of peers added from now on.
-    pub(crate) fn policy(&mut self, policy: Policy) -> &mut Self {
+    pub fn policy(&mut self, policy: Policy) -> &mut Self {
         self.policy = policy;
         self
     }
 
     /// The fault model (default [`FaultModel::Quic`]).
-    pub(crate) fn model(&mut self, model: FaultModel) -> &mut Self {
+    pub fn model(&mut self, model: FaultModel) -> &mut Self {
         self.model = model;
         self
     }
 
     /// Per message: the probability that the link breaks (Quic) or the message is lost (Lossy).
-    pub(crate) fn drop_rate(&mut self, p: f64) -> &mut Self {
+    pub fn drop_rate(&mut self, p: f64) -> &mut Self {
         self.drop_rate = p;
         self
     }
 
     /// Per document message: the probability that it is delivered twice (Lossy only).
-    pub(crate) fn dup_rate(&mut self, p: f64) -> &mut Self {
+    pub fn dup_rate(&mut self, p: f64) -> &mut Self {
         self.dup_rate = p;
         self
     }
 
     /// Whether messages of different streams (documents) of a link may overtake each other.
-    pub(crate) fn reorder(&mut self, on: bool) -> &mut Self {
+    pub fn reorder(&mut self, on: bool) -> &mut Self {
         self.reorder = on;
         self
     }
 
     /// Whether document messages may overtake each other within their stream (Lossy only).
-    pub(crate) fn reorder_within_streams(&mut self, on: bool) -> &mut Self {
+    pub fn reorder_within_streams(&mut self, on: bool) -> &mut Self {
         self.reorder_within = on;
         self
     }
 
     /// One-way delay of each message, uniform in `min..=max` milliseconds.
-    pub(crate) fn delay(&mut self, min: u64, max: u64) -> &mut Self {
+    pub fn delay(&mut self, min: u64, max: u64) -> &mut Self {
         self.delay = (min, max.max(min));
         self
     }
 
-    /// How long a broken link takes to come back, uniform in `min..=max` milliseconds.
-    pub(crate) fn reconnect_delay(&mut self, min: u64, max: u64) -> &mut Self {
-        self.reconnect_ms = (min, max.max(min));
+    /// The redial backoff of peers added from now on: from `min` doubling to `max`
+    /// milliseconds, with jitter (default 50 to 500 ms).
+    pub fn reconnect_delay(&mut self, min: u64, max: u64) -> &mut Self {
+        self.reconnect = Backoff::new(Duration::from_millis(min), Duration::from_millis(max));
         self
     }
 
     /// No more faults: no drops, no duplicates, and back to the QUIC model (delays and
     /// reordering across streams stay).
-    pub(crate) fn calm(&mut self) -> &mut Self {
+    pub fn calm(&mut self) -> &mut Self {
         self.drop_rate = 0.0;
         self.dup_rate = 0.0;
         self.reorder_within = false;
@@ -320,12 +343,12 @@ impl Net {
     // ---- peers ----
 
     /// Adds a peer with the network's policy.
-    pub(crate) fn add_peer(&mut self, site: &str, peer: &str, role: &str) -> PeerId {
+    pub fn add_peer(&mut self, site: &str, peer: &str, role: &str) -> PeerId {
         self.add_peer_with(site, peer, role, PeerOptions::default())
     }
 
     /// Adds a peer that deviates from an ordinary device as `options` say.
-    pub(crate) fn add_peer_with(
+    pub fn add_peer_with(
         &mut self,
         site: &str,
         peer: &str,
@@ -344,21 +367,22 @@ impl Net {
             store_policy: options.store_policy.unwrap_or_else(|| self.policy.clone()),
             engine_policy: options.engine_policy.unwrap_or_else(|| self.policy.clone()),
             window_bytes: options.window_bytes,
-            engine: None,
+            links: None,
         };
         let tail: [u8; 8] = self.rng.random();
-        p.engine = Some(open_engine(&p, Some(tail)));
+        let seed = self.rng.random();
+        p.links = Some(open_links(&p, Some(tail), &self.reconnect, seed));
         self.peers.insert(id.clone(), p);
         id
     }
 
     /// All peers.
-    pub(crate) fn peer_ids(&self) -> Vec<PeerId> {
+    pub fn peer_ids(&self) -> Vec<PeerId> {
         self.peers.keys().cloned().collect()
     }
 
     /// A peer's role.
-    pub(crate) fn role(&self, peer: &PeerId) -> Role {
+    pub fn role(&self, peer: &PeerId) -> Role {
         self.sim(peer).info.role.clone()
     }
 
@@ -368,100 +392,182 @@ impl Net {
             .unwrap_or_else(|| panic!("no peer {peer} in the simulation"))
     }
 
-    /// A running peer's engine.
-    pub(crate) fn engine(&self, peer: &PeerId) -> &Engine {
+    /// A running peer's links layer.
+    pub fn links(&self, peer: &PeerId) -> &Links {
         self.sim(peer)
-            .engine
+            .links
             .as_ref()
             .unwrap_or_else(|| panic!("peer {peer} is stopped"))
     }
 
-    fn engine_mut(&mut self, peer: &PeerId) -> &mut Engine {
+    fn links_mut(&mut self, peer: &PeerId) -> &mut Links {
         self.peers
             .get_mut(peer)
-            .and_then(|p| p.engine.as_mut())
+            .and_then(|p| p.links.as_mut())
             .unwrap_or_else(|| panic!("peer {peer} is stopped or unknown"))
     }
 
-    /// Drains a running peer's engine events.
-    pub(crate) fn events(&mut self, peer: &PeerId) -> Vec<Event> {
-        let e = self.engine_mut(peer);
-        std::iter::from_fn(|| e.poll_event()).collect()
+    /// A running peer's engine.
+    pub fn engine(&self, peer: &PeerId) -> &Engine {
+        self.links(peer).engine()
+    }
+
+    /// Drains a running peer's events (links and engine).
+    pub fn events(&mut self, peer: &PeerId) -> Vec<Event> {
+        let l = self.links_mut(peer);
+        std::iter::from_fn(|| l.poll_event()).collect()
     }
 
     /// A running peer's store.
-    pub(crate) fn store(&self, peer: &PeerId) -> &Store {
+    pub fn store(&self, peer: &PeerId) -> &Store {
         self.engine(peer).store()
     }
 
     /// Whether the peer is running.
-    pub(crate) fn is_running(&self, peer: &PeerId) -> bool {
-        self.sim(peer).engine.is_some()
+    pub fn is_running(&self, peer: &PeerId) -> bool {
+        self.sim(peer).links.is_some()
     }
 
-    /// Stops a peer: its links go down and its engine and store are dropped (sled flushes on
-    /// drop, like a clean shutdown).
-    pub(crate) fn stop(&mut self, peer: &PeerId) {
+    /// Stops a peer: its connections go down and its links layer, engine and store are
+    /// dropped (sled flushes on drop, like a clean shutdown).
+    pub fn stop(&mut self, peer: &PeerId) {
         if !self.is_running(peer) {
             return;
         }
-        let links: Vec<Link> = self
-            .up
-            .keys()
-            .filter(|(a, b)| a == peer || b == peer)
-            .cloned()
+        let mine: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| &c.me == peer)
+            .map(|(id, _)| *id)
             .collect();
-        for l in links {
-            self.take_down(&l, Some(peer));
+        for c in mine {
+            self.break_conn(c, Some(peer));
         }
+        self.hanging.retain(|(from, _)| from != peer);
         self.log(|| format!("stop {peer}"));
-        // Engine owns the only Store handle, which owns the only sled::Db handle.
-        self.peers.get_mut(peer).expect("peer checked above").engine = None;
+        self.peers.get_mut(peer).expect("peer checked above").links = None;
     }
 
-    /// Starts a stopped peer from its directory and brings its wanted links back up.
-    pub(crate) fn start(&mut self, peer: &PeerId) {
+    /// Starts a stopped peer from its directory; it dials its wanted links again.
+    pub fn start(&mut self, peer: &PeerId) {
         if self.is_running(peer) {
             return;
         }
         self.log(|| format!("start {peer}"));
+        let seed = self.rng.random();
+        let reconnect = self.reconnect.clone();
         let p = self.peers.get_mut(peer).expect("peer checked above");
-        p.engine = Some(open_engine(p, None));
-        self.bring_up_all();
+        p.links = Some(open_links(p, None, &reconnect, seed));
+        let now = Timestamp(self.now);
+        let others: Vec<PeerId> = self
+            .dialers
+            .iter()
+            .filter(|(a, b)| a == peer && self.wanted.contains(&link(a, b)))
+            .map(|(_, b)| b.clone())
+            .collect();
+        for other in others {
+            self.links_mut(peer)
+                .add_target(Target::new(other.as_str()), now);
+        }
+        self.release_hanging();
     }
 
     /// Stops and starts a peer: a restart from disk.
-    pub(crate) fn restart(&mut self, peer: &PeerId) {
+    pub fn restart(&mut self, peer: &PeerId) {
         self.stop(peer);
         self.start(peer);
     }
 
     // ---- links ----
 
-    /// Wants a link between `a` and `b` and brings it up if the partition allows.
-    pub(crate) fn connect(&mut self, a: &PeerId, b: &PeerId) {
-        assert_ne!(a, b, "a peer does not connect to itself");
-        self.wanted.insert(link(a, b));
-        self.bring_up_all();
+    /// Wants a link between `a` and `b`: `a` dials `b` (and redials whenever the link is
+    /// down), the partition permitting.
+    pub fn connect(&mut self, a: &PeerId, b: &PeerId) {
+        self.connect_dialing(a, b, &[a]);
     }
 
-    /// Takes the link between `a` and `b` down for good (until `connect`).
-    pub(crate) fn disconnect(&mut self, a: &PeerId, b: &PeerId) {
-        let l = link(a, b);
-        self.wanted.remove(&l);
-        if self.up.contains_key(&l) {
-            self.take_down(&l, None);
+    /// Wants a link between `a` and `b` that both dial: their dials cross, and the links
+    /// layers keep one connection.
+    pub fn connect_both(&mut self, a: &PeerId, b: &PeerId) {
+        self.connect_dialing(a, b, &[a, b]);
+    }
+
+    fn connect_dialing(&mut self, a: &PeerId, b: &PeerId, dialers: &[&PeerId]) {
+        assert_ne!(a, b, "a peer does not connect to itself");
+        let now = Timestamp(self.now);
+        self.wanted.insert(link(a, b));
+        for (me, other) in [(a, b), (b, a)] {
+            if !dialers.contains(&me) {
+                continue;
+            }
+            self.dialers.insert((me.clone(), other.clone()));
+            if self.is_running(me) {
+                let t = Target::new(other.as_str());
+                let l = self.links_mut(me);
+                l.resume_target(&t, now);
+                l.add_target(t, now);
+            }
         }
     }
 
-    /// Whether the link between `a` and `b` is up.
-    pub(crate) fn is_up(&self, a: &PeerId, b: &PeerId) -> bool {
-        self.up.contains_key(&link(a, b))
+    /// Takes the link between `a` and `b` down for good (until `connect`): both stop
+    /// dialing, and `a` closes the connection.
+    pub fn disconnect(&mut self, a: &PeerId, b: &PeerId) {
+        let now = Timestamp(self.now);
+        self.wanted.remove(&link(a, b));
+        for (me, other) in [(a, b), (b, a)] {
+            if self.is_running(me) {
+                self.links_mut(me)
+                    .pause_target(&Target::new(other.as_str()));
+            }
+            self.hanging.remove(&(me.clone(), other.clone()));
+        }
+        if self.is_running(a) {
+            self.links_mut(a)
+                .disconnect(b, CloseCode::Disconnected, now);
+        }
+    }
+
+    /// Cuts the link on `a`'s side (an operator's `cut_link`): `a` closes it and refuses it.
+    pub fn cut(&mut self, a: &PeerId, b: &PeerId) {
+        let now = Timestamp(self.now);
+        self.links_mut(a).cut(b, now);
+    }
+
+    /// Restores a link cut with [`Net::cut`].
+    pub fn restore(&mut self, a: &PeerId, b: &PeerId) {
+        let now = Timestamp(self.now);
+        self.links_mut(a).restore(b, now);
+    }
+
+    /// Whether `a` and `b` are connected (both ends agree on one open connection).
+    pub fn is_up(&self, a: &PeerId, b: &PeerId) -> bool {
+        if !self.is_running(a) || !self.is_running(b) {
+            return false;
+        }
+        match (
+            self.links(a).connection_of(b),
+            self.links(b).connection_of(a),
+        ) {
+            (Some(ca), Some(cb)) => self
+                .conns
+                .get(&ca)
+                .is_some_and(|c| c.peer_conn == cb && &c.other == b),
+            _ => false,
+        }
+    }
+
+    /// Open simulated connections between `a` and `b`, counting each once.
+    pub fn connections_between(&self, a: &PeerId, b: &PeerId) -> usize {
+        self.conns
+            .values()
+            .filter(|c| &c.me == a && &c.other == b)
+            .count()
     }
 
     /// Splits the network: only peers of the same group can talk. Peers named in no group
     /// form one more group together.
-    pub(crate) fn partition(&mut self, groups: &[&[PeerId]]) {
+    pub fn partition(&mut self, groups: &[&[PeerId]]) {
         let mut gs: Vec<BTreeSet<PeerId>> =
             groups.iter().map(|g| g.iter().cloned().collect()).collect();
         let named: BTreeSet<PeerId> = gs.iter().flatten().cloned().collect();
@@ -476,32 +582,30 @@ impl Net {
         }
         self.log(|| format!("partition {gs:?}"));
         self.groups = Some(gs);
-        let cut: Vec<Link> = self
-            .up
-            .keys()
-            .filter(|(a, b)| !self.allowed(a, b))
-            .cloned()
+        let cut: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !self.allowed(&c.me, &c.other))
+            .map(|(id, _)| *id)
             .collect();
-        for l in cut {
-            self.take_down(&l, None);
+        for c in cut {
+            self.break_conn(c, None);
         }
     }
 
-    /// Ends every session: each up link goes down and comes straight back up.
-    pub(crate) fn reconnect_all(&mut self) {
-        let links: Vec<Link> = self.up.keys().cloned().collect();
-        for l in links {
-            self.take_down(&l, None);
-            self.bring_up(&l);
+    /// Ends every session: every connection breaks; the links layers redial.
+    pub fn reconnect_all(&mut self) {
+        let all: Vec<ConnId> = self.conns.keys().copied().collect();
+        for c in all {
+            self.break_conn(c, None);
         }
     }
 
-    /// Ends the partition and brings every wanted link of running peers back up now.
-    pub(crate) fn heal(&mut self) {
+    /// Ends the partition; hanging dials fail now and are redialed after their backoff.
+    pub fn heal(&mut self) {
         self.log(|| "heal".to_string());
         self.groups = None;
-        self.reconnects.clear();
-        self.bring_up_all();
+        self.release_hanging();
     }
 
     fn allowed(&self, a: &PeerId, b: &PeerId) -> bool {
@@ -511,66 +615,101 @@ impl Net {
         }
     }
 
-    fn bring_up_all(&mut self) {
-        let wanted: Vec<Link> = self.wanted.iter().cloned().collect();
-        for l in wanted {
-            self.bring_up(&l);
+    /// Dials that hung on a stopped peer or a partition fail now if they could succeed.
+    fn release_hanging(&mut self) {
+        let now = Timestamp(self.now);
+        let ready: Vec<(PeerId, PeerId)> = self
+            .hanging
+            .iter()
+            .filter(|(from, to)| {
+                self.is_running(from) && self.is_running(to) && self.allowed(from, to)
+            })
+            .cloned()
+            .collect();
+        for (from, to) in ready {
+            self.hanging.remove(&(from.clone(), to.clone()));
+            self.links_mut(&from)
+                .handle_dial_failed(&Target::new(to.as_str()), now);
         }
     }
 
-    fn bring_up(&mut self, l: &Link) {
-        let (a, b) = l;
-        if self.up.contains_key(l)
-            || !self.wanted.contains(l)
-            || !self.allowed(a, b)
-            || !self.is_running(a)
-            || !self.is_running(b)
-        {
+    /// Carries out a dial of `target` by `from`.
+    fn dial(&mut self, from: &PeerId, target: Target) {
+        self.dials += 1;
+        let to: PeerId = target
+            .as_str()
+            .parse()
+            .expect("simulation targets are peer ids");
+        if !self.is_running(&to) || !self.allowed(from, &to) {
+            self.log(|| format!("dial {from} -> {to} hangs"));
+            self.hanging.insert((from.clone(), to));
             return;
         }
-        self.epoch += 1;
-        self.up.insert(l.clone(), self.epoch);
-        self.unacked.remove(&(a.clone(), b.clone()));
-        self.unacked.remove(&(b.clone(), a.clone()));
+        self.log(|| format!("dial {from} -> {to}"));
+        let (ca, cb) = (ConnId(self.next_conn), ConnId(self.next_conn + 1));
+        self.next_conn += 2;
+        self.conns.insert(
+            ca,
+            SimConn {
+                me: from.clone(),
+                other: to.clone(),
+                peer_conn: cb,
+            },
+        );
+        self.conns.insert(
+            cb,
+            SimConn {
+                me: to.clone(),
+                other: from.clone(),
+                peer_conn: ca,
+            },
+        );
+        // A new session for the engines on either side: flow-control accounting restarts.
+        self.unacked.remove(&(from.clone(), to.clone()));
+        self.unacked.remove(&(to.clone(), from.clone()));
         let now = Timestamp(self.now);
-        let (ai, bi) = (self.sim(a).info.clone(), self.sim(b).info.clone());
-        self.log(|| format!("link up {a} <-> {b}"));
-        self.engine_mut(a).handle_connect(bi, now);
-        self.engine_mut(b).handle_connect(ai, now);
+        let (fi, ti) = (self.sim(from).info.clone(), self.sim(&to).info.clone());
+        self.links_mut(from)
+            .handle_connected(ca, ti, Some(target), now);
+        self.links_mut(&to).handle_connected(cb, fi, None, now);
     }
 
-    /// Takes a link down; both running ends (but `gone`, which is stopping) see a disconnect.
-    fn take_down(&mut self, l: &Link, gone: Option<&PeerId>) {
-        if self.up.remove(l).is_none() {
+    /// `closer` closed its end `conn` with `code`: the other end learns it.
+    fn close_conn(&mut self, conn: ConnId, code: CloseCode) {
+        let Some(c) = self.conns.remove(&conn) else {
             return;
-        }
-        self.log(|| format!("link down {} <-> {}", l.0, l.1));
+        };
+        self.conns.remove(&c.peer_conn);
+        self.log(|| format!("close {} -> {} ({code})", c.me, c.other));
         let now = Timestamp(self.now);
-        let (a, b) = l;
-        for (me, other) in [(a, b), (b, a)] {
-            if Some(me) != gone && self.is_running(me) {
-                self.engine_mut(me).handle_disconnect(other, now);
+        if self.is_running(&c.other) {
+            self.links_mut(&c.other)
+                .handle_closed(c.peer_conn, Some(code), now);
+        }
+    }
+
+    /// A connection breaks (a fault, a partition, a stopped peer): both running ends (but
+    /// `gone`, which is stopping) see it closed without a code.
+    fn break_conn(&mut self, conn: ConnId, gone: Option<&PeerId>) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.conns.remove(&c.peer_conn);
+        self.log(|| format!("connection breaks {} <-> {}", c.me, c.other));
+        let now = Timestamp(self.now);
+        for (peer, end) in [(&c.me, conn), (&c.other, c.peer_conn)] {
+            if Some(peer) != gone && self.is_running(peer) {
+                self.links_mut(peer).handle_closed(end, None, now);
             }
-            self.unacked.remove(&(me.clone(), other.clone()));
         }
-    }
-
-    /// A fault broke a link: it comes back after a reconnect delay.
-    fn break_link(&mut self, l: &Link) {
-        self.breaks += 1;
-        self.take_down(l, None);
-        let after = self
-            .rng
-            .random_range(self.reconnect_ms.0..=self.reconnect_ms.1);
-        self.seq += 1;
-        self.reconnects
-            .insert((self.now + after, self.seq), l.clone());
+        self.unacked.remove(&(c.me.clone(), c.other.clone()));
+        self.unacked.remove(&(c.other.clone(), c.me.clone()));
     }
 
     // ---- writes ----
 
     /// Runs `f` on a peer's store, then tells its engine that `doc` changed.
-    pub(crate) fn write<T>(
+    pub fn write<T>(
         &mut self,
         peer: &PeerId,
         doc: &DocumentId,
@@ -584,29 +723,29 @@ impl Net {
                 replay_hint(seed)
             )
         });
-        self.engine_mut(peer).handle_local_change(doc, now);
+        self.links_mut(peer).handle_local_change(doc, now);
         out
     }
 
     /// Writes `value` at `path` of `doc` on `peer`.
-    pub(crate) fn put(&mut self, peer: &PeerId, doc: &DocumentId, path: &str, value: Json) {
+    pub fn put(&mut self, peer: &PeerId, doc: &DocumentId, path: &str, value: Json) {
         self.write(peer, doc, |s, d| s.put(d, path, value, Durability::Fast));
     }
 
     /// Adds `delta` to the counter at `path` of `doc` on `peer`.
-    pub(crate) fn increment(&mut self, peer: &PeerId, doc: &DocumentId, path: &str, delta: i64) {
+    pub fn increment(&mut self, peer: &PeerId, doc: &DocumentId, path: &str, delta: i64) {
         self.write(peer, doc, |s, d| {
             s.increment(d, path, delta, Durability::Fast)
         });
     }
 
     /// Reads `path` of `doc` on `peer` (`None` if the document or the value is absent).
-    pub(crate) fn get(&self, peer: &PeerId, doc: &DocumentId, path: &str) -> Option<Json> {
+    pub fn get(&self, peer: &PeerId, doc: &DocumentId, path: &str) -> Option<Json> {
         self.store(peer).get(doc, path).ok().flatten()
     }
 
     /// Heads of `doc` on `peer`, sorted.
-    pub(crate) fn heads(&self, peer: &PeerId, doc: &DocumentId) -> Vec<ChangeHash> {
+    pub fn heads(&self, peer: &PeerId, doc: &DocumentId) -> Vec<ChangeHash> {
         let mut h = self
             .store(peer)
             .heads(doc)
@@ -617,40 +756,52 @@ impl Net {
 
     /// Excludes `peer`'s copy of `doc` from convergence checks (a tampered device keeps its
     /// refused change, so its copy never matches).
-    pub(crate) fn exempt(&mut self, peer: &PeerId, doc: &DocumentId) {
+    pub fn exempt(&mut self, peer: &PeerId, doc: &DocumentId) {
         self.exempt.insert((peer.clone(), doc.clone()));
     }
 
     // ---- time ----
 
     /// Virtual now.
-    pub(crate) fn now(&self) -> Timestamp {
+    pub fn now(&self) -> Timestamp {
         Timestamp(self.now)
     }
 
-    /// Moves every transmit of running engines onto the network.
+    /// Carries out what every running links layer asks, until none asks anything.
     fn pump_all(&mut self) {
-        let ids: Vec<PeerId> = self.peers.keys().cloned().collect();
-        for id in ids {
-            while let Some(t) = self
-                .peers
-                .get_mut(&id)
-                .and_then(|p| p.engine.as_mut())
-                .and_then(Engine::poll_transmit)
-            {
-                self.send(&id, t.to, t.doc, t.bytes);
+        loop {
+            let mut any = false;
+            let ids: Vec<PeerId> = self.peers.keys().cloned().collect();
+            for id in ids {
+                while let Some(o) = self
+                    .peers
+                    .get_mut(&id)
+                    .and_then(|p| p.links.as_mut())
+                    .and_then(Links::poll_output)
+                {
+                    any = true;
+                    match o {
+                        Output::Send { conn, doc, bytes } => self.send(&id, conn, doc, bytes),
+                        Output::Close { conn, code } => self.close_conn(conn, code),
+                        Output::Dial { target } => self.dial(&id, target),
+                    }
+                }
+            }
+            if !any {
+                return;
             }
         }
     }
 
-    fn send(&mut self, from: &PeerId, to: PeerId, doc: Option<DocumentId>, bytes: Vec<u8>) {
-        let l = link(from, &to);
-        let Some(&epoch) = self.up.get(&l) else {
+    fn send(&mut self, from: &PeerId, conn: ConnId, doc: Option<DocumentId>, bytes: Vec<u8>) {
+        let Some(c) = self.conns.get(&conn).cloned() else {
             panic!(
-                "{from} sent to {to} without a link (the engine kept a disconnected peer); {}",
+                "{from} sent on connection {conn}, which is closed (the links layer kept a \
+                 closed connection); {}",
                 replay_hint(self.seed)
             );
         };
+        let to = c.other.clone();
         let msg = WireMessage::decode(&bytes).expect("engines send valid wire messages");
         let is_sync = matches!(msg, WireMessage::Sync { .. } | WireMessage::SyncPart { .. });
         let key = (from.clone(), to.clone());
@@ -694,8 +845,8 @@ impl Net {
         let copies = match self.model {
             FaultModel::Quic => {
                 if self.drop_rate > 0.0 && self.rng.random_bool(self.drop_rate) {
-                    self.log(|| format!("link breaks {from} <-> {to}"));
-                    self.break_link(&l);
+                    self.breaks += 1;
+                    self.break_conn(conn, None);
                     return;
                 }
                 1
@@ -733,8 +884,7 @@ impl Net {
                 Packet {
                     from: from.clone(),
                     to: to.clone(),
-                    epoch,
-                    doc: doc.clone(),
+                    to_conn: c.peer_conn,
                     bytes: bytes.clone(),
                 },
             );
@@ -742,9 +892,8 @@ impl Net {
     }
 
     fn deliver(&mut self, p: Packet) {
-        let l = link(&p.from, &p.to);
-        if self.up.get(&l) != Some(&p.epoch) {
-            // Sent on a session that has ended: lost with the connection.
+        if !self.conns.contains_key(&p.to_conn) {
+            // Sent on a connection that has ended: lost with it.
             return;
         }
         let msg = WireMessage::decode(&p.bytes).expect("engines send valid wire messages");
@@ -764,10 +913,7 @@ impl Net {
             )
         });
         let now = Timestamp(self.now);
-        if let Err(e) = self
-            .engine_mut(&p.to)
-            .handle_message(&p.from, &p.bytes, now)
-        {
+        if let Err(e) = self.links_mut(&p.to).handle_frame(p.to_conn, &p.bytes, now) {
             self.log(|| format!("  error: {e}"));
             self.errors.push(format!("{} from {}: {e}", p.to, p.from));
         }
@@ -776,12 +922,12 @@ impl Net {
     /// Delivers messages, fires engine timers and reconnects links, advancing virtual time,
     /// until nothing is in flight and no timer is pending. Fails if that takes more than
     /// 30 virtual minutes (a livelock).
-    pub(crate) fn run_until_quiet(&mut self) {
+    pub fn run_until_quiet(&mut self) {
         self.run(None);
     }
 
     /// Like [`Net::run_until_quiet`] but stops at `now + ms` (virtual time moves there).
-    pub(crate) fn advance(&mut self, ms: u64) {
+    pub fn advance(&mut self, ms: u64) {
         let until = self.now + ms;
         self.run(Some(until));
         self.now = self.now.max(until);
@@ -793,18 +939,13 @@ impl Net {
         loop {
             self.pump_all();
             let next_msg = self.queue.keys().next().map(|k| k.0);
-            let next_reconnect = self.reconnects.keys().next().map(|k| k.0);
             let next_timer = self
                 .peers
                 .values()
-                .filter_map(|p| p.engine.as_ref()?.poll_timeout())
+                .filter_map(|p| p.links.as_ref()?.poll_timeout())
                 .map(|t| t.as_millis())
                 .min();
-            let Some(next) = [next_msg, next_reconnect, next_timer]
-                .into_iter()
-                .flatten()
-                .min()
-            else {
+            let Some(next) = [next_msg, next_timer].into_iter().flatten().min() else {
                 return;
             };
             if until.is_some_and(|u| next > u) {
@@ -825,18 +966,12 @@ impl Net {
             if next_msg == Some(next) {
                 let (_, p) = self.queue.pop_first().expect("queue checked non-empty");
                 self.deliver(p);
-            } else if next_reconnect == Some(next) {
-                let (_, l) = self
-                    .reconnects
-                    .pop_first()
-                    .expect("reconnects checked non-empty");
-                self.bring_up(&l);
             } else {
                 let now = Timestamp(self.now);
                 for p in self.peers.values_mut() {
-                    if let Some(e) = p.engine.as_mut() {
-                        if e.poll_timeout().is_some_and(|t| t <= now) {
-                            e.handle_timeout(now);
+                    if let Some(l) = p.links.as_mut() {
+                        if l.poll_timeout().is_some_and(|t| t <= now) {
+                            l.handle_timeout(now);
                         }
                     }
                 }
@@ -847,7 +982,7 @@ impl Net {
     // ---- observations ----
 
     /// Statistics of every direction of every link since the last reset.
-    pub(crate) fn total_stats(&self) -> LinkStats {
+    pub fn total_stats(&self) -> LinkStats {
         let mut t = LinkStats::default();
         for s in self.stats.values() {
             t.add(s);
@@ -856,7 +991,7 @@ impl Net {
     }
 
     /// Statistics of messages `from` sent to `to`.
-    pub(crate) fn link_stats(&self, from: &PeerId, to: &PeerId) -> LinkStats {
+    pub fn link_stats(&self, from: &PeerId, to: &PeerId) -> LinkStats {
         self.stats
             .get(&(from.clone(), to.clone()))
             .copied()
@@ -864,36 +999,41 @@ impl Net {
     }
 
     /// Forgets the statistics.
-    pub(crate) fn reset_stats(&mut self) {
+    pub fn reset_stats(&mut self) {
         self.stats.clear();
     }
 
     /// Errors the engines returned from `handle_message`.
-    pub(crate) fn errors(&self) -> &[String] {
+    pub fn errors(&self) -> &[String] {
         &self.errors
     }
 
     /// Every document any running peer holds.
-    pub(crate) fn documents(&self) -> BTreeSet<DocumentId> {
+    pub fn documents(&self) -> BTreeSet<DocumentId> {
         self.peers
             .values()
-            .filter_map(|p| p.engine.as_ref())
-            .flat_map(|e| e.store().documents().expect("documents can be listed"))
+            .filter_map(|p| p.links.as_ref())
+            .flat_map(|l| {
+                l.engine()
+                    .store()
+                    .documents()
+                    .expect("documents can be listed")
+            })
             .collect()
     }
 
     /// Whether `peer`'s role may read `doc` under the network's policy.
-    pub(crate) fn policy_may_read(&self, peer: &PeerId, doc: &DocumentId) -> bool {
+    pub fn policy_may_read(&self, peer: &PeerId, doc: &DocumentId) -> bool {
         self.policy
             .may_read(&self.sim(peer).info.role, doc.context())
     }
 
     /// The running peers that may read `doc` under their engine's policy, minus exemptions.
-    pub(crate) fn readers(&self, doc: &DocumentId) -> Vec<PeerId> {
+    pub fn readers(&self, doc: &DocumentId) -> Vec<PeerId> {
         self.peers
             .iter()
             .filter(|(id, p)| {
-                p.engine.is_some()
+                p.links.is_some()
                     && self.policy.may_read(&p.info.role, doc.context())
                     && !self.exempt.contains(&((*id).clone(), doc.clone()))
             })
@@ -903,10 +1043,10 @@ impl Net {
 
     /// Asserts that every peer that may read a document has the same heads and the same
     /// JSON value of it. All peers must be running.
-    pub(crate) fn assert_converged(&self) {
+    pub fn assert_converged(&self) {
         let mut report = String::new();
         for (id, p) in &self.peers {
-            if p.engine.is_none() {
+            if p.links.is_none() {
                 let _ = writeln!(report, "peer {id} is stopped");
             }
         }
@@ -944,7 +1084,7 @@ impl Net {
     }
 
     /// A random number generator derived from the network's seed, for the test's workload.
-    pub(crate) fn rng(&mut self) -> &mut StdRng {
+    pub fn rng(&mut self) -> &mut StdRng {
         &mut self.rng
     }
 }
@@ -994,7 +1134,7 @@ fn describe(msg: &WireMessage, len: usize) -> String {
 /// from the seed first, so that every change hash, and so the whole run, replays exactly.
 /// (This relies on that layout: if it changes, runs stay correct but stop replaying bit for
 /// bit.)
-fn open_engine(p: &SimPeer, first_tail: Option<[u8; 8]>) -> Engine {
+fn open_links(p: &SimPeer, first_tail: Option<[u8; 8]>, reconnect: &Backoff, seed: u64) -> Links {
     let config = sled::Config::new()
         .path(p.dir.path())
         .flush_every_ms(Some(100));
@@ -1032,8 +1172,12 @@ fn open_engine(p: &SimPeer, first_tail: Option<[u8; 8]>) -> Engine {
     if let Some(w) = p.window_bytes {
         config.window_bytes = w;
     }
-    Engine::new(store, config)
+    let links = LinkConfig {
+        reconnect: reconnect.clone(),
+        ..LinkConfig::default()
+    };
+    Links::new(Engine::new(store, config), links, seed)
 }
 
 /// Largest encoded message the engine sends: a full fragment plus framing.
-pub(crate) const MAX_FRAGMENT_MESSAGE: u64 = FRAGMENT_BYTES as u64 + 1024;
+pub const MAX_FRAGMENT_MESSAGE: u64 = FRAGMENT_BYTES as u64 + 1024;
