@@ -28,6 +28,11 @@ pub const DEFAULT_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 /// After this long without progress, an exchange is assumed lost and restarted.
 pub const DEFAULT_RETRY_MS: u64 = 2_000;
 
+/// A link whose unacknowledged bytes see no acknowledgement for `STALL_FACTOR * retry_ms`,
+/// or a reassembly that gets no part for as long, is stalled (on a slow link one 256 KiB
+/// fragment takes seconds, so these wait longer than one exchange's retry).
+const STALL_FACTOR: u64 = 4;
+
 /// Configuration of an [`Engine`].
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -934,13 +939,23 @@ impl Engine {
         let retry = self.config.retry_ms;
         let mut stalled: Vec<(PeerId, DocumentId)> = Vec::new();
         for (id, p) in self.peers.iter_mut() {
-            if p.in_flight > 0 && now.millis_since(p.last_ack) >= retry {
+            if p.in_flight > 0 && now.millis_since(p.last_ack) >= retry * STALL_FACTOR {
                 p.in_flight = 0;
                 p.last_ack = now;
             }
+            // While our messages are still on the wire (unacknowledged, and acks have not
+            // stopped), the peer's answer is not late: on a slow link one fragment takes
+            // seconds. Restarting then resent everything in flight (2x the bytes of a
+            // catch-up over a 1 Mbit/s WAN, found by the simulation's bandwidth model).
+            let sending = p.in_flight > 0;
             for (doc, ds) in p.docs.iter_mut() {
-                let waiting = ds.awaiting || !ds.parts.is_empty();
-                if waiting && now.millis_since(ds.last_activity) >= retry {
+                let due = if !ds.parts.is_empty() {
+                    // A reassembly stalls only when parts stop arriving for a while.
+                    now.millis_since(ds.last_activity) >= retry * STALL_FACTOR
+                } else {
+                    ds.awaiting && !sending && now.millis_since(ds.last_activity) >= retry
+                };
+                if due {
                     if let Some(s) = ds.state.as_mut() {
                         s.in_flight = false;
                         s.sent_hashes.clear();
@@ -976,10 +991,12 @@ impl Engine {
         let mut consider = |t: Timestamp| next = Some(next.map_or(t, |n| n.min(t)));
         for p in self.peers.values() {
             if p.in_flight > 0 {
-                consider(p.last_ack.plus_millis(retry));
+                consider(p.last_ack.plus_millis(retry * STALL_FACTOR));
             }
             for ds in p.docs.values() {
-                if ds.awaiting || !ds.parts.is_empty() {
+                if !ds.parts.is_empty() {
+                    consider(ds.last_activity.plus_millis(retry * STALL_FACTOR));
+                } else if ds.awaiting && p.in_flight == 0 {
                     consider(ds.last_activity.plus_millis(retry));
                 }
             }

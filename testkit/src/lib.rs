@@ -220,6 +220,10 @@ pub struct Net {
     dup_rate: f64,
     reorder: bool,
     reorder_within: bool,
+    /// Bits per second of each direction of a link; `None` for infinitely fast.
+    bandwidth: Option<u64>,
+    /// When each direction of a link has sent everything queued on it (virtual ms).
+    busy_until: HashMap<(PeerId, PeerId), u64>,
     delay: (u64, u64),
     reconnect: Backoff,
     stats: BTreeMap<(PeerId, PeerId), LinkStats>,
@@ -259,6 +263,8 @@ impl Net {
             dup_rate: 0.0,
             reorder: false,
             reorder_within: false,
+            bandwidth: None,
+            busy_until: HashMap::new(),
             delay: (1, 1),
             reconnect: Backoff::new(Duration::from_millis(50), Duration::from_millis(500)),
             stats: BTreeMap::new(),
@@ -308,6 +314,13 @@ impl Net {
     /// Whether document messages may overtake each other within their stream (Lossy only).
     pub fn reorder_within_streams(&mut self, on: bool) -> &mut Self {
         self.reorder_within = on;
+        self
+    }
+
+    /// A slow link: each direction sends `bits_per_second`, one message after the other,
+    /// before the one-way delay (e.g. a 1 Mbit/s WAN with `delay(100, 100)` for 200 ms RTT).
+    pub fn bandwidth(&mut self, bits_per_second: u64) -> &mut Self {
+        self.bandwidth = Some(bits_per_second.max(1));
         self
     }
 
@@ -865,7 +878,17 @@ impl Net {
             FaultModel::Lossy => 1,
         };
         for _ in 0..copies {
-            let mut at = self.now + self.rng.random_range(self.delay.0..=self.delay.1);
+            let mut sent = self.now;
+            if let Some(bps) = self.bandwidth {
+                let busy = self
+                    .busy_until
+                    .entry((from.clone(), to.clone()))
+                    .or_default();
+                let start = (*busy).max(self.now);
+                *busy = start + (bytes.len() as u64 * 8 * 1000).div_ceil(bps);
+                sent = *busy;
+            }
+            let mut at = sent + self.rng.random_range(self.delay.0..=self.delay.1);
             // FIFO per stream (per link when not reordering); Lossy document messages may
             // overtake each other within their stream too.
             let stream = if self.reorder { doc.clone() } else { None };
