@@ -8,7 +8,7 @@
 //! +----------------------+---------------------+
 //! ```
 //!
-//! A frame longer than the configured maximum ([`DEFAULT_MAX_FRAME_SIZE`], 16 MiB) is
+//! A frame longer than the configured maximum ([`DEFAULT_MAX_FRAME_SIZE`], 1 MiB, the engine's largest message) is
 //! refused as soon as its length is read, before anything is allocated
 //! ([`Error::FrameTooLarge`]); a stream that ends inside a frame is
 //! [`Error::FrameTruncated`]. In both cases the session closes the whole connection
@@ -21,8 +21,9 @@ pub(crate) use outpost_core::CloseCode;
 
 use crate::error::{Error, Result};
 
-/// The default maximum payload size of a frame: 16 MiB.
-pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024 * 1024;
+/// The default maximum payload size of a frame: the engine's largest message (1 MiB). A
+/// frame the engine would refuse anyway is refused before it is buffered.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = outpost_core::engine::wire::MAX_MESSAGE_BYTES;
 
 /// Size of the length prefix.
 pub const HEADER_LEN: usize = 4;
@@ -131,6 +132,17 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: usize,
 ) -> Result<Option<Vec<u8>>> {
+    match read_header(reader, max).await? {
+        None => Ok(None),
+        Some(len) => read_payload(reader, len).await.map(Some),
+    }
+}
+
+/// Reads the length prefix of the next frame: `Ok(None)` at a clean end of the stream.
+pub(crate) async fn read_header<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<usize>> {
     let mut header = [0u8; HEADER_LEN];
     let got = read_full(reader, &mut header).await?;
     if got == 0 {
@@ -149,15 +161,28 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             max,
         });
     }
-    let mut payload = vec![0u8; len];
-    let got = read_full(reader, &mut payload).await?;
+    Ok(Some(len))
+}
+
+/// Reads a payload of `len` bytes; memory grows with the bytes that arrive, not with the
+/// length a peer announces.
+pub(crate) async fn read_payload<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    len: usize,
+) -> Result<Vec<u8>> {
+    let mut payload = Vec::with_capacity(len.min(64 * 1024));
+    let got = reader
+        .take(len as u64)
+        .read_to_end(&mut payload)
+        .await
+        .map_err(Error::StreamIo)?;
     if got < len {
         return Err(Error::FrameTruncated {
             expected: HEADER_LEN + len,
             received: HEADER_LEN + got,
         });
     }
-    Ok(Some(payload))
+    Ok(payload)
 }
 
 /// Reads until `buf` is full or the stream ends; returns the number of bytes read.

@@ -242,6 +242,9 @@ pub struct Runner<H: Hooks> {
     subscription: Subscription,
 }
 
+/// Frames that may wait for the runner, over all connections of a node or cloud site.
+pub(crate) const INBOX_FRAMES: usize = 64;
+
 fn conn_id(conn: &quinn::Connection) -> ConnId {
     ConnId(conn.stable_id() as u64)
 }
@@ -257,7 +260,9 @@ impl<H: Hooks> Runner<H> {
         endpoint: Option<quinn::Endpoint>,
         commands: RunnerInbox,
     ) -> Runner<H> {
-        let (inbox, inbox_rx) = mpsc::channel(1024);
+        // Bounded in frames (each at most `SessionConfig::max_frame_size`): what waits for the
+        // engine is at most INBOX_FRAMES frames per runner.
+        let (inbox, inbox_rx) = mpsc::channel(INBOX_FRAMES);
         // Local writes only: paths are for apps, and asking for them costs every write time.
         let subscription = store.subscribe(SubscriptionFilter::all().without_paths());
         Runner {

@@ -36,7 +36,10 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
-use crate::frame::{read_frame, write_frame, CloseCode, CloseCodeExt, DEFAULT_MAX_FRAME_SIZE};
+use crate::frame::{
+    read_frame, read_header, read_payload, write_frame, CloseCode, CloseCodeExt,
+    DEFAULT_MAX_FRAME_SIZE,
+};
 
 /// Identifies one connection for its whole life (quinn's `stable_id`).
 pub type SessionId = usize;
@@ -44,11 +47,16 @@ pub type SessionId = usize;
 /// Limits of a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
-    /// Maximum frame payload, in both directions (default 16 MiB). Use the same value on
+    /// Maximum frame payload, in both directions (default 1 MiB, the engine's largest message). Use the same value on
     /// every peer of a fleet.
     pub max_frame_size: usize,
     /// Messages queued per stream before the peer counts as too slow (default 1024).
     pub send_queue: usize,
+    /// Bytes of incoming frames a connection may hold at once, over all its streams, while
+    /// they are read and handed to the engine (default 8 MiB, at least one frame). A peer
+    /// that opens many streams and leaves frames half sent waits for this budget instead of
+    /// making us buffer its frames; QUIC flow control then stops it.
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -56,6 +64,7 @@ impl Default for SessionConfig {
         SessionConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             send_queue: 1024,
+            max_buffered_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -122,6 +131,9 @@ impl Session {
             peer: peer.peer.clone(),
             max: config.max_frame_size,
             inbox,
+            budget: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                config.max_buffered_bytes.max(config.max_frame_size),
+            )),
         };
 
         let (control_tx, control_rx) = mpsc::channel(config.send_queue);
@@ -256,6 +268,8 @@ struct ReaderCtx {
     peer: PeerId,
     max: usize,
     inbox: mpsc::Sender<SessionEvent>,
+    /// Bytes of frames being read or waiting for the inbox, over all streams.
+    budget: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Opens (dialer) or accepts (acceptor) the control stream, reads it in a sub-task and
@@ -322,7 +336,12 @@ async fn read_stream(ctx: ReaderCtx, mut recv: quinn::RecvStream, document: Opti
             None => tracing::debug_span!("recv", doc = "control"),
         };
         async {
-            while let Some(bytes) = read_frame(&mut recv, ctx.max).await? {
+            while let Some(len) = read_header(&mut recv, ctx.max).await? {
+                // Room for the frame first; `len` fits u32 (the length prefix is one).
+                let Ok(_permit) = ctx.budget.acquire_many(len as u32).await else {
+                    return Ok(());
+                };
+                let bytes = read_payload(&mut recv, len).await?;
                 tracing::trace!(len = bytes.len(), "frame received");
                 let event = SessionEvent::Message {
                     session: ctx.session,

@@ -285,6 +285,11 @@ pub struct TransportTuning {
     /// Maximum number of concurrently open unidirectional streams a peer may open
     /// towards us: one per document that has changed during the connection (default 4096).
     pub max_document_streams: u32,
+    /// Bytes a peer may send us ahead of what we read, over the whole connection
+    /// (QUIC's connection receive window; default 8 MiB). Bounds what quinn buffers per peer.
+    pub connection_receive_window: u32,
+    /// The same per stream (default 1 MiB + 64 KiB: one largest frame).
+    pub stream_receive_window: u32,
 }
 
 impl Default for TransportTuning {
@@ -293,6 +298,8 @@ impl Default for TransportTuning {
             keep_alive: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(5),
             max_document_streams: 4096,
+            connection_receive_window: 8 * 1024 * 1024,
+            stream_receive_window: 1024 * 1024 + 64 * 1024,
         }
     }
 }
@@ -470,6 +477,8 @@ pub fn transport_config(tuning: &TransportTuning) -> Result<Arc<quinn::Transport
         .keep_alive_interval(Some(tuning.keep_alive))
         .max_idle_timeout(Some(idle))
         .max_concurrent_uni_streams(tuning.max_document_streams.into())
+        .receive_window(tuning.connection_receive_window.into())
+        .stream_receive_window(tuning.stream_receive_window.into())
         // One control stream per connection, opened by the dialer.
         .max_concurrent_bidi_streams(1u32.into());
     Ok(Arc::new(transport))

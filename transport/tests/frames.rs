@@ -300,6 +300,7 @@ async fn a_peer_that_does_not_read_fills_the_send_queue() {
     let config = SessionConfig {
         max_frame_size: MAX,
         send_queue: 4,
+        ..SessionConfig::default()
     };
     let mut session = Session::start(conn, pos.info().clone(), config, tx);
     let doc: DocumentId = "menu".parse().expect("doc");

@@ -1,0 +1,173 @@
+//! Attacks by an authenticated but hostile device on a node, over real QUIC with mutual TLS.
+//! Each test prints the figure its limit bounds.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_core::Durability;
+use outpost_transport::{self as tls, write_frame, DEFAULT_MAX_FRAME_SIZE};
+use outpost_transport::{FleetCa, SessionConfig, TransportTuning};
+use serde_json::json;
+use support::*;
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A kiosk opens hundreds of document streams and leaves a largest frame half sent on each:
+/// the node holds at most its per-connection budget of frame bytes (8 MiB) plus QUIC's
+/// receive window (8 MiB), the kiosk's writes stall, and the node keeps syncing others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_frames_on_many_streams_are_bounded() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = FleetCa::generate("acme").unwrap();
+    let pos = start(test_config(
+        &dir.path().join("pos"),
+        &issue(&ca, "lyon", "pos-1", "pos"),
+        vec![],
+    ))
+    .await;
+    let honest = start(test_config(
+        &dir.path().join("kitchen"),
+        &issue(&ca, "lyon", "kitchen-1", "kitchen"),
+        vec![pos.local_addr()],
+    ))
+    .await;
+    wait_connected(&honest, "pos-1").await;
+
+    let attacker_cert = issue(&ca, "lyon", "kiosk-9", "kiosk");
+    let endpoint = endpoint(&attacker_cert, &filter_for(&attacker_cert));
+    let conn = within(
+        "attacker connects",
+        endpoint
+            .connect(pos.local_addr(), tls::SERVER_NAME)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let before = rss_kib();
+    const STREAMS: usize = 600;
+    let frame = DEFAULT_MAX_FRAME_SIZE;
+    let attempted = (STREAMS * (frame - 1)) as u64;
+    let written = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..STREAMS {
+        let conn = conn.clone();
+        let written = written.clone();
+        tasks.push(tokio::spawn(async move {
+            let Ok(mut send) = conn.open_uni().await else {
+                return;
+            };
+            let header = format!("orders/d{i:04}");
+            if write_frame(&mut send, header.as_bytes(), 1 << 20)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            // A largest frame, announced and never completed.
+            if send.write_all(&(frame as u32).to_be_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = vec![7u8; 64 * 1024];
+            let mut left = frame - 1;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if send.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+                written.fetch_add(n as u64, Ordering::Relaxed);
+                left -= n;
+            }
+            std::future::pending::<()>().await;
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The node still syncs with an honest peer meanwhile.
+    let orders = "orders/2026-11-24".parse().unwrap();
+    honest
+        .store()
+        .put(&orders, "/o-1/status", json!("ready"), Durability::Fast)
+        .unwrap();
+    wait_value(
+        "order at pos during the attack",
+        pos.store(),
+        &orders,
+        "/o-1/status",
+        &json!("ready"),
+    )
+    .await;
+    let accepted = written.load(Ordering::Relaxed);
+    let growth = rss_kib().saturating_sub(before);
+    println!(
+        "half-sent frames: attacker tried {} MiB on {STREAMS} streams, the node took {:.1} MiB \
+         (budget {} MiB + receive window {} MiB); process RSS grew {} MiB",
+        attempted >> 20,
+        accepted as f64 / (1 << 20) as f64,
+        SessionConfig::default().max_buffered_bytes >> 20,
+        TransportTuning::default().connection_receive_window >> 20,
+        growth >> 10
+    );
+    assert!(
+        accepted <= 24 << 20,
+        "the node accepted {accepted} bytes of unfinished frames"
+    );
+    for t in tasks {
+        t.abort();
+    }
+    conn.close(0u32.into(), b"done");
+    within("shutdown", honest.shutdown()).await.unwrap();
+    within("shutdown", pos.shutdown()).await.unwrap();
+}
+
+/// A frame announcing more than the engine's largest message closes that connection before
+/// anything is allocated; the limit is the engine's 1 MiB, not 16 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_are_capped_at_the_engine_message_limit() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = FleetCa::generate("acme").unwrap();
+    let pos = start(test_config(
+        &dir.path().join("pos"),
+        &issue(&ca, "lyon", "pos-1", "pos"),
+        vec![],
+    ))
+    .await;
+    let cert = issue(&ca, "lyon", "kiosk-9", "kiosk");
+    let endpoint = endpoint(&cert, &filter_for(&cert));
+    let conn = within(
+        "connect",
+        endpoint
+            .connect(pos.local_addr(), tls::SERVER_NAME)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut send = within("open", conn.open_uni()).await.unwrap();
+    write_frame(&mut send, b"menu", 1 << 20).await.unwrap();
+    send.write_all(&((DEFAULT_MAX_FRAME_SIZE + 1) as u32).to_be_bytes())
+        .await
+        .unwrap();
+    let reason = within("closed", conn.closed()).await;
+    println!(
+        "frame cap: {DEFAULT_MAX_FRAME_SIZE} bytes; an announced {} bytes closed the connection: {reason}",
+        DEFAULT_MAX_FRAME_SIZE + 1
+    );
+    assert_eq!(
+        <outpost_core::CloseCode as outpost_transport::CloseCodeExt>::of_connection_error(&reason),
+        Some(outpost_core::CloseCode::FrameTooLarge)
+    );
+    within("shutdown", pos.shutdown()).await.unwrap();
+}
