@@ -78,6 +78,116 @@ pub(crate) fn chunk_actors(mut bytes: &[u8]) -> Result<Vec<ActorId>, String> {
     Ok(actors)
 }
 
+/// Column specs carry a deflate flag in bit 3 (`id << 4 | deflate << 3 | type`).
+const DEFLATE_BIT: u64 = 0b1000;
+
+/// Inflates a DEFLATE stream into nothing, counting; fails once it passes `budget`.
+fn inflated_len(deflated: &[u8], budget: usize) -> Result<usize, String> {
+    use std::io::Read;
+    let limit = u64::try_from(budget).unwrap_or(u64::MAX).saturating_add(1);
+    let mut reader = flate2::read::DeflateDecoder::new(deflated).take(limit);
+    let n = std::io::copy(&mut reader, &mut std::io::sink())
+        .map_err(|e| format!("bad compressed data: {e}"))?;
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    if n > budget {
+        return Err(format!("inflates beyond {budget} bytes"));
+    }
+    Ok(n)
+}
+
+/// The column metadata of a chunk: (spec, length) pairs.
+fn columns(input: &mut &[u8]) -> Result<Vec<(u64, u64)>, String> {
+    let n = uleb(input)?;
+    if n > 1024 {
+        return Err(format!("{n} columns"));
+    }
+    (0..n).map(|_| Ok((uleb(input)?, uleb(input)?))).collect()
+}
+
+/// The bytes of column data, inflating deflated columns against `budget`.
+fn column_bytes(meta: &[(u64, u64)], data: &mut &[u8], budget: &mut usize) -> Result<(), String> {
+    for (spec, len) in meta {
+        let col = take(data, *len)?;
+        let n = if spec & DEFLATE_BIT != 0 {
+            inflated_len(col, *budget)?
+        } else {
+            col.len()
+        };
+        *budget = budget
+            .checked_sub(n)
+            .ok_or_else(|| "inflates beyond the budget".to_string())?;
+    }
+    Ok(())
+}
+
+fn skip_sleb(input: &mut &[u8]) -> Result<(), String> {
+    for _ in 0..10 {
+        let (&b, rest) = input.split_first().ok_or("truncated number")?;
+        *input = rest;
+        if b & 0x80 == 0 {
+            return Ok(());
+        }
+    }
+    Err("number too long".into())
+}
+
+/// The bytes the chunks in `bytes` occupy once every compressed part is inflated, checked
+/// against `budget` without keeping any of it: a compressed change, or the deflated columns
+/// of a document or change, that would inflate past `budget` (a decompression bomb) is an
+/// error before Automerge decodes anything.
+pub(crate) fn inflated_size(mut bytes: &[u8], budget: usize) -> Result<usize, String> {
+    let mut left = budget;
+    while !bytes.is_empty() {
+        let magic = take(&mut bytes, 4)?;
+        if magic != MAGIC {
+            return Err("not an Automerge chunk (bad magic bytes)".into());
+        }
+        take(&mut bytes, 4)?;
+        let kind = take(&mut bytes, 1)?[0];
+        let len = uleb(&mut bytes)?;
+        let mut c = take(&mut bytes, len)?;
+        match kind {
+            0 => {
+                let actors = uleb(&mut c)?;
+                for _ in 0..actors {
+                    let l = uleb(&mut c)?;
+                    take(&mut c, l)?;
+                }
+                let heads = uleb(&mut c)?;
+                take(&mut c, heads.checked_mul(32).ok_or("too many heads")?)?;
+                let change_cols = columns(&mut c)?;
+                let op_cols = columns(&mut c)?;
+                column_bytes(&change_cols, &mut c, &mut left)?;
+                column_bytes(&op_cols, &mut c, &mut left)?;
+            }
+            1 => {
+                let deps = uleb(&mut c)?;
+                take(&mut c, deps.checked_mul(32).ok_or("too many dependencies")?)?;
+                let l = uleb(&mut c)?;
+                take(&mut c, l)?;
+                uleb(&mut c)?;
+                uleb(&mut c)?;
+                skip_sleb(&mut c)?;
+                let l = uleb(&mut c)?;
+                take(&mut c, l)?;
+                let others = uleb(&mut c)?;
+                for _ in 0..others {
+                    let l = uleb(&mut c)?;
+                    take(&mut c, l)?;
+                }
+                let op_cols = columns(&mut c)?;
+                column_bytes(&op_cols, &mut c, &mut left)?;
+            }
+            2 => {
+                let n = inflated_len(c, left)?;
+                left -= n;
+            }
+            other => return Err(format!("unknown chunk type {other}")),
+        }
+    }
+    Ok(budget - left)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +214,11 @@ mod tests {
             .collect();
         assert_eq!(names(chunk_actors(&changes).expect("changes")), expected);
         assert!(chunk_actors(&[1, 2, 3]).is_err());
+        let saved = a.save();
+        let size = inflated_size(&saved, 1 << 20).expect("a document within budget");
+        assert!(size > 0);
+        assert!(inflated_size(&saved, 8).is_err(), "over a tiny budget");
+        assert!(inflated_size(&changes, 1 << 20).is_ok());
         assert!(chunk_actors(&a.save()[..20]).is_err());
     }
 }

@@ -20,11 +20,15 @@ use automerge::ChangeHash;
 
 use self::persist::{Progress, SyncStateStore};
 pub use self::status::{DocStatus, EngineMetrics, PeerStatus, SyncStatus};
-use self::wire::{DocDigest, WireError, WireMessage, FRAGMENT_BYTES, MAX_SYNC_BYTES};
+use self::wire::{DocDigest, WireError, WireMessage, FRAGMENT_BYTES};
 use crate::{parse_actor, DocumentId, Event, PeerId, PeerInfo, Policy, Store, Timestamp};
 
 /// Bytes of sync payload that may be unacknowledged per peer.
 pub const DEFAULT_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
+/// The largest fragmented message reassembled.
+pub const DEFAULT_MAX_REASSEMBLY_BYTES: usize = wire::MAX_SYNC_BYTES;
+/// The most bytes the compressed parts of one received message may inflate to.
+pub const DEFAULT_MAX_INFLATED_BYTES: usize = 64 * 1024 * 1024;
 /// After this long without progress, an exchange is assumed lost and restarted.
 pub const DEFAULT_RETRY_MS: u64 = 2_000;
 
@@ -44,6 +48,15 @@ pub struct EngineConfig {
     pub window_bytes: u64,
     /// Restart an exchange after this many milliseconds without progress.
     pub retry_ms: u64,
+    /// The largest fragmented message reassembled (default 64 MiB). Per peer, at most this
+    /// plus `window_bytes` of fragments are buffered.
+    pub max_reassembly_bytes: usize,
+    /// The most bytes the compressed parts of one received message may inflate to before it
+    /// is applied (default 64 MiB); a message over it is refused unread.
+    pub max_inflated_bytes: usize,
+    /// Flush received changes to disk before answering the peer (default true), so that the
+    /// heads we tell a peer, and so its "synced" status, are never ahead of our disk.
+    pub durable_acks: bool,
 }
 
 impl EngineConfig {
@@ -54,6 +67,9 @@ impl EngineConfig {
             policy,
             window_bytes: DEFAULT_WINDOW_BYTES,
             retry_ms: DEFAULT_RETRY_MS,
+            max_reassembly_bytes: DEFAULT_MAX_REASSEMBLY_BYTES,
+            max_inflated_bytes: DEFAULT_MAX_INFLATED_BYTES,
+            durable_acks: true,
         }
     }
 }
@@ -129,7 +145,13 @@ struct Peer {
     in_flight: u64,
     last_ack: Timestamp,
     pending_ack: u64,
+    /// Pages of the peer's Hello received so far.
+    hello_pending: Vec<DocDigest>,
 }
+
+/// The most documents a peer's Hello may list (pages included): 1,000,000 entries of at most
+/// 128-byte names is about 150 MB over 300 pages, and what it costs us is bounded by this.
+pub const MAX_HELLO_DOCUMENTS: usize = 1_000_000;
 
 /// The sync engine. See the [module documentation](self).
 pub struct Engine {
@@ -142,16 +164,55 @@ pub struct Engine {
     events: VecDeque<Event>,
     metrics: EngineMetrics,
     rr: usize,
+    /// The documents the store holds. Documents are created only when changes arrive for
+    /// them (from the app, or from a peer that may write them), never because a peer named
+    /// them: a Hello listing 10,000 names creates nothing.
+    known: std::collections::BTreeSet<DocumentId>,
 }
 
+/// The first 8 bytes of the SHA-256 of the sorted heads: equal heads give equal digests, and
+/// unequal heads collide with probability 2^-64 (an XOR of the hashes collided whenever two
+/// heads swapped roles, e.g. {a, b} and {a ^ c, b ^ c}).
 fn digest(heads: &[ChangeHash]) -> u64 {
-    let mut d = heads.len() as u64;
-    for h in heads {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&h.0[..8]);
-        d ^= u64::from_le_bytes(b).rotate_left(1);
+    use sha2::Digest;
+    let mut sorted = heads.to_vec();
+    sorted.sort();
+    let mut h = sha2::Sha256::new();
+    for head in &sorted {
+        h.update(head.0);
     }
-    d
+    let out = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&out[..8]);
+    u64::from_le_bytes(b)
+}
+
+/// Splits a Hello's documents into pages of at most `HELLO_PAGE_BYTES` encoded.
+fn hello_pages(docs: Vec<DocDigest>) -> Vec<Vec<u8>> {
+    let mut pages = Vec::new();
+    let mut page = Vec::new();
+    let mut size = 0;
+    let n = docs.len();
+    for (i, d) in docs.into_iter().enumerate() {
+        // A document id, its length and a varint digest: an upper bound per entry.
+        let entry = d.doc.context().as_str().len() + d.doc.partition().map_or(0, str::len) + 24;
+        if size + entry > wire::HELLO_PAGE_BYTES - 64 && !page.is_empty() {
+            pages.push(
+                WireMessage::HelloPart {
+                    docs: std::mem::take(&mut page),
+                }
+                .encode(),
+            );
+            size = 0;
+        }
+        size += entry;
+        page.push(d);
+        if i + 1 == n {
+            break;
+        }
+    }
+    pages.push(WireMessage::Hello { docs: page }.encode());
+    pages
 }
 
 impl Engine {
@@ -166,7 +227,12 @@ impl Engine {
             events: VecDeque::new(),
             metrics: EngineMetrics::default(),
             rr: 0,
+            known: Default::default(),
         };
+        match engine.store.documents() {
+            Ok(d) => engine.known = d.into_iter().collect(),
+            Err(e) => engine.storage_failed(None, None, &e),
+        }
         match SyncStateStore::load_progress(&engine.store) {
             Ok(p) => engine.progress = p.into_iter().collect(),
             Err(e) => engine.storage_failed(None, None, &e),
@@ -215,6 +281,16 @@ impl Engine {
         &self.metrics
     }
 
+    /// Bytes of fragments held for reassembly, over all peers (bounded per peer by
+    /// `max_reassembly_bytes + window_bytes`).
+    pub fn buffered_fragment_bytes(&self) -> usize {
+        self.peers
+            .values()
+            .flat_map(|p| p.docs.values())
+            .map(|d| d.parts_bytes)
+            .sum()
+    }
+
     /// Whether a peer is connected.
     pub fn is_connected(&self, peer: &PeerId) -> bool {
         self.peers.contains_key(peer)
@@ -229,6 +305,9 @@ impl Engine {
                 Vec::new()
             }
         };
+        // Writes that reached the store without `handle_local_change` (before the engine
+        // started, or by a tool) are known from here on.
+        self.known.extend(docs.iter().cloned());
         docs.into_iter()
             .filter(|d| self.config.policy.may_read(&peer.role, d.context()))
             .collect()
@@ -256,7 +335,7 @@ impl Engine {
                 }
             })
             .collect();
-        let hello = WireMessage::Hello { docs }.encode();
+        let hello = hello_pages(docs);
         let mut p = Peer {
             info: peer,
             docs: BTreeMap::new(),
@@ -265,8 +344,11 @@ impl Engine {
             in_flight: 0,
             last_ack: now,
             pending_ack: 0,
+            hello_pending: Vec::new(),
         };
-        p.control.push_back((None, hello));
+        for page in hello {
+            p.control.push_back((None, page));
+        }
         self.peers.insert(id, p);
     }
 
@@ -286,6 +368,7 @@ impl Engine {
 
     /// A document was changed locally: offer the change to every connected peer that may read it.
     pub fn handle_local_change(&mut self, doc: &DocumentId, now: Timestamp) {
+        self.known.insert(doc.clone());
         self.mark_unsynced(doc, None, now);
         let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
         for p in peers {
@@ -357,7 +440,24 @@ impl Engine {
         };
         match msg {
             WireMessage::Hello { docs } => {
-                self.handle_hello(from, docs, now);
+                let mut all = std::mem::take(&mut peer.hello_pending);
+                all.extend(docs);
+                self.handle_hello(from, all, now);
+                Ok(())
+            }
+            WireMessage::HelloPart { docs } => {
+                if peer.hello_pending.len() + docs.len() > MAX_HELLO_DOCUMENTS {
+                    peer.hello_pending = Vec::new();
+                    self.metrics.sync_errors += 1;
+                    return Err(EngineError::BadSync {
+                        peer: from.clone(),
+                        doc: DocumentId::new("hello".parse().expect("a valid context name")),
+                        reason: format!(
+                            "the peer lists over {MAX_HELLO_DOCUMENTS} documents; its Hello is dropped"
+                        ),
+                    });
+                }
+                peer.hello_pending.extend(docs);
                 Ok(())
             }
             WireMessage::Sync { doc, data } => {
@@ -506,33 +606,58 @@ impl Engine {
         data: Vec<u8>,
         now: Timestamp,
     ) -> Result<(), EngineError> {
+        let max = self.config.max_reassembly_bytes;
+        let window = usize::try_from(self.config.window_bytes).unwrap_or(usize::MAX);
         let Some(peer) = self.peers.get_mut(from) else {
             return Err(EngineError::UnknownPeer(from.clone()));
         };
-        let ds = peer.docs.entry(doc.clone()).or_default();
         let bad = |reason: String| EngineError::BadSync {
             peer: from.clone(),
             doc: doc.clone(),
             reason,
         };
+        // Only a message with changes is ever large, so a peer that may not write the
+        // context gets nothing buffered, whatever it sends.
+        if !self.config.policy.may_write(&peer.info.role, doc.context()) {
+            self.metrics.sync_errors += 1;
+            return Err(bad(format!(
+                "role {} may not write context {}: its fragments are dropped unread",
+                peer.info.role,
+                doc.context()
+            )));
+        }
         if total == 0
             || index >= total
-            || (total as usize).saturating_mul(FRAGMENT_BYTES) > MAX_SYNC_BYTES + FRAGMENT_BYTES
+            || (total as usize).saturating_mul(FRAGMENT_BYTES) > max + FRAGMENT_BYTES
         {
             self.metrics.sync_errors += 1;
             return Err(bad(format!("part {index} of {total} is out of range")));
         }
+        // One message may be reassembled per peer, plus what the flow-control window lets
+        // the next one send meanwhile.
+        let buffered: usize = peer.docs.values().map(|d| d.parts_bytes).sum();
+        if buffered + data.len() > max + window {
+            for d in peer.docs.values_mut() {
+                d.parts.clear();
+                d.parts_bytes = 0;
+            }
+            self.metrics.sync_errors += 1;
+            return Err(bad(format!(
+                "fragments of this peer exceed {} bytes buffered; all dropped",
+                max + window
+            )));
+        }
+        let ds = peer.docs.entry(doc.clone()).or_default();
         if ds.parts.len() != total as usize {
             ds.parts = vec![None; total as usize];
             ds.parts_bytes = 0;
         }
         ds.parts_bytes += data.len();
-        if ds.parts_bytes > MAX_SYNC_BYTES {
+        if ds.parts_bytes > max {
             ds.parts.clear();
+            ds.parts_bytes = 0;
             self.metrics.sync_errors += 1;
-            return Err(bad(format!(
-                "reassembled message exceeds {MAX_SYNC_BYTES} bytes"
-            )));
+            return Err(bad(format!("reassembled message exceeds {max} bytes")));
         }
         ds.parts[index as usize] = Some(data);
         ds.last_activity = now;
@@ -565,6 +690,20 @@ impl Engine {
                 from.role,
                 doc.context()
             ));
+        }
+        // Before anything is decoded: what the compressed parts inflate to, counted without
+        // keeping it. A bomb (a small chunk that inflates a thousandfold) is refused here.
+        let mut budget = self.config.max_inflated_bytes;
+        for chunk in msg.changes.iter() {
+            match crate::chunk::inflated_size(chunk, budget) {
+                Ok(n) => budget -= n,
+                Err(e) => {
+                    return Some(format!(
+                        "refused unread: {e} (at most {} bytes inflated per message)",
+                        self.config.max_inflated_bytes
+                    ))
+                }
+            }
         }
         for chunk in msg.changes.iter() {
             let actors = match crate::chunk::chunk_actors(chunk) {
@@ -754,6 +893,23 @@ impl Engine {
             ds.needed.clone_from(&msg.need);
         }
         let shared_before = state.shared_heads.clone();
+        if !self.known.contains(&doc) && msg.changes.is_empty() {
+            // Nothing to store: answer from an empty document, creating nothing.
+            use automerge::sync::SyncDoc;
+            let mut empty = automerge::Automerge::new();
+            if let Err(e) = empty.receive_sync_message(&mut state, msg) {
+                self.put_state(from, &doc, state, now);
+                self.metrics.sync_errors += 1;
+                return Err(EngineError::BadSync {
+                    peer: from.clone(),
+                    doc,
+                    reason: e.to_string(),
+                });
+            }
+            self.put_state(from, &doc, state, now);
+            self.pump(from, &doc, now);
+            return Ok(());
+        }
         let result = self.store.receive_sync(&doc, &mut state, msg, from);
         let added = match result {
             Ok(n) => n,
@@ -776,6 +932,21 @@ impl Engine {
                 });
             }
         };
+        // Our answer tells the peer our heads, i.e. "I have it": that must be true on disk,
+        // or a device shows "0 unsynced" for changes a crash or a full disk lost here. One
+        // flush per received message (a catch-up is a few large ones; sled coalesces flushes
+        // that overlap).
+        if added > 0 {
+            self.known.insert(doc.clone());
+        }
+        if added > 0 && self.config.durable_acks {
+            if let Err(e) = self.store.flush() {
+                state.in_flight = false;
+                self.put_state(from, &doc, state, now);
+                self.storage_failed(Some(from), Some(&doc), &e);
+                return Ok(());
+            }
+        }
         let mut persisted = true;
         if state.shared_heads != shared_before {
             if let Err(e) = SyncStateStore::save_sync_state(&self.store, from, &doc, &state) {
@@ -861,6 +1032,10 @@ impl Engine {
             // Our first message of the session: the peer always answers it.
             return true;
         };
+        if !self.known.contains(doc) {
+            // We hold nothing of it (and must not create it by looking).
+            return !state.read_only && !theirs.is_empty();
+        }
         let known = self.store.has_all(doc, theirs).unwrap_or(false);
         let we_lack = !state.read_only && !known;
         // Only when we know all their heads can we tell they lack ours: a head of theirs
@@ -896,7 +1071,15 @@ impl Engine {
             // retrying every `retry_ms` for the whole session.
             state.peer_read_only = true;
         }
-        let msg = match self.store.generate_sync(doc, &mut state) {
+        let msg = if self.known.contains(doc) {
+            self.store.generate_sync(doc, &mut state)
+        } else {
+            // A document only the peer has: ask for it from an empty document, without
+            // creating it here. It is created when a peer that may write it sends changes.
+            use automerge::sync::SyncDoc;
+            Ok(automerge::Automerge::new().generate_sync_message(&mut state))
+        };
+        let msg = match msg {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(%peer, %doc, error = %e, "cannot generate sync message");

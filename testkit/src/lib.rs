@@ -826,7 +826,10 @@ impl Net {
                 st.sync_messages += 1;
                 st.sync_bytes += bytes.len() as u64;
             }
-            if matches!(msg, WireMessage::Hello { .. }) {
+            if matches!(
+                msg,
+                WireMessage::Hello { .. } | WireMessage::HelloPart { .. }
+            ) {
                 st.hellos += 1;
             }
         }
@@ -1122,6 +1125,7 @@ fn short(heads: &[ChangeHash]) -> Vec<String> {
 fn describe(msg: &WireMessage, len: usize) -> String {
     match msg {
         WireMessage::Hello { docs } => format!("Hello({} docs, {len} B)", docs.len()),
+        WireMessage::HelloPart { docs } => format!("HelloPart({} docs, {len} B)", docs.len()),
         WireMessage::Sync { doc, data } => {
             let Ok(m) = automerge::sync::Message::decode(data) else {
                 return format!("Sync({doc}, {len} B, undecodable)");

@@ -103,6 +103,8 @@ pub(super) fn build(engine: &Engine) -> SyncStatus {
     for (peer, mut docs) in by_peer {
         docs.sort();
         docs.dedup();
+        // Documents a peer only named are not ours to report (nor to create by reading).
+        docs.retain(|d| engine.known.contains(d));
         let live = engine.peers.get(&peer);
         let role = live
             .map(|p| p.info.role.clone())

@@ -13,6 +13,7 @@
 //! | `Ack` | control | the receiver processed this many payload bytes (flow control) |
 //! | `Refused` | document | the receiver refused the sender's changes to a document, and why |
 //! | `Error` | control | a protocol error (e.g. unsupported version); the link stays up |
+//! | `HelloPart` | control | a page of a `Hello` over [`HELLO_PAGE_BYTES`]; the `Hello` ends the list |
 
 use serde::{Deserialize, Serialize};
 
@@ -24,8 +25,9 @@ pub const WIRE_VERSION: u8 = 1;
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Sync messages larger than this are split into parts.
 pub const FRAGMENT_BYTES: usize = 256 * 1024;
-/// The largest reassembled Automerge sync message accepted.
-pub const MAX_SYNC_BYTES: usize = 256 * 1024 * 1024;
+/// The largest reassembled Automerge sync message accepted by default
+/// (`EngineConfig::max_reassembly_bytes`).
+pub const MAX_SYNC_BYTES: usize = 64 * 1024 * 1024;
 
 /// Error code: the message's wire version is not supported.
 pub const ERROR_UNSUPPORTED_VERSION: u16 = 1;
@@ -37,7 +39,8 @@ pub const ERROR_MALFORMED: u16 = 2;
 pub struct DocDigest {
     /// The document.
     pub doc: DocumentId,
-    /// A digest of the sender's heads of the document.
+    /// A digest of the sender's heads of the document: the first 8 bytes of the SHA-256 of
+    /// its sorted heads.
     pub digest: u64,
 }
 
@@ -86,7 +89,17 @@ pub enum WireMessage {
         /// A message for logs.
         message: String,
     },
+    /// A page of a `Hello` too large for one message: more pages follow, and the `Hello`
+    /// that ends the list. Added after the other variants, so a site small enough for one
+    /// `Hello` speaks exactly as before.
+    HelloPart {
+        /// Documents and digests of their heads.
+        docs: Vec<DocDigest>,
+    },
 }
+
+/// The largest encoded `Hello` page a sender makes.
+pub const HELLO_PAGE_BYTES: usize = 512 * 1024;
 
 /// Why bytes could not be decoded as a wire message.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

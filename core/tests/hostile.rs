@@ -1,0 +1,218 @@
+//! Attacks by an authenticated but hostile peer on the sync engine, each printing the figure
+//! its limit bounds. (Attacks on the transport, with real QUIC, are in
+//! `transport/tests/hostile.rs`.)
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write as _;
+
+use outpost_core::engine::wire::{DocDigest, WireMessage, FRAGMENT_BYTES};
+use outpost_core::engine::DEFAULT_MAX_INFLATED_BYTES;
+use outpost_core::{Engine, EngineConfig, Event, PeerInfo, Policy, Store, StoreOptions, Timestamp};
+
+const NOW: Timestamp = Timestamp(1_000);
+
+struct Target {
+    engine: Engine,
+    db: sled::Db,
+    _dir: tempfile::TempDir,
+}
+
+/// A POS engine over a sled database the test can look into.
+fn pos(config: impl FnOnce(&mut EngineConfig)) -> Target {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let me = PeerInfo::parse("s1", "pos-1", "pos").unwrap();
+    let store = Store::on_db(
+        db.clone(),
+        "",
+        StoreOptions {
+            identity: Some(me.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut c = EngineConfig::new(me, Policy::default());
+    config(&mut c);
+    Target {
+        engine: Engine::new(store, c),
+        db,
+        _dir: dir,
+    }
+}
+
+fn attacker(engine: &mut Engine, peer: &str, role: &str) -> PeerInfo {
+    let info = PeerInfo::parse("s1", peer, role).unwrap();
+    engine.handle_connect(info.clone(), NOW);
+    while engine.poll_transmit().is_some() {}
+    info
+}
+
+fn events(engine: &mut Engine) -> Vec<Event> {
+    std::iter::from_fn(|| engine.poll_event()).collect()
+}
+
+/// A compressed change of 100 MiB of zeros is about 100 KB on the wire. It is refused after
+/// counting at most `max_inflated_bytes` (64 MiB) of it, before Automerge decodes it, and
+/// nothing is stored.
+#[test]
+fn a_decompression_bomb_is_refused_unread() {
+    let mut t = pos(|_| {});
+    let kiosk = attacker(&mut t.engine, "kiosk-1", "kiosk");
+    let inflated = 100 << 20;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..100 {
+        enc.write_all(&zeros).unwrap();
+    }
+    let deflated = enc.finish().unwrap();
+    // A compressed change chunk: magic, checksum, type 2, length, DEFLATE data.
+    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+    let mut len = deflated.len() as u64;
+    loop {
+        let b = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            chunk.push(b);
+            break;
+        }
+        chunk.push(b | 0x80);
+    }
+    chunk.extend_from_slice(&deflated);
+    let msg = automerge::sync::Message {
+        heads: vec![],
+        need: vec![],
+        have: vec![],
+        changes: vec![chunk].into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    };
+    let orders = "orders/2026-11-24".parse().unwrap();
+    let bytes = WireMessage::Sync {
+        doc: orders,
+        data: msg.encode(),
+    }
+    .encode();
+    let trees_before = t.db.tree_names().len();
+    t.engine.handle_message(&kiosk.peer, &bytes, NOW).unwrap();
+    let refused = events(&mut t.engine)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::ChangeRefused { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .expect("the bomb is refused");
+    println!(
+        "decompression bomb: a {} KB message inflating to {} MiB was refused after at most \
+         {} MiB were counted (and none kept): {refused}",
+        bytes.len() / 1024,
+        inflated >> 20,
+        DEFAULT_MAX_INFLATED_BYTES >> 20
+    );
+    assert!(refused.contains("inflates beyond"), "{refused}");
+    assert!(t.engine.metrics().changes_refused > 0);
+    assert_eq!(t.db.tree_names().len(), trees_before, "nothing stored");
+}
+
+/// A menu board may not write the menu: its fragments are dropped unread, whatever their
+/// number. A kiosk (which may write orders) gets at most one reassembly plus the window
+/// buffered, over any number of documents.
+#[test]
+fn fragments_are_checked_before_they_are_buffered() {
+    let max = 1 << 20;
+    let mut t = pos(|c| c.max_reassembly_bytes = max);
+    let window = t.engine.local().clone();
+    drop(window);
+    let board = attacker(&mut t.engine, "board-1", "menu-board");
+    let part = |doc: &str, index: u32, total: u32| {
+        WireMessage::SyncPart {
+            doc: doc.parse().unwrap(),
+            index,
+            total,
+            data: vec![1u8; FRAGMENT_BYTES],
+        }
+        .encode()
+    };
+    let mut refused = 0;
+    for i in 0..40 {
+        if t.engine
+            .handle_message(&board.peer, &part("menu", i, 400), NOW)
+            .is_err()
+        {
+            refused += 1;
+        }
+    }
+    println!(
+        "fragments from a read-only role: 40 parts of 256 KiB sent, {refused} refused, {} bytes buffered",
+        t.engine.buffered_fragment_bytes()
+    );
+    assert_eq!(refused, 40);
+    assert_eq!(t.engine.buffered_fragment_bytes(), 0);
+
+    let kiosk = attacker(&mut t.engine, "kiosk-1", "kiosk");
+    let mut most = 0;
+    for d in 0..64 {
+        for i in 0..3 {
+            let _ =
+                t.engine
+                    .handle_message(&kiosk.peer, &part(&format!("orders/d{d:02}"), i, 4), NOW);
+            most = most.max(t.engine.buffered_fragment_bytes());
+        }
+    }
+    let bound = max + EngineConfig::new(kiosk.clone(), Policy::default()).window_bytes as usize;
+    println!(
+        "fragments from a writer: 64 documents x 3 of 4 parts of 256 KiB sent (48 MiB), at most \
+         {} KiB buffered (bound {} KiB)",
+        most / 1024,
+        bound / 1024
+    );
+    assert!(most <= bound, "{most} > {bound}");
+}
+
+/// A Hello naming 60,000 documents (past one 1 MiB message, so in pages) from a peer is
+/// handled whole, and naming documents creates none: only changes from a peer that may write
+/// a context create its documents.
+#[test]
+fn documents_named_in_a_paged_hello_are_not_created() {
+    let mut t = pos(|_| {});
+    let kiosk = attacker(&mut t.engine, "kiosk-1", "kiosk");
+    let docs: Vec<DocDigest> = (0..60_000)
+        .map(|i| DocDigest {
+            doc: format!("orders/p-{i:05}-0123456789abcdef").parse().unwrap(),
+            digest: i,
+        })
+        .collect();
+    let trees_before = t.db.tree_names().len();
+    let (mut pages, mut bytes) = (0, 0);
+    let mut chunks = docs.chunks(20_000).peekable();
+    while let Some(page) = chunks.next() {
+        let msg = if chunks.peek().is_some() {
+            WireMessage::HelloPart {
+                docs: page.to_vec(),
+            }
+        } else {
+            WireMessage::Hello {
+                docs: page.to_vec(),
+            }
+        }
+        .encode();
+        pages += 1;
+        bytes += msg.len();
+        t.engine.handle_message(&kiosk.peer, &msg, NOW).unwrap();
+    }
+    let mut requests = 0;
+    while t.engine.poll_transmit().is_some() {
+        requests += 1;
+    }
+    let created = t.db.tree_names().len() - trees_before;
+    println!(
+        "named documents: a Hello of {} KB in {pages} pages named 60,000 documents; {requests} \
+         requests answered, {created} sled trees created",
+        bytes / 1024
+    );
+    assert!(
+        requests >= 60_000,
+        "every named document the kiosk may write is asked for"
+    );
+    assert_eq!(created, 0, "naming a document creates nothing");
+    assert!(t.engine.store().documents().unwrap().is_empty());
+}
