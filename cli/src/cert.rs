@@ -4,9 +4,9 @@ use anyhow::{bail, Context, Result};
 use outpost_core::PeerInfo;
 use outpost_transport::{DeviceCert, FleetCa};
 
-use super::CertCommand;
+use crate::CertCommand;
 
-pub(super) fn run(command: CertCommand) -> Result<()> {
+pub(crate) fn run(command: CertCommand) -> Result<()> {
     match command {
         CertCommand::Ca { out, fleet, force } => {
             if out.join("ca.key").exists() && !force {

@@ -10,27 +10,27 @@ use outpost_core::{PeerInfo, Policy, Store, StoreOptions};
 use outpost_transport::DeviceCert;
 use serde_json::Value as Json;
 
-use super::Command;
 use crate::control::{self, Client, Host, Reply, Request};
+use crate::Command;
 
 /// The file in a data directory that records the identity of the device that serves it,
 /// so that later commands write as that device.
-pub(super) const IDENTITY_FILE: &str = "outpost-identity.json";
+pub(crate) const IDENTITY_FILE: &str = "outpost-identity.json";
 
 /// How long a command waits for a running node to answer.
 const NODE_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub(super) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Result<()> {
+pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Result<()> {
     let request = match command {
         Command::Cert(_) => unreachable!("cert commands need no data directory"),
         Command::Serve(args) => {
             let cert_dir = cert_dir.ok_or_else(|| {
                 anyhow!("serve needs this device's certificates: pass --cert-dir DIR (made by `outpost cert issue`)")
             })?;
-            return super::serve::run(dir, cert_dir, args);
+            return crate::serve::run(dir, cert_dir, args);
         }
         Command::Watch { doc } => return watch(dir, cert_dir, &doc),
-        Command::Status { json } => return super::status::run(dir, cert_dir, json),
+        Command::Status { json } => return crate::status::run(dir, cert_dir, json),
         Command::Put { doc, path, json } => Request::Put {
             doc,
             path,
@@ -89,7 +89,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 /// Sends `request` to the node holding `dir`, or runs it on the store directly.
-pub(super) fn request_or_open(
+pub(crate) fn request_or_open(
     dir: &Path,
     cert_dir: Option<&Path>,
     request: &Request,
@@ -108,10 +108,10 @@ pub(super) fn request_or_open(
 }
 
 /// A store opened by this process, for commands run without a node.
-pub(super) struct LocalHost {
-    pub(super) store: Store,
-    pub(super) identity: Option<PeerInfo>,
-    pub(super) dir: PathBuf,
+pub(crate) struct LocalHost {
+    pub(crate) store: Store,
+    pub(crate) identity: Option<PeerInfo>,
+    pub(crate) dir: PathBuf,
 }
 
 impl Host for LocalHost {
@@ -120,13 +120,13 @@ impl Host for LocalHost {
     }
 
     fn status(&self) -> Result<Json> {
-        super::status::offline(&self.dir, &self.store, self.identity.as_ref())
+        crate::status::offline(&self.dir, &self.store, self.identity.as_ref())
     }
 }
 
 /// The identity that authors this command's writes: `--cert-dir`, else the identity the
 /// data directory was last served as, else none (an anonymous local store).
-pub(super) fn identity(dir: &Path, cert_dir: Option<&Path>) -> Result<Option<PeerInfo>> {
+pub(crate) fn identity(dir: &Path, cert_dir: Option<&Path>) -> Result<Option<PeerInfo>> {
     // A directory that cannot be a store is reported as such before anything is read in it.
     check_data_dir(dir, true)?;
     let recorded = recorded_identity(dir)?;
@@ -149,7 +149,7 @@ pub(super) fn identity(dir: &Path, cert_dir: Option<&Path>) -> Result<Option<Pee
 }
 
 /// Loads a device certificate with a message that says how to get one.
-pub(super) fn load_cert(cert_dir: &Path) -> Result<DeviceCert> {
+pub(crate) fn load_cert(cert_dir: &Path) -> Result<DeviceCert> {
     DeviceCert::load(cert_dir).with_context(|| {
         format!(
             "missing or unusable certificates in {}: it must hold cert.pem, key.pem and ca.pem from \
@@ -175,7 +175,7 @@ fn recorded_identity(dir: &Path) -> Result<Option<PeerInfo>> {
 }
 
 /// Records the identity a data directory is served as.
-pub(super) fn record_identity(dir: &Path, info: &PeerInfo) -> Result<()> {
+pub(crate) fn record_identity(dir: &Path, info: &PeerInfo) -> Result<()> {
     let path = dir.join(IDENTITY_FILE);
     let mut f =
         std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -187,12 +187,12 @@ pub(super) fn record_identity(dir: &Path, info: &PeerInfo) -> Result<()> {
 static POLICY: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
 
 /// Sets the policy of this command (from `--policy`); once, before any store is opened.
-pub(super) fn set_policy(policy: Policy) {
+pub(crate) fn set_policy(policy: Policy) {
     let _ = POLICY.set(policy);
 }
 
 /// Reads a policy file: the `[policy]` table of the cloud's config, as its own file.
-pub(super) fn load_policy(path: &Path) -> Result<Policy> {
+pub(crate) fn load_policy(path: &Path) -> Result<Policy> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the policy file {}", path.display()))?;
     toml::from_str(&text).with_context(|| {
@@ -204,12 +204,12 @@ pub(super) fn load_policy(path: &Path) -> Result<Policy> {
 }
 
 /// The access policy of the fleet. Every device and the cloud use the same one.
-pub(super) fn policy() -> Policy {
+pub(crate) fn policy() -> Policy {
     POLICY.get().cloned().unwrap_or_default()
 }
 
 /// Opens the store of a data directory with clear errors for the usual mistakes.
-pub(super) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -> Result<Store> {
+pub(crate) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -> Result<Store> {
     check_data_dir(dir, create)?;
     let options = StoreOptions {
         identity,

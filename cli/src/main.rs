@@ -1,17 +1,18 @@
 //! The `outpost` command line. Its usage, exactly as `outpost help` prints it, is in
-//! `cloud/CLI.md`; keep the two in step (a test compares them).
+//! `cli/CLI.md`; keep the two in step (a test compares them, `scripts/cli-md.sh` regenerates
+//! it).
 
 mod cert;
+mod control;
 mod data;
 mod serve;
 mod status;
+mod time;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-use crate::util;
 
 /// Keep shops and restaurants working offline: documents, certificates and device nodes.
 ///
@@ -29,7 +30,7 @@ use crate::util;
                   that directory go through it (its control socket DIR/outpost.sock).\n\
                   Exit status: 0 on success, 1 on any error (the message is on stderr), 2 on bad usage."
 )]
-pub struct Cli {
+struct Cli {
     /// The device's data directory (created by the first write).
     #[arg(
         long,
@@ -38,7 +39,7 @@ pub struct Cli {
         hide_env_values = true,
         value_name = "DIR"
     )]
-    pub data: Option<PathBuf>,
+    data: Option<PathBuf>,
 
     /// Directory with this device's cert.pem, key.pem and ca.pem (from `outpost cert issue`).
     /// Required by `serve`; for other commands it sets the identity that authors writes
@@ -50,7 +51,7 @@ pub struct Cli {
         hide_env_values = true,
         value_name = "DIR"
     )]
-    pub cert_dir: Option<PathBuf>,
+    cert_dir: Option<PathBuf>,
 
     /// The fleet's access policy: a TOML file with the table that `[policy]` holds in the
     /// cloud's config (see CLI.md). Default: the restaurant policy. Use the same everywhere.
@@ -61,16 +62,16 @@ pub struct Cli {
         hide_env_values = true,
         value_name = "FILE"
     )]
-    pub policy: Option<PathBuf>,
+    policy: Option<PathBuf>,
 
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 /// The commands of `outpost`.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Create a fleet CA or issue device certificates.
     #[command(subcommand)]
     Cert(CertCommand),
@@ -148,7 +149,7 @@ pub enum Command {
 
 /// `outpost cert ...`.
 #[derive(Debug, Subcommand)]
-pub enum CertCommand {
+enum CertCommand {
     /// Create a fleet certificate authority: DIR/ca.pem and DIR/ca.key (keep it offline).
     Ca {
         /// Directory to write the CA into.
@@ -183,21 +184,20 @@ pub enum CertCommand {
 
 /// `outpost serve ...`.
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {
+struct ServeArgs {
     /// UDP address to listen on for QUIC, e.g. `0.0.0.0:4433` (port 0: any free port).
     #[arg(long, value_name = "ADDR")]
-    pub listen: std::net::SocketAddr,
+    listen: std::net::SocketAddr,
     /// A peer to dial and keep connected (another device or the cloud); repeatable.
     #[arg(long = "peer", value_name = "ADDR")]
-    pub peers: Vec<std::net::SocketAddr>,
+    peers: Vec<std::net::SocketAddr>,
     /// Find the other devices of the site on the local network (mDNS).
     #[arg(long)]
-    pub discover: bool,
+    discover: bool,
 }
 
-/// Runs `outpost` with the process arguments; the exit code to return from `main`.
-pub fn main() -> ExitCode {
-    util::install_panic_hook("outpost");
+fn main() -> ExitCode {
+    outpost_binsupport::install_panic_hook("outpost");
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -211,15 +211,15 @@ pub fn main() -> ExitCode {
         Command::Serve(_) => "info,automerge=off",
         _ => "warn,automerge=off",
     };
-    crate::logging::init(default_log, crate::logging::LogTarget::Stderr);
+    outpost_binsupport::init_logging(default_log, outpost_binsupport::LogTarget::Stderr);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => util::report("outpost", &e),
+        Err(e) => outpost_binsupport::report("outpost", e.as_ref()),
     }
 }
 
 /// Runs one parsed command.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Cert(c) => cert::run(c),
         command => {

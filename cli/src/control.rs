@@ -184,7 +184,7 @@ pub(crate) fn event_json(store: &Store, event: &outpost_core::ChangeEvent) -> Js
         "paths": event.paths,
         "values": values,
         "heads": event.heads,
-        "at": crate::util::iso8601(outpost_core::Timestamp::now()),
+        "at": crate::time::iso8601(outpost_core::Timestamp::now()),
     })
 }
 
@@ -265,7 +265,12 @@ fn handle(conn: std::os::unix::net::UnixStream, host: Arc<dyn Host>) -> Result<(
     if let Request::Watch { doc } = &request {
         let filter = match watch_filter(doc) {
             Ok(f) => f,
-            Err(e) => return send(&mut writer, &Reply::Error(crate::util::one_line(&e))),
+            Err(e) => {
+                return send(
+                    &mut writer,
+                    &Reply::Error(outpost_binsupport::one_line(e.as_ref())),
+                )
+            }
         };
         let mut sub = host.store().subscribe(filter);
         send(&mut writer, &Reply::Ok(Json::Null))?;
@@ -294,7 +299,7 @@ fn handle(conn: std::os::unix::net::UnixStream, host: Arc<dyn Host>) -> Result<(
     }
     let reply = match execute(&*host, &request) {
         Ok(v) => Reply::Ok(v),
-        Err(e) => Reply::Error(crate::util::one_line(&e)),
+        Err(e) => Reply::Error(outpost_binsupport::one_line(e.as_ref())),
     };
     send(&mut writer, &reply)
 }

@@ -8,11 +8,11 @@ use outpost_core::engine::SyncStatus;
 use outpost_core::{Engine, EngineConfig, PeerInfo, Store, Timestamp};
 use serde_json::{json, Value as Json};
 
-use super::data;
 use crate::control::Request;
-use crate::util::{age, iso8601};
+use crate::data;
+use crate::time::{age, iso8601};
 
-pub(super) fn run(dir: &Path, cert_dir: Option<&Path>, as_json: bool) -> Result<()> {
+pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, as_json: bool) -> Result<()> {
     let status = data::request_or_open(dir, cert_dir, &Request::Status)?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -23,7 +23,7 @@ pub(super) fn run(dir: &Path, cert_dir: Option<&Path>, as_json: bool) -> Result<
 }
 
 /// The status of a store that no node is serving: peers as the engine remembers them.
-pub(super) fn offline(dir: &Path, store: &Store, identity: Option<&PeerInfo>) -> Result<Json> {
+pub(crate) fn offline(dir: &Path, store: &Store, identity: Option<&PeerInfo>) -> Result<Json> {
     let local = identity.cloned().unwrap_or_else(|| {
         PeerInfo::parse("local", "local", "local").expect("literal identity is valid")
     });
@@ -32,7 +32,7 @@ pub(super) fn offline(dir: &Path, store: &Store, identity: Option<&PeerInfo>) ->
 }
 
 /// The status document shared by `status --json` and the text view.
-pub(super) fn to_json(
+pub(crate) fn to_json(
     dir: &Path,
     store: &Store,
     identity: Option<&PeerInfo>,
@@ -84,7 +84,7 @@ fn short(head: &str) -> &str {
 }
 
 /// The human view of a status document.
-pub(super) fn text(s: &Json, now: Timestamp) -> String {
+pub(crate) fn text(s: &Json, now: Timestamp) -> String {
     let mut out = String::new();
     let str_of = |v: &Json| v.as_str().unwrap_or("").to_string();
     let _ = writeln!(out, "data directory: {}", str_of(&s["data"]));

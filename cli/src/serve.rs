@@ -9,9 +9,9 @@ use outpost_core::{PeerInfo, Store};
 use outpost_transport::{Node, NodeConfig};
 use serde_json::Value as Json;
 
-use super::data;
-use super::ServeArgs;
 use crate::control::{self, Client, Host};
+use crate::data;
+use crate::ServeArgs;
 
 /// The control-socket view of a running node.
 struct NodeHost {
@@ -38,11 +38,11 @@ impl Host for NodeHost {
             .runtime
             .block_on(async { tokio::time::timeout(Duration::from_secs(10), node.status()).await })
             .map_err(|_| anyhow!("the node did not answer within 10 s"))??;
-        super::status::to_json(&self.dir, &self.store, Some(&self.info), &sync, true)
+        crate::status::to_json(&self.dir, &self.store, Some(&self.info), &sync, true)
     }
 }
 
-pub(super) fn run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
+pub(crate) fn run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
     let cert = data::load_cert(cert_dir)?;
     let info = cert.info().clone();
     // Refuses a data directory that belongs to another device.
@@ -60,7 +60,8 @@ pub(super) fn run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let mut signals = crate::server::Signals::install()?;
+        let mut signals =
+            outpost_binsupport::Signals::install().context("cannot handle SIGTERM and SIGINT")?;
         let mut config = NodeConfig::new(dir, cert);
         config.listen = args.listen;
         config.static_peers = args.peers.clone();
@@ -81,7 +82,10 @@ pub(super) fn run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
         let server = control::serve(dir, host.clone());
         // Scripts and tests read the bound address (useful with port 0) from this line.
         println!("serving {info} on {}", node.local_addr());
-        signals.recv().await?;
+        signals
+            .recv()
+            .await
+            .context("cannot wait for SIGTERM or SIGINT")?;
         tracing::info!("shutdown requested");
         drop(server);
         host.node.lock().unwrap_or_else(|p| p.into_inner()).take();
