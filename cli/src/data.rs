@@ -22,14 +22,17 @@ const NODE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Result<()> {
     let request = match command {
-        Command::Cert(_) => unreachable!("cert commands need no data directory"),
+        Command::Cert(_) | Command::Policy(_) => {
+            unreachable!("cert and policy commands need no data directory")
+        }
         Command::Serve(args) => {
             let cert_dir = cert_dir.ok_or_else(|| {
                 anyhow!("serve needs this device's certificates: pass --cert-dir DIR (made by `outpost cert issue`)")
             })?;
             return crate::serve::run(dir, cert_dir, args);
         }
-        Command::Watch { doc } => return watch(dir, cert_dir, &doc),
+        Command::Watch { doc, current } => return watch(dir, cert_dir, &doc, current),
+        Command::Docs(crate::DocsCommand::List) => Request::Documents,
         Command::Status { json } => return crate::status::run(dir, cert_dir, json),
         Command::Put { doc, path, json } => Request::Put {
             doc,
@@ -40,6 +43,7 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
         Command::Delete { doc, path } => Request::Delete { doc, path },
         Command::Incr { doc, path, delta } => Request::Incr { doc, path, delta },
         Command::Conflicts { doc, path } => Request::Conflicts { doc, path },
+        Command::Export { doc, out } if out.as_os_str() == "-" => Request::ExportBytes { doc },
         Command::Export { doc, out } => Request::Export {
             doc,
             out: absolute(&out)?,
@@ -62,7 +66,18 @@ fn print_result(request: &Request, result: &Json) -> Result<()> {
         Request::Incr { .. } => writeln!(out, "{result}")?,
         Request::Import { doc, .. } => {
             let n = result.get("changes").and_then(Json::as_u64).unwrap_or(0);
-            eprintln!("imported {n} new changes into {doc}");
+            let changes = if n == 1 { "change" } else { "changes" };
+            eprintln!("imported {n} new {changes} into {doc}");
+        }
+        Request::Documents => {
+            for d in result.as_array().into_iter().flatten() {
+                writeln!(out, "{}", d.as_str().unwrap_or_default())?;
+            }
+        }
+        Request::ExportBytes { .. } => {
+            let bytes = control::from_hex(result.as_str().unwrap_or_default())?;
+            out.write_all(&bytes)?;
+            out.flush()?;
         }
         _ => {}
     }
@@ -95,6 +110,7 @@ pub(crate) fn request_or_open(
     request: &Request,
 ) -> Result<Json> {
     if let Some(mut client) = Client::connect(dir)? {
+        check_node_identity(dir, cert_dir)?;
         return client.request(request, Some(NODE_TIMEOUT));
     }
     let identity = identity(dir, cert_dir)?;
@@ -103,6 +119,7 @@ pub(crate) fn request_or_open(
         store,
         identity,
         dir: dir.to_path_buf(),
+        cert_dir: cert_dir.map(Path::to_path_buf),
     };
     control::execute(&host, request)
 }
@@ -112,11 +129,18 @@ pub(crate) struct LocalHost {
     pub(crate) store: Store,
     pub(crate) identity: Option<PeerInfo>,
     pub(crate) dir: PathBuf,
+    pub(crate) cert_dir: Option<PathBuf>,
 }
 
 impl Host for LocalHost {
     fn store(&self) -> &Store {
         &self.store
+    }
+
+    fn own_files(&self) -> Vec<PathBuf> {
+        std::iter::once(self.dir.clone())
+            .chain(self.cert_dir.clone())
+            .collect()
     }
 
     fn status(&self) -> Result<Json> {
@@ -146,6 +170,29 @@ pub(crate) fn identity(dir: &Path, cert_dir: Option<&Path>) -> Result<Option<Pee
         }
     }
     Ok(Some(info))
+}
+
+/// A command sent to a running node is authored by the node's device, whatever `--cert-dir`
+/// says: refuse a `--cert-dir` of another device instead of ignoring it.
+fn check_node_identity(dir: &Path, cert_dir: Option<&Path>) -> Result<()> {
+    let Some(cert_dir) = cert_dir else {
+        return Ok(());
+    };
+    let info = load_cert(cert_dir)?.info().clone();
+    match recorded_identity(dir)? {
+        Some(node) if node == info => Ok(()),
+        Some(node) => bail!(
+            "the node running on {} is {node}, and it authors every command sent to it; --cert-dir {} is {info}. \
+             Drop --cert-dir, or run the command on that device's own data directory",
+            dir.display(),
+            cert_dir.display()
+        ),
+        None => bail!(
+            "a node is running on {} and authors every command sent to it, so --cert-dir {} would be ignored; drop --cert-dir",
+            dir.display(),
+            cert_dir.display()
+        ),
+    }
 }
 
 /// Loads a device certificate with a message that says how to get one.
@@ -203,6 +250,11 @@ pub(crate) fn load_policy(path: &Path) -> Result<Policy> {
     })
 }
 
+/// The policy in effect as a policy file (what `--policy` reads).
+pub(crate) fn policy_toml() -> Result<String> {
+    Ok(toml::to_string_pretty(&policy()).context("cannot print the policy as TOML")?)
+}
+
 /// The access policy of the fleet. Every device and the cloud use the same one.
 pub(crate) fn policy() -> Policy {
     POLICY.get().cloned().unwrap_or_default()
@@ -211,6 +263,7 @@ pub(crate) fn policy() -> Policy {
 /// Opens the store of a data directory with clear errors for the usual mistakes.
 pub(crate) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -> Result<Store> {
     check_data_dir(dir, create)?;
+    refuse_cloud_data(dir)?;
     let options = StoreOptions {
         identity,
         policy: policy(),
@@ -246,6 +299,33 @@ pub(crate) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -
             dir.display()
         ),
     }
+}
+
+/// The cloud keeps every site in one database, as trees named `site/<site>/...` (and
+/// `cloud/...`); a device store has neither. Opening a cloud's directory as a device store
+/// would show nothing and write into a copy of the cloud's database.
+fn refuse_cloud_data(dir: &Path) -> Result<()> {
+    if !dir.join("db").exists() {
+        return Ok(());
+    }
+    // sled allows one process per database: a running cloud holds it, and opening it fails
+    // (reported by the caller as "in use").
+    let Ok(db) = sled::Config::new().path(dir).open() else {
+        return Ok(());
+    };
+    let cloud = db.tree_names().iter().any(|name| {
+        name.starts_with(b"site/") || name.starts_with(b"cloud/")
+    });
+    drop(db);
+    if cloud {
+        bail!(
+            "{} is the data directory of an outpost-cloud peer (every site of a fleet), not of a device. \
+             Read a site's documents through one of its devices (`outpost --data DEVICE_DIR get ...`), \
+             or sync a device with the cloud; do not open the cloud's data with `outpost`",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a missing directory for reads, and a directory that is not a store.
@@ -287,13 +367,15 @@ fn check_data_dir(dir: &Path, create: bool) -> Result<()> {
 }
 
 /// `outpost watch DOC`: through the running node, or holding the store itself.
-fn watch(dir: &Path, cert_dir: Option<&Path>, doc: &str) -> Result<()> {
+fn watch(dir: &Path, cert_dir: Option<&Path>, doc: &str, current: bool) -> Result<()> {
     let filter = control::watch_filter(doc)?;
     let mut stdout = std::io::stdout();
     if let Some(mut client) = Client::connect(dir)? {
+        check_node_identity(dir, cert_dir)?;
         client.request(
             &Request::Watch {
                 doc: doc.to_string(),
+                current,
             },
             None,
         )?;
@@ -321,10 +403,15 @@ fn watch(dir: &Path, cert_dir: Option<&Path>, doc: &str) -> Result<()> {
         store: store.clone(),
         identity,
         dir: dir.to_path_buf(),
+        cert_dir: cert_dir.map(Path::to_path_buf),
     });
     // Other commands on this directory reach the store through us while we watch.
     let _server = control::serve(dir, host);
     eprintln!("watching {doc} in {}", dir.display());
+    if current {
+        writeln!(stdout, "{}", control::current_json(&store, &doc.parse()?)?)?;
+        stdout.flush()?;
+    }
     while let Some(event) = sub.blocking_recv() {
         writeln!(stdout, "{}", control::event_json(&store, &event))?;
         stdout.flush()?;

@@ -121,8 +121,8 @@ enum Command {
     Export {
         /// Document id.
         doc: String,
-        /// The file to write.
-        #[arg(long, value_name = "FILE")]
+        /// The file to write; `-` writes to standard output.
+        #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
         out: PathBuf,
     },
     /// Merge Automerge bytes (a saved document or changes) into the document.
@@ -138,7 +138,16 @@ enum Command {
     Watch {
         /// Document id.
         doc: String,
+        /// First print the current state as one line (`"origin":"current"`).
+        #[arg(long)]
+        current: bool,
     },
+    /// List the documents of the data directory.
+    #[command(subcommand)]
+    Docs(DocsCommand),
+    /// Print the fleet's access policy in effect (the default unless --policy is given).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Show documents, heads, peers, and what is unsynced since when.
     Status {
         /// Print JSON instead of text.
@@ -173,27 +182,66 @@ enum CertCommand {
         /// Device id, unique within its site, e.g. `pos-1`.
         #[arg(long)]
         device: String,
-        /// Role: `pos`, `kiosk`, `menu-board`, `kitchen`, `cloud`, ...
+        /// Role: `pos`, `kiosk`, `menu-board`, `kitchen`, `cloud`, ... (one the policy names)
         #[arg(long)]
         role: String,
         /// Directory to write the certificate into.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Days the certificate is valid.
+        #[arg(long, value_name = "N", default_value_t = 825)]
+        days: u32,
+        /// Replace a certificate that already exists in DIR, or allow a role the policy does
+        /// not name.
+        #[arg(long)]
+        force: bool,
     },
+    /// Print the device, role, fleet and validity of the certificate in DIR.
+    Show {
+        /// Directory with cert.pem (from `outpost cert issue`).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `outpost policy ...`.
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Print the policy in effect (`--policy FILE`, else the default) as a policy file.
+    Show,
+}
+
+/// `outpost docs ...`.
+#[derive(Debug, Subcommand)]
+enum DocsCommand {
+    /// List the documents of the data directory, one per line.
+    List,
 }
 
 /// `outpost serve ...`.
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
-    /// UDP address to listen on for QUIC, e.g. `0.0.0.0:4433` (port 0: any free port).
-    #[arg(long, value_name = "ADDR")]
-    listen: std::net::SocketAddr,
-    /// A peer to dial and keep connected (another device or the cloud); repeatable.
-    #[arg(long = "peer", value_name = "ADDR")]
-    peers: Vec<std::net::SocketAddr>,
+    /// UDP address to listen on for QUIC, e.g. `0.0.0.0:4433` or `localhost:4433` (port 0:
+    /// any free port). Required here or in the config file.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// A peer to dial and keep connected (another device or the cloud), e.g.
+    /// `cloud.example.com:7733`; repeatable. Every address a name resolves to is dialed.
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    peers: Vec<String>,
+    /// Devices to refuse (revoked): `peer` or `site/peer`, comma separated; repeatable.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    deny: Vec<String>,
     /// Find the other devices of the site on the local network (mDNS).
     #[arg(long)]
     discover: bool,
+    /// TOML file with any of `listen`, `peers`, `deny`, `discover` (flags add to or override
+    /// it; relative paths are relative to the file).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -220,12 +268,16 @@ fn main() -> ExitCode {
 
 /// Runs one parsed command.
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(path) = &cli.policy {
+        data::set_policy(data::load_policy(path)?);
+    }
     match cli.command {
-        Command::Cert(c) => cert::run(c),
+        Command::Cert(c) => cert::run(c, &data::policy()),
+        Command::Policy(PolicyCommand::Show) => {
+            print!("{}", data::policy_toml()?);
+            Ok(())
+        }
         command => {
-            if let Some(path) = &cli.policy {
-                data::set_policy(data::load_policy(path)?);
-            }
             let dir = cli.data.ok_or_else(|| {
                 anyhow::anyhow!(
                     "no data directory: pass --data DIR (or set OUTPOST_DATA), e.g. `outpost --data ./pos1 get menu`"

@@ -79,6 +79,22 @@ pub(crate) fn to_json(
     }))
 }
 
+/// Adds the validity of this node's certificate to a status document: an expired
+/// certificate is why every peer refuses the node.
+pub(crate) fn add_certificate(status: &mut Json, cert: &outpost_transport::DeviceCert) -> Result<()> {
+    let v = crate::cert::validity(cert)?;
+    status["certificate"] = json!({
+        "not_after": iso8601(v.not_after),
+        "expired": v.expired(Timestamp::now()),
+    });
+    Ok(())
+}
+
+/// `1 change`, `2 changes`.
+pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn short(head: &str) -> &str {
     head.get(..8).unwrap_or(head)
 }
@@ -105,6 +121,17 @@ pub(crate) fn text(s: &Json, now: Timestamp) -> String {
             );
         }
     }
+    if let Some(c) = s.get("certificate").filter(|c| !c.is_null()) {
+        let until = str_of(&c["not_after"]);
+        let _ = if c["expired"].as_bool().unwrap_or(false) {
+            writeln!(
+                out,
+                "certificate:    EXPIRED on {until}: peers refuse this device; issue a new one with `outpost cert issue ... --force`"
+            )
+        } else {
+            writeln!(out, "certificate:    valid until {until}")
+        };
+    }
     let running = s["node_running"].as_bool().unwrap_or(false);
     let _ = writeln!(
         out,
@@ -128,9 +155,9 @@ pub(crate) fn text(s: &Json, now: Timestamp) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {:<24} {:>6} changes  heads {}",
+            "  {:<24} {:>14}  heads {}",
             str_of(&d["doc"]),
-            d["changes"].as_u64().unwrap_or(0),
+            count(d["changes"].as_u64().unwrap_or(0), "change", "changes"),
             heads.join(", ")
         );
     }
@@ -157,8 +184,8 @@ pub(crate) fn text(s: &Json, now: Timestamp) -> String {
             let n = d["unsynced_changes"].as_u64().unwrap_or(0);
             let mut line = if n > 0 {
                 match when(&d["unsynced_since"]) {
-                    Some(since) => format!("{n} changes unsynced since {since}"),
-                    None => format!("{n} changes unsynced"),
+                    Some(since) => format!("{} unsynced since {since}", count(n, "change", "changes")),
+                    None => format!("{} unsynced", count(n, "change", "changes")),
                 }
             } else {
                 match when(&d["last_sync"]) {
@@ -182,7 +209,10 @@ pub(crate) fn text(s: &Json, now: Timestamp) -> String {
         if total == 0 {
             "nothing; every known peer has every change".to_string()
         } else {
-            format!("{total} changes not yet acknowledged by some peer")
+            format!(
+                "{} not yet acknowledged by some peer",
+                count(total, "change", "changes")
+            )
         }
     );
     out
