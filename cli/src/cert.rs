@@ -61,10 +61,11 @@ pub(crate) fn run(command: CertCommand, policy: &Policy) -> Result<()> {
                     );
                 }
             }
-            let ca = FleetCa::load(&ca).with_context(|| {
-                format!(
-                    "cannot load the fleet CA from {}; create one with `outpost cert ca --out {}`",
+            let ca = FleetCa::load(&ca).map_err(|e| {
+                anyhow!(
+                    "cannot load the fleet CA from {}: {}; create one with `outpost cert ca --out {}`",
                     ca.display(),
+                    crate::data::for_users(&e),
                     ca.display()
                 )
             })?;
@@ -112,9 +113,15 @@ pub(crate) fn run(command: CertCommand, policy: &Policy) -> Result<()> {
                 println!("device:    {}/{}", info.site, info.peer);
                 println!("role:      {}", info.role);
                 println!("fleet:     {fleet}");
-                println!("valid:     {} to {}", iso8601(validity.not_before), iso8601(validity.not_after));
+                println!(
+                    "valid:     {} to {}",
+                    iso8601(validity.not_before),
+                    iso8601(validity.not_after)
+                );
                 if validity.expired(now) {
-                    println!("status:    EXPIRED; issue a new one with `outpost cert issue ... --force`");
+                    println!(
+                        "status:    EXPIRED; issue a new one with `outpost cert issue ... --force`"
+                    );
                 } else {
                     println!("status:    valid");
                 }
@@ -153,7 +160,9 @@ impl Validity {
 pub(crate) fn validity(cert: &DeviceCert) -> Result<Validity> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.cert_der())
         .map_err(|e| anyhow!("cert.pem is not a readable certificate ({e}); issue a new one with `outpost cert issue`"))?;
-    let ms = |t: x509_parser::time::ASN1Time| Timestamp(u64::try_from(t.timestamp()).unwrap_or(0) * 1000);
+    let ms = |t: x509_parser::time::ASN1Time| {
+        Timestamp(u64::try_from(t.timestamp()).unwrap_or(0) * 1000)
+    };
     Ok(Validity {
         not_before: ms(parsed.validity().not_before),
         not_after: ms(parsed.validity().not_after),
@@ -163,7 +172,13 @@ pub(crate) fn validity(cert: &DeviceCert) -> Result<Validity> {
 /// The fleet name in the issuer's common name (`outpost fleet NAME`).
 fn fleet_of(cert: &DeviceCert) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.cert_der()).ok()?;
-    let cn = parsed.issuer().iter_common_name().next()?.as_str().ok()?.to_string();
+    let cn = parsed
+        .issuer()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     Some(cn.strip_prefix("outpost fleet ").unwrap_or(&cn).to_string())
 }
 

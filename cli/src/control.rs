@@ -146,7 +146,11 @@ pub(crate) fn execute(host: &dyn Host, request: &Request) -> Result<Json> {
             path,
             value,
         } => {
-            store.put(&doc(d)?, path, value.clone(), Durable)?;
+            let id = doc(d)?;
+            match append_at(store, &id, path)? {
+                Some((list, index)) => store.insert(&id, list, index, value.clone(), Durable)?,
+                None => store.put(&id, path, value.clone(), Durable)?,
+            }
             Json::Null
         }
         Request::Get { doc: d, path } => {
@@ -219,6 +223,29 @@ pub(crate) fn execute(host: &dyn Host, request: &Request) -> Result<Json> {
                 "watch is a stream, not a single request (internal misuse)"
             ))
         }
+    })
+}
+
+/// Whether `put` at `path` appends to a list: its last token is `-` (RFC 6901's end of the
+/// array), or the list's length. Returns the list's path and the index to insert at.
+fn append_at<'p>(
+    store: &Store,
+    doc: &DocumentId,
+    path: &'p str,
+) -> Result<Option<(&'p str, usize)>> {
+    let Some((list, last)) = path.rsplit_once('/') else {
+        return Ok(None);
+    };
+    let current = match store.get(doc, list) {
+        Ok(Some(Json::Array(items))) => Some(items.len()),
+        Ok(_) | Err(_) => None,
+    };
+    Ok(match (last, current) {
+        // A new list: `put /items/- 1` creates it with one element.
+        ("-", None) if store.get(doc, list).ok().flatten().is_none() => Some((list, 0)),
+        ("-", Some(len)) => Some((list, len)),
+        (index, Some(len)) if index.parse::<usize>().ok() == Some(len) => Some((list, len)),
+        _ => None,
     })
 }
 
@@ -410,9 +437,15 @@ fn peer_uid(conn: &std::os::unix::net::UnixStream) -> std::io::Result<u32> {
         .enable_io()
         .build()?;
     let _guard = runtime.enter();
-    let stream = tokio::net::UnixStream::from_std(conn.try_clone()?)?;
-    let cred = stream.peer_cred()?;
-    Ok(cred.uid())
+    // tokio takes only non-blocking sockets; the clone shares the flag, so it is restored
+    // for the blocking reads of `handle`.
+    let clone = conn.try_clone()?;
+    clone.set_nonblocking(true)?;
+    let stream = tokio::net::UnixStream::from_std(clone)?;
+    let uid = stream.peer_cred().map(|c| c.uid());
+    drop(stream);
+    conn.set_nonblocking(false)?;
+    uid
 }
 
 /// Without Unix sockets, other commands cannot reach a running node.

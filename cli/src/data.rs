@@ -197,14 +197,28 @@ fn check_node_identity(dir: &Path, cert_dir: Option<&Path>) -> Result<()> {
 
 /// Loads a device certificate with a message that says how to get one.
 pub(crate) fn load_cert(cert_dir: &Path) -> Result<DeviceCert> {
-    DeviceCert::load(cert_dir).with_context(|| {
-        format!(
-            "missing or unusable certificates in {}: it must hold cert.pem, key.pem and ca.pem from \
+    DeviceCert::load(cert_dir).map_err(|e| {
+        anyhow!(
+            "missing or unusable certificates in {}: {}; it must hold cert.pem, key.pem and ca.pem from \
              `outpost cert issue --ca CA_DIR --site SITE --device ID --role ROLE --out {}`",
             cert_dir.display(),
+            for_users(&e),
             cert_dir.display()
         )
     })
+}
+
+/// A transport error as a command-line user reads it: its hints name Rust functions
+/// (`DeviceCert::save`), which are `outpost cert ...` commands here.
+pub(crate) fn for_users(e: &outpost_transport::Error) -> String {
+    outpost_binsupport::one_line(e)
+        .replace(
+            "`FleetCa::save` / `DeviceCert::save`",
+            "`outpost cert ca` / `outpost cert issue`",
+        )
+        .replace("`DeviceCert::save`", "`outpost cert issue`")
+        .replace("`FleetCa::issue`", "`outpost cert issue`")
+        .replace("`FleetCa::save`", "`outpost cert ca`")
 }
 
 fn recorded_identity(dir: &Path) -> Result<Option<PeerInfo>> {
@@ -313,9 +327,10 @@ fn refuse_cloud_data(dir: &Path) -> Result<()> {
     let Ok(db) = sled::Config::new().path(dir).open() else {
         return Ok(());
     };
-    let cloud = db.tree_names().iter().any(|name| {
-        name.starts_with(b"site/") || name.starts_with(b"cloud/")
-    });
+    let cloud = db
+        .tree_names()
+        .iter()
+        .any(|name| name.starts_with(b"site/") || name.starts_with(b"cloud/"));
     drop(db);
     if cloud {
         bail!(

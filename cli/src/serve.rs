@@ -79,7 +79,10 @@ impl Settings {
         let file = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| {
-                    format!("cannot read the config file {}; check --config", path.display())
+                    format!(
+                        "cannot read the config file {}; check --config",
+                        path.display()
+                    )
                 })?;
                 toml::from_str::<ServeFile>(&text).with_context(|| {
                     format!(
@@ -95,7 +98,9 @@ impl Settings {
             anyhow!("serve needs an address to listen on: pass --listen HOST:PORT (e.g. 0.0.0.0:7734, port 0 for any) or set listen in --config")
         })?;
         let listen = *resolve(&listen)?.first().ok_or_else(|| {
-            anyhow!("{listen} resolves to no address; give an IP address and port, e.g. 0.0.0.0:7734")
+            anyhow!(
+                "{listen} resolves to no address; give an IP address and port, e.g. 0.0.0.0:7734"
+            )
         })?;
         let mut peers = Vec::new();
         for peer in file.peers.iter().chain(&args.peers) {
@@ -110,7 +115,11 @@ impl Settings {
                     "the peer {peer} has no {} address, and this node listens on {listen}; \
                      listen on an address of the same family (e.g. {}) or give the peer's address",
                     if listen.is_ipv4() { "IPv4" } else { "IPv6" },
-                    if listen.is_ipv4() { "[::]:0" } else { "0.0.0.0:0" }
+                    if listen.is_ipv4() {
+                        "[::]:0"
+                    } else {
+                        "0.0.0.0:0"
+                    }
                 );
             }
             for a in addrs {

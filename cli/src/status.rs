@@ -81,7 +81,10 @@ pub(crate) fn to_json(
 
 /// Adds the validity of this node's certificate to a status document: an expired
 /// certificate is why every peer refuses the node.
-pub(crate) fn add_certificate(status: &mut Json, cert: &outpost_transport::DeviceCert) -> Result<()> {
+pub(crate) fn add_certificate(
+    status: &mut Json,
+    cert: &outpost_transport::DeviceCert,
+) -> Result<()> {
     let v = crate::cert::validity(cert)?;
     status["certificate"] = json!({
         "not_after": iso8601(v.not_after),
@@ -184,7 +187,9 @@ pub(crate) fn text(s: &Json, now: Timestamp) -> String {
             let n = d["unsynced_changes"].as_u64().unwrap_or(0);
             let mut line = if n > 0 {
                 match when(&d["unsynced_since"]) {
-                    Some(since) => format!("{} unsynced since {since}", count(n, "change", "changes")),
+                    Some(since) => {
+                        format!("{} unsynced since {since}", count(n, "change", "changes"))
+                    }
                     None => format!("{} unsynced", count(n, "change", "changes")),
                 }
             } else {

@@ -185,7 +185,7 @@ fn conflicts_show_every_concurrent_value() {
     let imported = on(&a, &["import", "menu", p(&from_b)]);
     imported.expect_ok();
     assert!(
-        imported.stderr.contains("imported 1 new changes"),
+        imported.stderr.contains("imported 1 new change into menu"),
         "{}",
         imported.stderr
     );

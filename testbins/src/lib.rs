@@ -418,6 +418,21 @@ pub fn make_ca(root: &Path) -> PathBuf {
     ca
 }
 
+/// Creates a fleet CA named `fleet` with the CLI.
+pub fn make_ca_for(root: &Path, fleet: &str) -> PathBuf {
+    let ca = root.join("ca");
+    outpost(&[
+        "cert",
+        "ca",
+        "--out",
+        ca.to_str().expect("utf-8"),
+        "--fleet",
+        fleet,
+    ])
+    .expect_ok();
+    ca
+}
+
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
 #[track_caller]
 pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
