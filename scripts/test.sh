@@ -19,7 +19,7 @@ step "clippy (all targets: libraries, tests, examples, benches)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "npm packages for the Automerge JS interop test"
-(cd cloud/tests/js && npm ci --no-audit --no-fund --loglevel=error)
+(cd cli/tests/js && npm ci --no-audit --no-fund --loglevel=error)
 
 step "tests"
 cargo test --workspace --locked

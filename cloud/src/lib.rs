@@ -1,16 +1,14 @@
-//! outpost-cloud: the `outpost` command line and the `outpost-cloud` server.
+//! outpost-cloud: the reference cloud peer, the `outpost-cloud` server.
 //!
-//! - [`cli`]: the `outpost` command: certificates, reads and writes of a device's documents,
-//!   export and import of standard Automerge bytes, running a device node, watching changes,
-//!   sync status. Its usage is in `cloud/CLI.md`.
+//! (The device command line `outpost` is the crate `outpost-cli`, in `cli/`.)
+//!
 //! - [`server`]: the reference cloud peer. One QUIC endpoint serves every site of a fleet;
 //!   each site's documents live in their own namespace of one sled database
 //!   (`site/<site>/`), each connection is routed by the site in the peer's verified
 //!   certificate, and a site is loaded when one of its devices connects and unloaded when
 //!   it has been idle for a while. HTTP `/health` and Prometheus `/metrics`.
 //!
-//! Both binaries are thin: `outpost` calls [`cli::main`], `outpost-cloud` calls
-//! [`server::main`]. A cloud peer can also run inside another program:
+//! The binary is thin: `outpost-cloud` calls [`server::main`]. A cloud peer can also run inside another program:
 //!
 //! ```no_run
 //! use outpost_cloud::server::{Cloud, CloudConfig};
@@ -32,8 +30,4 @@
 //! # Ok(()) }
 //! ```
 
-pub mod cli;
-mod control;
-mod logging;
 pub mod server;
-mod util;

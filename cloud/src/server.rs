@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use outpost_binsupport::Signals;
 use outpost_core::CloseCode;
 use outpost_core::{PeerInfo, Role, SiteId};
 use outpost_transport::{
@@ -345,7 +346,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    crate::util::install_panic_hook("outpost-cloud");
+    outpost_binsupport::install_panic_hook("outpost-cloud");
     let args = match Args::try_parse_from(args) {
         Ok(a) => a,
         Err(e) => {
@@ -354,10 +355,10 @@ where
             return ExitCode::from(code);
         }
     };
-    crate::logging::init("info,automerge=off", crate::logging::LogTarget::Stdout);
+    outpost_binsupport::init_logging("info,automerge=off", outpost_binsupport::LogTarget::Stdout);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => crate::util::report("outpost-cloud", &e),
+        Err(e) => outpost_binsupport::report("outpost-cloud", e.as_ref()),
     }
 }
 
@@ -369,55 +370,13 @@ fn run(args: Args) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let mut signals = Signals::install()?;
+        let mut signals = Signals::install().context("cannot handle SIGTERM and SIGINT")?;
         let cloud = Cloud::start(config).await?;
-        signals.recv().await?;
+        signals
+            .recv()
+            .await
+            .context("cannot wait for SIGTERM or SIGINT")?;
         tracing::info!("shutdown requested");
         cloud.shutdown().await
     })
-}
-
-/// SIGTERM and SIGINT (Ctrl-C), caught from the moment this is created: a signal that
-/// arrives before [`Signals::recv`] is awaited is not lost and does not kill the process.
-pub(crate) struct Signals {
-    #[cfg(unix)]
-    term: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    /// Installs the handlers; call inside the runtime, before announcing readiness.
-    pub(crate) fn install() -> Result<Signals> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            Ok(Signals {
-                term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
-                int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            Ok(Signals {})
-        }
-    }
-
-    /// Waits for the first signal.
-    pub(crate) async fn recv(&mut self) -> Result<()> {
-        #[cfg(unix)]
-        {
-            tokio::select! {
-                _ = self.term.recv() => {}
-                _ = self.int.recv() => {}
-            }
-            Ok(())
-        }
-        #[cfg(not(unix))]
-        {
-            tokio::signal::ctrl_c()
-                .await
-                .context("cannot handle Ctrl-C")
-        }
-    }
 }

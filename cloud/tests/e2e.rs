@@ -3,15 +3,13 @@
 //! through the cloud, the other site sees nothing, `/metrics` reflects the traffic, and a
 //! SIGTERM and restart of the cloud loses nothing and resumes where it left off.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use outpost_testbins::*;
 use serde_json::json;
-use support::*;
 
 const SYNC: Duration = Duration::from_secs(40);
 

@@ -33,7 +33,7 @@ impl DocumentId {
 
     /// A partition of `context`, e.g. `orders` + `2026-11-24`.
     pub fn partitioned(context: ContextName, partition: &str) -> Result<Self, Error> {
-        check_ident(partition, true).map_err(|reason| Error::InvalidName {
+        check_ident(partition).map_err(|reason| Error::InvalidName {
             kind: "document partition",
             name: partition.to_string(),
             reason,
@@ -73,12 +73,24 @@ impl std::str::FromStr for DocumentId {
                 kind: "document id",
                 name: s.to_string(),
                 reason,
-                example: "menu or orders/2026-11-24",
+                example: if s.contains('/') {
+                    "orders/2026-11-24"
+                } else {
+                    "menu"
+                },
             },
             other => other,
         };
+        let empty = |part: &str| Error::InvalidName {
+            kind: "document id",
+            name: s.to_string(),
+            reason: format!("the {part} is empty"),
+            example: "orders/2026-11-24",
+        };
         match s.split_once('/') {
             None => Ok(DocumentId::new(s.parse().map_err(wrap)?)),
+            Some(("", _)) => Err(empty("context before '/'")),
+            Some((_, "")) => Err(empty("partition after '/'")),
             Some((c, p)) => DocumentId::partitioned(c.parse().map_err(wrap)?, p).map_err(wrap),
         }
     }
@@ -103,7 +115,13 @@ mod tests {
 
     #[test]
     fn parses_and_displays() {
-        for s in ["menu", "orders/2026-11-24", "stock_2", "orders/A.b-c"] {
+        for s in [
+            "menu",
+            "orders/2026-11-24",
+            "stock_2",
+            "orders/a.b-c",
+            "v1.2",
+        ] {
             let id: DocumentId = s.parse().expect("valid id");
             assert_eq!(id.to_string(), s);
         }
@@ -128,5 +146,47 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains("document id"), "{msg}");
         }
+    }
+
+    #[test]
+    fn messages_name_what_is_wrong() {
+        let msg = |s: &str| s.parse::<DocumentId>().expect_err(s).to_string();
+        assert!(
+            msg("Orders").contains("capital 'O' is not allowed"),
+            "{}",
+            msg("Orders")
+        );
+        assert!(msg("Orders").contains("\"orders\""), "{}", msg("Orders"));
+        assert!(
+            msg("ORDERS/x").contains("capital 'O'"),
+            "{}",
+            msg("ORDERS/x")
+        );
+        assert!(
+            msg("orders/X").contains("capital 'X'"),
+            "{}",
+            msg("orders/X")
+        );
+        assert!(
+            msg("/orders").contains("context before '/' is empty"),
+            "{}",
+            msg("/orders")
+        );
+        assert!(msg("orders/").contains("partition after '/' is empty"));
+        assert!(
+            msg("a/b/c").contains("'/' is not allowed"),
+            "{}",
+            msg("a/b/c")
+        );
+        assert!(msg("-x").contains("starts with '-'"), "{}", msg("-x"));
+        assert!(msg("menu items").contains("a space is not allowed"));
+        // One example, quoted alone, not "menu or orders/...".
+        assert!(msg("Menu").contains("like \"menu\""), "{}", msg("Menu"));
+        assert!(!msg("Menu").contains(" or orders"), "{}", msg("Menu"));
+        let site = "Paris 11"
+            .parse::<crate::SiteId>()
+            .expect_err("site")
+            .to_string();
+        assert!(site.contains("capital 'P'"), "{site}");
     }
 }

@@ -55,7 +55,8 @@ pub enum Error {
     },
     /// A list index was past the end of the list.
     #[error(
-        "index {index} is out of range at {path} in document {doc} (the list has {len} elements)"
+        "index {index} is out of range at {path} in document {doc} (the list has {}; append with the index \"-\")",
+        elements(.len)
     )]
     IndexOutOfRange {
         /// The document.
@@ -142,5 +143,14 @@ impl Error {
             doc: doc.clone(),
             source: Box::new(e),
         }
+    }
+}
+
+/// `1 element`, `2 elements`.
+fn elements(len: &usize) -> String {
+    if *len == 1 {
+        "1 element".to_string()
+    } else {
+        format!("{len} elements")
     }
 }

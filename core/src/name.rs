@@ -1,39 +1,41 @@
 //! Validation shared by the identifier newtypes.
 
-/// Checks that `s` is 1..=64 characters of `[a-z0-9_-]`, starting with a letter or digit.
+/// The one rule for every name (sites, peers, roles, contexts, partitions), as users read it.
+pub(crate) const NAME_RULE: &str =
+    "names are 1 to 64 lowercase letters, digits, '-', '_' and '.', starting with a letter or a digit";
+
+/// Checks that `s` is 1..=64 characters of `[a-z0-9._-]`, starting with a letter or digit.
 ///
 /// Identifiers end up in sled keys, certificate fields, file names and log lines, so they
-/// are kept to a small, unambiguous alphabet.
-pub(crate) fn check_ident(s: &str, allow_upper_and_dot: bool) -> Result<(), String> {
+/// are kept to a small, unambiguous alphabet, the same for every kind of name. The reason
+/// names the offending character and, for capitals, suggests the lowercase name.
+pub(crate) fn check_ident(s: &str) -> Result<(), String> {
     if s.is_empty() {
-        return Err("it is empty".into());
+        return Err(format!("it is empty ({NAME_RULE})"));
     }
     if s.len() > 64 {
         return Err(format!("it is {} bytes long; the maximum is 64", s.len()));
     }
-    let first = s.as_bytes()[0];
-    if !(first.is_ascii_lowercase()
-        || first.is_ascii_digit()
-        || (allow_upper_and_dot && first.is_ascii_uppercase()))
-    {
-        return Err("it must start with a letter or a digit".into());
-    }
-    for c in s.chars() {
-        let ok = c.is_ascii_lowercase()
-            || c.is_ascii_digit()
-            || c == '-'
-            || c == '_'
-            || (allow_upper_and_dot && (c.is_ascii_uppercase() || c == '.'));
-        if !ok {
-            return Err(format!(
-                "character {c:?} is not allowed (use {})",
-                if allow_upper_and_dot {
-                    "letters, digits, '.', '-' and '_'"
-                } else {
-                    "lowercase letters, digits, '-' and '_'"
-                }
-            ));
+    for (i, c) in s.chars().enumerate() {
+        let allowed = c.is_ascii_lowercase() || c.is_ascii_digit();
+        if allowed || (i > 0 && matches!(c, '-' | '_' | '.')) {
+            continue;
         }
+        let which = match c {
+            ' ' => "a space".to_string(),
+            c if c.is_ascii_uppercase() => {
+                return Err(format!(
+                    "capital {c:?} is not allowed; {NAME_RULE} (e.g. {:?})",
+                    s.to_ascii_lowercase()
+                ))
+            }
+            c => format!("{c:?}"),
+        };
+        return Err(if i == 0 && matches!(c, '-' | '_' | '.') {
+            format!("it starts with {which}; {NAME_RULE}")
+        } else {
+            format!("{which} is not allowed; {NAME_RULE}")
+        });
     }
     Ok(())
 }
@@ -50,7 +52,7 @@ macro_rules! ident_newtype {
             /// Validates and wraps `s`.
             pub fn new(s: impl Into<String>) -> Result<Self, $crate::Error> {
                 let s = s.into();
-                $crate::name::check_ident(&s, false).map_err(|reason| $crate::Error::InvalidName {
+                $crate::name::check_ident(&s).map_err(|reason| $crate::Error::InvalidName {
                     kind: $what,
                     name: s.clone(),
                     reason,

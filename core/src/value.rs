@@ -84,10 +84,14 @@ pub(crate) fn prop_for<R: ReadDoc>(
     at: &Pointer,
 ) -> Result<Prop, Error> {
     match read.object_type(obj) {
+        // RFC 6901: "-" is the (nonexistent) element after the last one.
+        Ok(ObjType::List) | Ok(ObjType::Text) if token == "-" => Ok(Prop::Seq(read.length(obj))),
         Ok(ObjType::List) | Ok(ObjType::Text) => {
             let index: usize = token.parse().map_err(|_| Error::InvalidPath {
                 path: at.to_string(),
-                reason: format!("{token:?} is not a list index (the parent is a list)"),
+                reason: format!(
+                    "{token:?} is not a list index (the parent is a list; use 0, 1, ... or \"-\" for the end)"
+                ),
             })?;
             Ok(Prop::Seq(index))
         }

@@ -38,22 +38,22 @@ pub struct Args {
     /// Data directory (one sled database for every site).
     #[arg(long, env = "OUTPOST_DATA", hide_env_values = true, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// UDP address for QUIC, e.g. `0.0.0.0:7733`.
+    /// UDP address for QUIC, e.g. `0.0.0.0:7733` or `localhost:7733`.
     #[arg(
         long,
         env = "OUTPOST_LISTEN",
         hide_env_values = true,
-        value_name = "ADDR"
+        value_name = "HOST:PORT"
     )]
-    pub listen: Option<SocketAddr>,
-    /// TCP address for HTTP /health and /metrics, e.g. `127.0.0.1:9090`.
+    pub listen: Option<String>,
+    /// TCP address for HTTP /health and /metrics, e.g. `127.0.0.1:9090` or `localhost:9090`.
     #[arg(
         long,
         env = "OUTPOST_HTTP",
         hide_env_values = true,
-        value_name = "ADDR"
+        value_name = "HOST:PORT"
     )]
-    pub http: Option<SocketAddr>,
+    pub http: Option<String>,
     /// The fleet CA certificate.
     #[arg(
         long,
@@ -123,13 +123,28 @@ pub struct Args {
     pub deny: Vec<String>,
 }
 
+/// The first address of `HOST:PORT` (a name such as `localhost` is looked up once, at start).
+fn resolve(setting: &str, addr: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .with_context(|| {
+            format!(
+                "cannot resolve the {setting} address {addr:?}: give HOST:PORT, e.g. `0.0.0.0:7733` or `localhost:7733`"
+            )
+        })?
+        .next()
+        .ok_or_else(|| {
+            anyhow!("the {setting} address {addr:?} resolves to no address; give an IP address and port, e.g. `0.0.0.0:7733`")
+        })
+}
+
 /// The config file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data: Option<PathBuf>,
-    listen: Option<SocketAddr>,
-    http: Option<SocketAddr>,
+    listen: Option<String>,
+    http: Option<String>,
     ca: Option<PathBuf>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
@@ -228,12 +243,20 @@ impl CloudConfig {
             args.data
                 .or(file.data.map(rel))
                 .ok_or_else(|| missing("data", "OUTPOST_DATA"))?,
-            args.listen
-                .or(file.listen)
-                .ok_or_else(|| missing("listen", "OUTPOST_LISTEN"))?,
-            args.http
-                .or(file.http)
-                .ok_or_else(|| missing("http", "OUTPOST_HTTP"))?,
+            resolve(
+                "listen",
+                &args
+                    .listen
+                    .or(file.listen)
+                    .ok_or_else(|| missing("listen", "OUTPOST_LISTEN"))?,
+            )?,
+            resolve(
+                "http",
+                &args
+                    .http
+                    .or(file.http)
+                    .ok_or_else(|| missing("http", "OUTPOST_HTTP"))?,
+            )?,
             args.ca
                 .or(file.ca.map(rel))
                 .ok_or_else(|| missing("ca", "OUTPOST_CA"))?,

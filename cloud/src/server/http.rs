@@ -70,7 +70,7 @@ fn respond(request: tiny_http::Request, shared: &Shared) {
             Err(e) => (
                 503,
                 "text/plain; charset=utf-8",
-                format!("unhealthy: {}\n", crate::util::one_line(&e)),
+                format!("unhealthy: {}\n", outpost_binsupport::one_line(e.as_ref())),
             ),
         },
         (Method::Get, "/metrics") => (

@@ -4,15 +4,15 @@ use tracing_subscriber::EnvFilter;
 
 /// Where log lines go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LogTarget {
-    /// The server logs to stdout, as services do.
+pub enum LogTarget {
+    /// A service (the cloud peer) logs to stdout, as services do.
     Stdout,
-    /// The command line keeps stdout for its output (JSON) and logs to stderr.
+    /// A command line keeps stdout for its output (JSON) and logs to stderr.
     Stderr,
 }
 
 /// Installs the global subscriber. `default` applies when `RUST_LOG` is unset or invalid.
-pub(crate) fn init(default: &str, target: LogTarget) {
+pub fn init_logging(default: &str, target: LogTarget) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,16 +1,14 @@
 //! Interop with the JavaScript `@automerge/automerge` package in Node.js: a document written
 //! by `outpost export` loads there with the same values and heads, and bytes saved there
-//! merge with `outpost import`. Needs `node` and `npm` (installs cloud/tests/js/node_modules
+//! merge with `outpost import`. Needs `node` and `npm` (installs cli/tests/js/node_modules
 //! with `npm ci` when missing); without them the test fails and says what to install.
-
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use outpost_testbins::*;
 use serde_json::{json, Value as Json};
-use support::*;
 
 fn js_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js")

@@ -8,11 +8,11 @@ use outpost_core::engine::SyncStatus;
 use outpost_core::{Engine, EngineConfig, PeerInfo, Store, Timestamp};
 use serde_json::{json, Value as Json};
 
-use super::data;
 use crate::control::Request;
-use crate::util::{age, iso8601};
+use crate::data;
+use crate::time::{age, iso8601};
 
-pub(super) fn run(dir: &Path, cert_dir: Option<&Path>, as_json: bool) -> Result<()> {
+pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, as_json: bool) -> Result<()> {
     let status = data::request_or_open(dir, cert_dir, &Request::Status)?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -23,7 +23,7 @@ pub(super) fn run(dir: &Path, cert_dir: Option<&Path>, as_json: bool) -> Result<
 }
 
 /// The status of a store that no node is serving: peers as the engine remembers them.
-pub(super) fn offline(dir: &Path, store: &Store, identity: Option<&PeerInfo>) -> Result<Json> {
+pub(crate) fn offline(dir: &Path, store: &Store, identity: Option<&PeerInfo>) -> Result<Json> {
     let local = identity.cloned().unwrap_or_else(|| {
         PeerInfo::parse("local", "local", "local").expect("literal identity is valid")
     });
@@ -32,7 +32,7 @@ pub(super) fn offline(dir: &Path, store: &Store, identity: Option<&PeerInfo>) ->
 }
 
 /// The status document shared by `status --json` and the text view.
-pub(super) fn to_json(
+pub(crate) fn to_json(
     dir: &Path,
     store: &Store,
     identity: Option<&PeerInfo>,
@@ -79,12 +79,31 @@ pub(super) fn to_json(
     }))
 }
 
+/// Adds the validity of this node's certificate to a status document: an expired
+/// certificate is why every peer refuses the node.
+pub(crate) fn add_certificate(
+    status: &mut Json,
+    cert: &outpost_transport::DeviceCert,
+) -> Result<()> {
+    let v = crate::cert::validity(cert)?;
+    status["certificate"] = json!({
+        "not_after": iso8601(v.not_after),
+        "expired": v.expired(Timestamp::now()),
+    });
+    Ok(())
+}
+
+/// `1 change`, `2 changes`.
+pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn short(head: &str) -> &str {
     head.get(..8).unwrap_or(head)
 }
 
 /// The human view of a status document.
-pub(super) fn text(s: &Json, now: Timestamp) -> String {
+pub(crate) fn text(s: &Json, now: Timestamp) -> String {
     let mut out = String::new();
     let str_of = |v: &Json| v.as_str().unwrap_or("").to_string();
     let _ = writeln!(out, "data directory: {}", str_of(&s["data"]));
@@ -104,6 +123,17 @@ pub(super) fn text(s: &Json, now: Timestamp) -> String {
                 "device:         none (an anonymous local store; `outpost serve --cert-dir DIR` gives it an identity)"
             );
         }
+    }
+    if let Some(c) = s.get("certificate").filter(|c| !c.is_null()) {
+        let until = str_of(&c["not_after"]);
+        let _ = if c["expired"].as_bool().unwrap_or(false) {
+            writeln!(
+                out,
+                "certificate:    EXPIRED on {until}: peers refuse this device; issue a new one with `outpost cert issue ... --force`"
+            )
+        } else {
+            writeln!(out, "certificate:    valid until {until}")
+        };
     }
     let running = s["node_running"].as_bool().unwrap_or(false);
     let _ = writeln!(
@@ -128,9 +158,9 @@ pub(super) fn text(s: &Json, now: Timestamp) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {:<24} {:>6} changes  heads {}",
+            "  {:<24} {:>14}  heads {}",
             str_of(&d["doc"]),
-            d["changes"].as_u64().unwrap_or(0),
+            count(d["changes"].as_u64().unwrap_or(0), "change", "changes"),
             heads.join(", ")
         );
     }
@@ -157,8 +187,10 @@ pub(super) fn text(s: &Json, now: Timestamp) -> String {
             let n = d["unsynced_changes"].as_u64().unwrap_or(0);
             let mut line = if n > 0 {
                 match when(&d["unsynced_since"]) {
-                    Some(since) => format!("{n} changes unsynced since {since}"),
-                    None => format!("{n} changes unsynced"),
+                    Some(since) => {
+                        format!("{} unsynced since {since}", count(n, "change", "changes"))
+                    }
+                    None => format!("{} unsynced", count(n, "change", "changes")),
                 }
             } else {
                 match when(&d["last_sync"]) {
@@ -182,7 +214,10 @@ pub(super) fn text(s: &Json, now: Timestamp) -> String {
         if total == 0 {
             "nothing; every known peer has every change".to_string()
         } else {
-            format!("{total} changes not yet acknowledged by some peer")
+            format!(
+                "{} not yet acknowledged by some peer",
+                count(total, "change", "changes")
+            )
         }
     );
     out

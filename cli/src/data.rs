@@ -10,27 +10,30 @@ use outpost_core::{PeerInfo, Policy, Store, StoreOptions};
 use outpost_transport::DeviceCert;
 use serde_json::Value as Json;
 
-use super::Command;
 use crate::control::{self, Client, Host, Reply, Request};
+use crate::Command;
 
 /// The file in a data directory that records the identity of the device that serves it,
 /// so that later commands write as that device.
-pub(super) const IDENTITY_FILE: &str = "outpost-identity.json";
+pub(crate) const IDENTITY_FILE: &str = "outpost-identity.json";
 
 /// How long a command waits for a running node to answer.
 const NODE_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub(super) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Result<()> {
+pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Result<()> {
     let request = match command {
-        Command::Cert(_) => unreachable!("cert commands need no data directory"),
+        Command::Cert(_) | Command::Policy(_) => {
+            unreachable!("cert and policy commands need no data directory")
+        }
         Command::Serve(args) => {
             let cert_dir = cert_dir.ok_or_else(|| {
                 anyhow!("serve needs this device's certificates: pass --cert-dir DIR (made by `outpost cert issue`)")
             })?;
-            return super::serve::run(dir, cert_dir, args);
+            return crate::serve::run(dir, cert_dir, args);
         }
-        Command::Watch { doc } => return watch(dir, cert_dir, &doc),
-        Command::Status { json } => return super::status::run(dir, cert_dir, json),
+        Command::Watch { doc, current } => return watch(dir, cert_dir, &doc, current),
+        Command::Docs(crate::DocsCommand::List) => Request::Documents,
+        Command::Status { json } => return crate::status::run(dir, cert_dir, json),
         Command::Put { doc, path, json } => Request::Put {
             doc,
             path,
@@ -40,6 +43,7 @@ pub(super) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
         Command::Delete { doc, path } => Request::Delete { doc, path },
         Command::Incr { doc, path, delta } => Request::Incr { doc, path, delta },
         Command::Conflicts { doc, path } => Request::Conflicts { doc, path },
+        Command::Export { doc, out } if out.as_os_str() == "-" => Request::ExportBytes { doc },
         Command::Export { doc, out } => Request::Export {
             doc,
             out: absolute(&out)?,
@@ -62,7 +66,18 @@ fn print_result(request: &Request, result: &Json) -> Result<()> {
         Request::Incr { .. } => writeln!(out, "{result}")?,
         Request::Import { doc, .. } => {
             let n = result.get("changes").and_then(Json::as_u64).unwrap_or(0);
-            eprintln!("imported {n} new changes into {doc}");
+            let changes = if n == 1 { "change" } else { "changes" };
+            eprintln!("imported {n} new {changes} into {doc}");
+        }
+        Request::Documents => {
+            for d in result.as_array().into_iter().flatten() {
+                writeln!(out, "{}", d.as_str().unwrap_or_default())?;
+            }
+        }
+        Request::ExportBytes { .. } => {
+            let bytes = control::from_hex(result.as_str().unwrap_or_default())?;
+            out.write_all(&bytes)?;
+            out.flush()?;
         }
         _ => {}
     }
@@ -89,12 +104,13 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 /// Sends `request` to the node holding `dir`, or runs it on the store directly.
-pub(super) fn request_or_open(
+pub(crate) fn request_or_open(
     dir: &Path,
     cert_dir: Option<&Path>,
     request: &Request,
 ) -> Result<Json> {
     if let Some(mut client) = Client::connect(dir)? {
+        check_node_identity(dir, cert_dir)?;
         return client.request(request, Some(NODE_TIMEOUT));
     }
     let identity = identity(dir, cert_dir)?;
@@ -103,15 +119,17 @@ pub(super) fn request_or_open(
         store,
         identity,
         dir: dir.to_path_buf(),
+        cert_dir: cert_dir.map(Path::to_path_buf),
     };
     control::execute(&host, request)
 }
 
 /// A store opened by this process, for commands run without a node.
-pub(super) struct LocalHost {
-    pub(super) store: Store,
-    pub(super) identity: Option<PeerInfo>,
-    pub(super) dir: PathBuf,
+pub(crate) struct LocalHost {
+    pub(crate) store: Store,
+    pub(crate) identity: Option<PeerInfo>,
+    pub(crate) dir: PathBuf,
+    pub(crate) cert_dir: Option<PathBuf>,
 }
 
 impl Host for LocalHost {
@@ -119,14 +137,20 @@ impl Host for LocalHost {
         &self.store
     }
 
+    fn own_files(&self) -> Vec<PathBuf> {
+        std::iter::once(self.dir.clone())
+            .chain(self.cert_dir.clone())
+            .collect()
+    }
+
     fn status(&self) -> Result<Json> {
-        super::status::offline(&self.dir, &self.store, self.identity.as_ref())
+        crate::status::offline(&self.dir, &self.store, self.identity.as_ref())
     }
 }
 
 /// The identity that authors this command's writes: `--cert-dir`, else the identity the
 /// data directory was last served as, else none (an anonymous local store).
-pub(super) fn identity(dir: &Path, cert_dir: Option<&Path>) -> Result<Option<PeerInfo>> {
+pub(crate) fn identity(dir: &Path, cert_dir: Option<&Path>) -> Result<Option<PeerInfo>> {
     // A directory that cannot be a store is reported as such before anything is read in it.
     check_data_dir(dir, true)?;
     let recorded = recorded_identity(dir)?;
@@ -148,16 +172,53 @@ pub(super) fn identity(dir: &Path, cert_dir: Option<&Path>) -> Result<Option<Pee
     Ok(Some(info))
 }
 
+/// A command sent to a running node is authored by the node's device, whatever `--cert-dir`
+/// says: refuse a `--cert-dir` of another device instead of ignoring it.
+fn check_node_identity(dir: &Path, cert_dir: Option<&Path>) -> Result<()> {
+    let Some(cert_dir) = cert_dir else {
+        return Ok(());
+    };
+    let info = load_cert(cert_dir)?.info().clone();
+    match recorded_identity(dir)? {
+        Some(node) if node == info => Ok(()),
+        Some(node) => bail!(
+            "the node running on {} is {node}, and it authors every command sent to it; --cert-dir {} is {info}. \
+             Drop --cert-dir, or run the command on that device's own data directory",
+            dir.display(),
+            cert_dir.display()
+        ),
+        None => bail!(
+            "a node is running on {} and authors every command sent to it, so --cert-dir {} would be ignored; drop --cert-dir",
+            dir.display(),
+            cert_dir.display()
+        ),
+    }
+}
+
 /// Loads a device certificate with a message that says how to get one.
-pub(super) fn load_cert(cert_dir: &Path) -> Result<DeviceCert> {
-    DeviceCert::load(cert_dir).with_context(|| {
-        format!(
-            "missing or unusable certificates in {}: it must hold cert.pem, key.pem and ca.pem from \
+pub(crate) fn load_cert(cert_dir: &Path) -> Result<DeviceCert> {
+    DeviceCert::load(cert_dir).map_err(|e| {
+        anyhow!(
+            "missing or unusable certificates in {}: {}; it must hold cert.pem, key.pem and ca.pem from \
              `outpost cert issue --ca CA_DIR --site SITE --device ID --role ROLE --out {}`",
             cert_dir.display(),
+            for_users(&e),
             cert_dir.display()
         )
     })
+}
+
+/// A transport error as a command-line user reads it: its hints name Rust functions
+/// (`DeviceCert::save`), which are `outpost cert ...` commands here.
+pub(crate) fn for_users(e: &outpost_transport::Error) -> String {
+    outpost_binsupport::one_line(e)
+        .replace(
+            "`FleetCa::save` / `DeviceCert::save`",
+            "`outpost cert ca` / `outpost cert issue`",
+        )
+        .replace("`DeviceCert::save`", "`outpost cert issue`")
+        .replace("`FleetCa::issue`", "`outpost cert issue`")
+        .replace("`FleetCa::save`", "`outpost cert ca`")
 }
 
 fn recorded_identity(dir: &Path) -> Result<Option<PeerInfo>> {
@@ -175,7 +236,7 @@ fn recorded_identity(dir: &Path) -> Result<Option<PeerInfo>> {
 }
 
 /// Records the identity a data directory is served as.
-pub(super) fn record_identity(dir: &Path, info: &PeerInfo) -> Result<()> {
+pub(crate) fn record_identity(dir: &Path, info: &PeerInfo) -> Result<()> {
     let path = dir.join(IDENTITY_FILE);
     let mut f =
         std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -187,12 +248,12 @@ pub(super) fn record_identity(dir: &Path, info: &PeerInfo) -> Result<()> {
 static POLICY: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
 
 /// Sets the policy of this command (from `--policy`); once, before any store is opened.
-pub(super) fn set_policy(policy: Policy) {
+pub(crate) fn set_policy(policy: Policy) {
     let _ = POLICY.set(policy);
 }
 
 /// Reads a policy file: the `[policy]` table of the cloud's config, as its own file.
-pub(super) fn load_policy(path: &Path) -> Result<Policy> {
+pub(crate) fn load_policy(path: &Path) -> Result<Policy> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the policy file {}", path.display()))?;
     toml::from_str(&text).with_context(|| {
@@ -203,14 +264,20 @@ pub(super) fn load_policy(path: &Path) -> Result<Policy> {
     })
 }
 
+/// The policy in effect as a policy file (what `--policy` reads).
+pub(crate) fn policy_toml() -> Result<String> {
+    toml::to_string_pretty(&policy()).context("cannot print the policy as TOML")
+}
+
 /// The access policy of the fleet. Every device and the cloud use the same one.
-pub(super) fn policy() -> Policy {
+pub(crate) fn policy() -> Policy {
     POLICY.get().cloned().unwrap_or_default()
 }
 
 /// Opens the store of a data directory with clear errors for the usual mistakes.
-pub(super) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -> Result<Store> {
+pub(crate) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -> Result<Store> {
     check_data_dir(dir, create)?;
+    refuse_cloud_data(dir)?;
     let options = StoreOptions {
         identity,
         policy: policy(),
@@ -246,6 +313,34 @@ pub(super) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -
             dir.display()
         ),
     }
+}
+
+/// The cloud keeps every site in one database, as trees named `site/<site>/...` (and
+/// `cloud/...`); a device store has neither. Opening a cloud's directory as a device store
+/// would show nothing and write into a copy of the cloud's database.
+fn refuse_cloud_data(dir: &Path) -> Result<()> {
+    if !dir.join("db").exists() {
+        return Ok(());
+    }
+    // sled allows one process per database: a running cloud holds it, and opening it fails
+    // (reported by the caller as "in use").
+    let Ok(db) = sled::Config::new().path(dir).open() else {
+        return Ok(());
+    };
+    let cloud = db
+        .tree_names()
+        .iter()
+        .any(|name| name.starts_with(b"site/") || name.starts_with(b"cloud/"));
+    drop(db);
+    if cloud {
+        bail!(
+            "{} is the data directory of an outpost-cloud peer (every site of a fleet), not of a device. \
+             Read a site's documents through one of its devices (`outpost --data DEVICE_DIR get ...`), \
+             or sync a device with the cloud; do not open the cloud's data with `outpost`",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a missing directory for reads, and a directory that is not a store.
@@ -287,13 +382,15 @@ fn check_data_dir(dir: &Path, create: bool) -> Result<()> {
 }
 
 /// `outpost watch DOC`: through the running node, or holding the store itself.
-fn watch(dir: &Path, cert_dir: Option<&Path>, doc: &str) -> Result<()> {
+fn watch(dir: &Path, cert_dir: Option<&Path>, doc: &str, current: bool) -> Result<()> {
     let filter = control::watch_filter(doc)?;
     let mut stdout = std::io::stdout();
     if let Some(mut client) = Client::connect(dir)? {
+        check_node_identity(dir, cert_dir)?;
         client.request(
             &Request::Watch {
                 doc: doc.to_string(),
+                current,
             },
             None,
         )?;
@@ -321,10 +418,15 @@ fn watch(dir: &Path, cert_dir: Option<&Path>, doc: &str) -> Result<()> {
         store: store.clone(),
         identity,
         dir: dir.to_path_buf(),
+        cert_dir: cert_dir.map(Path::to_path_buf),
     });
     // Other commands on this directory reach the store through us while we watch.
     let _server = control::serve(dir, host);
     eprintln!("watching {doc} in {}", dir.display());
+    if current {
+        writeln!(stdout, "{}", control::current_json(&store, &doc.parse()?)?)?;
+        stdout.flush()?;
+    }
     while let Some(event) = sub.blocking_recv() {
         writeln!(stdout, "{}", control::event_json(&store, &event))?;
         stdout.flush()?;

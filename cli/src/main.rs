@@ -1,17 +1,18 @@
 //! The `outpost` command line. Its usage, exactly as `outpost help` prints it, is in
-//! `cloud/CLI.md`; keep the two in step (a test compares them).
+//! `cli/CLI.md`; keep the two in step (a test compares them, `scripts/cli-md.sh` regenerates
+//! it).
 
 mod cert;
+mod control;
 mod data;
 mod serve;
 mod status;
+mod time;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-use crate::util;
 
 /// Keep shops and restaurants working offline: documents, certificates and device nodes.
 ///
@@ -29,7 +30,7 @@ use crate::util;
                   that directory go through it (its control socket DIR/outpost.sock).\n\
                   Exit status: 0 on success, 1 on any error (the message is on stderr), 2 on bad usage."
 )]
-pub struct Cli {
+struct Cli {
     /// The device's data directory (created by the first write).
     #[arg(
         long,
@@ -38,7 +39,7 @@ pub struct Cli {
         hide_env_values = true,
         value_name = "DIR"
     )]
-    pub data: Option<PathBuf>,
+    data: Option<PathBuf>,
 
     /// Directory with this device's cert.pem, key.pem and ca.pem (from `outpost cert issue`).
     /// Required by `serve`; for other commands it sets the identity that authors writes
@@ -50,7 +51,7 @@ pub struct Cli {
         hide_env_values = true,
         value_name = "DIR"
     )]
-    pub cert_dir: Option<PathBuf>,
+    cert_dir: Option<PathBuf>,
 
     /// The fleet's access policy: a TOML file with the table that `[policy]` holds in the
     /// cloud's config (see CLI.md). Default: the restaurant policy. Use the same everywhere.
@@ -61,16 +62,16 @@ pub struct Cli {
         hide_env_values = true,
         value_name = "FILE"
     )]
-    pub policy: Option<PathBuf>,
+    policy: Option<PathBuf>,
 
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 /// The commands of `outpost`.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Create a fleet CA or issue device certificates.
     #[command(subcommand)]
     Cert(CertCommand),
@@ -120,8 +121,8 @@ pub enum Command {
     Export {
         /// Document id.
         doc: String,
-        /// The file to write.
-        #[arg(long, value_name = "FILE")]
+        /// The file to write; `-` writes to standard output.
+        #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
         out: PathBuf,
     },
     /// Merge Automerge bytes (a saved document or changes) into the document.
@@ -137,7 +138,16 @@ pub enum Command {
     Watch {
         /// Document id.
         doc: String,
+        /// First print the current state as one line (`"origin":"current"`).
+        #[arg(long)]
+        current: bool,
     },
+    /// List the documents of the data directory.
+    #[command(subcommand)]
+    Docs(DocsCommand),
+    /// Print the fleet's access policy in effect (the default unless --policy is given).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Show documents, heads, peers, and what is unsynced since when.
     Status {
         /// Print JSON instead of text.
@@ -148,7 +158,7 @@ pub enum Command {
 
 /// `outpost cert ...`.
 #[derive(Debug, Subcommand)]
-pub enum CertCommand {
+enum CertCommand {
     /// Create a fleet certificate authority: DIR/ca.pem and DIR/ca.key (keep it offline).
     Ca {
         /// Directory to write the CA into.
@@ -172,32 +182,70 @@ pub enum CertCommand {
         /// Device id, unique within its site, e.g. `pos-1`.
         #[arg(long)]
         device: String,
-        /// Role: `pos`, `kiosk`, `menu-board`, `kitchen`, `cloud`, ...
+        /// Role: `pos`, `kiosk`, `menu-board`, `kitchen`, `cloud`, ... (one the policy names)
         #[arg(long)]
         role: String,
         /// Directory to write the certificate into.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Days the certificate is valid.
+        #[arg(long, value_name = "N", default_value_t = 825)]
+        days: u32,
+        /// Replace a certificate that already exists in DIR, or allow a role the policy does
+        /// not name.
+        #[arg(long)]
+        force: bool,
     },
+    /// Print the device, role, fleet and validity of the certificate in DIR.
+    Show {
+        /// Directory with cert.pem (from `outpost cert issue`).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `outpost policy ...`.
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Print the policy in effect (`--policy FILE`, else the default) as a policy file.
+    Show,
+}
+
+/// `outpost docs ...`.
+#[derive(Debug, Subcommand)]
+enum DocsCommand {
+    /// List the documents of the data directory, one per line.
+    List,
 }
 
 /// `outpost serve ...`.
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// UDP address to listen on for QUIC, e.g. `0.0.0.0:4433` (port 0: any free port).
-    #[arg(long, value_name = "ADDR")]
-    pub listen: std::net::SocketAddr,
-    /// A peer to dial and keep connected (another device or the cloud); repeatable.
-    #[arg(long = "peer", value_name = "ADDR")]
-    pub peers: Vec<std::net::SocketAddr>,
+struct ServeArgs {
+    /// UDP address to listen on for QUIC, e.g. `0.0.0.0:4433` or `localhost:4433` (port 0:
+    /// any free port). Required here or in the config file.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// A peer to dial and keep connected (another device or the cloud), e.g.
+    /// `cloud.example.com:7733`; repeatable. Every address a name resolves to is dialed.
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    peers: Vec<String>,
+    /// Devices to refuse (revoked): `peer` or `site/peer`, comma separated; repeatable.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    deny: Vec<String>,
     /// Find the other devices of the site on the local network (mDNS).
     #[arg(long)]
-    pub discover: bool,
+    discover: bool,
+    /// TOML file with any of `listen`, `peers`, `deny`, `discover` (flags add to or override
+    /// it; relative paths are relative to the file).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
-/// Runs `outpost` with the process arguments; the exit code to return from `main`.
-pub fn main() -> ExitCode {
-    util::install_panic_hook("outpost");
+fn main() -> ExitCode {
+    outpost_binsupport::install_panic_hook("outpost");
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -211,21 +259,25 @@ pub fn main() -> ExitCode {
         Command::Serve(_) => "info,automerge=off",
         _ => "warn,automerge=off",
     };
-    crate::logging::init(default_log, crate::logging::LogTarget::Stderr);
+    outpost_binsupport::init_logging(default_log, outpost_binsupport::LogTarget::Stderr);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => util::report("outpost", &e),
+        Err(e) => outpost_binsupport::report("outpost", e.as_ref()),
     }
 }
 
 /// Runs one parsed command.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(path) = &cli.policy {
+        data::set_policy(data::load_policy(path)?);
+    }
     match cli.command {
-        Command::Cert(c) => cert::run(c),
+        Command::Cert(c) => cert::run(c, &data::policy()),
+        Command::Policy(PolicyCommand::Show) => {
+            print!("{}", data::policy_toml()?);
+            Ok(())
+        }
         command => {
-            if let Some(path) = &cli.policy {
-                data::set_policy(data::load_policy(path)?);
-            }
             let dir = cli.data.ok_or_else(|| {
                 anyhow::anyhow!(
                     "no data directory: pass --data DIR (or set OUTPOST_DATA), e.g. `outpost --data ./pos1 get menu`"

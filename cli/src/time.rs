@@ -1,52 +1,6 @@
-//! Small helpers shared by both binaries: exit handling and time formatting.
-
-use std::process::ExitCode;
+//! Times as the command line prints them: ISO 8601 UTC and "3 min ago".
 
 use outpost_core::Timestamp;
-
-/// Replaces the default panic message (with its "panicked at" and backtrace hint) by one
-/// line that says it is a bug. Commands report every expected failure as an error; a panic
-/// left is a bug, and the user still deserves a readable message.
-pub(crate) fn install_panic_hook(program: &'static str) {
-    std::panic::set_hook(Box::new(move |info| {
-        let what = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown cause".into());
-        let at = info
-            .location()
-            .map(|l| format!(" ({}:{})", l.file(), l.line()))
-            .unwrap_or_default();
-        eprintln!(
-            "{program}: internal error: {what}{at}; this is a bug, please report it with the command that was run"
-        );
-    }));
-}
-
-/// Prints an error with its causes on one line and returns the failure exit code.
-pub(crate) fn report(program: &str, error: &anyhow::Error) -> ExitCode {
-    eprintln!("{program}: error: {}", one_line(error));
-    ExitCode::FAILURE
-}
-
-/// The error and its causes on one line, without a backtrace (even with RUST_BACKTRACE set),
-/// skipping causes that the message before them already quotes.
-pub(crate) fn one_line(error: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
 
 /// `2026-11-27T10:20:31.123Z` for a timestamp in milliseconds since the epoch.
 pub(crate) fn iso8601(t: Timestamp) -> String {

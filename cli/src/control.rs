@@ -6,19 +6,33 @@
 //! the same directory sends it its request instead of opening the store. The protocol is
 //! one JSON request line per connection, answered by one [`Reply`] line, or, for `watch`,
 //! by one `event` line per change until the client hangs up.
+//!
+//! The socket is an entry to the device's documents, so it is guarded (whatever the umask
+//! or the permissions of the directory): the file is made 0600, a connection from another
+//! user is refused (its uid is read from the socket), a request line is at most
+//! [`MAX_REQUEST_BYTES`], at most [`MAX_CONNECTIONS`] are served at once, and `export` and
+//! `import` refuse paths inside the data directory or the certificate directory (an export
+//! must not overwrite the store or the key, an import must not copy the key into a document
+//! that syncs).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use outpost_core::{DocumentId, Store, SubscriptionFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 /// The socket file inside a data directory.
 pub(crate) const SOCKET_FILE: &str = "outpost.sock";
+
+/// The longest request line accepted (a `put` of a large JSON value fits easily).
+pub(crate) const MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How many control connections are served at once (each `watch` holds one).
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 
 /// One command on the documents of a data directory.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,12 +58,20 @@ pub(crate) enum Request {
     Conflicts { doc: String, path: String },
     /// Write the document as Automerge bytes to the file `out`.
     Export { doc: String, out: PathBuf },
+    /// The document as Automerge bytes, hex encoded in the reply (`export --out -`).
+    ExportBytes { doc: String },
+    /// The ids of every document.
+    Documents,
     /// Merge the Automerge bytes of the file `file`.
     Import { doc: String, file: PathBuf },
     /// Documents, peers and what is unsynced.
     Status,
-    /// Stream every change of `doc`.
-    Watch { doc: String },
+    /// Stream every change of `doc`, after its current state if `current`.
+    Watch {
+        doc: String,
+        #[serde(default)]
+        current: bool,
+    },
 }
 
 impl Request {
@@ -83,6 +105,34 @@ pub(crate) trait Host: Send + Sync + 'static {
     fn store(&self) -> &Store;
     /// The status as JSON (see `cli::status`).
     fn status(&self) -> Result<Json>;
+    /// Directories that `export` must not write into and `import` must not read from: the
+    /// data directory and the certificate directory.
+    fn own_files(&self) -> Vec<PathBuf>;
+}
+
+/// Refuses a path of `export` or `import` inside one of the host's own directories.
+fn check_outside(host: &dyn Host, path: &Path, what: &str) -> Result<()> {
+    // The file may not exist yet (export): resolve its directory, which must.
+    let resolved = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => parent
+            .canonicalize()
+            .map(|p| p.join(name))
+            .unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    };
+    let resolved = resolved.canonicalize().unwrap_or(resolved);
+    for own in host.own_files() {
+        let own = own.canonicalize().unwrap_or(own);
+        if resolved.starts_with(&own) {
+            bail!(
+                "refusing to {what} {}: it is inside {}, which holds this device's store or keys; \
+                 give a path outside the data and certificate directories",
+                path.display(),
+                own.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs a request that is not `watch` against a store.
@@ -96,7 +146,11 @@ pub(crate) fn execute(host: &dyn Host, request: &Request) -> Result<Json> {
             path,
             value,
         } => {
-            store.put(&doc(d)?, path, value.clone(), Durable)?;
+            let id = doc(d)?;
+            match append_at(store, &id, path)? {
+                Some((list, index)) => store.insert(&id, list, index, value.clone(), Durable)?,
+                None => store.put(&id, path, value.clone(), Durable)?,
+            }
             Json::Null
         }
         Request::Get { doc: d, path } => {
@@ -127,14 +181,33 @@ pub(crate) fn execute(host: &dyn Host, request: &Request) -> Result<Json> {
         }
         Request::Conflicts { doc: d, path } => {
             let id = doc(d)?;
-            serde_json::to_value(store.conflicts(&id, path)?)?
+            let values = store.conflicts(&id, path)?;
+            // Like `get`: a path with no value is an error, not an empty list.
+            if values.is_empty() && store.get(&id, path)?.is_none() {
+                return Err(outpost_core::Error::NotFound {
+                    doc: id,
+                    path: path.clone(),
+                }
+                .into());
+            }
+            serde_json::to_value(values)?
         }
         Request::Export { doc: d, out } => {
+            check_outside(host, out, "export to")?;
             let bytes = store.export(&doc(d)?)?;
             write_file_durably(out, &bytes)?;
             serde_json::json!({ "bytes": bytes.len() })
         }
+        Request::ExportBytes { doc: d } => Json::String(to_hex(&store.export(&doc(d)?)?)),
+        Request::Documents => Json::Array(
+            store
+                .documents()?
+                .iter()
+                .map(|d| Json::String(d.to_string()))
+                .collect(),
+        ),
         Request::Import { doc: d, file } => {
+            check_outside(host, file, "import from")?;
             let bytes = std::fs::read(file).with_context(|| {
                 format!(
                     "cannot read {}; give the path of a file written by `outpost export` or by Automerge's save()",
@@ -153,6 +226,29 @@ pub(crate) fn execute(host: &dyn Host, request: &Request) -> Result<Json> {
     })
 }
 
+/// Whether `put` at `path` appends to a list: its last token is `-` (RFC 6901's end of the
+/// array), or the list's length. Returns the list's path and the index to insert at.
+fn append_at<'p>(
+    store: &Store,
+    doc: &DocumentId,
+    path: &'p str,
+) -> Result<Option<(&'p str, usize)>> {
+    let Some((list, last)) = path.rsplit_once('/') else {
+        return Ok(None);
+    };
+    let current = match store.get(doc, list) {
+        Ok(Some(Json::Array(items))) => Some(items.len()),
+        Ok(_) | Err(_) => None,
+    };
+    Ok(match (last, current) {
+        // A new list: `put /items/- 1` creates it with one element.
+        ("-", None) if store.get(doc, list).ok().flatten().is_none() => Some((list, 0)),
+        ("-", Some(len)) => Some((list, len)),
+        (index, Some(len)) if index.parse::<usize>().ok() == Some(len) => Some((list, len)),
+        _ => None,
+    })
+}
+
 /// Writes `bytes` to `path` and syncs it, so that `export` returns with the file on disk.
 fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = std::fs::File::create(path).with_context(|| {
@@ -167,9 +263,12 @@ fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The JSON of a change event as `watch` prints it: the event plus the current values at
-/// the changed paths (`null` where something was deleted) and the local time.
+/// the changed paths (`null` where something was deleted), who wrote each of them (the
+/// device that authored the value, which `origin` is not: that is who delivered it) and the
+/// local time.
 pub(crate) fn event_json(store: &Store, event: &outpost_core::ChangeEvent) -> Json {
     let mut values = serde_json::Map::new();
+    let mut authors = serde_json::Map::new();
     for p in &event.paths {
         let v = store
             .get(&event.doc, p)
@@ -177,15 +276,61 @@ pub(crate) fn event_json(store: &Store, event: &outpost_core::ChangeEvent) -> Js
             .flatten()
             .unwrap_or(Json::Null);
         values.insert(p.clone(), v);
+        let author = store
+            .conflicts(&event.doc, p)
+            .ok()
+            .and_then(|c| c.into_iter().find(|v| v.winner))
+            .and_then(|w| w.author)
+            .map(|a| Json::String(a.to_string()))
+            .unwrap_or(Json::Null);
+        authors.insert(p.clone(), author);
     }
     serde_json::json!({
         "doc": event.doc.to_string(),
         "origin": event.origin,
         "paths": event.paths,
         "values": values,
+        "authors": authors,
         "heads": event.heads,
-        "at": crate::util::iso8601(outpost_core::Timestamp::now()),
+        "at": crate::time::iso8601(outpost_core::Timestamp::now()),
     })
+}
+
+/// The first line of `watch --current`: the whole document as it is now.
+pub(crate) fn current_json(store: &Store, doc: &DocumentId) -> Result<Json> {
+    let exists = store.contains(doc)?;
+    let heads: Vec<String> = if exists {
+        store.heads(doc)?.iter().map(|h| h.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    Ok(serde_json::json!({
+        "doc": doc.to_string(),
+        "origin": "current",
+        "value": if exists { store.get_all(doc)? } else { Json::Null },
+        "heads": heads,
+        "at": crate::time::iso8601(outpost_core::Timestamp::now()),
+    }))
+}
+
+/// Lower-case hex of `bytes` (how `export --out -` crosses the JSON control protocol).
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of [`to_hex`] output.
+pub(crate) fn from_hex(hex: &str) -> Result<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        bail!("malformed export from the node (odd hex length); run the export again");
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| anyhow!("malformed export from the node; run the export again"))
+        })
+        .collect()
 }
 
 /// The subscription filter of `watch DOC`.
@@ -215,6 +360,8 @@ pub(crate) fn serve(dir: &Path, host: Arc<dyn Host>) -> Option<Server> {
     let path = dir.join(SOCKET_FILE);
     // We hold the store, so a socket file left here belongs to a process that is gone.
     let _ = std::fs::remove_file(&path);
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = match UnixListener::bind(&path) {
         Ok(l) => l,
         Err(e) => {
@@ -222,23 +369,83 @@ pub(crate) fn serve(dir: &Path, host: Arc<dyn Host>) -> Option<Server> {
             return None;
         }
     };
+    // Owner only. Between bind and chmod another user could connect; the uid check below
+    // refuses them anyway.
+    let owner = match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .and_then(|_| std::fs::metadata(&path))
+    {
+        Ok(m) => m.uid(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot restrict the control socket to its owner; not serving it");
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+    };
+    let server = Server { path };
+    let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("outpost-control".into())
         .spawn(move || {
             for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
+                let Ok(mut conn) = conn else { continue };
+                match peer_uid(&conn) {
+                    Ok(uid) if uid == owner => {}
+                    Ok(uid) => {
+                        tracing::warn!(uid, owner, "refused a control connection from another user");
+                        let _ = send(&mut conn, &Reply::Error(format!(
+                            "refused: this node's control socket serves only its owner (uid {owner}); run outpost as that user"
+                        )));
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the uid of a control connection; refused");
+                        continue;
+                    }
+                }
+                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    let _ = send(&mut conn, &Reply::Error(format!(
+                        "the node is busy: {MAX_CONNECTIONS} control connections are open (watch holds one each); close some and try again"
+                    )));
+                    continue;
+                }
                 let host = host.clone();
-                let _ = std::thread::Builder::new()
+                let active = active.clone();
+                let spawned = std::thread::Builder::new()
                     .name("outpost-control-conn".into())
                     .spawn(move || {
                         if let Err(e) = handle(conn, host) {
                             tracing::debug!(error = %e, "control connection ended");
                         }
+                        active.fetch_sub(1, Ordering::SeqCst);
                     });
+                if spawned.is_err() {
+                    // The closure (and the connection) is gone with the failed spawn.
+                    tracing::warn!("cannot start a thread for a control connection");
+                }
             }
         })
         .ok()?;
-    Some(Server { path })
+    Some(server)
+}
+
+/// The uid of the process at the other end of a control connection.
+#[cfg(unix)]
+fn peer_uid(conn: &std::os::unix::net::UnixStream) -> std::io::Result<u32> {
+    // std's `peer_cred` is unstable; tokio's is stable and wraps the same getsockopt.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let _guard = runtime.enter();
+    // tokio takes only non-blocking sockets; the clone shares the flag, so it is restored
+    // for the blocking reads of `handle`.
+    let clone = conn.try_clone()?;
+    clone.set_nonblocking(true)?;
+    let stream = tokio::net::UnixStream::from_std(clone)?;
+    let uid = stream.peer_cred().map(|c| c.uid());
+    drop(stream);
+    conn.set_nonblocking(false)?;
+    uid
 }
 
 /// Without Unix sockets, other commands cannot reach a running node.
@@ -249,10 +456,19 @@ pub(crate) fn serve(_dir: &Path, _host: Arc<dyn Host>) -> Option<Server> {
 
 #[cfg(unix)]
 fn handle(conn: std::os::unix::net::UnixStream, host: Arc<dyn Host>) -> Result<()> {
-    let mut reader = BufReader::new(conn.try_clone()?);
+    use std::io::Read;
+    let mut reader = BufReader::new(conn.try_clone()?.take(MAX_REQUEST_BYTES + 1));
     let mut writer = conn;
     let mut line = String::new();
     reader.read_line(&mut line)?;
+    if line.len() as u64 > MAX_REQUEST_BYTES {
+        return send(
+            &mut writer,
+            &Reply::Error(format!(
+                "control request too large (over {MAX_REQUEST_BYTES} bytes); write large values with `import` from a file"
+            )),
+        );
+    }
     let request: Request = match serde_json::from_str(&line) {
         Ok(r) => r,
         Err(e) => {
@@ -262,13 +478,25 @@ fn handle(conn: std::os::unix::net::UnixStream, host: Arc<dyn Host>) -> Result<(
             )
         }
     };
-    if let Request::Watch { doc } = &request {
+    if let Request::Watch { doc, current } = &request {
         let filter = match watch_filter(doc) {
             Ok(f) => f,
-            Err(e) => return send(&mut writer, &Reply::Error(crate::util::one_line(&e))),
+            Err(e) => {
+                return send(
+                    &mut writer,
+                    &Reply::Error(outpost_binsupport::one_line(e.as_ref())),
+                )
+            }
         };
-        let mut sub = host.store().subscribe(filter);
+        let mut sub = host.store().subscribe(filter.clone());
         send(&mut writer, &Reply::Ok(Json::Null))?;
+        if let (true, Some(id)) = (*current, filter.doc.as_ref()) {
+            let reply = match current_json(host.store(), id) {
+                Ok(state) => Reply::Event(state),
+                Err(e) => Reply::Error(outpost_binsupport::one_line(e.as_ref())),
+            };
+            send(&mut writer, &reply)?;
+        }
         // Notice a client that hung up even when no change comes.
         writer.set_nonblocking(true)?;
         let mut probe = [0u8; 1];
@@ -280,7 +508,6 @@ fn handle(conn: std::os::unix::net::UnixStream, host: Arc<dyn Host>) -> Result<(
                     writer.set_nonblocking(true)?;
                 }
                 None => {
-                    use std::io::Read;
                     match (&writer).read(&mut probe) {
                         Ok(0) => return Ok(()),
                         Ok(_) => {}
@@ -294,7 +521,7 @@ fn handle(conn: std::os::unix::net::UnixStream, host: Arc<dyn Host>) -> Result<(
     }
     let reply = match execute(&*host, &request) {
         Ok(v) => Reply::Ok(v),
-        Err(e) => Reply::Error(crate::util::one_line(&e)),
+        Err(e) => Reply::Error(outpost_binsupport::one_line(e.as_ref())),
     };
     send(&mut writer, &reply)
 }

@@ -1,24 +1,97 @@
-//! Helpers to run the real `outpost` and `outpost-cloud` binaries with timeouts.
+//! Helpers for integration tests that run the real `outpost` (crate `outpost-cli`) and
+//! `outpost-cloud` (crate `outpost-cloud`) binaries, with a timeout on every wait.
+//!
+//! Cargo gives a test the path of its own package's binaries only (`CARGO_BIN_EXE_<name>`),
+//! and a test of the cloud needs devices (`outpost`) as much as a test of the CLI needs a
+//! cloud. So [`outpost_bin`] and [`cloud_bin`] ask cargo to build the binary (a no-op when it
+//! is fresh; once per test process) into the target directory and profile the running test
+//! was built in, and return its path there. Set `OUTPOST_BIN_DIR` to use binaries built
+//! beforehand instead (e.g. tests run outside cargo).
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(missing_docs, unreachable_pub)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Default timeout of one short command.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn outpost_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_outpost")
+/// How long building a missing or stale binary may take (it may wait for the build lock of a
+/// shared target directory).
+pub const BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The `outpost` binary of this workspace, fresh.
+pub fn outpost_bin() -> PathBuf {
+    binary("outpost-cli", "outpost")
 }
 
-pub fn cloud_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_outpost-cloud")
+/// The `outpost-cloud` binary of this workspace, fresh.
+pub fn cloud_bin() -> PathBuf {
+    binary("outpost-cloud", "outpost-cloud")
+}
+
+/// The path of binary `bin` of workspace package `package`, built (once per process) with
+/// the profile and target directory of the running test executable.
+pub fn binary(package: &str, bin: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let exe_name = format!("{bin}{}", std::env::consts::EXE_SUFFIX);
+    if let Some(dir) = std::env::var_os("OUTPOST_BIN_DIR") {
+        return PathBuf::from(dir).join(exe_name);
+    }
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(path) = built.get(bin) {
+        return path.clone();
+    }
+    // A test executable lives in <target>/<profile dir>/deps/.
+    let exe = std::env::current_exe().expect("the test knows its own executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a cargo test executable lives in <target>/<profile>/deps")
+        .to_path_buf();
+    let target_dir = profile_dir
+        .parent()
+        .expect("a cargo profile directory has a parent")
+        .to_path_buf();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        // `cargo test` builds with the `test` profile, which writes into `debug/` as `dev`
+        // does; using it avoids rebuilding what the test run has just built.
+        Some("debug") | None => "test".to_string(),
+        Some("release") => "bench".to_string(),
+        Some(other) => other.to_string(),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", package, "--bin", bin, "--profile"])
+        .arg(&profile)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .arg("--manifest-path")
+        .arg(&manifest);
+    let out = run_with(cmd, BUILD_TIMEOUT);
+    assert!(
+        out.ok(),
+        "cannot build {bin} (package {package}) for this test:\n{}",
+        out.stderr
+    );
+    let path = profile_dir.join(exe_name);
+    assert!(
+        path.exists(),
+        "cargo built {bin} but {} is missing",
+        path.display()
+    );
+    built.insert(bin.to_string(), path.clone());
+    path
 }
 
 /// What a finished command printed.
@@ -30,6 +103,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Whether the command exited with status 0.
     pub fn ok(&self) -> bool {
         self.status.success()
     }
@@ -341,6 +415,21 @@ pub fn issue(ca: &Path, root: &Path, site: &str, device: &str, role: &str) -> Pa
 pub fn make_ca(root: &Path) -> PathBuf {
     let ca = root.join("ca");
     outpost(&["cert", "ca", "--out", ca.to_str().expect("utf-8")]).expect_ok();
+    ca
+}
+
+/// Creates a fleet CA named `fleet` with the CLI.
+pub fn make_ca_for(root: &Path, fleet: &str) -> PathBuf {
+    let ca = root.join("ca");
+    outpost(&[
+        "cert",
+        "ca",
+        "--out",
+        ca.to_str().expect("utf-8"),
+        "--fleet",
+        fleet,
+    ])
+    .expect_ok();
     ca
 }
 
