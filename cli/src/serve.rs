@@ -70,6 +70,8 @@ struct ServeFile {
 struct Settings {
     listen: SocketAddr,
     peers: Vec<SocketAddr>,
+    /// Peers given by name: checked once here, resolved again by the node on every dial.
+    peer_names: Vec<String>,
     deny: DenyList,
     discover: bool,
 }
@@ -103,6 +105,7 @@ impl Settings {
             )
         })?;
         let mut peers = Vec::new();
+        let mut peer_names: Vec<String> = Vec::new();
         for peer in file.peers.iter().chain(&args.peers) {
             // A socket bound to IPv4 cannot dial IPv6 and the other way round: dial the
             // addresses of the listening socket's family.
@@ -122,6 +125,14 @@ impl Settings {
                     }
                 );
             }
+            if peer.parse::<SocketAddr>().is_err() {
+                // A name: the node looks it up again on every dial, so a peer whose address
+                // changes (a cloud behind DNS) is still found.
+                if !peer_names.contains(peer) {
+                    peer_names.push(peer.clone());
+                }
+                continue;
+            }
             for a in addrs {
                 if !peers.contains(&a) {
                     peers.push(a);
@@ -139,6 +150,7 @@ impl Settings {
         Ok(Settings {
             listen,
             peers,
+            peer_names,
             deny,
             discover: args.discover || file.discover,
         })
@@ -195,6 +207,7 @@ fn start_and_run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
         let mut config = NodeConfig::new(dir, cert.clone());
         config.listen = settings.listen;
         config.static_peers = settings.peers.clone();
+        config.peer_names = settings.peer_names.clone();
         config.discovery = settings.discover;
         config.deny = settings.deny.clone();
         config.policy = data::policy();
