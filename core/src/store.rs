@@ -7,6 +7,7 @@
 //! hands them to `Automerge::load`. Compaction writes a new snapshot and removes the older
 //! chunks in one atomic sled batch, so a crash leaves either the old or the new layout.
 
+mod paths;
 mod slot;
 mod subscription;
 mod transaction;
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{ActorId, Automerge, ChangeHash, PatchLog, ReadDoc};
+use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use serde_json::Value as Json;
 
 use self::slot::Slot;
@@ -264,17 +265,13 @@ impl Store {
         self.check_write(doc)?;
         let slot = self.slot(doc)?;
         let mut s = lock(&slot);
-        let log = self.patch_log(doc, false);
-        let (out, hash, log) = {
-            let tx = s
-                .doc
-                .transaction_log_patches(log)
-                .expect("a patch log made for this document's transaction matches it");
-            let mut tx = Tx::new(tx, doc);
+        let record_paths = self.inner.subscribers.wants_paths(doc);
+        let (out, hash, paths) = {
+            let mut tx = Tx::new(s.doc.transaction(), doc, record_paths);
             match f(&mut tx) {
                 Ok(v) => {
-                    let (hash, log) = tx.commit();
-                    (v, hash, log)
+                    let (hash, paths) = tx.commit();
+                    (v, hash, paths)
                 }
                 Err(e) => return Err(e),
             }
@@ -282,10 +279,11 @@ impl Store {
         // An empty transaction commits no change: nothing to persist or announce.
         let change = hash.and_then(|h| s.doc.get_change_by_hash(&h));
         if let Some(change) = change {
-            let bytes = change.raw_bytes().to_vec();
-            self.persist(&mut s, &bytes, durability)
+            self.persist(&mut s, change.raw_bytes(), durability)
                 .inspect_err(|_| self.forget(doc))?;
-            self.notify(&mut s, doc, log, false, Origin::Local);
+            self.inner
+                .subscribers
+                .notify(doc, &s.doc, paths, Origin::Local);
         }
         Ok(out)
     }
@@ -307,23 +305,13 @@ impl Store {
         lock(&self.inner.docs).remove(doc);
     }
 
-    /// A patch log for a change to `doc`: active only when a subscriber wants the changed
-    /// paths and the change is not `bulk` (see [`BULK_PATHS_BYTES`]).
-    fn patch_log(&self, doc: &DocumentId, bulk: bool) -> PatchLog {
-        if !bulk && self.inner.subscribers.wants_paths(doc) {
-            PatchLog::active()
-        } else {
-            PatchLog::inactive()
-        }
-    }
-
-    /// Tells subscribers about a change, with the paths recorded in `log` (recording while
-    /// applying costs a fraction of diffing afterwards), or the top-level keys for `bulk`.
-    fn notify(
+    /// Tells subscribers about `changes` (new to the document, which holds them now): with
+    /// the paths they wrote, or the document's top-level keys for `bulk` ones.
+    fn notify_received(
         &self,
-        s: &mut Slot,
+        s: &Slot,
         doc: &DocumentId,
-        log: Option<PatchLog>,
+        changes: &[automerge::Change],
         bulk: bool,
         origin: Origin,
     ) {
@@ -331,19 +319,15 @@ impl Store {
         if !subscribers.interested(doc) {
             return;
         }
-        let paths: Vec<Pointer> = match log {
-            _ if bulk => s
-                .doc
+        let paths: Vec<Pointer> = if !subscribers.wants_paths(doc) {
+            Vec::new()
+        } else if bulk {
+            s.doc
                 .keys(automerge::ROOT)
                 .map(|k| Pointer::root().child(k))
-                .collect(),
-            Some(mut log) => s
-                .doc
-                .make_patches(&mut log)
-                .iter()
-                .map(value::patch_pointer)
-                .collect(),
-            None => Vec::new(),
+                .collect()
+        } else {
+            paths::changed_paths(&s.doc, changes)
         };
         subscribers.notify(doc, &s.doc, paths, origin);
     }
@@ -547,22 +531,22 @@ impl Store {
         let mut s = lock(&slot);
         let before = s.doc.get_heads();
         let bulk = bytes.len() > BULK_PATHS_BYTES;
-        let mut log = self.patch_log(doc, bulk);
         let mut other = other;
-        s.doc
-            .merge_and_log_patches(&mut other, &mut log)
-            .map_err(|e| Error::InvalidImport {
-                doc: doc.clone(),
-                reason: e.to_string(),
-            })?;
-        let added = s.doc.get_changes_meta(&before).len();
-        if added > 0 {
-            let bytes = s.doc.save_after(&before);
-            self.persist(&mut s, &bytes, Durability::Durable)
+        s.doc.merge(&mut other).map_err(|e| Error::InvalidImport {
+            doc: doc.clone(),
+            reason: e.to_string(),
+        })?;
+        let changes = if s.doc.get_heads() == before {
+            Vec::new()
+        } else {
+            s.doc.get_changes(&before)
+        };
+        if !changes.is_empty() {
+            self.persist(&mut s, &concat(&changes), Durability::Durable)
                 .inspect_err(|_| self.forget(doc))?;
-            self.notify(&mut s, doc, Some(log), bulk, Origin::Import);
+            self.notify_received(&s, doc, &changes, bulk, Origin::Import);
         }
-        Ok(added)
+        Ok(changes.len())
     }
 
     /// The whole document as JSON (an object), for reads of everything.
@@ -637,28 +621,26 @@ impl Store {
         s.touch();
         let before = s.doc.get_heads();
         let bulk = msg.changes.iter().map(<[u8]>::len).sum::<usize>() > BULK_PATHS_BYTES;
-        let mut log = self.patch_log(doc, bulk);
         s.doc
-            .receive_sync_message_log_patches(state, msg, &mut log)
+            .receive_sync_message(state, msg)
             .map_err(|e| Error::automerge(doc, e))?;
-        let added = if s.doc.get_heads() == before {
-            0
-        } else {
-            s.doc.get_changes_meta(&before).len()
-        };
-        if added > 0 {
-            // A document that was empty is saved whole: `save` is several times cheaper than
-            // `save_after(&[])` for the same bytes' worth of history (a catch-up).
-            let bytes = if before.is_empty() {
-                s.doc.save()
-            } else {
-                s.doc.save_after(&before)
-            };
-            self.persist(&mut s, &bytes, Durability::Fast)
-                .inspect_err(|_| self.forget(doc))?;
-            self.notify(&mut s, doc, Some(log), bulk, Origin::Remote(from.clone()));
+        if s.doc.get_heads() == before {
+            return Ok(0);
         }
-        Ok(added)
+        // Only the changes after `before`: found through the change graph's per-actor index,
+        // at a cost proportional to what was added, not to the document.
+        let changes = s.doc.get_changes(&before);
+        // A document that was empty is saved whole: `save` is several times cheaper than
+        // the same bytes' worth of history as separate changes (a catch-up).
+        let bytes = if before.is_empty() {
+            s.doc.save()
+        } else {
+            concat(&changes)
+        };
+        self.persist(&mut s, &bytes, Durability::Fast)
+            .inspect_err(|_| self.forget(doc))?;
+        self.notify_received(&s, doc, &changes, bulk, Origin::Remote(from.clone()));
+        Ok(changes.len())
     }
 
     /// Loads the persisted sync state of (peer, doc).
@@ -717,6 +699,15 @@ impl Store {
         };
         Ok(())
     }
+}
+
+/// The changes as one chunk: their raw bytes one after the other (what `save_after` gives).
+fn concat(changes: &[automerge::Change]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(changes.iter().map(|c| c.raw_bytes().len()).sum());
+    for c in changes {
+        out.extend_from_slice(c.raw_bytes());
+    }
+    out
 }
 
 /// One of the concurrent values at a path.

@@ -269,27 +269,3 @@ fn fill_json<T: Transactable>(
     }
     Ok(())
 }
-
-/// The JSON Pointer of a patch target: the patch's object path plus the changed property.
-pub(crate) fn patch_pointer(patch: &automerge::Patch) -> Pointer {
-    use automerge::PatchAction as A;
-    let mut p = Pointer::root();
-    for (_, prop) in &patch.path {
-        p = p.child(prop_token(prop));
-    }
-    match &patch.action {
-        A::PutMap { key, .. } | A::DeleteMap { key } => p.child(key.clone()),
-        A::PutSeq { index, .. } | A::Insert { index, .. } | A::DeleteSeq { index, .. } => {
-            p.child(index.to_string())
-        }
-        A::Increment { prop, .. } | A::Conflict { prop } => p.child(prop_token(prop)),
-        A::SpliceText { .. } | A::Mark { .. } => p,
-    }
-}
-
-fn prop_token(prop: &Prop) -> String {
-    match prop {
-        Prop::Map(k) => k.clone(),
-        Prop::Seq(i) => i.to_string(),
-    }
-}

@@ -13,22 +13,38 @@ use crate::{DocumentId, Error, Pointer, Result};
 pub struct Tx<'a> {
     tx: Option<Transaction<'a>>,
     doc: &'a DocumentId,
+    /// The paths written so far, when a subscriber wants them (`None` otherwise).
+    ///
+    /// Recorded from the operations themselves rather than from an Automerge patch log:
+    /// turning a patch log into paths looks up each touched object's key by scanning every
+    /// key of its parent (`PatchBuilder::get_path`), so a write below `/orders/<id>` cost
+    /// time proportional to the number of orders in the document.
+    paths: Option<Vec<Pointer>>,
 }
 
 impl<'a> Tx<'a> {
-    pub(super) fn new(tx: Transaction<'a>, doc: &'a DocumentId) -> Self {
-        Tx { tx: Some(tx), doc }
+    pub(super) fn new(tx: Transaction<'a>, doc: &'a DocumentId, record_paths: bool) -> Self {
+        Tx {
+            tx: Some(tx),
+            doc,
+            paths: record_paths.then(Vec::new),
+        }
     }
 
     /// Commits; returns the new change's hash (`None` if the transaction changed nothing)
-    /// and the patch log the transaction recorded into.
-    pub(super) fn commit(mut self) -> (Option<automerge::ChangeHash>, Option<automerge::PatchLog>) {
+    /// and the paths it wrote (empty unless recorded).
+    pub(super) fn commit(mut self) -> (Option<automerge::ChangeHash>, Vec<Pointer>) {
+        let paths = self.paths.take().unwrap_or_default();
         match self.tx.take() {
-            Some(tx) => {
-                let (hash, log) = tx.commit();
-                (hash, Some(log))
-            }
-            None => (None, None),
+            Some(tx) => (tx.commit().0, paths),
+            None => (None, paths),
+        }
+    }
+
+    /// Records that `path` was written with `value` (and so every path inside it).
+    fn wrote(&mut self, path: &Pointer, value: Option<&Json>) {
+        if let Some(paths) = &mut self.paths {
+            record(paths, path, value);
         }
     }
 
@@ -67,7 +83,9 @@ impl<'a> Tx<'a> {
                 });
             }
         }
-        value::put_json(self.tx(), doc, &p, &obj, prop, &value, false)
+        value::put_json(self.tx(), doc, &p, &obj, prop, &value, false)?;
+        self.wrote(&p, Some(&value));
+        Ok(())
     }
 
     /// Deletes the value at `path`.
@@ -87,7 +105,10 @@ impl<'a> Tx<'a> {
         }
         self.tx()
             .delete(&obj, prop)
-            .map_err(|e| Error::automerge(doc, e))
+            .map_err(|e| Error::automerge(doc, e))?;
+        let p = Pointer::parse(path)?;
+        self.wrote(&p, None);
+        Ok(())
     }
 
     /// Inserts `value` into the list at `path` before `index`. Creates the list if absent.
@@ -105,13 +126,14 @@ impl<'a> Tx<'a> {
                 })
             }
             None => {
-                let (parent_ptr, obj, prop) = self.parent(path)?;
-                let _ = parent_ptr;
-                match prop {
+                let (_, obj, prop) = self.parent(path)?;
+                let list = match prop {
                     Prop::Map(k) => self.tx().put_object(&obj, k, ObjType::List),
                     Prop::Seq(i) => self.tx().insert_object(&obj, i, ObjType::List),
                 }
-                .map_err(|e| Error::automerge(doc, e))?
+                .map_err(|e| Error::automerge(doc, e))?;
+                self.wrote(&p, None);
+                list
             }
         };
         let len = self.tx().length(&list);
@@ -123,15 +145,10 @@ impl<'a> Tx<'a> {
                 len,
             });
         }
-        value::put_json(
-            self.tx(),
-            doc,
-            &p.child(index.to_string()),
-            &list,
-            Prop::Seq(index),
-            &value,
-            true,
-        )
+        let at = p.child(index.to_string());
+        value::put_json(self.tx(), doc, &at, &list, Prop::Seq(index), &value, true)?;
+        self.wrote(&at, Some(&value));
+        Ok(())
     }
 
     /// Appends `value` to the list at `path`.
@@ -147,10 +164,10 @@ impl<'a> Tx<'a> {
 
     /// Adds `delta` to the counter at `path`, creating it at `delta` if absent.
     pub fn increment(&mut self, path: &str, delta: i64) -> Result<()> {
-        let (_, obj, prop) = self.parent(path)?;
+        let (p, obj, prop) = self.parent(path)?;
         let doc = self.doc;
         let am = |e| Error::automerge(doc, e);
-        match self.tx().get(&obj, prop.clone()).map_err(am)? {
+        let done = match self.tx().get(&obj, prop.clone()).map_err(am)? {
             Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Counter(_)) => {
                 self.tx().increment(&obj, prop, delta).map_err(am)
             }
@@ -170,7 +187,10 @@ impl<'a> Tx<'a> {
                     .insert(&obj, i, ScalarValue::counter(delta))
                     .map_err(am),
             },
-        }
+        };
+        done?;
+        self.wrote(&p, None);
+        Ok(())
     }
 
     /// Reads the value at `path` as the transaction sees it.
@@ -179,6 +199,25 @@ impl<'a> Tx<'a> {
         let doc = self.doc;
         let tx = self.tx();
         Ok(value::resolve(tx, doc, &p)?.map(|(v, id)| value::value_to_json(tx, &v, &id)))
+    }
+}
+
+/// Appends `path` and, for an object or a list, every path inside `value`: what Automerge's
+/// patches listed for the same write. Costs time proportional to the value, not the document.
+fn record(paths: &mut Vec<Pointer>, path: &Pointer, value: Option<&Json>) {
+    paths.push(path.clone());
+    match value {
+        Some(Json::Object(map)) => {
+            for (k, v) in map {
+                record(paths, &path.child(k.clone()), Some(v));
+            }
+        }
+        Some(Json::Array(items)) => {
+            for (i, v) in items.iter().enumerate() {
+                record(paths, &path.child(i.to_string()), Some(v));
+            }
+        }
+        _ => {}
     }
 }
 
