@@ -11,6 +11,8 @@
 //!   is what a node adds to a write) and `store` (a bare store, the reference).
 //! - `durable_growth/10000`: `Durability::Durable` writes into the 10,000-order document,
 //!   through a node and a bare store, against sled `insert` + `flush` of the same bytes.
+//! - `durable_concurrent` (summary only): 8 threads writing durable orders at once against
+//!   one thread, into one document and into a document each (durable writers share flushes).
 //! - `live_spaced`: A writes 200 orders 10 ms apart (100 orders/s) into a 10,000-order
 //!   document that B already holds; per order, the time until B's store has it (p50, p99).
 //! - `live_burst`: A writes 1,000 orders back to back into that document; the time until B
@@ -325,6 +327,75 @@ fn durable_growth(
     shutdown(rt, ways);
 }
 
+/// Durable writes per concurrent writer in `durable_concurrent`, and the writers.
+const CONCURRENT_WRITES: u64 = 40;
+const WRITERS: u64 = 8;
+
+/// Throughput of `writers` threads each writing `CONCURRENT_WRITES` durable orders into `store`,
+/// all into `day()` (`one_doc`) or each into its own document.
+fn durable_throughput(store: &Store, writers: u64, one_doc: bool, first: u64) -> f64 {
+    let t = Instant::now();
+    let threads: Vec<_> = (0..writers)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let doc: DocumentId = if one_doc {
+                    day()
+                } else {
+                    format!("orders/w{w}").parse().expect("a valid document id")
+                };
+                for i in 0..CONCURRENT_WRITES {
+                    let n = first + w * CONCURRENT_WRITES + i;
+                    store
+                        .put(&doc, &path(n), order(n), Durability::Durable)
+                        .expect("write an order");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a writer thread");
+    }
+    (writers * CONCURRENT_WRITES) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Concurrent durable writers, which share flushes, against one writer: into one 10,000-order
+/// document, and into one document each.
+fn durable_concurrent(root: &Path, prepared: &Path, summary: &mut Vec<String>) {
+    let dir = root.join("concurrent");
+    copy_dir(prepared, &dir);
+    let store = Store::open_with(&dir, store_options(&info("pos-1"))).expect("open a store");
+    let mut first = 1_000_000;
+    let mut figures = Vec::new();
+    // Interleaved, twice.
+    for _ in 0..2 {
+        for (writers, one_doc) in [(1, true), (WRITERS, true), (1, false), (WRITERS, false)] {
+            figures.push((
+                (writers, one_doc),
+                durable_throughput(&store, writers, one_doc, first),
+            ));
+            first += writers * CONCURRENT_WRITES;
+        }
+    }
+    let best = |w: u64, one: bool| {
+        figures
+            .iter()
+            .filter(|((fw, fo), _)| *fw == w && *fo == one)
+            .map(|(_, x)| *x)
+            .fold(0.0, f64::max)
+    };
+    for (one_doc, what) in [
+        (true, "one 10,000-order document"),
+        (false, "a document each"),
+    ] {
+        let (one, many) = (best(1, one_doc), best(WRITERS, one_doc));
+        summary.push(format!(
+            "durable_concurrent into {what}: 1 writer {one:.0}/s, {WRITERS} writers {many:.0}/s ({:.2}x)",
+            many / one
+        ));
+    }
+}
+
 /// Writes `count` orders on `a` from `first`, `spacing` apart (open loop: a late order does not
 /// delay the next), and returns per order the time until `b_sub` reported it, and the time
 /// from the first write until the last was visible.
@@ -506,6 +577,7 @@ fn main() {
     let mut summary = Vec::new();
     write_growth(&mut c, &rt, &ca, root, &prepared, &mut summary);
     durable_growth(&mut c, &rt, &ca, root, &prepared[&LIVE_BASE], &mut summary);
+    durable_concurrent(root, &prepared[&LIVE_BASE], &mut summary);
     live(&rt, &ca, root, &prepared[&LIVE_BASE], &mut summary);
     c.final_summary();
     println!("\nsummary (interleaved runs, each figure next to its reference):");

@@ -7,7 +7,9 @@
 //! hands them to `Automerge::load`. Compaction writes a new snapshot and removes the older
 //! chunks in one atomic sled batch, so a crash leaves either the old or the new layout.
 
+mod flush;
 mod paths;
+mod receive;
 mod slot;
 mod subscription;
 mod transaction;
@@ -21,6 +23,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use serde_json::Value as Json;
 
+use self::flush::FlushGroup;
 use self::slot::Slot;
 use self::subscription::Subscribers;
 pub use self::subscription::{ChangeEvent, Origin, Subscription, SubscriptionFilter};
@@ -91,6 +94,7 @@ struct Inner {
     compaction_threshold: usize,
     docs: Mutex<HashMap<DocumentId, Arc<Mutex<Slot>>>>,
     subscribers: Subscribers,
+    flushes: FlushGroup,
 }
 
 impl std::fmt::Debug for Store {
@@ -176,6 +180,7 @@ impl Store {
                 compaction_threshold: options.compaction_threshold.max(1),
                 docs: Mutex::new(HashMap::new()),
                 subscribers: Subscribers::default(),
+                flushes: FlushGroup::default(),
             }),
         })
     }
@@ -277,25 +282,39 @@ impl Store {
             }
         };
         // An empty transaction commits no change: nothing to persist or announce.
-        let change = hash.and_then(|h| s.doc.get_change_by_hash(&h));
-        if let Some(change) = change {
-            self.persist(&mut s, change.raw_bytes(), durability)
-                .inspect_err(|_| self.forget(doc))?;
+        let Some(change) = hash.and_then(|h| s.doc.get_change_by_hash(&h)) else {
+            return Ok(out);
+        };
+        self.persist(&mut s, change.raw_bytes())
+            .inspect_err(|_| self.forget(doc))?;
+        let heads = s.doc.get_heads();
+        if durability == Durability::Fast {
             self.inner
                 .subscribers
-                .notify(doc, &s.doc, paths, Origin::Local);
+                .notify(doc, &heads, paths, Origin::Local);
+            return Ok(out);
         }
+        // Durable: flush without holding the document, so that writers arriving meanwhile
+        // (to this document or others) add their changes to sled's log and share the next
+        // flush. Subscribers hear of the change once it is on disk: a node offers it to
+        // peers only then.
+        drop(s);
+        self.inner
+            .flushes
+            .flush(&self.inner.db)
+            .inspect_err(|_| self.forget(doc))?;
+        self.inner
+            .subscribers
+            .notify(doc, &heads, paths, Origin::Local);
         Ok(out)
     }
 
-    /// Appends `bytes` to the document's chunks, compacting past the threshold.
-    fn persist(&self, s: &mut Slot, bytes: &[u8], durability: Durability) -> Result<()> {
+    /// Appends `bytes` to the document's chunks, compacting past the threshold. Not flushed:
+    /// durable writes then call [`FlushGroup::flush`].
+    fn persist(&self, s: &mut Slot, bytes: &[u8]) -> Result<()> {
         s.append(bytes)?;
         if s.chunk_count() >= self.inner.compaction_threshold {
             s.compact()?;
-        }
-        if durability == Durability::Durable {
-            self.inner.db.flush()?;
         }
         Ok(())
     }
@@ -329,7 +348,7 @@ impl Store {
         } else {
             paths::changed_paths(&s.doc, changes)
         };
-        subscribers.notify(doc, &s.doc, paths, origin);
+        subscribers.notify(doc, &s.doc.get_heads(), paths, origin);
     }
 
     /// Reads the value at `path` as JSON; `None` if nothing is there.
@@ -542,7 +561,8 @@ impl Store {
             s.doc.get_changes(&before)
         };
         if !changes.is_empty() {
-            self.persist(&mut s, &concat(&changes), Durability::Durable)
+            self.persist(&mut s, &concat(&changes))
+                .and_then(|()| self.inner.flushes.flush(&self.inner.db))
                 .inspect_err(|_| self.forget(doc))?;
             self.notify_received(&s, doc, &changes, bulk, Origin::Import);
         }
@@ -621,26 +641,32 @@ impl Store {
         s.touch();
         let before = s.doc.get_heads();
         let bulk = msg.changes.iter().map(<[u8]>::len).sum::<usize>() > BULK_PATHS_BYTES;
-        s.doc
-            .receive_sync_message(state, msg)
+        receive::receive_sync_message(&mut s.doc, state, msg)
             .map_err(|e| Error::automerge(doc, e))?;
         if s.doc.get_heads() == before {
             return Ok(0);
         }
-        // Only the changes after `before`: found through the change graph's per-actor index,
+        // The changes after `before` are found through the change graph's per-actor index,
         // at a cost proportional to what was added, not to the document.
-        let changes = s.doc.get_changes(&before);
+        let added = s.doc.get_changes_meta(&before).len();
         // A document that was empty is saved whole: `save` is several times cheaper than
-        // the same bytes' worth of history as separate changes (a catch-up).
-        let bytes = if before.is_empty() {
-            s.doc.save()
+        // rebuilding the same history as separate changes (a catch-up). A bulk change
+        // reports top-level keys, so it needs no changes either.
+        let (bytes, changes) = if before.is_empty() {
+            let changes = if bulk {
+                Vec::new()
+            } else {
+                s.doc.get_changes(&before)
+            };
+            (s.doc.save(), changes)
         } else {
-            concat(&changes)
+            let changes = s.doc.get_changes(&before);
+            (concat(&changes), changes)
         };
-        self.persist(&mut s, &bytes, Durability::Fast)
+        self.persist(&mut s, &bytes)
             .inspect_err(|_| self.forget(doc))?;
         self.notify_received(&s, doc, &changes, bulk, Origin::Remote(from.clone()));
-        Ok(changes.len())
+        Ok(added)
     }
 
     /// Loads the persisted sync state of (peer, doc).

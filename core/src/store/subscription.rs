@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use automerge::Automerge;
+use automerge::ChangeHash;
 use tokio::sync::mpsc;
 
 use crate::{DocumentId, PeerId, Pointer};
@@ -153,7 +153,7 @@ impl Subscribers {
     pub(super) fn notify(
         &self,
         doc_id: &DocumentId,
-        doc: &Automerge,
+        heads: &[ChangeHash],
         mut paths: Vec<Pointer>,
         origin: Origin,
     ) {
@@ -168,7 +168,7 @@ impl Subscribers {
         }
         paths.sort_by_cached_key(|p| p.to_string());
         paths.dedup();
-        let heads: Vec<String> = doc.get_heads().iter().map(|h| h.to_string()).collect();
+        let heads: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
         for e in interested {
             let selected: Vec<String> = match (&e.filter.prefix, e.filter.paths) {
                 (_, false) => Vec::new(),

@@ -1,0 +1,99 @@
+//! Group commit of flushes: durable writers that arrive together share one `Db::flush`.
+//!
+//! A flush (an fsync of sled's log) makes durable everything written to sled before it
+//! started. A writer takes a ticket once its change is in sled; if a flush is running, it
+//! started before the ticket and may not cover it, so the writer waits for it to end and
+//! the next flush, started by one of the waiting writers, covers every ticket taken so far.
+//! Eight writers arriving together thus pay two flushes, not eight.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use crate::Result;
+
+#[derive(Default)]
+pub(super) struct FlushGroup {
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// Tickets handed out: writes that asked for a flush.
+    tickets: u64,
+    /// Every ticket up to this one is on disk.
+    flushed: u64,
+    /// A flush is running.
+    running: bool,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // The state is three counters updated together under the lock: always consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl FlushGroup {
+    /// Returns once everything written to `db` before the call is on disk.
+    pub(super) fn flush(&self, db: &sled::Db) -> Result<()> {
+        let mut st = lock(&self.state);
+        st.tickets += 1;
+        let ticket = st.tickets;
+        loop {
+            if st.flushed >= ticket {
+                return Ok(());
+            }
+            if !st.running {
+                st.running = true;
+                let covers = st.tickets;
+                drop(st);
+                let result = db.flush();
+                let mut st = lock(&self.state);
+                st.running = false;
+                if result.is_ok() {
+                    st.flushed = st.flushed.max(covers);
+                }
+                drop(st);
+                self.done.notify_all();
+                // On failure, the writers waiting on this flush retry it themselves, each
+                // seeing its own error if the disk still fails.
+                result?;
+                return Ok(());
+            }
+            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn concurrent_writers_share_flushes_and_all_return() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let db = sled::Config::new()
+            .path(dir.path())
+            .open()
+            .expect("open sled");
+        let group = Arc::new(FlushGroup::default());
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let (db, group) = (db.clone(), group.clone());
+                std::thread::spawn(move || {
+                    for i in 0..20u64 {
+                        db.insert((t * 100 + i).to_be_bytes(), &[1u8; 16])
+                            .expect("insert");
+                        group.flush(&db).expect("flush");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("a writer thread");
+        }
+        let st = lock(&group.state);
+        assert_eq!(st.tickets, 160);
+        assert_eq!(st.flushed, 160, "every ticket is covered by a flush");
+        assert!(!st.running);
+    }
+}
