@@ -57,7 +57,10 @@ pub struct StoreOptions {
     /// Local writes to a context the identity's role may not write fail with
     /// [`Error::NotPermitted`]. Ignored without an identity.
     pub policy: Policy,
-    /// Compact a document into a snapshot once it has this many incremental chunks.
+    /// Compact a document into a snapshot once it has at least this many chunks and the
+    /// chunks after its snapshot hold as many bytes as the snapshot, or once it has 16 times
+    /// this many chunks: compaction saves the whole document, so it waits until as many
+    /// bytes were written as it will rewrite.
     pub compaction_threshold: usize,
     /// Background flush interval for [`Durability::Fast`] writes.
     pub flush_every_ms: u64,
@@ -313,7 +316,7 @@ impl Store {
     /// durable writes then call [`FlushGroup::flush`].
     fn persist(&self, s: &mut Slot, bytes: &[u8]) -> Result<()> {
         s.append(bytes)?;
-        if s.chunk_count() >= self.inner.compaction_threshold {
+        if s.compaction_due(self.inner.compaction_threshold) {
             s.compact()?;
         }
         Ok(())

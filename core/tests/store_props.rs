@@ -215,7 +215,9 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
             }
         }
         prop_assert_eq!(store_json(&store), Json::Object(model.root.clone()));
-        prop_assert!(store.chunk_count(&d).expect("chunks") <= 4);
+        // Compaction waits for the tail to weigh as much as the snapshot, up to 16 times
+        // the threshold of 4.
+        prop_assert!(store.chunk_count(&d).expect("chunks") < 4 * 16);
     }
     let heads = store.heads(&d).expect("heads");
     drop(store);

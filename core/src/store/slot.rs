@@ -13,8 +13,15 @@ pub(super) struct Slot {
     tree: sled::Tree,
     next_seq: u64,
     chunks: usize,
+    /// Bytes of the lowest chunk (the snapshot, after a compaction) and of the others.
+    snapshot_bytes: usize,
+    tail_bytes: usize,
     pub(super) last_used: Instant,
 }
+
+/// However small its chunks, a document is compacted once it has this many times
+/// `compaction_threshold` chunks, which bounds the work of loading it.
+const CHUNK_CAP_FACTOR: usize = 16;
 
 impl Slot {
     /// Loads the document from its tree (an empty tree is a document that does not exist yet).
@@ -22,6 +29,7 @@ impl Slot {
         let mut bytes = Vec::new();
         let mut chunks = 0;
         let mut next_seq = 0;
+        let (mut snapshot_bytes, mut tail_bytes) = (0, 0);
         for kv in tree.iter() {
             let (k, v) = kv?;
             let seq: [u8; 8] = k.as_ref().try_into().map_err(|_| Error::CorruptDocument {
@@ -29,6 +37,11 @@ impl Slot {
                 reason: format!("a chunk key has {} bytes instead of 8", k.len()),
             })?;
             next_seq = u64::from_be_bytes(seq) + 1;
+            if chunks == 0 {
+                snapshot_bytes = v.len();
+            } else {
+                tail_bytes += v.len();
+            }
             chunks += 1;
             bytes.extend_from_slice(&v);
         }
@@ -60,6 +73,8 @@ impl Slot {
             tree,
             next_seq,
             chunks,
+            snapshot_bytes,
+            tail_bytes,
             last_used: Instant::now(),
         })
     }
@@ -77,10 +92,29 @@ impl Slot {
         self.chunks
     }
 
+    /// Whether the document should be compacted: it has at least `threshold` chunks and the
+    /// chunks after the snapshot hold as many bytes as the snapshot (or it has
+    /// `CHUNK_CAP_FACTOR` times `threshold` chunks).
+    ///
+    /// A compaction saves the whole document (250 ms for 50,000 orders on the bench machine);
+    /// compacting every `threshold` chunks cost every write time proportional to the document.
+    /// Waiting until the tail is as large as the snapshot pays for each compaction with as
+    /// many bytes written, so its cost per write stays flat as the document grows.
+    pub(super) fn compaction_due(&self, threshold: usize) -> bool {
+        self.chunks >= threshold
+            && (self.tail_bytes >= self.snapshot_bytes
+                || self.chunks >= threshold.saturating_mul(CHUNK_CAP_FACTOR))
+    }
+
     /// Appends one chunk.
     pub(super) fn append(&mut self, bytes: &[u8]) -> Result<()> {
         self.tree.insert(self.next_seq.to_be_bytes(), bytes)?;
         self.next_seq += 1;
+        if self.chunks == 0 {
+            self.snapshot_bytes = bytes.len();
+        } else {
+            self.tail_bytes += bytes.len();
+        }
         self.chunks += 1;
         self.touch();
         Ok(())
@@ -89,6 +123,7 @@ impl Slot {
     /// Replaces all chunks with one snapshot, atomically.
     pub(super) fn compact(&mut self) -> Result<()> {
         let snapshot = self.doc.save();
+        let snapshot_len = snapshot.len();
         let mut batch = sled::Batch::default();
         for k in self.tree.iter().keys() {
             batch.remove(k?);
@@ -98,6 +133,8 @@ impl Slot {
         tracing::debug!(doc = %self.id, chunks = self.chunks, "compacted document");
         self.next_seq += 1;
         self.chunks = 1;
+        self.snapshot_bytes = snapshot_len;
+        self.tail_bytes = 0;
         Ok(())
     }
 }
