@@ -66,6 +66,13 @@ pub struct StoreOptions {
     pub flush_every_ms: u64,
     /// sled page cache size in bytes.
     pub cache_capacity: u64,
+    /// The random tail of this session's actor id. `None` (the default, and the only safe
+    /// choice outside simulations) draws a fresh one every time the store opens: Automerge
+    /// requires each (actor, sequence number) to be unique, and a store restored from an old
+    /// backup, or reopened after a crash that lost changes a peer already received, would
+    /// otherwise write new changes under sequence numbers it already used, forking the
+    /// document. Simulations pass a seeded tail to replay exactly.
+    pub actor_tail: Option<[u8; 8]>,
 }
 
 impl Default for StoreOptions {
@@ -76,6 +83,7 @@ impl Default for StoreOptions {
             compaction_threshold: 256,
             flush_every_ms: 100,
             cache_capacity: 64 * 1024 * 1024,
+            actor_tail: None,
         }
     }
 }
@@ -150,24 +158,9 @@ impl Store {
     pub fn on_db(db: sled::Db, namespace: &str, options: StoreOptions) -> Result<Store> {
         let meta = db.open_tree(format!("{namespace}meta"))?;
         let sync = db.open_tree(format!("{namespace}sync"))?;
-        let identity_key = match &options.identity {
-            Some(me) => format!("actor/{}/{}", me.role, me.peer),
-            None => "actor/anonymous".to_string(),
-        };
-        let tail: [u8; 8] = match meta.get(identity_key.as_bytes())? {
-            Some(v) => v.as_ref().try_into().map_err(|_| {
-                Error::CorruptStore(format!(
-                    "actor record {identity_key} has {} bytes, expected 8",
-                    v.len()
-                ))
-            })?,
-            None => {
-                let t: [u8; 8] = rand::random();
-                meta.insert(identity_key.as_bytes(), &t)?;
-                meta.flush()?;
-                t
-            }
-        };
+        // A new actor every session (see `StoreOptions::actor_tail`): 2^-64 odds of a
+        // collision per pair of sessions of one device.
+        let tail: [u8; 8] = options.actor_tail.unwrap_or_else(rand::random);
         let anonymous =
             PeerInfo::parse("local", "local", "local").expect("literal identity is valid");
         let actor = actor_for(options.identity.as_ref().unwrap_or(&anonymous), tail);

@@ -237,17 +237,3 @@ fn random_corruptions_never_panic() {
         );
     }
 }
-
-#[test]
-fn corrupt_actor_record_is_a_typed_error() {
-    let dir = tempdir();
-    populated(dir.path());
-    {
-        let db = open_sled(dir.path());
-        let meta = db.open_tree("meta").expect("meta tree");
-        meta.insert("actor/anonymous", &b"abc"[..]).expect("insert");
-        db.flush().expect("flush");
-    }
-    let e = Store::open(dir.path()).expect_err("a corrupt actor record is refused");
-    assert!(matches!(e, Error::CorruptStore(_)), "{e:?}");
-}

@@ -939,3 +939,25 @@ fn reopening_right_after_closing_works() {
         );
     }
 }
+
+/// Every open of a store is a new Automerge actor of the same device, so a store restored
+/// from an old copy never reuses (actor, sequence number) pairs; reads see every session's
+/// writes, and conflicts still name the device.
+#[test]
+fn every_open_is_a_new_actor_of_the_same_device() {
+    let dir = tempdir();
+    let first = {
+        let s = open_with(&dir, pos("pos-1"));
+        s.put(&doc("menu"), "/a", json!(1), Durability::Durable)
+            .unwrap();
+        s.actor().clone()
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let s = open_with(&dir, pos("pos-1"));
+    assert_ne!(s.actor(), &first, "a new actor per session");
+    s.put(&doc("menu"), "/b", json!(2), Durability::Durable)
+        .unwrap();
+    assert_eq!(s.get(&doc("menu"), "/a").unwrap(), Some(json!(1)));
+    let claim = outpost_core::parse_actor(s.actor()).expect("an outpost actor");
+    assert_eq!(claim.peer.as_str(), "pos-1");
+}

@@ -384,7 +384,7 @@ impl Net {
         };
         let tail: [u8; 8] = self.rng.random();
         let seed = self.rng.random();
-        p.links = Some(open_links(&p, Some(tail), &self.reconnect, seed));
+        p.links = Some(open_links(&p, tail, &self.reconnect, seed));
         self.peers.insert(id.clone(), p);
         id
     }
@@ -468,9 +468,10 @@ impl Net {
         }
         self.log(|| format!("start {peer}"));
         let seed = self.rng.random();
+        let tail: [u8; 8] = self.rng.random();
         let reconnect = self.reconnect.clone();
         let p = self.peers.get_mut(peer).expect("peer checked above");
-        p.links = Some(open_links(p, None, &reconnect, seed));
+        p.links = Some(open_links(p, tail, &reconnect, seed));
         let now = Timestamp(self.now);
         let others: Vec<PeerId> = self
             .dialers
@@ -483,6 +484,25 @@ impl Net {
                 .add_target(Target::new(other.as_str()), now);
         }
         self.release_hanging();
+    }
+
+    /// Copies a stopped peer's data directory, like a backup (Android Auto Backup, a disk
+    /// image) would.
+    pub fn backup(&self, peer: &PeerId) -> tempfile::TempDir {
+        assert!(!self.is_running(peer), "stop {peer} before backing it up");
+        let copy = tempfile::tempdir().expect("a temporary directory can be created");
+        copy_dir(self.sim(peer).dir.path(), copy.path());
+        copy
+    }
+
+    /// Replaces a stopped peer's data directory with a backup (the peer then starts from it).
+    pub fn restore_backup(&mut self, peer: &PeerId, backup: &tempfile::TempDir) {
+        assert!(!self.is_running(peer), "stop {peer} before restoring it");
+        let dir = self.sim(peer).dir.path().to_path_buf();
+        std::fs::remove_dir_all(&dir).expect("the peer's directory can be removed");
+        std::fs::create_dir_all(&dir).expect("the peer's directory can be created");
+        copy_dir(backup.path(), &dir);
+        self.log(|| format!("restore {peer} from a backup"));
     }
 
     /// Stops and starts a peer: a restart from disk.
@@ -1115,6 +1135,19 @@ impl Net {
     }
 }
 
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).expect("a data directory can be read") {
+        let entry = entry.expect("a directory entry can be read");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            std::fs::create_dir_all(&target).expect("a directory can be created");
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("a file can be copied");
+        }
+    }
+}
+
 fn short(heads: &[ChangeHash]) -> Vec<String> {
     heads
         .iter()
@@ -1156,12 +1189,10 @@ fn describe(msg: &WireMessage, len: usize) -> String {
     }
 }
 
-/// Opens a peer's store and engine. On the first open, the store's actor-id tail (which a
-/// store draws at random and keeps in its `meta` tree under `actor/<role>/<peer>`) is written
-/// from the seed first, so that every change hash, and so the whole run, replays exactly.
-/// (This relies on that layout: if it changes, runs stay correct but stop replaying bit for
-/// bit.)
-fn open_links(p: &SimPeer, first_tail: Option<[u8; 8]>, reconnect: &Backoff, seed: u64) -> Links {
+/// Opens a peer's store, engine and links layer. Every open takes a new actor tail, as a
+/// store does, drawn from the seed, so that every change hash, and so the whole run, replays
+/// exactly.
+fn open_links(p: &SimPeer, tail: [u8; 8], reconnect: &Backoff, seed: u64) -> Links {
     let config = sled::Config::new()
         .path(p.dir.path())
         .flush_every_ms(Some(100));
@@ -1179,18 +1210,13 @@ fn open_links(p: &SimPeer, first_tail: Option<[u8; 8]>, reconnect: &Backoff, see
             other => break other.expect("a simulated peer's database opens"),
         }
     };
-    if let Some(tail) = first_tail {
-        let key = format!("actor/{}/{}", p.claimed.role, p.claimed.peer);
-        db.open_tree("meta")
-            .and_then(|meta| meta.insert(key.as_bytes(), &tail))
-            .expect("sled accepts a record");
-    }
     let store = Store::on_db(
         db,
         "",
         StoreOptions {
             identity: Some(p.claimed.clone()),
             policy: p.store_policy.clone(),
+            actor_tail: Some(tail),
             ..StoreOptions::default()
         },
     )
