@@ -949,15 +949,15 @@ fn every_open_is_a_new_actor_of_the_same_device() {
     let first = {
         let s = open_with(&dir, pos("pos-1"));
         s.put(&doc("menu"), "/a", json!(1), Durability::Durable)
-            .unwrap();
+            .expect("write");
         s.actor().clone()
     };
     std::thread::sleep(std::time::Duration::from_millis(50));
     let s = open_with(&dir, pos("pos-1"));
     assert_ne!(s.actor(), &first, "a new actor per session");
     s.put(&doc("menu"), "/b", json!(2), Durability::Durable)
-        .unwrap();
-    assert_eq!(s.get(&doc("menu"), "/a").unwrap(), Some(json!(1)));
+        .expect("write");
+    assert_eq!(s.get(&doc("menu"), "/a").expect("read"), Some(json!(1)));
     let claim = outpost_core::parse_actor(s.actor()).expect("an outpost actor");
     assert_eq!(claim.peer.as_str(), "pos-1");
 }
