@@ -62,6 +62,8 @@ pub(crate) enum Request {
     ExportBytes { doc: String },
     /// The ids of every document.
     Documents,
+    /// Delete a document here.
+    DeleteDocument { doc: String },
     /// Merge the Automerge bytes of the file `file`.
     Import { doc: String, file: PathBuf },
     /// Documents, peers and what is unsynced.
@@ -199,6 +201,7 @@ pub(crate) fn execute(host: &dyn Host, request: &Request) -> Result<Json> {
             serde_json::json!({ "bytes": bytes.len() })
         }
         Request::ExportBytes { doc: d } => Json::String(to_hex(&store.export(&doc(d)?)?)),
+        Request::DeleteDocument { doc: d } => Json::Bool(store.delete_document(&doc(d)?)?),
         Request::Documents => Json::Array(
             store
                 .documents()?

@@ -33,6 +33,7 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
         }
         Command::Watch { doc, current } => return watch(dir, cert_dir, &doc, current),
         Command::Docs(crate::DocsCommand::List) => Request::Documents,
+        Command::Docs(crate::DocsCommand::Delete { doc }) => Request::DeleteDocument { doc },
         Command::Status { json } => return crate::status::run(dir, cert_dir, json),
         Command::Put { doc, path, json } => Request::Put {
             doc,
@@ -72,6 +73,13 @@ fn print_result(request: &Request, result: &Json) -> Result<()> {
         Request::Documents => {
             for d in result.as_array().into_iter().flatten() {
                 writeln!(out, "{}", d.as_str().unwrap_or_default())?;
+            }
+        }
+        Request::DeleteDocument { doc } => {
+            if result.as_bool().unwrap_or(false) {
+                writeln!(out, "deleted {doc}")?;
+            } else {
+                writeln!(out, "{doc} held no data here; nothing deleted")?;
             }
         }
         Request::ExportBytes { .. } => {

@@ -142,7 +142,7 @@ enum Command {
         #[arg(long)]
         current: bool,
     },
-    /// List the documents of the data directory.
+    /// List or delete the documents of the data directory.
     #[command(subcommand)]
     Docs(DocsCommand),
     /// Print the fleet's access policy in effect (the default unless --policy is given).
@@ -219,6 +219,12 @@ enum PolicyCommand {
 enum DocsCommand {
     /// List the documents of the data directory, one per line.
     List,
+    /// Delete a document from this device (its data and sync state). Peers that hold it
+    /// send it back on their next sync unless their policy keeps it from this device.
+    Delete {
+        /// The document, e.g. `orders/2026-11-24`.
+        doc: String,
+    },
 }
 
 /// `outpost serve ...`.

@@ -57,6 +57,9 @@ pub(crate) fn to_json(
                 "peer": p.peer.to_string(),
                 "role": p.role.as_ref().map(|r| r.to_string()),
                 "connected": p.connected,
+                "offline_since": ts(p.offline_since),
+                "offline_reason": p.offline_reason,
+                "revoked": p.revoked,
                 "unsynced_changes": p.they_lack(),
                 "docs": p.docs.iter().map(|d| json!({
                     "doc": d.doc.to_string(),
@@ -178,9 +181,20 @@ pub(crate) fn text(s: &Json, now: Timestamp) -> String {
             str_of(&p["peer"]),
             p["role"].as_str().unwrap_or("role unknown"),
             if p["connected"].as_bool().unwrap_or(false) {
-                "connected"
+                "connected".to_string()
             } else {
-                "offline"
+                let mut s = if p["revoked"].as_bool().unwrap_or(false) {
+                    "revoked, offline".to_string()
+                } else {
+                    "offline".to_string()
+                };
+                if let Some(since) = when(&p["offline_since"]) {
+                    s.push_str(&format!(" since {since}"));
+                }
+                if let Some(why) = p["offline_reason"].as_str() {
+                    s.push_str(&format!(": {why}"));
+                }
+                s
             }
         );
         for d in p["docs"].as_array().cloned().unwrap_or_default() {

@@ -130,6 +130,16 @@ fn names_paths_lists_and_documents() {
     let bytes = std::fs::read(&piped).expect("read piped export");
     assert!(!bytes.is_empty());
     assert_eq!(bytes, std::fs::read(&file).expect("read export"));
+    // Deleting a document: gone from the list and from reads; deleting it again says so.
+    assert_eq!(
+        on(&d, &["docs", "delete", "stock"]).expect_ok(),
+        "deleted stock\n"
+    );
+    assert_eq!(on(&d, &["docs", "list"]).expect_ok(), "menu\n");
+    on(&d, &["get", "stock", "/l"]).expect_err("unknown document stock");
+    assert!(on(&d, &["docs", "delete", "stock"])
+        .expect_ok()
+        .contains("nothing deleted"));
 }
 
 #[test]

@@ -305,9 +305,10 @@ impl Engine {
                 Vec::new()
             }
         };
-        // Writes that reached the store without `handle_local_change` (before the engine
-        // started, or by a tool) are known from here on.
-        self.known.extend(docs.iter().cloned());
+        // The store is the truth: writes that reached it without `handle_local_change`
+        // (before the engine started, or by a tool) are known from here on, and deleted
+        // documents are not.
+        self.known = docs.iter().cloned().collect();
         docs.into_iter()
             .filter(|d| self.config.policy.may_read(&peer.role, d.context()))
             .collect()

@@ -174,6 +174,10 @@ pub struct Links {
     outputs: VecDeque<Output>,
     events: VecDeque<Event>,
     stopped: bool,
+    /// Peers not connected now that were seen this session: since when, and why.
+    offline: BTreeMap<PeerId, (Timestamp, String)>,
+    /// Peers refused or closed as revoked.
+    revoked: BTreeSet<PeerId>,
 }
 
 /// Orders peers for the duplicate-connection rule.
@@ -202,6 +206,8 @@ impl Links {
             outputs: VecDeque::new(),
             events: VecDeque::new(),
             stopped: false,
+            offline: BTreeMap::new(),
+            revoked: BTreeSet::new(),
         }
     }
 
@@ -215,9 +221,48 @@ impl Links {
         self.engine.local()
     }
 
-    /// The sync status of every known peer and document.
+    /// The sync status of every known peer and document, with why and since when each peer
+    /// that is not connected is offline, and which are revoked.
     pub fn status(&self) -> SyncStatus {
-        self.engine.status()
+        let mut status = self.engine.status();
+        for p in &mut status.peers {
+            p.revoked = self.revoked.contains(&p.peer);
+            if !p.connected {
+                if let Some((since, why)) = self.offline.get(&p.peer) {
+                    p.offline_since = Some(*since);
+                    p.offline_reason = Some(why.clone());
+                }
+            }
+        }
+        status
+    }
+
+    /// The driver refused a connection before the links layer saw it (its admission rules:
+    /// a revoked certificate, another site). Recorded for status; a revoked peer leaves the
+    /// backlog.
+    pub fn handle_refused(&mut self, peer: &PeerInfo, code: CloseCode, now: Timestamp) {
+        if code == CloseCode::Revoked {
+            self.revoked.insert(peer.peer.clone());
+        }
+        self.note_offline(&peer.peer, now, format!("refused: {code}"));
+    }
+
+    /// Marks `peer` revoked (a deny-list entry): it leaves the backlog in status.
+    pub fn mark_revoked(&mut self, peer: &PeerId) {
+        self.revoked.insert(peer.clone());
+    }
+
+    fn note_offline(&mut self, peer: &PeerId, now: Timestamp, why: String) {
+        if self.is_connected(peer) {
+            return;
+        }
+        match self.offline.get_mut(peer) {
+            // Keep the first time; the latest reason.
+            Some(entry) => entry.1 = why,
+            None => {
+                self.offline.insert(peer.clone(), (now, why));
+            }
+        }
     }
 
     /// The peers connected now (including one whose replacement connection is on its way).
@@ -292,6 +337,15 @@ impl Links {
 
     /// A dial of `target` failed (no answer, refused handshake, timeout).
     pub fn handle_dial_failed(&mut self, target: &Target, now: Timestamp) {
+        if let Some(peer) = self.targets.get(target).and_then(|t| t.peer.clone()) {
+            let keep = self
+                .offline
+                .get(&peer)
+                .is_some_and(|(_, why)| why.starts_with("refused") || why.contains("revoked"));
+            if !keep {
+                self.note_offline(&peer, now, format!("not reachable at {target}"));
+            }
+        }
         self.schedule_redial(target, now, None);
     }
 
@@ -323,7 +377,7 @@ impl Links {
                 tracing::warn!(target = %dialed.as_ref().map(Target::as_str).unwrap_or(""), "this target is this peer itself; not dialing it again");
                 t.state = TargetState::Disabled;
             }
-            self.refuse(conn, info, CloseCode::BadIdentity);
+            self.refuse(conn, info, CloseCode::BadIdentity, now);
             return;
         }
         if self.cut.contains(&info.peer) {
@@ -384,6 +438,7 @@ impl Links {
         if !replacing {
             tracing::info!(peer = %info, dialed_by_us, "peer connected");
         }
+        self.offline.remove(&info.peer);
         self.insert_conn(conn, info.clone(), dialed, now);
         self.engine.handle_connect(info.clone(), now);
         if !replacing {
@@ -436,6 +491,11 @@ impl Links {
             return;
         }
         tracing::info!(peer = %c.info, code = ?peer_code, "peer disconnected");
+        let why = match peer_code {
+            Some(code) => format!("closed by the peer: {code}"),
+            None => "connection lost".to_string(),
+        };
+        self.note_offline(&c.info.peer, now, why);
         self.events.push_back(Event::PeerDisconnected(c.info));
     }
 
@@ -512,6 +572,7 @@ impl Links {
         for peer in expired {
             if let Some((info, _)) = self.replacing.remove(&peer) {
                 tracing::info!(peer = %info, "peer disconnected (its other connection never came)");
+                self.note_offline(&info.peer, now, "connection lost".to_string());
                 self.events.push_back(Event::PeerDisconnected(info));
             }
         }
@@ -624,11 +685,16 @@ impl Links {
             self.current.remove(&c.info.peer);
             self.engine.handle_disconnect(&c.info.peer, now);
             tracing::info!(peer = %c.info, %code, "closing connection");
+            if code == CloseCode::Revoked {
+                self.revoked.insert(c.info.peer.clone());
+            }
+            self.note_offline(&c.info.peer, now, format!("closed here: {code}"));
             self.events.push_back(Event::PeerDisconnected(c.info));
         }
     }
 
-    fn refuse(&mut self, conn: ConnId, info: PeerInfo, code: CloseCode) {
+    fn refuse(&mut self, conn: ConnId, info: PeerInfo, code: CloseCode, now: Timestamp) {
+        self.note_offline(&info.peer, now, format!("refused: {code}"));
         self.outputs.push_back(Output::Close { conn, code });
         self.events
             .push_back(Event::ConnectionRefused { peer: info, code });
@@ -642,7 +708,7 @@ impl Links {
         dialed: Option<Target>,
         now: Timestamp,
     ) {
-        self.refuse(conn, info, code);
+        self.refuse(conn, info, code, now);
         if let Some(t) = dialed {
             self.schedule_redial(&t, now, None);
         }

@@ -315,6 +315,28 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a document here: its data and its sync state with every peer, in one atomic
+    /// step per tree; returns whether it held data. Peers that hold the document and may
+    /// write it send it back on their next sync: deleting is local (retention and erasure
+    /// across a fleet build on it).
+    pub fn delete_document(&self, doc: &DocumentId) -> Result<bool> {
+        let existed = self.documents()?.contains(doc);
+        self.forget(doc);
+        let name = format!("{}{}", self.tree_prefix(), doc);
+        self.inner.db.drop_tree(name.as_bytes())?;
+        let suffix = format!("\0{doc}");
+        let mut batch = sled::Batch::default();
+        for kv in self.inner.sync.iter() {
+            let (k, _) = kv?;
+            if k.ends_with(suffix.as_bytes()) {
+                batch.remove(k);
+            }
+        }
+        self.inner.sync.apply_batch(batch)?;
+        self.inner.db.flush()?;
+        Ok(existed)
+    }
+
     /// Drops the cached copy of a document so the next access reloads it from disk.
     fn forget(&self, doc: &DocumentId) {
         lock(&self.inner.docs).remove(doc);

@@ -242,6 +242,22 @@ pub struct Runner<H: Hooks> {
     subscription: Subscription,
 }
 
+/// Marks the peers of this runner's site that the deny list names as revoked, so that status
+/// and the backlog leave them out.
+fn mark_denied(links: &mut Links, filter: &PeerFilter) {
+    let site = match filter.site_rule() {
+        crate::tls::SiteRule::SameSite(site) => Some(site),
+        crate::tls::SiteRule::AnySite => None,
+    };
+    for entry in filter.deny_list().entries() {
+        match entry {
+            DenyEntry::Peer(p) => links.mark_revoked(p),
+            DenyEntry::SitePeer(s, p) if Some(s) == site.as_ref() => links.mark_revoked(p),
+            DenyEntry::SitePeer(..) => {}
+        }
+    }
+}
+
 /// Frames that may wait for the runner, over all connections of a node or cloud site.
 pub(crate) const INBOX_FRAMES: usize = 64;
 
@@ -263,6 +279,8 @@ impl<H: Hooks> Runner<H> {
         // Bounded in frames (each at most `SessionConfig::max_frame_size`): what waits for the
         // engine is at most INBOX_FRAMES frames per runner.
         let (inbox, inbox_rx) = mpsc::channel(INBOX_FRAMES);
+        let mut links = links;
+        mark_denied(&mut links, &config.filter);
         // Local writes only: paths are for apps, and asking for them costs every write time.
         let subscription = store.subscribe(SubscriptionFilter::all().without_paths());
         Runner {
@@ -355,6 +373,7 @@ impl<H: Hooks> Runner<H> {
                     if let Some(t) = dialed {
                         self.links.handle_dial_failed(&t, now);
                     }
+                    self.links.handle_refused(&info, CloseCode::Revoked, now);
                     self.hooks.on_event(&Event::ConnectionRefused {
                         peer: info,
                         code: CloseCode::Revoked,
@@ -384,6 +403,7 @@ impl<H: Hooks> Runner<H> {
             }
             Command::Restore(peer) => self.links.restore(&peer, now),
             Command::Revoke(entry) => {
+                mark_denied(&mut self.links, &self.config.filter);
                 let n = self
                     .links
                     .close_where(|p| entry.matches(p), CloseCode::Revoked, now);

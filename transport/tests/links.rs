@@ -282,6 +282,29 @@ async fn revoking_at_runtime_closes_the_link_and_refuses_redials() {
         p.pos.store().get(&orders, "/o-1/status").ok().flatten(),
         None
     );
+    // Status says why, and a revoked peer is not a backlog that never drains.
+    let status = within("pos status", p.pos.status()).await.expect("status");
+    let kiosk = status.peer(&peer("kiosk-1")).expect("kiosk in status");
+    assert!(kiosk.revoked && !kiosk.connected, "{kiosk:?}");
+    assert!(kiosk.offline_since.is_some(), "{kiosk:?}");
+    assert!(
+        kiosk
+            .offline_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("revoked")),
+        "{kiosk:?}"
+    );
+    assert_eq!(status.unsynced_changes(), 0, "{status:?}");
+    let status = within("kiosk status", p.kiosk.status())
+        .await
+        .expect("status");
+    let pos = status.peer(&peer("pos-1")).expect("pos in status");
+    assert!(
+        pos.offline_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("revoked")),
+        "the kiosk learns why: {pos:?}"
+    );
     p.shutdown().await;
 }
 

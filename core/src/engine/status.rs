@@ -34,10 +34,12 @@ pub struct SyncStatus {
 }
 
 impl SyncStatus {
-    /// Total number of changes that some known peer still lacks.
+    /// Total number of changes that some known peer still lacks. Revoked peers do not
+    /// count: they will never get them, and a backlog that cannot drain says nothing.
     pub fn unsynced_changes(&self) -> usize {
         self.peers
             .iter()
+            .filter(|p| !p.revoked)
             .flat_map(|p| &p.docs)
             .map(|d| d.they_lack)
             .sum()
@@ -58,6 +60,13 @@ pub struct PeerStatus {
     pub role: Option<Role>,
     /// Whether a link is up now.
     pub connected: bool,
+    /// While not connected: since when (this session), if it was seen.
+    pub offline_since: Option<Timestamp>,
+    /// While not connected: why, e.g. "closed by the peer: revoked (0x03)", "connection
+    /// lost", "refused: revoked (0x03)", "not reachable".
+    pub offline_reason: Option<String>,
+    /// Whether the peer is revoked here: refused, and left out of the backlog.
+    pub revoked: bool,
     /// Per document.
     pub docs: Vec<DocStatus>,
 }
@@ -155,6 +164,9 @@ pub(super) fn build(engine: &Engine) -> SyncStatus {
             peer,
             role,
             connected: live.is_some(),
+            offline_since: None,
+            offline_reason: None,
+            revoked: false,
             docs: out,
         });
     }
