@@ -364,6 +364,19 @@ where
 
 fn run(args: Args) -> Result<()> {
     let config = CloudConfig::from_args(args)?;
+    // A failed start must not leave behind a data directory it created.
+    let data = config.data.clone();
+    let created = !data.exists();
+    let result = serve(config);
+    if result.is_err() && created && data.is_dir() {
+        if let Err(e) = std::fs::remove_dir_all(&data) {
+            tracing::warn!(dir = %data.display(), error = %e, "cannot remove the data directory created by the failed start");
+        }
+    }
+    result
+}
+
+fn serve(config: CloudConfig) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("outpost-cloud")

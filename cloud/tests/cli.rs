@@ -84,4 +84,35 @@ fn bad_certificates_and_settings_are_reported() {
         COMMAND_TIMEOUT,
     );
     out.expect_err("missing --listen");
+    // A failed start (its QUIC port is taken) leaves no data directory behind.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
+    let port = taken.local_addr().expect("its address").to_string();
+    let cloud_cert = issue(&ca, tmp.path(), "acme", "cloud-1", "cloud");
+    let fresh = tmp.path().join("fresh-cloud");
+    let out = run_with(
+        {
+            let mut c = Command::new(cloud_bin());
+            c.args([
+                "--data",
+                p(&fresh),
+                "--listen",
+                &port,
+                "--http",
+                "127.0.0.1:0",
+                "--ca",
+                p(&cloud_cert.join("ca.pem")),
+                "--cert",
+                p(&cloud_cert.join("cert.pem")),
+                "--key",
+                p(&cloud_cert.join("key.pem")),
+            ]);
+            c
+        },
+        COMMAND_TIMEOUT,
+    );
+    out.expect_err("cannot");
+    assert!(
+        !fresh.exists(),
+        "the failed start removed the directory it created"
+    );
 }
