@@ -98,7 +98,7 @@ pub enum Error {
         doc: DocumentId,
     },
     /// Stored bytes of a document could not be decoded.
-    #[error("document {doc} is corrupt on disk ({reason}); nothing was changed. Move the data directory aside and let the document sync again from a peer, or restore a backup")]
+    #[error("document {doc} is corrupt on disk ({reason}); it was moved aside (quarantine/{doc}@<time> in the store, for inspection) and is fetched again from peers on the next sync; until then it reads as unknown")]
     CorruptDocument {
         /// The document.
         doc: DocumentId,

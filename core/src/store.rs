@@ -88,6 +88,9 @@ impl Default for StoreOptions {
     }
 }
 
+/// Meta key prefix of the quarantined documents.
+const QUARANTINE_KEY: &str = "quarantine/";
+
 /// A set of documents persisted on disk. Cheap to clone; thread-safe.
 #[derive(Clone)]
 pub struct Store {
@@ -106,6 +109,9 @@ struct Inner {
     docs: Mutex<HashMap<DocumentId, Arc<Mutex<Slot>>>>,
     subscribers: Subscribers,
     flushes: FlushGroup,
+    /// Documents moved aside as corrupt and not yet received again from a peer: local
+    /// reads and writes fail until then (a write into an empty copy would fork it).
+    quarantined: Mutex<std::collections::HashSet<DocumentId>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -161,6 +167,16 @@ impl Store {
         // A new actor every session (see `StoreOptions::actor_tail`): 2^-64 odds of a
         // collision per pair of sessions of one device.
         let tail: [u8; 8] = options.actor_tail.unwrap_or_else(rand::random);
+        let mut quarantined = std::collections::HashSet::new();
+        for kv in meta.scan_prefix(QUARANTINE_KEY) {
+            let (k, _) = kv?;
+            if let Some(doc) = std::str::from_utf8(&k[QUARANTINE_KEY.len()..])
+                .ok()
+                .and_then(|d| d.parse::<DocumentId>().ok())
+            {
+                quarantined.insert(doc);
+            }
+        }
         let anonymous =
             PeerInfo::parse("local", "local", "local").expect("literal identity is valid");
         let actor = actor_for(options.identity.as_ref().unwrap_or(&anonymous), tail);
@@ -177,6 +193,7 @@ impl Store {
                 docs: Mutex::new(HashMap::new()),
                 subscribers: Subscribers::default(),
                 flushes: FlushGroup::default(),
+                quarantined: Mutex::new(quarantined),
             }),
         })
     }
@@ -225,6 +242,17 @@ impl Store {
     }
 
     fn slot(&self, doc: &DocumentId) -> Result<Arc<Mutex<Slot>>> {
+        if lock(&self.inner.quarantined).contains(doc) {
+            return Err(Error::CorruptDocument {
+                doc: doc.clone(),
+                reason: "moved aside as corrupt; waiting for a peer to send it again".into(),
+            });
+        }
+        self.slot_for_sync(doc)
+    }
+
+    /// The document's slot, also while it is quarantined (received changes bring it back).
+    fn slot_for_sync(&self, doc: &DocumentId) -> Result<Arc<Mutex<Slot>>> {
         if let Some(s) = lock(&self.inner.docs).get(doc) {
             return Ok(s.clone());
         }
@@ -232,11 +260,14 @@ impl Store {
             .inner
             .db
             .open_tree(format!("{}{}", self.tree_prefix(), doc))?;
-        let slot = Arc::new(Mutex::new(Slot::load(
-            doc.clone(),
-            tree,
-            self.inner.actor.clone(),
-        )?));
+        let slot = match Slot::load(doc.clone(), tree, self.inner.actor.clone()) {
+            Ok(slot) => Arc::new(Mutex::new(slot)),
+            Err(e @ Error::CorruptDocument { .. }) => {
+                self.quarantine(doc)?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         Ok(lock(&self.inner.docs)
             .entry(doc.clone())
             .or_insert(slot)
@@ -312,6 +343,37 @@ impl Store {
         if s.compaction_due(self.inner.compaction_threshold) {
             s.compact()?;
         }
+        Ok(())
+    }
+
+    /// Moves a document that does not load aside (`<namespace>quarantine/<doc>@<ms>`, kept
+    /// for inspection) and forgets what peers were told of it, so that the next sync fetches
+    /// it again from the peers that hold it instead of failing on every read.
+    fn quarantine(&self, doc: &DocumentId) -> Result<()> {
+        let name = format!("{}{}", self.tree_prefix(), doc);
+        let tree = self.inner.db.open_tree(name.as_bytes())?;
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let aside = self
+            .inner
+            .db
+            .open_tree(format!("{}quarantine/{doc}@{ms}", self.inner.namespace))?;
+        let mut batch = sled::Batch::default();
+        for kv in tree.iter() {
+            let (k, v) = kv?;
+            batch.insert(k, v);
+        }
+        aside.apply_batch(batch)?;
+        aside.flush()?;
+        self.inner.meta.insert(
+            format!("{QUARANTINE_KEY}{doc}").as_bytes(),
+            &ms.to_be_bytes(),
+        )?;
+        lock(&self.inner.quarantined).insert(doc.clone());
+        tracing::error!(%doc, quarantine = %format!("quarantine/{doc}@{ms}"), "document is corrupt on disk: moved aside, to be fetched again from peers");
+        self.delete_document(doc)?;
         Ok(())
     }
 
@@ -639,7 +701,7 @@ impl Store {
         doc: &DocumentId,
         state: &mut sync::State,
     ) -> Result<Option<sync::Message>> {
-        let slot = self.slot(doc)?;
+        let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();
         Ok(s.doc.generate_sync_message(state))
@@ -654,7 +716,7 @@ impl Store {
         msg: sync::Message,
         from: &PeerId,
     ) -> Result<usize> {
-        let slot = self.slot(doc)?;
+        let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();
         let before = s.doc.get_heads();
@@ -683,6 +745,12 @@ impl Store {
         };
         self.persist(&mut s, &bytes)
             .inspect_err(|_| self.forget(doc))?;
+        if lock(&self.inner.quarantined).remove(doc) {
+            self.inner
+                .meta
+                .remove(format!("{QUARANTINE_KEY}{doc}").as_bytes())?;
+            tracing::info!(%doc, "a corrupt document was received again from {from}");
+        }
         self.notify_received(&s, doc, &changes, bulk, Origin::Remote(from.clone()));
         Ok(added)
     }

@@ -505,6 +505,33 @@ impl Net {
         self.log(|| format!("restore {peer} from a backup"));
     }
 
+    /// Flips a byte in every stored chunk of `doc` on a stopped peer: the document no longer
+    /// loads.
+    pub fn corrupt(&mut self, peer: &PeerId, doc: &DocumentId) {
+        assert!(
+            !self.is_running(peer),
+            "stop {peer} before corrupting its disk"
+        );
+        let db = sled::Config::new()
+            .path(self.sim(peer).dir.path())
+            .open()
+            .expect("the peer's database opens");
+        let tree = db
+            .open_tree(format!("doc/{doc}"))
+            .expect("the document's tree opens");
+        let chunks: Vec<(sled::IVec, sled::IVec)> =
+            tree.iter().map(|kv| kv.expect("sled reads")).collect();
+        assert!(!chunks.is_empty(), "{peer} holds no {doc} to corrupt");
+        for (k, v) in chunks {
+            let mut v = v.to_vec();
+            let i = v.len() / 2;
+            v[i] ^= 0x5a;
+            tree.insert(k, v).expect("sled writes");
+        }
+        db.flush().expect("sled flushes");
+        self.log(|| format!("corrupt {doc} on {peer}"));
+    }
+
     /// Stops and starts a peer: a restart from disk.
     pub fn restart(&mut self, peer: &PeerId) {
         self.stop(peer);
