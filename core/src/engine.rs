@@ -57,6 +57,11 @@ pub struct EngineConfig {
     /// Flush received changes to disk before answering the peer (default true), so that the
     /// heads we tell a peer, and so its "synced" status, are never ahead of our disk.
     pub durable_acks: bool,
+    /// Documents this store may hold before peers' changes creating new ones are refused
+    /// (default 10,000; creating a sled tree costs more the more there are).
+    pub max_documents: usize,
+    /// Documents one peer's changes may create here in one session (default 1,000).
+    pub max_new_documents_per_session: usize,
 }
 
 impl EngineConfig {
@@ -70,6 +75,8 @@ impl EngineConfig {
             max_reassembly_bytes: DEFAULT_MAX_REASSEMBLY_BYTES,
             max_inflated_bytes: DEFAULT_MAX_INFLATED_BYTES,
             durable_acks: true,
+            max_documents: 10_000,
+            max_new_documents_per_session: 1_000,
         }
     }
 }
@@ -147,6 +154,8 @@ struct Peer {
     pending_ack: u64,
     /// Pages of the peer's Hello received so far.
     hello_pending: Vec<DocDigest>,
+    /// Documents this peer's changes created here this session.
+    created: usize,
 }
 
 /// The most documents a peer's Hello may list (pages included): 1,000,000 entries of at most
@@ -346,6 +355,7 @@ impl Engine {
             last_ack: now,
             pending_ack: 0,
             hello_pending: Vec::new(),
+            created: 0,
         };
         for page in hello {
             p.control.push_back((None, page));
@@ -692,6 +702,23 @@ impl Engine {
                 doc.context()
             ));
         }
+        if !self.known.contains(doc) {
+            if self.known.len() >= self.config.max_documents {
+                return Some(format!(
+                    "this store holds {} documents, its limit (max_documents); the new document \
+                     {doc} is refused: delete old partitions or raise the limit",
+                    self.known.len()
+                ));
+            }
+            let created = self.peers.get(&from.peer).map_or(0, |p| p.created);
+            if created >= self.config.max_new_documents_per_session {
+                return Some(format!(
+                    "{} created {created} documents this session, the limit \
+                     (max_new_documents_per_session); the new document {doc} is refused",
+                    from.peer
+                ));
+            }
+        }
         // Before anything is decoded: what the compressed parts inflate to, counted without
         // keeping it. A bomb (a small chunk that inflates a thousandfold) is refused here.
         let mut budget = self.config.max_inflated_bytes;
@@ -937,8 +964,10 @@ impl Engine {
         // or a device shows "0 unsynced" for changes a crash or a full disk lost here. One
         // flush per received message (a catch-up is a few large ones; sled coalesces flushes
         // that overlap).
-        if added > 0 {
-            self.known.insert(doc.clone());
+        if added > 0 && self.known.insert(doc.clone()) {
+            if let Some(p) = self.peers.get_mut(from) {
+                p.created += 1;
+            }
         }
         if added > 0 && self.config.durable_acks {
             if let Err(e) = self.store.flush() {

@@ -216,3 +216,60 @@ fn documents_named_in_a_paged_hello_are_not_created() {
     assert_eq!(created, 0, "naming a document creates nothing");
     assert!(t.engine.store().documents().unwrap().is_empty());
 }
+
+/// A kiosk (which may write orders) creating documents by sending real changes for new
+/// partitions is stopped at its per-session quota; the store keeps what it created before,
+/// refuses the rest with a reason, and counts them.
+#[test]
+fn documents_created_by_a_peer_are_bounded() {
+    let quota = 50;
+    let mut t = pos(|c| c.max_new_documents_per_session = quota);
+    let kiosk = attacker(&mut t.engine, "kiosk-1", "kiosk");
+    let me = PeerInfo::parse("s1", "kiosk-1", "kiosk").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            identity: Some(me),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut refused = 0;
+    for i in 0..120 {
+        let d: outpost_core::DocumentId = format!("orders/p{i:03}").parse().unwrap();
+        source
+            .put(
+                &d,
+                "/o",
+                serde_json::json!(i),
+                outpost_core::Durability::Fast,
+            )
+            .unwrap();
+        let msg = automerge::sync::Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: source.changes_since(&d, &[]).unwrap().into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        };
+        let bytes = WireMessage::Sync {
+            doc: d,
+            data: msg.encode(),
+        }
+        .encode();
+        t.engine.handle_message(&kiosk.peer, &bytes, NOW).unwrap();
+        refused += events(&mut t.engine)
+            .iter()
+            .filter(|e| matches!(e, Event::ChangeRefused { reason, .. } if reason.contains("max_new_documents_per_session")))
+            .count();
+    }
+    let held = t.engine.store().documents().unwrap().len();
+    println!(
+        "documents created by one peer: 120 new partitions sent, {held} created (quota {quota}), \
+         {refused} refused"
+    );
+    assert_eq!(held, quota);
+    assert_eq!(refused, 120 - quota);
+}

@@ -80,6 +80,9 @@ pub struct NodeConfig {
     pub reconnect: Backoff,
     /// How long [`Node::shutdown`] waits for peers to acknowledge queued messages.
     pub shutdown_grace: Duration,
+    /// Documents unused for this long are dropped from memory (they load again from disk on
+    /// the next use), checked every quarter of it (default 5 minutes; `None`: never).
+    pub evict_idle: Option<Duration>,
 }
 
 impl NodeConfig {
@@ -101,6 +104,7 @@ impl NodeConfig {
             session: SessionConfig::default(),
             reconnect: Backoff::default(),
             shutdown_grace: Duration::from_secs(1),
+            evict_idle: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -127,6 +131,8 @@ pub struct Node {
 struct DeviceHooks {
     events: broadcast::Sender<Event>,
     connected: watch::Sender<BTreeMap<PeerId, PeerInfo>>,
+    store: Store,
+    evict_idle: Option<Duration>,
 }
 
 impl Hooks for DeviceHooks {
@@ -152,6 +158,22 @@ impl Hooks for DeviceHooks {
 
     fn on_shutdown(&mut self, _links: &Links) {
         self.connected.send_replace(BTreeMap::new());
+    }
+
+    fn housekeeping_period(&self) -> Option<Duration> {
+        self.evict_idle
+            .map(|idle| (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(60)))
+    }
+
+    fn housekeeping(&mut self, _links: &mut Links, _open: usize) -> bool {
+        if let Some(idle) = self.evict_idle {
+            let evicted = self.store.evict_idle(idle);
+            if evicted > 0 {
+                tracing::debug!(evicted, "idle documents unloaded");
+            }
+        }
+        // A device never retires.
+        false
     }
 }
 
@@ -210,6 +232,8 @@ impl Node {
                 DeviceHooks {
                     events: events.clone(),
                     connected: connected_tx,
+                    store: store.clone(),
+                    evict_idle: config.evict_idle,
                 },
                 RunnerConfig {
                     session: config.session.clone(),

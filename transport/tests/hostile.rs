@@ -171,3 +171,37 @@ async fn frames_are_capped_at_the_engine_message_limit() {
     );
     within("shutdown", pos.shutdown()).await.unwrap();
 }
+
+/// A device, like the cloud, drops documents it has not used for a while from memory: a
+/// kiosk that received many partitions does not keep them all loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_unload_idle_documents() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = FleetCa::generate("acme").unwrap();
+    let mut config = test_config(
+        &dir.path().join("pos"),
+        &issue(&ca, "lyon", "pos-1", "pos"),
+        vec![],
+    );
+    config.evict_idle = Some(Duration::from_millis(200));
+    let pos = start(config).await;
+    for i in 0..40 {
+        let d = format!("orders/d{i:02}").parse().unwrap();
+        pos.store()
+            .put(&d, "/o", json!(i), Durability::Fast)
+            .unwrap();
+    }
+    let loaded = pos.store().loaded_documents();
+    within("idle documents unloaded", async {
+        while pos.store().loaded_documents() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    println!("device eviction: {loaded} documents loaded after writing, 0 after 200 ms idle");
+    assert_eq!(loaded, 40);
+    let again: outpost_core::DocumentId = "orders/d07".parse().unwrap();
+    assert_eq!(pos.store().get(&again, "/o").unwrap(), Some(json!(7)));
+    within("shutdown", pos.shutdown()).await.unwrap();
+}
