@@ -50,6 +50,7 @@ pub enum WireMessage {
     /// The documents the sender offers, sent once when a link comes up.
     Hello {
         /// Documents and digests of their heads.
+        #[serde(deserialize_with = "lenient_docs")]
         docs: Vec<DocDigest>,
     },
     /// An Automerge sync message.
@@ -94,8 +95,19 @@ pub enum WireMessage {
     /// `Hello` speaks exactly as before.
     HelloPart {
         /// Documents and digests of their heads.
+        #[serde(deserialize_with = "lenient_docs")]
         docs: Vec<DocDigest>,
     },
+}
+
+/// Reads a list of documents, skipping names this version does not accept (a newer peer may
+/// name documents by rules we do not know yet): one unknown name must not drop the Hello.
+fn lenient_docs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<DocDigest>, D::Error> {
+    let raw: Vec<(String, u64)> = Vec::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|(name, digest)| name.parse().ok().map(|doc| DocDigest { doc, digest }))
+        .collect())
 }
 
 /// The largest encoded `Hello` page a sender makes.
@@ -189,5 +201,32 @@ mod tests {
             WireMessage::decode(&bad),
             Err(WireError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_hello_skips_names_it_does_not_accept() {
+        let docs = vec![
+            DocDigest {
+                doc: "menu".parse().expect("valid"),
+                digest: 1,
+            },
+            DocDigest {
+                doc: "stock".parse().expect("valid"),
+                digest: 2,
+            },
+        ];
+        let mut bytes = WireMessage::Hello { docs }.encode();
+        // A newer peer's name this version refuses ("Menu": capitals).
+        let pos = bytes
+            .iter()
+            .position(|b| *b == b'm')
+            .expect("name is in the encoding");
+        bytes[pos] = b'M';
+        let WireMessage::Hello { docs } = WireMessage::decode(&bytes).expect("still decodes")
+        else {
+            panic!("a Hello");
+        };
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].doc.to_string(), "stock");
     }
 }
