@@ -36,6 +36,8 @@ pub enum ChangeOrigin {
     },
     /// Merged from Automerge bytes (a backup or an export).
     Import,
+    /// Found corrupt on disk and moved aside; it comes back from peers by sync.
+    Quarantine,
 }
 
 impl From<&Origin> for ChangeOrigin {
@@ -46,6 +48,7 @@ impl From<&Origin> for ChangeOrigin {
                 peer: peer.to_string(),
             },
             Origin::Import => ChangeOrigin::Import,
+            Origin::Quarantine => ChangeOrigin::Quarantine,
         }
     }
 }

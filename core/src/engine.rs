@@ -338,7 +338,12 @@ impl Engine {
             .offered(&peer)
             .into_iter()
             .map(|doc| {
-                let heads = self.store.heads(&doc).unwrap_or_default();
+                let heads = self
+                    .store
+                    .stored_heads(&doc)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
                 DocDigest {
                     doc,
                     digest: digest(&heads),
@@ -381,6 +386,21 @@ impl Engine {
     pub fn handle_local_change(&mut self, doc: &DocumentId, now: Timestamp) {
         self.known.insert(doc.clone());
         self.mark_unsynced(doc, None, now);
+        let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
+        for p in peers {
+            self.pump(&p, doc, now);
+        }
+    }
+
+    /// The store moved `doc` aside as corrupt (`Origin::Quarantine`): forget what this
+    /// session believed peers and we share of it, and ask every connected peer for it again.
+    pub fn handle_document_reset(&mut self, doc: &DocumentId, now: Timestamp) {
+        self.known.remove(doc);
+        for p in self.peers.values_mut() {
+            if let Some(ds) = p.docs.get_mut(doc) {
+                *ds = DocSync::default();
+            }
+        }
         let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
         for p in peers {
             self.pump(&p, doc, now);
@@ -531,7 +551,14 @@ impl Engine {
         }
         let mut to_sync: Vec<DocumentId> = Vec::new();
         for doc in self.offered(&info) {
-            let ours = digest(&self.store.heads(&doc).unwrap_or_default());
+            let ours = digest(
+                &self
+                    .store
+                    .stored_heads(&doc)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+            );
             match theirs.remove(&doc) {
                 Some(t) if t == ours => {
                     if self.note_shared(from, &doc) {
@@ -551,8 +578,9 @@ impl Engine {
     /// status) starts from them without an exchange.
     /// Returns whether the shared heads are on disk.
     fn note_shared(&mut self, peer: &PeerId, doc: &DocumentId) -> bool {
-        let heads = match self.store.heads(doc) {
-            Ok(h) => h,
+        // From the document's marker: an idle reconnect loads no document.
+        let heads = match self.store.stored_heads(doc) {
+            Ok(h) => h.unwrap_or_default(),
             Err(e) => {
                 self.storage_failed(Some(peer), Some(doc), &e);
                 return false;

@@ -504,6 +504,11 @@ impl Links {
         self.engine.handle_local_change(doc, now);
     }
 
+    /// The store moved `doc` aside as corrupt: it is fetched again from connected peers.
+    pub fn handle_document_reset(&mut self, doc: &DocumentId, now: Timestamp) {
+        self.engine.handle_document_reset(doc, now);
+    }
+
     /// Closes the connection with `peer` now with `code`; returns whether there was one.
     /// Dial targets of that peer redial with backoff.
     pub fn disconnect(&mut self, peer: &PeerId, code: CloseCode, now: Timestamp) -> bool {

@@ -88,6 +88,41 @@ impl Default for StoreOptions {
     }
 }
 
+/// Moves documents of the earlier layout (one sled tree `<namespace>doc/<id>` per document)
+/// into the key ranges of `chunks`, each in one batch, and drops the old trees: a store
+/// written by an earlier version opens with nothing lost.
+fn migrate_tree_per_document(db: &sled::Db, namespace: &str, chunks: &sled::Tree) -> Result<()> {
+    let prefix = format!("{namespace}doc/");
+    for name in db.tree_names() {
+        let Some(rest) = name.strip_prefix(prefix.as_bytes()) else {
+            continue;
+        };
+        let Some(doc) = std::str::from_utf8(rest)
+            .ok()
+            .and_then(|d| d.parse::<DocumentId>().ok())
+        else {
+            continue;
+        };
+        let old = db.open_tree(&name)?;
+        if !old.is_empty() {
+            let mut batch = sled::Batch::default();
+            batch.insert(slot::marker_key(&doc), &[][..]);
+            let cp = slot::chunk_prefix(&doc);
+            for kv in old.iter() {
+                let (k, v) = kv?;
+                let mut key = cp.clone();
+                key.extend_from_slice(&k);
+                batch.insert(key, v);
+            }
+            chunks.apply_batch(batch)?;
+            chunks.flush()?;
+        }
+        db.drop_tree(&name)?;
+        tracing::info!(%doc, "moved a document to the key-range layout");
+    }
+    Ok(())
+}
+
 /// Meta key prefix of the quarantined documents.
 const QUARANTINE_KEY: &str = "quarantine/";
 
@@ -102,6 +137,8 @@ struct Inner {
     namespace: String,
     meta: sled::Tree,
     sync: sled::Tree,
+    /// Every document's chunks, as key ranges (see `slot`).
+    chunks: sled::Tree,
     actor: ActorId,
     identity: Option<PeerInfo>,
     policy: Policy,
@@ -164,6 +201,8 @@ impl Store {
     pub fn on_db(db: sled::Db, namespace: &str, options: StoreOptions) -> Result<Store> {
         let meta = db.open_tree(format!("{namespace}meta"))?;
         let sync = db.open_tree(format!("{namespace}sync"))?;
+        let chunks = db.open_tree(format!("{namespace}chunks"))?;
+        migrate_tree_per_document(&db, namespace, &chunks)?;
         // A new actor every session (see `StoreOptions::actor_tail`): 2^-64 odds of a
         // collision per pair of sessions of one device.
         let tail: [u8; 8] = options.actor_tail.unwrap_or_else(rand::random);
@@ -186,6 +225,7 @@ impl Store {
                 namespace: namespace.to_string(),
                 meta,
                 sync,
+                chunks,
                 actor,
                 identity: options.identity,
                 policy: options.policy,
@@ -208,32 +248,43 @@ impl Store {
         &self.inner.actor
     }
 
-    fn tree_prefix(&self) -> String {
-        format!("{}doc/", self.inner.namespace)
-    }
-
-    /// The documents that hold data, sorted.
+    /// The documents that hold data, sorted. Reads one marker per document.
     pub fn documents(&self) -> Result<Vec<DocumentId>> {
-        let prefix = self.tree_prefix();
         let mut out = Vec::new();
-        for name in self.inner.db.tree_names() {
-            let Some(rest) = name.strip_prefix(prefix.as_bytes()) else {
-                continue;
-            };
-            let Ok(id) = std::str::from_utf8(rest)
-                .unwrap_or("")
-                .parse::<DocumentId>()
-            else {
-                continue;
-            };
-            // Every document with data has at least one chunk in its tree.
-            if !self.inner.db.open_tree(&name)?.is_empty() {
+        for kv in self.inner.chunks.scan_prefix([slot::MARKER]) {
+            let (k, _) = kv?;
+            if let Some(id) = std::str::from_utf8(&k[1..])
+                .ok()
+                .and_then(|d| d.parse::<DocumentId>().ok())
+            {
                 out.push(id);
             }
         }
-        out.sort();
-        out.dedup();
         Ok(out)
+    }
+
+    /// The heads of a document as last stored, without loading it (the engine's Hello reads
+    /// them for every document); `None` if the document holds no data here. A document
+    /// loaded in memory answers from memory.
+    pub fn stored_heads(&self, doc: &DocumentId) -> Result<Option<Vec<ChangeHash>>> {
+        // Not under the map's lock: a slot's holder may take the map's lock (`forget`).
+        let cached = lock(&self.inner.docs).get(doc).cloned();
+        if let Some(s) = cached {
+            let s = lock(&s);
+            return Ok(s.exists().then(|| s.doc.get_heads()));
+        }
+        match self.inner.chunks.get(slot::marker_key(doc))? {
+            None => Ok(None),
+            Some(v) => match slot::decode_heads(&v) {
+                Some(h) => Ok(Some(h)),
+                None => self.heads(doc).map(Some),
+            },
+        }
+    }
+
+    /// Whether a document holds data here, without loading it.
+    pub fn has_document(&self, doc: &DocumentId) -> Result<bool> {
+        Ok(self.inner.chunks.contains_key(slot::marker_key(doc))?)
     }
 
     /// Whether the document holds data.
@@ -256,10 +307,7 @@ impl Store {
         if let Some(s) = lock(&self.inner.docs).get(doc) {
             return Ok(s.clone());
         }
-        let tree = self
-            .inner
-            .db
-            .open_tree(format!("{}{}", self.tree_prefix(), doc))?;
+        let tree = self.inner.chunks.clone();
         let slot = match Slot::load(doc.clone(), tree, self.inner.actor.clone()) {
             Ok(slot) => Arc::new(Mutex::new(slot)),
             Err(e @ Error::CorruptDocument { .. }) => {
@@ -350,8 +398,6 @@ impl Store {
     /// for inspection) and forgets what peers were told of it, so that the next sync fetches
     /// it again from the peers that hold it instead of failing on every read.
     fn quarantine(&self, doc: &DocumentId) -> Result<()> {
-        let name = format!("{}{}", self.tree_prefix(), doc);
-        let tree = self.inner.db.open_tree(name.as_bytes())?;
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -361,7 +407,7 @@ impl Store {
             .db
             .open_tree(format!("{}quarantine/{doc}@{ms}", self.inner.namespace))?;
         let mut batch = sled::Batch::default();
-        for kv in tree.iter() {
+        for kv in self.inner.chunks.scan_prefix(slot::chunk_prefix(doc)) {
             let (k, v) = kv?;
             batch.insert(k, v);
         }
@@ -374,6 +420,9 @@ impl Store {
         lock(&self.inner.quarantined).insert(doc.clone());
         tracing::error!(%doc, quarantine = %format!("quarantine/{doc}@{ms}"), "document is corrupt on disk: moved aside, to be fetched again from peers");
         self.delete_document(doc)?;
+        self.inner
+            .subscribers
+            .notify(doc, &[], Vec::new(), Origin::Quarantine);
         Ok(())
     }
 
@@ -382,10 +431,19 @@ impl Store {
     /// write it send it back on their next sync: deleting is local (retention and erasure
     /// across a fleet build on it).
     pub fn delete_document(&self, doc: &DocumentId) -> Result<bool> {
-        let existed = self.documents()?.contains(doc);
+        let existed = self.has_document(doc)?;
         self.forget(doc);
-        let name = format!("{}{}", self.tree_prefix(), doc);
-        self.inner.db.drop_tree(name.as_bytes())?;
+        let mut batch = sled::Batch::default();
+        batch.remove(slot::marker_key(doc));
+        for k in self
+            .inner
+            .chunks
+            .scan_prefix(slot::chunk_prefix(doc))
+            .keys()
+        {
+            batch.remove(k?);
+        }
+        self.inner.chunks.apply_batch(batch)?;
         let suffix = format!("\0{doc}");
         let mut batch = sled::Batch::default();
         for kv in self.inner.sync.iter() {

@@ -51,16 +51,29 @@ fn populated(path: &Path) {
 /// Stored chunks as (key, value), in key order.
 type Chunks = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// The chunks of `menu`.
+/// The chunks of `menu` (sequence number keys), moved back into the layout of earlier
+/// versions (a tree `doc/menu`), which the store migrates when it opens: the tests corrupt
+/// that tree, and so check the migration and the detection at once.
 fn menu_chunks(db: &sled::Db) -> (sled::Tree, Chunks) {
-    let tree = db.open_tree("doc/menu").expect("the menu tree");
-    let chunks = tree
-        .iter()
+    let all = db.open_tree("chunks").expect("the chunks tree");
+    let prefix = b"\x01menu\x00";
+    let chunks = all
+        .scan_prefix(prefix)
         .map(|kv| {
             let (k, v) = kv.expect("sled reads");
-            (k.to_vec(), v.to_vec())
+            (k[prefix.len()..].to_vec(), v.to_vec())
         })
         .collect::<Vec<_>>();
+    let mut batch = sled::Batch::default();
+    batch.remove(&b"\x00menu"[..]);
+    for kv in all.scan_prefix(prefix) {
+        batch.remove(kv.expect("sled reads").0);
+    }
+    all.apply_batch(batch).expect("remove");
+    let tree = db.open_tree("doc/menu").expect("the menu tree");
+    for (k, v) in &chunks {
+        tree.insert(k, v.as_slice()).expect("insert");
+    }
     assert_eq!(chunks.len(), 3, "a snapshot and two changes");
     (tree, chunks)
 }
@@ -247,4 +260,31 @@ fn random_corruptions_never_panic() {
             "seed {seed} round {round}"
         );
     }
+}
+
+#[test]
+fn a_store_of_the_earlier_layout_opens_with_nothing_lost() {
+    let dir = tempdir();
+    populated(dir.path());
+    {
+        // One sled tree per document, as earlier versions wrote it.
+        let db = open_sled(dir.path());
+        menu_chunks(&db);
+        db.flush().expect("flush");
+    }
+    let s = open(&dir);
+    assert_eq!(
+        s.get(&doc("menu"), "/items/i4/price").expect("menu reads"),
+        Some(json!(4))
+    );
+    assert_eq!(
+        s.documents().expect("list"),
+        vec![doc("menu"), doc("stock")]
+    );
+    drop(s);
+    let db = open_sled(dir.path());
+    assert!(
+        !db.tree_names().iter().any(|n| n.starts_with(b"doc/")),
+        "the old trees are gone"
+    );
 }

@@ -147,6 +147,9 @@ struct SimPeer {
     window_bytes: Option<u64>,
     /// `None` while the peer is stopped.
     links: Option<Links>,
+    /// The store's notifications, as the transport's runner watches them (only what the
+    /// simulation does not tell the links layer itself: quarantined documents).
+    changes: Option<outpost_core::Subscription>,
 }
 
 struct Packet {
@@ -381,10 +384,12 @@ impl Net {
             engine_policy: options.engine_policy.unwrap_or_else(|| self.policy.clone()),
             window_bytes: options.window_bytes,
             links: None,
+            changes: None,
         };
         let tail: [u8; 8] = self.rng.random();
         let seed = self.rng.random();
         p.links = Some(open_links(&p, tail, &self.reconnect, seed));
+        p.changes = p.links.as_ref().map(subscribe);
         self.peers.insert(id.clone(), p);
         id
     }
@@ -458,7 +463,9 @@ impl Net {
         }
         self.hanging.retain(|(from, _)| from != peer);
         self.log(|| format!("stop {peer}"));
-        self.peers.get_mut(peer).expect("peer checked above").links = None;
+        let p = self.peers.get_mut(peer).expect("peer checked above");
+        p.changes = None;
+        p.links = None;
     }
 
     /// Starts a stopped peer from its directory; it dials its wanted links again.
@@ -472,6 +479,7 @@ impl Net {
         let reconnect = self.reconnect.clone();
         let p = self.peers.get_mut(peer).expect("peer checked above");
         p.links = Some(open_links(p, tail, &reconnect, seed));
+        p.changes = p.links.as_ref().map(subscribe);
         let now = Timestamp(self.now);
         let others: Vec<PeerId> = self
             .dialers
@@ -512,15 +520,17 @@ impl Net {
             !self.is_running(peer),
             "stop {peer} before corrupting its disk"
         );
-        let db = sled::Config::new()
-            .path(self.sim(peer).dir.path())
-            .open()
-            .expect("the peer's database opens");
-        let tree = db
-            .open_tree(format!("doc/{doc}"))
-            .expect("the document's tree opens");
-        let chunks: Vec<(sled::IVec, sled::IVec)> =
-            tree.iter().map(|kv| kv.expect("sled reads")).collect();
+        let db = open_db(self.sim(peer).dir.path());
+        // The store's layout: the chunks of every document in one tree, keyed
+        // 0x01 <document id> 0x00 <sequence>.
+        let tree = db.open_tree("chunks").expect("the chunks tree opens");
+        let mut prefix = vec![1u8];
+        prefix.extend_from_slice(doc.to_string().as_bytes());
+        prefix.push(0);
+        let chunks: Vec<(sled::IVec, sled::IVec)> = tree
+            .scan_prefix(&prefix)
+            .map(|kv| kv.expect("sled reads"))
+            .collect();
         assert!(!chunks.is_empty(), "{peer} holds no {doc} to corrupt");
         for (k, v) in chunks {
             let mut v = v.to_vec();
@@ -832,6 +842,17 @@ impl Net {
         loop {
             let mut any = false;
             let ids: Vec<PeerId> = self.peers.keys().cloned().collect();
+            let now = Timestamp(self.now);
+            for p in self.peers.values_mut() {
+                let (Some(links), Some(changes)) = (p.links.as_mut(), p.changes.as_mut()) else {
+                    continue;
+                };
+                while let Some(c) = changes.try_recv() {
+                    if c.origin == outpost_core::Origin::Quarantine {
+                        links.handle_document_reset(&c.doc, now);
+                    }
+                }
+            }
             for id in ids {
                 while let Some(o) = self
                     .peers
@@ -1162,6 +1183,32 @@ impl Net {
     }
 }
 
+/// Opens a peer's sled database. sled releases the lock of a dropped database from a
+/// background thread (see `Store::open_with`), so a restart may find it still held for a
+/// moment.
+fn open_db(path: &std::path::Path) -> sled::Db {
+    let config = sled::Config::new().path(path).flush_every_ms(Some(100));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => break other.expect("a simulated peer's database opens"),
+        }
+    }
+}
+
+fn subscribe(links: &Links) -> outpost_core::Subscription {
+    links
+        .engine()
+        .store()
+        .subscribe(outpost_core::SubscriptionFilter::all().without_paths())
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     for entry in std::fs::read_dir(from).expect("a data directory can be read") {
         let entry = entry.expect("a directory entry can be read");
@@ -1220,23 +1267,7 @@ fn describe(msg: &WireMessage, len: usize) -> String {
 /// store does, drawn from the seed, so that every change hash, and so the whole run, replays
 /// exactly.
 fn open_links(p: &SimPeer, tail: [u8; 8], reconnect: &Backoff, seed: u64) -> Links {
-    let config = sled::Config::new()
-        .path(p.dir.path())
-        .flush_every_ms(Some(100));
-    // sled releases the lock of a dropped database from a background thread (see
-    // `Store::open_with`), so a restart may find it still held for a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let db = loop {
-        match config.open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            other => break other.expect("a simulated peer's database opens"),
-        }
-    };
+    let db = open_db(p.dir.path());
     let store = Store::on_db(
         db,
         "",

@@ -331,8 +331,14 @@ impl<H: Hooks> Runner<H> {
                 Some(event) = self.inbox_rx.recv() => self.on_session_event(event),
                 change = self.subscription.recv(), if store_open => match change {
                     Some(change) => {
-                        if matches!(change.origin, Origin::Local | Origin::Import) {
-                            self.links.handle_local_change(&change.doc, Timestamp::now());
+                        match change.origin {
+                            Origin::Local | Origin::Import => {
+                                self.links.handle_local_change(&change.doc, Timestamp::now())
+                            }
+                            Origin::Quarantine => {
+                                self.links.handle_document_reset(&change.doc, Timestamp::now())
+                            }
+                            _ => {}
                         }
                     }
                     None => store_open = false,

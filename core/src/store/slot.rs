@@ -1,4 +1,12 @@
-//! One loaded document and its sled tree.
+//! One loaded document and its chunks.
+//!
+//! Every document of a store lives in one sled tree (`<namespace>chunks`), as a key range:
+//! `0x01 <document id> 0x00 <sequence, u64 big-endian>` -> an Automerge chunk, plus one marker
+//! `0x00 <document id>` per document that holds data. A document id never contains a zero
+//! byte, so ranges never overlap; the marker and a document's first chunk are written in one
+//! batch, so listing documents reads markers only and creating, opening or listing costs
+//! nothing that grows with the number of documents (one sled tree per document did: sled
+//! rewrites its list of trees on every creation).
 
 use std::time::Instant;
 
@@ -6,11 +14,49 @@ use automerge::{ActorId, Automerge, ReadDoc};
 
 use crate::{DocumentId, Error, Result};
 
+/// Marker keys (`0x00 <doc>`) sort before chunk keys (`0x01 <doc> 0x00 <seq>`).
+pub(super) const MARKER: u8 = 0x00;
+const CHUNK: u8 = 0x01;
+
+/// The marker key of `doc`.
+pub(super) fn marker_key(doc: &DocumentId) -> Vec<u8> {
+    let mut k = vec![MARKER];
+    k.extend_from_slice(doc.to_string().as_bytes());
+    k
+}
+
+/// A marker's value: the document's heads, 32 bytes each (empty: not recorded, e.g. a
+/// document migrated from the earlier layout).
+fn encode_heads(heads: &[automerge::ChangeHash]) -> Vec<u8> {
+    let mut sorted = heads.to_vec();
+    sorted.sort();
+    sorted.iter().flat_map(|h| h.0).collect()
+}
+
+/// The heads recorded in a marker's value, if any.
+pub(super) fn decode_heads(v: &[u8]) -> Option<Vec<automerge::ChangeHash>> {
+    if v.is_empty() || v.len() % 32 != 0 {
+        return None;
+    }
+    v.chunks(32)
+        .map(|c| c.try_into().ok().map(automerge::ChangeHash))
+        .collect()
+}
+
+/// The prefix of every chunk key of `doc`.
+pub(super) fn chunk_prefix(doc: &DocumentId) -> Vec<u8> {
+    let mut k = vec![CHUNK];
+    k.extend_from_slice(doc.to_string().as_bytes());
+    k.push(0);
+    k
+}
+
 /// A document in memory with its persisted chunks.
 pub(super) struct Slot {
     pub(super) doc: Automerge,
     id: DocumentId,
     tree: sled::Tree,
+    prefix: Vec<u8>,
     next_seq: u64,
     chunks: usize,
     /// Bytes of the lowest chunk (the snapshot, after a compaction) and of the others.
@@ -24,18 +70,26 @@ pub(super) struct Slot {
 const CHUNK_CAP_FACTOR: usize = 16;
 
 impl Slot {
-    /// Loads the document from its tree (an empty tree is a document that does not exist yet).
+    /// Loads the document from its key range of `tree` (no chunks: a document that does not
+    /// exist yet).
     pub(super) fn load(id: DocumentId, tree: sled::Tree, actor: ActorId) -> Result<Slot> {
+        let prefix = chunk_prefix(&id);
         let mut bytes = Vec::new();
         let mut chunks = 0;
         let mut next_seq = 0;
         let (mut snapshot_bytes, mut tail_bytes) = (0, 0);
-        for kv in tree.iter() {
+        for kv in tree.scan_prefix(&prefix) {
             let (k, v) = kv?;
-            let seq: [u8; 8] = k.as_ref().try_into().map_err(|_| Error::CorruptDocument {
-                doc: id.clone(),
-                reason: format!("a chunk key has {} bytes instead of 8", k.len()),
-            })?;
+            let seq: [u8; 8] =
+                k[prefix.len()..]
+                    .try_into()
+                    .map_err(|_| Error::CorruptDocument {
+                        doc: id.clone(),
+                        reason: format!(
+                            "a chunk key has {} sequence bytes instead of 8",
+                            k.len() - prefix.len()
+                        ),
+                    })?;
             next_seq = u64::from_be_bytes(seq) + 1;
             if chunks == 0 {
                 snapshot_bytes = v.len();
@@ -71,6 +125,7 @@ impl Slot {
             doc: doc.with_actor(actor),
             id,
             tree,
+            prefix,
             next_seq,
             chunks,
             snapshot_bytes,
@@ -106,9 +161,20 @@ impl Slot {
                 || self.chunks >= threshold.saturating_mul(CHUNK_CAP_FACTOR))
     }
 
-    /// Appends one chunk.
+    fn key(&self, seq: u64) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    }
+
+    /// Appends one chunk, and the document's heads after it in its marker, atomically: a
+    /// peer's Hello compares heads of every document, read from markers without loading any.
     pub(super) fn append(&mut self, bytes: &[u8]) -> Result<()> {
-        self.tree.insert(self.next_seq.to_be_bytes(), bytes)?;
+        let key = self.key(self.next_seq);
+        let mut batch = sled::Batch::default();
+        batch.insert(marker_key(&self.id), encode_heads(&self.doc.get_heads()));
+        batch.insert(key, bytes);
+        self.tree.apply_batch(batch)?;
         self.next_seq += 1;
         if self.chunks == 0 {
             self.snapshot_bytes = bytes.len();
@@ -125,10 +191,10 @@ impl Slot {
         let snapshot = self.doc.save();
         let snapshot_len = snapshot.len();
         let mut batch = sled::Batch::default();
-        for k in self.tree.iter().keys() {
+        for k in self.tree.scan_prefix(&self.prefix).keys() {
             batch.remove(k?);
         }
-        batch.insert(&self.next_seq.to_be_bytes(), snapshot);
+        batch.insert(self.key(self.next_seq), snapshot);
         self.tree.apply_batch(batch)?;
         tracing::debug!(doc = %self.id, chunks = self.chunks, "compacted document");
         self.next_seq += 1;

@@ -17,6 +17,9 @@ pub enum Origin {
     Remote(PeerId),
     /// Merged from Automerge bytes by `import`.
     Import,
+    /// The document was found corrupt on disk and moved aside: it reads as unavailable
+    /// until a peer sends it again (the sync engine asks for it at once).
+    Quarantine,
 }
 
 /// What changed in a document.
