@@ -58,7 +58,7 @@ pub struct EngineConfig {
     /// heads we tell a peer, and so its "synced" status, are never ahead of our disk.
     pub durable_acks: bool,
     /// Documents this store may hold before peers' changes creating new ones are refused
-    /// (default 10,000; creating a sled tree costs more the more there are).
+    /// (default 100,000).
     pub max_documents: usize,
     /// Documents one peer's changes may create here in one session (default 1,000).
     pub max_new_documents_per_session: usize,
@@ -75,7 +75,7 @@ impl EngineConfig {
             max_reassembly_bytes: DEFAULT_MAX_REASSEMBLY_BYTES,
             max_inflated_bytes: DEFAULT_MAX_INFLATED_BYTES,
             durable_acks: true,
-            max_documents: 10_000,
+            max_documents: 100_000,
             max_new_documents_per_session: 1_000,
         }
     }
