@@ -34,21 +34,26 @@ fn take<'a>(input: &mut &'a [u8], n: u64) -> Result<&'a [u8], String> {
     Ok(head)
 }
 
+/// The next chunk of `bytes`: its type, its contents, and the whole chunk (header included).
+fn next_chunk<'a>(bytes: &mut &'a [u8]) -> Result<(u8, &'a [u8], &'a [u8]), String> {
+    let start = *bytes;
+    let magic = take(bytes, 4)?;
+    if magic != MAGIC {
+        return Err("not an Automerge chunk (bad magic bytes)".into());
+    }
+    take(bytes, 4)?;
+    let kind = take(bytes, 1)?[0];
+    let len = uleb(bytes)?;
+    let header_len = start.len() - bytes.len();
+    let contents = take(bytes, len)?;
+    Ok((kind, contents, &start[..header_len + contents.len()]))
+}
+
 /// The actors that authored the changes in `bytes` (one or more concatenated chunks).
 pub(crate) fn chunk_actors(mut bytes: &[u8]) -> Result<Vec<ActorId>, String> {
     let mut actors = Vec::new();
     while !bytes.is_empty() {
-        let start = bytes;
-        let magic = take(&mut bytes, 4)?;
-        if magic != MAGIC {
-            return Err("not an Automerge chunk (bad magic bytes)".into());
-        }
-        take(&mut bytes, 4)?;
-        let kind = take(&mut bytes, 1)?[0];
-        let len = uleb(&mut bytes)?;
-        let header_len = start.len() - bytes.len();
-        let mut contents = take(&mut bytes, len)?;
-        let whole = &start[..header_len + contents.len()];
+        let (kind, mut contents, whole) = next_chunk(&mut bytes)?;
         match kind {
             0 => {
                 let n = uleb(&mut contents)?;
@@ -138,14 +143,7 @@ fn skip_sleb(input: &mut &[u8]) -> Result<(), String> {
 pub(crate) fn inflated_size(mut bytes: &[u8], budget: usize) -> Result<usize, String> {
     let mut left = budget;
     while !bytes.is_empty() {
-        let magic = take(&mut bytes, 4)?;
-        if magic != MAGIC {
-            return Err("not an Automerge chunk (bad magic bytes)".into());
-        }
-        take(&mut bytes, 4)?;
-        let kind = take(&mut bytes, 1)?[0];
-        let len = uleb(&mut bytes)?;
-        let mut c = take(&mut bytes, len)?;
+        let (kind, mut c, _) = next_chunk(&mut bytes)?;
         match kind {
             0 => {
                 let actors = uleb(&mut c)?;

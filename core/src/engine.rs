@@ -954,13 +954,7 @@ impl Engine {
             use automerge::sync::SyncDoc;
             let mut empty = automerge::Automerge::new();
             if let Err(e) = empty.receive_sync_message(&mut state, msg) {
-                self.put_state(from, &doc, state, now);
-                self.metrics.sync_errors += 1;
-                return Err(EngineError::BadSync {
-                    peer: from.clone(),
-                    doc,
-                    reason: e.to_string(),
-                });
+                return Err(self.bad_sync(from, doc, state, e.to_string(), now));
             }
             self.put_state(from, &doc, state, now);
             self.pump(from, &doc, now);
@@ -978,15 +972,7 @@ impl Engine {
                 self.storage_failed(Some(from), Some(&doc), &e);
                 return Ok(());
             }
-            Err(e) => {
-                self.put_state(from, &doc, state, now);
-                self.metrics.sync_errors += 1;
-                return Err(EngineError::BadSync {
-                    peer: from.clone(),
-                    doc,
-                    reason: e.to_string(),
-                });
-            }
+            Err(e) => return Err(self.bad_sync(from, doc, state, e.to_string(), now)),
         };
         // Our answer tells the peer our heads, i.e. "I have it": that must be true on disk,
         // or a device shows "0 unsynced" for changes a crash or a full disk lost here. One
@@ -1040,6 +1026,24 @@ impl Engine {
         }
         self.pump(from, &doc, now);
         Ok(())
+    }
+
+    /// A message that could not be applied: the state is kept, the error counted.
+    fn bad_sync(
+        &mut self,
+        from: &PeerId,
+        doc: DocumentId,
+        state: sync::State,
+        reason: String,
+        now: Timestamp,
+    ) -> EngineError {
+        self.put_state(from, &doc, state, now);
+        self.metrics.sync_errors += 1;
+        EngineError::BadSync {
+            peer: from.clone(),
+            doc,
+            reason,
+        }
     }
 
     /// The live sync state of (peer, doc), loaded from the store on first use.

@@ -25,11 +25,8 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// A kiosk opens hundreds of document streams and leaves a largest frame half sent on each:
-/// the node holds at most its per-connection budget of frame bytes (8 MiB) plus QUIC's
-/// receive window (8 MiB), the kiosk's writes stall, and the node keeps syncing others.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn half_sent_frames_on_many_streams_are_bounded() {
+/// A POS under attack, in a directory of its own, and the fleet CA.
+async fn target_pos() -> (tempfile::TempDir, FleetCa, outpost_transport::Node) {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let ca = FleetCa::generate("acme").unwrap();
@@ -39,16 +36,16 @@ async fn half_sent_frames_on_many_streams_are_bounded() {
         vec![],
     ))
     .await;
-    let honest = start(test_config(
-        &dir.path().join("kitchen"),
-        &issue(&ca, "lyon", "kitchen-1", "kitchen"),
-        vec![pos.local_addr()],
-    ))
-    .await;
-    wait_connected(&honest, "pos-1").await;
+    (dir, ca, pos)
+}
 
-    let attacker_cert = issue(&ca, "lyon", "kiosk-9", "kiosk");
-    let endpoint = endpoint(&attacker_cert, &filter_for(&attacker_cert));
+/// A hand-made connection of an authenticated kiosk to `pos`, speaking raw QUIC.
+async fn attacker(
+    ca: &FleetCa,
+    pos: &outpost_transport::Node,
+) -> (quinn::Endpoint, quinn::Connection) {
+    let cert = issue(ca, "lyon", "kiosk-9", "kiosk");
+    let endpoint = endpoint(&cert, &filter_for(&cert));
     let conn = within(
         "attacker connects",
         endpoint
@@ -57,6 +54,24 @@ async fn half_sent_frames_on_many_streams_are_bounded() {
     )
     .await
     .unwrap();
+    (endpoint, conn)
+}
+
+/// A kiosk opens hundreds of document streams and leaves a largest frame half sent on each:
+/// the node holds at most its per-connection budget of frame bytes (8 MiB) plus QUIC's
+/// receive window (8 MiB), the kiosk's writes stall, and the node keeps syncing others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_frames_on_many_streams_are_bounded() {
+    let (dir, ca, pos) = target_pos().await;
+    let honest = start(test_config(
+        &dir.path().join("kitchen"),
+        &issue(&ca, "lyon", "kitchen-1", "kitchen"),
+        vec![pos.local_addr()],
+    ))
+    .await;
+    wait_connected(&honest, "pos-1").await;
+
+    let (_endpoint, conn) = attacker(&ca, &pos).await;
     let before = rss_kib();
     const STREAMS: usize = 600;
     let frame = DEFAULT_MAX_FRAME_SIZE;
@@ -136,25 +151,8 @@ async fn half_sent_frames_on_many_streams_are_bounded() {
 /// anything is allocated; the limit is the engine's 1 MiB, not 16 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_are_capped_at_the_engine_message_limit() {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = FleetCa::generate("acme").unwrap();
-    let pos = start(test_config(
-        &dir.path().join("pos"),
-        &issue(&ca, "lyon", "pos-1", "pos"),
-        vec![],
-    ))
-    .await;
-    let cert = issue(&ca, "lyon", "kiosk-9", "kiosk");
-    let endpoint = endpoint(&cert, &filter_for(&cert));
-    let conn = within(
-        "connect",
-        endpoint
-            .connect(pos.local_addr(), tls::SERVER_NAME)
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let (_dir, ca, pos) = target_pos().await;
+    let (_endpoint, conn) = attacker(&ca, &pos).await;
     let mut send = within("open", conn.open_uni()).await.unwrap();
     write_frame(&mut send, b"menu", 1 << 20).await.unwrap();
     send.write_all(&((DEFAULT_MAX_FRAME_SIZE + 1) as u32).to_be_bytes())
