@@ -24,6 +24,8 @@
 //! machine hits them alike. `GROWTH_SIZES=1000,10000` limits the sizes (50,000 takes a minute
 //! to prepare).
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -35,9 +37,9 @@ use outpost_core::{
     DocumentId, Durability, PeerInfo, Policy, Store, StoreOptions, Subscription, SubscriptionFilter,
 };
 use outpost_transport::{FleetCa, Node, NodeConfig};
+use support::{info, node_config};
 use tokio::runtime::Runtime;
 
-const SITE: &str = "lyon";
 /// The bound on every await.
 const STEP: Duration = Duration::from_secs(120);
 /// Writes per way and size in the interleaved runs, in blocks of `BLOCK`.
@@ -50,10 +52,6 @@ const LIVE_BASE: u64 = 10_000;
 const SPACED: usize = 200;
 const SPACING: Duration = Duration::from_millis(10);
 const BURST: usize = 1_000;
-
-fn info(peer: &str) -> PeerInfo {
-    PeerInfo::parse(SITE, peer, "pos").expect("benchmark peer names are valid")
-}
 
 fn store_options(me: &PeerInfo) -> StoreOptions {
     StoreOptions {
@@ -109,19 +107,6 @@ async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
         Ok(v) => v,
         Err(_) => panic!("timed out after {STEP:?}: {what}"),
     }
-}
-
-fn node_config(
-    dir: &Path,
-    ca: &FleetCa,
-    peer: &str,
-    static_peers: Vec<std::net::SocketAddr>,
-) -> NodeConfig {
-    let cert = ca.issue(&info(peer)).expect("issue a device certificate");
-    let mut config = NodeConfig::new(dir, cert);
-    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    config.static_peers = static_peers;
-    config
 }
 
 fn start(rt: &Runtime, config: NodeConfig) -> Node {

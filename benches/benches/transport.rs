@@ -28,6 +28,8 @@
 //! grows with its document), and `CATCH_UP_ROUNDS` catch-ups. A summary line per figure
 //! with its ratios to the references is printed at the end.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -43,10 +45,9 @@ use outpost_core::{
     Store, StoreOptions, Subscription, SubscriptionFilter, Timestamp,
 };
 use outpost_transport::{FleetCa, Node, NodeConfig};
+use support::{info, node_config};
 use tokio::runtime::{Handle, Runtime};
 
-/// The site of every device of the benchmark.
-const SITE: &str = "lyon";
 /// The bound on every await.
 const STEP: Duration = Duration::from_secs(30);
 /// Samples of each way in the interleaved latency run, after `LATENCY_WARMUP` unrecorded ones.
@@ -66,10 +67,6 @@ const AUTOMERGE: &str = "automerge_sync";
 // ---------------------------------------------------------------------------------------
 // Shared pieces
 
-fn info(peer: &str) -> PeerInfo {
-    PeerInfo::parse(SITE, peer, "pos").expect("benchmark peer names are valid")
-}
-
 fn store_options(me: &PeerInfo) -> StoreOptions {
     StoreOptions {
         identity: Some(me.clone()),
@@ -86,20 +83,6 @@ fn hex(heads: &[ChangeHash]) -> Vec<String> {
 fn sorted(mut heads: Vec<String>) -> Vec<String> {
     heads.sort();
     heads
-}
-
-/// A node on 127.0.0.1 with an ephemeral port, as the transport tests build them.
-fn node_config(
-    dir: &Path,
-    ca: &FleetCa,
-    peer: &str,
-    static_peers: Vec<std::net::SocketAddr>,
-) -> NodeConfig {
-    let cert = ca.issue(&info(peer)).expect("issue a device certificate");
-    let mut config = NodeConfig::new(dir, cert);
-    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    config.static_peers = static_peers;
-    config
 }
 
 async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {

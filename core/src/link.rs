@@ -293,11 +293,6 @@ impl Links {
         self.current.get(peer).copied()
     }
 
-    /// Every open connection the links layer knows.
-    pub fn connections(&self) -> Vec<ConnId> {
-        self.conns.keys().copied().collect()
-    }
-
     // ---- inputs ----
 
     /// Adds a target to dial now and redial whenever its link is down; returns whether it

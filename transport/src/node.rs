@@ -137,23 +137,22 @@ struct DeviceHooks {
 
 impl Hooks for DeviceHooks {
     fn on_event(&mut self, event: &Event) {
-        let _ = self.events.send(event.clone());
-    }
-
-    fn after_input(&mut self, links: &Links) {
-        let now: BTreeMap<PeerId, PeerInfo> = links
-            .connected()
-            .into_iter()
-            .map(|p| (p.peer.clone(), p))
-            .collect();
-        self.connected.send_if_modified(|c| {
-            if *c == now {
-                false
-            } else {
-                *c = now;
-                true
+        // The links layer reports every change of its connected set (a replaced connection
+        // or a grace period is not one), so the set follows the events.
+        match event {
+            Event::PeerConnected(p) => {
+                self.connected.send_modify(|c| {
+                    c.insert(p.peer.clone(), p.clone());
+                });
             }
-        });
+            Event::PeerDisconnected(p) => {
+                self.connected.send_modify(|c| {
+                    c.remove(&p.peer);
+                });
+            }
+            _ => {}
+        }
+        let _ = self.events.send(event.clone());
     }
 
     fn on_shutdown(&mut self, _links: &Links) {

@@ -34,7 +34,7 @@ pub trait Hooks: Send + 'static {
     /// Every event of the links layer and the engine, in order.
     fn on_event(&mut self, event: &Event);
 
-    /// After every input, once the outputs were carried out (metrics, connected peers).
+    /// After every input, once the outputs were carried out (metrics).
     fn after_input(&mut self, _links: &Links) {}
 
     /// A connection handed to the runner has closed (exactly once per connection, including
@@ -80,7 +80,6 @@ enum Command {
     PauseTarget(Target),
     ResumeTarget(Target),
     Status(oneshot::Sender<SyncStatus>),
-    Peers(oneshot::Sender<Vec<PeerInfo>>),
     Disconnect {
         peer: PeerId,
         code: CloseCode,
@@ -188,13 +187,6 @@ impl RunnerHandle {
     pub async fn status(&self) -> Result<SyncStatus> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Status(tx))?;
-        rx.await.map_err(|_| Error::NodeStopped)
-    }
-
-    /// The peers connected now.
-    pub async fn connected(&self) -> Result<Vec<PeerInfo>> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Peers(tx))?;
         rx.await.map_err(|_| Error::NodeStopped)
     }
 
@@ -396,9 +388,6 @@ impl<H: Hooks> Runner<H> {
             Command::ResumeTarget(target) => self.links.resume_target(&target, now),
             Command::Status(reply) => {
                 let _ = reply.send(self.links.status());
-            }
-            Command::Peers(reply) => {
-                let _ = reply.send(self.links.connected());
             }
             Command::Disconnect { peer, code, reply } => {
                 let _ = reply.send(self.links.disconnect(&peer, code, now));

@@ -133,6 +133,7 @@ impl Hooks for SiteHooks {
         match event {
             Event::PeerConnected(peer) => {
                 tracing::info!(%peer, "device connected");
+                self.set_connected(self.connected + 1);
                 if !self.checked_at_load {
                     // The engine has just loaded every document for its digests.
                     self.checked_at_load = true;
@@ -143,7 +144,10 @@ impl Hooks for SiteHooks {
                     }
                 }
             }
-            Event::PeerDisconnected(peer) => tracing::info!(%peer, "device disconnected"),
+            Event::PeerDisconnected(peer) => {
+                tracing::info!(%peer, "device disconnected");
+                self.set_connected(self.connected.saturating_sub(1));
+            }
             Event::ConnectionRefused { peer, code } => {
                 tracing::warn!(%peer, %code, "connection refused")
             }
@@ -171,13 +175,6 @@ impl Hooks for SiteHooks {
         self.shared
             .metrics
             .add_engine_delta(&self.site, &mut self.last_metrics, &now);
-        let connected = links.connected().len();
-        if connected != self.connected {
-            self.connected = connected;
-            self.shared
-                .metrics
-                .set_site(&self.site, |s| s.connected = connected as u64);
-        }
     }
 
     fn on_connection_closed(&mut self) {
@@ -193,10 +190,7 @@ impl Hooks for SiteHooks {
     }
 
     fn on_shutdown(&mut self, links: &Links) {
-        self.connected = 0;
-        self.shared
-            .metrics
-            .set_site(&self.site, |s| s.connected = 0);
+        self.set_connected(0);
         self.refresh_backlog(links);
         self.set_documents_loaded(0);
         self.shared
@@ -206,6 +200,14 @@ impl Hooks for SiteHooks {
 }
 
 impl SiteHooks {
+    /// Devices connected now, from the links layer's connect and disconnect events.
+    fn set_connected(&mut self, n: usize) {
+        self.connected = n;
+        self.shared
+            .metrics
+            .set_site(&self.site, |s| s.connected = n as u64);
+    }
+
     /// Evicts idle documents, refreshes the backlog; returns true when the site retired.
     fn tick(&mut self, links: &Links, open: usize) -> bool {
         let idle = self.shared.config.idle;
