@@ -10,6 +10,7 @@
 //! `core/docs/design.md` for the protocol, the flow control and the trust rules.
 
 mod persist;
+pub mod reconcile;
 mod status;
 pub mod wire;
 
@@ -20,7 +21,7 @@ use automerge::ChangeHash;
 
 use self::persist::{Progress, SyncStateStore};
 pub use self::status::{DocStatus, EngineMetrics, PeerStatus, SyncStatus};
-use self::wire::{DocDigest, WireError, WireMessage, FRAGMENT_BYTES};
+use self::wire::{DocDigest, Protocol, WireError, WireMessage, FRAGMENT_BYTES};
 use crate::{parse_actor, DocumentId, Event, PeerId, PeerInfo, Policy, Store, Timestamp};
 
 /// Bytes of sync payload that may be unacknowledged per peer.
@@ -154,6 +155,11 @@ struct Peer {
     pending_ack: u64,
     /// Pages of the peer's Hello received so far.
     hello_pending: Vec<DocDigest>,
+    /// The documents both sides may read, as they were when the link came up
+    /// ([`Protocol::V2`]), built when first needed.
+    snapshot: Option<reconcile::Snapshot>,
+    /// Names the peer listed in `Reconcile` items this session.
+    named: usize,
     /// Documents this peer's changes created here this session.
     created: usize,
 }
@@ -323,9 +329,45 @@ impl Engine {
             .collect()
     }
 
+    /// The heads of `doc` on disk, from its marker; none if it has none or cannot be read.
+    fn heads_or_empty(&self, doc: &DocumentId) -> Vec<ChangeHash> {
+        self.store
+            .stored_heads(doc)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Whether both sides of a link may read `doc`: the documents worth comparing (a role
+    /// that may write a context may read it).
+    fn both_read(&self, peer: &PeerInfo, doc: &DocumentId) -> bool {
+        let policy = &self.config.policy;
+        policy.may_read(&peer.role, doc.context())
+            && policy.may_read(&self.config.local.role, doc.context())
+    }
+
+    /// The documents we and `peer` may both read, with their heads on disk.
+    fn snapshot(&mut self, peer: &PeerInfo) -> reconcile::Snapshot {
+        let docs: Vec<DocumentId> = self
+            .offered(peer)
+            .into_iter()
+            .filter(|d| self.both_read(peer, d))
+            .collect();
+        reconcile::Snapshot::new(docs.into_iter().map(|doc| {
+            let heads = self.heads_or_empty(&doc);
+            let d = digest(&heads);
+            (doc, heads, d)
+        }))
+    }
+
     /// A link to `peer` came up. Its identity must come from something the driver verified
     /// (the transport takes it from the peer's certificate).
     pub fn handle_connect(&mut self, peer: PeerInfo, now: Timestamp) {
+        self.handle_connect_speaking(peer, Protocol::CURRENT, now)
+    }
+
+    /// A link to `peer` that speaks `protocol` came up (see [`Engine::handle_connect`]).
+    pub fn handle_connect_speaking(&mut self, peer: PeerInfo, protocol: Protocol, now: Timestamp) {
         let id = peer.peer.clone();
         let _span = tracing::debug_span!("peer", peer = %peer).entered();
         if self.known_roles.get(&id) != Some(&peer.role) {
@@ -334,23 +376,6 @@ impl Engine {
                 self.storage_failed(Some(&id), None, &e);
             }
         }
-        let docs: Vec<DocDigest> = self
-            .offered(&peer)
-            .into_iter()
-            .map(|doc| {
-                let heads = self
-                    .store
-                    .stored_heads(&doc)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default();
-                DocDigest {
-                    doc,
-                    digest: digest(&heads),
-                }
-            })
-            .collect();
-        let hello = hello_pages(docs);
         let mut p = Peer {
             info: peer,
             docs: BTreeMap::new(),
@@ -360,10 +385,39 @@ impl Engine {
             last_ack: now,
             pending_ack: 0,
             hello_pending: Vec::new(),
+            snapshot: None,
+            named: 0,
             created: 0,
         };
-        for page in hello {
-            p.control.push_back((None, page));
+        match protocol {
+            Protocol::V1 => {
+                let info = p.info.clone();
+                let docs: Vec<DocDigest> = self
+                    .offered(&info)
+                    .into_iter()
+                    .map(|doc| {
+                        let heads = self.heads_or_empty(&doc);
+                        DocDigest {
+                            doc,
+                            digest: digest(&heads),
+                        }
+                    })
+                    .collect();
+                for page in hello_pages(docs) {
+                    p.control.push_back((None, page));
+                }
+            }
+            Protocol::V2 => {
+                let snapshot = self.snapshot(&p.info);
+                // One side starts, so that the two runs do not cross: the smaller id.
+                if self.config.local.peer < p.info.peer {
+                    let start = WireMessage::Reconcile {
+                        ranges: vec![snapshot.start()],
+                    };
+                    p.control.push_back((None, start.encode()));
+                }
+                p.snapshot = Some(snapshot);
+            }
         }
         self.peers.insert(id, p);
     }
@@ -476,6 +530,7 @@ impl Engine {
                 self.handle_hello(from, all, now);
                 Ok(())
             }
+            WireMessage::Reconcile { ranges } => self.handle_reconcile(from, ranges, now),
             WireMessage::HelloPart { docs } => {
                 if peer.hello_pending.len() + docs.len() > MAX_HELLO_DOCUMENTS {
                     peer.hello_pending = Vec::new();
@@ -551,17 +606,10 @@ impl Engine {
         }
         let mut to_sync: Vec<DocumentId> = Vec::new();
         for doc in self.offered(&info) {
-            let ours = digest(
-                &self
-                    .store
-                    .stored_heads(&doc)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default(),
-            );
+            let heads = self.heads_or_empty(&doc);
             match theirs.remove(&doc) {
-                Some(t) if t == ours => {
-                    if self.note_shared(from, &doc) {
+                Some(t) if t == digest(&heads) => {
+                    if self.note_shared(from, &doc, heads) {
                         self.mark_synced(from, &doc, now);
                     }
                 }
@@ -574,18 +622,65 @@ impl Engine {
         }
     }
 
+    /// Answers a peer's range digests ([`Protocol::V2`]): shared documents are noted as
+    /// such, differing ones synced one by one, and finer ranges or items go back.
+    fn handle_reconcile(
+        &mut self,
+        from: &PeerId,
+        ranges: Vec<wire::NameRange>,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        let Some(peer) = self.peers.get_mut(from) else {
+            return Err(EngineError::UnknownPeer(from.clone()));
+        };
+        let info = peer.info.clone();
+        let snapshot = match peer.snapshot.take() {
+            Some(s) => s,
+            None => self.snapshot(&info),
+        };
+        let outcome = snapshot.answer(ranges);
+        let Some(peer) = self.peers.get_mut(from) else {
+            return Err(EngineError::UnknownPeer(from.clone()));
+        };
+        peer.named += outcome.named;
+        if peer.named > MAX_HELLO_DOCUMENTS {
+            peer.snapshot = Some(snapshot);
+            self.metrics.sync_errors += 1;
+            return Err(EngineError::BadSync {
+                peer: from.clone(),
+                doc: DocumentId::new("hello".parse().expect("a valid context name")),
+                reason: format!(
+                    "the peer named over {MAX_HELLO_DOCUMENTS} documents in range items; \
+                     the rest of its reconciliation is dropped"
+                ),
+            });
+        }
+        for page in reconcile::pages(outcome.reply) {
+            peer.control
+                .push_back((None, WireMessage::Reconcile { ranges: page }.encode()));
+        }
+        for i in outcome.equal {
+            let e = snapshot.entry(i);
+            let (doc, heads) = (e.doc.clone(), e.heads.clone());
+            if self.note_shared(from, &doc, heads) {
+                self.mark_synced(from, &doc, now);
+            }
+        }
+        if let Some(p) = self.peers.get_mut(from) {
+            p.snapshot = Some(snapshot);
+        }
+        for doc in outcome.differ {
+            if self.both_read(&info, &doc) {
+                self.pump(from, &doc, now);
+            }
+        }
+        Ok(())
+    }
+
     /// Both sides announced the same heads: they are shared, so the next session (and the
     /// status) starts from them without an exchange.
     /// Returns whether the shared heads are on disk.
-    fn note_shared(&mut self, peer: &PeerId, doc: &DocumentId) -> bool {
-        // From the document's marker: an idle reconnect loads no document.
-        let heads = match self.store.stored_heads(doc) {
-            Ok(h) => h.unwrap_or_default(),
-            Err(e) => {
-                self.storage_failed(Some(peer), Some(doc), &e);
-                return false;
-            }
-        };
+    fn note_shared(&mut self, peer: &PeerId, doc: &DocumentId, heads: Vec<ChangeHash>) -> bool {
         let mut state = match self.take_state(peer, doc) {
             Ok(s) => s,
             Err(EngineError::Store(e)) => {

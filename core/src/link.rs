@@ -44,6 +44,7 @@ use rand::SeedableRng;
 
 pub use self::backoff::Backoff;
 pub use self::close::CloseCode;
+use crate::engine::wire::Protocol;
 use crate::engine::SyncStatus;
 use crate::{DocumentId, Engine, EngineError, Event, PeerId, PeerInfo, SiteId, Timestamp};
 
@@ -135,6 +136,7 @@ pub enum Output {
 #[derive(Clone, Debug)]
 struct Conn {
     info: PeerInfo,
+    protocol: Protocol,
     target: Option<Target>,
     opened: Timestamp,
 }
@@ -353,6 +355,19 @@ impl Links {
         dialed: Option<Target>,
         now: Timestamp,
     ) {
+        self.handle_connected_speaking(conn, info, Protocol::CURRENT, dialed, now)
+    }
+
+    /// A connection that speaks `protocol` (negotiated by the transport) completed its
+    /// handshake; see [`Links::handle_connected`].
+    pub fn handle_connected_speaking(
+        &mut self,
+        conn: ConnId,
+        info: PeerInfo,
+        protocol: Protocol,
+        dialed: Option<Target>,
+        now: Timestamp,
+    ) {
         if self.stopped {
             self.outputs.push_back(Output::Close {
                 conn,
@@ -387,7 +402,7 @@ impl Links {
         if let Some(existing_id) = self.current.get(&info.peer).copied() {
             let Some(existing) = self.conns.get(&existing_id).cloned() else {
                 self.current.remove(&info.peer);
-                return self.handle_connected(conn, info, dialed, now);
+                return self.handle_connected_speaking(conn, info, protocol, dialed, now);
             };
             if existing.info.site != info.site {
                 // The engine keys peers by id alone: two sites' `pos-1` cannot share it.
@@ -405,7 +420,13 @@ impl Links {
                 && existing.info == info;
             // Either way the other side restarts its sync session on the kept connection.
             self.engine.handle_disconnect(&info.peer, now);
-            self.engine.handle_connect(info.clone(), now);
+            let speaks = if keep_existing {
+                existing.protocol
+            } else {
+                protocol
+            };
+            self.engine
+                .handle_connect_speaking(info.clone(), speaks, now);
             if keep_existing {
                 tracing::debug!(peer = %info, "closing duplicate connection, keeping the existing one");
                 self.outputs.push_back(Output::Close {
@@ -426,7 +447,7 @@ impl Links {
             if let Some(t) = existing.target {
                 self.schedule_redial(&t, now, Some(existing.opened));
             }
-            self.insert_conn(conn, info, dialed, now);
+            self.insert_conn(conn, info, protocol, dialed, now);
             return;
         }
         let replacing = self.replacing.remove(&info.peer).is_some();
@@ -434,8 +455,9 @@ impl Links {
             tracing::info!(peer = %info, dialed_by_us, "peer connected");
         }
         self.offline.remove(&info.peer);
-        self.insert_conn(conn, info.clone(), dialed, now);
-        self.engine.handle_connect(info.clone(), now);
+        self.insert_conn(conn, info.clone(), protocol, dialed, now);
+        self.engine
+            .handle_connect_speaking(info.clone(), protocol, now);
         if !replacing {
             self.events.push_back(Event::PeerConnected(info));
         }
@@ -655,6 +677,7 @@ impl Links {
         &mut self,
         conn: ConnId,
         info: PeerInfo,
+        protocol: Protocol,
         dialed: Option<Target>,
         now: Timestamp,
     ) {
@@ -666,6 +689,7 @@ impl Links {
             conn,
             Conn {
                 info,
+                protocol,
                 target: dialed,
                 opened: now,
             },

@@ -104,7 +104,7 @@ pub struct LinkStats {
     pub sync_messages: u64,
     /// Bytes of those.
     pub sync_bytes: u64,
-    /// `Hello` messages sent.
+    /// Handshake messages sent: `Hello` and its pages, or `Reconcile` range digests.
     pub hellos: u64,
     /// The most document bytes ever sent and not yet acknowledged.
     pub max_unacked: u64,
@@ -896,7 +896,9 @@ impl Net {
             }
             if matches!(
                 msg,
-                WireMessage::Hello { .. } | WireMessage::HelloPart { .. }
+                WireMessage::Hello { .. }
+                    | WireMessage::HelloPart { .. }
+                    | WireMessage::Reconcile { .. }
             ) {
                 st.hellos += 1;
             }
@@ -1260,6 +1262,7 @@ fn describe(msg: &WireMessage, len: usize) -> String {
         WireMessage::Ack { bytes } => format!("Ack({bytes})"),
         WireMessage::Refused { doc, reason } => format!("Refused({doc}: {reason})"),
         WireMessage::Error { code, message } => format!("Error({code}: {message})"),
+        WireMessage::Reconcile { ranges } => format!("Reconcile({} ranges, {len} B)", ranges.len()),
     }
 }
 

@@ -356,6 +356,7 @@ impl<H: Hooks> Runner<H> {
         match command {
             Command::Connected { conn, info, dialed } => {
                 let id = conn_id(&conn);
+                let protocol = tls::protocol_of(&conn);
                 let session = Session::start(
                     conn,
                     info.clone(),
@@ -378,7 +379,8 @@ impl<H: Hooks> Runner<H> {
                     });
                     return;
                 }
-                self.links.handle_connected(id, info, dialed, now);
+                self.links
+                    .handle_connected_speaking(id, info, protocol, dialed, now);
             }
             Command::DialFailed(target) => self.links.handle_dial_failed(&target, now),
             Command::AddTarget(target) => {

@@ -11,12 +11,15 @@
 //!   same site and to cloud peers (role `cloud`); a cloud peer talks to every site.
 //!
 //! So a refused peer never completes the handshake and never receives a byte of data.
-//! The negotiated ALPN is [`ALPN`] (`outpost/1`); TLS 1.3 only, with the *ring* provider.
+//! ALPN negotiates the protocol ([`Protocol`]): `outpost/2` and `outpost/1` are offered, newest
+//! first, and a peer that predates ALPN choice speaks `outpost/1`; TLS 1.3 only, with the *ring*
+//! provider.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use outpost_core::engine::wire::Protocol;
 use outpost_core::{PeerId, PeerInfo, Role, SiteId};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -30,8 +33,21 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use crate::error::{Error, Result};
 use crate::identity::{peer_info_from_cert, DeviceCert};
 
-/// The ALPN protocol id of outpost links.
-pub const ALPN: &[u8] = b"outpost/1";
+/// The ALPN protocol id of the newest protocol of outpost links.
+pub const ALPN: &[u8] = b"outpost/2";
+
+fn alpn_ids(protocols: &[Protocol]) -> Vec<Vec<u8>> {
+    protocols.iter().map(|p| p.alpn().to_vec()).collect()
+}
+
+/// The protocol an established connection negotiated (by ALPN).
+pub(crate) fn protocol_of(conn: &quinn::Connection) -> Protocol {
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    Protocol::from_alpn(alpn.as_deref()).unwrap_or(Protocol::V1)
+}
 
 /// Which sites a node accepts peers from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -290,6 +306,9 @@ pub struct TransportTuning {
     pub connection_receive_window: u32,
     /// The same per stream (default 1 MiB + 64 KiB: one largest frame).
     pub stream_receive_window: u32,
+    /// The protocols offered in the TLS handshake, preferred first (default: every protocol
+    /// this version speaks, newest first). Restricting it plays an older peer in tests.
+    pub protocols: Vec<Protocol>,
 }
 
 impl Default for TransportTuning {
@@ -300,6 +319,7 @@ impl Default for TransportTuning {
             max_document_streams: 4096,
             connection_receive_window: 8 * 1024 * 1024,
             stream_receive_window: 1024 * 1024 + 64 * 1024,
+            protocols: Protocol::ALL.to_vec(),
         }
     }
 }
@@ -417,7 +437,7 @@ impl ServerCertVerifier for FleetServerVerifier {
 }
 
 /// The rustls server configuration: device certificate, mandatory client certificates
-/// verified against the fleet CA and `filter`, ALPN `outpost/1`, TLS 1.3.
+/// verified against the fleet CA and `filter`, every protocol by ALPN, TLS 1.3.
 pub fn rustls_server_config(
     cert: &DeviceCert,
     filter: &PeerFilter,
@@ -435,12 +455,12 @@ pub fn rustls_server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(cert.cert_chain(), cert.private_key())
         .map_err(|e| Error::TlsConfig(e.to_string()))?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = alpn_ids(&Protocol::ALL);
     Ok(config)
 }
 
 /// The rustls client configuration: the device certificate as client certificate, server
-/// certificates verified against the fleet CA and `filter`, ALPN `outpost/1`, TLS 1.3.
+/// certificates verified against the fleet CA and `filter`, every protocol by ALPN, TLS 1.3.
 pub fn rustls_client_config(
     cert: &DeviceCert,
     filter: &PeerFilter,
@@ -460,7 +480,7 @@ pub fn rustls_client_config(
         .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(cert.cert_chain(), cert.private_key())
         .map_err(|e| Error::TlsConfig(e.to_string()))?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = alpn_ids(&Protocol::ALL);
     Ok(config)
 }
 
@@ -490,9 +510,10 @@ pub fn server_config(
     filter: &PeerFilter,
     tuning: &TransportTuning,
 ) -> Result<quinn::ServerConfig> {
-    let crypto =
-        quinn::crypto::rustls::QuicServerConfig::try_from(rustls_server_config(cert, filter)?)
-            .map_err(|e| Error::TlsConfig(e.to_string()))?;
+    let mut tls = rustls_server_config(cert, filter)?;
+    tls.alpn_protocols = alpn_ids(&tuning.protocols);
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| Error::TlsConfig(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(transport_config(tuning)?);
     Ok(config)
@@ -504,9 +525,10 @@ pub fn client_config(
     filter: &PeerFilter,
     tuning: &TransportTuning,
 ) -> Result<quinn::ClientConfig> {
-    let crypto =
-        quinn::crypto::rustls::QuicClientConfig::try_from(rustls_client_config(cert, filter)?)
-            .map_err(|e| Error::TlsConfig(e.to_string()))?;
+    let mut tls = rustls_client_config(cert, filter)?;
+    tls.alpn_protocols = alpn_ids(&tuning.protocols);
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| Error::TlsConfig(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(transport_config(tuning)?);
     Ok(config)

@@ -4,6 +4,8 @@ mod support;
 
 use std::sync::Arc;
 
+use outpost_core::engine::wire::Protocol;
+use outpost_core::Durability;
 use outpost_transport::{self as tls, peer_info_of, TransportTuning};
 use outpost_transport::{DenyList, FleetCa, PeerFilter, SiteRule};
 use support::*;
@@ -186,4 +188,95 @@ async fn expired_certificate_is_refused() {
         s.is_err() && c.is_err(),
         "expired certificate must be refused"
     );
+}
+
+fn alpn_of(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+}
+
+/// ALPN picks the newest protocol both sides speak: `outpost/2` between two peers of this
+/// version, `outpost/1` with a peer that speaks only the first protocol, whichever side dials.
+#[tokio::test]
+async fn alpn_negotiates_the_newest_common_protocol() {
+    init_tracing();
+    let ca = FleetCa::generate("acme").expect("ca");
+    let pos = issue(&ca, "lyon", "pos-1", "pos");
+    let kiosk = issue(&ca, "lyon", "kiosk-1", "kiosk");
+    let old = TransportTuning {
+        protocols: vec![Protocol::V1],
+        ..TransportTuning::default()
+    };
+    let new_pos = endpoint(&pos, &filter_for(&pos));
+    let old_kiosk =
+        tls::endpoint(&kiosk, &filter_for(&kiosk), &old, localhost()).expect("endpoint");
+    let new_kiosk = endpoint(&kiosk, &filter_for(&kiosk));
+    let (s, c) = link(&new_pos, &new_kiosk).await;
+    assert_eq!(alpn_of(&s.expect("accepted")), Some(b"outpost/2".to_vec()));
+    assert_eq!(alpn_of(&c.expect("connected")), Some(b"outpost/2".to_vec()));
+    for (server, client) in [(&new_pos, &old_kiosk), (&old_kiosk, &new_pos)] {
+        let (s, c) = link(server, client).await;
+        assert_eq!(alpn_of(&s.expect("accepted")), Some(b"outpost/1".to_vec()));
+        assert_eq!(alpn_of(&c.expect("connected")), Some(b"outpost/1".to_vec()));
+    }
+}
+
+/// A rolling upgrade: a kiosk that still speaks only protocol 1 (a `Hello` listing every
+/// document) and a POS of this version sync both ways over real QUIC, documents that existed
+/// before the link included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_of_the_previous_protocol_keeps_syncing() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = FleetCa::generate("acme").expect("ca");
+    let pos_cert = issue(&ca, "lyon", "pos-1", "pos");
+    let kiosk_cert = issue(&ca, "lyon", "kiosk-1", "kiosk");
+    let pos = start(test_config(&dir.path().join("pos"), &pos_cert, vec![])).await;
+    for i in 0..20 {
+        pos.store()
+            .put(
+                &doc(&format!("stock/p{i:02}")),
+                "/burger",
+                serde_json::json!(i),
+                Durability::Fast,
+            )
+            .expect("write");
+    }
+    let mut config = test_config(
+        &dir.path().join("kiosk"),
+        &kiosk_cert,
+        vec![pos.local_addr()],
+    );
+    config.tuning.protocols = vec![Protocol::V1];
+    let kiosk = start(config).await;
+    kiosk
+        .store()
+        .put(
+            &doc("orders/2026-12-01"),
+            "/k1",
+            serde_json::json!({"sku": "burger"}),
+            Durability::Fast,
+        )
+        .expect("write");
+    for i in [0, 19] {
+        wait_value(
+            "stock reaches the kiosk of protocol 1",
+            kiosk.store(),
+            &doc(&format!("stock/p{i:02}")),
+            "/burger",
+            &serde_json::json!(i),
+        )
+        .await;
+    }
+    wait_value(
+        "the order of the kiosk of protocol 1 reaches the pos",
+        pos.store(),
+        &doc("orders/2026-12-01"),
+        "/k1",
+        &serde_json::json!({"sku": "burger"}),
+    )
+    .await;
+    pos.shutdown().await.expect("pos stops");
+    kiosk.shutdown().await.expect("kiosk stops");
 }

@@ -14,6 +14,12 @@
 //! | `Refused` | document | the receiver refused the sender's changes to a document, and why |
 //! | `Error` | control | a protocol error (e.g. unsupported version); the link stays up |
 //! | `HelloPart` | control | a page of a `Hello` over [`HELLO_PAGE_BYTES`]; the `Hello` ends the list |
+//! | `Reconcile` | control | range digests of the documents both peers may read ([`Protocol::V2`]) |
+//!
+//! Which summary a link starts with depends on the [`Protocol`] the two peers negotiated
+//! (the transport does it with ALPN): [`Protocol::V1`] peers list every document and its
+//! digest in `Hello`, [`Protocol::V2`] peers reconcile ranges of documents, so that an idle
+//! reconnect costs bytes proportional to what differs, not to the number of documents.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +39,76 @@ pub const MAX_SYNC_BYTES: usize = 64 * 1024 * 1024;
 pub const ERROR_UNSUPPORTED_VERSION: u16 = 1;
 /// Error code: the message could not be decoded.
 pub const ERROR_MALFORMED: u16 = 2;
+
+/// What two engines speak on a link, negotiated by the transport before the first message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    /// The first protocol: `Hello` lists every document offered with its digest.
+    V1,
+    /// Adds `Reconcile`: range digests over the sorted names of the documents both peers may
+    /// read, with recursion into the ranges that differ.
+    V2,
+}
+
+impl Protocol {
+    /// The newest protocol this engine speaks.
+    pub const CURRENT: Protocol = Protocol::V2;
+    /// Every protocol this engine speaks, newest first.
+    pub const ALL: [Protocol; 2] = [Protocol::V2, Protocol::V1];
+
+    /// The ALPN protocol id that names this protocol on a TLS link.
+    pub fn alpn(self) -> &'static [u8] {
+        match self {
+            Protocol::V1 => b"outpost/1",
+            Protocol::V2 => b"outpost/2",
+        }
+    }
+
+    /// The protocol an ALPN id names; `None` (no ALPN negotiated) is the first protocol.
+    pub fn from_alpn(alpn: Option<&[u8]>) -> Option<Protocol> {
+        match alpn {
+            None => Some(Protocol::V1),
+            Some(id) => Protocol::ALL.into_iter().find(|p| p.alpn() == id),
+        }
+    }
+}
+
+/// One range of document names in a [`WireMessage::Reconcile`]: names `n` with
+/// `lower <= n < upper` (no `upper`: no end), in byte order of their text form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameRange {
+    /// The first name of the range (inclusive).
+    pub lower: String,
+    /// The end of the range (exclusive); `None` is past every name.
+    pub upper: Option<String>,
+    /// What the sender says of its documents in the range.
+    pub summary: RangeSummary,
+}
+
+/// What a peer says of its documents in a [`NameRange`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RangeSummary {
+    /// How many documents and the wrapping sum of a 128-bit hash of each (name, digest): the
+    /// receiver answers `Equal`, or finer ranges, or its `Items`.
+    Fingerprint {
+        /// Documents in the range.
+        count: u64,
+        /// The sum of their item hashes.
+        hash: u128,
+    },
+    /// Documents of the sender in the range with the digests of their heads: all of them when
+    /// `reply` is set, which asks the receiver to answer with the items it found equal (the
+    /// documents that differ, each side syncs one by one).
+    Items {
+        /// Names and digests, as `Hello` lists them.
+        docs: Vec<(String, u64)>,
+        /// Whether the receiver answers with its items.
+        reply: bool,
+    },
+    /// The receiver's fingerprint of the range matched the sender's: every document in it is
+    /// the same on both sides.
+    Equal,
+}
 
 /// A document and a digest of its heads, as announced in `Hello`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +173,12 @@ pub enum WireMessage {
         /// Documents and digests of their heads.
         #[serde(deserialize_with = "lenient_docs")]
         docs: Vec<DocDigest>,
+    },
+    /// Range digests of the documents both peers may read ([`Protocol::V2`]). The peer with
+    /// the smaller id starts with one range over every name; each side answers what differs.
+    Reconcile {
+        /// The ranges, in any order.
+        ranges: Vec<NameRange>,
     },
 }
 
