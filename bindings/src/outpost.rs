@@ -401,6 +401,29 @@ impl Outpost {
     /// Applies `ops` to `doc` atomically: all of them as one change, or none if one fails
     /// (the error names the failing path).
     pub fn transact(&self, doc: String, ops: Vec<TxOp>) -> Result<()> {
+        self.apply_ops("transact", doc, None, ops).map(|_| ())
+    }
+
+    /// Like `transact`, at most once per `write_id` in `doc`: returns `true` if the operations
+    /// were applied now, `false` if a change with this id is already there (nothing done).
+    ///
+    /// Retry a write that must not count twice (a sale, a payment) with the same id after any
+    /// error, also after a restart: it is applied exactly once. A write that failed may have
+    /// been applied (a durable write whose flush failed on a full disk), so a plain retry
+    /// could count it twice.
+    pub fn transact_once(&self, doc: String, write_id: String, ops: Vec<TxOp>) -> Result<bool> {
+        self.apply_ops("transactOnce", doc, Some(write_id), ops)
+    }
+}
+
+impl Outpost {
+    fn apply_ops(
+        &self,
+        what: &str,
+        doc: String,
+        write_id: Option<String>,
+        ops: Vec<TxOp>,
+    ) -> Result<bool> {
         // Parse every JSON value first, so that bad input fails before anything is applied.
         let parsed = ops
             .into_iter()
@@ -419,8 +442,8 @@ impl Outpost {
                 Ok((op, value))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.on_doc("transact", &doc, |s, d| {
-            s.transact(d, self.durability, |tx| {
+        self.on_doc(what, &doc, |s, d| {
+            let apply = |tx: &mut outpost_core::Tx<'_>| {
                 for (op, value) in parsed {
                     let value = value.unwrap_or(Json::Null);
                     match op {
@@ -434,7 +457,13 @@ impl Outpost {
                     }
                 }
                 Ok(())
-            })
+            };
+            match &write_id {
+                None => s.transact(d, self.durability, apply).map(|()| true),
+                Some(id) => s
+                    .transact_once(d, id, self.durability, apply)
+                    .map(|o| matches!(o, outpost_core::WriteOutcome::Applied(()))),
+            }
         })
     }
 

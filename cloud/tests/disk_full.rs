@@ -5,12 +5,12 @@
 //! root (CI runs as root; elsewhere the test says it cannot run, and fails under `CI`).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use outpost_cloud::server::{Cloud, CloudConfig};
 use outpost_core::{DocumentId, Durability, PeerId, PeerInfo};
+use outpost_testkit::Tmpfs;
 use outpost_transport::{FleetCa, Node, NodeConfig};
 use serde_json::json;
 
@@ -24,40 +24,6 @@ async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
 
 fn localhost() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-/// A tmpfs of `mib` MiB mounted at `at`, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, mib: u64) -> Option<Tmpfs> {
-        std::fs::create_dir_all(at).expect("mount point");
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(at)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(at.to_path_buf()))
-    }
-
-    fn free_bytes(&self) -> u64 {
-        let out = Command::new("df")
-            .args(["--output=avail", "-B1"])
-            .arg(&self.0)
-            .output()
-            .expect("df runs");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .nth(1)
-            .and_then(|l| l.trim().parse().ok())
-            .expect("df prints the free bytes")
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 async fn start_cloud(data: &Path, certs: &Path, listen: SocketAddr) -> Cloud {
@@ -113,7 +79,7 @@ async fn a_full_disk_under_the_cloud_loses_nothing() {
     std::fs::write(certs.join("ca.pem"), ca.cert_pem()).expect("write");
     std::fs::write(certs.join("cloud.pem"), cloud_cert.cert_pem()).expect("write");
     std::fs::write(certs.join("cloud.key"), cloud_cert.key_pem()).expect("write");
-    let data = fs.0.join("data");
+    let data = fs.path().join("data");
     let cloud = start_cloud(&data, &certs, localhost()).await;
     let cloud_addr = cloud.quic_addr();
     let cloud_id: PeerId = "cloud-1".parse().expect("id");
@@ -153,7 +119,7 @@ async fn a_full_disk_under_the_cloud_loses_nothing() {
     .await;
 
     // Fill the cloud's disk, leaving almost nothing.
-    let filler = fs.0.join("filler");
+    let filler = fs.path().join("filler");
     let free = fs.free_bytes();
     let _ = std::fs::write(&filler, vec![0u8; free.saturating_sub(64 * 1024) as usize]);
     println!(

@@ -57,6 +57,6 @@ pub use pointer::Pointer;
 pub use policy::{ContextRule, Policy};
 pub use store::{
     ChangeEvent, ConflictValue, Durability, Origin, Store, StoreOptions, Subscription,
-    SubscriptionFilter, Tx,
+    SubscriptionFilter, Tx, WriteOutcome,
 };
 pub use time::Timestamp;

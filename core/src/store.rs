@@ -48,6 +48,15 @@ pub enum Durability {
     Fast,
 }
 
+/// What [`Store::transact_once`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOutcome<T> {
+    /// The write was applied now; the closure's result.
+    Applied(T),
+    /// A change with this write id was already in the document: nothing was done.
+    AlreadyApplied,
+}
+
 /// Options for [`Store::open_with`].
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -336,21 +345,68 @@ impl Store {
 
     /// Runs `f` on a document, creating it if needed; all its operations commit atomically
     /// as one change, or none do if `f` fails.
+    ///
+    /// A write that returns an error may still have been applied: the change is in sled when
+    /// a durable write's flush fails (a full disk), and it may or may not be there after a
+    /// restart. Retrying a write that must not count twice (an increment, a payment) is what
+    /// [`Store::transact_once`] is for.
     pub fn transact<T>(
         &self,
         doc: &DocumentId,
         durability: Durability,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
     ) -> Result<T> {
+        match self.transact_inner(doc, durability, None, f)? {
+            WriteOutcome::Applied(v) => Ok(v),
+            WriteOutcome::AlreadyApplied => unreachable!("only writes with an id are skipped"),
+        }
+    }
+
+    /// Like [`Store::transact`], but at most once per `write_id` in this document: if a change
+    /// with this id is already in the document, `f` is not run and the result is
+    /// [`WriteOutcome::AlreadyApplied`] (for a durable write, once the document is flushed).
+    ///
+    /// The id travels inside the change (its message), so it is atomic with it: whether an
+    /// earlier attempt failed before, during or after its flush, and whether the process
+    /// restarted since, retrying with the same id applies the write exactly once. Choose ids
+    /// that name the intent (`sale/K1-042/burger`), not the attempt. The first write with an
+    /// id after a document loads reads the messages of its changes once.
+    pub fn transact_once<T>(
+        &self,
+        doc: &DocumentId,
+        write_id: &str,
+        durability: Durability,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
+    ) -> Result<WriteOutcome<T>> {
+        self.transact_inner(doc, durability, Some(write_id), f)
+    }
+
+    fn transact_inner<T>(
+        &self,
+        doc: &DocumentId,
+        durability: Durability,
+        write_id: Option<&str>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
+    ) -> Result<WriteOutcome<T>> {
         self.check_write(doc)?;
         let slot = self.slot(doc)?;
         let mut s = lock(&slot);
+        if let Some(id) = write_id {
+            if s.has_write(id) {
+                drop(s);
+                if durability == Durability::Durable {
+                    self.inner.flushes.flush(&self.inner.db)?;
+                }
+                return Ok(WriteOutcome::AlreadyApplied);
+            }
+        }
         let record_paths = self.inner.subscribers.wants_paths(doc);
+        let message = write_id.map(|id| format!("{}{id}", slot::WRITE_ID_PREFIX));
         let (out, hash, paths) = {
             let mut tx = Tx::new(s.doc.transaction(), doc, record_paths);
             match f(&mut tx) {
                 Ok(v) => {
-                    let (hash, paths) = tx.commit();
+                    let (hash, paths) = tx.commit(message);
                     (v, hash, paths)
                 }
                 Err(e) => return Err(e),
@@ -358,16 +414,19 @@ impl Store {
         };
         // An empty transaction commits no change: nothing to persist or announce.
         let Some(change) = hash.and_then(|h| s.doc.get_change_by_hash(&h)) else {
-            return Ok(out);
+            return Ok(WriteOutcome::Applied(out));
         };
         self.persist(&mut s, change.raw_bytes())
             .inspect_err(|_| self.forget(doc))?;
+        if let Some(id) = write_id {
+            s.note_write(id);
+        }
         let heads = s.doc.get_heads();
         if durability == Durability::Fast {
             self.inner
                 .subscribers
                 .notify(doc, &heads, paths, Origin::Local);
-            return Ok(out);
+            return Ok(WriteOutcome::Applied(out));
         }
         // Durable: flush without holding the document, so that writers arriving meanwhile
         // (to this document or others) add their changes to sled's log and share the next
@@ -381,7 +440,7 @@ impl Store {
         self.inner
             .subscribers
             .notify(doc, &heads, paths, Origin::Local);
-        Ok(out)
+        Ok(WriteOutcome::Applied(out))
     }
 
     /// Appends `bytes` to the document's chunks, compacting past the threshold. Not flushed:

@@ -1295,3 +1295,67 @@ fn open_links(p: &SimPeer, tail: [u8; 8], reconnect: &Backoff, seed: u64) -> Lin
 
 /// Largest encoded message the engine sends: a full fragment plus framing.
 pub const MAX_FRAGMENT_MESSAGE: u64 = FRAGMENT_BYTES as u64 + 1024;
+
+/// A size-limited tmpfs the test mounts itself (for disk-full tests), unmounted on drop.
+/// Mounting needs root: CI runs as root; elsewhere [`Tmpfs::mount`] returns `None`.
+pub struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `mib` MiB at `at` (created if missing); `None` if that is not allowed.
+    pub fn mount(at: &std::path::Path, mib: u64) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// Bytes free on it, as `df` reports them.
+    pub fn free_bytes(&self) -> u64 {
+        let out = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.0)
+            .output()
+            .expect("df runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df prints the free bytes")
+    }
+
+    /// Fills what is free with a ballast file (`<mount>/ballast`); returns its size.
+    pub fn fill(&self) -> u64 {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(self.0.join("ballast")).expect("ballast file");
+        let block = vec![0x5a_u8; 64 * 1024];
+        let mut written = 0;
+        while f.write_all(&block).is_ok() {
+            written += block.len() as u64;
+        }
+        let _ = f.sync_all();
+        written
+    }
+
+    /// Removes the ballast file.
+    pub fn free(&self) {
+        let _ = std::fs::remove_file(self.0.join("ballast"));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}

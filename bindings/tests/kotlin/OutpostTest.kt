@@ -106,7 +106,10 @@ class Scenario(private val dir: Path) {
                 TxOp.Push(path = "/o-1/items", json = """{"sku": "burger", "qty": 1}"""),
             ),
         )
-        kiosk.increment("stock", "/burger", -1)
+        // The sale is retried (say, after an error): its write id makes it count once.
+        val sale = listOf(TxOp.Increment(path = "/burger", delta = -1))
+        check(kiosk.transactOnce("stock", "sale/K1-001/burger", sale))
+        check(!kiosk.transactOnce("stock", "sale/K1-001/burger", sale))
         posEvents.waitFor("the kiosk's order and sale") { r ->
             r.changes.count { it.origin == ChangeOrigin.Remote(peer = "kiosk-1") } >= 2
         }

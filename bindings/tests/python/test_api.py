@@ -61,6 +61,12 @@ def test_values_lists_counters_and_transactions(local):
         )
     assert local.get_string("orders", "/o-1/status") == "new"
 
+    # A write with an id applies once, however often it is retried.
+    sale = [outpost.TxOp.INCREMENT(path="/burger", delta=-1)]
+    assert local.transact_once("stock", "sale/K1-042/burger", sale) is True
+    assert local.transact_once("stock", "sale/K1-042/burger", sale) is False
+    assert local.get_int("stock", "/burger") == 2
+
     local.delete("orders", "/o-1/total")
     assert local.get("orders", "/o-1/total") is None
     assert local.documents() == ["menu", "orders", "stock"]

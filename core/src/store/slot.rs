@@ -63,7 +63,13 @@ pub(super) struct Slot {
     snapshot_bytes: usize,
     tail_bytes: usize,
     pub(super) last_used: Instant,
+    /// Write ids of the document's changes (see `Store::transact_once`), read from the
+    /// changes' messages when first needed.
+    write_ids: Option<std::collections::HashSet<String>>,
 }
+
+/// The message of a change made by `Store::transact_once` starts with this.
+pub(super) const WRITE_ID_PREFIX: &str = "outpost-write:";
 
 /// However small its chunks, a document is compacted once it has this many times
 /// `compaction_threshold` chunks, which bounds the work of loading it.
@@ -131,7 +137,30 @@ impl Slot {
             snapshot_bytes,
             tail_bytes,
             last_used: Instant::now(),
+            write_ids: None,
         })
+    }
+
+    /// Whether a change of this document carries write id `id`. The first call reads the
+    /// messages of every change of the document (once per load).
+    pub(super) fn has_write(&mut self, id: &str) -> bool {
+        let doc = &self.doc;
+        self.write_ids
+            .get_or_insert_with(|| {
+                doc.get_changes(&[])
+                    .iter()
+                    .filter_map(|c| c.message()?.strip_prefix(WRITE_ID_PREFIX))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .contains(id)
+    }
+
+    /// Records that a change with write id `id` was committed.
+    pub(super) fn note_write(&mut self, id: &str) {
+        if let Some(ids) = &mut self.write_ids {
+            ids.insert(id.to_owned());
+        }
     }
 
     /// Whether the document has any data.

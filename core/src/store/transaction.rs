@@ -33,11 +33,20 @@ impl<'a> Tx<'a> {
 
     /// Commits; returns the new change's hash (`None` if the transaction changed nothing)
     /// and the paths it wrote (empty unless recorded).
-    pub(super) fn commit(mut self) -> (Option<automerge::ChangeHash>, Vec<Pointer>) {
+    /// `message` becomes the change's message (a write id: see `Store::transact_once`).
+    pub(super) fn commit(
+        mut self,
+        message: Option<String>,
+    ) -> (Option<automerge::ChangeHash>, Vec<Pointer>) {
         let paths = self.paths.take().unwrap_or_default();
-        match self.tx.take() {
-            Some(tx) => (tx.commit().0, paths),
-            None => (None, paths),
+        match (self.tx.take(), message) {
+            (Some(tx), None) => (tx.commit().0, paths),
+            (Some(tx), Some(m)) => (
+                tx.commit_with(automerge::transaction::CommitOptions::default().with_message(m))
+                    .0,
+                paths,
+            ),
+            (None, _) => (None, paths),
         }
     }
 
