@@ -46,7 +46,7 @@ use outpost_transport::{
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-pub use self::config::{Args, CloudConfig, CLOUD_DOCUMENT_STREAMS};
+pub use self::config::{Args, CloudConfig, SiteLimits, CLOUD_DOCUMENT_STREAMS};
 use self::http::Http;
 use self::metrics::Metrics;
 

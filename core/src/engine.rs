@@ -63,7 +63,16 @@ pub struct EngineConfig {
     pub max_documents: usize,
     /// Documents one peer's changes may create here in one session (default 1,000).
     pub max_new_documents_per_session: usize,
+    /// Bytes of changes one peer may send us per hour (default 256 MiB), counted as they
+    /// arrive in a token bucket that starts full and refills evenly, across sessions; the
+    /// cloud (trusted with every context) is not limited. Changes over it are refused like a
+    /// policy refusal, for the rest of the session on that document.
+    pub max_peer_bytes_per_hour: u64,
 }
+
+/// The default of [`EngineConfig::max_peer_bytes_per_hour`]: 256 MiB, about a thousand busy
+/// days of one device's orders.
+pub const DEFAULT_MAX_PEER_BYTES_PER_HOUR: u64 = 256 * 1024 * 1024;
 
 impl EngineConfig {
     /// A configuration with default limits.
@@ -78,8 +87,17 @@ impl EngineConfig {
             durable_acks: true,
             max_documents: 100_000,
             max_new_documents_per_session: 1_000,
+            max_peer_bytes_per_hour: DEFAULT_MAX_PEER_BYTES_PER_HOUR,
         }
     }
+}
+
+/// What a peer may still send us under [`EngineConfig::max_peer_bytes_per_hour`].
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    /// Negative: in debt.
+    bytes: i64,
+    at: Timestamp,
 }
 
 /// Bytes to send to a peer.
@@ -183,6 +201,8 @@ pub struct Engine {
     /// them (from the app, or from a peer that may write them), never because a peer named
     /// them: a Hello listing 10,000 names creates nothing.
     known: std::collections::BTreeSet<DocumentId>,
+    /// Byte quotas of peers, kept across their sessions.
+    quotas: BTreeMap<PeerId, Bucket>,
 }
 
 /// The first 8 bytes of the SHA-256 of the sorted heads: equal heads give equal digests, and
@@ -243,6 +263,7 @@ impl Engine {
             metrics: EngineMetrics::default(),
             rr: 0,
             known: Default::default(),
+            quotas: BTreeMap::new(),
         };
         match engine.store.documents() {
             Ok(d) => engine.known = d.into_iter().collect(),
@@ -881,6 +902,46 @@ impl Engine {
     }
 
     /// Why a change by `actor` to `doc`, received from `from`, must be refused, if it must.
+    /// Takes the bytes of `msg`'s changes from `from`'s quota; the reason to refuse them if
+    /// it is spent. A message is accepted while anything is left, and may leave the bucket in
+    /// debt (paid back by the refill): a backlog sent in one message larger than the hourly
+    /// quota must still get through, so a peer gets at most its quota plus one message
+    /// (`max_reassembly_bytes`) per hour.
+    fn charge_quota(
+        &mut self,
+        from: &PeerInfo,
+        msg: &sync::Message,
+        now: Timestamp,
+    ) -> Option<String> {
+        let cost: u64 = msg.changes.iter().map(|c| c.len() as u64).sum();
+        if cost == 0 || from.role == crate::Role::cloud() {
+            return None;
+        }
+        let cap = i64::try_from(self.config.max_peer_bytes_per_hour).unwrap_or(i64::MAX);
+        let b = self.quotas.entry(from.peer.clone()).or_insert(Bucket {
+            bytes: cap,
+            at: now,
+        });
+        let elapsed = now.as_millis().saturating_sub(b.at.as_millis());
+        let refill = i64::try_from(elapsed as u128 * cap as u128 / 3_600_000).unwrap_or(i64::MAX);
+        if refill > 0 {
+            // Only then: a peer sending every millisecond must not stop the refill by rounding.
+            b.bytes = b.bytes.saturating_add(refill).min(cap);
+            b.at = now;
+        }
+        if b.bytes <= 0 {
+            return Some(format!(
+                "{} is over its quota of {cap} bytes of changes per hour \
+                 (max_peer_bytes_per_hour); {cost} bytes refused: it may retry later",
+                from.peer
+            ));
+        }
+        b.bytes = b
+            .bytes
+            .saturating_sub(i64::try_from(cost).unwrap_or(i64::MAX));
+        None
+    }
+
     fn check_actor(
         &self,
         from: &PeerInfo,
@@ -982,7 +1043,11 @@ impl Engine {
             return Err(EngineError::UnknownPeer(from.clone()));
         };
         let info = peer.info.clone();
-        if let Some(reason) = self.check_changes(&info, &doc, &msg) {
+        let refusal = match self.check_changes(&info, &doc, &msg) {
+            Some(reason) => Some(reason),
+            None => self.charge_quota(&info, &msg, now),
+        };
+        if let Some(reason) = refusal {
             let n = msg.changes.len() as u64;
             self.metrics.changes_refused += n;
             tracing::warn!(peer = %info, %doc, %reason, "refused changes");

@@ -278,3 +278,95 @@ fn documents_created_by_a_peer_are_bounded() {
     assert_eq!(held, quota);
     assert_eq!(refused, 120 - quota);
 }
+
+/// A kiosk (which may write orders) sending changes as fast as it can is held to its byte
+/// quota per hour: what is over it is refused and not stored, and the quota refills with time
+/// (a later session is accepted again). The cloud is not limited.
+#[test]
+fn bytes_a_peer_sends_are_bounded_per_hour() {
+    let quota: u64 = 64 * 1024;
+    let mut t = pos(|c| c.max_peer_bytes_per_hour = quota);
+    let kiosk = attacker(&mut t.engine, "kiosk-1", "kiosk");
+    let me = PeerInfo::parse("s1", "kiosk-1", "kiosk").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            identity: Some(me),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let orders: outpost_core::DocumentId = "orders/2026-12-01".parse().unwrap();
+    // Incompressible notes, so that each change costs its size on the wire.
+    let note = |i: u64| -> String {
+        (0..1_000)
+            .map(|j| char::from(b'a' + ((i * 7919 + j * 104_729) % 26) as u8))
+            .collect()
+    };
+    // Each message carries what the POS lacks, as a sync exchange would.
+    let send = |t: &mut Target, i: u64, at: Timestamp| -> bool {
+        let heads = t.engine.store().heads(&orders).unwrap_or_default();
+        source
+            .put(
+                &orders,
+                &format!("/o{i}"),
+                serde_json::json!({ "note": note(i) }),
+                outpost_core::Durability::Fast,
+            )
+            .unwrap();
+        let msg = automerge::sync::Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: source.changes_since(&orders, &heads).unwrap().into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        };
+        let bytes = WireMessage::Sync {
+            doc: orders.clone(),
+            data: msg.encode(),
+        }
+        .encode();
+        t.engine.handle_message(&kiosk.peer, &bytes, at).unwrap();
+        !events(&mut t.engine)
+            .iter()
+            .any(|e| matches!(e, Event::ChangeRefused { reason, .. } if reason.contains("max_peer_bytes_per_hour")))
+    };
+    let (mut accepted, mut refused) = (0, 0);
+    for i in 0..200 {
+        if send(&mut t, i, NOW) {
+            accepted += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    let held: usize = (0..200)
+        .filter(|i| {
+            matches!(
+                t.engine.store().get(&orders, &format!("/o{i}")),
+                Ok(Some(_))
+            )
+        })
+        .count();
+    println!(
+        "bytes per peer: 200 changes of ~1 KB sent at once under a quota of {} KB per hour: \
+         {accepted} stored, {refused} refused ({} refused changes counted)",
+        quota / 1024,
+        t.engine.metrics().changes_refused
+    );
+    assert_eq!(held, accepted);
+    assert!(accepted > 30 && accepted <= 65, "{accepted} accepted");
+    assert!(t.engine.metrics().changes_refused >= refused as u64);
+
+    // An hour later, in a new session, the quota has refilled.
+    let later = Timestamp(NOW.as_millis() + 3_600_000);
+    t.engine.handle_disconnect(&kiosk.peer, later);
+    t.engine.handle_connect(kiosk.clone(), later);
+    while t.engine.poll_transmit().is_some() {}
+    assert!(send(&mut t, 1_000, later), "accepted again after an hour");
+    assert!(matches!(
+        t.engine.store().get(&orders, "/o1000"),
+        Ok(Some(_))
+    ));
+}

@@ -31,7 +31,7 @@ pub const CLOUD_DOCUMENT_STREAMS: u32 = 1024;
              keeps each site's documents apart, relays between a site's devices, and serves \
              /health and Prometheus /metrics over HTTP.",
     after_help = "Config file keys: data, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, \
-                  and a [policy] table (see cloud/CLI.md). Flags override environment variables, \
+                  a [policy] table and a [limits] table (see cloud/CLI.md). Flags override environment variables, \
                   which override the file. SIGTERM or SIGINT: stop accepting, flush, exit 0."
 )]
 pub struct Args {
@@ -153,6 +153,57 @@ struct FileConfig {
     max_documents: Option<usize>,
     deny: Option<Vec<String>>,
     policy: Option<Policy>,
+    limits: Option<SiteLimits>,
+}
+
+/// What one device may make a site of the cloud spend: the engine's limits, per site (the
+/// `[limits]` table of the config file). Every key is optional; the defaults are the engine's.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SiteLimits {
+    /// Documents a site may hold before devices' changes creating new ones are refused
+    /// (default 100,000).
+    pub site_documents: usize,
+    /// Documents one device may create in one session (default 1,000).
+    pub new_documents_per_session: usize,
+    /// MiB of changes one device may send per hour, across sessions (default 256).
+    pub peer_mib_per_hour: u64,
+    /// MiB one message may inflate to before it is applied (default 64).
+    pub inflated_mib: usize,
+    /// MiB of one reassembled fragmented message (default 64).
+    pub reassembly_mib: usize,
+    /// KiB of unacknowledged sync bytes in flight per device (default 4,096).
+    pub window_kib: u64,
+}
+
+impl Default for SiteLimits {
+    fn default() -> Self {
+        let e = outpost_core::EngineConfig::new(
+            outpost_core::PeerInfo::parse("limits", "limits", "cloud")
+                .expect("a valid placeholder identity"),
+            Policy::default(),
+        );
+        SiteLimits {
+            site_documents: e.max_documents,
+            new_documents_per_session: e.max_new_documents_per_session,
+            peer_mib_per_hour: e.max_peer_bytes_per_hour >> 20,
+            inflated_mib: e.max_inflated_bytes >> 20,
+            reassembly_mib: e.max_reassembly_bytes >> 20,
+            window_kib: e.window_bytes >> 10,
+        }
+    }
+}
+
+impl SiteLimits {
+    /// Sets these limits on a site's engine configuration.
+    pub fn apply(&self, e: &mut outpost_core::EngineConfig) {
+        e.max_documents = self.site_documents;
+        e.max_new_documents_per_session = self.new_documents_per_session;
+        e.max_peer_bytes_per_hour = self.peer_mib_per_hour.saturating_mul(1 << 20);
+        e.max_inflated_bytes = self.inflated_mib.saturating_mul(1 << 20);
+        e.max_reassembly_bytes = self.reassembly_mib.saturating_mul(1 << 20);
+        e.window_bytes = self.window_kib.saturating_mul(1 << 10);
+    }
 }
 
 /// Everything a [`Cloud`](super::Cloud) needs.
@@ -182,6 +233,8 @@ pub struct CloudConfig {
     pub deny: Vec<String>,
     /// The fleet's access policy (the same on every device).
     pub policy: Policy,
+    /// What one device may make its site spend.
+    pub limits: SiteLimits,
     /// QUIC keep-alive, idle timeout and stream limits.
     pub tuning: TransportTuning,
     /// Frame size and send queue limits.
@@ -212,6 +265,7 @@ impl CloudConfig {
             max_documents: 256,
             deny: Vec::new(),
             policy: Policy::default(),
+            limits: SiteLimits::default(),
             tuning: TransportTuning {
                 max_document_streams: CLOUD_DOCUMENT_STREAMS,
                 ..TransportTuning::default()
@@ -284,6 +338,9 @@ impl CloudConfig {
         if let Some(p) = file.policy {
             config.policy = p;
         }
+        if let Some(l) = file.limits {
+            config.limits = l;
+        }
         Ok(config)
     }
 }
@@ -303,6 +360,32 @@ fn load_file(path: &Path) -> Result<FileConfig> {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    /// The `[limits]` example of cloud/CLI.md states the defaults, and a file may set them.
+    #[test]
+    fn limits_in_the_docs_are_the_defaults_and_a_file_sets_them() {
+        let docs = include_str!("../../docs/cli-template.md");
+        let start = docs.find("[limits]").expect("the docs show [limits]");
+        let table = &docs[start..docs[start..].find("```").map_or(docs.len(), |e| start + e)];
+        #[derive(Deserialize)]
+        struct File {
+            limits: SiteLimits,
+        }
+        let parsed: File = toml::from_str(table).expect("the documented table parses");
+        assert_eq!(parsed.limits, SiteLimits::default());
+        let set: File = toml::from_str("[limits]\npeer_mib_per_hour = 8").expect("parses");
+        let mut e = outpost_core::EngineConfig::new(
+            outpost_core::PeerInfo::parse("s", "cloud-1", "cloud").expect("valid"),
+            Policy::default(),
+        );
+        set.limits.apply(&mut e);
+        assert_eq!(e.max_peer_bytes_per_hour, 8 << 20);
+        assert_eq!(e.max_documents, 100_000);
+        assert!(
+            toml::from_str::<File>("[limits]\npeer_mb = 8").is_err(),
+            "typos are errors"
+        );
+    }
 
     #[test]
     fn file_fills_in_and_flags_win() {

@@ -72,10 +72,9 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
             }
         }
     };
-    let engine = Engine::new(
-        store.clone(),
-        EngineConfig::new(shared.local.clone(), shared.config.policy.clone()),
-    );
+    let mut engine_config = EngineConfig::new(shared.local.clone(), shared.config.policy.clone());
+    shared.config.limits.apply(&mut engine_config);
+    let engine = Engine::new(store.clone(), engine_config);
     // The cloud never dials: the links layer only serves the devices' connections.
     let links = Links::new(engine, LinkConfig::default(), 0);
     let config = RunnerConfig {
