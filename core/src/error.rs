@@ -127,6 +127,9 @@ pub enum Error {
         #[source]
         source: Box<automerge::AutomergeError>,
     },
+    /// A feed waited on a store that was closed.
+    #[error("the store was closed while a feed waited for changes; open the feed again on an open store")]
+    FeedClosed,
     /// The storage engine failed (disk full, permissions, I/O error).
     #[error(
         "storage error: {0}; check that the data directory is writable and the disk is not full"

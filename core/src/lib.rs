@@ -56,7 +56,7 @@ pub use link::{Backoff, CloseCode, ConnId, LinkConfig, Links, Output, Target};
 pub use pointer::Pointer;
 pub use policy::{ContextRule, Policy};
 pub use store::{
-    ChangeEvent, ConflictValue, Durability, Origin, Store, StoreOptions, Subscription,
-    SubscriptionFilter, Tx, WriteOutcome,
+    ChangeEvent, ConflictValue, Durability, Feed, FeedBatch, FeedDocs, FeedFilter, Origin, Store,
+    StoreOptions, Subscription, SubscriptionFilter, Tx, WriteOutcome,
 };
 pub use time::Timestamp;

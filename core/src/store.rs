@@ -7,6 +7,7 @@
 //! hands them to `Automerge::load`. Compaction writes a new snapshot and removes the older
 //! chunks in one atomic sled batch, so a crash leaves either the old or the new layout.
 
+mod feed;
 mod flush;
 mod paths;
 mod receive;
@@ -23,6 +24,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use serde_json::Value as Json;
 
+pub use self::feed::{Feed, FeedBatch, FeedDocs, FeedFilter};
 use self::flush::FlushGroup;
 use self::slot::Slot;
 use self::subscription::Subscribers;
