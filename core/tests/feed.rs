@@ -46,13 +46,21 @@ fn a_consumer_resumes_from_what_it_acknowledged() {
         order(&store, "2026-12-01", id);
     }
     store
-        .put(&"menu".parse().unwrap(), "/burger/price", json!(950), Durability::Fast)
+        .put(
+            &"menu".parse().unwrap(),
+            "/burger/price",
+            json!(950),
+            Durability::Fast,
+        )
         .unwrap();
     let mut feed = Feed::open(&store, "kitchen-1/printer", orders()).unwrap();
     let b = feed.poll().unwrap().expect("the day's orders");
     assert_eq!(b.doc.to_string(), "orders/2026-12-01");
     assert_eq!(b.items, vec!["/orders/o1", "/orders/o2", "/orders/o3"]);
-    assert!(feed.poll().unwrap().is_none(), "menu changes are not in this feed");
+    assert!(
+        feed.poll().unwrap().is_none(),
+        "menu changes are not in this feed"
+    );
     feed.ack(&b).unwrap();
 
     // More arrives; the printer takes it but dies before acknowledging.
