@@ -101,6 +101,7 @@ impl From<outpost_core::Error> for OutpostError {
             E::CorruptDocument { .. } | E::CorruptStore(_) | E::Storage(_) => {
                 OutpostError::Storage(message)
             }
+            E::FeedClosed => OutpostError::shut_down(),
             // Automerge refuses operations that the value API does not produce.
             E::Automerge { .. } => OutpostError::Internal(message),
             _ => OutpostError::Internal(message),

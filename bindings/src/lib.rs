@@ -43,6 +43,7 @@
 
 mod config;
 mod error;
+mod feed;
 mod fleet;
 mod listener;
 mod logging;
@@ -51,6 +52,7 @@ mod types;
 
 pub use config::{DeviceCertificate, NodeConfig};
 pub use error::{OutpostError, Result};
+pub use feed::{ConsumerFeed, FeedBatch, FeedListener};
 pub use fleet::{certificate_identity, load_device_certificate, save_device_certificate, FleetCa};
 pub use listener::{NodeListener, Subscription};
 pub use logging::enable_logging;

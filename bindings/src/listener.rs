@@ -44,6 +44,16 @@ pub struct Subscription {
     cancelled: Arc<AtomicBool>,
 }
 
+impl Subscription {
+    /// A subscription that `cancel` ends by aborting `task`.
+    pub(crate) fn of_task(task: JoinHandle<()>, cancelled: Arc<AtomicBool>) -> Subscription {
+        Subscription {
+            task: Mutex::new(Some(task)),
+            cancelled,
+        }
+    }
+}
+
 #[uniffi::export]
 impl Subscription {
     /// Stops delivering events. Returns at once; an event being delivered finishes.

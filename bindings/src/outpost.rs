@@ -12,6 +12,7 @@ use tokio::runtime::Runtime;
 
 use crate::config::NodeConfig;
 use crate::error::{guard, OutpostError, Result};
+use crate::feed::{self, ConsumerFeed, FeedListener};
 use crate::listener::{self, NodeListener, Subscription};
 use crate::types::{Conflict, PeerIdentity, SyncStatus, TxOp};
 
@@ -466,7 +467,10 @@ impl Outpost {
             }
         })
     }
+}
 
+#[uniffi::export]
+impl Outpost {
     /// Every concurrent value at `path`, the one reads return first, with who wrote each.
     /// One element when there is no conflict, none when nothing is there.
     pub fn conflicts(&self, doc: String, path: String) -> Result<Vec<Conflict>> {
@@ -505,6 +509,45 @@ impl Outpost {
                     listener,
                 )?))
             })
+        })
+    }
+
+    /// The durable feed of consumer `name` (e.g. `kitchen-1/printer`): everything that
+    /// changed since it last acknowledged, then what changes live, at least once. Items are
+    /// the paths one level below `path` (e.g. `/orders/K1-042` for `/orders`) of `doc`, else
+    /// of every partition of `context`, else of every document.
+    #[uniffi::method(default(doc = None, context = None, path = None))]
+    pub fn feed(
+        &self,
+        name: String,
+        doc: Option<String>,
+        context: Option<String>,
+        path: Option<String>,
+    ) -> Result<Arc<ConsumerFeed>> {
+        guard("feed", || {
+            let filter = feed::filter(doc, context, path)?;
+            let store = self.store()?;
+            let f = outpost_core::Feed::open(&store, &name, filter)?;
+            Ok(Arc::new(ConsumerFeed::new(f, self.handle.clone())))
+        })
+    }
+
+    /// The callback form of `feed`: `listener.onBatch` is called for every batch, on a thread
+    /// of its own, and the batch acknowledged when it returns `true`. Lasts until `cancel`.
+    #[uniffi::method(default(doc = None, context = None, path = None))]
+    pub fn consume(
+        &self,
+        name: String,
+        listener: Arc<dyn FeedListener>,
+        doc: Option<String>,
+        context: Option<String>,
+        path: Option<String>,
+    ) -> Result<Arc<Subscription>> {
+        guard("consume", || {
+            let filter = feed::filter(doc, context, path)?;
+            let store = self.store()?;
+            let f = outpost_core::Feed::open(&store, &name, filter)?;
+            Ok(Arc::new(feed::consume(&self.handle, f, listener)))
         })
     }
 

@@ -73,6 +73,10 @@ pub(crate) enum Request {
         doc: String,
         #[serde(default)]
         current: bool,
+        /// A durable consumer: batches since its acknowledged position, each acknowledged
+        /// once the client answers `ack` (after it printed the batch).
+        #[serde(default)]
+        consumer: Option<String>,
     },
 }
 
@@ -336,6 +340,42 @@ pub(crate) fn from_hex(hex: &str) -> Result<Vec<u8>> {
         .collect()
 }
 
+/// The JSON line of a feed batch for `watch --consumer`: its items and their values now.
+pub(crate) fn batch_json(store: &Store, consumer: &str, batch: &outpost_core::FeedBatch) -> Json {
+    let values: serde_json::Map<String, Json> = batch
+        .items
+        .iter()
+        .map(|p| {
+            let v = store
+                .get(&batch.doc, p)
+                .ok()
+                .flatten()
+                .unwrap_or(Json::Null);
+            (p.clone(), v)
+        })
+        .collect();
+    serde_json::json!({
+        "doc": batch.doc.to_string(),
+        "origin": "feed",
+        "consumer": consumer,
+        "items": batch.items,
+        "values": values,
+        "heads": batch.to.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+/// The feed of `watch DOC --consumer NAME`.
+pub(crate) fn consumer_feed(store: &Store, doc: &str, name: &str) -> Result<outpost_core::Feed> {
+    let filter = outpost_core::FeedFilter {
+        docs: Some(outpost_core::FeedDocs::Doc(doc.parse()?)),
+        prefix: None,
+    };
+    Ok(outpost_core::Feed::open(store, name, filter)?)
+}
+
+/// What a `watch --consumer` client sends once it printed a batch.
+pub(crate) const ACK_LINE: &[u8; 4] = b"ack\n";
+
 /// The subscription filter of `watch DOC`.
 pub(crate) fn watch_filter(doc: &str) -> Result<SubscriptionFilter> {
     Ok(SubscriptionFilter::doc(doc.parse()?))
@@ -481,7 +521,52 @@ fn handle(conn: std::os::unix::net::UnixStream, host: Arc<dyn Host>) -> Result<(
             )
         }
     };
-    if let Request::Watch { doc, current } = &request {
+    if let Request::Watch {
+        doc,
+        consumer: Some(name),
+        ..
+    } = &request
+    {
+        let mut feed = match consumer_feed(host.store(), doc, name) {
+            Ok(f) => f,
+            Err(e) => {
+                return send(
+                    &mut writer,
+                    &Reply::Error(outpost_binsupport::one_line(e.as_ref())),
+                )
+            }
+        };
+        send(&mut writer, &Reply::Ok(Json::Null))?;
+        let mut probe = [0u8; 1];
+        loop {
+            match feed.poll()? {
+                Some(batch) => {
+                    writer.set_nonblocking(false)?;
+                    send(
+                        &mut writer,
+                        &Reply::Event(batch_json(host.store(), name, &batch)),
+                    )?;
+                    // Acknowledged only once the client says it printed the batch.
+                    let mut ack = [0u8; 4];
+                    match (&writer).read_exact(&mut ack) {
+                        Ok(()) if &ack == ACK_LINE => feed.ack(&batch)?,
+                        _ => return Ok(()),
+                    }
+                }
+                None => {
+                    writer.set_nonblocking(true)?;
+                    match (&writer).read(&mut probe) {
+                        Ok(0) => return Ok(()),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+    if let Request::Watch { doc, current, .. } = &request {
         let filter = match watch_filter(doc) {
             Ok(f) => f,
             Err(e) => {
@@ -601,6 +686,18 @@ impl Client {
         _timeout: Option<Duration>,
     ) -> Result<Json> {
         Err(anyhow!("control sockets need a Unix system"))
+    }
+
+    /// Tells the node that the last batch of a `watch --consumer` was acted on.
+    #[cfg(unix)]
+    pub(crate) fn ack(&mut self) -> Result<()> {
+        self.reader.get_mut().write_all(ACK_LINE)?;
+        Ok(())
+    }
+
+    #[cfg(not(unix))]
+    pub(crate) fn ack(&mut self) -> Result<()> {
+        Ok(())
     }
 
     /// The next reply line, `None` when the node hung up.

@@ -31,7 +31,11 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
             })?;
             return crate::serve::run(dir, cert_dir, args);
         }
-        Command::Watch { doc, current } => return watch(dir, cert_dir, &doc, current),
+        Command::Watch {
+            doc,
+            current,
+            consumer,
+        } => return watch(dir, cert_dir, &doc, current, consumer.as_deref()),
         Command::Docs(crate::DocsCommand::List) => Request::Documents,
         Command::Docs(crate::DocsCommand::Delete { doc }) => Request::DeleteDocument { doc },
         Command::Status { json } => return crate::status::run(dir, cert_dir, json),
@@ -390,7 +394,13 @@ fn check_data_dir(dir: &Path, create: bool) -> Result<()> {
 }
 
 /// `outpost watch DOC`: through the running node, or holding the store itself.
-fn watch(dir: &Path, cert_dir: Option<&Path>, doc: &str, current: bool) -> Result<()> {
+fn watch(
+    dir: &Path,
+    cert_dir: Option<&Path>,
+    doc: &str,
+    current: bool,
+    consumer: Option<&str>,
+) -> Result<()> {
     let filter = control::watch_filter(doc)?;
     let mut stdout = std::io::stdout();
     if let Some(mut client) = Client::connect(dir)? {
@@ -399,6 +409,7 @@ fn watch(dir: &Path, cert_dir: Option<&Path>, doc: &str, current: bool) -> Resul
             &Request::Watch {
                 doc: doc.to_string(),
                 current,
+                consumer: consumer.map(str::to_string),
             },
             None,
         )?;
@@ -409,6 +420,9 @@ fn watch(dir: &Path, cert_dir: Option<&Path>, doc: &str, current: bool) -> Resul
                 Some(Reply::Event(e)) => {
                     writeln!(stdout, "{e}")?;
                     stdout.flush()?;
+                    if consumer.is_some() {
+                        client.ack()?;
+                    }
                 }
                 Some(Reply::Error(e)) => bail!(e),
                 Some(Reply::Ok(_)) => {}
@@ -431,6 +445,17 @@ fn watch(dir: &Path, cert_dir: Option<&Path>, doc: &str, current: bool) -> Resul
     // Other commands on this directory reach the store through us while we watch.
     let _server = control::serve(dir, host);
     eprintln!("watching {doc} in {}", dir.display());
+    if let Some(name) = consumer {
+        drop(sub);
+        let mut feed = control::consumer_feed(&store, doc, name)?;
+        loop {
+            let batch = feed.next_blocking()?;
+            writeln!(stdout, "{}", control::batch_json(&store, name, &batch))?;
+            stdout.flush()?;
+            // Printed: acknowledged. A kill before this line prints the batch again.
+            feed.ack(&batch)?;
+        }
+    }
     if current {
         writeln!(stdout, "{}", control::current_json(&store, &doc.parse()?)?)?;
         stdout.flush()?;

@@ -139,8 +139,14 @@ enum Command {
         /// Document id.
         doc: String,
         /// First print the current state as one line (`"origin":"current"`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "consumer")]
         current: bool,
+        /// A durable consumer (e.g. `kitchen-1/printer`): print what changed since it last
+        /// acknowledged, then live, one line per batch (`"origin":"feed"`, the items and
+        /// their values), each acknowledged once printed. Run again, it resumes where it left
+        /// off; a batch printed just before a kill may print again (at least once).
+        #[arg(long, value_name = "NAME")]
+        consumer: Option<String>,
     },
     /// List or delete the documents of the data directory.
     #[command(subcommand)]

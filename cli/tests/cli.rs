@@ -508,3 +508,52 @@ fn watch_without_a_node_serves_other_commands() {
     assert!(line.contains("\"/a\":2"), "{line}");
     on(&d, &["watch", "Bad Name"]).expect_err("invalid document id");
 }
+
+/// `watch --consumer` prints what changed since the consumer last acknowledged, then live;
+/// run again (also through a running node's control socket), it resumes where it left off.
+#[test]
+fn watch_with_a_consumer_resumes_where_it_left_off() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path().join("kitchen1");
+    on(&d, &["put", "orders", "/k1", r#"{"sku":"burger"}"#]).expect_ok();
+    on(&d, &["put", "orders", "/k2", r#"{"sku":"fries"}"#]).expect_ok();
+    let printer = |name: &str| {
+        let mut cmd = std::process::Command::new(outpost_bin());
+        cmd.args(["--data", p(&d), "watch", "orders", "--consumer", "printer"]);
+        Proc::spawn(name, cmd)
+    };
+    let first = printer("printer");
+    let line = first.wait_line("out: {", Duration::from_secs(20));
+    assert!(line.contains(r#""items":["/k1","/k2"]"#), "{line}");
+    assert!(line.contains(r#""/k1":{"sku":"burger"}"#), "{line}");
+    // While it runs, a write reaches it through its control socket, and prints live.
+    on(&d, &["put", "orders", "/k3", r#"{"sku":"cola"}"#]).expect_ok();
+    let line = first.wait_line("\"/k3\"", Duration::from_secs(20));
+    assert!(line.contains(r#""items":["/k3"]"#), "{line}");
+    drop(first);
+
+    on(&d, &["put", "orders", "/k4", r#"{"sku":"shake"}"#]).expect_ok();
+    let again = printer("printer again");
+    let line = again.wait_line("out: {", Duration::from_secs(20));
+    assert!(
+        line.contains(r#""items":["/k4"]"#),
+        "only what came since the last acknowledgement: {line}"
+    );
+    drop(again);
+
+    // Through a running node: the same consumer, over the control socket.
+    let mut cmd = std::process::Command::new(outpost_bin());
+    cmd.args(["--data", p(&d), "watch", "menu"]);
+    let holder = Proc::spawn("holder", cmd);
+    holder.wait_line("err: watching menu", Duration::from_secs(20));
+    on(&d, &["put", "orders", "/k5", r#"{"sku":"salad"}"#]).expect_ok();
+    let through = printer("printer through the node");
+    through.wait_line("err: watching orders through", Duration::from_secs(20));
+    let line = through.wait_line("out: {", Duration::from_secs(20));
+    // /k4 again if the last printer was killed between printing and acknowledging it.
+    assert!(
+        line.contains(r#""items":["/k5"]"#) || line.contains(r#""items":["/k4","/k5"]"#),
+        "{line}"
+    );
+    on(&d, &["watch", "orders", "--consumer", "no spaces"]).expect_err("invalid consumer name");
+}

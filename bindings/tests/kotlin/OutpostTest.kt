@@ -116,6 +116,13 @@ class Scenario(private val dir: Path) {
         waitUntil("stock on the pos") { pos.getInt("stock", "/burger") == 19L }
         check(pos.getString("orders", "/o-1/status") == "new")
 
+        // The kitchen printer's durable feed: every order not yet acknowledged, once per batch.
+        val printer = pos.feed("kitchen-1/printer", doc = "orders")
+        val tickets = printer.next(5_000u) ?: error("no batch for the printer")
+        check(tickets.doc == "orders" && tickets.items == listOf("/o-1")) { tickets }
+        printer.ack(tickets)
+        check(printer.next(50u) == null)
+
         val status = pos.status()
         check(status.online && status.connectedPeers.map { it.peer } == listOf("kiosk-1")) { status }
 

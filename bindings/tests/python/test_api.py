@@ -1,6 +1,7 @@
 """The document API of one node, and bad input raising the right OutpostError."""
 
 import json
+import threading
 
 import pytest
 
@@ -204,3 +205,41 @@ def test_certificates_round_trip_through_files(tmp_path, ca):
     assert again.cert_pem() == ca.cert_pem()
     with pytest.raises(outpost.OutpostError.Storage):
         outpost.load_device_certificate(str(tmp_path / "missing"))
+
+
+def test_a_feed_resumes_where_it_was_acknowledged(local):
+    day = "orders/2026-12-01"
+    local.put(day, "/orders/K1-001", '{"sku": "burger"}')
+    local.put(day, "/orders/K1-002", '{"sku": "fries"}')
+    local.put("menu", "/burger/price", "950")
+    feed = local.feed("kitchen-1/printer", context="orders", path="/orders")
+    batch = feed.next(1000)
+    assert batch.doc == day
+    assert batch.items == ["/orders/K1-001", "/orders/K1-002"]
+    assert feed.next(50) is None, "delivered once per session, menu changes not in this feed"
+    feed.ack(batch)
+
+    local.put(day, "/orders/K1-002/status", '"ready"')
+    local.put(day, "/orders/K1-003", '{"sku": "cola"}')
+    assert feed.next(1000).items == ["/orders/K1-002", "/orders/K1-003"]
+    # Not acknowledged: a new feed of the same consumer (as after a restart) delivers it again.
+    again = local.feed("kitchen-1/printer", context="orders", path="/orders")
+    assert again.next(1000).items == ["/orders/K1-002", "/orders/K1-003"]
+
+    # The callback form: another consumer, from the beginning, acknowledged as it returns.
+    got = []
+    done = threading.Event()
+
+    class Erp(outpost.FeedListener):
+        def on_batch(self, batch):
+            got.extend(batch.items)
+            if len(set(got)) == 3:
+                done.set()
+            return True
+
+    sub = local.consume("erp", Erp(), doc=day, path="/orders")
+    assert done.wait(5), got
+    sub.cancel()
+    assert sorted(set(got)) == ["/orders/K1-001", "/orders/K1-002", "/orders/K1-003"]
+    with pytest.raises(outpost.OutpostError.InvalidName):
+        local.feed("no spaces allowed")
