@@ -333,7 +333,7 @@ impl Engine {
     }
 
     /// The documents `peer` may receive from us: those its role may read.
-    fn offered(&mut self, peer: &PeerInfo) -> Vec<DocumentId> {
+    fn offered(&mut self, peer: &PeerInfo, now: Timestamp) -> Vec<DocumentId> {
         let docs = match self.store.documents() {
             Ok(d) => d,
             Err(e) => {
@@ -346,7 +346,10 @@ impl Engine {
         // documents are not.
         self.known = docs.iter().cloned().collect();
         docs.into_iter()
-            .filter(|d| self.config.policy.may_read(&peer.role, d.context()))
+            .filter(|d| {
+                self.config.policy.may_read(&peer.role, d.context())
+                    && self.config.policy.retains(&peer.role, d, now)
+            })
             .collect()
     }
 
@@ -361,18 +364,21 @@ impl Engine {
 
     /// Whether both sides of a link may read `doc`: the documents worth comparing (a role
     /// that may write a context may read it).
-    fn both_read(&self, peer: &PeerInfo, doc: &DocumentId) -> bool {
+    fn both_read(&self, peer: &PeerInfo, doc: &DocumentId, now: Timestamp) -> bool {
         let policy = &self.config.policy;
+        let local = &self.config.local.role;
         policy.may_read(&peer.role, doc.context())
-            && policy.may_read(&self.config.local.role, doc.context())
+            && policy.may_read(local, doc.context())
+            && policy.retains(&peer.role, doc, now)
+            && policy.retains(local, doc, now)
     }
 
     /// The documents we and `peer` may both read, with their heads on disk.
-    fn snapshot(&mut self, peer: &PeerInfo) -> reconcile::Snapshot {
+    fn snapshot(&mut self, peer: &PeerInfo, now: Timestamp) -> reconcile::Snapshot {
         let docs: Vec<DocumentId> = self
-            .offered(peer)
+            .offered(peer, now)
             .into_iter()
-            .filter(|d| self.both_read(peer, d))
+            .filter(|d| self.both_read(peer, d, now))
             .collect();
         reconcile::Snapshot::new(docs.into_iter().map(|doc| {
             let heads = self.heads_or_empty(&doc);
@@ -414,7 +420,7 @@ impl Engine {
             Protocol::V1 => {
                 let info = p.info.clone();
                 let docs: Vec<DocDigest> = self
-                    .offered(&info)
+                    .offered(&info, now)
                     .into_iter()
                     .map(|doc| {
                         let heads = self.heads_or_empty(&doc);
@@ -429,7 +435,7 @@ impl Engine {
                 }
             }
             Protocol::V2 => {
-                let snapshot = self.snapshot(&p.info);
+                let snapshot = self.snapshot(&p.info, now);
                 // One side starts, so that the two runs do not cross: the smaller id.
                 if self.config.local.peer < p.info.peer {
                     let start = WireMessage::Reconcile {
@@ -440,7 +446,26 @@ impl Engine {
                 p.snapshot = Some(snapshot);
             }
         }
-        self.peers.insert(id, p);
+        let info = p.info.clone();
+        self.peers.insert(id.clone(), p);
+        // Documents past our own retention, kept until a cloud peer holds them, are left out
+        // of the summaries (the peer would not send them back): upload them to a peer that
+        // keeps them.
+        let policy = &self.config.policy;
+        let local = &self.config.local.role;
+        let upload: Vec<DocumentId> = self
+            .known
+            .iter()
+            .filter(|d| {
+                !policy.retains(local, d, now)
+                    && policy.retains(&info.role, d, now)
+                    && policy.may_read(&info.role, d.context())
+            })
+            .cloned()
+            .collect();
+        for doc in upload {
+            self.pump(&id, &doc, now);
+        }
     }
 
     /// The link to `peer` went down. Its sync states stay persisted for the next session.
@@ -480,6 +505,49 @@ impl Engine {
         for p in peers {
             self.pump(&p, doc, now);
         }
+    }
+
+    /// Drops the documents that this device's retention excludes (see
+    /// `ContextRule::retain_days`) and that a cloud peer is known to hold in full (synced, with
+    /// none of our changes missing): never the only copy. Returns the documents dropped.
+    pub fn drop_expired(&mut self, now: Timestamp) -> Vec<DocumentId> {
+        let local = self.config.local.role.clone();
+        let expired: Vec<DocumentId> = self
+            .known
+            .iter()
+            .filter(|d| !self.config.policy.retains(&local, d, now))
+            .cloned()
+            .collect();
+        let clouds: Vec<PeerId> = self
+            .known_roles
+            .iter()
+            .filter(|(_, r)| **r == crate::Role::cloud())
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut dropped = Vec::new();
+        for doc in expired {
+            let held = clouds.iter().any(|c| {
+                self.progress
+                    .get(&(c.clone(), doc.clone()))
+                    .is_some_and(|p| p.last_sync.is_some() && p.unsynced_since.is_none())
+            });
+            if !held {
+                continue;
+            }
+            match self.store.delete_document(&doc) {
+                Ok(_) => {
+                    tracing::info!(%doc, "dropped by retention; the cloud holds it");
+                    self.known.remove(&doc);
+                    for p in self.peers.values_mut() {
+                        p.docs.remove(&doc);
+                    }
+                    self.progress.retain(|(_, d), _| d != &doc);
+                    dropped.push(doc);
+                }
+                Err(e) => self.storage_failed(None, Some(&doc), &e),
+            }
+        }
+        dropped
     }
 
     /// Records that peers other than `except` may now lack changes of `doc`.
@@ -617,16 +685,15 @@ impl Engine {
         let mut theirs: BTreeMap<DocumentId, u64> = BTreeMap::new();
         for d in docs {
             // Only documents we may read ourselves, and that the peer may write, are worth pulling.
-            if self
-                .config
-                .policy
-                .may_read(&self.config.local.role, d.doc.context())
+            let local = &self.config.local.role;
+            if self.config.policy.may_read(local, d.doc.context())
+                && self.config.policy.retains(local, &d.doc, now)
             {
                 theirs.insert(d.doc, d.digest);
             }
         }
         let mut to_sync: Vec<DocumentId> = Vec::new();
-        for doc in self.offered(&info) {
+        for doc in self.offered(&info, now) {
             let heads = self.heads_or_empty(&doc);
             match theirs.remove(&doc) {
                 Some(t) if t == digest(&heads) => {
@@ -657,7 +724,7 @@ impl Engine {
         let info = peer.info.clone();
         let snapshot = match peer.snapshot.take() {
             Some(s) => s,
-            None => self.snapshot(&info),
+            None => self.snapshot(&info, now),
         };
         let outcome = snapshot.answer(ranges);
         let Some(peer) = self.peers.get_mut(from) else {
@@ -691,7 +758,7 @@ impl Engine {
             p.snapshot = Some(snapshot);
         }
         for doc in outcome.differ {
-            if self.both_read(&info, &doc) {
+            if self.both_read(&info, &doc, now) {
                 self.pump(from, &doc, now);
             }
         }
@@ -1045,6 +1112,19 @@ impl Engine {
         let info = peer.info.clone();
         let refusal = match self.check_changes(&info, &doc, &msg) {
             Some(reason) => Some(reason),
+            None if !msg.changes.is_empty()
+                && !self.known.contains(&doc)
+                && !self
+                    .config
+                    .policy
+                    .retains(&self.config.local.role, &doc, now) =>
+            {
+                Some(format!(
+                    "{doc} is older than what role {} keeps (the policy's retain_days); \
+                     it is not stored here",
+                    self.config.local.role
+                ))
+            }
             None => self.charge_quota(&info, &msg, now),
         };
         if let Some(reason) = refusal {
@@ -1279,7 +1359,11 @@ impl Engine {
         let Some(p) = self.peers.get(peer) else {
             return;
         };
-        if !self.config.policy.may_read(&p.info.role, doc.context()) {
+        // A document past the peer's retention is not offered to it, but an exchange the
+        // peer started (it uploads what only it holds) is answered.
+        if !self.config.policy.may_read(&p.info.role, doc.context())
+            || (!self.config.policy.retains(&p.info.role, doc, now) && !p.docs.contains_key(doc))
+        {
             return;
         }
         let refused = p.docs.get(doc).is_some_and(|d| d.refused_by_peer);

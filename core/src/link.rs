@@ -526,6 +526,12 @@ impl Links {
         self.engine.handle_document_reset(doc, now);
     }
 
+    /// Drops documents past this device's retention that a cloud peer holds (see
+    /// [`Engine::drop_expired`]).
+    pub fn drop_expired(&mut self, now: Timestamp) -> Vec<DocumentId> {
+        self.engine.drop_expired(now)
+    }
+
     /// Closes the connection with `peer` now with `code`; returns whether there was one.
     /// Dial targets of that peer redial with backoff.
     pub fn disconnect(&mut self, peer: &PeerId, code: CloseCode, now: Timestamp) -> bool {

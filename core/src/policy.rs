@@ -28,6 +28,12 @@ pub struct ContextRule {
     pub read: BTreeSet<Role>,
     /// Roles whose changes to the context are accepted.
     pub write: BTreeSet<Role>,
+    /// Days a role keeps the dated partitions of the context (`orders/2026-12-01`: the
+    /// partition starts with `YYYY-MM-DD`); roles not listed, undated documents and the cloud
+    /// keep everything. A device drops an older partition once a cloud peer holds all of it
+    /// (never the only copy), and peers do not send it back (see `core/docs/design.md`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retain_days: BTreeMap<Role, u32>,
 }
 
 fn roles(names: &[&str]) -> BTreeSet<Role> {
@@ -43,8 +49,36 @@ impl ContextRule {
         ContextRule {
             read: roles(read),
             write: roles(write),
+            retain_days: BTreeMap::new(),
         }
     }
+
+    /// This rule, with `role` keeping dated partitions `days` days.
+    pub fn retain(mut self, role: &str, days: u32) -> Self {
+        self.retain_days
+            .insert(role.parse().expect("built-in role names are valid"), days);
+        self
+    }
+}
+
+/// The day a partition is dated (its name starts with `YYYY-MM-DD`), as a Julian day number.
+fn partition_day(doc: &crate::DocumentId) -> Option<i32> {
+    let p = doc.partition()?;
+    let (y, rest) = (p.get(0..4)?, p.get(4..)?);
+    let (m, d) = (rest.get(1..3)?, rest.get(4..6)?);
+    if rest.get(0..1)? != "-" || rest.get(3..4)? != "-" {
+        return None;
+    }
+    let month = time::Month::try_from(m.parse::<u8>().ok()?).ok()?;
+    let date = time::Date::from_calendar_date(y.parse().ok()?, month, d.parse().ok()?).ok()?;
+    Some(date.to_julian_day())
+}
+
+/// The Julian day number of `now`.
+fn today(now: crate::Timestamp) -> i32 {
+    let days = (now.as_millis() / 86_400_000) as i64;
+    // 1970-01-01 is Julian day 2,440,588.
+    i32::try_from(days + 2_440_588).unwrap_or(i32::MAX)
 }
 
 impl Default for Policy {
@@ -104,6 +138,21 @@ impl Policy {
         self.contexts.get(context).unwrap_or(&self.default_rule)
     }
 
+    /// Whether `role` keeps `doc` at `now` under the context's retention (see
+    /// [`ContextRule::retain_days`]). The cloud keeps everything.
+    pub fn retains(&self, role: &Role, doc: &crate::DocumentId, now: crate::Timestamp) -> bool {
+        if role == &Role::cloud() {
+            return true;
+        }
+        let Some(days) = self.rule(doc.context()).retain_days.get(role) else {
+            return true;
+        };
+        match partition_day(doc) {
+            Some(day) => today(now) - day < i32::try_from(*days).unwrap_or(i32::MAX),
+            None => true,
+        }
+    }
+
     /// Whether `role` may receive documents of `context`.
     pub fn may_read(&self, role: &Role, context: &ContextName) -> bool {
         if self.open || role == &Role::cloud() {
@@ -121,5 +170,41 @@ impl Policy {
     /// Whether `role` may forward changes that other devices authored.
     pub fn may_relay(&self, role: &Role) -> bool {
         self.open || role == &Role::cloud() || self.relay_roles.contains(role)
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    #[test]
+    fn dated_partitions_are_kept_their_days() {
+        let mut p = Policy::default();
+        p.contexts.insert(
+            "orders".parse().expect("valid"),
+            ContextRule::new(&["pos", "kitchen"], &["pos", "kitchen"])
+                .retain("kitchen", 1)
+                .retain("pos", 7),
+        );
+        // 2026-12-01T12:00Z.
+        let now = crate::Timestamp(1_796_126_400_000);
+        let doc = |s: &str| -> crate::DocumentId { s.parse().expect("valid") };
+        let kitchen: Role = "kitchen".parse().expect("valid");
+        let pos: Role = "pos".parse().expect("valid");
+        assert!(p.retains(&kitchen, &doc("orders/2026-12-01"), now));
+        assert!(!p.retains(&kitchen, &doc("orders/2026-11-30"), now));
+        assert!(p.retains(&pos, &doc("orders/2026-11-25"), now));
+        assert!(!p.retains(&pos, &doc("orders/2026-11-24"), now));
+        assert!(p.retains(&Role::cloud(), &doc("orders/2020-01-01"), now));
+        assert!(
+            p.retains(&kitchen, &doc("orders/late-shift"), now),
+            "undated"
+        );
+        assert!(
+            p.retains(&kitchen, &doc("orders/2026-13-01"), now),
+            "not a date"
+        );
+        assert!(p.retains(&kitchen, &doc("menu"), now));
+        assert!(!p.retains(&kitchen, &doc("orders/2026-11-30-lunch"), now));
     }
 }

@@ -837,6 +837,14 @@ impl Net {
         Timestamp(self.now)
     }
 
+    /// Asks `peer` to drop the documents its retention excludes (a device's housekeeping).
+    pub fn drop_expired(&mut self, peer: &PeerId) -> Vec<DocumentId> {
+        let now = Timestamp(self.now);
+        let dropped = self.links_mut(peer).drop_expired(now);
+        self.pump_all();
+        dropped
+    }
+
     /// Carries out what every running links layer asks, until none asks anything.
     fn pump_all(&mut self) {
         loop {

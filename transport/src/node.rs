@@ -164,7 +164,11 @@ impl Hooks for DeviceHooks {
             .map(|idle| (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(60)))
     }
 
-    fn housekeeping(&mut self, _links: &mut Links, _open: usize) -> bool {
+    fn housekeeping(&mut self, links: &mut Links, _open: usize) -> bool {
+        let dropped = links.drop_expired(outpost_core::Timestamp::now());
+        if !dropped.is_empty() {
+            tracing::info!(count = dropped.len(), "documents dropped by retention");
+        }
         if let Some(idle) = self.evict_idle {
             let evicted = self.store.evict_idle(idle);
             if evicted > 0 {
