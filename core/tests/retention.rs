@@ -85,3 +85,72 @@ fn old_partitions_leave_devices_once_the_cloud_holds_them() {
         net.store(&cloud).documents().unwrap().len()
     );
 }
+
+/// Onboarding by role: a new device pulls only the partitions within its role's window. A
+/// site with 90 days of orders in the cloud; a new kitchen display (1 day), a new POS
+/// (7 days) and a back-office device that keeps everything join, one after the other.
+/// Printed: bytes and simulated time until each is ready, against pulling everything.
+#[test]
+fn a_new_device_pulls_only_its_window() {
+    let mut net = Net::seeded(9);
+    let mut policy = Policy::default();
+    policy.contexts.insert(
+        "orders".parse().unwrap(),
+        ContextRule::new(&["pos", "kitchen", "office"], &["pos", "kitchen"])
+            .retain("pos", 7)
+            .retain("kitchen", 1),
+    );
+    net.policy(policy);
+    // A slow shop uplink, so that the time to be ready follows the bytes.
+    net.bandwidth(1_000_000);
+    net.advance(90 * 86_400_000 + 3_600_000);
+    let cloud = net.add_peer("fleet", "cloud-1", "cloud");
+    let orders_per_day = 100;
+    for back in 0..90 {
+        let d = day(&net, back);
+        net.store(&cloud)
+            .transact(&d, outpost_core::Durability::Fast, |tx| {
+                for i in 0..orders_per_day {
+                    tx.put(
+                        &format!("/o{i}"),
+                        json!({"sku": "burger", "qty": 1 + i % 3, "status": "paid"}),
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let mut figures = Vec::new();
+    for (name, role, want) in [
+        ("kitchen-2", "kitchen", 1),
+        ("pos-2", "pos", 7),
+        ("office-1", "office", 90),
+    ] {
+        let device = net.add_peer("s1", name, role);
+        net.reset_stats();
+        let started = net.now();
+        net.connect(&device, &cloud);
+        net.run_until_quiet();
+        let stats = net.total_stats();
+        let held = net.store(&device).documents().unwrap().len();
+        assert_eq!(held, want, "{role} holds its window");
+        figures.push((
+            role,
+            stats.bytes,
+            net.now().as_millis() - started.as_millis(),
+        ));
+        net.disconnect(&device, &cloud);
+    }
+    let all = figures[2].1 as f64;
+    for (role, bytes, ms) in &figures {
+        println!(
+            "onboarding: new {role}: {} KB in {ms} ms simulated ({:.3} of pulling all 90 days)",
+            bytes / 1024,
+            *bytes as f64 / all
+        );
+    }
+    assert!(
+        figures[0].1 * 20 < figures[2].1,
+        "a kitchen pulls a small part of 90 days"
+    );
+}
