@@ -10,17 +10,21 @@
 //! `core/docs/design.md` for the protocol, the flow control and the trust rules.
 
 mod persist;
+mod signatures;
 mod status;
 pub mod wire;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::sync;
 use automerge::ChangeHash;
 
 use self::persist::{Progress, SyncStateStore};
+pub use self::signatures::{MAX_CERTIFICATES_PER_MESSAGE, MAX_PENDING_SIGNATURES};
 pub use self::status::{DocStatus, EngineMetrics, PeerStatus, SyncStatus};
 use self::wire::{DocDigest, WireError, WireMessage, FRAGMENT_BYTES};
+use crate::signing::{KeyId, SharedVerifier, SignatureRule};
+use crate::store::Received;
 use crate::{parse_actor, DocumentId, Event, PeerId, PeerInfo, Policy, Store, Timestamp};
 
 /// Bytes of sync payload that may be unacknowledged per peer.
@@ -62,6 +66,12 @@ pub struct EngineConfig {
     pub max_documents: usize,
     /// Documents one peer's changes may create here in one session (default 1,000).
     pub max_new_documents_per_session: usize,
+    /// Checks the certificates and signatures that travel with changes. `None`: no change
+    /// is checked for a signature and received signatures are dropped (engines of tools and
+    /// of tests that predate signing); every device of a signing fleet has one.
+    pub verifier: Option<SharedVerifier>,
+    /// Whether unsigned changes are still accepted (see [`SignatureRule`]).
+    pub signatures: SignatureRule,
 }
 
 impl EngineConfig {
@@ -77,6 +87,8 @@ impl EngineConfig {
             durable_acks: true,
             max_documents: 100_000,
             max_new_documents_per_session: 1_000,
+            verifier: None,
+            signatures: SignatureRule::default(),
         }
     }
 }
@@ -111,6 +123,17 @@ pub enum EngineError {
     /// The Automerge sync message inside could not be decoded.
     #[error("bad sync message from {peer} for document {doc}: {reason}")]
     BadSync {
+        /// The peer.
+        peer: PeerId,
+        /// The document.
+        doc: DocumentId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A `Signatures` message was malformed, named an untrusted certificate, or exceeded a
+    /// limit. Nothing of it is kept; changes it was meant for are refused if they need it.
+    #[error("bad signatures from {peer} for document {doc}: {reason}")]
+    BadSignatures {
         /// The peer.
         peer: PeerId,
         /// The document.
@@ -156,6 +179,13 @@ struct Peer {
     hello_pending: Vec<DocDigest>,
     /// Documents this peer's changes created here this session.
     created: usize,
+    /// Certificates sent to this peer this session.
+    sent_certs: BTreeSet<KeyId>,
+    /// Signatures received for changes not received (or not applied) yet, per document.
+    pending_sigs: BTreeMap<DocumentId, signatures::Pending>,
+    /// The peer answered a `Signatures` message as malformed: an engine from before signed
+    /// changes. It gets none for the rest of the session.
+    legacy: bool,
 }
 
 /// The most documents a peer's Hello may list (pages included): 1,000,000 entries of at most
@@ -177,6 +207,10 @@ pub struct Engine {
     /// them (from the app, or from a peer that may write them), never because a peer named
     /// them: a Hello listing 10,000 names creates nothing.
     known: std::collections::BTreeSet<DocumentId>,
+    /// Certificates verified this run, by key id: the identity each certifies and its DER.
+    certs: BTreeMap<KeyId, (PeerInfo, Vec<u8>)>,
+    /// Devices whose certificate this store knows: their changes must be signed.
+    certified: BTreeSet<PeerId>,
 }
 
 /// The first 8 bytes of the SHA-256 of the sorted heads: equal heads give equal digests, and
@@ -237,7 +271,13 @@ impl Engine {
             metrics: EngineMetrics::default(),
             rr: 0,
             known: Default::default(),
+            certs: BTreeMap::new(),
+            certified: BTreeSet::new(),
         };
+        match engine.store.certified_peers() {
+            Ok(c) => engine.certified = c,
+            Err(e) => engine.storage_failed(None, None, &e),
+        }
         match engine.store.documents() {
             Ok(d) => engine.known = d.into_iter().collect(),
             Err(e) => engine.storage_failed(None, None, &e),
@@ -361,6 +401,9 @@ impl Engine {
             pending_ack: 0,
             hello_pending: Vec::new(),
             created: 0,
+            sent_certs: BTreeSet::new(),
+            pending_sigs: BTreeMap::new(),
+            legacy: false,
         };
         for page in hello {
             p.control.push_back((None, page));
@@ -522,7 +565,20 @@ impl Engine {
                 });
                 Ok(())
             }
+            WireMessage::Signatures {
+                doc,
+                signatures,
+                certificates,
+            } => {
+                peer.pending_ack += bytes.len() as u64;
+                self.handle_signatures(from, doc, signatures, certificates)
+            }
             WireMessage::Error { code, message } => {
+                if code == wire::ERROR_MALFORMED && !peer.legacy {
+                    // Most likely our `Signatures`, which an engine from before signed
+                    // changes cannot decode: send it none for the rest of the session.
+                    peer.legacy = true;
+                }
                 tracing::warn!(peer = %from, code, %message, "peer reported a protocol error");
                 self.events.push_back(Event::ProtocolError {
                     peer: from.clone(),
@@ -889,12 +945,31 @@ impl Engine {
         let info = peer.info.clone();
         if let Some(reason) = self.check_changes(&info, &doc, &msg) {
             let n = msg.changes.len() as u64;
+            return self.refuse(from, &info, doc, msg.heads, n, reason, now);
+        }
+        self.apply_sync(from, info, doc, msg, now)
+    }
+
+    /// Refuses the `n` changes of a message from `from` (whose heads were `heads`): nothing
+    /// of it is stored, the peer is told, and its changes to `doc` are taken no more this
+    /// session.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &mut self,
+        from: &PeerId,
+        info: &PeerInfo,
+        doc: DocumentId,
+        heads: Vec<ChangeHash>,
+        n: u64,
+        reason: String,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        {
             self.metrics.changes_refused += n;
             tracing::warn!(peer = %info, %doc, %reason, "refused changes");
-            let peer = self
-                .peers
-                .get_mut(from)
-                .expect("peer presence checked above");
+            let Some(peer) = self.peers.get_mut(from) else {
+                return Err(EngineError::UnknownPeer(from.clone()));
+            };
             peer.docs.entry(doc.clone()).or_default().refused_by_us = true;
             peer.control.push_back((
                 Some(doc.clone()),
@@ -914,7 +989,7 @@ impl Engine {
             // The refused message still answers ours and tells the peer's heads: without
             // noting that, a refusal of the peer's first message left us waiting for an
             // answer that a read-only peer never sends (found by the simulation).
-            state.their_heads = Some(msg.heads.clone());
+            state.their_heads = Some(heads);
             state.in_flight = false;
             self.put_state(from, &doc, state, now);
             self.events.push_back(Event::ChangeRefused {
@@ -922,8 +997,20 @@ impl Engine {
                 doc,
                 reason,
             });
-            return Ok(());
+            Ok(())
         }
+    }
+
+    /// Applies a message whose changes passed the policy checks: their signatures are
+    /// checked as the store applies them (`Engine::verify_new`).
+    fn apply_sync(
+        &mut self,
+        from: &PeerId,
+        info: PeerInfo,
+        doc: DocumentId,
+        msg: sync::Message,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
         let mut state = self.take_state(from, &doc)?;
         if msg.heads.is_empty()
             && msg.changes.is_empty()
@@ -960,9 +1047,44 @@ impl Engine {
             self.pump(from, &doc, now);
             return Ok(());
         }
-        let result = self.store.receive_sync(&doc, &mut state, msg, from);
+        let checking = self.config.verifier.is_some() && !msg.changes.is_empty();
+        let pending = if checking {
+            let pending = self
+                .peers
+                .get_mut(from)
+                .and_then(|p| p.pending_sigs.remove(&doc))
+                .unwrap_or_default();
+            self.resolve_keys(&pending);
+            pending
+        } else {
+            signatures::Pending::default()
+        };
+        // A refusal by signature leaves the state as the message found it.
+        let state_before = checking.then(|| state.clone());
+        let (heads, n) = (msg.heads.clone(), msg.changes.len() as u64);
+        let verified = std::cell::Cell::new(0u64);
+        let result = self
+            .store
+            .receive_sync(&doc, &mut state, msg, from, &|new| {
+                if checking {
+                    let records = self.verify_new(&info, &doc, new, &pending)?;
+                    verified.set(records.len() as u64);
+                    Ok(records)
+                } else {
+                    Ok(Vec::new())
+                }
+            });
+        self.metrics.signatures_verified += verified.get();
+        if checking {
+            self.keep_pending(from, &doc, pending);
+        }
         let added = match result {
-            Ok(n) => n,
+            Ok(Received::Applied(n)) => n,
+            Ok(Received::Refused(reason)) => {
+                let state = state_before.unwrap_or(state);
+                self.put_state(from, &doc, state, now);
+                return self.refuse(from, &info, doc, heads, n, reason, now);
+            }
             Err(e @ crate::Error::Storage(_)) => {
                 // Nothing claims the changes arrived: the state goes back as it was before
                 // the message (the peer resends them once the exchange is retried).
@@ -1139,17 +1261,22 @@ impl Engine {
             // A document only the peer has: ask for it from an empty document, without
             // creating it here. It is created when a peer that may write it sends changes.
             use automerge::sync::SyncDoc;
-            Ok(automerge::Automerge::new().generate_sync_message(&mut state))
+            Ok((
+                automerge::Automerge::new().generate_sync_message(&mut state),
+                Vec::new(),
+            ))
         };
-        let msg = match msg {
+        let (msg, tips) = match msg {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(%peer, %doc, error = %e, "cannot generate sync message");
-                None
+                (None, Vec::new())
             }
         };
         self.put_state(peer, doc, state, now);
         let Some(msg) = msg else { return };
+        // The signatures of the changes go first, on the same stream.
+        self.queue_signatures(peer, doc, &tips);
         let data = msg.encode();
         let p = self
             .peers
@@ -1217,6 +1344,8 @@ impl Engine {
                         }
                     }
                     ds.parts.clear();
+                    // A lost message may have carried certificates: send them again.
+                    p.sent_certs.clear();
                     // `pump` below sets it again if the new message expects an answer.
                     ds.awaiting = false;
                     ds.last_activity = now;

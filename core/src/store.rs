@@ -10,6 +10,7 @@
 mod flush;
 mod paths;
 mod receive;
+mod signatures;
 mod slot;
 mod subscription;
 mod transaction;
@@ -24,11 +25,13 @@ use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use serde_json::Value as Json;
 
 use self::flush::FlushGroup;
+pub(crate) use self::signatures::{NewChange, SignatureRecord, StoredSignature};
 use self::slot::Slot;
 use self::subscription::Subscribers;
 pub use self::subscription::{ChangeEvent, Origin, Subscription, SubscriptionFilter};
 pub use self::transaction::Tx;
 use crate::actor::actor_for;
+use crate::signing::{signed_bytes, SharedSigner};
 use crate::value;
 use crate::{DocumentId, Error, PeerId, PeerInfo, Pointer, Policy, Result};
 
@@ -73,6 +76,11 @@ pub struct StoreOptions {
     /// otherwise write new changes under sequence numbers it already used, forking the
     /// document. Simulations pass a seeded tail to replay exactly.
     pub actor_tail: Option<[u8; 8]>,
+    /// Signs every local commit with the device's certificate key (see
+    /// `outpost_core::signing`). `None`: local changes travel unsigned, which peers accept
+    /// only under `SignatureRule::Transitional` and while they know no certificate of this
+    /// device.
+    pub signer: Option<SharedSigner>,
 }
 
 impl Default for StoreOptions {
@@ -84,6 +92,7 @@ impl Default for StoreOptions {
             flush_every_ms: 100,
             cache_capacity: 64 * 1024 * 1024,
             actor_tail: None,
+            signer: None,
         }
     }
 }
@@ -139,6 +148,11 @@ struct Inner {
     sync: sled::Tree,
     /// Every document's chunks, as key ranges (see `slot`).
     chunks: sled::Tree,
+    /// Signatures of changes (see `signatures.rs`).
+    sigs: sled::Tree,
+    /// Certificates of signers, and the peers known to sign.
+    certs: sled::Tree,
+    signer: Option<SharedSigner>,
     actor: ActorId,
     identity: Option<PeerInfo>,
     policy: Policy,
@@ -202,6 +216,8 @@ impl Store {
         let meta = db.open_tree(format!("{namespace}meta"))?;
         let sync = db.open_tree(format!("{namespace}sync"))?;
         let chunks = db.open_tree(format!("{namespace}chunks"))?;
+        let sigs = db.open_tree(format!("{namespace}sigs"))?;
+        let certs = db.open_tree(format!("{namespace}certs"))?;
         migrate_tree_per_document(&db, namespace, &chunks)?;
         // A new actor every session (see `StoreOptions::actor_tail`): 2^-64 odds of a
         // collision per pair of sessions of one device.
@@ -219,13 +235,16 @@ impl Store {
         let anonymous =
             PeerInfo::parse("local", "local", "local").expect("literal identity is valid");
         let actor = actor_for(options.identity.as_ref().unwrap_or(&anonymous), tail);
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 db,
                 namespace: namespace.to_string(),
                 meta,
                 sync,
                 chunks,
+                sigs,
+                certs,
+                signer: options.signer,
                 actor,
                 identity: options.identity,
                 policy: options.policy,
@@ -235,7 +254,14 @@ impl Store {
                 flushes: FlushGroup::default(),
                 quarantined: Mutex::new(quarantined),
             }),
-        })
+        };
+        // Our own certificate is known like any other signer's: peers that relay our
+        // changes back, and the status, find it here.
+        if let (Some(signer), Some(me)) = (&store.inner.signer, &store.inner.identity) {
+            let der = signer.certificate();
+            store.put_certificate(&signer.key_id(), der, &me.peer)?;
+        }
+        Ok(store)
     }
 
     /// The identity this store writes as, if any.
@@ -361,6 +387,7 @@ impl Store {
             return Ok(out);
         };
         self.persist(&mut s, change.raw_bytes())
+            .and_then(|()| self.sign_local(doc, &change))
             .inspect_err(|_| self.forget(doc))?;
         let heads = s.doc.get_heads();
         if durability == Durability::Fast {
@@ -382,6 +409,22 @@ impl Store {
             .subscribers
             .notify(doc, &heads, paths, Origin::Local);
         Ok(out)
+    }
+
+    /// Signs a local commit (when the store has a signer) and stores the signature beside
+    /// it, in the same sled log as its chunk.
+    fn sign_local(&self, doc: &DocumentId, change: &automerge::Change) -> Result<()> {
+        let Some(signer) = &self.inner.signer else {
+            return Ok(());
+        };
+        let hash = change.hash();
+        let signature = signer.sign(&signed_bytes(doc, &hash));
+        let record = StoredSignature {
+            hash,
+            key: signer.key_id(),
+            signature,
+        };
+        self.put_signatures(doc, &[(change.actor_id().clone(), change.seq(), record)])
     }
 
     /// Appends `bytes` to the document's chunks, compacting past the threshold. Not flushed:
@@ -444,6 +487,7 @@ impl Store {
             batch.remove(k?);
         }
         self.inner.chunks.apply_batch(batch)?;
+        self.delete_signatures(doc)?;
         let suffix = format!("\0{doc}");
         let mut batch = sled::Batch::default();
         for kv in self.inner.sync.iter() {
@@ -754,26 +798,51 @@ impl Store {
     // ---- sync support, used by the engine ----
 
     /// Generates the next Automerge sync message for a peer.
+    /// Also returns, per actor whose changes the message carries, its newest change in the
+    /// message (actor, sequence number): the changes whose signatures must travel with it.
     pub(crate) fn generate_sync(
         &self,
         doc: &DocumentId,
         state: &mut sync::State,
-    ) -> Result<Option<sync::Message>> {
+    ) -> Result<(Option<sync::Message>, Vec<(ActorId, u64)>)> {
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();
-        Ok(s.doc.generate_sync_message(state))
+        // The changes a message carries are those it adds to `sent_hashes`.
+        let sent_before = (!state.sent_hashes.is_empty()).then(|| state.sent_hashes.clone());
+        let msg = s.doc.generate_sync_message(state);
+        let mut tips: Vec<(ActorId, u64)> = Vec::new();
+        if msg.as_ref().is_some_and(|m| !m.changes.is_empty()) {
+            let mut newest: HashMap<ActorId, u64> = HashMap::new();
+            for h in state.sent_hashes.iter() {
+                if sent_before.as_ref().is_some_and(|b| b.contains(h)) {
+                    continue;
+                }
+                if let Some(meta) = s.doc.get_change_meta_by_hash(h) {
+                    let seq = newest.entry(meta.actor.into_owned()).or_default();
+                    *seq = (*seq).max(meta.seq);
+                }
+            }
+            tips = newest.into_iter().collect();
+            tips.sort();
+        }
+        Ok((msg, tips))
     }
 
     /// Applies a received sync message, persists the new changes and notifies subscribers.
     /// Returns how many changes were added.
+    ///
+    /// `verify` sees the changes new to the document before anything is stored; if it
+    /// refuses, the document is reloaded from disk (the changes were only in memory) and the
+    /// refusal returned. What it accepts, it returns as signatures to store beside them.
     pub(crate) fn receive_sync(
         &self,
         doc: &DocumentId,
         state: &mut sync::State,
         msg: sync::Message,
         from: &PeerId,
-    ) -> Result<usize> {
+        verify: &dyn Fn(&[NewChange]) -> std::result::Result<Vec<SignatureRecord>, String>,
+    ) -> Result<Received> {
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();
@@ -782,11 +851,37 @@ impl Store {
         receive::receive_sync_message(&mut s.doc, state, msg)
             .map_err(|e| Error::automerge(doc, e))?;
         if s.doc.get_heads() == before {
-            return Ok(0);
+            return Ok(Received::Applied(0));
         }
         // The changes after `before` are found through the change graph's per-actor index,
         // at a cost proportional to what was added, not to the document.
-        let added = s.doc.get_changes_meta(&before).len();
+        let new: Vec<NewChange> = s
+            .doc
+            .get_changes_meta(&before)
+            .into_iter()
+            .map(|m| NewChange {
+                hash: m.hash,
+                actor: m.actor.into_owned(),
+                seq: m.seq,
+            })
+            .collect();
+        let added = new.len();
+        let records = match verify(&new) {
+            Ok(r) => r,
+            Err(reason) => {
+                // Nothing was stored: the copy on disk is the document without them.
+                let tree = self.inner.chunks.clone();
+                match Slot::load(doc.clone(), tree, self.inner.actor.clone()) {
+                    Ok(fresh) => *s = fresh,
+                    Err(e) => {
+                        drop(s);
+                        self.forget(doc);
+                        return Err(e);
+                    }
+                }
+                return Ok(Received::Refused(reason));
+            }
+        };
         // A document that was empty is saved whole: `save` is several times cheaper than
         // rebuilding the same history as separate changes (a catch-up). A bulk change
         // reports top-level keys, so it needs no changes either.
@@ -802,6 +897,7 @@ impl Store {
             (concat(&changes), changes)
         };
         self.persist(&mut s, &bytes)
+            .and_then(|()| self.put_signatures(doc, &records))
             .inspect_err(|_| self.forget(doc))?;
         if lock(&self.inner.quarantined).remove(doc) {
             self.inner
@@ -810,7 +906,7 @@ impl Store {
             tracing::info!(%doc, "a corrupt document was received again from {from}");
         }
         self.notify_received(&s, doc, &changes, bulk, Origin::Remote(from.clone()));
-        Ok(added)
+        Ok(Received::Applied(added))
     }
 
     /// Loads the persisted sync state of (peer, doc).
@@ -869,6 +965,14 @@ impl Store {
         };
         Ok(())
     }
+}
+
+/// What [`Store::receive_sync`] did with a message.
+pub(crate) enum Received {
+    /// This many changes were new and are stored.
+    Applied(usize),
+    /// The signature check refused the new changes, for this reason; nothing was stored.
+    Refused(String),
 }
 
 /// The changes as one chunk: their raw bytes one after the other (what `save_after` gives).

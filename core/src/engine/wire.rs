@@ -14,6 +14,7 @@
 //! | `Refused` | document | the receiver refused the sender's changes to a document, and why |
 //! | `Error` | control | a protocol error (e.g. unsupported version); the link stays up |
 //! | `HelloPart` | control | a page of a `Hello` over [`HELLO_PAGE_BYTES`]; the `Hello` ends the list |
+//! | `Signatures` | document | signatures of the changes of the `Sync` that follows, and certificates of their signers the receiver may lack |
 
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +99,29 @@ pub enum WireMessage {
         #[serde(deserialize_with = "lenient_docs")]
         docs: Vec<DocDigest>,
     },
+    /// Signatures of changes that the next sync message(s) of `doc` carry, and the
+    /// certificates of their signers that the receiver may not know yet. Added last, so
+    /// that the other variants encode as before (an old peer answers it with a malformed
+    /// message error and the link stays up).
+    Signatures {
+        /// The document.
+        doc: DocumentId,
+        /// One signature per actor: that of its newest change in the message.
+        signatures: Vec<ChangeSignature>,
+        /// DER certificates of signers.
+        certificates: Vec<Vec<u8>>,
+    },
+}
+
+/// The signature of one change, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSignature {
+    /// The change hash.
+    pub change: [u8; 32],
+    /// The key id (SHA-256 of the certificate DER) of the signer.
+    pub key: [u8; 32],
+    /// The signature over `outpost_core::signing::signed_bytes(doc, change)`.
+    pub signature: Vec<u8>,
 }
 
 /// Reads a list of documents, skipping names this version does not accept (a newer peer may
@@ -156,7 +180,8 @@ impl WireMessage {
         match self {
             WireMessage::Sync { doc, .. }
             | WireMessage::SyncPart { doc, .. }
-            | WireMessage::Refused { doc, .. } => Some(doc),
+            | WireMessage::Refused { doc, .. }
+            | WireMessage::Signatures { doc, .. } => Some(doc),
             _ => None,
         }
     }

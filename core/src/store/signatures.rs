@@ -1,0 +1,181 @@
+//! Signatures of changes and the certificates of their signers, beside the documents.
+//!
+//! Two sled trees per namespace:
+//! - `<namespace>sigs`: `<document id> 0x00 <actor length u16 BE> <actor> <seq u64 BE>` ->
+//!   `<change hash (32)> <key id (32)> <signature>`: the signatures of local commits, and
+//!   of the newest change of each actor in every received message (see `crate::signing`);
+//! - `<namespace>certs`: `k <key id>` -> certificate DER, and `p <peer id>` -> the key id of
+//!   the peer's latest certificate: the devices known to sign.
+
+use std::collections::BTreeSet;
+
+use automerge::{ActorId, ChangeHash};
+
+use super::Store;
+use crate::signing::KeyId;
+use crate::{DocumentId, Error, PeerId, Result};
+
+/// A stored (or received) signature of one change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredSignature {
+    /// The change signed.
+    pub(crate) hash: ChangeHash,
+    /// The signer's certificate.
+    pub(crate) key: KeyId,
+    /// The signature over `signing::signed_bytes(doc, hash)`.
+    pub(crate) signature: Vec<u8>,
+}
+
+/// A change new to a document, as the signature check sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct NewChange {
+    pub(crate) hash: ChangeHash,
+    pub(crate) actor: ActorId,
+    pub(crate) seq: u64,
+}
+
+/// A signature to store for change `seq` of `actor`.
+pub(crate) type SignatureRecord = (ActorId, u64, StoredSignature);
+
+pub(super) fn doc_prefix(doc: &DocumentId) -> Vec<u8> {
+    let mut k = doc.to_string().into_bytes();
+    k.push(0);
+    k
+}
+
+fn actor_prefix(doc: &DocumentId, actor: &ActorId) -> Vec<u8> {
+    let mut k = doc_prefix(doc);
+    let a = actor.to_bytes();
+    let len = u16::try_from(a.len()).unwrap_or(u16::MAX);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(&a[..usize::from(len)]);
+    k
+}
+
+pub(super) fn sig_key(doc: &DocumentId, actor: &ActorId, seq: u64) -> Vec<u8> {
+    let mut k = actor_prefix(doc, actor);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub(super) fn sig_value(s: &StoredSignature) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64 + s.signature.len());
+    v.extend_from_slice(&s.hash.0);
+    v.extend_from_slice(&s.key.0);
+    v.extend_from_slice(&s.signature);
+    v
+}
+
+fn decode_value(v: &[u8]) -> Option<StoredSignature> {
+    let hash: [u8; 32] = v.get(..32)?.try_into().ok()?;
+    let key: [u8; 32] = v.get(32..64)?.try_into().ok()?;
+    Some(StoredSignature {
+        hash: ChangeHash(hash),
+        key: KeyId(key),
+        signature: v.get(64..)?.to_vec(),
+    })
+}
+
+fn cert_key(key: &KeyId) -> Vec<u8> {
+    let mut k = vec![b'k'];
+    k.extend_from_slice(&key.0);
+    k
+}
+
+fn peer_key(peer: &PeerId) -> Vec<u8> {
+    let mut k = vec![b'p'];
+    k.extend_from_slice(peer.as_str().as_bytes());
+    k
+}
+
+impl Store {
+    /// The stored signature of change `seq` of `actor` in `doc`, or else the one of the
+    /// actor's next later change that has one (it vouches for this one too).
+    pub(crate) fn signature_at_or_after(
+        &self,
+        doc: &DocumentId,
+        actor: &ActorId,
+        seq: u64,
+    ) -> Result<Option<StoredSignature>> {
+        let from = sig_key(doc, actor, seq);
+        let to = sig_key(doc, actor, u64::MAX);
+        match self.inner.sigs.range(from..=to).next() {
+            None => Ok(None),
+            Some(kv) => {
+                let (_, v) = kv?;
+                decode_value(&v).map(Some).ok_or_else(|| {
+                    Error::CorruptStore(format!(
+                        "a signature record of document {doc} is {} bytes, under 64",
+                        v.len()
+                    ))
+                })
+            }
+        }
+    }
+
+    /// How many changes of `doc` have a stored signature.
+    pub fn signature_count(&self, doc: &DocumentId) -> Result<usize> {
+        let mut n = 0;
+        for kv in self.inner.sigs.scan_prefix(doc_prefix(doc)) {
+            kv?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Stores signatures of changes of `doc` (not flushed: the caller flushes).
+    pub(super) fn put_signatures(
+        &self,
+        doc: &DocumentId,
+        records: &[SignatureRecord],
+    ) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (actor, seq, s) in records {
+            batch.insert(sig_key(doc, actor, *seq), sig_value(s));
+        }
+        self.inner.sigs.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// A certificate learnt earlier, by its key id.
+    pub(crate) fn certificate(&self, key: &KeyId) -> Result<Option<Vec<u8>>> {
+        Ok(self.inner.certs.get(cert_key(key))?.map(|v| v.to_vec()))
+    }
+
+    /// Stores a certificate (already verified) of `peer`.
+    pub(crate) fn put_certificate(&self, key: &KeyId, der: &[u8], peer: &PeerId) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(cert_key(key), der);
+        batch.insert(peer_key(peer), &key.0[..]);
+        self.inner.certs.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The devices whose certificates this store knows: they sign their changes.
+    pub fn certified_peers(&self) -> Result<BTreeSet<PeerId>> {
+        let mut out = BTreeSet::new();
+        for kv in self.inner.certs.scan_prefix(b"p") {
+            let (k, _) = kv?;
+            if let Some(p) = std::str::from_utf8(&k[1..])
+                .ok()
+                .and_then(|p| p.parse().ok())
+            {
+                out.insert(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the signatures of a deleted document.
+    pub(super) fn delete_signatures(&self, doc: &DocumentId) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for k in self.inner.sigs.scan_prefix(doc_prefix(doc)).keys() {
+            batch.remove(k?);
+        }
+        self.inner.sigs.apply_batch(batch)?;
+        Ok(())
+    }
+}
