@@ -83,6 +83,34 @@ pub(crate) fn chunk_actors(mut bytes: &[u8]) -> Result<Vec<ActorId>, String> {
     Ok(actors)
 }
 
+/// The author and sequence number of each change chunk in `bytes`; `None` for a document
+/// chunk (which holds every change of the document).
+pub(crate) fn change_headers(mut bytes: &[u8]) -> Result<Vec<Option<(ActorId, u64)>>, String> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (kind, mut contents, whole) = next_chunk(&mut bytes)?;
+        match kind {
+            0 => out.push(None),
+            1 => {
+                let deps = uleb(&mut contents)?;
+                take(
+                    &mut contents,
+                    deps.checked_mul(32).ok_or("too many dependencies")?,
+                )?;
+                let l = uleb(&mut contents)?;
+                let actor = ActorId::from(take(&mut contents, l)?);
+                out.push(Some((actor, uleb(&mut contents)?)));
+            }
+            2 => {
+                let change = automerge::Change::try_from(whole).map_err(|e| e.to_string())?;
+                out.push(Some((change.actor_id().clone(), change.seq())));
+            }
+            other => return Err(format!("unknown chunk type {other}")),
+        }
+    }
+    Ok(out)
+}
+
 /// Column specs carry a deflate flag in bit 3 (`id << 4 | deflate << 3 | type`).
 const DEFLATE_BIT: u64 = 0b1000;
 

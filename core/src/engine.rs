@@ -1266,7 +1266,7 @@ impl Engine {
                 Vec::new(),
             ))
         };
-        let (msg, tips) = match msg {
+        let (msg, sigs) = match msg {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(%peer, %doc, error = %e, "cannot generate sync message");
@@ -1276,7 +1276,7 @@ impl Engine {
         self.put_state(peer, doc, state, now);
         let Some(msg) = msg else { return };
         // The signatures of the changes go first, on the same stream.
-        self.queue_signatures(peer, doc, &tips);
+        self.queue_signatures(peer, doc, sigs);
         let data = msg.encode();
         let p = self
             .peers

@@ -62,6 +62,12 @@ pub enum SignatureError {
         /// What was wrong.
         reason: String,
     },
+    /// The device could not sign (its key is unusable, or the system's random source failed).
+    #[error("cannot sign: {reason}; check the device's key with `outpost cert show`")]
+    SigningFailed {
+        /// What was wrong.
+        reason: String,
+    },
     /// The signature does not match the certificate's key and the signed bytes.
     #[error("invalid signature: {reason}")]
     InvalidSignature {
@@ -76,7 +82,7 @@ pub trait Signer: Send + Sync + fmt::Debug {
     /// The device's certificate, DER encoded; receivers verify signatures against it.
     fn certificate(&self) -> &[u8];
     /// Signs `message`.
-    fn sign(&self, message: &[u8]) -> Vec<u8>;
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignatureError>;
     /// The key id of [`Signer::certificate`].
     fn key_id(&self) -> KeyId {
         KeyId::of(self.certificate())

@@ -418,7 +418,15 @@ impl Store {
             return Ok(());
         };
         let hash = change.hash();
-        let signature = signer.sign(&signed_bytes(doc, &hash));
+        let signature = match signer.sign(&signed_bytes(doc, &hash)) {
+            Ok(s) => s,
+            Err(e) => {
+                // The change is stored: it travels unsigned, which peers refuse once they
+                // know this device signs. Failing the write would not make the key work.
+                tracing::error!(%doc, error = %e, "a local change could not be signed");
+                return Ok(());
+            }
+        };
         let record = StoredSignature {
             hash,
             key: signer.key_id(),
@@ -798,35 +806,57 @@ impl Store {
     // ---- sync support, used by the engine ----
 
     /// Generates the next Automerge sync message for a peer.
-    /// Also returns, per actor whose changes the message carries, its newest change in the
-    /// message (actor, sequence number): the changes whose signatures must travel with it.
+    /// Also returns the signatures that must travel with the message: per actor whose
+    /// changes it carries, that of its newest change there (see `crate::signing`).
     pub(crate) fn generate_sync(
         &self,
         doc: &DocumentId,
         state: &mut sync::State,
-    ) -> Result<(Option<sync::Message>, Vec<(ActorId, u64)>)> {
+    ) -> Result<(Option<sync::Message>, Vec<StoredSignature>)> {
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();
-        // The changes a message carries are those it adds to `sent_hashes`.
-        let sent_before = (!state.sent_hashes.is_empty()).then(|| state.sent_hashes.clone());
         let msg = s.doc.generate_sync_message(state);
-        let mut tips: Vec<(ActorId, u64)> = Vec::new();
-        if msg.as_ref().is_some_and(|m| !m.changes.is_empty()) {
-            let mut newest: HashMap<ActorId, u64> = HashMap::new();
-            for h in state.sent_hashes.iter() {
-                if sent_before.as_ref().is_some_and(|b| b.contains(h)) {
-                    continue;
-                }
-                if let Some(meta) = s.doc.get_change_meta_by_hash(h) {
-                    let seq = newest.entry(meta.actor.into_owned()).or_default();
-                    *seq = (*seq).max(meta.seq);
+        drop(s);
+        let Some(m) = msg.as_ref().filter(|m| !m.changes.is_empty()) else {
+            return Ok((msg, Vec::new()));
+        };
+        if self.inner.sigs.is_empty() {
+            return Ok((msg, Vec::new()));
+        }
+        // Read from the chunk headers: a catch-up's whole document costs one lookup per
+        // actor, not one per change.
+        let mut newest: HashMap<ActorId, u64> = HashMap::new();
+        let mut whole = false;
+        for chunk in m.changes.iter() {
+            let Ok(headers) = crate::chunk::change_headers(chunk) else {
+                continue;
+            };
+            for h in headers {
+                match h {
+                    Some((actor, seq)) => {
+                        let e = newest.entry(actor).or_default();
+                        *e = (*e).max(seq);
+                    }
+                    None => whole = true,
                 }
             }
-            tips = newest.into_iter().collect();
-            tips.sort();
         }
-        Ok((msg, tips))
+        let mut out = if whole {
+            self.latest_signatures(doc)?
+        } else {
+            Vec::new()
+        };
+        let mut tips: Vec<(ActorId, u64)> = newest.into_iter().collect();
+        tips.sort();
+        for (actor, seq) in tips {
+            if let Some(sig) = self.signature_at_or_after(doc, &actor, seq)? {
+                if !out.iter().any(|o| o.hash == sig.hash) {
+                    out.push(sig);
+                }
+            }
+        }
+        Ok((msg, out))
     }
 
     /// Applies a received sync message, persists the new changes and notifies subscribers.

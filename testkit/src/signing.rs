@@ -76,8 +76,8 @@ impl Signer for TestSigner {
         &self.cert
     }
 
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.key.sign(message).as_ref().to_vec()
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignatureError> {
+        Ok(self.key.sign(message).as_ref().to_vec())
     }
 }
 

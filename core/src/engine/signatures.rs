@@ -282,27 +282,20 @@ impl Engine {
     }
 
     /// Queues, before a sync message carrying changes, the stored signatures of the newest
-    /// change of each actor in it (`tips`), with the certificates not sent to `peer` yet.
+    /// change of each actor in it (`sigs`, from `Store::generate_sync`), with the
+    /// certificates not sent to `peer` yet.
     pub(super) fn queue_signatures(
         &mut self,
         peer: &PeerId,
         doc: &DocumentId,
-        tips: &[(automerge::ActorId, u64)],
+        sigs: Vec<StoredSignature>,
     ) {
-        if tips.is_empty() || self.peers.get(peer).is_none_or(|p| p.legacy) {
+        if sigs.is_empty() || self.peers.get(peer).is_none_or(|p| p.legacy) {
             return;
         }
         let mut signatures = Vec::new();
         let mut certificates = Vec::new();
-        for (actor, seq) in tips {
-            let s = match self.store.signature_at_or_after(doc, actor, *seq) {
-                Ok(Some(s)) => s,
-                Ok(None) => continue,
-                Err(e) => {
-                    self.storage_failed(Some(peer), Some(doc), &e);
-                    continue;
-                }
-            };
+        for s in sigs {
             let sent = self
                 .peers
                 .get(peer)

@@ -113,6 +113,33 @@ impl Store {
         }
     }
 
+    /// The signature of the newest signed change of every actor of `doc`: one reverse
+    /// lookup per actor.
+    pub(crate) fn latest_signatures(&self, doc: &DocumentId) -> Result<Vec<StoredSignature>> {
+        let start = doc_prefix(doc);
+        let mut end = start.clone();
+        *end.last_mut().expect("a prefix ends with its separator") = 1;
+        let mut out = Vec::new();
+        while let Some(kv) = self
+            .inner
+            .sigs
+            .range(start.clone()..end.clone())
+            .next_back()
+        {
+            let (k, v) = kv?;
+            let Some(s) = decode_value(&v) else {
+                return Err(Error::CorruptStore(format!(
+                    "a signature record of document {doc} is {} bytes, under 64",
+                    v.len()
+                )));
+            };
+            out.push(s);
+            // Everything of this actor sorts after its prefix: continue below it.
+            end = k[..k.len().saturating_sub(8)].to_vec();
+        }
+        Ok(out)
+    }
+
     /// How many changes of `doc` have a stored signature.
     pub fn signature_count(&self, doc: &DocumentId) -> Result<usize> {
         let mut n = 0;
