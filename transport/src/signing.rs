@@ -177,7 +177,10 @@ mod tests {
         let cert = ca.issue(&me).expect("issued");
         let signer = DeviceSigner::new(&cert).expect("signer");
         let verifier = FleetVerifier::for_device(&cert);
-        assert_eq!(verifier.verify_certificate(signer.certificate()), Ok(me));
+        assert_eq!(
+            verifier.verify_certificate(signer.certificate()),
+            Ok(me.clone())
+        );
         let sig = signer.sign(b"change").expect("signs");
         assert_eq!(
             verifier.verify_signature(signer.certificate(), b"change", &sig),
