@@ -221,6 +221,27 @@ mod tests {
     use automerge::{Automerge, ROOT};
 
     #[test]
+    fn reads_change_headers() {
+        let mut doc =
+            automerge::AutoCommit::new().with_actor(automerge::ActorId::from(&b"abc"[..]));
+        for i in 0..3 {
+            doc.put(automerge::ROOT, "k", i).expect("put");
+            doc.commit();
+        }
+        let changes = doc.get_changes(&[]);
+        let headers = change_headers(changes[2].raw_bytes()).expect("a change chunk");
+        assert_eq!(
+            headers,
+            vec![Some((automerge::ActorId::from(&b"abc"[..]), 3))]
+        );
+        assert_eq!(
+            change_headers(&doc.save()).expect("a document chunk"),
+            vec![None]
+        );
+        assert!(change_headers(&[0x85, 0x6f, 0x4a, 0x83, 0, 0]).is_err());
+    }
+
+    #[test]
     fn reads_actors_of_documents_and_changes() {
         let mut a = Automerge::new().with_actor(ActorId::from(b"alice".as_slice()));
         let mut b = Automerge::new().with_actor(ActorId::from(b"bob".as_slice()));

@@ -435,6 +435,31 @@ impl Store {
         self.put_signatures(doc, &[(change.actor_id().clone(), change.seq(), record)])
     }
 
+    /// Vouches for imported changes with this device's key: the newest change of each actor
+    /// that is not another outpost device's (only that device can sign those; receivers
+    /// accept a non-outpost actor's changes signed by a relay role).
+    fn sign_imported(&self, doc: &DocumentId, changes: &[automerge::Change]) -> Result<()> {
+        if self.inner.signer.is_none() {
+            return Ok(());
+        }
+        let mut newest: HashMap<&ActorId, &automerge::Change> = HashMap::new();
+        for c in changes {
+            let foreign =
+                crate::parse_actor(c.actor_id()).is_some() && c.actor_id() != self.actor();
+            if foreign {
+                continue;
+            }
+            let e = newest.entry(c.actor_id()).or_insert(c);
+            if c.seq() > e.seq() {
+                *e = c;
+            }
+        }
+        for c in newest.into_values() {
+            self.sign_local(doc, c)?;
+        }
+        Ok(())
+    }
+
     /// Appends `bytes` to the document's chunks, compacting past the threshold. Not flushed:
     /// durable writes then call [`FlushGroup::flush`].
     fn persist(&self, s: &mut Slot, bytes: &[u8]) -> Result<()> {
@@ -752,6 +777,7 @@ impl Store {
         };
         if !changes.is_empty() {
             self.persist(&mut s, &concat(&changes))
+                .and_then(|()| self.sign_imported(doc, &changes))
                 .and_then(|()| self.inner.flushes.flush(&self.inner.db))
                 .inspect_err(|_| self.forget(doc))?;
             self.notify_received(&s, doc, &changes, bulk, Origin::Import);

@@ -152,6 +152,14 @@ fn a_new_kiosks_orders_reach_a_pos_that_never_met_it() {
             "{certified:?}"
         );
         assert!(net.engine(&pos1).metrics().signatures_verified > 0);
+        // The kiosk signed each of its 20 commits; pos-1 kept what it verified.
+        assert_eq!(
+            net.store(&kiosk)
+                .signature_count(&orders)
+                .expect("readable"),
+            20
+        );
+        assert!(net.store(&pos1).signature_count(&orders).expect("readable") >= 1);
         // pos-1 relays what it learnt (signatures and the kiosk's certificate) to a POS
         // that only ever meets pos-1, also after a restart.
         net.restart(&pos1);

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use outpost_core::signing::{SignatureError, Signer, Verifier};
+use outpost_core::signing::{KeyId, SignatureError, Signer, Verifier};
 use outpost_core::PeerInfo;
 use ring::rand::SystemRandom;
 use ring::signature::{
@@ -25,6 +25,7 @@ enum Key {
 /// them, P-384 or Ed25519 for imported keys).
 pub struct DeviceSigner {
     cert: Vec<u8>,
+    key_id: KeyId,
     key: Key,
     rng: SystemRandom,
 }
@@ -54,6 +55,7 @@ impl DeviceSigner {
             })?;
         Ok(DeviceSigner {
             cert: cert.cert_der().to_vec(),
+            key_id: KeyId::of(cert.cert_der()),
             key,
             rng,
         })
@@ -63,6 +65,10 @@ impl DeviceSigner {
 impl Signer for DeviceSigner {
     fn certificate(&self) -> &[u8] {
         &self.cert
+    }
+
+    fn key_id(&self) -> KeyId {
+        self.key_id
     }
 
     fn sign(&self, message: &[u8]) -> std::result::Result<Vec<u8>, SignatureError> {
