@@ -897,7 +897,7 @@ impl Store {
         state: &mut sync::State,
         msg: sync::Message,
         from: &PeerId,
-        verify: &dyn Fn(&[NewChange]) -> std::result::Result<Vec<SignatureRecord>, String>,
+        verify: &VerifyNew<'_>,
     ) -> Result<Received> {
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
@@ -1022,6 +1022,11 @@ impl Store {
         Ok(())
     }
 }
+
+/// The check [`Store::receive_sync`] runs on the changes new to a document: the signatures to
+/// store, or why the message is refused.
+pub(crate) type VerifyNew<'a> =
+    dyn Fn(&[NewChange]) -> std::result::Result<Vec<SignatureRecord>, String> + 'a;
 
 /// What [`Store::receive_sync`] did with a message.
 pub(crate) enum Received {

@@ -93,8 +93,17 @@ fn untrusted(reason: &str) -> SignatureError {
     }
 }
 
-/// The identity and public key of a certificate, unchecked.
-fn parse(cert: &[u8]) -> Result<(PeerInfo, &[u8], &[u8], &[u8]), SignatureError> {
+/// A certificate's parts, unchecked.
+struct Parsed<'a> {
+    info: PeerInfo,
+    key: &'a [u8],
+    /// What the CA signed.
+    signed: &'a [u8],
+    /// The CA's signature.
+    ca_signature: &'a [u8],
+}
+
+fn parse(cert: &[u8]) -> Result<Parsed<'_>, SignatureError> {
     let mut rest = cert
         .strip_prefix(MAGIC)
         .ok_or_else(|| untrusted("not a simulation certificate"))?;
@@ -111,17 +120,21 @@ fn parse(cert: &[u8]) -> Result<(PeerInfo, &[u8], &[u8], &[u8]), SignatureError>
     if rest.len() != 32 + 64 {
         return Err(untrusted("bad key or signature length"));
     }
-    let signed = &cert[..cert.len() - 64];
-    Ok((info, &rest[..32], signed, &rest[32..]))
+    Ok(Parsed {
+        info,
+        key: &rest[..32],
+        signed: &cert[..cert.len() - 64],
+        ca_signature: &rest[32..],
+    })
 }
 
 impl Verifier for TestVerifier {
     fn verify_certificate(&self, certificate_der: &[u8]) -> Result<PeerInfo, SignatureError> {
-        let (info, _, signed, sig) = parse(certificate_der)?;
+        let p = parse(certificate_der)?;
         UnparsedPublicKey::new(&ED25519, &self.ca)
-            .verify(signed, sig)
+            .verify(p.signed, p.ca_signature)
             .map_err(|_| untrusted("not issued by this fleet's CA"))?;
-        Ok(info)
+        Ok(p.info)
     }
 
     fn verify_signature(
@@ -130,8 +143,8 @@ impl Verifier for TestVerifier {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), SignatureError> {
-        let (_, key, _, _) = parse(certificate_der)?;
-        UnparsedPublicKey::new(&ED25519, key)
+        let p = parse(certificate_der)?;
+        UnparsedPublicKey::new(&ED25519, p.key)
             .verify(message, signature)
             .map_err(|_| SignatureError::InvalidSignature {
                 reason: "the Ed25519 signature does not match the certificate's key".into(),
