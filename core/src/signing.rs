@@ -13,6 +13,7 @@
 //! one signature per actor: that of the actor's newest change new to it.
 
 use std::fmt;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::Arc;
 
 use crate::PeerInfo;
@@ -77,8 +78,9 @@ pub enum SignatureError {
 }
 
 /// Signs what this device authors. Implemented by the transport over the device's
-/// certificate key (`outpost_transport::DeviceSigner`).
-pub trait Signer: Send + Sync + fmt::Debug {
+/// certificate key (`outpost_transport::DeviceSigner`). Unwind-safe, so that the options of
+/// a store holding one can cross `catch_unwind` (the CLI opens stores that way).
+pub trait Signer: Send + Sync + fmt::Debug + RefUnwindSafe + UnwindSafe {
     /// The device's certificate, DER encoded; receivers verify signatures against it.
     fn certificate(&self) -> &[u8];
     /// Signs `message`.
@@ -91,7 +93,7 @@ pub trait Signer: Send + Sync + fmt::Debug {
 
 /// Checks certificates and signatures. Implemented by the transport over the fleet CA
 /// (`outpost_transport::FleetVerifier`).
-pub trait Verifier: Send + Sync + fmt::Debug {
+pub trait Verifier: Send + Sync + fmt::Debug + RefUnwindSafe + UnwindSafe {
     /// Checks that `certificate_der` was issued by the fleet CA and returns the identity it
     /// certifies.
     fn verify_certificate(&self, certificate_der: &[u8]) -> Result<PeerInfo, SignatureError>;
