@@ -163,6 +163,11 @@ struct DocSync {
     /// Reassembly of a fragmented sync message: parts by index.
     parts: Vec<Option<Vec<u8>>>,
     parts_bytes: usize,
+    /// Certificates sent on this document's stream this session. Per stream, not per peer:
+    /// streams of different documents overtake each other, so a certificate sent with one
+    /// document may arrive after the signatures of another that rely on it (found by the
+    /// lossy relay test over QUIC).
+    sent_certs: BTreeSet<KeyId>,
 }
 
 struct Peer {
@@ -179,8 +184,6 @@ struct Peer {
     hello_pending: Vec<DocDigest>,
     /// Documents this peer's changes created here this session.
     created: usize,
-    /// Certificates sent to this peer this session.
-    sent_certs: BTreeSet<KeyId>,
     /// Signatures received for changes not received (or not applied) yet, per document.
     pending_sigs: BTreeMap<DocumentId, signatures::Pending>,
     /// The peer answered a `Signatures` message as malformed: an engine from before signed
@@ -401,7 +404,6 @@ impl Engine {
             pending_ack: 0,
             hello_pending: Vec::new(),
             created: 0,
-            sent_certs: BTreeSet::new(),
             pending_sigs: BTreeMap::new(),
             legacy: false,
         };
@@ -1345,7 +1347,7 @@ impl Engine {
                     }
                     ds.parts.clear();
                     // A lost message may have carried certificates: send them again.
-                    p.sent_certs.clear();
+                    ds.sent_certs.clear();
                     // `pump` below sets it again if the new message expects an answer.
                     ds.awaiting = false;
                     ds.last_activity = now;

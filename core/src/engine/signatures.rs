@@ -299,7 +299,8 @@ impl Engine {
             let sent = self
                 .peers
                 .get(peer)
-                .is_some_and(|p| p.sent_certs.contains(&s.key));
+                .and_then(|p| p.docs.get(doc))
+                .is_some_and(|d| d.sent_certs.contains(&s.key));
             if !sent && !certificates.iter().any(|(k, _)| *k == s.key) {
                 match self.store.certificate(&s.key) {
                     Ok(Some(der)) => certificates.push((s.key, der)),
@@ -316,8 +317,9 @@ impl Engine {
         let Some(p) = self.peers.get_mut(peer) else {
             return;
         };
+        let ds = p.docs.entry(doc.clone()).or_default();
         for (key, _) in &certificates {
-            p.sent_certs.insert(*key);
+            ds.sent_certs.insert(*key);
         }
         // Split to stay far below the message limit: signatures are under 600 bytes and
         // certificates under 16 KiB each.
