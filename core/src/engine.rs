@@ -168,6 +168,9 @@ struct DocSync {
     /// document may arrive after the signatures of another that rely on it (found by the
     /// lossy relay test over QUIC).
     sent_certs: BTreeSet<KeyId>,
+    /// The signatures of our own earlier actors went with a message this session (see
+    /// `Engine::queue_signatures`).
+    backfilled: bool,
 }
 
 struct Peer {
@@ -1078,7 +1081,7 @@ impl Engine {
             });
         self.metrics.signatures_verified += verified.get();
         if checking {
-            self.keep_pending(from, &doc, pending);
+            self.settle_pending(&info, &doc, pending);
         }
         let added = match result {
             Ok(Received::Applied(n)) => n,
@@ -1278,7 +1281,9 @@ impl Engine {
         self.put_state(peer, doc, state, now);
         let Some(msg) = msg else { return };
         // The signatures of the changes go first, on the same stream.
-        self.queue_signatures(peer, doc, sigs);
+        if !msg.changes.is_empty() {
+            self.queue_signatures(peer, doc, sigs);
+        }
         let data = msg.encode();
         let p = self
             .peers

@@ -868,8 +868,11 @@ impl Store {
                 }
             }
         }
-        let mut out = if whole {
+        let mut out: Vec<StoredSignature> = if whole {
             self.latest_signatures(doc)?
+                .into_iter()
+                .map(|(_, s)| s)
+                .collect()
         } else {
             Vec::new()
         };

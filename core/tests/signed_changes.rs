@@ -213,6 +213,59 @@ fn rollout_old_devices_are_accepted_in_transition_only() {
     }
 }
 
+/// A device upgraded to a signing version vouches for what it wrote before: a relay that
+/// holds that history unsigned learns the signatures at the next sync, and serves the whole
+/// history to a kiosk that knows the device signs.
+#[test]
+fn an_upgraded_device_vouches_for_its_earlier_changes() {
+    for seed in 0..4 {
+        let orders = doc(ORDERS);
+        let mut net = Net::seeded(seed);
+        net.signing(SignatureRule::Transitional);
+        let pos1 = net.add_peer_with(
+            "s1",
+            "pos-1",
+            "pos",
+            PeerOptions {
+                unsigned: true,
+                ..PeerOptions::default()
+            },
+        );
+        let pos2 = net.add_peer("s1", "pos-2", "pos");
+        net.connect(&pos1, &pos2);
+        for i in 0..5 {
+            net.put(
+                &pos1,
+                &orders,
+                &format!("/orders/a-{i}"),
+                json!({"total": i}),
+            );
+        }
+        net.run_until_quiet();
+        assert_eq!(net.get(&pos2, &orders, "/orders/a-4/total"), Some(json!(4)));
+        // The upgrade.
+        net.set_unsigned(&pos1, false);
+        net.restart(&pos1);
+        net.put(&pos1, &orders, "/orders/b-1", json!({"total": 9}));
+        net.run_until_quiet();
+        // A new kiosk only meets pos-2; it learns that pos-1 signs with the first message.
+        let kiosk = net.add_peer("s1", "kiosk-1", "kiosk");
+        net.connect(&kiosk, &pos2);
+        net.run_until_quiet();
+        let refused = refusals(&mut net, &kiosk);
+        assert!(refused.is_empty(), "{refused:?}; {}", replay_hint(seed));
+        assert_eq!(
+            net.get(&kiosk, &orders, "/orders/a-4/total"),
+            Some(json!(4))
+        );
+        assert_eq!(
+            net.get(&kiosk, &orders, "/orders/b-1/total"),
+            Some(json!(9))
+        );
+        net.assert_converged();
+    }
+}
+
 /// Signatures must not cost convergence: the usual workload (several writers, a relay, link
 /// breaks, partitions, restarts, two documents whose streams overtake each other) over many
 /// seeds, every peer requiring signatures.

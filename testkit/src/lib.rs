@@ -507,6 +507,15 @@ impl Net {
         p.links = None;
     }
 
+    /// Whether a peer signs and checks signatures from its next start (see
+    /// [`PeerOptions::unsigned`]): `restart` it to upgrade (or downgrade) it.
+    pub fn set_unsigned(&mut self, peer: &PeerId, unsigned: bool) {
+        self.peers
+            .get_mut(peer)
+            .unwrap_or_else(|| panic!("no peer {peer} in the simulation"))
+            .unsigned = unsigned;
+    }
+
     /// Starts a stopped peer from its directory; it dials its wanted links again.
     pub fn start(&mut self, peer: &PeerId) {
         if self.is_running(peer) {

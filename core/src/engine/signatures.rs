@@ -16,6 +16,14 @@ use crate::signing::{
 use crate::store::{NewChange, SignatureRecord, StoredSignature};
 use crate::{parse_actor, DocumentId, PeerId, PeerInfo, Role, SiteId};
 
+/// An actor as refusals name it.
+fn describe(actor: &automerge::ActorId) -> String {
+    match parse_actor(actor) {
+        Some(c) => format!("{} ({})", c.peer, c.role),
+        None => format!("actor {}", actor.to_hex_string()),
+    }
+}
+
 /// Signatures received for changes of one document not applied yet: change hash -> (key,
 /// signature).
 pub(super) type Pending = BTreeMap<ChangeHash, (KeyId, Vec<u8>)>;
@@ -145,24 +153,6 @@ impl Engine {
         }
     }
 
-    /// Puts back the signatures still waiting for changes that are not in the document
-    /// (changes Automerge queued for a missing dependency).
-    pub(super) fn keep_pending(&mut self, from: &PeerId, doc: &DocumentId, mut pending: Pending) {
-        if pending.is_empty() {
-            return;
-        }
-        pending.retain(|h, _| !self.store.has_all(doc, &[*h]).unwrap_or(true));
-        if pending.is_empty() {
-            return;
-        }
-        if let Some(p) = self.peers.get_mut(from) {
-            p.pending_sigs
-                .entry(doc.clone())
-                .or_default()
-                .extend(pending);
-        }
-    }
-
     /// The site whose devices may sign changes that reach us from `from`: a device's own
     /// site, or for a cloud the site of the device it serves. `None` between clouds.
     fn signer_site<'a>(&'a self, from: &'a PeerInfo) -> Option<&'a SiteId> {
@@ -186,9 +176,9 @@ impl Engine {
         new: &[NewChange],
         pending: &Pending,
     ) -> Result<Vec<SignatureRecord>, String> {
-        let Some(verifier) = &self.config.verifier else {
+        if self.config.verifier.is_none() {
             return Ok(Vec::new());
-        };
+        }
         let mut newest: BTreeMap<&automerge::ActorId, &NewChange> = BTreeMap::new();
         for c in new {
             let e = newest.entry(&c.actor).or_insert(c);
@@ -196,15 +186,11 @@ impl Engine {
                 *e = c;
             }
         }
-        let policy = &self.config.policy;
         let mut records = Vec::new();
         for (actor, change) in newest {
             let claim = parse_actor(actor);
-            let author = match &claim {
-                Some(c) => format!("{} ({})", c.peer, c.role),
-                None => format!("actor {}", actor.to_hex_string()),
-            };
             let Some((key, signature)) = pending.get(&change.hash) else {
+                let author = describe(actor);
                 match (self.config.signatures, &claim) {
                     (SignatureRule::Required, _) => {
                         return Err(format!(
@@ -224,50 +210,7 @@ impl Engine {
                     (SignatureRule::Transitional, _) => continue,
                 }
             };
-            let Some((signer, der)) = self.certs.get(key) else {
-                return Err(format!(
-                    "change {} by {author} is signed by certificate {key}, which the sender \
-                     did not send and this peer does not know",
-                    change.hash
-                ));
-            };
-            match &claim {
-                Some(c) if c.peer != signer.peer || c.role != signer.role => {
-                    return Err(format!(
-                        "change {} claims {author} but is signed by {signer}: forged authorship",
-                        change.hash
-                    ))
-                }
-                Some(_) => {}
-                None if !policy.may_relay(&signer.role) => {
-                    return Err(format!(
-                        "change {} of {author} is signed by {signer}, whose role may not vouch \
-                         for others' changes",
-                        change.hash
-                    ))
-                }
-                None => {}
-            }
-            if signer.role != Role::cloud() {
-                if let Some(site) = self.signer_site(from) {
-                    if &signer.site != site {
-                        return Err(format!(
-                            "change {} is signed by {signer}, a device of another site than {site}",
-                            change.hash
-                        ));
-                    }
-                }
-            }
-            if !policy.may_write(&signer.role, doc.context()) {
-                return Err(format!(
-                    "change {} is signed by {signer}, whose role may not write context {}",
-                    change.hash,
-                    doc.context()
-                ));
-            }
-            verifier
-                .verify_signature(der, &signed_bytes(doc, &change.hash), signature)
-                .map_err(|e| format!("change {} by {author}: {e}", change.hash))?;
+            self.check_signature(from, doc, actor, &change.hash, key, signature)?;
             records.push((
                 actor.clone(),
                 change.seq,
@@ -281,16 +224,171 @@ impl Engine {
         Ok(records)
     }
 
+    /// Why the signature `signature` by certificate `key` of change `hash` by `actor` in
+    /// `doc`, received from `from`, is not valid, if it is not.
+    fn check_signature(
+        &self,
+        from: &PeerInfo,
+        doc: &DocumentId,
+        actor: &automerge::ActorId,
+        hash: &ChangeHash,
+        key: &KeyId,
+        signature: &[u8],
+    ) -> Result<(), String> {
+        let Some(verifier) = &self.config.verifier else {
+            return Ok(());
+        };
+        let policy = &self.config.policy;
+        let claim = parse_actor(actor);
+        let author = describe(actor);
+        let Some((signer, der)) = self.certs.get(key) else {
+            return Err(format!(
+                "change {hash} by {author} is signed by certificate {key}, which the sender \
+                 did not send and this peer does not know"
+            ));
+        };
+        match &claim {
+            Some(c) if c.peer != signer.peer || c.role != signer.role => {
+                return Err(format!(
+                    "change {hash} claims {author} but is signed by {signer}: forged authorship"
+                ))
+            }
+            Some(_) => {}
+            None if !policy.may_relay(&signer.role) => {
+                return Err(format!(
+                    "change {hash} of {author} is signed by {signer}, whose role may not vouch \
+                     for others' changes"
+                ))
+            }
+            None => {}
+        }
+        if signer.role != Role::cloud() {
+            if let Some(site) = self.signer_site(from) {
+                if &signer.site != site {
+                    return Err(format!(
+                        "change {hash} is signed by {signer}, a device of another site than {site}"
+                    ));
+                }
+            }
+        }
+        if !policy.may_write(&signer.role, doc.context()) {
+            return Err(format!(
+                "change {hash} is signed by {signer}, whose role may not write context {}",
+                doc.context()
+            ));
+        }
+        verifier
+            .verify_signature(der, &signed_bytes(doc, hash), signature)
+            .map_err(|e| format!("change {hash} by {author}: {e}"))
+    }
+
+    /// After a message was handled: signatures of changes the document now holds without a
+    /// stored signature are checked and stored ("late" signatures: an upgraded device
+    /// vouching for what it wrote before it signed, see `queue_signatures`); those of changes
+    /// not in the document yet (queued by Automerge behind a missing dependency) wait.
+    pub(super) fn settle_pending(&mut self, from: &PeerInfo, doc: &DocumentId, pending: Pending) {
+        if pending.is_empty() {
+            return;
+        }
+        let mut waiting = Pending::new();
+        let mut late = Vec::new();
+        for (hash, (key, signature)) in pending {
+            let author = match self.store.change_author(doc, &hash) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.storage_failed(Some(&from.peer), Some(doc), &e);
+                    continue;
+                }
+            };
+            let Some((actor, seq)) = author else {
+                waiting.insert(hash, (key, signature));
+                continue;
+            };
+            match self.store.has_signature(doc, &actor, seq) {
+                Ok(false) => {}
+                Ok(true) => continue,
+                Err(e) => {
+                    self.storage_failed(Some(&from.peer), Some(doc), &e);
+                    continue;
+                }
+            }
+            match self.check_signature(from, doc, &actor, &hash, &key, &signature) {
+                Ok(()) => late.push((
+                    actor,
+                    seq,
+                    StoredSignature {
+                        hash,
+                        key,
+                        signature,
+                    },
+                )),
+                Err(reason) => {
+                    // The change is ours already: nothing to refuse, but nothing to keep.
+                    self.metrics.sync_errors += 1;
+                    tracing::warn!(peer = %from, %doc, %reason, "a late signature is invalid");
+                }
+            }
+        }
+        self.metrics.signatures_verified += late.len() as u64;
+        if let Err(e) = self.store.put_late_signatures(doc, &late) {
+            self.storage_failed(Some(&from.peer), Some(doc), &e);
+        }
+        if !waiting.is_empty() {
+            if let Some(p) = self.peers.get_mut(&from.peer) {
+                p.pending_sigs
+                    .entry(doc.clone())
+                    .or_default()
+                    .extend(waiting);
+            }
+        }
+    }
+
     /// Queues, before a sync message carrying changes, the stored signatures of the newest
     /// change of each actor in it (`sigs`, from `Store::generate_sync`), with the
     /// certificates not sent to `peer` yet.
+    ///
+    /// With the first such message of the session on this document, the device also sends
+    /// the signatures of the newest change of each of its own actors (signing, once, those
+    /// written before it had a key): peers that received its earlier changes unsigned (from
+    /// a version before signed changes) store them, and can relay that history to peers that
+    /// know this device signs.
     pub(super) fn queue_signatures(
         &mut self,
         peer: &PeerId,
         doc: &DocumentId,
-        sigs: Vec<StoredSignature>,
+        mut sigs: Vec<StoredSignature>,
     ) {
-        if sigs.is_empty() || self.peers.get(peer).is_none_or(|p| p.legacy) {
+        let Some(p) = self.peers.get(peer) else {
+            return;
+        };
+        if p.legacy {
+            return;
+        }
+        if !p.docs.get(doc).is_some_and(|d| d.backfilled) {
+            if let Some(ds) = self
+                .peers
+                .get_mut(peer)
+                .map(|p| p.docs.entry(doc.clone()).or_default())
+            {
+                ds.backfilled = true;
+            }
+            if let Err(e) = self.store.sign_own_history(doc) {
+                self.storage_failed(Some(peer), Some(doc), &e);
+            }
+            match self.store.latest_signatures(doc) {
+                Ok(latest) => {
+                    let me = &self.config.local.peer;
+                    for (actor, s) in latest {
+                        let own = parse_actor(&actor).is_some_and(|c| &c.peer == me);
+                        if own && !sigs.iter().any(|o| o.hash == s.hash) {
+                            sigs.push(s);
+                        }
+                    }
+                }
+                Err(e) => self.storage_failed(Some(peer), Some(doc), &e),
+            }
+        }
+        if sigs.is_empty() {
             return;
         }
         let mut signatures = Vec::new();

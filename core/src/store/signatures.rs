@@ -115,7 +115,10 @@ impl Store {
 
     /// The signature of the newest signed change of every actor of `doc`: one reverse
     /// lookup per actor.
-    pub(crate) fn latest_signatures(&self, doc: &DocumentId) -> Result<Vec<StoredSignature>> {
+    pub(crate) fn latest_signatures(
+        &self,
+        doc: &DocumentId,
+    ) -> Result<Vec<(ActorId, StoredSignature)>> {
         let start = doc_prefix(doc);
         let mut end = start.clone();
         *end.last_mut().expect("a prefix ends with its separator") = 1;
@@ -133,11 +136,95 @@ impl Store {
                     v.len()
                 )));
             };
-            out.push(s);
             // Everything of this actor sorts after its prefix: continue below it.
             end = k[..k.len().saturating_sub(8)].to_vec();
+            let actor_start = start.len() + 2;
+            out.push((ActorId::from(end.get(actor_start..).unwrap_or_default()), s));
         }
         Ok(out)
+    }
+
+    /// Whether change `seq` of `actor` in `doc` has a stored signature.
+    pub(crate) fn has_signature(
+        &self,
+        doc: &DocumentId,
+        actor: &ActorId,
+        seq: u64,
+    ) -> Result<bool> {
+        Ok(self.inner.sigs.contains_key(sig_key(doc, actor, seq))?)
+    }
+
+    /// The author and sequence number of a change `doc` holds.
+    pub(crate) fn change_author(
+        &self,
+        doc: &DocumentId,
+        hash: &ChangeHash,
+    ) -> Result<Option<(ActorId, u64)>> {
+        let slot = self.slot(doc)?;
+        let s = super::lock(&slot);
+        Ok(s.doc
+            .get_change_meta_by_hash(hash)
+            .map(|m| (m.actor.into_owned(), m.seq)))
+    }
+
+    /// Signs the newest change of each of this device's actors in `doc` that has no
+    /// signature: changes written before the device signed (an upgrade), or by a tool that
+    /// had no key. Done once per document (`meta` key `signed-history/<doc>`), when the
+    /// document is first sent after the store got a signer.
+    pub(crate) fn sign_own_history(&self, doc: &DocumentId) -> Result<()> {
+        let (Some(signer), Some(me)) = (&self.inner.signer, &self.inner.identity) else {
+            return Ok(());
+        };
+        let flag = format!("signed-history/{doc}");
+        if self.meta_get(&flag)?.is_some() {
+            return Ok(());
+        }
+        let mut newest: std::collections::HashMap<ActorId, (u64, ChangeHash)> =
+            std::collections::HashMap::new();
+        {
+            let slot = self.slot(doc)?;
+            let s = super::lock(&slot);
+            for m in s.doc.get_changes_meta(&[]) {
+                if crate::parse_actor(&m.actor).is_some_and(|c| c.peer == me.peer) {
+                    let e = newest.entry(m.actor.into_owned()).or_insert((0, m.hash));
+                    if m.seq >= e.0 {
+                        *e = (m.seq, m.hash);
+                    }
+                }
+            }
+        }
+        let mut records = Vec::new();
+        for (actor, (seq, hash)) in newest {
+            if self.has_signature(doc, &actor, seq)? {
+                continue;
+            }
+            match signer.sign(&crate::signing::signed_bytes(doc, &hash)) {
+                Ok(signature) => records.push((
+                    actor,
+                    seq,
+                    StoredSignature {
+                        hash,
+                        key: signer.key_id(),
+                        signature,
+                    },
+                )),
+                Err(e) => {
+                    tracing::error!(%doc, error = %e, "earlier changes could not be signed");
+                    return Ok(());
+                }
+            }
+        }
+        self.put_signatures(doc, &records)?;
+        self.meta_set(&flag, Some(b"1"))
+    }
+
+    /// Stores signatures of changes `doc` already holds (verified by the caller).
+    pub(crate) fn put_late_signatures(
+        &self,
+        doc: &DocumentId,
+        records: &[SignatureRecord],
+    ) -> Result<()> {
+        self.put_signatures(doc, records)
     }
 
     /// How many changes of `doc` have a stored signature.
