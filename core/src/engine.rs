@@ -969,41 +969,39 @@ impl Engine {
         reason: String,
         now: Timestamp,
     ) -> Result<(), EngineError> {
-        {
-            self.metrics.changes_refused += n;
-            tracing::warn!(peer = %info, %doc, %reason, "refused changes");
-            let Some(peer) = self.peers.get_mut(from) else {
-                return Err(EngineError::UnknownPeer(from.clone()));
-            };
-            peer.docs.entry(doc.clone()).or_default().refused_by_us = true;
-            peer.control.push_back((
-                Some(doc.clone()),
-                WireMessage::Refused {
-                    doc: doc.clone(),
-                    reason: reason.clone(),
-                }
-                .encode(),
-            ));
-            // Take no more changes from this peer on this document for the session: our
-            // state turns read-only, whose flag tells the peer's Automerge to stop offering
-            // changes, while our own changes still flow to it. Without this, each side kept
-            // waiting for the other and retried every `retry_ms` forever (found by the
-            // simulation).
-            let mut state = self.take_state(from, &doc)?;
-            state.set_read_only(true);
-            // The refused message still answers ours and tells the peer's heads: without
-            // noting that, a refusal of the peer's first message left us waiting for an
-            // answer that a read-only peer never sends (found by the simulation).
-            state.their_heads = Some(heads);
-            state.in_flight = false;
-            self.put_state(from, &doc, state, now);
-            self.events.push_back(Event::ChangeRefused {
-                peer: from.clone(),
-                doc,
-                reason,
-            });
-            Ok(())
-        }
+        self.metrics.changes_refused += n;
+        tracing::warn!(peer = %info, %doc, %reason, "refused changes");
+        let Some(peer) = self.peers.get_mut(from) else {
+            return Err(EngineError::UnknownPeer(from.clone()));
+        };
+        peer.docs.entry(doc.clone()).or_default().refused_by_us = true;
+        peer.control.push_back((
+            Some(doc.clone()),
+            WireMessage::Refused {
+                doc: doc.clone(),
+                reason: reason.clone(),
+            }
+            .encode(),
+        ));
+        // Take no more changes from this peer on this document for the session: our
+        // state turns read-only, whose flag tells the peer's Automerge to stop offering
+        // changes, while our own changes still flow to it. Without this, each side kept
+        // waiting for the other and retried every `retry_ms` forever (found by the
+        // simulation).
+        let mut state = self.take_state(from, &doc)?;
+        state.set_read_only(true);
+        // The refused message still answers ours and tells the peer's heads: without
+        // noting that, a refusal of the peer's first message left us waiting for an
+        // answer that a read-only peer never sends (found by the simulation).
+        state.their_heads = Some(heads);
+        state.in_flight = false;
+        self.put_state(from, &doc, state, now);
+        self.events.push_back(Event::ChangeRefused {
+            peer: from.clone(),
+            doc,
+            reason,
+        });
+        Ok(())
     }
 
     /// Applies a message whose changes passed the policy checks: their signatures are
