@@ -326,7 +326,7 @@ fn signed_sites_converge_under_faults() {
     }
 }
 
-fn engine(dir: &std::path::Path, me: PeerInfo, ca: &TestCa) -> Engine {
+fn engine(dir: &std::path::Path, me: PeerInfo, ca: &TestCa, rule: SignatureRule) -> Engine {
     let store = Store::open_with(
         dir,
         StoreOptions {
@@ -339,7 +339,7 @@ fn engine(dir: &std::path::Path, me: PeerInfo, ca: &TestCa) -> Engine {
     .expect("store opens");
     let mut config = EngineConfig::new(me, Policy::default());
     config.verifier = Some(ca.verifier());
-    config.signatures = SignatureRule::Required;
+    config.signatures = rule;
     Engine::new(store, config)
 }
 
@@ -352,7 +352,7 @@ fn malformed_signatures_are_errors() {
     let me = PeerInfo::parse("s1", "pos-1", "pos").expect("valid");
     let kiosk = PeerInfo::parse("s1", "kiosk-1", "kiosk").expect("valid");
     let board = PeerInfo::parse("s1", "board-1", "menu-board").expect("valid");
-    let mut e = engine(dir.path(), me, &ca);
+    let mut e = engine(dir.path(), me, &ca, SignatureRule::Required);
     let now = Timestamp(0);
     e.handle_connect(kiosk.clone(), now);
     e.handle_connect(board.clone(), now);
@@ -431,4 +431,116 @@ fn malformed_signatures_are_errors() {
         "pos-1 and kiosk-1"
     );
     assert!(e.metrics().sync_errors >= 4);
+}
+
+/// A peer that sends tens of thousands of signatures for changes we hold unsigned makes us
+/// verify at most one per actor of its own, never one per signature.
+#[test]
+fn late_signatures_cost_one_verification_per_actor() {
+    let ca = TestCa::new(9);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let me = PeerInfo::parse("s1", "pos-1", "pos").expect("valid");
+    let kiosk = PeerInfo::parse("s1", "kiosk-1", "kiosk").expect("valid");
+    let mut e = engine(dir.path(), me, &ca, SignatureRule::Transitional);
+    e.handle_connect(kiosk.clone(), Timestamp(0));
+    let orders = doc(ORDERS);
+    // The kiosk's 300 orders, unsigned (a version before signed changes).
+    let kdir = tempfile::tempdir().expect("temp dir");
+    let kstore = Store::open_with(
+        kdir.path(),
+        StoreOptions {
+            identity: Some(kiosk.clone()),
+            policy: Policy::default(),
+            ..StoreOptions::default()
+        },
+    )
+    .expect("store");
+    for i in 0..300 {
+        kstore
+            .put(
+                &orders,
+                &format!("/o-{i}"),
+                json!(i),
+                outpost_core::Durability::Fast,
+            )
+            .expect("write");
+    }
+    let changes = kstore.changes_since(&orders, &[]).expect("changes");
+    let hashes: Vec<[u8; 32]> = changes
+        .iter()
+        .map(|c| {
+            automerge::Change::try_from(c.as_slice())
+                .expect("a change")
+                .hash()
+                .0
+        })
+        .collect();
+    let sync = |changes: Vec<Vec<u8>>| {
+        WireMessage::Sync {
+            doc: orders.clone(),
+            data: automerge::sync::Message {
+                heads: vec![],
+                need: vec![],
+                have: vec![],
+                changes: changes.into(),
+                flags: None,
+                version: automerge::sync::MessageVersion::V1,
+            }
+            .encode(),
+        }
+        .encode()
+    };
+    // Transitional (the kiosk is not known to sign yet): accepted unsigned.
+    e.handle_message(&kiosk.peer, &sync(changes.clone()), Timestamp(1))
+        .expect("applied");
+    assert_eq!(e.metrics().changes_applied, 300);
+    let errors_before = e.metrics().sync_errors;
+    // 60,000 signatures with the kiosk's real certificate: 300 of its changes, the rest of
+    // changes we do not have.
+    let cert = ca.issue(&kiosk).certificate().to_vec();
+    let key = outpost_core::signing::KeyId::of(&cert).0;
+    let mut rng = rand::rng();
+    let all: Vec<ChangeSignature> = (0..60_000)
+        .map(|i| ChangeSignature {
+            change: hashes.get(i).copied().unwrap_or_else(|| rng.random()),
+            key,
+            signature: vec![7; 64],
+        })
+        .collect();
+    let mut messages = 0;
+    for (i, part) in all.chunks(5_000).enumerate() {
+        let m = WireMessage::Signatures {
+            doc: orders.clone(),
+            signatures: part.to_vec(),
+            certificates: if i == 0 { vec![cert.clone()] } else { vec![] },
+        };
+        e.handle_message(&kiosk.peer, &m.encode(), Timestamp(2))
+            .expect("kept");
+        messages += 1;
+    }
+    let started = std::time::Instant::now();
+    let changes_again = changes.clone();
+    let _ = e.handle_message(&kiosk.peer, &sync(changes), Timestamp(3));
+    let took = started.elapsed();
+    let checked = e.metrics().sync_errors - errors_before;
+    assert_eq!(e.metrics().signatures_verified, 0);
+    println!(
+        "late signatures: 60,000 signatures in {messages} messages for 300 held changes \
+         cost {checked} errors (one failed verification, one drop of the rest), {} ms (debug build)",
+        took.as_millis()
+    );
+    // One verification (which fails: the signatures are garbage) for the kiosk's one actor,
+    // and one error for the 59,700 signatures of changes it never sent, dropped.
+    assert_eq!(checked, 2, "one verification for the kiosk's one actor");
+    let started = std::time::Instant::now();
+    let _ = e.handle_message(&kiosk.peer, &sync(changes_again), Timestamp(4));
+    println!(
+        "late signatures: the next message costs {} ms",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(
+        e.metrics().sync_errors - errors_before,
+        2,
+        "nothing left to examine"
+    );
 }

@@ -31,6 +31,10 @@ pub(super) type Pending = BTreeMap<ChangeHash, (KeyId, Vec<u8>)>;
 /// The most signatures one peer may have waiting for their changes (about 40 MB at the
 /// largest signature size; a message needs one per actor).
 pub const MAX_PENDING_SIGNATURES: usize = 65_536;
+/// The most signatures kept, per peer and document, after a message for changes it did not
+/// bring (Automerge queued them behind a missing dependency: a few at most). More are
+/// dropped, so that a peer cannot make every later message re-examine tens of thousands.
+const MAX_WAITING_SIGNATURES: usize = 4_096;
 /// The most certificates one `Signatures` message may carry.
 pub const MAX_CERTIFICATES_PER_MESSAGE: usize = 1_024;
 /// Outgoing `Signatures` messages are split to stay under this many encoded bytes.
@@ -286,12 +290,18 @@ impl Engine {
     /// stored signature are checked and stored ("late" signatures: an upgraded device
     /// vouching for what it wrote before it signed, see `queue_signatures`); those of changes
     /// not in the document yet (queued by Automerge behind a missing dependency) wait.
+    ///
+    /// Only the sender's own actors are taken, and only the newest change of each: that is
+    /// what a device sends, and it bounds the verifications a peer can make us do to one
+    /// per actor of its own (a peer sending 65,536 signatures of changes we hold unsigned
+    /// would otherwise cost seconds of ECDSA).
     pub(super) fn settle_pending(&mut self, from: &PeerInfo, doc: &DocumentId, pending: Pending) {
         if pending.is_empty() {
             return;
         }
         let mut waiting = Pending::new();
-        let mut late = Vec::new();
+        let mut candidates: BTreeMap<automerge::ActorId, (u64, ChangeHash, KeyId, Vec<u8>)> =
+            BTreeMap::new();
         for (hash, (key, signature)) in pending {
             let author = match self.store.change_author(doc, &hash) {
                 Ok(a) => a,
@@ -304,6 +314,15 @@ impl Engine {
                 waiting.insert(hash, (key, signature));
                 continue;
             };
+            if !parse_actor(&actor).is_some_and(|c| c.peer == from.peer) {
+                continue;
+            }
+            if candidates.get(&actor).is_none_or(|c| c.0 < seq) {
+                candidates.insert(actor, (seq, hash, key, signature));
+            }
+        }
+        let mut late = Vec::new();
+        for (actor, (seq, hash, key, signature)) in candidates {
             match self.store.has_signature(doc, &actor, seq) {
                 Ok(false) => {}
                 Ok(true) => continue,
@@ -332,6 +351,11 @@ impl Engine {
         self.metrics.signatures_verified += late.len() as u64;
         if let Err(e) = self.store.put_late_signatures(doc, &late) {
             self.storage_failed(Some(&from.peer), Some(doc), &e);
+        }
+        if waiting.len() > MAX_WAITING_SIGNATURES {
+            self.metrics.sync_errors += 1;
+            tracing::warn!(peer = %from, %doc, waiting = waiting.len(), "signatures for changes never sent are dropped");
+            return;
         }
         if !waiting.is_empty() {
             if let Some(p) = self.peers.get_mut(&from.peer) {
