@@ -132,6 +132,9 @@ fn migrate_tree_per_document(db: &sled::Db, namespace: &str, chunks: &sled::Tree
     Ok(())
 }
 
+/// Meta key prefix of documents with local changes written without a signer.
+pub(crate) const UNSIGNED_KEY: &str = "unsigned/";
+
 /// Meta key prefix of the quarantined documents.
 const QUARANTINE_KEY: &str = "quarantine/";
 
@@ -153,6 +156,8 @@ struct Inner {
     /// Certificates of signers, and the peers known to sign.
     certs: sled::Tree,
     signer: Option<SharedSigner>,
+    /// Documents this session wrote unsigned (no signer) and has marked so in `meta`.
+    unsigned_marked: Mutex<std::collections::HashSet<DocumentId>>,
     actor: ActorId,
     identity: Option<PeerInfo>,
     policy: Policy,
@@ -245,6 +250,7 @@ impl Store {
                 sigs,
                 certs,
                 signer: options.signer,
+                unsigned_marked: Mutex::new(std::collections::HashSet::new()),
                 actor,
                 identity: options.identity,
                 policy: options.policy,
@@ -415,6 +421,14 @@ impl Store {
     /// it, in the same sled log as its chunk.
     fn sign_local(&self, doc: &DocumentId, change: &automerge::Change) -> Result<()> {
         let Some(signer) = &self.inner.signer else {
+            // A device's change written without its key (an offline tool): marked, so that
+            // the device signs it the next time it sends the document with its key
+            // (`sign_own_history`).
+            if self.inner.identity.is_some()
+                && lock(&self.inner.unsigned_marked).insert(doc.clone())
+            {
+                self.meta_set(&format!("{UNSIGNED_KEY}{doc}"), Some(b"1"))?;
+            }
             return Ok(());
         };
         let hash = change.hash();

@@ -266,6 +266,39 @@ fn an_upgraded_device_vouches_for_its_earlier_changes() {
     }
 }
 
+/// Changes a device's store took without its key (an offline tool while the node was
+/// stopped) are signed by the device when it next sends the document: even a peer that
+/// requires signatures takes them.
+#[test]
+fn offline_writes_without_the_key_are_signed_by_the_device_later() {
+    for seed in 0..4 {
+        let orders = doc(ORDERS);
+        let mut net = Net::seeded(seed);
+        net.signing(SignatureRule::Required);
+        let pos1 = net.add_peer("s1", "pos-1", "pos");
+        let pos2 = net.add_peer("s1", "pos-2", "pos");
+        net.connect(&pos1, &pos2);
+        net.put(&pos1, &orders, "/orders/a-1", json!({"total": 1}));
+        net.run_until_quiet();
+        // Offline, without the key.
+        net.partition(&[std::slice::from_ref(&pos1), std::slice::from_ref(&pos2)]);
+        net.set_unsigned(&pos1, true);
+        net.restart(&pos1);
+        net.put(&pos1, &orders, "/orders/offline", json!({"total": 2}));
+        net.set_unsigned(&pos1, false);
+        net.restart(&pos1);
+        net.heal();
+        net.run_until_quiet();
+        let refused = refusals(&mut net, &pos2);
+        assert!(refused.is_empty(), "{refused:?}; {}", replay_hint(seed));
+        assert_eq!(
+            net.get(&pos2, &orders, "/orders/offline/total"),
+            Some(json!(2))
+        );
+        net.assert_converged();
+    }
+}
+
 /// Signatures must not cost convergence: the usual workload (several writers, a relay, link
 /// breaks, partitions, restarts, two documents whose streams overtake each other) over many
 /// seeds, every peer requiring signatures.

@@ -169,14 +169,16 @@ impl Store {
 
     /// Signs the newest change of each of this device's actors in `doc` that has no
     /// signature: changes written before the device signed (an upgrade), or by a tool that
-    /// had no key. Done once per document (`meta` key `signed-history/<doc>`), when the
-    /// document is first sent after the store got a signer.
+    /// had no key. Done when the document is first sent after the store got a signer (`meta`
+    /// key `signed-history/<doc>`), and again after unsigned local writes (`unsigned/<doc>`,
+    /// set by a store without a signer).
     pub(crate) fn sign_own_history(&self, doc: &DocumentId) -> Result<()> {
         let (Some(signer), Some(me)) = (&self.inner.signer, &self.inner.identity) else {
             return Ok(());
         };
         let flag = format!("signed-history/{doc}");
-        if self.meta_get(&flag)?.is_some() {
+        let unsigned = format!("{}{doc}", super::UNSIGNED_KEY);
+        if self.meta_get(&flag)?.is_some() && self.meta_get(&unsigned)?.is_none() {
             return Ok(());
         }
         let mut newest: std::collections::HashMap<ActorId, (u64, ChangeHash)> =
@@ -215,7 +217,8 @@ impl Store {
             }
         }
         self.put_signatures(doc, &records)?;
-        self.meta_set(&flag, Some(b"1"))
+        self.meta_set(&flag, Some(b"1"))?;
+        self.meta_set(&unsigned, None)
     }
 
     /// Stores signatures of changes `doc` already holds (verified by the caller).
