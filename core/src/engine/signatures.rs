@@ -314,7 +314,7 @@ impl Engine {
                 waiting.insert(hash, (key, signature));
                 continue;
             };
-            if !parse_actor(&actor).is_some_and(|c| c.peer == from.peer) {
+            if parse_actor(&actor).is_none_or(|c| c.peer != from.peer) {
                 continue;
             }
             if candidates.get(&actor).is_none_or(|c| c.0 < seq) {

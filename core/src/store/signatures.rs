@@ -2,8 +2,10 @@
 //!
 //! Two sled trees per namespace:
 //! - `<namespace>sigs`: `<document id> 0x00 <actor length u16 BE> <actor> <seq u64 BE>` ->
-//!   `<change hash (32)> <key id (32)> <signature>`: the signatures of local commits, and
-//!   of the newest change of each actor in every received message (see `crate::signing`);
+//!   `<change hash (32)> <key id (32)> <signature>`: the signatures of local commits (and
+//!   of this device's earlier unsigned changes, signed later), of the newest change of each
+//!   actor in every accepted received message (see `crate::signing`), and late signatures
+//!   of changes held before their author signed;
 //! - `<namespace>certs`: `k <key id>` -> certificate DER, and `p <peer id>` -> the key id of
 //!   the peer's latest certificate: the devices known to sign.
 
@@ -246,6 +248,13 @@ impl Store {
         doc: &DocumentId,
         records: &[SignatureRecord],
     ) -> Result<()> {
+        if let [(actor, seq, s)] = records {
+            // A local commit: one insert, cheaper than a batch.
+            self.inner
+                .sigs
+                .insert(sig_key(doc, actor, *seq), sig_value(s))?;
+            return Ok(());
+        }
         if records.is_empty() {
             return Ok(());
         }
