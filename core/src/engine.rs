@@ -171,6 +171,9 @@ struct DocSync {
     /// The signatures of our own earlier actors went with a message this session (see
     /// `Engine::queue_signatures`).
     backfilled: bool,
+    /// Why the peer's last `Signatures` message for this document failed: its changes that
+    /// follow are refused.
+    bad_signatures: Option<String>,
 }
 
 struct Peer {
@@ -951,6 +954,13 @@ impl Engine {
         if let Some(reason) = self.check_changes(&info, &doc, &msg) {
             let n = msg.changes.len() as u64;
             return self.refuse(from, &info, doc, msg.heads, n, reason, now);
+        }
+        if self.config.verifier.is_some() && !msg.changes.is_empty() {
+            if let Some(bad) = self.take_bad_signatures(from, &doc) {
+                let n = msg.changes.len() as u64;
+                let reason = format!("the signatures sent with these changes were refused: {bad}");
+                return self.refuse(from, &info, doc, msg.heads, n, reason, now);
+            }
         }
         self.apply_sync(from, info, doc, msg, now)
     }

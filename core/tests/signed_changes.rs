@@ -440,6 +440,54 @@ fn malformed_signatures_are_errors() {
             "{m:?}: {r:?}"
         );
     }
+    // Changes that follow a refused `Signatures` message are refused, not taken unsigned.
+    let kiosk2 = PeerInfo::parse("s1", "kiosk-2", "kiosk").expect("valid");
+    let dir2 = tempfile::tempdir().expect("temp dir");
+    let mut lenient = engine(
+        dir2.path(),
+        PeerInfo::parse("s1", "pos-2", "pos").expect("valid"),
+        &ca,
+        SignatureRule::Transitional,
+    );
+    lenient.handle_connect(kiosk2.clone(), now);
+    let kdir = tempfile::tempdir().expect("temp dir");
+    let kstore = Store::open_with(
+        kdir.path(),
+        StoreOptions {
+            identity: Some(kiosk2.clone()),
+            policy: Policy::default(),
+            ..StoreOptions::default()
+        },
+    )
+    .expect("store");
+    kstore
+        .put(&orders, "/o-1", json!(1), outpost_core::Durability::Fast)
+        .expect("write");
+    let bogus = WireMessage::Signatures {
+        doc: orders.clone(),
+        signatures: vec![sig(64)],
+        certificates: vec![other_ca.issue(&kiosk2).certificate().to_vec()],
+    };
+    assert!(lenient
+        .handle_message(&kiosk2.peer, &bogus.encode(), now)
+        .is_err());
+    let push = WireMessage::Sync {
+        doc: orders.clone(),
+        data: automerge::sync::Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: kstore.changes_since(&orders, &[]).expect("changes").into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        }
+        .encode(),
+    };
+    lenient
+        .handle_message(&kiosk2.peer, &push.encode(), now)
+        .expect("handled");
+    assert_eq!(lenient.metrics().changes_refused, 1);
+    assert!(!lenient.store().has_document(&orders).expect("readable"));
     // Truncated and garbled encodings are wire errors.
     let good = WireMessage::Signatures {
         doc: orders.clone(),

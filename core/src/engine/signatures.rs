@@ -42,8 +42,38 @@ const SIGNATURES_MESSAGE_BYTES: usize = MAX_MESSAGE_BYTES / 2;
 
 impl Engine {
     /// A `Signatures` message: certificates are verified (and stored) now, signatures wait
-    /// for their changes.
+    /// for their changes. A message that fails marks the document, so that the changes it
+    /// came with are refused rather than taken as unsigned (a signature that is present
+    /// but cannot be checked never passes, whatever the rollout rule).
     pub(super) fn handle_signatures(
+        &mut self,
+        from: &PeerId,
+        doc: DocumentId,
+        signatures: Vec<ChangeSignature>,
+        certificates: Vec<Vec<u8>>,
+    ) -> Result<(), EngineError> {
+        let result = self.read_signatures(from, doc.clone(), signatures, certificates);
+        if let Err(e) = &result {
+            if let Some(p) = self.peers.get_mut(from) {
+                p.docs.entry(doc).or_default().bad_signatures = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    /// The reason the last `Signatures` message of (`from`, `doc`) failed, if it did; cleared.
+    pub(super) fn take_bad_signatures(
+        &mut self,
+        from: &PeerId,
+        doc: &DocumentId,
+    ) -> Option<String> {
+        self.peers
+            .get_mut(from)
+            .and_then(|p| p.docs.get_mut(doc))
+            .and_then(|d| d.bad_signatures.take())
+    }
+
+    fn read_signatures(
         &mut self,
         from: &PeerId,
         doc: DocumentId,
