@@ -857,7 +857,10 @@ impl Store {
         let mut s = lock(&slot);
         s.touch();
         let msg = s.doc.generate_sync_message(state);
-        drop(s);
+        // The document stays locked while its signatures are read: a commit landing in
+        // between would store the signature of a newer change than the message holds, and
+        // the newest signature of an actor would not be the one the receiver needs (found
+        // by the restart test over QUIC, with a POS writing while it served a catch-up).
         let Some(m) = msg.as_ref().filter(|m| !m.changes.is_empty()) else {
             return Ok((msg, Vec::new()));
         };
@@ -899,6 +902,7 @@ impl Store {
                 }
             }
         }
+        drop(s);
         Ok((msg, out))
     }
 
