@@ -11,6 +11,11 @@
 //!   synced into an empty `Automerge` with `automerge::sync` until neither side has a
 //!   message, each message encoded and decoded as on a wire; no storage.
 //!
+//! - `catchup/engine_signed`: the same with signed changes (issue 12): the source's store
+//!   signed each of its 50,000 commits with an ECDSA P-256 key of a fleet CA made by
+//!   `outpost_transport::FleetCa`, and the receiver verifies what arrives
+//!   (`FleetVerifier`, `SignatureRule::Required`) and stores the signatures it accepts.
+//!
 //! The source is built once, outside the measurement; each iteration starts from an empty
 //! receiver (made in the untimed setup) and ends when it has the source's heads. The ratio
 //! engine/raw is printed at the end (goal: at most 1.5x).
@@ -21,9 +26,13 @@ use std::time::{Duration, Instant};
 use automerge::sync::{self, SyncDoc};
 use automerge::Automerge;
 use criterion::{BatchSize, Criterion};
+use std::sync::Arc;
+
+use outpost_core::signing::SignatureRule;
 use outpost_core::{
     DocumentId, Durability, Engine, EngineConfig, PeerInfo, Policy, Store, StoreOptions, Timestamp,
 };
+use outpost_transport::{DeviceSigner, FleetCa, FleetVerifier};
 
 /// Orders the receiver lacks.
 const ORDERS: u64 = 10_000;
@@ -38,17 +47,28 @@ fn info(peer: &str) -> PeerInfo {
     PeerInfo::parse("s1", peer, "pos").expect("literal identities are valid")
 }
 
-fn open_engine(dir: &Path, me: PeerInfo) -> Engine {
+/// Opens an engine; with a CA, it signs its commits and requires signed changes.
+fn open_engine(dir: &Path, me: PeerInfo, ca: Option<&FleetCa>) -> Engine {
+    let cert = ca.map(|ca| ca.issue(&me).expect("the CA issues a certificate"));
     let store = Store::open_with(
         dir,
         StoreOptions {
             identity: Some(me.clone()),
             policy: Policy::default(),
+            signer: cert.as_ref().map(|c| {
+                Arc::new(DeviceSigner::new(c).expect("a fresh key signs"))
+                    as outpost_core::signing::SharedSigner
+            }),
             ..StoreOptions::default()
         },
     )
     .expect("a store opens in a fresh directory");
-    Engine::new(store, EngineConfig::new(me, Policy::default()))
+    let mut config = EngineConfig::new(me, Policy::default());
+    if let Some(c) = &cert {
+        config.verifier = Some(Arc::new(FleetVerifier::for_device(c)));
+        config.signatures = SignatureRule::Required;
+    }
+    Engine::new(store, config)
 }
 
 /// The source: a POS engine over a store holding the day's orders, and the same document as
@@ -59,10 +79,10 @@ struct Source {
     raw: Automerge,
 }
 
-fn build_source() -> Source {
+fn build_source(ca: Option<&FleetCa>) -> Source {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let engine = open_engine(dir.path(), info("pos-a"));
+    let engine = open_engine(dir.path(), info("pos-a"), ca);
     let d = doc();
     let store = engine.store();
     for n in 0..ORDERS {
@@ -88,7 +108,8 @@ fn build_source() -> Source {
     let raw = Automerge::load(&store.export(&d).expect("the document exports"))
         .expect("an exported document loads");
     println!(
-        "catchup: source of {ORDERS} orders ({} changes, {} KiB saved) built in {:.1} s",
+        "catchup: {} source of {ORDERS} orders ({} changes, {} KiB saved) built in {:.1} s",
+        if ca.is_some() { "signed" } else { "unsigned" },
         raw.get_changes_meta(&[]).len(),
         raw.save().len() / 1024,
         started.elapsed().as_secs_f64()
@@ -169,7 +190,7 @@ fn raw_catch_up(source: &mut Automerge, mut empty: Automerge) -> Automerge {
     empty
 }
 
-fn catchup(c: &mut Criterion, source: &mut Source) {
+fn catchup(c: &mut Criterion, source: &mut Source, signed: &mut Source, ca: &FleetCa) {
     let mut group = c.benchmark_group("catchup");
     let root = tempfile::tempdir().expect("a temporary directory");
     let mut i = 0u32;
@@ -179,10 +200,29 @@ fn catchup(c: &mut Criterion, source: &mut Source) {
                 // A new peer id each time: the source keeps the sync state of peers it met.
                 i += 1;
                 let dir = tempfile::tempdir_in(root.path()).expect("a temporary directory");
-                let fresh = open_engine(dir.path(), info(&format!("pos-b{i}")));
+                let fresh = open_engine(dir.path(), info(&format!("pos-b{i}")), None);
                 (dir, fresh)
             },
             |fresh| engine_catch_up(&mut source.engine, fresh),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("engine_signed", |bench| {
+        bench.iter_batched(
+            || {
+                i += 1;
+                let dir = tempfile::tempdir_in(root.path()).expect("a temporary directory");
+                let fresh = open_engine(dir.path(), info(&format!("pos-b{i}")), Some(ca));
+                (dir, fresh)
+            },
+            |fresh| {
+                let done = engine_catch_up(&mut signed.engine, fresh);
+                assert!(
+                    done.1.metrics().signatures_verified > 0,
+                    "the receiver verified signatures"
+                );
+                done
+            },
             BatchSize::PerIteration,
         )
     });
@@ -221,15 +261,25 @@ const ROUNDS: usize = 10;
 
 /// Engine and raw catch-ups taken in turns, so that both see the same machine load (a shared
 /// machine skews two figures measured one after the other); returns the median of each.
-fn interleaved(source: &mut Source) -> (Duration, Duration) {
+fn interleaved(
+    source: &mut Source,
+    signed: &mut Source,
+    ca: &FleetCa,
+) -> (Duration, Duration, Duration) {
     let root = tempfile::tempdir().expect("a temporary directory");
-    let (mut engine, mut raw) = (Vec::new(), Vec::new());
+    let (mut engine, mut engine_signed, mut raw) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..ROUNDS {
         let dir = tempfile::tempdir_in(root.path()).expect("a temporary directory");
-        let fresh = open_engine(dir.path(), info(&format!("pos-r{i}")));
+        let fresh = open_engine(dir.path(), info(&format!("pos-r{i}")), None);
         let started = Instant::now();
         let done = engine_catch_up(&mut source.engine, (dir, fresh));
         engine.push(started.elapsed());
+        drop(done);
+        let dir = tempfile::tempdir_in(root.path()).expect("a temporary directory");
+        let fresh = open_engine(dir.path(), info(&format!("pos-s{i}")), Some(ca));
+        let started = Instant::now();
+        let done = engine_catch_up(&mut signed.engine, (dir, fresh));
+        engine_signed.push(started.elapsed());
         drop(done);
         let empty = Automerge::new();
         let started = Instant::now();
@@ -238,8 +288,13 @@ fn interleaved(source: &mut Source) -> (Duration, Duration) {
         drop(done);
     }
     engine.sort();
+    engine_signed.sort();
     raw.sort();
-    (engine[ROUNDS / 2], raw[ROUNDS / 2])
+    (
+        engine[ROUNDS / 2],
+        engine_signed[ROUNDS / 2],
+        raw[ROUNDS / 2],
+    )
 }
 
 /// With `CATCHUP_BREAKDOWN` set: what the steps that the engine adds to a raw catch-up cost
@@ -280,7 +335,7 @@ fn breakdown(source: &mut Source) {
     let mut fresh = || {
         i += 1;
         let dir = tempfile::tempdir_in(root.path()).expect("a temporary directory");
-        let e = open_engine(dir.path(), info(&format!("pos-x{i}")));
+        let e = open_engine(dir.path(), info(&format!("pos-x{i}")), None);
         (dir, e)
     };
     let mut f = Some(fresh());
@@ -305,17 +360,19 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let mut source = build_source();
+    let mut source = build_source(None);
     if std::env::var_os("CATCHUP_BREAKDOWN").is_some() {
         breakdown(&mut source);
         return;
     }
-    catchup(&mut c, &mut source);
+    let ca = FleetCa::generate("bench").expect("a fleet CA");
+    let mut signed = build_source(Some(&ca));
+    catchup(&mut c, &mut source, &mut signed, &ca);
     c.final_summary();
     if testing {
         return;
     }
-    let (e, r) = interleaved(&mut source);
+    let (e, s, r) = interleaved(&mut source, &mut signed, &ca);
     println!(
         "catchup, interleaved medians of {ROUNDS}: engine {:.0} ms vs raw automerge sync {:.0} ms: \
          {:.2}x (goal <= 1.5x)",
@@ -323,11 +380,25 @@ fn main() {
         r.as_secs_f64() * 1e3,
         e.as_secs_f64() / r.as_secs_f64()
     );
+    println!(
+        "catchup, interleaved medians of {ROUNDS}: signed engine {:.0} ms vs unsigned engine {:.0} ms: \
+         {:.2}x (goal <= 1.3x)",
+        s.as_secs_f64() * 1e3,
+        e.as_secs_f64() * 1e3,
+        s.as_secs_f64() / e.as_secs_f64()
+    );
     if let Some(home) = criterion_home() {
-        if let (Some(e), Some(r)) = (time_ns(&home, "engine"), time_ns(&home, "automerge")) {
+        if let (Some(e), Some(s), Some(r)) = (
+            time_ns(&home, "engine"),
+            time_ns(&home, "engine_signed"),
+            time_ns(&home, "automerge"),
+        ) {
             println!(
-                "catchup, criterion: engine {:.0} ms vs raw automerge sync {:.0} ms: {:.2}x",
+                "catchup, criterion: engine {:.0} ms, signed engine {:.0} ms ({:.2}x), raw \
+                 automerge sync {:.0} ms ({:.2}x)",
                 e / 1e6,
+                s / 1e6,
+                s / e,
                 r / 1e6,
                 e / r
             );

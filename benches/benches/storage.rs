@@ -6,6 +6,9 @@
 //!   against raw Automerge doing the document part alone (transaction and encoded change,
 //!   no storage), which shows how much of a write is Automerge itself.
 //!
+//! - `fast_write/outpost_put_signed`: the fast write with signed changes (issue 12): the
+//!   store signs each commit with an ECDSA P-256 device key and stores the signature.
+//!
 //! Throughput is in writes (elements) per second. After the run, the ratios of each figure to
 //! its reference are printed from criterion's estimates.
 
@@ -17,10 +20,11 @@ use outpost_benches::{automerge_put_order, order, order_bytes, order_location, r
 use outpost_core::{Durability, Store, StoreOptions};
 
 /// (group, outpost figure, reference figure)
-const PAIRS: [(&str, &str, &str); 3] = [
+const PAIRS: [(&str, &str, &str); 4] = [
     ("durable_write", "outpost_put", "sled_insert_flush"),
     ("fast_write", "outpost_put", "sled_insert"),
     ("fast_write", "outpost_put", "automerge_put"),
+    ("fast_write", "outpost_put_signed", "outpost_put"),
 ];
 
 fn config() -> Criterion {
@@ -81,6 +85,27 @@ fn fast_write(c: &mut Criterion) {
     group.bench_function("automerge_put", |b| {
         b.iter(|| {
             std::hint::black_box(automerge_put_order(&mut docs, n));
+            n += 1;
+        })
+    });
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ca = outpost_transport::FleetCa::generate("bench").expect("a fleet CA");
+    let me = outpost_core::PeerInfo::parse("s1", "pos-1", "pos").expect("a valid identity");
+    let cert = ca.issue(&me).expect("a device certificate");
+    let signer = outpost_transport::DeviceSigner::new(&cert).expect("a device signer");
+    let options = StoreOptions {
+        identity: Some(me),
+        signer: Some(std::sync::Arc::new(signer)),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), options).expect("open store");
+    let mut n = 0u64;
+    group.bench_function("outpost_put_signed", |b| {
+        b.iter(|| {
+            let (doc, path) = order_location(n);
+            store
+                .put(&doc, &path, order(n), Durability::Fast)
+                .expect("put an order");
             n += 1;
         })
     });

@@ -57,6 +57,10 @@ pub(crate) struct Shared {
     compacted: sled::Tree,
     local: PeerInfo,
     config: CloudConfig,
+    /// Signs what the cloud writes, with its certificate's key.
+    signer: outpost_core::signing::SharedSigner,
+    /// Checks the signatures of changes against the fleet CA.
+    verifier: outpost_core::signing::SharedVerifier,
     /// Admission of the endpoint (every site, the deny list).
     filter: PeerFilter,
     metrics: Metrics,
@@ -161,6 +165,9 @@ impl Cloud {
         )
         .context("the cloud certificate, key and CA do not form a usable identity")?;
         let local = cert.info().clone();
+        let signer = outpost_transport::DeviceSigner::new(&cert)
+            .context("the cloud certificate's key cannot sign changes")?;
+        let verifier = outpost_transport::FleetVerifier::for_device(&cert);
         if local.role != Role::cloud() {
             bail!(
                 "the certificate {} is for {local}, not a cloud peer; issue one with --role cloud",
@@ -182,6 +189,8 @@ impl Cloud {
             compacted,
             local: local.clone(),
             config,
+            signer: Arc::new(signer),
+            verifier: Arc::new(verifier),
             filter,
             metrics: Metrics::default(),
             documents_loaded: AtomicI64::new(0),

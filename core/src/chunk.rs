@@ -83,6 +83,34 @@ pub(crate) fn chunk_actors(mut bytes: &[u8]) -> Result<Vec<ActorId>, String> {
     Ok(actors)
 }
 
+/// The author and sequence number of each change chunk in `bytes`; `None` for a document
+/// chunk (which holds every change of the document).
+pub(crate) fn change_headers(mut bytes: &[u8]) -> Result<Vec<Option<(ActorId, u64)>>, String> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (kind, mut contents, whole) = next_chunk(&mut bytes)?;
+        match kind {
+            0 => out.push(None),
+            1 => {
+                let deps = uleb(&mut contents)?;
+                take(
+                    &mut contents,
+                    deps.checked_mul(32).ok_or("too many dependencies")?,
+                )?;
+                let l = uleb(&mut contents)?;
+                let actor = ActorId::from(take(&mut contents, l)?);
+                out.push(Some((actor, uleb(&mut contents)?)));
+            }
+            2 => {
+                let change = automerge::Change::try_from(whole).map_err(|e| e.to_string())?;
+                out.push(Some((change.actor_id().clone(), change.seq())));
+            }
+            other => return Err(format!("unknown chunk type {other}")),
+        }
+    }
+    Ok(out)
+}
+
 /// Column specs carry a deflate flag in bit 3 (`id << 4 | deflate << 3 | type`).
 const DEFLATE_BIT: u64 = 0b1000;
 
@@ -191,6 +219,27 @@ mod tests {
     use super::*;
     use automerge::transaction::Transactable;
     use automerge::{Automerge, ROOT};
+
+    #[test]
+    fn reads_change_headers() {
+        let mut doc =
+            automerge::AutoCommit::new().with_actor(automerge::ActorId::from(&b"abc"[..]));
+        for i in 0..3 {
+            doc.put(automerge::ROOT, "k", i).expect("put");
+            doc.commit();
+        }
+        let changes = doc.get_changes(&[]);
+        let headers = change_headers(changes[2].raw_bytes()).expect("a change chunk");
+        assert_eq!(
+            headers,
+            vec![Some((automerge::ActorId::from(&b"abc"[..]), 3))]
+        );
+        assert_eq!(
+            change_headers(&doc.save()).expect("a document chunk"),
+            vec![None]
+        );
+        assert!(change_headers(&[0x85, 0x6f, 0x4a, 0x83, 0, 0]).is_err());
+    }
 
     #[test]
     fn reads_actors_of_documents_and_changes() {

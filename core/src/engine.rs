@@ -11,17 +11,21 @@
 
 mod persist;
 pub mod reconcile;
+mod signatures;
 mod status;
 pub mod wire;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::sync;
 use automerge::ChangeHash;
 
 use self::persist::{Progress, SyncStateStore};
+pub use self::signatures::{MAX_CERTIFICATES_PER_MESSAGE, MAX_PENDING_SIGNATURES};
 pub use self::status::{DocStatus, EngineMetrics, PeerStatus, SyncStatus};
 use self::wire::{DocDigest, Protocol, WireError, WireMessage, FRAGMENT_BYTES};
+use crate::signing::{KeyId, SharedVerifier, SignatureRule};
+use crate::store::Received;
 use crate::{parse_actor, DocumentId, Event, PeerId, PeerInfo, Policy, Store, Timestamp};
 
 /// Bytes of sync payload that may be unacknowledged per peer.
@@ -68,6 +72,12 @@ pub struct EngineConfig {
     /// cloud (trusted with every context) is not limited. Changes over it are refused like a
     /// policy refusal, for the rest of the session on that document.
     pub max_peer_bytes_per_hour: u64,
+    /// Checks the certificates and signatures that travel with changes. `None`: no change
+    /// is checked for a signature and received signatures are dropped (engines of tools and
+    /// of tests that predate signing); every device of a signing fleet has one.
+    pub verifier: Option<SharedVerifier>,
+    /// Whether unsigned changes are still accepted (see [`SignatureRule`]).
+    pub signatures: SignatureRule,
 }
 
 /// The default of [`EngineConfig::max_peer_bytes_per_hour`]: 256 MiB, about a thousand busy
@@ -88,6 +98,8 @@ impl EngineConfig {
             max_documents: 100_000,
             max_new_documents_per_session: 1_000,
             max_peer_bytes_per_hour: DEFAULT_MAX_PEER_BYTES_PER_HOUR,
+            verifier: None,
+            signatures: SignatureRule::default(),
         }
     }
 }
@@ -137,6 +149,17 @@ pub enum EngineError {
         /// What was wrong.
         reason: String,
     },
+    /// A `Signatures` message was malformed, named an untrusted certificate, or exceeded a
+    /// limit. Nothing of it is kept; changes it was meant for are refused if they need it.
+    #[error("bad signatures from {peer} for document {doc}: {reason}")]
+    BadSignatures {
+        /// The peer.
+        peer: PeerId,
+        /// The document.
+        doc: DocumentId,
+        /// What was wrong.
+        reason: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::Error),
@@ -159,6 +182,17 @@ struct DocSync {
     /// Reassembly of a fragmented sync message: parts by index.
     parts: Vec<Option<Vec<u8>>>,
     parts_bytes: usize,
+    /// Certificates sent on this document's stream this session. Per stream, not per peer:
+    /// streams of different documents overtake each other, so a certificate sent with one
+    /// document may arrive after the signatures of another that rely on it (found by the
+    /// lossy relay test over QUIC).
+    sent_certs: BTreeSet<KeyId>,
+    /// The signatures of our own earlier actors went with a message this session (see
+    /// `Engine::queue_signatures`).
+    backfilled: bool,
+    /// Why the peer's last `Signatures` message for this document failed: its changes that
+    /// follow are refused.
+    bad_signatures: Option<String>,
 }
 
 struct Peer {
@@ -180,6 +214,11 @@ struct Peer {
     named: usize,
     /// Documents this peer's changes created here this session.
     created: usize,
+    /// Signatures received for changes not received (or not applied) yet, per document.
+    pending_sigs: BTreeMap<DocumentId, signatures::Pending>,
+    /// The peer answered a `Signatures` message as malformed: an engine from before signed
+    /// changes. It gets none for the rest of the session.
+    legacy: bool,
 }
 
 /// The most documents a peer's Hello may list (pages included): 1,000,000 entries of at most
@@ -203,6 +242,10 @@ pub struct Engine {
     known: std::collections::BTreeSet<DocumentId>,
     /// Byte quotas of peers, kept across their sessions.
     quotas: BTreeMap<PeerId, Bucket>,
+    /// Certificates verified this run, by key id: the identity each certifies and its DER.
+    certs: BTreeMap<KeyId, (PeerInfo, Vec<u8>)>,
+    /// Devices whose certificate this store knows: their changes must be signed.
+    certified: BTreeSet<PeerId>,
 }
 
 /// The first 8 bytes of the SHA-256 of the sorted heads: equal heads give equal digests, and
@@ -264,7 +307,13 @@ impl Engine {
             rr: 0,
             known: Default::default(),
             quotas: BTreeMap::new(),
+            certs: BTreeMap::new(),
+            certified: BTreeSet::new(),
         };
+        match engine.store.certified_peers() {
+            Ok(c) => engine.certified = c,
+            Err(e) => engine.storage_failed(None, None, &e),
+        }
         match engine.store.documents() {
             Ok(d) => engine.known = d.into_iter().collect(),
             Err(e) => engine.storage_failed(None, None, &e),
@@ -415,6 +464,9 @@ impl Engine {
             snapshot: None,
             named: 0,
             created: 0,
+            pending_sigs: BTreeMap::new(),
+            // A peer of protocol 1 predates signed changes: it gets no `Signatures`.
+            legacy: protocol == Protocol::V1,
         };
         match protocol {
             Protocol::V1 => {
@@ -666,7 +718,20 @@ impl Engine {
                 });
                 Ok(())
             }
+            WireMessage::Signatures {
+                doc,
+                signatures,
+                certificates,
+            } => {
+                peer.pending_ack += bytes.len() as u64;
+                self.handle_signatures(from, doc, signatures, certificates)
+            }
             WireMessage::Error { code, message } => {
+                if code == wire::ERROR_MALFORMED && !peer.legacy {
+                    // Most likely our `Signatures`, which an engine from before signed
+                    // changes cannot decode: send it none for the rest of the session.
+                    peer.legacy = true;
+                }
                 tracing::warn!(peer = %from, code, %message, "peer reported a protocol error");
                 self.events.push_back(Event::ProtocolError {
                     peer: from.clone(),
@@ -1129,41 +1194,77 @@ impl Engine {
         };
         if let Some(reason) = refusal {
             let n = msg.changes.len() as u64;
-            self.metrics.changes_refused += n;
-            tracing::warn!(peer = %info, %doc, %reason, "refused changes");
-            let peer = self
-                .peers
-                .get_mut(from)
-                .expect("peer presence checked above");
-            peer.docs.entry(doc.clone()).or_default().refused_by_us = true;
-            peer.control.push_back((
-                Some(doc.clone()),
-                WireMessage::Refused {
-                    doc: doc.clone(),
-                    reason: reason.clone(),
-                }
-                .encode(),
-            ));
-            // Take no more changes from this peer on this document for the session: our
-            // state turns read-only, whose flag tells the peer's Automerge to stop offering
-            // changes, while our own changes still flow to it. Without this, each side kept
-            // waiting for the other and retried every `retry_ms` forever (found by the
-            // simulation).
-            let mut state = self.take_state(from, &doc)?;
-            state.set_read_only(true);
-            // The refused message still answers ours and tells the peer's heads: without
-            // noting that, a refusal of the peer's first message left us waiting for an
-            // answer that a read-only peer never sends (found by the simulation).
-            state.their_heads = Some(msg.heads.clone());
-            state.in_flight = false;
-            self.put_state(from, &doc, state, now);
-            self.events.push_back(Event::ChangeRefused {
-                peer: from.clone(),
-                doc,
-                reason,
-            });
-            return Ok(());
+            return self.refuse(from, &info, doc, msg.heads, n, reason, now);
         }
+        if self.config.verifier.is_some() && !msg.changes.is_empty() {
+            if let Some(bad) = self.take_bad_signatures(from, &doc) {
+                let n = msg.changes.len() as u64;
+                let reason = format!("the signatures sent with these changes were refused: {bad}");
+                return self.refuse(from, &info, doc, msg.heads, n, reason, now);
+            }
+        }
+        self.apply_sync(from, info, doc, msg, now)
+    }
+
+    /// Refuses the `n` changes of a message from `from` (whose heads were `heads`): nothing
+    /// of it is stored, the peer is told, and its changes to `doc` are taken no more this
+    /// session.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &mut self,
+        from: &PeerId,
+        info: &PeerInfo,
+        doc: DocumentId,
+        heads: Vec<ChangeHash>,
+        n: u64,
+        reason: String,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
+        self.metrics.changes_refused += n;
+        tracing::warn!(peer = %info, %doc, %reason, "refused changes");
+        let Some(peer) = self.peers.get_mut(from) else {
+            return Err(EngineError::UnknownPeer(from.clone()));
+        };
+        peer.docs.entry(doc.clone()).or_default().refused_by_us = true;
+        peer.control.push_back((
+            Some(doc.clone()),
+            WireMessage::Refused {
+                doc: doc.clone(),
+                reason: reason.clone(),
+            }
+            .encode(),
+        ));
+        // Take no more changes from this peer on this document for the session: our
+        // state turns read-only, whose flag tells the peer's Automerge to stop offering
+        // changes, while our own changes still flow to it. Without this, each side kept
+        // waiting for the other and retried every `retry_ms` forever (found by the
+        // simulation).
+        let mut state = self.take_state(from, &doc)?;
+        state.set_read_only(true);
+        // The refused message still answers ours and tells the peer's heads: without
+        // noting that, a refusal of the peer's first message left us waiting for an
+        // answer that a read-only peer never sends (found by the simulation).
+        state.their_heads = Some(heads);
+        state.in_flight = false;
+        self.put_state(from, &doc, state, now);
+        self.events.push_back(Event::ChangeRefused {
+            peer: from.clone(),
+            doc,
+            reason,
+        });
+        Ok(())
+    }
+
+    /// Applies a message whose changes passed the policy checks: their signatures are
+    /// checked as the store applies them (`Engine::verify_new`).
+    fn apply_sync(
+        &mut self,
+        from: &PeerId,
+        info: PeerInfo,
+        doc: DocumentId,
+        msg: sync::Message,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
         let mut state = self.take_state(from, &doc)?;
         if msg.heads.is_empty()
             && msg.changes.is_empty()
@@ -1200,9 +1301,44 @@ impl Engine {
             self.pump(from, &doc, now);
             return Ok(());
         }
-        let result = self.store.receive_sync(&doc, &mut state, msg, from);
+        let checking = self.config.verifier.is_some() && !msg.changes.is_empty();
+        let pending = if checking {
+            let pending = self
+                .peers
+                .get_mut(from)
+                .and_then(|p| p.pending_sigs.remove(&doc))
+                .unwrap_or_default();
+            self.resolve_keys(&pending);
+            pending
+        } else {
+            signatures::Pending::default()
+        };
+        // A refusal by signature leaves the state as the message found it.
+        let state_before = checking.then(|| state.clone());
+        let (heads, n) = (msg.heads.clone(), msg.changes.len() as u64);
+        let verified = std::cell::Cell::new(0u64);
+        let result = self
+            .store
+            .receive_sync(&doc, &mut state, msg, from, &|new| {
+                if checking {
+                    let records = self.verify_new(&info, &doc, new, &pending)?;
+                    verified.set(records.len() as u64);
+                    Ok(records)
+                } else {
+                    Ok(Vec::new())
+                }
+            });
+        self.metrics.signatures_verified += verified.get();
+        if checking {
+            self.settle_pending(&info, &doc, pending);
+        }
         let added = match result {
-            Ok(n) => n,
+            Ok(Received::Applied(n)) => n,
+            Ok(Received::Refused(reason)) => {
+                let state = state_before.unwrap_or(state);
+                self.put_state(from, &doc, state, now);
+                return self.refuse(from, &info, doc, heads, n, reason, now);
+            }
             Err(e @ crate::Error::Storage(_)) => {
                 // Nothing claims the changes arrived: the state goes back as it was before
                 // the message (the peer resends them once the exchange is retried).
@@ -1383,17 +1519,24 @@ impl Engine {
             // A document only the peer has: ask for it from an empty document, without
             // creating it here. It is created when a peer that may write it sends changes.
             use automerge::sync::SyncDoc;
-            Ok(automerge::Automerge::new().generate_sync_message(&mut state))
+            Ok((
+                automerge::Automerge::new().generate_sync_message(&mut state),
+                Vec::new(),
+            ))
         };
-        let msg = match msg {
+        let (msg, sigs) = match msg {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(%peer, %doc, error = %e, "cannot generate sync message");
-                None
+                (None, Vec::new())
             }
         };
         self.put_state(peer, doc, state, now);
         let Some(msg) = msg else { return };
+        // The signatures of the changes go first, on the same stream.
+        if !msg.changes.is_empty() {
+            self.queue_signatures(peer, doc, sigs);
+        }
         let data = msg.encode();
         let p = self
             .peers
@@ -1461,6 +1604,8 @@ impl Engine {
                         }
                     }
                     ds.parts.clear();
+                    // A lost message may have carried certificates: send them again.
+                    ds.sent_certs.clear();
                     // `pump` below sets it again if the new message expects an answer.
                     ds.awaiting = false;
                     ds.last_activity = now;

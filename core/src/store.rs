@@ -11,6 +11,7 @@ mod feed;
 mod flush;
 mod paths;
 mod receive;
+mod signatures;
 mod slot;
 mod subscription;
 mod transaction;
@@ -26,11 +27,13 @@ use serde_json::Value as Json;
 
 pub use self::feed::{Feed, FeedBatch, FeedDocs, FeedFilter};
 use self::flush::FlushGroup;
+pub(crate) use self::signatures::{NewChange, SignatureRecord, StoredSignature};
 use self::slot::Slot;
 use self::subscription::Subscribers;
 pub use self::subscription::{ChangeEvent, Origin, Subscription, SubscriptionFilter};
 pub use self::transaction::Tx;
 use crate::actor::actor_for;
+use crate::signing::{signed_bytes, SharedSigner};
 use crate::value;
 use crate::{DocumentId, Error, PeerId, PeerInfo, Pointer, Policy, Result};
 
@@ -84,6 +87,11 @@ pub struct StoreOptions {
     /// otherwise write new changes under sequence numbers it already used, forking the
     /// document. Simulations pass a seeded tail to replay exactly.
     pub actor_tail: Option<[u8; 8]>,
+    /// Signs every local commit with the device's certificate key (see
+    /// `outpost_core::signing`). `None`: local changes travel unsigned, which peers accept
+    /// only under `SignatureRule::Transitional` and while they know no certificate of this
+    /// device.
+    pub signer: Option<SharedSigner>,
 }
 
 impl Default for StoreOptions {
@@ -95,6 +103,7 @@ impl Default for StoreOptions {
             flush_every_ms: 100,
             cache_capacity: 64 * 1024 * 1024,
             actor_tail: None,
+            signer: None,
         }
     }
 }
@@ -134,6 +143,9 @@ fn migrate_tree_per_document(db: &sled::Db, namespace: &str, chunks: &sled::Tree
     Ok(())
 }
 
+/// Meta key prefix of documents with local changes written without a signer.
+pub(crate) const UNSIGNED_KEY: &str = "unsigned/";
+
 /// Meta key prefix of the quarantined documents.
 const QUARANTINE_KEY: &str = "quarantine/";
 
@@ -150,6 +162,13 @@ struct Inner {
     sync: sled::Tree,
     /// Every document's chunks, as key ranges (see `slot`).
     chunks: sled::Tree,
+    /// Signatures of changes (see `signatures.rs`).
+    sigs: sled::Tree,
+    /// Certificates of signers, and the peers known to sign.
+    certs: sled::Tree,
+    signer: Option<SharedSigner>,
+    /// Documents this session wrote unsigned (no signer) and has marked so in `meta`.
+    unsigned_marked: Mutex<std::collections::HashSet<DocumentId>>,
     actor: ActorId,
     identity: Option<PeerInfo>,
     policy: Policy,
@@ -213,6 +232,8 @@ impl Store {
         let meta = db.open_tree(format!("{namespace}meta"))?;
         let sync = db.open_tree(format!("{namespace}sync"))?;
         let chunks = db.open_tree(format!("{namespace}chunks"))?;
+        let sigs = db.open_tree(format!("{namespace}sigs"))?;
+        let certs = db.open_tree(format!("{namespace}certs"))?;
         migrate_tree_per_document(&db, namespace, &chunks)?;
         // A new actor every session (see `StoreOptions::actor_tail`): 2^-64 odds of a
         // collision per pair of sessions of one device.
@@ -230,13 +251,17 @@ impl Store {
         let anonymous =
             PeerInfo::parse("local", "local", "local").expect("literal identity is valid");
         let actor = actor_for(options.identity.as_ref().unwrap_or(&anonymous), tail);
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 db,
                 namespace: namespace.to_string(),
                 meta,
                 sync,
                 chunks,
+                sigs,
+                certs,
+                signer: options.signer,
+                unsigned_marked: Mutex::new(std::collections::HashSet::new()),
                 actor,
                 identity: options.identity,
                 policy: options.policy,
@@ -246,7 +271,14 @@ impl Store {
                 flushes: FlushGroup::default(),
                 quarantined: Mutex::new(quarantined),
             }),
-        })
+        };
+        // Our own certificate is known like any other signer's: peers that relay our
+        // changes back, and the status, find it here.
+        if let (Some(signer), Some(me)) = (&store.inner.signer, &store.inner.identity) {
+            let der = signer.certificate();
+            store.put_certificate(&signer.key_id(), der, &me.peer)?;
+        }
+        Ok(store)
     }
 
     /// The identity this store writes as, if any.
@@ -419,6 +451,7 @@ impl Store {
             return Ok(WriteOutcome::Applied(out));
         };
         self.persist(&mut s, change.raw_bytes())
+            .and_then(|()| self.sign_local(doc, &change))
             .inspect_err(|_| self.forget(doc))?;
         if let Some(id) = write_id {
             s.note_write(id);
@@ -443,6 +476,63 @@ impl Store {
             .subscribers
             .notify(doc, &heads, paths, Origin::Local);
         Ok(WriteOutcome::Applied(out))
+    }
+
+    /// Signs a local commit (when the store has a signer) and stores the signature beside
+    /// it, in the same sled log as its chunk.
+    fn sign_local(&self, doc: &DocumentId, change: &automerge::Change) -> Result<()> {
+        let Some(signer) = &self.inner.signer else {
+            // A device's change written without its key (an offline tool): marked, so that
+            // the device signs it the next time it sends the document with its key
+            // (`sign_own_history`).
+            if self.inner.identity.is_some()
+                && lock(&self.inner.unsigned_marked).insert(doc.clone())
+            {
+                self.meta_set(&format!("{UNSIGNED_KEY}{doc}"), Some(b"1"))?;
+            }
+            return Ok(());
+        };
+        let hash = change.hash();
+        let signature = match signer.sign(&signed_bytes(doc, &hash)) {
+            Ok(s) => s,
+            Err(e) => {
+                // The change is stored: it travels unsigned, which peers refuse once they
+                // know this device signs. Failing the write would not make the key work.
+                tracing::error!(%doc, error = %e, "a local change could not be signed");
+                return Ok(());
+            }
+        };
+        let record = StoredSignature {
+            hash,
+            key: signer.key_id(),
+            signature,
+        };
+        self.put_signatures(doc, &[(change.actor_id().clone(), change.seq(), record)])
+    }
+
+    /// Vouches for imported changes with this device's key: the newest change of each actor
+    /// that is not another outpost device's (only that device can sign those; receivers
+    /// accept a non-outpost actor's changes signed by a relay role).
+    fn sign_imported(&self, doc: &DocumentId, changes: &[automerge::Change]) -> Result<()> {
+        if self.inner.signer.is_none() {
+            return Ok(());
+        }
+        let mut newest: HashMap<&ActorId, &automerge::Change> = HashMap::new();
+        for c in changes {
+            let foreign =
+                crate::parse_actor(c.actor_id()).is_some() && c.actor_id() != self.actor();
+            if foreign {
+                continue;
+            }
+            let e = newest.entry(c.actor_id()).or_insert(c);
+            if c.seq() > e.seq() {
+                *e = c;
+            }
+        }
+        for c in newest.into_values() {
+            self.sign_local(doc, c)?;
+        }
+        Ok(())
     }
 
     /// Appends `bytes` to the document's chunks, compacting past the threshold. Not flushed:
@@ -505,6 +595,7 @@ impl Store {
             batch.remove(k?);
         }
         self.inner.chunks.apply_batch(batch)?;
+        self.delete_signatures(doc)?;
         let suffix = format!("\0{doc}");
         let mut batch = sled::Batch::default();
         for kv in self.inner.sync.iter() {
@@ -761,6 +852,7 @@ impl Store {
         };
         if !changes.is_empty() {
             self.persist(&mut s, &concat(&changes))
+                .and_then(|()| self.sign_imported(doc, &changes))
                 .and_then(|()| self.inner.flushes.flush(&self.inner.db))
                 .inspect_err(|_| self.forget(doc))?;
             self.notify_received(&s, doc, &changes, bulk, Origin::Import);
@@ -815,26 +907,80 @@ impl Store {
     // ---- sync support, used by the engine ----
 
     /// Generates the next Automerge sync message for a peer.
+    /// Also returns the signatures that must travel with the message: per actor whose
+    /// changes it carries, that of its newest change there (see `crate::signing`).
     pub(crate) fn generate_sync(
         &self,
         doc: &DocumentId,
         state: &mut sync::State,
-    ) -> Result<Option<sync::Message>> {
+    ) -> Result<(Option<sync::Message>, Vec<StoredSignature>)> {
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();
-        Ok(s.doc.generate_sync_message(state))
+        let msg = s.doc.generate_sync_message(state);
+        // The document stays locked while its signatures are read: a commit landing in
+        // between would store the signature of a newer change than the message holds, and
+        // the newest signature of an actor would not be the one the receiver needs (found
+        // by the restart test over QUIC, with a POS writing while it served a catch-up).
+        let Some(m) = msg.as_ref().filter(|m| !m.changes.is_empty()) else {
+            return Ok((msg, Vec::new()));
+        };
+        if self.inner.sigs.is_empty() {
+            return Ok((msg, Vec::new()));
+        }
+        // Read from the chunk headers: a catch-up's whole document costs one lookup per
+        // actor, not one per change.
+        let mut newest: HashMap<ActorId, u64> = HashMap::new();
+        let mut whole = false;
+        for chunk in m.changes.iter() {
+            let Ok(headers) = crate::chunk::change_headers(chunk) else {
+                continue;
+            };
+            for h in headers {
+                match h {
+                    Some((actor, seq)) => {
+                        let e = newest.entry(actor).or_default();
+                        *e = (*e).max(seq);
+                    }
+                    None => whole = true,
+                }
+            }
+        }
+        let mut out: Vec<StoredSignature> = if whole {
+            self.latest_signatures(doc)?
+                .into_iter()
+                .map(|(_, s)| s)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut tips: Vec<(ActorId, u64)> = newest.into_iter().collect();
+        tips.sort();
+        for (actor, seq) in tips {
+            if let Some(sig) = self.signature_at_or_after(doc, &actor, seq)? {
+                if !out.iter().any(|o| o.hash == sig.hash) {
+                    out.push(sig);
+                }
+            }
+        }
+        drop(s);
+        Ok((msg, out))
     }
 
     /// Applies a received sync message, persists the new changes and notifies subscribers.
     /// Returns how many changes were added.
+    ///
+    /// `verify` sees the changes new to the document before anything is stored; if it
+    /// refuses, the document is reloaded from disk (the changes were only in memory) and the
+    /// refusal returned. What it accepts, it returns as signatures to store beside them.
     pub(crate) fn receive_sync(
         &self,
         doc: &DocumentId,
         state: &mut sync::State,
         msg: sync::Message,
         from: &PeerId,
-    ) -> Result<usize> {
+        verify: &VerifyNew<'_>,
+    ) -> Result<Received> {
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();
@@ -843,11 +989,37 @@ impl Store {
         receive::receive_sync_message(&mut s.doc, state, msg)
             .map_err(|e| Error::automerge(doc, e))?;
         if s.doc.get_heads() == before {
-            return Ok(0);
+            return Ok(Received::Applied(0));
         }
         // The changes after `before` are found through the change graph's per-actor index,
         // at a cost proportional to what was added, not to the document.
-        let added = s.doc.get_changes_meta(&before).len();
+        let new: Vec<NewChange> = s
+            .doc
+            .get_changes_meta(&before)
+            .into_iter()
+            .map(|m| NewChange {
+                hash: m.hash,
+                actor: m.actor.into_owned(),
+                seq: m.seq,
+            })
+            .collect();
+        let added = new.len();
+        let records = match verify(&new) {
+            Ok(r) => r,
+            Err(reason) => {
+                // Nothing was stored: the copy on disk is the document without them.
+                let tree = self.inner.chunks.clone();
+                match Slot::load(doc.clone(), tree, self.inner.actor.clone()) {
+                    Ok(fresh) => *s = fresh,
+                    Err(e) => {
+                        drop(s);
+                        self.forget(doc);
+                        return Err(e);
+                    }
+                }
+                return Ok(Received::Refused(reason));
+            }
+        };
         // A document that was empty is saved whole: `save` is several times cheaper than
         // rebuilding the same history as separate changes (a catch-up). A bulk change
         // reports top-level keys, so it needs no changes either.
@@ -863,6 +1035,7 @@ impl Store {
             (concat(&changes), changes)
         };
         self.persist(&mut s, &bytes)
+            .and_then(|()| self.put_signatures(doc, &records))
             .inspect_err(|_| self.forget(doc))?;
         if lock(&self.inner.quarantined).remove(doc) {
             self.inner
@@ -871,7 +1044,7 @@ impl Store {
             tracing::info!(%doc, "a corrupt document was received again from {from}");
         }
         self.notify_received(&s, doc, &changes, bulk, Origin::Remote(from.clone()));
-        Ok(added)
+        Ok(Received::Applied(added))
     }
 
     /// Loads the persisted sync state of (peer, doc).
@@ -930,6 +1103,19 @@ impl Store {
         };
         Ok(())
     }
+}
+
+/// The check [`Store::receive_sync`] runs on the changes new to a document: the signatures to
+/// store, or why the message is refused.
+pub(crate) type VerifyNew<'a> =
+    dyn Fn(&[NewChange]) -> std::result::Result<Vec<SignatureRecord>, String> + 'a;
+
+/// What [`Store::receive_sync`] did with a message.
+pub(crate) enum Received {
+    /// This many changes were new and are stored.
+    Applied(usize),
+    /// The signature check refused the new changes, for this reason; nothing was stored.
+    Refused(String),
 }
 
 /// The changes as one chunk: their raw bytes one after the other (what `save_after` gives).

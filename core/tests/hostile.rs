@@ -10,8 +10,8 @@ use outpost_core::engine::DEFAULT_MAX_INFLATED_BYTES;
 use outpost_core::{Engine, EngineConfig, Event, PeerInfo, Policy, Store, StoreOptions, Timestamp};
 
 const NOW: Timestamp = Timestamp(1_000);
-/// sled's default tree plus a store's `meta`, `sync` and `chunks`.
-const TREES_OF_A_STORE: usize = 4;
+/// sled's default tree plus a store's `meta`, `sync`, `chunks`, `sigs` and `certs`.
+const TREES_OF_A_STORE: usize = 6;
 
 struct Target {
     engine: Engine,

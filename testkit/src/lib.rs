@@ -55,8 +55,14 @@
 //! request for a change the other side counted as sent), a message storm.
 //!
 //! Partitions, explicit disconnects and restarts from disk apply in both models.
+mod signing;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
+use std::sync::Arc;
+
+use outpost_core::signing::SignatureRule;
+pub use signing::{TestCa, TestSigner, TestVerifier};
 use std::time::{Duration, Instant};
 
 use outpost_core::engine::wire::{WireMessage, FRAGMENT_BYTES};
@@ -134,6 +140,13 @@ pub struct PeerOptions {
     pub claimed_role: Option<String>,
     /// Its flow-control window (default: the engine's).
     pub window_bytes: Option<u64>,
+    /// The device its changes claim in their actor ids (default: itself). Another device
+    /// simulates a tampered relay forging another device's authorship; it still signs with
+    /// its own key (see [`Net::signing`]).
+    pub claimed_peer: Option<String>,
+    /// A peer of a version from before signed changes: with [`Net::signing`], it neither
+    /// signs nor checks signatures.
+    pub unsigned: bool,
 }
 
 struct SimPeer {
@@ -145,6 +158,7 @@ struct SimPeer {
     store_policy: Policy,
     engine_policy: Policy,
     window_bytes: Option<u64>,
+    unsigned: bool,
     /// `None` while the peer is stopped.
     links: Option<Links>,
     /// The store's notifications, as the transport's runner watches them (only what the
@@ -239,6 +253,8 @@ pub struct Net {
     trace: bool,
     /// Links broken by faults, for reports.
     pub breaks: u64,
+    /// The fleet CA and the rule of peers that sign (see [`Net::signing`]).
+    signing: Option<(Arc<TestCa>, SignatureRule)>,
 }
 
 impl Net {
@@ -276,7 +292,19 @@ impl Net {
             exempt: BTreeSet::new(),
             trace: std::env::var_os(TRACE_ENV).is_some(),
             breaks: 0,
+            signing: None,
         }
+    }
+
+    /// Peers added from now on sign their changes with keys of a fleet CA derived from the
+    /// seed, and check the changes they receive under `rule`.
+    pub fn signing(&mut self, rule: SignatureRule) -> &mut Self {
+        let ca = self
+            .signing
+            .as_ref()
+            .map_or_else(|| Arc::new(TestCa::new(self.seed)), |(ca, _)| ca.clone());
+        self.signing = Some((ca, rule));
+        self
     }
 
     /// The seed.
@@ -372,8 +400,12 @@ impl Net {
         options: PeerOptions,
     ) -> PeerId {
         let info = PeerInfo::parse(site, peer, role).expect("simulation identities are valid");
-        let claimed = PeerInfo::parse(site, peer, options.claimed_role.as_deref().unwrap_or(role))
-            .expect("simulation identities are valid");
+        let claimed = PeerInfo::parse(
+            site,
+            options.claimed_peer.as_deref().unwrap_or(peer),
+            options.claimed_role.as_deref().unwrap_or(role),
+        )
+        .expect("simulation identities are valid");
         let id = info.peer.clone();
         assert!(!self.peers.contains_key(&id), "peer {id} added twice");
         let mut p = SimPeer {
@@ -383,12 +415,19 @@ impl Net {
             store_policy: options.store_policy.unwrap_or_else(|| self.policy.clone()),
             engine_policy: options.engine_policy.unwrap_or_else(|| self.policy.clone()),
             window_bytes: options.window_bytes,
+            unsigned: options.unsigned,
             links: None,
             changes: None,
         };
         let tail: [u8; 8] = self.rng.random();
         let seed = self.rng.random();
-        p.links = Some(open_links(&p, tail, &self.reconnect, seed));
+        p.links = Some(open_links(
+            &p,
+            tail,
+            &self.reconnect,
+            seed,
+            self.signing.as_ref(),
+        ));
         p.changes = p.links.as_ref().map(subscribe);
         self.peers.insert(id.clone(), p);
         id
@@ -468,6 +507,15 @@ impl Net {
         p.links = None;
     }
 
+    /// Whether a peer signs and checks signatures from its next start (see
+    /// [`PeerOptions::unsigned`]): `restart` it to upgrade (or downgrade) it.
+    pub fn set_unsigned(&mut self, peer: &PeerId, unsigned: bool) {
+        self.peers
+            .get_mut(peer)
+            .unwrap_or_else(|| panic!("no peer {peer} in the simulation"))
+            .unsigned = unsigned;
+    }
+
     /// Starts a stopped peer from its directory; it dials its wanted links again.
     pub fn start(&mut self, peer: &PeerId) {
         if self.is_running(peer) {
@@ -477,8 +525,9 @@ impl Net {
         let seed = self.rng.random();
         let tail: [u8; 8] = self.rng.random();
         let reconnect = self.reconnect.clone();
+        let signing = self.signing.clone();
         let p = self.peers.get_mut(peer).expect("peer checked above");
-        p.links = Some(open_links(p, tail, &reconnect, seed));
+        p.links = Some(open_links(p, tail, &reconnect, seed, signing.as_ref()));
         p.changes = p.links.as_ref().map(subscribe);
         let now = Timestamp(self.now);
         let others: Vec<PeerId> = self
@@ -892,7 +941,13 @@ impl Net {
         };
         let to = c.other.clone();
         let msg = WireMessage::decode(&bytes).expect("engines send valid wire messages");
-        let is_sync = matches!(msg, WireMessage::Sync { .. } | WireMessage::SyncPart { .. });
+        // Document messages under flow control (signatures travel with their changes).
+        let is_sync = matches!(
+            msg,
+            WireMessage::Sync { .. }
+                | WireMessage::SyncPart { .. }
+                | WireMessage::Signatures { .. }
+        );
         let key = (from.clone(), to.clone());
         {
             let st = self.stats.entry(key.clone()).or_default();
@@ -934,7 +989,10 @@ impl Net {
         self.log(|| format!("send {from} -> {to} {}", describe(&msg, bytes.len())));
         let doc_lane = matches!(
             msg,
-            WireMessage::Sync { .. } | WireMessage::SyncPart { .. } | WireMessage::Refused { .. }
+            WireMessage::Sync { .. }
+                | WireMessage::SyncPart { .. }
+                | WireMessage::Refused { .. }
+                | WireMessage::Signatures { .. }
         );
         let copies = match self.model {
             FaultModel::Quic => {
@@ -1271,13 +1329,29 @@ fn describe(msg: &WireMessage, len: usize) -> String {
         WireMessage::Refused { doc, reason } => format!("Refused({doc}: {reason})"),
         WireMessage::Error { code, message } => format!("Error({code}: {message})"),
         WireMessage::Reconcile { ranges } => format!("Reconcile({} ranges, {len} B)", ranges.len()),
+        WireMessage::Signatures {
+            doc,
+            signatures,
+            certificates,
+        } => format!(
+            "Signatures({doc}, {} signatures, {} certificates, {len} B)",
+            signatures.len(),
+            certificates.len()
+        ),
     }
 }
 
 /// Opens a peer's store, engine and links layer. Every open takes a new actor tail, as a
 /// store does, drawn from the seed, so that every change hash, and so the whole run, replays
 /// exactly.
-fn open_links(p: &SimPeer, tail: [u8; 8], reconnect: &Backoff, seed: u64) -> Links {
+fn open_links(
+    p: &SimPeer,
+    tail: [u8; 8],
+    reconnect: &Backoff,
+    seed: u64,
+    signing: Option<&(Arc<TestCa>, SignatureRule)>,
+) -> Links {
+    let signing = signing.filter(|_| !p.unsigned);
     let db = open_db(p.dir.path());
     let store = Store::on_db(
         db,
@@ -1286,11 +1360,18 @@ fn open_links(p: &SimPeer, tail: [u8; 8], reconnect: &Backoff, seed: u64) -> Lin
             identity: Some(p.claimed.clone()),
             policy: p.store_policy.clone(),
             actor_tail: Some(tail),
+            // A device signs with the key of the identity its certificate names, whatever
+            // its actor claims.
+            signer: signing.map(|(ca, _)| ca.issue(&p.info) as outpost_core::signing::SharedSigner),
             ..StoreOptions::default()
         },
     )
     .expect("a simulated peer's store opens");
     let mut config = EngineConfig::new(p.info.clone(), p.engine_policy.clone());
+    if let Some((ca, rule)) = signing {
+        config.verifier = Some(ca.verifier());
+        config.signatures = *rule;
+    }
     if let Some(w) = p.window_bytes {
         config.window_bytes = w;
     }

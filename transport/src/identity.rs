@@ -431,6 +431,11 @@ impl DeviceCert {
         vec![self.cert_der.clone()]
     }
 
+    /// The private key as PKCS#8 DER bytes (what ring takes to sign changes).
+    pub(crate) fn pkcs8_key(&self) -> &[u8] {
+        self.key_der.secret_pkcs8_der()
+    }
+
     /// The private key, as rustls takes it.
     pub fn private_key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(self.key_der.clone_key())

@@ -65,6 +65,7 @@ mod identity;
 mod node;
 mod runner;
 mod session;
+mod signing;
 mod tls;
 
 pub use discovery::{
@@ -82,6 +83,7 @@ pub use identity::{
 pub use node::{Node, NodeConfig, DEFAULT_PORT};
 pub use runner::{runner_channel, Hooks, Runner, RunnerConfig, RunnerHandle, RunnerInbox};
 pub use session::{Session, SessionConfig, SessionEvent, SessionId};
+pub use signing::{DeviceSigner, FleetVerifier};
 pub use tls::{
     client_config, endpoint, peer_info_of, rustls_client_config, rustls_server_config,
     server_config, transport_config, DenyEntry, DenyList, PeerFilter, Refusal, SiteRule,

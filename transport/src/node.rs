@@ -20,10 +20,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use outpost_core::engine::SyncStatus;
+use outpost_core::signing::{SharedSigner, SignatureRule};
 use outpost_core::{
     Backoff, CloseCode, Engine, EngineConfig, Event, LinkConfig, Links, PeerId, PeerInfo, Policy,
     Role, Store, StoreOptions, Target,
@@ -38,6 +39,7 @@ use crate::frame::CloseCodeExt;
 use crate::identity::DeviceCert;
 use crate::runner::{runner_channel, Hooks, Runner, RunnerConfig, RunnerHandle};
 use crate::session::SessionConfig;
+use crate::signing::{DeviceSigner, FleetVerifier};
 use crate::tls::{self, DenyEntry, DenyList, PeerFilter, SiteRule, TransportTuning};
 
 /// The UDP port a node listens on by default.
@@ -83,6 +85,13 @@ pub struct NodeConfig {
     /// Documents unused for this long are dropped from memory (they load again from disk on
     /// the next use), checked every quarter of it (default 5 minutes; `None`: never).
     pub evict_idle: Option<Duration>,
+    /// Sign local changes with the certificate's key and verify the signatures of received
+    /// changes against the fleet CA (default true). Off: the node behaves like a version
+    /// from before signed changes.
+    pub sign_changes: bool,
+    /// Whether unsigned changes are still accepted (default
+    /// [`SignatureRule::Transitional`]; see `core/docs/design.md`, "Signed changes").
+    pub signatures: SignatureRule,
 }
 
 impl NodeConfig {
@@ -105,6 +114,8 @@ impl NodeConfig {
             reconnect: Backoff::default(),
             shutdown_grace: Duration::from_secs(1),
             evict_idle: Some(Duration::from_secs(300)),
+            sign_changes: true,
+            signatures: SignatureRule::default(),
         }
     }
 }
@@ -193,10 +204,16 @@ impl Node {
         if info.role == Role::cloud() && site_rule == SiteRule::AnySite {
             return Err(Error::MultiSiteNode { identity: info });
         }
+        let signer: Option<SharedSigner> = if config.sign_changes {
+            Some(Arc::new(DeviceSigner::new(&config.cert)?))
+        } else {
+            None
+        };
         let store = Store::open_with(
             &config.data_dir,
             StoreOptions {
                 identity: Some(info.clone()),
+                signer,
                 policy: config
                     .store_policy
                     .clone()
@@ -214,10 +231,12 @@ impl Node {
 
         let (events, _) = broadcast::channel(1024);
         let (connected_tx, connected) = watch::channel(BTreeMap::new());
-        let engine = Engine::new(
-            store.clone(),
-            EngineConfig::new(info.clone(), config.policy.clone()),
-        );
+        let mut engine_config = EngineConfig::new(info.clone(), config.policy.clone());
+        if config.sign_changes {
+            engine_config.verifier = Some(Arc::new(FleetVerifier::for_device(&config.cert)));
+            engine_config.signatures = config.signatures;
+        }
+        let engine = Engine::new(store.clone(), engine_config);
         let links = Links::new(
             engine,
             LinkConfig {

@@ -59,6 +59,7 @@ impl Metrics {
             changes_refused: d(now.changes_refused, last.changes_refused),
             sync_errors: d(now.sync_errors, last.sync_errors),
             storage_errors: d(now.storage_errors, last.storage_errors),
+            signatures_verified: d(now.signatures_verified, last.signatures_verified),
         };
         *last = now.clone();
         if delta == EngineMetrics::default() {

@@ -52,6 +52,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
         StoreOptions {
             identity: Some(shared.local.clone()),
             policy: shared.config.policy.clone(),
+            signer: Some(shared.signer.clone()),
             ..StoreOptions::default()
         },
     ) {
@@ -74,6 +75,9 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
     };
     let mut engine_config = EngineConfig::new(shared.local.clone(), shared.config.policy.clone());
     shared.config.limits.apply(&mut engine_config);
+    // The cloud relays between devices of a site: it verifies and keeps signatures, so
+    // that devices that never met the author can check its changes.
+    engine_config.verifier = Some(shared.verifier.clone());
     let engine = Engine::new(store.clone(), engine_config);
     // The cloud never dials: the links layer only serves the devices' connections.
     let links = Links::new(engine, LinkConfig::default(), 0);

@@ -24,6 +24,8 @@ pub struct EngineMetrics {
     pub sync_errors: u64,
     /// Writes of sync bookkeeping or received changes that the store refused.
     pub storage_errors: u64,
+    /// Change signatures verified (one per actor per received message).
+    pub signatures_verified: u64,
 }
 
 /// Sync status of every peer this engine knows.

@@ -15,6 +15,7 @@
 //! | `Error` | control | a protocol error (e.g. unsupported version); the link stays up |
 //! | `HelloPart` | control | a page of a `Hello` over [`HELLO_PAGE_BYTES`]; the `Hello` ends the list |
 //! | `Reconcile` | control | range digests of the documents both peers may read ([`Protocol::V2`]) |
+//! | `Signatures` | document | signatures of the changes of the `Sync` that follows, and certificates of their signers the receiver may lack |
 //!
 //! Which summary a link starts with depends on the [`Protocol`] the two peers negotiated
 //! (the transport does it with ALPN): [`Protocol::V1`] peers list every document and its
@@ -180,6 +181,29 @@ pub enum WireMessage {
         /// The ranges, in any order.
         ranges: Vec<NameRange>,
     },
+    /// Signatures of changes that the next sync message(s) of `doc` carry, and the
+    /// certificates of their signers that the receiver may not know yet. Added last, so
+    /// that the other variants encode as before (an old peer answers it with a malformed
+    /// message error and the link stays up).
+    Signatures {
+        /// The document.
+        doc: DocumentId,
+        /// One signature per actor: that of its newest change in the message.
+        signatures: Vec<ChangeSignature>,
+        /// DER certificates of signers.
+        certificates: Vec<Vec<u8>>,
+    },
+}
+
+/// The signature of one change, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSignature {
+    /// The change hash.
+    pub change: [u8; 32],
+    /// The key id (SHA-256 of the certificate DER) of the signer.
+    pub key: [u8; 32],
+    /// The signature over `outpost_core::signing::signed_bytes(doc, change)`.
+    pub signature: Vec<u8>,
 }
 
 /// Reads a list of documents, skipping names this version does not accept (a newer peer may
@@ -238,7 +262,8 @@ impl WireMessage {
         match self {
             WireMessage::Sync { doc, .. }
             | WireMessage::SyncPart { doc, .. }
-            | WireMessage::Refused { doc, .. } => Some(doc),
+            | WireMessage::Refused { doc, .. }
+            | WireMessage::Signatures { doc, .. } => Some(doc),
             _ => None,
         }
     }

@@ -1,0 +1,511 @@
+//! Signatures on the engine's paths: received (`Signatures` messages, checks of new
+//! changes) and sent (before every sync message that carries changes).
+//!
+//! See `crate::signing` for what a signature proves and `core/docs/design.md` ("Signed
+//! changes") for the rules.
+
+use std::collections::BTreeMap;
+
+use automerge::ChangeHash;
+
+use super::wire::{ChangeSignature, WireMessage, MAX_MESSAGE_BYTES};
+use super::{Engine, EngineError};
+use crate::signing::{
+    signed_bytes, KeyId, SignatureRule, MAX_CERTIFICATE_BYTES, MAX_SIGNATURE_BYTES,
+};
+use crate::store::{NewChange, SignatureRecord, StoredSignature};
+use crate::{parse_actor, DocumentId, PeerId, PeerInfo, Role, SiteId};
+
+/// An actor as refusals name it.
+fn describe(actor: &automerge::ActorId) -> String {
+    match parse_actor(actor) {
+        Some(c) => format!("{} ({})", c.peer, c.role),
+        None => format!("actor {}", actor.to_hex_string()),
+    }
+}
+
+/// Signatures received for changes of one document not applied yet: change hash -> (key,
+/// signature).
+pub(super) type Pending = BTreeMap<ChangeHash, (KeyId, Vec<u8>)>;
+
+/// The most signatures one peer may have waiting for their changes (about 40 MB at the
+/// largest signature size; a message needs one per actor).
+pub const MAX_PENDING_SIGNATURES: usize = 65_536;
+/// The most signatures kept, per peer and document, after a message for changes it did not
+/// bring (Automerge queued them behind a missing dependency: a few at most). More are
+/// dropped, so that a peer cannot make every later message re-examine tens of thousands.
+const MAX_WAITING_SIGNATURES: usize = 4_096;
+/// The most certificates one `Signatures` message may carry.
+pub const MAX_CERTIFICATES_PER_MESSAGE: usize = 1_024;
+/// Outgoing `Signatures` messages are split to stay under this many encoded bytes.
+const SIGNATURES_MESSAGE_BYTES: usize = MAX_MESSAGE_BYTES / 2;
+
+impl Engine {
+    /// A `Signatures` message: certificates are verified (and stored) now, signatures wait
+    /// for their changes. A message that fails marks the document, so that the changes it
+    /// came with are refused rather than taken as unsigned (a signature that is present
+    /// but cannot be checked never passes, whatever the rollout rule).
+    pub(super) fn handle_signatures(
+        &mut self,
+        from: &PeerId,
+        doc: DocumentId,
+        signatures: Vec<ChangeSignature>,
+        certificates: Vec<Vec<u8>>,
+    ) -> Result<(), EngineError> {
+        let result = self.read_signatures(from, doc.clone(), signatures, certificates);
+        if let Err(e) = &result {
+            if let Some(p) = self.peers.get_mut(from) {
+                p.docs.entry(doc).or_default().bad_signatures = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    /// The reason the last `Signatures` message of (`from`, `doc`) failed, if it did; cleared.
+    pub(super) fn take_bad_signatures(
+        &mut self,
+        from: &PeerId,
+        doc: &DocumentId,
+    ) -> Option<String> {
+        self.peers
+            .get_mut(from)
+            .and_then(|p| p.docs.get_mut(doc))
+            .and_then(|d| d.bad_signatures.take())
+    }
+
+    fn read_signatures(
+        &mut self,
+        from: &PeerId,
+        doc: DocumentId,
+        signatures: Vec<ChangeSignature>,
+        certificates: Vec<Vec<u8>>,
+    ) -> Result<(), EngineError> {
+        let Some(verifier) = self.config.verifier.clone() else {
+            // This engine checks no signatures (see `EngineConfig::verifier`).
+            return Ok(());
+        };
+        let Some(peer) = self.peers.get(from) else {
+            return Err(EngineError::UnknownPeer(from.clone()));
+        };
+        let bad = |reason: String| EngineError::BadSignatures {
+            peer: from.clone(),
+            doc: doc.clone(),
+            reason,
+        };
+        // Signatures only come with changes, so a peer that may not write the context gets
+        // nothing kept, whatever it sends.
+        if !self.config.policy.may_write(&peer.info.role, doc.context()) {
+            self.metrics.sync_errors += 1;
+            return Err(bad(format!(
+                "role {} may not write context {}: its signatures are dropped unread",
+                peer.info.role,
+                doc.context()
+            )));
+        }
+        let waiting: usize = peer.pending_sigs.values().map(BTreeMap::len).sum();
+        if waiting + signatures.len() > MAX_PENDING_SIGNATURES {
+            self.metrics.sync_errors += 1;
+            if let Some(p) = self.peers.get_mut(from) {
+                p.pending_sigs.clear();
+            }
+            return Err(bad(format!(
+                "over {MAX_PENDING_SIGNATURES} signatures wait for their changes; all dropped"
+            )));
+        }
+        if certificates.len() > MAX_CERTIFICATES_PER_MESSAGE {
+            self.metrics.sync_errors += 1;
+            return Err(bad(format!(
+                "{} certificates in one message, over {MAX_CERTIFICATES_PER_MESSAGE}",
+                certificates.len()
+            )));
+        }
+        if let Some(s) = signatures
+            .iter()
+            .find(|s| s.signature.len() > MAX_SIGNATURE_BYTES)
+        {
+            self.metrics.sync_errors += 1;
+            return Err(bad(format!(
+                "a signature of {} bytes, over {MAX_SIGNATURE_BYTES}",
+                s.signature.len()
+            )));
+        }
+        for der in &certificates {
+            if der.len() > MAX_CERTIFICATE_BYTES {
+                self.metrics.sync_errors += 1;
+                return Err(bad(format!(
+                    "a certificate of {} bytes, over {MAX_CERTIFICATE_BYTES}",
+                    der.len()
+                )));
+            }
+            let key = KeyId::of(der);
+            if self.certs.contains_key(&key) {
+                continue;
+            }
+            let info = match verifier.verify_certificate(der) {
+                Ok(info) => info,
+                Err(e) => {
+                    self.metrics.sync_errors += 1;
+                    return Err(bad(e.to_string()));
+                }
+            };
+            if let Err(e) = self.store.put_certificate(&key, der, &info.peer) {
+                self.storage_failed(Some(from), Some(&doc), &e);
+            }
+            self.certified.insert(info.peer.clone());
+            self.certs.insert(key, (info, der.clone()));
+        }
+        if let Some(p) = self.peers.get_mut(from) {
+            let pending = p.pending_sigs.entry(doc).or_default();
+            for s in signatures {
+                pending.insert(ChangeHash(s.change), (KeyId(s.key), s.signature));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads and verifies the certificates of `pending` that this run has not seen yet but
+    /// the store knows (learnt in an earlier session).
+    pub(super) fn resolve_keys(&mut self, pending: &Pending) {
+        let Some(verifier) = self.config.verifier.clone() else {
+            return;
+        };
+        for (key, _) in pending.values() {
+            if self.certs.contains_key(key) {
+                continue;
+            }
+            match self.store.certificate(key) {
+                Ok(Some(der)) => {
+                    // Stored certificates were verified when learnt; verifying again costs
+                    // one chain check per signer per run and survives a changed CA.
+                    if let Ok(info) = verifier.verify_certificate(&der) {
+                        self.certs.insert(*key, (info, der));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => self.storage_failed(None, None, &e),
+            }
+        }
+    }
+
+    /// The site whose devices may sign changes that reach us from `from`: a device's own
+    /// site, or for a cloud the site of the device it serves. `None` between clouds.
+    fn signer_site<'a>(&'a self, from: &'a PeerInfo) -> Option<&'a SiteId> {
+        if self.config.local.role != Role::cloud() {
+            Some(&self.config.local.site)
+        } else if from.role != Role::cloud() {
+            Some(&from.site)
+        } else {
+            None
+        }
+    }
+
+    /// Checks the changes new to `doc` that a message from `from` brings: per actor, its
+    /// newest new change must carry a valid signature by the device (and role) its actor
+    /// claims, which vouches for the actor's earlier changes. Returns the signatures to
+    /// store, or why the message is refused.
+    pub(super) fn verify_new(
+        &self,
+        from: &PeerInfo,
+        doc: &DocumentId,
+        new: &[NewChange],
+        pending: &Pending,
+    ) -> Result<Vec<SignatureRecord>, String> {
+        if self.config.verifier.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut newest: BTreeMap<&automerge::ActorId, &NewChange> = BTreeMap::new();
+        for c in new {
+            let e = newest.entry(&c.actor).or_insert(c);
+            if c.seq > e.seq {
+                *e = c;
+            }
+        }
+        let mut records = Vec::new();
+        for (actor, change) in newest {
+            let claim = parse_actor(actor);
+            let Some((key, signature)) = pending.get(&change.hash) else {
+                let author = describe(actor);
+                match (self.config.signatures, &claim) {
+                    (SignatureRule::Required, _) => {
+                        return Err(format!(
+                            "change {} by {author} carries no signature, and this peer \
+                             requires signed changes (EngineConfig::signatures); upgrade the \
+                             author and the relays to a version that signs",
+                            change.hash
+                        ))
+                    }
+                    (SignatureRule::Transitional, Some(c)) if self.certified.contains(&c.peer) => {
+                        return Err(format!(
+                            "change {} claims {author}, a device known to sign, but carries no \
+                             signature: refused as a possible forgery",
+                            change.hash
+                        ))
+                    }
+                    (SignatureRule::Transitional, _) => continue,
+                }
+            };
+            self.check_signature(from, doc, actor, &change.hash, key, signature)?;
+            records.push((
+                actor.clone(),
+                change.seq,
+                StoredSignature {
+                    hash: change.hash,
+                    key: *key,
+                    signature: signature.clone(),
+                },
+            ));
+        }
+        Ok(records)
+    }
+
+    /// Why the signature `signature` by certificate `key` of change `hash` by `actor` in
+    /// `doc`, received from `from`, is not valid, if it is not.
+    fn check_signature(
+        &self,
+        from: &PeerInfo,
+        doc: &DocumentId,
+        actor: &automerge::ActorId,
+        hash: &ChangeHash,
+        key: &KeyId,
+        signature: &[u8],
+    ) -> Result<(), String> {
+        let Some(verifier) = &self.config.verifier else {
+            return Ok(());
+        };
+        let policy = &self.config.policy;
+        let claim = parse_actor(actor);
+        let author = describe(actor);
+        let Some((signer, der)) = self.certs.get(key) else {
+            return Err(format!(
+                "change {hash} by {author} is signed by certificate {key}, which the sender \
+                 did not send and this peer does not know"
+            ));
+        };
+        match &claim {
+            Some(c) if c.peer != signer.peer || c.role != signer.role => {
+                return Err(format!(
+                    "change {hash} claims {author} but is signed by {signer}: forged authorship"
+                ))
+            }
+            Some(_) => {}
+            None if !policy.may_relay(&signer.role) => {
+                return Err(format!(
+                    "change {hash} of {author} is signed by {signer}, whose role may not vouch \
+                     for others' changes"
+                ))
+            }
+            None => {}
+        }
+        if signer.role != Role::cloud() {
+            if let Some(site) = self.signer_site(from) {
+                if &signer.site != site {
+                    return Err(format!(
+                        "change {hash} is signed by {signer}, a device of another site than {site}"
+                    ));
+                }
+            }
+        }
+        if !policy.may_write(&signer.role, doc.context()) {
+            return Err(format!(
+                "change {hash} is signed by {signer}, whose role may not write context {}",
+                doc.context()
+            ));
+        }
+        verifier
+            .verify_signature(der, &signed_bytes(doc, hash), signature)
+            .map_err(|e| format!("change {hash} by {author}: {e}"))
+    }
+
+    /// After a message was handled: signatures of changes the document now holds without a
+    /// stored signature are checked and stored ("late" signatures: an upgraded device
+    /// vouching for what it wrote before it signed, see `queue_signatures`); those of changes
+    /// not in the document yet (queued by Automerge behind a missing dependency) wait.
+    ///
+    /// Only the sender's own actors are taken, and only the newest change of each: that is
+    /// what a device sends, and it bounds the verifications a peer can make us do to one
+    /// per actor of its own (a peer sending 65,536 signatures of changes we hold unsigned
+    /// would otherwise cost seconds of ECDSA).
+    pub(super) fn settle_pending(&mut self, from: &PeerInfo, doc: &DocumentId, pending: Pending) {
+        if pending.is_empty() {
+            return;
+        }
+        let mut waiting = Pending::new();
+        let mut candidates: BTreeMap<automerge::ActorId, (u64, ChangeHash, KeyId, Vec<u8>)> =
+            BTreeMap::new();
+        for (hash, (key, signature)) in pending {
+            let author = match self.store.change_author(doc, &hash) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.storage_failed(Some(&from.peer), Some(doc), &e);
+                    continue;
+                }
+            };
+            let Some((actor, seq)) = author else {
+                waiting.insert(hash, (key, signature));
+                continue;
+            };
+            if parse_actor(&actor).is_none_or(|c| c.peer != from.peer) {
+                continue;
+            }
+            if candidates.get(&actor).is_none_or(|c| c.0 < seq) {
+                candidates.insert(actor, (seq, hash, key, signature));
+            }
+        }
+        let mut late = Vec::new();
+        for (actor, (seq, hash, key, signature)) in candidates {
+            match self.store.has_signature(doc, &actor, seq) {
+                Ok(false) => {}
+                Ok(true) => continue,
+                Err(e) => {
+                    self.storage_failed(Some(&from.peer), Some(doc), &e);
+                    continue;
+                }
+            }
+            match self.check_signature(from, doc, &actor, &hash, &key, &signature) {
+                Ok(()) => late.push((
+                    actor,
+                    seq,
+                    StoredSignature {
+                        hash,
+                        key,
+                        signature,
+                    },
+                )),
+                Err(reason) => {
+                    // The change is ours already: nothing to refuse, but nothing to keep.
+                    self.metrics.sync_errors += 1;
+                    tracing::warn!(peer = %from, %doc, %reason, "a late signature is invalid");
+                }
+            }
+        }
+        self.metrics.signatures_verified += late.len() as u64;
+        if let Err(e) = self.store.put_late_signatures(doc, &late) {
+            self.storage_failed(Some(&from.peer), Some(doc), &e);
+        }
+        if waiting.len() > MAX_WAITING_SIGNATURES {
+            self.metrics.sync_errors += 1;
+            tracing::warn!(peer = %from, %doc, waiting = waiting.len(), "signatures for changes never sent are dropped");
+            return;
+        }
+        if !waiting.is_empty() {
+            if let Some(p) = self.peers.get_mut(&from.peer) {
+                p.pending_sigs
+                    .entry(doc.clone())
+                    .or_default()
+                    .extend(waiting);
+            }
+        }
+    }
+
+    /// Queues, before a sync message carrying changes, the stored signatures of the newest
+    /// change of each actor in it (`sigs`, from `Store::generate_sync`), with the
+    /// certificates not sent to `peer` yet.
+    ///
+    /// With the first such message of the session on this document, the device also sends
+    /// the signatures of the newest change of each of its own actors (signing, once, those
+    /// written before it had a key): peers that received its earlier changes unsigned (from
+    /// a version before signed changes) store them, and can relay that history to peers that
+    /// know this device signs.
+    pub(super) fn queue_signatures(
+        &mut self,
+        peer: &PeerId,
+        doc: &DocumentId,
+        mut sigs: Vec<StoredSignature>,
+    ) {
+        let Some(p) = self.peers.get(peer) else {
+            return;
+        };
+        if p.legacy {
+            return;
+        }
+        if !p.docs.get(doc).is_some_and(|d| d.backfilled) {
+            if let Some(ds) = self
+                .peers
+                .get_mut(peer)
+                .map(|p| p.docs.entry(doc.clone()).or_default())
+            {
+                ds.backfilled = true;
+            }
+            if let Err(e) = self.store.sign_own_history(doc) {
+                self.storage_failed(Some(peer), Some(doc), &e);
+            }
+            match self.store.latest_signatures(doc) {
+                Ok(latest) => {
+                    let me = &self.config.local.peer;
+                    for (actor, s) in latest {
+                        let own = parse_actor(&actor).is_some_and(|c| &c.peer == me);
+                        if own && !sigs.iter().any(|o| o.hash == s.hash) {
+                            sigs.push(s);
+                        }
+                    }
+                }
+                Err(e) => self.storage_failed(Some(peer), Some(doc), &e),
+            }
+        }
+        if sigs.is_empty() {
+            return;
+        }
+        let mut signatures = Vec::new();
+        let mut certificates = Vec::new();
+        for s in sigs {
+            let sent = self
+                .peers
+                .get(peer)
+                .and_then(|p| p.docs.get(doc))
+                .is_some_and(|d| d.sent_certs.contains(&s.key));
+            if !sent && !certificates.iter().any(|(k, _)| *k == s.key) {
+                match self.store.certificate(&s.key) {
+                    Ok(Some(der)) => certificates.push((s.key, der)),
+                    Ok(None) => {}
+                    Err(e) => self.storage_failed(Some(peer), Some(doc), &e),
+                }
+            }
+            signatures.push(ChangeSignature {
+                change: s.hash.0,
+                key: s.key.0,
+                signature: s.signature,
+            });
+        }
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let ds = p.docs.entry(doc.clone()).or_default();
+        for (key, _) in &certificates {
+            ds.sent_certs.insert(*key);
+        }
+        // Split to stay far below the message limit: signatures are under 600 bytes and
+        // certificates under 16 KiB each.
+        let mut certs = certificates.into_iter().map(|(_, der)| der).peekable();
+        let mut sigs = signatures.into_iter().peekable();
+        while certs.peek().is_some() || sigs.peek().is_some() {
+            let mut size = 64;
+            let mut batch_certs = Vec::new();
+            let mut batch_sigs = Vec::new();
+            while let Some(c) = certs.peek() {
+                if size + c.len() + 8 > SIGNATURES_MESSAGE_BYTES && !batch_certs.is_empty() {
+                    break;
+                }
+                size += c.len() + 8;
+                batch_certs.extend(certs.next());
+            }
+            while let Some(s) = sigs.peek() {
+                if size + s.signature.len() + 72 > SIGNATURES_MESSAGE_BYTES
+                    && !(batch_sigs.is_empty() && batch_certs.is_empty())
+                {
+                    break;
+                }
+                size += s.signature.len() + 72;
+                batch_sigs.extend(sigs.next());
+            }
+            p.bulk.push_back((
+                doc.clone(),
+                WireMessage::Signatures {
+                    doc: doc.clone(),
+                    signatures: batch_sigs,
+                    certificates: batch_certs,
+                }
+                .encode(),
+            ));
+        }
+    }
+}

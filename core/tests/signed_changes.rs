@@ -1,0 +1,627 @@
+//! Signed changes (issue 12) in the simulation: forged authorship is refused everywhere,
+//! signatures and certificates travel through relays, and the rollout rule.
+
+use outpost_core::engine::wire::{ChangeSignature, WireMessage};
+use outpost_core::signing::{SignatureRule, Signer};
+use outpost_core::{Engine, EngineConfig, EngineError, Event, PeerId, PeerInfo, Policy, Store};
+use outpost_core::{StoreOptions, Timestamp};
+use outpost_testkit::{doc, replay_hint, FaultModel, Net, PeerOptions, TestCa};
+use rand::Rng;
+use serde_json::json;
+
+const ORDERS: &str = "orders/2026-12-01";
+
+fn refusals(net: &mut Net, peer: &PeerId) -> Vec<String> {
+    net.events(peer)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::ChangeRefused { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A kitchen that writes an order under the kiosk's actor: `signed` with its own key (a
+/// tampered device of this version), or unsigned (a tampered device of an older version).
+fn forging_relay(seed: u64, rule: SignatureRule, signed: bool) {
+    let orders = doc(ORDERS);
+    let mut net = Net::seeded(seed);
+    net.signing(rule);
+    let pos1 = net.add_peer("s1", "pos-1", "pos");
+    let pos2 = net.add_peer("s1", "pos-2", "pos");
+    let kiosk = net.add_peer("s1", "kiosk-1", "kiosk");
+    let forger = net.add_peer_with(
+        "s1",
+        "kitchen-1",
+        "kitchen",
+        PeerOptions {
+            claimed_peer: Some("kiosk-1".into()),
+            claimed_role: Some("kiosk".into()),
+            unsigned: !signed,
+            ..PeerOptions::default()
+        },
+    );
+    net.exempt(&forger, &orders);
+    for (a, b) in [
+        (&kiosk, &pos1),
+        (&pos1, &pos2),
+        (&forger, &pos1),
+        (&forger, &pos2),
+        (&forger, &kiosk),
+    ] {
+        net.connect(a, b);
+    }
+    net.put(&kiosk, &orders, "/orders/k-1", json!({"total": 950}));
+    net.run_until_quiet();
+    for p in [&pos1, &pos2, &kiosk] {
+        refusals(&mut net, p);
+    }
+    net.put(&forger, &orders, "/orders/forged", json!({"total": 1}));
+    net.run_until_quiet();
+    for p in [&pos1, &pos2, &kiosk] {
+        assert_eq!(
+            net.get(p, &orders, "/orders/forged"),
+            None,
+            "{p} took the forged order; {}",
+            replay_hint(seed)
+        );
+        let refused = refusals(&mut net, p);
+        assert!(
+            !refused.is_empty(),
+            "{p} did not report the forgery; {}",
+            replay_hint(seed)
+        );
+        if signed {
+            assert!(
+                refused.iter().any(|r| r.contains("forged authorship")),
+                "{p}: {refused:?}"
+            );
+        }
+        assert!(net.engine(p).metrics().changes_refused > 0);
+    }
+    // The real kiosk goes on; its orders reach everyone, also after new sessions.
+    for i in 2..6 {
+        net.put(
+            &kiosk,
+            &orders,
+            &format!("/orders/k-{i}"),
+            json!({"total": i}),
+        );
+    }
+    net.run_until_quiet();
+    net.disconnect(&kiosk, &pos1);
+    net.put(&kiosk, &orders, "/orders/k-6", json!({"total": 6}));
+    net.connect(&kiosk, &pos1);
+    net.run_until_quiet();
+    for p in [&pos1, &pos2] {
+        assert_eq!(net.get(p, &orders, "/orders/k-6/total"), Some(json!(6)));
+        assert_eq!(net.get(p, &orders, "/orders/forged"), None);
+    }
+    net.assert_converged();
+}
+
+#[test]
+fn a_forging_relay_is_refused_everywhere() {
+    for seed in 0..8 {
+        forging_relay(seed, SignatureRule::Required, true);
+        forging_relay(seed, SignatureRule::Transitional, true);
+    }
+}
+
+#[test]
+fn an_unsigned_forgery_of_a_device_known_to_sign_is_refused_even_in_transition() {
+    for seed in 0..8 {
+        forging_relay(seed, SignatureRule::Required, false);
+        forging_relay(seed, SignatureRule::Transitional, false);
+    }
+}
+
+#[test]
+fn a_new_kiosks_orders_reach_a_pos_that_never_met_it() {
+    for seed in 0..8 {
+        let orders = doc(ORDERS);
+        let mut net = Net::seeded(seed);
+        net.signing(SignatureRule::Required);
+        let pos1 = net.add_peer("s1", "pos-1", "pos");
+        let kitchen = net.add_peer("s1", "kitchen-1", "kitchen");
+        let kiosk = net.add_peer("s1", "kiosk-9", "kiosk");
+        net.connect(&pos1, &kitchen);
+        net.connect(&kitchen, &kiosk);
+        // One device creates `/orders` (two creating it concurrently make two maps).
+        net.put(&pos1, &orders, "/orders/p-1", json!({"total": 1}));
+        net.run_until_quiet();
+        for i in 0..20 {
+            net.put(
+                &kiosk,
+                &orders,
+                &format!("/orders/k-{i}"),
+                json!({"total": i}),
+            );
+        }
+        net.run_until_quiet();
+        assert_eq!(
+            net.get(&pos1, &orders, "/orders/k-19/total"),
+            Some(json!(19)),
+            "{}",
+            replay_hint(seed)
+        );
+        assert!(refusals(&mut net, &pos1).is_empty());
+        let certified = net.store(&pos1).certified_peers().expect("readable");
+        assert!(
+            certified.contains(&"kiosk-9".parse().expect("valid")),
+            "{certified:?}"
+        );
+        assert!(net.engine(&pos1).metrics().signatures_verified > 0);
+        // The kiosk signed each of its 20 commits (and kept the signature of pos-1's order it
+        // verified); pos-1 kept what it verified.
+        assert_eq!(
+            net.store(&kiosk)
+                .signature_count(&orders)
+                .expect("readable"),
+            21
+        );
+        assert!(net.store(&pos1).signature_count(&orders).expect("readable") >= 1);
+        // pos-1 relays what it learnt (signatures and the kiosk's certificate) to a POS
+        // that only ever meets pos-1, also after a restart.
+        net.restart(&pos1);
+        let pos2 = net.add_peer("s1", "pos-2", "pos");
+        net.connect(&pos2, &pos1);
+        net.run_until_quiet();
+        assert_eq!(
+            net.get(&pos2, &orders, "/orders/k-19/total"),
+            Some(json!(19))
+        );
+        assert!(refusals(&mut net, &pos2).is_empty());
+        net.assert_converged();
+    }
+}
+
+#[test]
+fn rollout_old_devices_are_accepted_in_transition_only() {
+    for rule in [SignatureRule::Transitional, SignatureRule::Required] {
+        let orders = doc(ORDERS);
+        let mut net = Net::seeded(3);
+        net.signing(rule);
+        let pos1 = net.add_peer("s1", "pos-1", "pos");
+        let old = net.add_peer_with(
+            "s1",
+            "pos-old",
+            "pos",
+            PeerOptions {
+                unsigned: true,
+                ..PeerOptions::default()
+            },
+        );
+        net.connect(&pos1, &old);
+        net.put(&old, &orders, "/o-1", json!({"total": 1}));
+        net.put(&pos1, &orders, "/p-1", json!({"total": 2}));
+        net.run_until_quiet();
+        let got = net.get(&pos1, &orders, "/o-1/total");
+        match rule {
+            SignatureRule::Transitional => {
+                assert_eq!(got, Some(json!(1)));
+                assert!(refusals(&mut net, &pos1).is_empty());
+                // The old device still gets the signed device's changes.
+                assert_eq!(net.get(&old, &orders, "/p-1/total"), Some(json!(2)));
+            }
+            _ => {
+                assert_eq!(got, None);
+                let r = refusals(&mut net, &pos1);
+                assert!(r.iter().any(|r| r.contains("no signature")), "{r:?}");
+            }
+        }
+    }
+}
+
+/// A device upgraded to a signing version vouches for what it wrote before: a relay that
+/// holds that history unsigned learns the signatures at the next sync, and serves the whole
+/// history to a kiosk that knows the device signs.
+#[test]
+fn an_upgraded_device_vouches_for_its_earlier_changes() {
+    for seed in 0..4 {
+        let orders = doc(ORDERS);
+        let mut net = Net::seeded(seed);
+        net.signing(SignatureRule::Transitional);
+        let pos1 = net.add_peer_with(
+            "s1",
+            "pos-1",
+            "pos",
+            PeerOptions {
+                unsigned: true,
+                ..PeerOptions::default()
+            },
+        );
+        let pos2 = net.add_peer("s1", "pos-2", "pos");
+        net.connect(&pos1, &pos2);
+        for i in 0..5 {
+            net.put(
+                &pos1,
+                &orders,
+                &format!("/orders/a-{i}"),
+                json!({"total": i}),
+            );
+        }
+        net.run_until_quiet();
+        assert_eq!(net.get(&pos2, &orders, "/orders/a-4/total"), Some(json!(4)));
+        // The upgrade.
+        net.set_unsigned(&pos1, false);
+        net.restart(&pos1);
+        net.put(&pos1, &orders, "/orders/b-1", json!({"total": 9}));
+        net.run_until_quiet();
+        // A new kiosk only meets pos-2; it learns that pos-1 signs with the first message.
+        let kiosk = net.add_peer("s1", "kiosk-1", "kiosk");
+        net.connect(&kiosk, &pos2);
+        net.run_until_quiet();
+        let refused = refusals(&mut net, &kiosk);
+        assert!(refused.is_empty(), "{refused:?}; {}", replay_hint(seed));
+        assert_eq!(
+            net.get(&kiosk, &orders, "/orders/a-4/total"),
+            Some(json!(4))
+        );
+        assert_eq!(
+            net.get(&kiosk, &orders, "/orders/b-1/total"),
+            Some(json!(9))
+        );
+        net.assert_converged();
+    }
+}
+
+/// Changes a device's store took without its key (an offline tool while the node was
+/// stopped) are signed by the device when it next sends the document: even a peer that
+/// requires signatures takes them.
+#[test]
+fn offline_writes_without_the_key_are_signed_by_the_device_later() {
+    for seed in 0..4 {
+        let orders = doc(ORDERS);
+        let mut net = Net::seeded(seed);
+        net.signing(SignatureRule::Required);
+        let pos1 = net.add_peer("s1", "pos-1", "pos");
+        let pos2 = net.add_peer("s1", "pos-2", "pos");
+        net.connect(&pos1, &pos2);
+        net.put(&pos1, &orders, "/orders/a-1", json!({"total": 1}));
+        net.run_until_quiet();
+        // Offline, without the key.
+        net.partition(&[std::slice::from_ref(&pos1), std::slice::from_ref(&pos2)]);
+        net.set_unsigned(&pos1, true);
+        net.restart(&pos1);
+        net.put(&pos1, &orders, "/orders/offline", json!({"total": 2}));
+        net.set_unsigned(&pos1, false);
+        net.restart(&pos1);
+        net.heal();
+        net.run_until_quiet();
+        let refused = refusals(&mut net, &pos2);
+        assert!(refused.is_empty(), "{refused:?}; {}", replay_hint(seed));
+        assert_eq!(
+            net.get(&pos2, &orders, "/orders/offline/total"),
+            Some(json!(2))
+        );
+        net.assert_converged();
+    }
+}
+
+/// Signatures must not cost convergence: the usual workload (several writers, a relay, link
+/// breaks, partitions, restarts, two documents whose streams overtake each other) over many
+/// seeds, every peer requiring signatures.
+#[test]
+fn signed_sites_converge_under_faults() {
+    for seed in 0..24 {
+        let orders = doc(ORDERS);
+        let stock = doc("stock");
+        let mut net = Net::seeded(seed);
+        net.signing(SignatureRule::Required);
+        net.model(FaultModel::Quic).drop_rate(0.02).reorder(true);
+        let peers = [
+            net.add_peer("s1", "pos-1", "pos"),
+            net.add_peer("s1", "pos-2", "pos"),
+            net.add_peer("s1", "kiosk-1", "kiosk"),
+            net.add_peer("s1", "kiosk-2", "kiosk"),
+            net.add_peer("s1", "kitchen-1", "kitchen"),
+        ];
+        net.connect(&peers[0], &peers[1]);
+        net.connect(&peers[2], &peers[0]);
+        net.connect(&peers[3], &peers[1]);
+        net.connect(&peers[4], &peers[2]);
+        net.connect(&peers[4], &peers[3]);
+        for round in 0..6 {
+            if round == 2 {
+                net.partition(&[&peers[..2], &peers[2..]]);
+            }
+            if round == 4 {
+                net.heal();
+            }
+            if round == 3 {
+                let p = peers[net.rng().random_range(0..peers.len())].clone();
+                net.restart(&p);
+            }
+            for i in 0..15 {
+                let p = peers[net.rng().random_range(0..peers.len())].clone();
+                net.put(
+                    &p,
+                    &orders,
+                    &format!("/orders/{p}-{round}-{i}"),
+                    json!({"total": i}),
+                );
+                // Stock is written by POS and kiosks only.
+                if !p.as_str().starts_with("kitchen") && net.rng().random_bool(0.5) {
+                    net.put(&p, &stock, &format!("/s-{p}-{round}-{i}"), json!(i));
+                }
+            }
+            net.advance(50);
+        }
+        net.drop_rate(0.0);
+        net.heal();
+        net.run_until_quiet();
+        for p in &peers {
+            let r = refusals(&mut net, p);
+            assert!(r.is_empty(), "{p} refused: {r:?}; {}", replay_hint(seed));
+        }
+        net.assert_converged();
+    }
+}
+
+fn engine(dir: &std::path::Path, me: PeerInfo, ca: &TestCa, rule: SignatureRule) -> Engine {
+    let store = Store::open_with(
+        dir,
+        StoreOptions {
+            identity: Some(me.clone()),
+            policy: Policy::default(),
+            signer: Some(ca.issue(&me)),
+            ..StoreOptions::default()
+        },
+    )
+    .expect("store opens");
+    let mut config = EngineConfig::new(me, Policy::default());
+    config.verifier = Some(ca.verifier());
+    config.signatures = rule;
+    Engine::new(store, config)
+}
+
+/// Malformed `Signatures` messages are errors that keep nothing, never panics.
+#[test]
+fn malformed_signatures_are_errors() {
+    let ca = TestCa::new(7);
+    let other_ca = TestCa::new(8);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let me = PeerInfo::parse("s1", "pos-1", "pos").expect("valid");
+    let kiosk = PeerInfo::parse("s1", "kiosk-1", "kiosk").expect("valid");
+    let board = PeerInfo::parse("s1", "board-1", "menu-board").expect("valid");
+    let mut e = engine(dir.path(), me, &ca, SignatureRule::Required);
+    let now = Timestamp(0);
+    e.handle_connect(kiosk.clone(), now);
+    e.handle_connect(board.clone(), now);
+    let orders = doc(ORDERS);
+    let sig = |len: usize| ChangeSignature {
+        change: [1; 32],
+        key: [2; 32],
+        signature: vec![3; len],
+    };
+    let cases: Vec<(&PeerInfo, WireMessage)> = vec![
+        // A certificate that is not one.
+        (
+            &kiosk,
+            WireMessage::Signatures {
+                doc: orders.clone(),
+                signatures: vec![sig(64)],
+                certificates: vec![vec![0xff; 40]],
+            },
+        ),
+        // A certificate of another fleet.
+        (
+            &kiosk,
+            WireMessage::Signatures {
+                doc: orders.clone(),
+                signatures: vec![],
+                certificates: vec![other_ca.issue(&kiosk).certificate().to_vec()],
+            },
+        ),
+        // An oversized signature.
+        (
+            &kiosk,
+            WireMessage::Signatures {
+                doc: orders.clone(),
+                signatures: vec![sig(100_000)],
+                certificates: vec![],
+            },
+        ),
+        // Signatures from a role that may not write the context.
+        (
+            &board,
+            WireMessage::Signatures {
+                doc: orders.clone(),
+                signatures: vec![sig(64)],
+                certificates: vec![],
+            },
+        ),
+    ];
+    for (from, m) in cases {
+        let r = e.handle_message(&from.peer, &m.encode(), now);
+        assert!(
+            matches!(r, Err(EngineError::BadSignatures { .. })),
+            "{m:?}: {r:?}"
+        );
+    }
+    // Changes that follow a refused `Signatures` message are refused, not taken unsigned.
+    let kiosk2 = PeerInfo::parse("s1", "kiosk-2", "kiosk").expect("valid");
+    let dir2 = tempfile::tempdir().expect("temp dir");
+    let mut lenient = engine(
+        dir2.path(),
+        PeerInfo::parse("s1", "pos-2", "pos").expect("valid"),
+        &ca,
+        SignatureRule::Transitional,
+    );
+    lenient.handle_connect(kiosk2.clone(), now);
+    let kdir = tempfile::tempdir().expect("temp dir");
+    let kstore = Store::open_with(
+        kdir.path(),
+        StoreOptions {
+            identity: Some(kiosk2.clone()),
+            policy: Policy::default(),
+            ..StoreOptions::default()
+        },
+    )
+    .expect("store");
+    kstore
+        .put(&orders, "/o-1", json!(1), outpost_core::Durability::Fast)
+        .expect("write");
+    let bogus = WireMessage::Signatures {
+        doc: orders.clone(),
+        signatures: vec![sig(64)],
+        certificates: vec![other_ca.issue(&kiosk2).certificate().to_vec()],
+    };
+    assert!(lenient
+        .handle_message(&kiosk2.peer, &bogus.encode(), now)
+        .is_err());
+    let push = WireMessage::Sync {
+        doc: orders.clone(),
+        data: automerge::sync::Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: kstore.changes_since(&orders, &[]).expect("changes").into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        }
+        .encode(),
+    };
+    lenient
+        .handle_message(&kiosk2.peer, &push.encode(), now)
+        .expect("handled");
+    assert_eq!(lenient.metrics().changes_refused, 1);
+    assert!(!lenient.store().has_document(&orders).expect("readable"));
+    // Truncated and garbled encodings are wire errors.
+    let good = WireMessage::Signatures {
+        doc: orders.clone(),
+        signatures: vec![sig(64)],
+        certificates: vec![ca.issue(&kiosk).certificate().to_vec()],
+    }
+    .encode();
+    for cut in 1..good.len() {
+        let _ = e.handle_message(&kiosk.peer, &good[..cut], now);
+    }
+    let mut rng = rand::rng();
+    for _ in 0..2_000 {
+        let mut bytes = good.clone();
+        let i = rng.random_range(1..bytes.len());
+        bytes[i] = rng.random();
+        let _ = e.handle_message(&kiosk.peer, &bytes, now);
+    }
+    // The real certificate was learnt once, and nothing else.
+    assert_eq!(
+        e.store().certified_peers().expect("readable").len(),
+        2,
+        "pos-1 and kiosk-1"
+    );
+    assert!(e.metrics().sync_errors >= 4);
+}
+
+/// A peer that sends tens of thousands of signatures for changes we hold unsigned makes us
+/// verify at most one per actor of its own, never one per signature.
+#[test]
+fn late_signatures_cost_one_verification_per_actor() {
+    let ca = TestCa::new(9);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let me = PeerInfo::parse("s1", "pos-1", "pos").expect("valid");
+    let kiosk = PeerInfo::parse("s1", "kiosk-1", "kiosk").expect("valid");
+    let mut e = engine(dir.path(), me, &ca, SignatureRule::Transitional);
+    e.handle_connect(kiosk.clone(), Timestamp(0));
+    let orders = doc(ORDERS);
+    // The kiosk's 300 orders, unsigned (a version before signed changes).
+    let kdir = tempfile::tempdir().expect("temp dir");
+    let kstore = Store::open_with(
+        kdir.path(),
+        StoreOptions {
+            identity: Some(kiosk.clone()),
+            policy: Policy::default(),
+            ..StoreOptions::default()
+        },
+    )
+    .expect("store");
+    for i in 0..300 {
+        kstore
+            .put(
+                &orders,
+                &format!("/o-{i}"),
+                json!(i),
+                outpost_core::Durability::Fast,
+            )
+            .expect("write");
+    }
+    let changes = kstore.changes_since(&orders, &[]).expect("changes");
+    let hashes: Vec<[u8; 32]> = changes
+        .iter()
+        .map(|c| {
+            automerge::Change::try_from(c.as_slice())
+                .expect("a change")
+                .hash()
+                .0
+        })
+        .collect();
+    let sync = |changes: Vec<Vec<u8>>| {
+        WireMessage::Sync {
+            doc: orders.clone(),
+            data: automerge::sync::Message {
+                heads: vec![],
+                need: vec![],
+                have: vec![],
+                changes: changes.into(),
+                flags: None,
+                version: automerge::sync::MessageVersion::V1,
+            }
+            .encode(),
+        }
+        .encode()
+    };
+    // Transitional (the kiosk is not known to sign yet): accepted unsigned.
+    e.handle_message(&kiosk.peer, &sync(changes.clone()), Timestamp(1))
+        .expect("applied");
+    assert_eq!(e.metrics().changes_applied, 300);
+    let errors_before = e.metrics().sync_errors;
+    // 60,000 signatures with the kiosk's real certificate: 300 of its changes, the rest of
+    // changes we do not have.
+    let cert = ca.issue(&kiosk).certificate().to_vec();
+    let key = outpost_core::signing::KeyId::of(&cert).0;
+    let mut rng = rand::rng();
+    let all: Vec<ChangeSignature> = (0..60_000)
+        .map(|i| ChangeSignature {
+            change: hashes.get(i).copied().unwrap_or_else(|| rng.random()),
+            key,
+            signature: vec![7; 64],
+        })
+        .collect();
+    let mut messages = 0;
+    for (i, part) in all.chunks(5_000).enumerate() {
+        let m = WireMessage::Signatures {
+            doc: orders.clone(),
+            signatures: part.to_vec(),
+            certificates: if i == 0 { vec![cert.clone()] } else { vec![] },
+        };
+        e.handle_message(&kiosk.peer, &m.encode(), Timestamp(2))
+            .expect("kept");
+        messages += 1;
+    }
+    let started = std::time::Instant::now();
+    let changes_again = changes.clone();
+    let _ = e.handle_message(&kiosk.peer, &sync(changes), Timestamp(3));
+    let took = started.elapsed();
+    let checked = e.metrics().sync_errors - errors_before;
+    assert_eq!(e.metrics().signatures_verified, 0);
+    println!(
+        "late signatures: 60,000 signatures in {messages} messages for 300 held changes \
+         cost {checked} errors (one failed verification, one drop of the rest), {} ms (debug build)",
+        took.as_millis()
+    );
+    // One verification (which fails: the signatures are garbage) for the kiosk's one actor,
+    // and one error for the 59,700 signatures of changes it never sent, dropped.
+    assert_eq!(checked, 2, "one verification for the kiosk's one actor");
+    let started = std::time::Instant::now();
+    let _ = e.handle_message(&kiosk.peer, &sync(changes_again), Timestamp(4));
+    println!(
+        "late signatures: the next message costs {} ms",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(
+        e.metrics().sync_errors - errors_before,
+        2,
+        "nothing left to examine"
+    );
+}
