@@ -537,7 +537,6 @@ fn handle(conn: std::os::unix::net::UnixStream, host: Arc<dyn Host>) -> Result<(
             }
         };
         send(&mut writer, &Reply::Ok(Json::Null))?;
-        let mut probe = [0u8; 1];
         loop {
             match feed.poll()? {
                 Some(batch) => {
@@ -555,11 +554,8 @@ fn handle(conn: std::os::unix::net::UnixStream, host: Arc<dyn Host>) -> Result<(
                 }
                 None => {
                     writer.set_nonblocking(true)?;
-                    match (&writer).read(&mut probe) {
-                        Ok(0) => return Ok(()),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e.into()),
+                    if client_gone(&writer)? {
+                        return Ok(());
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -587,7 +583,6 @@ fn handle(conn: std::os::unix::net::UnixStream, host: Arc<dyn Host>) -> Result<(
         }
         // Notice a client that hung up even when no change comes.
         writer.set_nonblocking(true)?;
-        let mut probe = [0u8; 1];
         loop {
             match sub.try_recv() {
                 Some(event) => {
@@ -596,11 +591,8 @@ fn handle(conn: std::os::unix::net::UnixStream, host: Arc<dyn Host>) -> Result<(
                     writer.set_nonblocking(true)?;
                 }
                 None => {
-                    match (&writer).read(&mut probe) {
-                        Ok(0) => return Ok(()),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e.into()),
+                    if client_gone(&writer)? {
+                        return Ok(());
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -612,6 +604,19 @@ fn handle(conn: std::os::unix::net::UnixStream, host: Arc<dyn Host>) -> Result<(
         Err(e) => Reply::Error(outpost_binsupport::one_line(e.as_ref())),
     };
     send(&mut writer, &reply)
+}
+
+/// Whether the client of a non-blocking control connection hung up.
+#[cfg(unix)]
+fn client_gone(conn: &std::os::unix::net::UnixStream) -> Result<bool> {
+    use std::io::Read;
+    let mut probe = [0u8; 1];
+    match (&*conn).read(&mut probe) {
+        Ok(0) => Ok(true),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn send(w: &mut impl Write, reply: &Reply) -> Result<()> {

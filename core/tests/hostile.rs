@@ -49,6 +49,21 @@ fn attacker(engine: &mut Engine, peer: &str, role: &str) -> PeerInfo {
     info
 }
 
+/// The kiosk's own store, where the attacks write the changes they send.
+fn kiosk_store() -> (Store, tempfile::TempDir) {
+    let me = PeerInfo::parse("s1", "kiosk-1", "kiosk").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            identity: Some(me),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    (store, dir)
+}
+
 fn events(engine: &mut Engine) -> Vec<Event> {
     std::iter::from_fn(|| engine.poll_event()).collect()
 }
@@ -230,16 +245,7 @@ fn documents_created_by_a_peer_are_bounded() {
     let quota = 50;
     let mut t = pos(|c| c.max_new_documents_per_session = quota);
     let kiosk = attacker(&mut t.engine, "kiosk-1", "kiosk");
-    let me = PeerInfo::parse("s1", "kiosk-1", "kiosk").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let source = Store::open_with(
-        dir.path(),
-        StoreOptions {
-            identity: Some(me),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (source, _dir) = kiosk_store();
     let mut refused = 0;
     for i in 0..120 {
         let d: outpost_core::DocumentId = format!("orders/p{i:03}").parse().unwrap();
@@ -287,16 +293,7 @@ fn bytes_a_peer_sends_are_bounded_per_hour() {
     let quota: u64 = 64 * 1024;
     let mut t = pos(|c| c.max_peer_bytes_per_hour = quota);
     let kiosk = attacker(&mut t.engine, "kiosk-1", "kiosk");
-    let me = PeerInfo::parse("s1", "kiosk-1", "kiosk").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let source = Store::open_with(
-        dir.path(),
-        StoreOptions {
-            identity: Some(me),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (source, _dir) = kiosk_store();
     let orders: outpost_core::DocumentId = "orders/2026-12-01".parse().unwrap();
     // Incompressible notes, so that each change costs its size on the wire.
     let note = |i: u64| -> String {
