@@ -208,7 +208,7 @@ struct Peer {
     /// Pages of the peer's Hello received so far.
     hello_pending: Vec<DocDigest>,
     /// The documents both sides may read, as they were when the link came up
-    /// ([`Protocol::V2`]), built when first needed.
+    /// ([`Protocol::V2`]), kept while a reconciliation goes on.
     snapshot: Option<reconcile::Snapshot>,
     /// Names the peer listed in `Reconcile` items this session.
     named: usize,
@@ -808,6 +808,9 @@ impl Engine {
                 ),
             });
         }
+        // Nothing more from us means nothing more is coming back: the snapshot (a name and
+        // heads per document) is freed; a late message (another page) rebuilds it.
+        let keep = !outcome.reply.is_empty();
         for page in reconcile::pages(outcome.reply) {
             peer.control
                 .push_back((None, WireMessage::Reconcile { ranges: page }.encode()));
@@ -819,7 +822,7 @@ impl Engine {
                 self.mark_synced(from, &doc, now);
             }
         }
-        if let Some(p) = self.peers.get_mut(from) {
+        if let (true, Some(p)) = (keep, self.peers.get_mut(from)) {
             p.snapshot = Some(snapshot);
         }
         for doc in outcome.differ {

@@ -214,8 +214,24 @@ fn durable_writes_survive_kill_9() {
         total_acks += last.map_or(0, |n| n + 1);
         acked.push((round, last));
 
-        let store = Store::open_with(dir.path(), options())
-            .unwrap_or_else(|e| panic!("seed {seed}: the store must open after a kill: {e}"));
+        let store = Store::open_with(dir.path(), options()).unwrap_or_else(|e| {
+            // Everything needed to tell a sled recovery failure from a lock still held.
+            let files: Vec<String> = std::fs::read_dir(dir.path())
+                .map(|d| {
+                    d.flatten()
+                        .map(|f| {
+                            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                            format!("{} ({len} B)", f.file_name().to_string_lossy())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let again = Store::open_with(dir.path(), options()).err();
+            panic!(
+                "seed {seed}: the store must open after a kill: {e:?}; files: {files:?}; \
+                 a second attempt: {again:?}"
+            )
+        });
         verify(&store, &acked, seed);
     }
     println!(
