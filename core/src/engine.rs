@@ -411,9 +411,9 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Whether both sides of a link may read `doc`: the documents worth comparing (a role
-    /// that may write a context may read it).
-    fn both_read(&self, peer: &PeerInfo, doc: &DocumentId, now: Timestamp) -> bool {
+    /// Whether `doc` is compared in the link's summaries: both sides may read it (a role that
+    /// may write a context may read it) and both keep it under their retention.
+    fn compared(&self, peer: &PeerInfo, doc: &DocumentId, now: Timestamp) -> bool {
         let policy = &self.config.policy;
         let local = &self.config.local.role;
         policy.may_read(&peer.role, doc.context())
@@ -427,7 +427,7 @@ impl Engine {
         let docs: Vec<DocumentId> = self
             .offered(peer, now)
             .into_iter()
-            .filter(|d| self.both_read(peer, d, now))
+            .filter(|d| self.compared(peer, d, now))
             .collect();
         reconcile::Snapshot::new(docs.into_iter().map(|doc| {
             let heads = self.heads_or_empty(&doc);
@@ -826,7 +826,7 @@ impl Engine {
             p.snapshot = Some(snapshot);
         }
         for doc in outcome.differ {
-            if self.both_read(&info, &doc, now) {
+            if self.compared(&info, &doc, now) {
                 self.pump(from, &doc, now);
             }
         }

@@ -23,12 +23,7 @@ async fn valid_certificates_complete_the_handshake() {
     let c = c.expect("client connects");
     assert_eq!(peer_info_of(&s).expect("client identity"), *kiosk.info());
     assert_eq!(peer_info_of(&c).expect("server identity"), *pos.info());
-    assert_eq!(
-        c.handshake_data()
-            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-            .and_then(|d| d.protocol),
-        Some(tls::ALPN.to_vec())
-    );
+    assert_eq!(alpn_of(&c), Some(tls::ALPN.to_vec()));
 }
 
 #[tokio::test]

@@ -110,13 +110,14 @@ impl Snapshot {
         }
     }
 
-    fn items(&self, span: std::ops::Range<usize>, reply: bool) -> RangeSummary {
+    /// Every document of `span`, asking the peer for those it finds equal.
+    fn items(&self, span: std::ops::Range<usize>) -> RangeSummary {
         RangeSummary::Items {
             docs: self.entries[span]
                 .iter()
                 .map(|e| (e.name.clone(), e.digest))
                 .collect(),
-            reply,
+            reply: true,
         }
     }
 
@@ -125,7 +126,7 @@ impl Snapshot {
     pub(super) fn start(&self) -> NameRange {
         let all = 0..self.entries.len();
         let summary = if all.len() <= ITEMS {
-            self.items(all, true)
+            self.items(all)
         } else {
             self.fingerprint(&all)
         };
@@ -151,7 +152,7 @@ impl Snapshot {
                     });
                 }
                 RangeSummary::Fingerprint { .. } if span.len() <= ITEMS => {
-                    let summary = self.items(span, true);
+                    let summary = self.items(span);
                     out.reply.push(NameRange { summary, ..range });
                 }
                 RangeSummary::Fingerprint { .. } => self.split(range, span, &mut out.reply),

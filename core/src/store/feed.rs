@@ -121,13 +121,21 @@ impl Feed {
         Ok(v.and_then(|v| slot::decode_heads(&v)).unwrap_or_default())
     }
 
+    /// Marks the document of a store notification to be looked at; a closed store ends the
+    /// feed.
+    fn note(&mut self, ev: Option<super::ChangeEvent>) -> Result<()> {
+        let ev = ev.ok_or(Error::FeedClosed)?;
+        if self.filter.admits(&ev.doc) {
+            self.dirty.insert(ev.doc);
+        }
+        Ok(())
+    }
+
     /// The next batch of changes not yet delivered this session, if any is ready; does not
     /// wait.
     pub fn poll(&mut self) -> Result<Option<FeedBatch>> {
         while let Some(ev) = self.sub.try_recv() {
-            if self.filter.admits(&ev.doc) {
-                self.dirty.insert(ev.doc);
-            }
+            self.note(Some(ev))?;
         }
         while let Some(doc) = self.dirty.pop_first() {
             if let Some(batch) = self.batch(&doc)? {
@@ -143,13 +151,8 @@ impl Feed {
             if let Some(b) = self.poll()? {
                 return Ok(b);
             }
-            match self.sub.recv().await {
-                Some(ev) if self.filter.admits(&ev.doc) => {
-                    self.dirty.insert(ev.doc);
-                }
-                Some(_) => {}
-                None => return Err(Error::FeedClosed),
-            }
+            let ev = self.sub.recv().await;
+            self.note(ev)?;
         }
     }
 
@@ -159,22 +162,15 @@ impl Feed {
             if let Some(b) = self.poll()? {
                 return Ok(b);
             }
-            match self.sub.blocking_recv() {
-                Some(ev) if self.filter.admits(&ev.doc) => {
-                    self.dirty.insert(ev.doc);
-                }
-                Some(_) => {}
-                None => return Err(Error::FeedClosed),
-            }
+            let ev = self.sub.blocking_recv();
+            self.note(ev)?;
         }
     }
 
     /// Acknowledges `batch`: the consumer acted on its items. Its position in the document
     /// moves to `batch.to`, flushed to disk before this returns.
     pub fn ack(&mut self, batch: &FeedBatch) -> Result<()> {
-        let mut sorted = batch.to.clone();
-        sorted.sort();
-        let bytes: Vec<u8> = sorted.iter().flat_map(|h| h.0).collect();
+        let bytes = slot::encode_heads(&batch.to);
         self.store
             .inner
             .meta

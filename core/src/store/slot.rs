@@ -27,7 +27,7 @@ pub(super) fn marker_key(doc: &DocumentId) -> Vec<u8> {
 
 /// A marker's value: the document's heads, 32 bytes each (empty: not recorded, e.g. a
 /// document migrated from the earlier layout).
-fn encode_heads(heads: &[automerge::ChangeHash]) -> Vec<u8> {
+pub(super) fn encode_heads(heads: &[automerge::ChangeHash]) -> Vec<u8> {
     let mut sorted = heads.to_vec();
     sorted.sort();
     sorted.iter().flat_map(|h| h.0).collect()
