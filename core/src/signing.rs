@@ -105,6 +105,15 @@ pub trait Verifier: Send + Sync + fmt::Debug + RefUnwindSafe + UnwindSafe {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), SignatureError>;
+    /// Checks that `signature` over `message` was made by the fleet CA's key (revocations,
+    /// see `crate::revocation`). The default refuses: a verifier that cannot check the CA's
+    /// signature accepts no revocation from a peer.
+    fn verify_authority(&self, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+        let _ = (message, signature);
+        Err(SignatureError::InvalidSignature {
+            reason: "this verifier does not check the fleet CA's signatures".into(),
+        })
+    }
 }
 
 /// A shared signer, as stores hold it.

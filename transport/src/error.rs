@@ -143,6 +143,9 @@ pub enum Error {
     /// The node has shut down (or its engine task ended).
     #[error("the node has shut down; start a new `Node` to continue")]
     NodeStopped,
+    /// A revocation was not taken.
+    #[error("revocation not taken: {0}")]
+    Revocation(#[from] outpost_core::engine::RevocationRefused),
 }
 
 fn path_suffix(path: &Option<PathBuf>) -> String {

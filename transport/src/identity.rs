@@ -265,6 +265,44 @@ impl FleetCa {
         })
     }
 
+    /// Revokes a device: a record signed with the CA's key that every device and the cloud
+    /// accept from any peer and relay (see `outpost_core::revocation`). `certificate`:
+    /// only this certificate of the device (DER); `None`: every certificate of it.
+    pub fn revoke(
+        &self,
+        site: &outpost_core::SiteId,
+        peer: &outpost_core::PeerId,
+        certificate: Option<&[u8]>,
+        reason: &str,
+    ) -> Result<outpost_core::revocation::SignedRevocation> {
+        use outpost_core::revocation::{Revocation, SignedRevocation, MAX_REASON_CHARS};
+        use rcgen::SigningKey;
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return Err(Error::InvalidName {
+                what: "revocation reason",
+                value: reason.chars().take(40).collect(),
+                reason: format!("it must be at most {MAX_REASON_CHARS} characters"),
+            });
+        }
+        let body = Revocation {
+            site: site.clone(),
+            peer: peer.clone(),
+            key: certificate.map(outpost_core::signing::KeyId::of),
+            issued: outpost_core::Timestamp::now(),
+            reason: reason.to_string(),
+        }
+        .encode();
+        let signature = self
+            .issuer
+            .key()
+            .sign(&SignedRevocation::signed_bytes(&body))
+            .map_err(|source| Error::CertGeneration {
+                what: "revocation signature",
+                source,
+            })?;
+        Ok(SignedRevocation { body, signature })
+    }
+
     /// Writes `ca.pem` and `ca.key` into `dir` (created if missing).
     pub fn save(&self, dir: &Path) -> Result<()> {
         create_dir(dir)?;

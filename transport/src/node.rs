@@ -429,6 +429,27 @@ impl Node {
         self.runner.revoke(entry)
     }
 
+    /// Takes a revocation signed by the fleet CA (`outpost cert revoke`, or `FleetCa::revoke`):
+    /// verified against the fleet CA, stored, applied at once (the device's links close, its
+    /// handshakes and its changes are refused) and relayed to every peer, which relay it on.
+    /// Returns whether it was new.
+    pub async fn learn_revocation(
+        &self,
+        record: outpost_core::revocation::SignedRevocation,
+    ) -> Result<bool> {
+        Ok(self.runner.learn_revocation(record).await??)
+    }
+
+    /// The revocations this node knows (learnt from the operator or from peers).
+    pub fn revocations(&self) -> Result<Vec<outpost_core::revocation::Revocation>> {
+        Ok(self
+            .store
+            .revocations()?
+            .iter()
+            .filter_map(|r| r.revocation().ok())
+            .collect())
+    }
+
     /// Stops the node: stops dialing and accepting, sends what is queued (waiting at most
     /// [`NodeConfig::shutdown_grace`]), closes every connection with
     /// [`CloseCode::Shutdown`], flushes the store and releases it and the UDP port.

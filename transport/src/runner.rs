@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use outpost_core::engine::SyncStatus;
+use outpost_core::engine::{RevocationRefused, SyncStatus};
+use outpost_core::revocation::SignedRevocation;
 use outpost_core::{
     CloseCode, ConnId, Event, Links, Origin, Output, PeerId, PeerInfo, Store, Subscription,
     SubscriptionFilter, Target, Timestamp,
@@ -91,6 +92,10 @@ enum Command {
     },
     Restore(PeerId),
     Revoke(DenyEntry),
+    LearnRevocation(
+        SignedRevocation,
+        oneshot::Sender<std::result::Result<bool, RevocationRefused>>,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -210,6 +215,17 @@ impl RunnerHandle {
         self.send(Command::Revoke(entry))
     }
 
+    /// Hands a revocation signed by the fleet CA to the engine: verified, stored, applied
+    /// and relayed to every peer. Returns whether it was new.
+    pub async fn learn_revocation(
+        &self,
+        record: SignedRevocation,
+    ) -> Result<std::result::Result<bool, RevocationRefused>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::LearnRevocation(record, reply))?;
+        rx.await.map_err(|_| Error::NodeStopped)
+    }
+
     /// Stops the runner: sends what is queued (within the grace period), closes every
     /// connection, persists sync states and flushes the store. Returns when it is done.
     pub async fn shutdown(&self) {
@@ -273,6 +289,9 @@ impl<H: Hooks> Runner<H> {
         let (inbox, inbox_rx) = mpsc::channel(INBOX_FRAMES);
         let mut links = links;
         mark_denied(&mut links, &config.filter);
+        for (_, r) in links.engine().revocations() {
+            config.filter.add_revocation(r.clone());
+        }
         // Local writes only: paths are for apps, and asking for them costs every write time.
         let subscription = store.subscribe(SubscriptionFilter::all().without_paths());
         Runner {
@@ -408,6 +427,9 @@ impl<H: Hooks> Runner<H> {
                     tracing::warn!(%entry, connections = n, "closed connections of a revoked peer");
                 }
             }
+            Command::LearnRevocation(record, reply) => {
+                let _ = reply.send(self.links.learn_revocation(record, now));
+            }
             Command::Shutdown(_) => {}
         }
     }
@@ -459,6 +481,10 @@ impl<H: Hooks> Runner<H> {
             }
         }
         while let Some(event) = self.links.poll_event() {
+            if let Event::Revoked { revocation, .. } = &event {
+                // Refused in every later handshake (this runner's endpoint shares the filter).
+                self.config.filter.add_revocation(revocation.clone());
+            }
             self.hooks.on_event(&event);
         }
         self.hooks.after_input(&self.links);

@@ -20,6 +20,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use outpost_core::engine::wire::Protocol;
+use outpost_core::revocation::Revocation;
+use outpost_core::signing::KeyId;
 use outpost_core::{PeerId, PeerInfo, Role, SiteId};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -209,23 +211,40 @@ pub struct PeerFilter {
 struct FilterState {
     site_rule: SiteRule,
     deny: DenyList,
+    /// Revocations signed by the fleet CA, learnt through sync (see
+    /// `outpost_core::revocation`).
+    revoked: Vec<Revocation>,
 }
 
 impl PeerFilter {
     /// A filter with a site rule and a deny list.
     pub fn new(site_rule: SiteRule, deny: DenyList) -> Self {
         PeerFilter {
-            inner: Arc::new(RwLock::new(FilterState { site_rule, deny })),
+            inner: Arc::new(RwLock::new(FilterState {
+                site_rule,
+                deny,
+                revoked: Vec::new(),
+            })),
         }
     }
 
-    /// Checks whether `peer` may connect.
+    /// Checks whether `peer` may connect (whatever certificate it presents: revocations of
+    /// one certificate are checked in the handshake, which sees it).
     pub fn check(&self, peer: &PeerInfo) -> std::result::Result<(), Refusal> {
+        self.check_presenting(peer, None)
+    }
+
+    /// Checks whether `peer`, presenting the certificate `key`, may connect.
+    pub fn check_presenting(
+        &self,
+        peer: &PeerInfo,
+        key: Option<&KeyId>,
+    ) -> std::result::Result<(), Refusal> {
         let state = self
             .inner
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if state.deny.denies(peer) {
+        if state.deny.denies(peer) || state.revoked.iter().any(|r| r.covers(peer, key)) {
             Err(Refusal::Revoked)
         } else if !state.site_rule.admits(peer) {
             Err(Refusal::OtherSite)
@@ -241,6 +260,20 @@ impl PeerFilter {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .deny
             .insert(entry)
+    }
+
+    /// Adds a revocation signed by the fleet CA (verified by the engine that learnt it);
+    /// returns whether it was new.
+    pub fn add_revocation(&self, revocation: Revocation) -> bool {
+        let mut state = self
+            .inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if state.revoked.contains(&revocation) {
+            return false;
+        }
+        state.revoked.push(revocation);
+        true
     }
 
     /// Removes `entry` from the deny list; returns whether it was present.
@@ -280,7 +313,8 @@ impl PeerFilter {
             tracing::warn!(side, error = %e, "refusing peer: certificate has no valid outpost identity");
             rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(e))))
         })?;
-        self.check(&peer).map_err(|refusal| {
+        let key = KeyId::of(end_entity);
+        self.check_presenting(&peer, Some(&key)).map_err(|refusal| {
             tracing::warn!(side, %peer, reason = %refusal, "refusing peer during TLS handshake");
             rustls::Error::InvalidCertificate(match refusal {
                 Refusal::Revoked => CertificateError::Revoked,

@@ -189,7 +189,7 @@ impl Engine {
 
     /// The site whose devices may sign changes that reach us from `from`: a device's own
     /// site, or for a cloud the site of the device it serves. `None` between clouds.
-    fn signer_site<'a>(&'a self, from: &'a PeerInfo) -> Option<&'a SiteId> {
+    pub(super) fn signer_site<'a>(&'a self, from: &'a PeerInfo) -> Option<&'a SiteId> {
         if self.config.local.role != Role::cloud() {
             Some(&self.config.local.site)
         } else if from.role != Role::cloud() {
@@ -220,6 +220,13 @@ impl Engine {
                 *e = c;
             }
         }
+        let signer_of = |actor: &automerge::ActorId| {
+            newest
+                .get(actor)
+                .and_then(|c| pending.get(&c.hash))
+                .map(|(key, _)| *key)
+        };
+        self.revoked_changes(self.signer_site(from), new, &signer_of)?;
         let mut records = Vec::new();
         for (actor, change) in newest {
             let claim = parse_actor(actor);
