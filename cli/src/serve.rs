@@ -51,6 +51,25 @@ impl Host for NodeHost {
     fn own_files(&self) -> Vec<PathBuf> {
         vec![self.dir.clone(), self.cert_dir.clone()]
     }
+
+    fn learn_revocation(
+        &self,
+        record: outpost_core::revocation::SignedRevocation,
+    ) -> Result<bool> {
+        let node = self
+            .node
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| anyhow!("the node is shutting down"))?;
+        let new = self
+            .runtime
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), node.learn_revocation(record)).await
+            })
+            .map_err(|_| anyhow!("the node did not answer within 10 s"))??;
+        Ok(new)
+    }
 }
 
 /// `serve --config FILE`: the same settings as the flags.

@@ -38,6 +38,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use outpost_binsupport::Signals;
+use outpost_core::revocation::SignedRevocation;
 use outpost_core::CloseCode;
 use outpost_core::{PeerInfo, Role, SiteId};
 use outpost_transport::{
@@ -55,6 +56,9 @@ pub(crate) struct Shared {
     db: sled::Db,
     /// `<site>\0<doc>` -> the sorted heads at which the document was last compacted.
     compacted: sled::Tree,
+    /// Record id -> a revocation signed by the fleet CA (fleet-wide: every site's engine
+    /// gets each one, and relays it to its devices).
+    revocations: sled::Tree,
     local: PeerInfo,
     config: CloudConfig,
     /// Signs what the cloud writes, with its certificate's key.
@@ -111,6 +115,42 @@ impl Shared {
             }
         }
         CloseCode::Shutdown.close(&conn);
+    }
+
+    /// Takes a revocation signed by the fleet CA (from the operator over HTTP, or learnt by
+    /// a site from a device): verified, stored, refused in every later handshake and handed
+    /// to every loaded site, whose engine closes the device's links and relays it to the
+    /// site's devices. Sites loaded later take every stored one. Returns whether it was new.
+    pub(crate) fn learn_revocation(&self, record: SignedRevocation) -> Result<bool> {
+        let id = record.id();
+        if self.revocations.contains_key(id)? {
+            return Ok(false);
+        }
+        let revocation = record.revocation()?;
+        self.verifier
+            .verify_authority(&SignedRevocation::signed_bytes(&record.body), &record.signature)
+            .map_err(|e| anyhow::anyhow!("the revocation of {revocation} is not signed by this fleet's CA: {e}"))?;
+        if self.revocations.len() >= outpost_core::revocation::MAX_REVOCATIONS {
+            bail!("the cloud keeps {} revocations already", outpost_core::revocation::MAX_REVOCATIONS);
+        }
+        self.revocations.insert(id, record.to_bytes())?;
+        self.revocations.flush()?;
+        self.filter.add_revocation(revocation.clone());
+        tracing::warn!(device = %revocation, reason = %revocation.reason, "device revoked fleet-wide");
+        for entry in self.sites().values() {
+            let _ = entry.runner.offer_revocation(record.clone());
+        }
+        Ok(true)
+    }
+
+    /// Every revocation the cloud keeps.
+    pub(crate) fn stored_revocations(&self) -> Vec<SignedRevocation> {
+        self.revocations
+            .iter()
+            .values()
+            .filter_map(|v| v.ok())
+            .filter_map(|v| SignedRevocation::from_bytes(&v).ok())
+            .collect()
     }
 
     /// A session of `site` ended.
@@ -184,9 +224,13 @@ impl Cloud {
         let compacted = db
             .open_tree("cloud/compacted")
             .context("cannot open the cloud's bookkeeping in the data directory")?;
+        let revocations = db
+            .open_tree("cloud/revocations")
+            .context("cannot open the cloud's revocations in the data directory")?;
         let shared = Arc::new(Shared {
             db,
             compacted,
+            revocations,
             local: local.clone(),
             config,
             signer: Arc::new(signer),
@@ -197,6 +241,11 @@ impl Cloud {
             sites: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
         });
+        for record in shared.stored_revocations() {
+            if let Ok(r) = record.revocation() {
+                shared.filter.add_revocation(r);
+            }
+        }
         let http = Http::start(shared.config.http, shared.clone())?;
         let span = tracing::info_span!("cloud", peer = %local.peer);
         let accept_task =

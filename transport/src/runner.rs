@@ -226,6 +226,13 @@ impl RunnerHandle {
         rx.await.map_err(|_| Error::NodeStopped)
     }
 
+    /// Like [`RunnerHandle::learn_revocation`], without waiting for the answer (for callers
+    /// outside the runtime: the cloud hands a revocation to each of its sites).
+    pub fn offer_revocation(&self, record: SignedRevocation) -> Result<()> {
+        let (reply, _) = oneshot::channel();
+        self.send(Command::LearnRevocation(record, reply))
+    }
+
     /// Stops the runner: sends what is queued (within the grace period), closes every
     /// connection, persists sync states and flushes the store. Returns when it is done.
     pub async fn shutdown(&self) {
