@@ -114,12 +114,13 @@ pub(crate) fn run(command: CertCommand, policy: &Policy) -> Result<()> {
                     let pem = std::fs::read_to_string(path).with_context(|| {
                         format!("cannot read {}; give the device's cert.pem", path.display())
                     })?;
-                    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| {
-                        anyhow!(
-                            "{} is not a PEM certificate ({e}); give the device's cert.pem",
-                            path.display()
-                        )
-                    })?;
+                    let (_, pem) =
+                        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| {
+                            anyhow!(
+                                "{} is not a PEM certificate ({e}); give the device's cert.pem",
+                                path.display()
+                            )
+                        })?;
                     let der = pem.contents;
                     let info = outpost_transport::peer_info_from_cert(&der)?;
                     if info.site != site || info.peer != device {
@@ -133,14 +134,17 @@ pub(crate) fn run(command: CertCommand, policy: &Policy) -> Result<()> {
                 }
             };
             let record = ca.revoke(&site, &device, der.as_deref(), &reason)?;
-            crate::control::write_file_durably(&out, &record.to_bytes()).with_context(|| {
-                format!("cannot write the revocation into {}", out.display())
-            })?;
+            crate::control::write_file_durably(&out, &record.to_bytes())
+                .with_context(|| format!("cannot write the revocation into {}", out.display()))?;
             eprintln!(
                 "wrote the revocation of {site}/{device}{} to {}; hand it to any running device \
                  (`outpost revoke {}`) or to the cloud (POST it to /revocations): it spreads to \
                  every device of the site",
-                if cert.is_some() { " (this certificate only)" } else { "" },
+                if cert.is_some() {
+                    " (this certificate only)"
+                } else {
+                    ""
+                },
                 out.display(),
                 out.display()
             );

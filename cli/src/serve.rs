@@ -52,10 +52,7 @@ impl Host for NodeHost {
         vec![self.dir.clone(), self.cert_dir.clone()]
     }
 
-    fn learn_revocation(
-        &self,
-        record: outpost_core::revocation::SignedRevocation,
-    ) -> Result<bool> {
+    fn learn_revocation(&self, record: outpost_core::revocation::SignedRevocation) -> Result<bool> {
         let node = self
             .node
             .lock()

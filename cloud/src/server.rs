@@ -128,10 +128,20 @@ impl Shared {
         }
         let revocation = record.revocation()?;
         self.verifier
-            .verify_authority(&SignedRevocation::signed_bytes(&record.body), &record.signature)
-            .map_err(|e| anyhow::anyhow!("the revocation of {revocation} is not signed by this fleet's CA: {e}"))?;
+            .verify_authority(
+                &SignedRevocation::signed_bytes(&record.body),
+                &record.signature,
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "the revocation of {revocation} is not signed by this fleet's CA: {e}"
+                )
+            })?;
         if self.revocations.len() >= outpost_core::revocation::MAX_REVOCATIONS {
-            bail!("the cloud keeps {} revocations already", outpost_core::revocation::MAX_REVOCATIONS);
+            bail!(
+                "the cloud keeps {} revocations already",
+                outpost_core::revocation::MAX_REVOCATIONS
+            );
         }
         self.revocations.insert(id, record.to_bytes())?;
         self.revocations.flush()?;

@@ -747,9 +747,7 @@ impl Engine {
                 peer.pending_ack += bytes.len() as u64;
                 self.handle_signatures(from, doc, signatures, certificates)
             }
-            WireMessage::Revocations { records } => {
-                self.handle_revocations(from, records, now)
-            }
+            WireMessage::Revocations { records } => self.handle_revocations(from, records, now),
             WireMessage::Error { code, message } => {
                 if code == wire::ERROR_MALFORMED && !peer.legacy {
                     // Most likely our `Signatures`, which an engine from before signed

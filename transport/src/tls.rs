@@ -11,7 +11,7 @@
 //!   same site and to cloud peers (role `cloud`); a cloud peer talks to every site.
 //!
 //! So a refused peer never completes the handshake and never receives a byte of data.
-//! ALPN negotiates the protocol ([`Protocol`]): `outpost/2` and `outpost/1` are offered, newest
+//! ALPN negotiates the protocol ([`Protocol`]): `outpost/3`, `outpost/2` and `outpost/1` are offered, newest
 //! first, and a peer that predates ALPN choice speaks `outpost/1`; TLS 1.3 only, with the *ring*
 //! provider.
 
@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::identity::{peer_info_from_cert, DeviceCert};
 
 /// The ALPN protocol id of the newest protocol of outpost links.
-pub const ALPN: &[u8] = b"outpost/2";
+pub const ALPN: &[u8] = b"outpost/3";
 
 fn alpn_ids(protocols: &[Protocol]) -> Vec<Vec<u8>> {
     protocols.iter().map(|p| p.alpn().to_vec()).collect()

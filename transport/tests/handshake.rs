@@ -191,8 +191,9 @@ fn alpn_of(conn: &quinn::Connection) -> Option<Vec<u8>> {
         .and_then(|d| d.protocol)
 }
 
-/// ALPN picks the newest protocol both sides speak: `outpost/2` between two peers of this
-/// version, `outpost/1` with a peer that speaks only the first protocol, whichever side dials.
+/// ALPN picks the newest protocol both sides speak: `outpost/3` between two peers of this
+/// version, `outpost/2` with a peer of the version before revocations, `outpost/1` with a peer
+/// that speaks only the first protocol, whichever side dials.
 #[tokio::test]
 async fn alpn_negotiates_the_newest_common_protocol() {
     init_tracing();
@@ -208,8 +209,19 @@ async fn alpn_negotiates_the_newest_common_protocol() {
         tls::endpoint(&kiosk, &filter_for(&kiosk), &old, localhost()).expect("endpoint");
     let new_kiosk = endpoint(&kiosk, &filter_for(&kiosk));
     let (s, c) = link(&new_pos, &new_kiosk).await;
-    assert_eq!(alpn_of(&s.expect("accepted")), Some(b"outpost/2".to_vec()));
-    assert_eq!(alpn_of(&c.expect("connected")), Some(b"outpost/2".to_vec()));
+    assert_eq!(alpn_of(&s.expect("accepted")), Some(b"outpost/3".to_vec()));
+    assert_eq!(alpn_of(&c.expect("connected")), Some(b"outpost/3".to_vec()));
+    // A peer of the version before revocations (protocols 2 and 1).
+    let v2 = TransportTuning {
+        protocols: vec![Protocol::V2, Protocol::V1],
+        ..TransportTuning::default()
+    };
+    let v2_kiosk = tls::endpoint(&kiosk, &filter_for(&kiosk), &v2, localhost()).expect("endpoint");
+    for (server, client) in [(&new_pos, &v2_kiosk), (&v2_kiosk, &new_pos)] {
+        let (s, c) = link(server, client).await;
+        assert_eq!(alpn_of(&s.expect("accepted")), Some(b"outpost/2".to_vec()));
+        assert_eq!(alpn_of(&c.expect("connected")), Some(b"outpost/2".to_vec()));
+    }
     for (server, client) in [(&new_pos, &old_kiosk), (&old_kiosk, &new_pos)] {
         let (s, c) = link(server, client).await;
         assert_eq!(alpn_of(&s.expect("accepted")), Some(b"outpost/1".to_vec()));

@@ -229,13 +229,13 @@ impl Engine {
                 let site = site?;
                 let key = signer_of(&c.actor);
                 self.revocations.records.values().map(|(_, r)| r).find(|r| {
-                    r.names(site, &claim.peer) &&
-                    match (&r.key, key) {
-                        (None, _) => true,
-                        (Some(k), Some(signer)) => *k == signer,
-                        // Unsigned: the revoked certificate may be the one that wrote it.
-                        (Some(_), None) => true,
-                    }
+                    r.names(site, &claim.peer)
+                        && match (&r.key, key) {
+                            (None, _) => true,
+                            (Some(k), Some(signer)) => *k == signer,
+                            // Unsigned: the revoked certificate may be the one that wrote it.
+                            (Some(_), None) => true,
+                        }
                 })
             });
             match hit {

@@ -300,7 +300,10 @@ impl Store {
 
     /// Stores a verified revocation (durably: a revocation must survive a crash); returns
     /// whether it was new.
-    pub(crate) fn put_revocation(&self, record: &crate::revocation::SignedRevocation) -> Result<bool> {
+    pub(crate) fn put_revocation(
+        &self,
+        record: &crate::revocation::SignedRevocation,
+    ) -> Result<bool> {
         let mut k = vec![b'r'];
         k.extend_from_slice(&record.id());
         let old = self.inner.certs.insert(k, record.to_bytes())?;
