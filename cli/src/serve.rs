@@ -227,6 +227,8 @@ fn start_and_run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
         config.discovery = settings.discover;
         config.deny = settings.deny.clone();
         config.policy = data::policy();
+        // A certificate renewed by the cloud replaces the files, for the next start too.
+        config.cert_dir = Some(cert_dir.to_path_buf());
         let node = Node::start(config).await.with_context(|| {
             format!(
                 "cannot start the node on {}; if the port is in use, pick another --listen port (0: any free port)",

@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     verifier: outpost_core::signing::SharedVerifier,
     /// Admission of the endpoint (every site, the deny list).
     filter: PeerFilter,
+    /// Renews device certificates (when the cloud holds the fleet CA's key).
+    renewer: Option<outpost_transport::Renewer>,
     metrics: Metrics,
     /// Documents in memory over all sites (each site adds what it changed).
     documents_loaded: AtomicI64,
@@ -234,6 +236,25 @@ impl Cloud {
         let compacted = db
             .open_tree("cloud/compacted")
             .context("cannot open the cloud's bookkeeping in the data directory")?;
+        let renewer = match &config.ca_key {
+            None => None,
+            Some(key) => {
+                let ca = outpost_transport::FleetCa::from_pem(
+                    &read(&config.ca, "fleet CA certificate")?,
+                    &std::fs::read_to_string(key).with_context(|| {
+                        format!(
+                            "cannot read the fleet CA key {} (--ca-key): give the ca.key that \
+                             `outpost cert ca` wrote, or leave --ca-key out to renew nothing",
+                            key.display()
+                        )
+                    })?,
+                )
+                .context(
+                    "the fleet CA key does not match the fleet CA certificate (--ca, --ca-key)",
+                )?;
+                Some(outpost_transport::Renewer::new(ca, config.renew_days))
+            }
+        };
         let revocations = db
             .open_tree("cloud/revocations")
             .context("cannot open the cloud's revocations in the data directory")?;
@@ -246,6 +267,7 @@ impl Cloud {
             signer: Arc::new(signer),
             verifier: Arc::new(verifier),
             filter,
+            renewer,
             metrics: Metrics::default(),
             documents_loaded: AtomicI64::new(0),
             sites: Mutex::new(HashMap::new()),
@@ -378,6 +400,10 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                         return;
                     }
                 };
+                if outpost_transport::is_renewal(&conn) {
+                    outpost_transport::serve_renewal(conn, shared.renewer.as_ref()).await;
+                    return;
+                }
                 let info = match peer_info_of(&conn) {
                     Ok(info) => info,
                     Err(e) => {

@@ -2,7 +2,8 @@
 //! the operator signs a revocation with the fleet CA (`outpost cert revoke`) and POSTs it to
 //! the running cloud (no restart); the cloud cuts the kiosk off, and the revocation reaches
 //! the site's POS through sync; the kiosk's later orders reach nobody. A record of another CA
-//! is a 400 and changes nothing.
+//! is a 400 and changes nothing. And renewal: a cloud holding the fleet CA's key renews a
+//! device certificate that nears its end, and the device saves it.
 
 use std::path::Path;
 use std::process::Command;
@@ -145,4 +146,71 @@ fn a_revocation_posted_to_the_cloud_reaches_the_site_and_cuts_the_device_off() {
     for p in [&mut kiosk, &mut pos, &mut cloud] {
         p.terminate();
     }
+}
+
+#[test]
+fn the_cloud_renews_a_device_certificate_that_nears_its_end() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let ca = make_ca(root);
+    let cloud_cert = issue(&ca, root, "acme", "cloud-1", "cloud");
+    // 5 days left: inside the 10 days ahead that devices renew.
+    let pos_cert = root.join("cert-paris-pos-1");
+    outpost(&[
+        "cert",
+        "issue",
+        "--ca",
+        ca.to_str().expect("utf-8"),
+        "--site",
+        "paris",
+        "--device",
+        "pos-1",
+        "--role",
+        "pos",
+        "--days",
+        "5",
+        "--out",
+        pos_cert.to_str().expect("utf-8"),
+    ])
+    .expect_ok();
+    let before = std::fs::read_to_string(pos_cert.join("cert.pem")).expect("cert");
+    let key = std::fs::read_to_string(pos_cert.join("key.pem")).expect("key");
+    let mut cmd = Command::new(cloud_bin());
+    cmd.args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(root.join("cloud-data"))
+        .arg("--ca")
+        .arg(cloud_cert.join("ca.pem"))
+        .arg("--cert")
+        .arg(cloud_cert.join("cert.pem"))
+        .arg("--key")
+        .arg(cloud_cert.join("key.pem"))
+        .arg("--ca-key")
+        .arg(ca.join("ca.key"))
+        .args(["--renew-days", "30"])
+        .env("RUST_LOG", "info");
+    let mut cloud = Proc::spawn("cloud", cmd);
+    let line = cloud.wait_line("outpost-cloud started", Duration::from_secs(30));
+    let quic: std::net::SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("quic_addr="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let pos_d = root.join("pos");
+    let (mut pos, _) = serve("paris/pos-1", &pos_d, &pos_cert, 0, &[quic]);
+    eventually("the POS saves a renewed certificate", SYNC, || {
+        let now = std::fs::read_to_string(pos_cert.join("cert.pem")).ok()?;
+        (now != before).then_some(())
+    });
+    assert_eq!(
+        std::fs::read_to_string(pos_cert.join("key.pem")).expect("key"),
+        key,
+        "the device keeps its key"
+    );
+    let shown = outpost(&["cert", "show", pos_cert.to_str().expect("utf-8"), "--json"]);
+    let shown = shown.json();
+    println!("renewed: {shown}");
+    assert_eq!(shown["expired"], json!(false));
+    pos.terminate();
+    cloud.terminate();
 }

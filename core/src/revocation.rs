@@ -173,8 +173,8 @@ mod tests {
     #[test]
     fn round_trips_and_bounds() {
         let r = Revocation {
-            site: "paris-11".parse().unwrap(),
-            peer: "kiosk-2".parse().unwrap(),
+            site: "paris-11".parse().expect("test setup"),
+            peer: "kiosk-2".parse().expect("test setup"),
             key: Some(KeyId([7; 32])),
             issued: Timestamp(1_000),
             reason: "stolen".into(),
@@ -183,18 +183,18 @@ mod tests {
             body: r.encode(),
             signature: vec![1, 2, 3],
         };
-        let back = SignedRevocation::from_bytes(&s.to_bytes()).unwrap();
-        assert_eq!(back.revocation().unwrap(), r);
+        let back = SignedRevocation::from_bytes(&s.to_bytes()).expect("test setup");
+        assert_eq!(back.revocation().expect("test setup"), r);
         let long = Revocation {
             reason: "x".repeat(MAX_REASON_CHARS + 1),
             ..r.clone()
         };
         assert!(Revocation::decode(&long.encode()).is_err());
         assert!(Revocation::decode(&[0xff; 8]).is_err());
-        let kiosk = PeerInfo::parse("paris-11", "kiosk-2", "kiosk").unwrap();
+        let kiosk = PeerInfo::parse("paris-11", "kiosk-2", "kiosk").expect("test setup");
         assert!(r.covers(&kiosk, Some(&KeyId([7; 32]))));
         assert!(!r.covers(&kiosk, Some(&KeyId([8; 32]))));
-        let other = PeerInfo::parse("lyon-1", "kiosk-2", "kiosk").unwrap();
+        let other = PeerInfo::parse("lyon-1", "kiosk-2", "kiosk").expect("test setup");
         assert!(!r.covers(&other, Some(&KeyId([7; 32]))));
     }
 }

@@ -16,6 +16,10 @@ use serde_json::json;
 
 const ORDERS: &str = "orders/2026-12-01";
 
+fn site() -> outpost_core::SiteId {
+    "s1".parse().expect("a site id")
+}
+
 fn refusals(net: &mut Net, peer: &PeerId) -> Vec<String> {
     net.events(peer)
         .into_iter()
@@ -58,7 +62,7 @@ fn stolen_kiosk(seed: u64) {
     net.advance(60_000);
     for p in [&pos, &kitchen] {
         assert!(
-            net.engine(p).is_revoked(&"s1".parse().unwrap(), &kiosk),
+            net.engine(p).is_revoked(&site(), &kiosk),
             "{p} did not learn the revocation; {}",
             replay_hint(seed)
         );
@@ -98,9 +102,7 @@ fn stolen_kiosk(seed: u64) {
     refusals(&mut net, &pos);
     net.connect(&kiosk2, &pos);
     net.run_until_quiet();
-    assert!(net
-        .engine(&kiosk2)
-        .is_revoked(&"s1".parse().unwrap(), &kiosk));
+    assert!(net.engine(&kiosk2).is_revoked(&site(), &kiosk));
     assert_eq!(
         net.get(&pos, &orders, "/orders/k-2"),
         None,
@@ -140,7 +142,7 @@ fn stolen_kiosk(seed: u64) {
     net.connect(&kiosk, &pos);
     net.advance(30_000);
     assert_eq!(net.connections_between(&kiosk, &pos), 0);
-    assert!(net.engine(&pos).is_revoked(&"s1".parse().unwrap(), &kiosk));
+    assert!(net.engine(&pos).is_revoked(&site(), &kiosk));
 }
 
 #[test]
@@ -171,10 +173,10 @@ fn engine(dir: &std::path::Path, me: PeerInfo, ca: &TestCa) -> Engine {
 fn forged_and_oversized_revocations_keep_nothing() {
     let ca = TestCa::new(1);
     let rogue = TestCa::new(2);
-    let dir = tempfile::tempdir().unwrap();
-    let pos = PeerInfo::parse("s1", "pos-1", "pos").unwrap();
-    let kiosk = PeerInfo::parse("s1", "kiosk-1", "kiosk").unwrap();
-    let evil = PeerInfo::parse("s1", "kitchen-9", "kitchen").unwrap();
+    let dir = tempfile::tempdir().expect("test setup");
+    let pos = PeerInfo::parse("s1", "pos-1", "pos").expect("test setup");
+    let kiosk = PeerInfo::parse("s1", "kiosk-1", "kiosk").expect("test setup");
+    let evil = PeerInfo::parse("s1", "kitchen-9", "kitchen").expect("test setup");
     let mut e = engine(dir.path(), pos, &ca);
     let now = Timestamp(1_000);
     e.handle_connect(evil.clone(), now);
@@ -196,7 +198,7 @@ fn forged_and_oversized_revocations_keep_nothing() {
         .expect_err("a forged record is an error");
     assert!(matches!(err, EngineError::BadRevocation { .. }), "{err}");
     println!("bad records from a peer: {err}");
-    let kept: Vec<SignedRevocation> = e.store().revocations().unwrap();
+    let kept: Vec<SignedRevocation> = e.store().revocations().expect("test setup");
     assert_eq!(kept, vec![good], "only the CA's record is kept");
     assert!(!e.is_revoked(&kiosk.site, &kiosk.peer));
     assert!(e.is_revoked(&evil.site, &evil.peer));
@@ -206,7 +208,9 @@ fn forged_and_oversized_revocations_keep_nothing() {
     let msg = WireMessage::Revocations { records: many };
     let bytes = msg.encode();
     let before = e.metrics().sync_errors;
-    let err = e.handle_message(&evil.peer, &bytes, now).unwrap_err();
+    let err = e
+        .handle_message(&evil.peer, &bytes, now)
+        .expect_err("an error");
     println!(
         "{} records ({} B) in one message refused (bound {MAX_REVOCATIONS_PER_MESSAGE}): {err}",
         MAX_REVOCATIONS_PER_MESSAGE + 1,
@@ -214,12 +218,12 @@ fn forged_and_oversized_revocations_keep_nothing() {
     );
     assert_eq!(e.metrics().sync_errors, before + 1);
     assert!(!e.is_revoked(&kiosk.site, &kiosk.peer));
-    assert_eq!(e.store().revocations().unwrap().len(), 1);
+    assert_eq!(e.store().revocations().expect("test setup").len(), 1);
 
     // An engine without a verifier cannot trust a revocation.
-    let dir2 = tempfile::tempdir().unwrap();
-    let me = PeerInfo::parse("s1", "pos-2", "pos").unwrap();
-    let store = Store::open(dir2.path()).unwrap();
+    let dir2 = tempfile::tempdir().expect("test setup");
+    let me = PeerInfo::parse("s1", "pos-2", "pos").expect("test setup");
+    let store = Store::open(dir2.path()).expect("test setup");
     let mut plain = Engine::new(store, EngineConfig::new(me, Policy::default()));
     assert_eq!(
         plain.learn_revocation(ca.revoke(&kiosk, "x"), now),

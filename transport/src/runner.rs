@@ -68,7 +68,13 @@ pub struct RunnerConfig {
     pub dial_timeout: Duration,
     /// Admission (sites, deny list) checked for every connection, dialed or accepted.
     pub filter: PeerFilter,
+    /// A connection is closed ([`CloseCode::CertificateExpired`]) this long after the
+    /// peer's certificate expired: the clock skew tolerated between devices.
+    pub expiry_grace: Duration,
 }
+
+/// The default of [`RunnerConfig::expiry_grace`]: 5 minutes of clock skew.
+pub const DEFAULT_EXPIRY_GRACE: Duration = Duration::from_secs(300);
 
 enum Command {
     Connected {
@@ -96,6 +102,10 @@ enum Command {
         SignedRevocation,
         oneshot::Sender<std::result::Result<bool, RevocationRefused>>,
     ),
+    /// The peer certificate of a connection expired (plus the grace).
+    Expired(ConnId),
+    /// Dial with this client configuration from now on (a renewed certificate).
+    SetClientConfig(Box<quinn::ClientConfig>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -224,6 +234,11 @@ impl RunnerHandle {
         let (reply, rx) = oneshot::channel();
         self.send(Command::LearnRevocation(record, reply))?;
         rx.await.map_err(|_| Error::NodeStopped)
+    }
+
+    /// Dials with `config` from now on (e.g. after the certificate was renewed).
+    pub(crate) fn set_client_config(&self, config: quinn::ClientConfig) -> Result<()> {
+        self.send(Command::SetClientConfig(Box::new(config)))
     }
 
     /// Like [`RunnerHandle::learn_revocation`], without waiting for the answer (for callers
@@ -390,6 +405,7 @@ impl<H: Hooks> Runner<H> {
                     self.inbox.clone(),
                 );
                 self.sessions.insert(id, session);
+                self.close_at_expiry(id);
                 if let Err(refusal) = self.config.filter.check(&info) {
                     tracing::warn!(peer = %info, %refusal, "refusing connection");
                     if let Some(s) = self.sessions.get(&id) {
@@ -432,6 +448,17 @@ impl<H: Hooks> Runner<H> {
                     .close_where(|p| entry.matches(p), CloseCode::Revoked, now);
                 if n > 0 {
                     tracing::warn!(%entry, connections = n, "closed connections of a revoked peer");
+                }
+            }
+            Command::SetClientConfig(config) => {
+                if let Some(endpoint) = &mut self.endpoint {
+                    endpoint.set_default_client_config(*config);
+                }
+            }
+            Command::Expired(id) => {
+                if let Some(session) = self.sessions.get(&id) {
+                    tracing::warn!(peer = %session.peer(), "the peer's certificate expired: closing its connection");
+                    session.close(CloseCode::CertificateExpired);
                 }
             }
             Command::LearnRevocation(record, reply) => {
@@ -495,6 +522,26 @@ impl<H: Hooks> Runner<H> {
             self.hooks.on_event(&event);
         }
         self.hooks.after_input(&self.links);
+    }
+
+    /// Schedules the close of connection `id` when its peer's certificate expires.
+    fn close_at_expiry(&self, id: ConnId) {
+        let Some(der) = self.sessions.get(&id).and_then(Session::peer_certificate) else {
+            return;
+        };
+        let Some(not_after) = crate::renew::not_after_ms(&der) else {
+            return;
+        };
+        let at = Timestamp(not_after)
+            .plus_millis(u64::try_from(self.config.expiry_grace.as_millis()).unwrap_or(u64::MAX));
+        let wait = Duration::from_millis(at.millis_since(Timestamp::now()));
+        let commands = self.commands.weak.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if let Some(c) = commands.upgrade() {
+                let _ = c.send(Command::Expired(id));
+            }
+        });
     }
 
     /// Resolves and dials `target` in a task of its own; the outcome comes back as a command.

@@ -546,6 +546,8 @@ pub fn server_config(
 ) -> Result<quinn::ServerConfig> {
     let mut tls = rustls_server_config(cert, filter)?;
     tls.alpn_protocols = alpn_ids(&tuning.protocols);
+    // Certificate renewal requests (`crate::renew`) come in connections of their own.
+    tls.alpn_protocols.push(crate::renew::RENEW_ALPN.to_vec());
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| Error::TlsConfig(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -561,6 +563,23 @@ pub fn client_config(
 ) -> Result<quinn::ClientConfig> {
     let mut tls = rustls_client_config(cert, filter)?;
     tls.alpn_protocols = alpn_ids(&tuning.protocols);
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| Error::TlsConfig(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport_config(tuning)?);
+    Ok(config)
+}
+
+/// A quinn client configuration like [`client_config`] that offers only the ALPN ids
+/// `alpn` (e.g. a renewal request).
+pub fn client_config_for(
+    cert: &DeviceCert,
+    filter: &PeerFilter,
+    tuning: &TransportTuning,
+    alpn: &[&[u8]],
+) -> Result<quinn::ClientConfig> {
+    let mut tls = rustls_client_config(cert, filter)?;
+    tls.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| Error::TlsConfig(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));

@@ -74,7 +74,12 @@ async fn a_revoked_kiosk_is_cut_off_by_every_device_of_its_site() {
     // A record of another fleet's CA: refused, nothing changes.
     let rogue = FleetCa::generate("rogue").expect("CA");
     let forged = rogue
-        .revoke(&"s1".parse().unwrap(), &peer("pos-1"), None, "forged")
+        .revoke(
+            &"s1".parse().expect("site id"),
+            &peer("pos-1"),
+            None,
+            "forged",
+        )
         .expect("record");
     match kitchen.learn_revocation(forged).await {
         Err(Error::Revocation(e)) => println!("a revocation of another CA is refused: {e}"),
@@ -85,7 +90,12 @@ async fn a_revoked_kiosk_is_cut_off_by_every_device_of_its_site() {
     // The operator revokes the kiosk at the POS, at runtime.
     let mut kitchen_events = kitchen.events();
     let record = ca
-        .revoke(&"s1".parse().unwrap(), &peer("kiosk-1"), None, "stolen")
+        .revoke(
+            &"s1".parse().expect("site id"),
+            &peer("kiosk-1"),
+            None,
+            "stolen",
+        )
         .expect("record");
     assert!(pos.learn_revocation(record.clone()).await.expect("taken"));
     assert!(

@@ -94,6 +94,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
         // Routing already admitted only this site's devices; the endpoint's verifier
         // enforces the deny list in the handshake.
         filter: PeerFilter::new(SiteRule::SameSite(site.clone()), shared.filter.deny_list()),
+        expiry_grace: shared.config.expiry_grace,
     };
     let hooks = SiteHooks {
         shared,
