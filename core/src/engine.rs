@@ -1346,7 +1346,7 @@ impl Engine {
             .store
             .receive_sync(&doc, &mut state, msg, from, &|new| {
                 if checking {
-                    let records = self.verify_new(&info, &doc, new, &pending)?;
+                    let records = self.verify_new(&info, &doc, new, &pending, now)?;
                     verified.set(records.len() as u64);
                     Ok(records)
                 } else {

@@ -135,6 +135,21 @@ pub enum SignatureRule {
     /// Every change new to us must carry a valid signature of its author. For fleets whose
     /// devices all sign.
     Required,
+    /// [`SignatureRule::Transitional`] until this time, [`SignatureRule::Required`] from it
+    /// on: the date a fleet's rollout plan says every device signs, set ahead of time on
+    /// every device so that the switch needs no second deployment.
+    RequiredFrom(crate::Timestamp),
+}
+
+impl SignatureRule {
+    /// The rule in force at `now`.
+    pub fn at(self, now: crate::Timestamp) -> SignatureRule {
+        match self {
+            SignatureRule::RequiredFrom(t) if now >= t => SignatureRule::Required,
+            SignatureRule::RequiredFrom(_) => SignatureRule::Transitional,
+            rule => rule,
+        }
+    }
 }
 
 /// The largest signature accepted from a peer (ECDSA P-384 in DER is 104 bytes).

@@ -229,12 +229,17 @@ async fn alpn_negotiates_the_newest_common_protocol() {
     }
 }
 
-/// A rolling upgrade: a kiosk that still speaks only protocol 1 (a `Hello` listing every
-/// document) and a POS of this version sync both ways over real QUIC, documents that existed
-/// before the link included.
+/// A rolling upgrade: a kiosk of an older version (protocol 1, a `Hello` listing every
+/// document; or protocol 2, before revocations) and a POS of this version sync both ways over
+/// real QUIC, documents that existed before the link included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_of_the_previous_protocol_keeps_syncing() {
     init_tracing();
+    older_kiosk_syncs(vec![Protocol::V1]).await;
+    older_kiosk_syncs(vec![Protocol::V2, Protocol::V1]).await;
+}
+
+async fn older_kiosk_syncs(protocols: Vec<Protocol>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = FleetCa::generate("acme").expect("ca");
     let pos_cert = issue(&ca, "lyon", "pos-1", "pos");
@@ -255,7 +260,7 @@ async fn a_peer_of_the_previous_protocol_keeps_syncing() {
         &kiosk_cert,
         vec![pos.local_addr()],
     );
-    config.tuning.protocols = vec![Protocol::V1];
+    config.tuning.protocols = protocols;
     let kiosk = start(config).await;
     kiosk
         .store()

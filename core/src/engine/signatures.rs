@@ -209,6 +209,7 @@ impl Engine {
         doc: &DocumentId,
         new: &[NewChange],
         pending: &Pending,
+        now: crate::Timestamp,
     ) -> Result<Vec<SignatureRecord>, String> {
         if self.config.verifier.is_none() {
             return Ok(Vec::new());
@@ -232,7 +233,7 @@ impl Engine {
             let claim = parse_actor(actor);
             let Some((key, signature)) = pending.get(&change.hash) else {
                 let author = describe(actor);
-                match (self.config.signatures, &claim) {
+                match (self.config.signatures.at(now), &claim) {
                     (SignatureRule::Required, _) => {
                         return Err(format!(
                             "change {} by {author} carries no signature, and this peer \
@@ -248,7 +249,8 @@ impl Engine {
                             change.hash
                         ))
                     }
-                    (SignatureRule::Transitional, _) => continue,
+                    // `at` resolved `RequiredFrom` to one of the others.
+                    (SignatureRule::Transitional | SignatureRule::RequiredFrom(_), _) => continue,
                 }
             };
             self.check_signature(from, doc, actor, &change.hash, key, signature)?;
