@@ -22,7 +22,7 @@ use automerge::sync;
 use automerge::ChangeHash;
 
 use self::persist::{Progress, SyncStateStore};
-pub use self::revocations::RevocationRefused;
+pub use self::revocations::{RevocationRefused, MAX_BAD_REVOCATIONS_PER_SESSION};
 pub use self::signatures::{MAX_CERTIFICATES_PER_MESSAGE, MAX_PENDING_SIGNATURES};
 pub use self::status::{DocStatus, EngineMetrics, PeerStatus, SyncStatus};
 use self::wire::{DocDigest, Protocol, WireError, WireMessage, FRAGMENT_BYTES};
@@ -163,7 +163,8 @@ pub enum EngineError {
         reason: String,
     },
     /// A `Revocations` message was too large, or a record in it was malformed or not signed
-    /// by the fleet CA. The good records of the message were taken.
+    /// by the fleet CA. The records before that one were taken; the rest of the message was
+    /// dropped.
     #[error("bad revocation from {peer}: {reason}")]
     BadRevocation {
         /// The peer.
@@ -232,6 +233,8 @@ struct Peer {
     legacy: bool,
     /// The peer speaks [`Protocol::V3`]: it gets and relays revocations.
     revocations: bool,
+    /// Revocations of this peer that failed verification this session.
+    bad_revocations: u32,
 }
 
 /// The most documents a peer's Hello may list (pages included): 1,000,000 entries of at most
@@ -485,6 +488,7 @@ impl Engine {
             // A peer of protocol 1 predates signed changes: it gets no `Signatures`.
             legacy: protocol == Protocol::V1,
             revocations: protocol >= Protocol::V3,
+            bad_revocations: 0,
         };
         for m in self.revocation_messages(protocol) {
             p.control.push_back((None, m));

@@ -4,7 +4,7 @@
 //! restart; forged or oversized records are errors that keep nothing.
 
 use outpost_core::engine::wire::WireMessage;
-use outpost_core::engine::RevocationRefused;
+use outpost_core::engine::{RevocationRefused, MAX_BAD_REVOCATIONS_PER_SESSION};
 use outpost_core::revocation::{SignedRevocation, MAX_REVOCATIONS_PER_MESSAGE};
 use outpost_core::signing::SignatureRule;
 use outpost_core::{
@@ -168,7 +168,7 @@ fn engine(dir: &std::path::Path, me: PeerInfo, ca: &TestCa) -> Engine {
 }
 
 /// Records not signed by the fleet CA, malformed ones and oversized messages are errors;
-/// nothing of them is kept or relayed, and the good records of a message are.
+/// nothing of them is kept or relayed; the good records before them in a message are.
 #[test]
 fn forged_and_oversized_revocations_keep_nothing() {
     let ca = TestCa::new(1);
@@ -191,7 +191,7 @@ fn forged_and_oversized_revocations_keep_nothing() {
     bad_body.body = vec![0xff; 40];
     let good = ca.revoke(&evil, "caught forging");
     let msg = WireMessage::Revocations {
-        records: vec![rogue.revoke(&kiosk, "forged"), bad_body, good.clone()],
+        records: vec![good.clone(), rogue.revoke(&kiosk, "forged"), bad_body],
     };
     let err = e
         .handle_message(&evil.peer, &msg.encode(), now)
@@ -202,6 +202,35 @@ fn forged_and_oversized_revocations_keep_nothing() {
     assert_eq!(kept, vec![good], "only the CA's record is kept");
     assert!(!e.is_revoked(&kiosk.site, &kiosk.peer));
     assert!(e.is_revoked(&evil.site, &evil.peer));
+
+    // A peer that keeps sending bad records: one verification per message, and after
+    // MAX_BAD_REVOCATIONS_PER_SESSION failures its messages are dropped unread.
+    let verified_before = e.metrics().sync_errors;
+    let mut dropped_unread = 0;
+    for _ in 0..20 {
+        let msg = WireMessage::Revocations {
+            records: vec![rogue.revoke(&kiosk, "forged"); MAX_REVOCATIONS_PER_MESSAGE],
+        };
+        match e.handle_message(&evil.peer, &msg.encode(), now) {
+            Err(EngineError::BadRevocation { reason, .. }) if reason.contains("unread") => {
+                dropped_unread += 1
+            }
+            Err(EngineError::BadRevocation { .. }) => {}
+            other => panic!("a bad record was taken: {other:?}"),
+        }
+    }
+    println!(
+        "20 messages of {MAX_REVOCATIONS_PER_MESSAGE} forged records: {} verified and failed, {dropped_unread} dropped unread (bound {MAX_BAD_REVOCATIONS_PER_SESSION} per session)",
+        20 - dropped_unread
+    );
+    assert_eq!(
+        20 - dropped_unread,
+        MAX_BAD_REVOCATIONS_PER_SESSION as usize - 1
+    );
+    assert_eq!(e.metrics().sync_errors, verified_before + 20);
+    // A new session starts afresh.
+    e.handle_disconnect(&evil.peer, now);
+    e.handle_connect(evil.clone(), now);
 
     // Over the per-message bound: all dropped unread.
     let many = vec![ca.revoke(&kiosk, "x"); MAX_REVOCATIONS_PER_MESSAGE + 1];

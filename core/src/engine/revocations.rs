@@ -36,6 +36,10 @@ impl Revocations {
     }
 }
 
+/// Revocations of one peer that may fail verification in a session before its `Revocations`
+/// messages are dropped unread (each failure costs one signature verification).
+pub const MAX_BAD_REVOCATIONS_PER_SESSION: u32 = 8;
+
 /// Why a revocation was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RevocationRefused {
@@ -145,8 +149,8 @@ impl Engine {
         Ok(true)
     }
 
-    /// A `Revocations` message from `from`: each record is taken on its own, so that one bad
-    /// record does not hide the good ones; an error reports the first bad one.
+    /// A `Revocations` message from `from`: records are taken in order until one fails (an
+    /// error reports it; the rest of the message is dropped).
     pub(super) fn handle_revocations(
         &mut self,
         from: &PeerId,
@@ -157,6 +161,14 @@ impl Engine {
             peer: from.clone(),
             reason,
         };
+        let bad_so_far = self.peers.get(from).map_or(0, |p| p.bad_revocations);
+        if bad_so_far >= MAX_BAD_REVOCATIONS_PER_SESSION {
+            self.metrics.sync_errors += 1;
+            return Err(bad(format!(
+                "{bad_so_far} revocations of this peer failed verification this session: its \
+                 revocations are dropped unread until it reconnects"
+            )));
+        }
         if records.len() > MAX_REVOCATIONS_PER_MESSAGE {
             self.metrics.sync_errors += 1;
             return Err(bad(format!(
@@ -171,8 +183,14 @@ impl Engine {
                 // An engine without a verifier ignores revocations it cannot check.
                 Err(RevocationRefused::NoVerifier) => {}
                 Err(e) => {
+                    // One verification failure ends the message: a peer cannot make us check
+                    // a thousand bad signatures per message.
                     self.metrics.sync_errors += 1;
-                    first_error.get_or_insert(e.to_string());
+                    if let Some(p) = self.peers.get_mut(from) {
+                        p.bad_revocations += 1;
+                    }
+                    first_error = Some(e.to_string());
+                    break;
                 }
             }
         }
