@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use outpost_core::{PeerInfo, Store};
-use outpost_transport::{DenyList, DeviceCert, Node, NodeConfig};
+use outpost_transport::{DenyList, Node, NodeConfig};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -19,7 +19,6 @@ use crate::ServeArgs;
 struct NodeHost {
     store: Store,
     info: PeerInfo,
-    cert: DeviceCert,
     dir: PathBuf,
     cert_dir: PathBuf,
     node: Mutex<Option<Arc<Node>>>,
@@ -32,19 +31,14 @@ impl Host for NodeHost {
     }
 
     fn status(&self) -> Result<Json> {
-        let node = self
-            .node
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| anyhow!("the node is shutting down"))?;
-        let sync = self
-            .runtime
-            .block_on(async { tokio::time::timeout(Duration::from_secs(10), node.status()).await })
-            .map_err(|_| anyhow!("the node did not answer within 10 s"))??;
+        let (sync, cert) = self.ask(|node| async move {
+            let sync = node.status().await?;
+            Ok::<_, outpost_transport::Error>((sync, node.certificate()))
+        })?;
         let mut status =
             crate::status::to_json(&self.dir, &self.store, Some(&self.info), &sync, true)?;
-        crate::status::add_certificate(&mut status, &self.cert)?;
+        // The certificate in use now: a renewed one once the cloud renewed it.
+        crate::status::add_certificate(&mut status, &cert)?;
         Ok(status)
     }
 
@@ -53,19 +47,26 @@ impl Host for NodeHost {
     }
 
     fn learn_revocation(&self, record: outpost_core::revocation::SignedRevocation) -> Result<bool> {
+        self.ask(|node| async move { node.learn_revocation(record).await })
+    }
+}
+
+impl NodeHost {
+    /// Runs `f` on the running node, waiting at most 10 s.
+    fn ask<T, F>(&self, f: impl FnOnce(Arc<Node>) -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = std::result::Result<T, outpost_transport::Error>>,
+    {
         let node = self
             .node
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| anyhow!("the node is shutting down"))?;
-        let new = self
+        Ok(self
             .runtime
-            .block_on(async {
-                tokio::time::timeout(Duration::from_secs(10), node.learn_revocation(record)).await
-            })
-            .map_err(|_| anyhow!("the node did not answer within 10 s"))??;
-        Ok(new)
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), f(node)).await })
+            .map_err(|_| anyhow!("the node did not answer within 10 s"))??)
     }
 }
 
@@ -240,7 +241,6 @@ fn start_and_run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
         let host = Arc::new(NodeHost {
             store: node.store().clone(),
             info: info.clone(),
-            cert,
             dir: dir.to_path_buf(),
             cert_dir: cert_dir.to_path_buf(),
             node: Mutex::new(Some(node.clone())),

@@ -535,8 +535,10 @@ fn watch_with_a_consumer_resumes_where_it_left_off() {
     on(&d, &["put", "orders", "/k4", r#"{"sku":"shake"}"#]).expect_ok();
     let again = printer("printer again");
     let line = again.wait_line("out: {", Duration::from_secs(20));
+    // The first printer was killed right after printing /k3, maybe before it acknowledged
+    // it: /k3 may come again (at least once), /k1 and /k2 may not.
     assert!(
-        line.contains(r#""items":["/k4"]"#),
+        line.contains(r#""items":["/k4"]"#) || line.contains(r#""items":["/k3","/k4"]"#),
         "only what came since the last acknowledgement: {line}"
     );
     drop(again);

@@ -6,7 +6,6 @@
 //! device certificate that nears its end, and the device saves it.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use outpost_testbins::*;
@@ -27,26 +26,7 @@ fn a_revocation_posted_to_the_cloud_reaches_the_site_and_cuts_the_device_off() {
     let cloud_cert = issue(&ca, root, "acme", "cloud-1", "cloud");
     let pos_cert = issue(&ca, root, "paris", "pos-1", "pos");
     let kiosk_cert = issue(&ca, root, "paris", "kiosk-1", "kiosk");
-    let mut cmd = Command::new(cloud_bin());
-    cmd.args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .arg("--data")
-        .arg(root.join("cloud-data"))
-        .arg("--ca")
-        .arg(cloud_cert.join("ca.pem"))
-        .arg("--cert")
-        .arg(cloud_cert.join("cert.pem"))
-        .arg("--key")
-        .arg(cloud_cert.join("key.pem"))
-        .env("RUST_LOG", "info");
-    let mut cloud = Proc::spawn("cloud", cmd);
-    let line = cloud.wait_line("outpost-cloud started", Duration::from_secs(30));
-    let field = |name: &str| -> std::net::SocketAddr {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-    };
-    let (quic, http) = (field("quic_addr="), field("http="));
+    let (mut cloud, quic, http) = start_cloud_with(&cloud_cert, &root.join("cloud-data"), &[]);
     let (pos_d, kiosk_d) = (root.join("pos"), root.join("kiosk"));
     let (mut pos, _) = serve("paris/pos-1", &pos_d, &pos_cert, 0, &[quic]);
     let (mut kiosk, _) = serve("paris/kiosk-1", &kiosk_d, &kiosk_cert, 0, &[quic]);
@@ -155,47 +135,20 @@ fn the_cloud_renews_a_device_certificate_that_nears_its_end() {
     let ca = make_ca(root);
     let cloud_cert = issue(&ca, root, "acme", "cloud-1", "cloud");
     // 5 days left: inside the 10 days ahead that devices renew.
-    let pos_cert = root.join("cert-paris-pos-1");
-    outpost(&[
-        "cert",
-        "issue",
-        "--ca",
-        ca.to_str().expect("utf-8"),
-        "--site",
-        "paris",
-        "--device",
-        "pos-1",
-        "--role",
-        "pos",
-        "--days",
-        "5",
-        "--out",
-        pos_cert.to_str().expect("utf-8"),
-    ])
-    .expect_ok();
+    let pos_cert = issue_with(&ca, root, "paris", "pos-1", "pos", &["--days", "5"]);
     let before = std::fs::read_to_string(pos_cert.join("cert.pem")).expect("cert");
     let key = std::fs::read_to_string(pos_cert.join("key.pem")).expect("key");
-    let mut cmd = Command::new(cloud_bin());
-    cmd.args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .arg("--data")
-        .arg(root.join("cloud-data"))
-        .arg("--ca")
-        .arg(cloud_cert.join("ca.pem"))
-        .arg("--cert")
-        .arg(cloud_cert.join("cert.pem"))
-        .arg("--key")
-        .arg(cloud_cert.join("key.pem"))
-        .arg("--ca-key")
-        .arg(ca.join("ca.key"))
-        .args(["--renew-days", "30"])
-        .env("RUST_LOG", "info");
-    let mut cloud = Proc::spawn("cloud", cmd);
-    let line = cloud.wait_line("outpost-cloud started", Duration::from_secs(30));
-    let quic: std::net::SocketAddr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("quic_addr="))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let key_file = ca.join("ca.key");
+    let (mut cloud, quic, _) = start_cloud_with(
+        &cloud_cert,
+        &root.join("cloud-data"),
+        &[
+            "--ca-key",
+            key_file.to_str().expect("utf-8"),
+            "--renew-days",
+            "30",
+        ],
+    );
     let pos_d = root.join("pos");
     let (mut pos, _) = serve("paris/pos-1", &pos_d, &pos_cert, 0, &[quic]);
     eventually("the POS saves a renewed certificate", SYNC, || {

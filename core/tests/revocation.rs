@@ -8,8 +8,7 @@ use outpost_core::engine::{RevocationRefused, MAX_BAD_REVOCATIONS_PER_SESSION};
 use outpost_core::revocation::{SignedRevocation, MAX_REVOCATIONS_PER_MESSAGE};
 use outpost_core::signing::SignatureRule;
 use outpost_core::{
-    Engine, EngineConfig, EngineError, Event, PeerId, PeerInfo, Policy, Store, StoreOptions,
-    Timestamp,
+    Engine, EngineConfig, EngineError, Event, PeerId, PeerInfo, Policy, Store, Timestamp,
 };
 use outpost_testkit::{doc, replay_hint, Net, TestCa};
 use serde_json::json;
@@ -152,21 +151,6 @@ fn a_revocation_spreads_closes_links_and_refuses_relayed_changes() {
     }
 }
 
-fn engine(dir: &std::path::Path, me: PeerInfo, ca: &TestCa) -> Engine {
-    let store = Store::open_with(
-        dir,
-        StoreOptions {
-            identity: Some(me.clone()),
-            signer: Some(ca.issue(&me)),
-            ..StoreOptions::default()
-        },
-    )
-    .expect("store opens");
-    let mut config = EngineConfig::new(me, Policy::default());
-    config.verifier = Some(ca.verifier());
-    Engine::new(store, config)
-}
-
 /// Records not signed by the fleet CA, malformed ones and oversized messages are errors;
 /// nothing of them is kept or relayed; the good records before them in a message are.
 #[test]
@@ -177,7 +161,7 @@ fn forged_and_oversized_revocations_keep_nothing() {
     let pos = PeerInfo::parse("s1", "pos-1", "pos").expect("test setup");
     let kiosk = PeerInfo::parse("s1", "kiosk-1", "kiosk").expect("test setup");
     let evil = PeerInfo::parse("s1", "kitchen-9", "kitchen").expect("test setup");
-    let mut e = engine(dir.path(), pos, &ca);
+    let mut e = ca.engine(dir.path(), pos, SignatureRule::Transitional);
     let now = Timestamp(1_000);
     e.handle_connect(evil.clone(), now);
 

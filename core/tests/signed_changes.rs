@@ -3,7 +3,7 @@
 
 use outpost_core::engine::wire::{ChangeSignature, WireMessage};
 use outpost_core::signing::{SignatureRule, Signer};
-use outpost_core::{Engine, EngineConfig, EngineError, Event, PeerId, PeerInfo, Policy, Store};
+use outpost_core::{EngineError, Event, PeerId, PeerInfo, Policy, Store};
 use outpost_core::{StoreOptions, Timestamp};
 use outpost_testkit::{doc, replay_hint, FaultModel, Net, PeerOptions, TestCa};
 use rand::Rng;
@@ -392,23 +392,6 @@ fn signed_sites_converge_under_faults() {
     }
 }
 
-fn engine(dir: &std::path::Path, me: PeerInfo, ca: &TestCa, rule: SignatureRule) -> Engine {
-    let store = Store::open_with(
-        dir,
-        StoreOptions {
-            identity: Some(me.clone()),
-            policy: Policy::default(),
-            signer: Some(ca.issue(&me)),
-            ..StoreOptions::default()
-        },
-    )
-    .expect("store opens");
-    let mut config = EngineConfig::new(me, Policy::default());
-    config.verifier = Some(ca.verifier());
-    config.signatures = rule;
-    Engine::new(store, config)
-}
-
 /// Malformed `Signatures` messages are errors that keep nothing, never panics.
 #[test]
 fn malformed_signatures_are_errors() {
@@ -418,7 +401,7 @@ fn malformed_signatures_are_errors() {
     let me = PeerInfo::parse("s1", "pos-1", "pos").expect("valid");
     let kiosk = PeerInfo::parse("s1", "kiosk-1", "kiosk").expect("valid");
     let board = PeerInfo::parse("s1", "board-1", "menu-board").expect("valid");
-    let mut e = engine(dir.path(), me, &ca, SignatureRule::Required);
+    let mut e = ca.engine(dir.path(), me, SignatureRule::Required);
     let now = Timestamp(0);
     e.handle_connect(kiosk.clone(), now);
     e.handle_connect(board.clone(), now);
@@ -476,10 +459,9 @@ fn malformed_signatures_are_errors() {
     // Changes that follow a refused `Signatures` message are refused, not taken unsigned.
     let kiosk2 = PeerInfo::parse("s1", "kiosk-2", "kiosk").expect("valid");
     let dir2 = tempfile::tempdir().expect("temp dir");
-    let mut lenient = engine(
+    let mut lenient = ca.engine(
         dir2.path(),
         PeerInfo::parse("s1", "pos-2", "pos").expect("valid"),
-        &ca,
         SignatureRule::Transitional,
     );
     lenient.handle_connect(kiosk2.clone(), now);
@@ -555,7 +537,7 @@ fn late_signatures_cost_one_verification_per_actor() {
     let dir = tempfile::tempdir().expect("temp dir");
     let me = PeerInfo::parse("s1", "pos-1", "pos").expect("valid");
     let kiosk = PeerInfo::parse("s1", "kiosk-1", "kiosk").expect("valid");
-    let mut e = engine(dir.path(), me, &ca, SignatureRule::Transitional);
+    let mut e = ca.engine(dir.path(), me, SignatureRule::Transitional);
     e.handle_connect(kiosk.clone(), Timestamp(0));
     let orders = doc(ORDERS);
     // The kiosk's 300 orders, unsigned (a version before signed changes).

@@ -392,8 +392,20 @@ pub fn serve(
 
 /// Issues certificates with the CLI: returns the directory.
 pub fn issue(ca: &Path, root: &Path, site: &str, device: &str, role: &str) -> PathBuf {
+    issue_with(ca, root, site, device, role, &[])
+}
+
+/// Like [`issue`], with more arguments of `outpost cert issue` (e.g. `["--days", "5"]`).
+pub fn issue_with(
+    ca: &Path,
+    root: &Path,
+    site: &str,
+    device: &str,
+    role: &str,
+    extra: &[&str],
+) -> PathBuf {
     let out = root.join(format!("cert-{site}-{device}"));
-    outpost(&[
+    let mut args = vec![
         "cert",
         "issue",
         "--ca",
@@ -406,9 +418,41 @@ pub fn issue(ca: &Path, root: &Path, site: &str, device: &str, role: &str) -> Pa
         role,
         "--out",
         out.to_str().expect("utf-8"),
-    ])
-    .expect_ok();
+    ];
+    args.extend_from_slice(extra);
+    outpost(&args).expect_ok();
     out
+}
+
+/// Starts `outpost-cloud` on ephemeral loopback ports with the certificate in `cert_dir`
+/// (from [`issue`]), its data in `data` and more flags in `extra`; returns it with its QUIC
+/// and HTTP addresses.
+pub fn start_cloud_with(
+    cert_dir: &Path,
+    data: &Path,
+    extra: &[&str],
+) -> (Proc, SocketAddr, SocketAddr) {
+    let mut cmd = Command::new(cloud_bin());
+    cmd.args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(data)
+        .arg("--ca")
+        .arg(cert_dir.join("ca.pem"))
+        .arg("--cert")
+        .arg(cert_dir.join("cert.pem"))
+        .arg("--key")
+        .arg(cert_dir.join("key.pem"))
+        .args(extra)
+        .env("RUST_LOG", "info");
+    let cloud = Proc::spawn("cloud", cmd);
+    let line = cloud.wait_line("outpost-cloud started", Duration::from_secs(30));
+    let field = |name: &str| -> SocketAddr {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+    };
+    (cloud, field("quic_addr="), field("http="))
 }
 
 /// Creates a fleet CA with the CLI.

@@ -75,6 +75,29 @@ impl TestCa {
         SignedRevocation { body, signature }
     }
 
+    /// An engine over a fresh store in `dir` for `me`, signing with this CA's certificate for
+    /// it and verifying against this CA under `rule`.
+    pub fn engine(
+        &self,
+        dir: &std::path::Path,
+        me: PeerInfo,
+        rule: outpost_core::signing::SignatureRule,
+    ) -> outpost_core::Engine {
+        let store = outpost_core::Store::open_with(
+            dir,
+            outpost_core::StoreOptions {
+                identity: Some(me.clone()),
+                signer: Some(self.issue(&me)),
+                ..outpost_core::StoreOptions::default()
+            },
+        )
+        .expect("store opens");
+        let mut config = outpost_core::EngineConfig::new(me, outpost_core::Policy::default());
+        config.verifier = Some(self.verifier());
+        config.signatures = rule;
+        outpost_core::Engine::new(store, config)
+    }
+
     /// A verifier that trusts this CA.
     pub fn verifier(&self) -> Arc<TestVerifier> {
         Arc::new(TestVerifier {
