@@ -274,19 +274,26 @@ impl Tickets {
 }
 
 /// The highest ticket of `prefix` recorded at `path` of a document: every concurrent value
-/// counts (two copies of one device may both have written it), the highest wins.
-pub(crate) fn recorded<R: ReadDoc>(doc: &R, path: &Pointer, prefix: &TicketPrefix) -> Option<Ticket> {
+/// counts (two copies of one device may both have written it), the highest wins, also in
+/// the losing copy of a `_tickets` map two devices created concurrently.
+pub(crate) fn recorded<R: ReadDoc>(
+    doc: &R,
+    path: &Pointer,
+    prefix: &TicketPrefix,
+) -> Option<Ticket> {
     let (parent, last) = path.split_last()?;
-    let mut obj = automerge::ROOT;
+    let mut objs = vec![automerge::ROOT];
     for t in parent.tokens() {
-        match doc.get(&obj, t.as_str()).ok()?? {
-            (automerge::Value::Object(automerge::ObjType::Map), id) => obj = id,
-            _ => return None,
-        }
+        objs = objs
+            .iter()
+            .flat_map(|o| doc.get_all(o, t.as_str()).unwrap_or_default())
+            .filter_map(|(v, id)| {
+                matches!(v, automerge::Value::Object(automerge::ObjType::Map)).then_some(id)
+            })
+            .collect();
     }
-    doc.get_all(&obj, last)
-        .ok()?
-        .into_iter()
+    objs.iter()
+        .flat_map(|o| doc.get_all(o, last).unwrap_or_default())
         .filter_map(|(v, _)| match v {
             automerge::Value::Scalar(s) => match s.as_ref() {
                 automerge::ScalarValue::Str(t) => t.parse::<Ticket>().ok(),
