@@ -1148,7 +1148,7 @@ impl Engine {
                     return Err(format!(
                         "{author} (role {role}) may not {} {path} in {doc}: {}",
                         if *replaces { "replace" } else { "write" },
-                        policy.path_refusal(doc.context(), path)
+                        policy.path_refusal(&role, doc.context(), path)
                     ));
                 }
             }

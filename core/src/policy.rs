@@ -281,13 +281,13 @@ impl Policy {
                 .all(|r| r.write.contains(role)))
     }
 
-    /// Why `role` may not write `path` in `context`, for error messages: the pattern that
-    /// refuses it.
-    pub fn path_refusal(&self, context: &ContextName, path: &Pointer) -> String {
+    /// Why `role` may not write `path` in `context`, for error messages: the patterns that
+    /// refuse it.
+    pub fn path_refusal(&self, role: &Role, context: &ContextName, path: &Pointer) -> String {
         let rule = self.rule(context);
         rule.paths
             .iter()
-            .filter(|r| r.covers(path).is_some() || r.below(path))
+            .filter(|r| !r.write.contains(role) && (r.covers(path).is_some() || r.below(path)))
             .map(|r| {
                 let who: Vec<&str> = r.write.iter().map(Role::as_str).collect();
                 format!("{} is written by {}", r.path, who.join(", "))
@@ -373,7 +373,7 @@ mod path_rule_tests {
         assert!(p.has_path_rules(&orders));
         assert!(!p.has_path_rules(&"menu".parse().expect("valid")));
         assert!(p
-            .path_refusal(&orders, &at("/orders/K1-001/payment"))
+            .path_refusal(&role("kiosk"), &orders, &at("/orders/K1-001/payment"))
             .contains("/orders/*/payment is written by pos"));
     }
 }

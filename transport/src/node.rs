@@ -92,6 +92,9 @@ pub struct NodeConfig {
     /// Whether unsigned changes are still accepted (default
     /// [`SignatureRule::Transitional`]; see `core/docs/design.md`, "Signed changes").
     pub signatures: SignatureRule,
+    /// This device's ticket prefix (`K1`), unique within the site, for ticket numbers
+    /// issued with orders (`Tx::next_ticket`); `None`: no tickets.
+    pub ticket_prefix: Option<outpost_core::TicketPrefix>,
 }
 
 impl NodeConfig {
@@ -116,6 +119,7 @@ impl NodeConfig {
             evict_idle: Some(Duration::from_secs(300)),
             sign_changes: true,
             signatures: SignatureRule::default(),
+            ticket_prefix: None,
         }
     }
 }
@@ -218,6 +222,7 @@ impl Node {
                     .store_policy
                     .clone()
                     .unwrap_or_else(|| config.policy.clone()),
+                ticket_prefix: config.ticket_prefix.clone(),
                 ..StoreOptions::default()
             },
         )?;

@@ -89,7 +89,7 @@ impl<'a> Tx<'a> {
                     role: role.clone(),
                     doc: doc.clone(),
                     path: p.to_string(),
-                    rule: policy.path_refusal(doc.context(), &p),
+                    rule: policy.path_refusal(role, doc.context(), &p),
                 });
             }
         }
