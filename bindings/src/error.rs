@@ -104,6 +104,10 @@ impl From<outpost_core::Error> for OutpostError {
                 OutpostError::Storage(message)
             }
             E::FeedClosed => OutpostError::shut_down(),
+            E::NoTicketPrefix | E::TicketsExhausted { .. } => {
+                OutpostError::InvalidConfig(message)
+            }
+            E::StoreFiles { .. } => OutpostError::Storage(message),
             // Automerge refuses operations that the value API does not produce.
             E::Automerge { .. } => OutpostError::Internal(message),
             _ => OutpostError::Internal(message),
