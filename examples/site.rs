@@ -12,9 +12,9 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -348,7 +348,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         json!("ready"),
         Durability::Durable,
     )?;
-    t.say(format!("kitchen-1 marks {first} ready (it marked it in progress when printing it)"));
+    t.say(format!(
+        "kitchen-1 marks {first} ready (it marked it in progress when printing it)"
+    ));
     let deadline = tokio::time::Instant::now() + timeout;
     let ready_path = format!("{order}/kitchen/state");
     loop {
@@ -693,7 +695,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
         if Policy::default().may_read(&d.info.role, orders.context())
-            && d.node.store().get(&orders, "/orders/forged-free-meal")?.is_some()
+            && d.node
+                .store()
+                .get(&orders, "/orders/forged-free-meal")?
+                .is_some()
         {
             bail!("{} stored the forged order", d.id());
         }
@@ -764,7 +769,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map(Ticket::to_string)
         .filter(|t| !counts.contains_key(t))
         .collect();
-    let twice: Vec<&String> = counts.iter().filter(|(_, n)| **n > 1).map(|(t, _)| t).collect();
+    let twice: Vec<&String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(t, _)| t)
+        .collect();
     let unknown = counts.len() + missing.len() - tickets.len();
     t.say(format!(
         "kitchen-1 printer: {} orders taken, {} tickets printed, {} printed twice, {} never \

@@ -104,9 +104,7 @@ impl From<outpost_core::Error> for OutpostError {
                 OutpostError::Storage(message)
             }
             E::FeedClosed => OutpostError::shut_down(),
-            E::NoTicketPrefix | E::TicketsExhausted { .. } => {
-                OutpostError::InvalidConfig(message)
-            }
+            E::NoTicketPrefix | E::TicketsExhausted { .. } => OutpostError::InvalidConfig(message),
             E::StoreFiles { .. } => OutpostError::Storage(message),
             // Automerge refuses operations that the value API does not produce.
             E::Automerge { .. } => OutpostError::Internal(message),

@@ -402,7 +402,8 @@ impl Outpost {
     /// Applies `ops` to `doc` atomically: all of them as one change, or none if one fails
     /// (the error names the failing path).
     pub fn transact(&self, doc: String, ops: Vec<TxOp>) -> Result<()> {
-        self.apply_ops("transact", doc, Mode::Plain, ops).map(|_| ())
+        self.apply_ops("transact", doc, Mode::Plain, ops)
+            .map(|_| ())
     }
 
     /// Like `transact`, at most once per `write_id` in `doc`: returns `true` if the operations
@@ -467,8 +468,8 @@ impl Outpost {
                     TxOp::Put { json, .. }
                     | TxOp::Insert { json, .. }
                     | TxOp::Push { json, .. } => {
-                        let _: Json = serde_json::from_str(&json.replace(TICKET, SAMPLE))
-                            .map_err(|e| {
+                        let _: Json =
+                            serde_json::from_str(&json.replace(TICKET, SAMPLE)).map_err(|e| {
                                 OutpostError::json(&format!("the value of operation {i}"), &e)
                             })?;
                         Some(json.clone())
@@ -492,15 +493,13 @@ impl Outpost {
                 };
                 for (op, value) in parsed {
                     let value = match value {
-                        Some(json) => {
-                            serde_json::from_str::<Json>(&fill(&json)).map_err(|e| {
-                                outpost_core::Error::InvalidValue {
-                                    doc: d.clone(),
-                                    path: String::new(),
-                                    reason: e.to_string(),
-                                }
-                            })?
-                        }
+                        Some(json) => serde_json::from_str::<Json>(&fill(&json)).map_err(|e| {
+                            outpost_core::Error::InvalidValue {
+                                doc: d.clone(),
+                                path: String::new(),
+                                reason: e.to_string(),
+                            }
+                        })?,
                         None => Json::Null,
                     };
                     let op = match op {

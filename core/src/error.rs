@@ -114,7 +114,9 @@ pub enum Error {
     #[error("this store issues no ticket numbers: set a ticket prefix unique to this device (StoreOptions::ticket_prefix, NodeConfig::ticket_prefix, ticketPrefix in the bindings' config), e.g. \"K1\"")]
     NoTicketPrefix,
     /// Every number of a ticket series was issued.
-    #[error("ticket prefix {prefix} has issued its last number; give this device a new ticket prefix")]
+    #[error(
+        "ticket prefix {prefix} has issued its last number; give this device a new ticket prefix"
+    )]
     TicketsExhausted {
         /// The prefix.
         prefix: String,

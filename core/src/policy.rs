@@ -353,7 +353,10 @@ mod path_rule_tests {
         };
         assert!(may("kiosk", "/orders/K1-001", false));
         assert!(may("kiosk", "/orders/K1-001/items/0/sku", false));
-        assert!(!may("kitchen", "/orders/K1-001", false), "only kiosks and POS place");
+        assert!(
+            !may("kitchen", "/orders/K1-001", false),
+            "only kiosks and POS place"
+        );
         assert!(may("kitchen", "/orders/K1-001/kitchen", false));
         assert!(may("kitchen", "/orders/K1-001/kitchen/state", true));
         assert!(!may("kiosk", "/orders/K1-001/kitchen/state", true));

@@ -32,8 +32,8 @@ pub(crate) use self::signatures::{NewChange, SignatureRecord, StoredSignature};
 use self::slot::Slot;
 use self::subscription::Subscribers;
 pub use self::subscription::{ChangeEvent, Origin, Subscription, SubscriptionFilter};
-pub use self::ticket::{Ticket, TicketPrefix};
 use self::ticket::Tickets;
+pub use self::ticket::{Ticket, TicketPrefix};
 pub use self::transaction::Tx;
 use crate::actor::actor_for;
 use crate::signing::{signed_bytes, SharedSigner};
@@ -481,7 +481,11 @@ impl Store {
         let record_paths = self.inner.subscribers.wants_paths(doc);
         let message = write_id.map(|id| format!("{}{id}", slot::WRITE_ID_PREFIX));
         let (out, hash, paths) = {
-            let guard = self.inner.identity.as_ref().map(|me| (&self.inner.policy, &me.role));
+            let guard = self
+                .inner
+                .identity
+                .as_ref()
+                .map(|me| (&self.inner.policy, &me.role));
             let mut tx = Tx::new(
                 s.doc.transaction(),
                 doc,

@@ -15,7 +15,9 @@ use serde_json::json;
 
 fn kiosk_options(prefix: &str) -> StoreOptions {
     StoreOptions {
-        identity: Some(PeerInfo::parse("lyon", &format!("kiosk-{}", prefix.to_lowercase()), "kiosk").unwrap()),
+        identity: Some(
+            PeerInfo::parse("lyon", &format!("kiosk-{}", prefix.to_lowercase()), "kiosk").unwrap(),
+        ),
         policy: Policy::default(),
         ticket_prefix: Some(prefix.parse().unwrap()),
         ..Default::default()
@@ -59,7 +61,11 @@ fn concurrent_writers_and_offline_devices_never_share_a_number() {
         handles.push(std::thread::spawn(move || {
             (0..EACH)
                 .map(|n| {
-                    let day = if (i + n) % 3 == 0 { "2026-12-01" } else { "2026-12-02" };
+                    let day = if (i + n) % 3 == 0 {
+                        "2026-12-01"
+                    } else {
+                        "2026-12-02"
+                    };
                     place(&store, day).unwrap()
                 })
                 .collect::<Vec<_>>()
@@ -78,7 +84,10 @@ fn concurrent_writers_and_offline_devices_never_share_a_number() {
             .map(|t| t.number)
             .collect();
         let want: BTreeSet<u64> = (1..=(THREADS * EACH / 2) as u64).collect();
-        assert_eq!(numbers, want, "{prefix}: no gaps when no transaction failed");
+        assert_eq!(
+            numbers, want,
+            "{prefix}: no gaps when no transaction failed"
+        );
     }
     // Both devices' orders merge without one key written twice.
     for day in ["2026-12-01", "2026-12-02"] {
@@ -152,7 +161,10 @@ fn a_failed_transaction_leaves_a_gap_never_a_reuse() {
 
 /// A kiosk issues 30 tickets, its directory is copied while it is stopped, it issues 12 more
 /// that reach the POS, then the old copy is put back and the kiosk restarts from it.
-fn restored_kiosk(seed: u64, undetected: bool) -> (Net, outpost_core::PeerId, outpost_core::PeerId) {
+fn restored_kiosk(
+    seed: u64,
+    undetected: bool,
+) -> (Net, outpost_core::PeerId, outpost_core::PeerId) {
     let mut net = Net::seeded(seed);
     net.calm();
     let kiosk = net.add_peer_with(
@@ -211,7 +223,11 @@ fn a_restored_copy_never_reissues_a_number() {
             Some(serde_json::Value::Object(m)) => m,
             other => panic!("seed {seed}: {other:?}"),
         };
-        assert_eq!(orders.len(), 44, "seed {seed}: 42 + 2 orders, none overwritten");
+        assert_eq!(
+            orders.len(),
+            44,
+            "seed {seed}: 42 + 2 orders, none overwritten"
+        );
         if seed == 1 {
             println!(
                 "restore detected: the copy issued {offline} before any sync and {synced} after; \
@@ -243,7 +259,11 @@ fn a_restored_copy_never_reissues_a_number() {
         let both = net.store(&pos).conflicts(&day, "/orders/K1-031").unwrap();
         assert_eq!(both.len(), 2, "seed {seed}: the conflict is visible");
         let next = net.write(&kiosk, &day, |s, _| place(s, "2026-12-01"));
-        assert_eq!(next.to_string(), "K1-043", "seed {seed}: synced, it moves on");
+        assert_eq!(
+            next.to_string(),
+            "K1-043",
+            "seed {seed}: synced, it moves on"
+        );
         if seed == 1 {
             println!(
                 "restore undetected: after its first sync the copy issued {after_sync}; \

@@ -1364,16 +1364,16 @@ fn open_links(
 ) -> Links {
     let signing = signing.filter(|_| !p.unsigned);
     let options = StoreOptions {
-            identity: Some(p.claimed.clone()),
-            policy: p.store_policy.clone(),
-            actor_tail: Some(tail),
-            // A device signs with the key of the identity its certificate names, whatever
-            // its actor claims.
-            signer: signing.map(|(ca, _)| ca.issue(&p.info) as outpost_core::signing::SharedSigner),
-            ticket_prefix: p.ticket_prefix.clone(),
-            detect_restore: !p.undetected_restore,
-            ..StoreOptions::default()
-        };
+        identity: Some(p.claimed.clone()),
+        policy: p.store_policy.clone(),
+        actor_tail: Some(tail),
+        // A device signs with the key of the identity its certificate names, whatever
+        // its actor claims.
+        signer: signing.map(|(ca, _)| ca.issue(&p.info) as outpost_core::signing::SharedSigner),
+        ticket_prefix: p.ticket_prefix.clone(),
+        detect_restore: !p.undetected_restore,
+        ..StoreOptions::default()
+    };
     // A peer with tickets opens by path, as devices do: the store then tells a restored copy
     // of its directory by its files.
     let store = if p.ticket_prefix.is_some() {

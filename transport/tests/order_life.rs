@@ -45,7 +45,15 @@ async fn an_order_lives_from_kiosk_to_closed_each_step_by_its_role() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let ca = FleetCa::generate("acme").expect("ca");
     let pos = node(&ca, tmp.path(), "pos-1", "pos", vec![], |_| {}).await;
-    let kitchen = node(&ca, tmp.path(), "kitchen-1", "kitchen", vec![pos.local_addr()], |_| {}).await;
+    let kitchen = node(
+        &ca,
+        tmp.path(),
+        "kitchen-1",
+        "kitchen",
+        vec![pos.local_addr()],
+        |_| {},
+    )
+    .await;
     let kiosk = node(
         &ca,
         tmp.path(),
@@ -64,7 +72,14 @@ async fn an_order_lives_from_kiosk_to_closed_each_step_by_its_role() {
         .put(&day, "/orders", json!({}), Durability::Durable)
         .expect("pos-1 opens the day");
     for n in [&kiosk, &kitchen] {
-        wait_value("the day reaches every role", n.store(), &day, "/orders", &json!({})).await;
+        wait_value(
+            "the day reaches every role",
+            n.store(),
+            &day,
+            "/orders",
+            &json!({}),
+        )
+        .await;
     }
     let mut kitchen_feed =
         Feed::open(kitchen.store(), "kitchen-1/printer", orders_feed()).expect("printer feed");
@@ -121,7 +136,12 @@ async fn an_order_lives_from_kiosk_to_closed_each_step_by_its_role() {
     let ready = Instant::now();
     kitchen
         .store()
-        .put(&day, &format!("{order}/kitchen/state"), json!("ready"), Durability::Durable)
+        .put(
+            &day,
+            &format!("{order}/kitchen/state"),
+            json!("ready"),
+            Durability::Durable,
+        )
         .expect("ready");
 
     // 4. The POS that took it is notified: its feed brings the order back until it is ready.
@@ -130,7 +150,11 @@ async fn an_order_lives_from_kiosk_to_closed_each_step_by_its_role() {
             let b = pos_feed.next().await.expect("pos feed");
             pos_feed.ack(&b).expect("ack");
             for item in &b.items {
-                let o = pos.store().get(&day, item).expect("read").unwrap_or_default();
+                let o = pos
+                    .store()
+                    .get(&day, item)
+                    .expect("read")
+                    .unwrap_or_default();
                 if o["pos"] == json!("pos-1") && o["kitchen"]["state"] == json!("ready") {
                     return item.clone();
                 }
@@ -144,18 +168,33 @@ async fn an_order_lives_from_kiosk_to_closed_each_step_by_its_role() {
     // Steps by the wrong role fail in the app, before anything is written.
     let e = kiosk
         .store()
-        .put(&day, &format!("{order}/payment"), json!({"amount": 1900}), Durability::Durable)
+        .put(
+            &day,
+            &format!("{order}/payment"),
+            json!({"amount": 1900}),
+            Durability::Durable,
+        )
         .expect_err("a kiosk may not take the payment");
     assert!(matches!(e, CoreError::PathNotPermitted { .. }), "{e}");
     println!("kiosk-1 marking {ticket} paid: {e}");
     let e = kitchen
         .store()
-        .put(&day, &format!("{order}/closed"), json!({"by": "kitchen-1"}), Durability::Durable)
+        .put(
+            &day,
+            &format!("{order}/closed"),
+            json!({"by": "kitchen-1"}),
+            Durability::Durable,
+        )
         .expect_err("the kitchen may not close the order");
     assert!(matches!(e, CoreError::PathNotPermitted { .. }), "{e}");
     let e = pos
         .store()
-        .put(&day, &format!("{order}/kitchen/state"), json!("ready"), Durability::Durable)
+        .put(
+            &day,
+            &format!("{order}/kitchen/state"),
+            json!("ready"),
+            Durability::Durable,
+        )
         .expect_err("a POS may not write the kitchen's step");
     assert!(matches!(e, CoreError::PathNotPermitted { .. }), "{e}");
 
@@ -163,13 +202,22 @@ async fn an_order_lives_from_kiosk_to_closed_each_step_by_its_role() {
     let paid = Instant::now();
     pos.store()
         .transact(&day, Durability::Durable, |tx| {
-            tx.put(&format!("{order}/payment"), json!({"amount": 1900, "by": "pos-1"}))?;
+            tx.put(
+                &format!("{order}/payment"),
+                json!({"amount": 1900, "by": "pos-1"}),
+            )?;
             tx.put(&format!("{order}/closed"), json!({"by": "pos-1"}))
         })
         .expect("pos-1 takes the payment and closes");
     for n in [&kiosk, &kitchen] {
-        wait_value("closed everywhere", n.store(), &day, &format!("{order}/closed/by"), &json!("pos-1"))
-            .await;
+        wait_value(
+            "closed everywhere",
+            n.store(),
+            &day,
+            &format!("{order}/closed/by"),
+            &json!("pos-1"),
+        )
+        .await;
     }
     let closed_at = paid.elapsed();
 
@@ -184,33 +232,63 @@ async fn an_order_lives_from_kiosk_to_closed_each_step_by_its_role() {
         |c| c.store_policy = Some(Policy::allow_all()),
     )
     .await;
-    wait_value("the rogue has the order", rogue.store(), &day, &format!("{order}/closed/by"), &json!("pos-1"))
-        .await;
+    wait_value(
+        "the rogue has the order",
+        rogue.store(),
+        &day,
+        &format!("{order}/closed/by"),
+        &json!("pos-1"),
+    )
+    .await;
     rogue
         .store()
-        .put(&day, &format!("{order}/payment/amount"), json!(0), Durability::Durable)
+        .put(
+            &day,
+            &format!("{order}/payment/amount"),
+            json!(0),
+            Durability::Durable,
+        )
         .expect("the tampered kiosk writes what it may not");
-    for (who, events) in [("pos-1", &mut pos_events), ("kitchen-1", &mut kitchen_events)] {
-        let refused = wait_event(&format!("{who} refuses the forged payment"), events, |e| {
-            matches!(e, Event::ChangeRefused { peer, .. } if peer.as_str() == "kiosk-2")
-        })
+    for (who, events) in [
+        ("pos-1", &mut pos_events),
+        ("kitchen-1", &mut kitchen_events),
+    ] {
+        let refused = wait_event(
+            &format!("{who} refuses the forged payment"),
+            events,
+            |e| matches!(e, Event::ChangeRefused { peer, .. } if peer.as_str() == "kiosk-2"),
+        )
         .await;
         if let Event::ChangeRefused { reason, .. } = &refused {
             println!("{who} refused kiosk-2's change: {reason}");
-            assert!(reason.contains("/orders/*/payment is written by pos"), "{reason}");
+            assert!(
+                reason.contains("/orders/*/payment is written by pos"),
+                "{reason}"
+            );
         }
     }
     rogue.shutdown().await.expect("rogue stops");
     for n in [&pos, &kitchen, &kiosk] {
         assert_eq!(
-            n.store().get(&day, &format!("{order}/payment/amount")).expect("read"),
+            n.store()
+                .get(&day, &format!("{order}/payment/amount"))
+                .expect("read"),
             Some(json!(1900)),
             "{}: the forged payment is stored nowhere",
             n.info().peer
         );
     }
-    wait_converged("the order's life", &[pos.store(), kitchen.store(), kiosk.store()], &day).await;
-    let final_order = pos.store().get(&day, &order).expect("read").expect("the order");
+    wait_converged(
+        "the order's life",
+        &[pos.store(), kitchen.store(), kiosk.store()],
+        &day,
+    )
+    .await;
+    let final_order = pos
+        .store()
+        .get(&day, &order)
+        .expect("read")
+        .expect("the order");
     println!(
         "order {ticket}: placed by kiosk-1, printed by kitchen-1 {:.1} ms later; ready -> pos-1 \
          notified in {:.1} ms; paid and closed by pos-1, seen everywhere in {:.1} ms; final: {final_order}",

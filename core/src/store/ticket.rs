@@ -223,11 +223,16 @@ impl Tickets {
                 last: r.number,
             });
         }
-        next.last = next.last.checked_add(1).ok_or_else(|| Error::TicketsExhausted {
-            prefix: self.prefix.to_string(),
-        })?;
-        self.meta
-            .insert(format!("{META_KEY}{}", self.prefix).as_bytes(), &next.encode())?;
+        next.last = next
+            .last
+            .checked_add(1)
+            .ok_or_else(|| Error::TicketsExhausted {
+                prefix: self.prefix.to_string(),
+            })?;
+        self.meta.insert(
+            format!("{META_KEY}{}", self.prefix).as_bytes(),
+            &next.encode(),
+        )?;
         *at = next;
         tracing::debug!(%doc, generation = next.generation, number = next.last, "ticket issued");
         Ok(Ticket {
@@ -255,8 +260,10 @@ impl Tickets {
         if seen <= *at {
             return Ok(false);
         }
-        self.meta
-            .insert(format!("{META_KEY}{}", self.prefix).as_bytes(), &seen.encode())?;
+        self.meta.insert(
+            format!("{META_KEY}{}", self.prefix).as_bytes(),
+            &seen.encode(),
+        )?;
         *at = seen;
         tracing::info!(prefix = %self.prefix, ticket = %r, "a peer knew a later ticket of ours: the counter moves past it");
         Ok(true)
@@ -312,11 +319,14 @@ pub(crate) fn files_restored(dir: &Path, meta: &sled::Tree) -> Result<bool> {
     let marker = dir.join(MARKER_FILE);
     let existed = marker.exists();
     if !existed {
-        std::fs::write(&marker, b"outpost store: the identity of this file tells a copy\n")
-            .map_err(|e| Error::StoreFiles {
-                path: marker.display().to_string(),
-                reason: e.to_string(),
-            })?;
+        std::fs::write(
+            &marker,
+            b"outpost store: the identity of this file tells a copy\n",
+        )
+        .map_err(|e| Error::StoreFiles {
+            path: marker.display().to_string(),
+            reason: e.to_string(),
+        })?;
     }
     let now = file_identity(&marker)?;
     let recorded = meta.get(IDENTITY_KEY)?;
@@ -370,7 +380,11 @@ mod tests {
     #[test]
     fn tickets_print_and_parse() {
         let p: TicketPrefix = "K1".parse().expect("valid");
-        for (g, n, s) in [(1, 42, "K1-042"), (2, 7, "K1b-007"), (27, 1234, "K1ba-1234")] {
+        for (g, n, s) in [
+            (1, 42, "K1-042"),
+            (2, 7, "K1b-007"),
+            (27, 1234, "K1ba-1234"),
+        ] {
             let t = Ticket {
                 prefix: p.clone(),
                 generation: g,

@@ -71,7 +71,11 @@ impl<'a> Tx<'a> {
         let doc = self.doc;
         let mut checks = Vec::new();
         let mut at = Pointer::root();
-        for t in path.tokens().iter().take(path.tokens().len().saturating_sub(1)) {
+        for t in path
+            .tokens()
+            .iter()
+            .take(path.tokens().len().saturating_sub(1))
+        {
             at = at.child(t.clone());
             if value::resolve(self.tx(), doc, &at)?.is_none() {
                 checks.push((at.clone(), false));
