@@ -234,9 +234,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })?;
     // The day's map of orders comes from one device: two devices creating it concurrently
     // would make two maps, and one would win (core/docs/design.md, "Value API").
-    pos1.node
-        .store()
-        .put(&orders, "/orders", json!({}), Durability::Durable)?;
+    if !pos1.node.store().contains(&orders)? {
+        pos1.node
+            .store()
+            .put(&orders, "/orders", json!({}), Durability::Durable)?;
+    }
     let since = Instant::now();
     for d in devices.iter().chain(std::iter::once(&cloud)) {
         if Policy::default().may_read(&d.info.role, orders.context()) {
