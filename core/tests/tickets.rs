@@ -181,7 +181,7 @@ fn restored_kiosk(
     net.connect(&kiosk, &pos);
     net.run_until_quiet();
     let day = doc("orders/2026-12-01");
-    let mut take = |net: &mut Net, n: usize| -> Vec<String> {
+    let take = |net: &mut Net, n: usize| -> Vec<String> {
         (0..n)
             .map(|_| {
                 net.write(&kiosk, &day, |s, _| place(s, "2026-12-01"))
