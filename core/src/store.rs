@@ -1073,9 +1073,10 @@ impl Store {
         if written {
             // Per-path write rules: what each new change writes, decoded once here (a cost
             // proportional to the changes, not to the document).
+            let mut objects = HashMap::new();
             for c in &mut new {
                 c.written = Some(match s.doc.get_change_by_hash(&c.hash) {
-                    Some(change) => paths::written_paths(&s.doc, &change),
+                    Some(change) => paths::written_paths(&s.doc, &change, &mut objects),
                     None => Err(format!("change {} is not in the document", c.hash)),
                 });
             }

@@ -77,15 +77,16 @@ fn pointer_of(doc: &Automerge, obj: &ObjId) -> Option<Pointer> {
 /// What one received change writes, for the per-path write rules: each operation's path and
 /// whether it replaces or deletes a value that was there (a put with predecessors, a
 /// delete), rather than creating one. `Err` names an operation whose path cannot be found.
+/// `objects` caches the paths of objects across the changes of one message.
 pub(super) fn written_paths(
     doc: &Automerge,
     change: &Change,
+    objects: &mut HashMap<String, Option<Pointer>>,
 ) -> Result<Vec<(Pointer, bool)>, String> {
-    let mut objects: HashMap<String, Option<Pointer>> = HashMap::new();
     let mut out = Vec::new();
     let expanded = change.decode();
     for op in &expanded.operations {
-        let Some(obj) = object_path(doc, &mut objects, &op.obj) else {
+        let Some(obj) = object_path(doc, objects, &op.obj) else {
             return Err(format!("an operation on object {} of unknown path", op.obj));
         };
         let replaces = !op.pred.is_empty() || matches!(op.action, OpType::Delete);
