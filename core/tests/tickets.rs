@@ -291,3 +291,41 @@ fn the_counter_lives_in_the_store_and_in_the_document() {
         Some(json!("K7-001"))
     );
 }
+
+#[test]
+fn a_restore_is_not_forgotten_by_a_tool_that_opens_the_store_without_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), kiosk_options("K1")).unwrap();
+    place(&store, "2026-12-01").unwrap();
+    drop(store);
+    copy(dir.path(), backup.path());
+    let store = Store::open_with(dir.path(), kiosk_options("K1")).unwrap();
+    assert_eq!(place(&store, "2026-12-01").unwrap().to_string(), "K1-002");
+    drop(store);
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    copy(backup.path(), dir.path());
+    // A tool (no prefix) opens the restored directory first.
+    drop(Store::open(dir.path()).unwrap());
+    let store = Store::open_with(dir.path(), kiosk_options("K1")).unwrap();
+    let t = place(&store, "2026-12-01").unwrap();
+    assert_eq!(t.to_string(), "K1b-001");
+    drop(store);
+    // The new generation sticks; reopening the same files is no restore.
+    let store = Store::open_with(dir.path(), kiosk_options("K1")).unwrap();
+    assert_eq!(place(&store, "2026-12-01").unwrap().to_string(), "K1b-002");
+}
+
+fn copy(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

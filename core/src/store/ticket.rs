@@ -32,6 +32,10 @@ pub(crate) const RECORD_KEY: &str = "_tickets";
 
 const META_KEY: &str = "ticket/";
 const IDENTITY_KEY: &str = "store/files";
+/// Set when a copy is detected, cleared once the ticket series moved to a new generation: a
+/// store opened without a prefix in between (a tool on the data directory) does not make the
+/// restore forgotten.
+const RESTORED_KEY: &str = "ticket-restored";
 const MARKER_FILE: &str = "outpost-store";
 
 /// A device's ticket prefix: 1 to 8 upper-case letters and digits starting with a letter
@@ -182,6 +186,7 @@ impl Tickets {
     /// Loads the series of `prefix`; `restored`: the store's files are a copy, so the series
     /// moves to the next generation (persisted before any number is issued).
     pub(crate) fn open(meta: &sled::Tree, prefix: TicketPrefix, restored: bool) -> Result<Self> {
+        let restored = restored || meta.contains_key(RESTORED_KEY)?;
         let key = format!("{META_KEY}{prefix}");
         let stored = meta.get(key.as_bytes())?.and_then(|v| Position::decode(&v));
         let mut at = stored.unwrap_or(Position {
@@ -196,6 +201,7 @@ impl Tickets {
                 last: 0,
             };
             meta.insert(key.as_bytes(), &at.encode())?;
+            meta.remove(RESTORED_KEY)?;
             meta.flush()?;
             tracing::warn!(%prefix, generation = at.generation,
                 "this store's files are a copy (restored from a backup?): its tickets move to a new generation");
@@ -336,6 +342,9 @@ pub(crate) fn files_restored(dir: &Path, meta: &sled::Tree) -> Result<bool> {
         None => false,
     };
     if recorded.as_deref() != Some(now.as_bytes()) {
+        if restored {
+            meta.insert(RESTORED_KEY, &[1u8][..])?;
+        }
         meta.insert(IDENTITY_KEY, now.as_bytes())?;
         meta.flush()?;
     }
