@@ -57,6 +57,17 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
             doc,
             file: absolute(&file)?,
         },
+        Command::Revoke { file } => {
+            let bytes = std::fs::read(&file).with_context(|| {
+                format!(
+                    "cannot read {}; give the file written by `outpost cert revoke --out`",
+                    file.display()
+                )
+            })?;
+            Request::Revoke {
+                record: control::to_hex(&bytes),
+            }
+        }
     };
     let result = request_or_open(dir, cert_dir, &request)?;
     print_result(&request, &result)
@@ -84,6 +95,14 @@ fn print_result(request: &Request, result: &Json) -> Result<()> {
                 writeln!(out, "deleted {doc}")?;
             } else {
                 writeln!(out, "{doc} held no data here; nothing deleted")?;
+            }
+        }
+        Request::Revoke { .. } => {
+            let device = result.get("device").and_then(Json::as_str).unwrap_or("?");
+            if result.get("new").and_then(Json::as_bool).unwrap_or(false) {
+                eprintln!("revoked {device}: its links are closed and its changes refused here; the revocation spreads to every peer");
+            } else {
+                eprintln!("{device} was already revoked here");
             }
         }
         Request::ExportBytes { .. } => {

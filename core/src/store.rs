@@ -1068,6 +1068,7 @@ impl Store {
                 actor: m.actor.into_owned(),
                 seq: m.seq,
                 written: None,
+                deps: m.deps,
             })
             .collect();
         if written {
