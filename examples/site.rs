@@ -210,6 +210,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The kitchen printer reads its durable feed and prints every order once, keyed by the
     // order's ticket; what it printed is on its paper (a file it syncs before acknowledging).
     let paper = root.join("kitchen-1-paper.log");
+    // With --data reused, what earlier runs printed is on the paper already.
+    let printed_before = paper_counts(&paper)?;
     let mut printer = Printer::start(kitchen.node.store().clone(), paper.clone(), t)?;
     // ---------------------------------------------------------------- menu and stock
     t.step("Opening: pos-1 sets up the menu and the stock");
@@ -765,7 +767,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         stopped.elapsed().as_secs_f64() * 1e3
     ));
     printer.stop();
-    let counts = paper_counts(&paper)?;
+    let mut counts = paper_counts(&paper)?;
+    for (ticket, n) in &printed_before {
+        if let Some(c) = counts.get_mut(ticket) {
+            *c = c.saturating_sub(*n);
+        }
+    }
+    counts.retain(|_, n| *n > 0);
     let missing: Vec<String> = tickets
         .iter()
         .map(Ticket::to_string)
