@@ -2,23 +2,27 @@
 //! kiosks, a menu board and a kitchen printer, each a real node with its own sled store and
 //! certificate, syncing over QUIC with mutual TLS on loopback.
 //!
-//! It plays a scripted service, prints a timeline, and exits 0 only if every node converged.
+//! It plays a scripted service, prints a timeline, and exits 0 only if every node converged
+//! and the kitchen printer, restarted mid-service, printed every order exactly once.
 //!
 //! ```sh
 //! cargo run --release -p outpost-examples --example site -- --help
 //! ```
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use outpost_core::Event;
 use outpost_core::{
-    DocumentId, Durability, Error as CoreError, Origin, PeerId, PeerInfo, Policy, Store,
-    StoreOptions, SubscriptionFilter,
+    DocumentId, Durability, Error as CoreError, Feed, FeedDocs, FeedFilter, PeerId, PeerInfo,
+    Pointer, Policy, Store, StoreOptions, SubscriptionFilter, Ticket,
 };
 use outpost_examples::{percentile, wait_for, Timeline};
 use outpost_transport::FleetCa;
@@ -72,9 +76,11 @@ async fn start(
     info: PeerInfo,
     dial: Vec<SocketAddr>,
     store_policy: Option<Policy>,
+    ticket_prefix: Option<&str>,
 ) -> anyhow::Result<Device> {
     let cert = ca.issue(&info)?;
     let mut config = NodeConfig::new(root.join(info.peer.as_str()), cert);
+    config.ticket_prefix = ticket_prefix.map(str::parse).transpose()?;
     config.listen = "127.0.0.1:0".parse()?;
     config.static_peers = dial;
     config.store_policy = store_policy;
@@ -129,6 +135,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         PeerInfo::parse("fleet", "cloud", "cloud")?,
         vec![],
         None,
+        None,
     )
     .await?;
     t.say(format!(
@@ -136,22 +143,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cloud.node.local_addr()
     ));
 
-    let mut roles: Vec<(String, &str)> = Vec::new();
+    // Devices that take orders have a ticket prefix of their own: K1-001, P2-001.
+    let mut roles: Vec<(String, &str, Option<String>)> = Vec::new();
     for i in 1..=args.pos {
-        roles.push((format!("pos-{i}"), "pos"));
+        roles.push((format!("pos-{i}"), "pos", Some(format!("P{i}"))));
     }
     for i in 1..=args.kiosks {
-        roles.push((format!("kiosk-{i}"), "kiosk"));
+        roles.push((format!("kiosk-{i}"), "kiosk", Some(format!("K{i}"))));
     }
-    roles.push(("menu-board-1".into(), "menu-board"));
-    roles.push(("kitchen-1".into(), "kitchen"));
+    roles.push(("menu-board-1".into(), "menu-board", None));
+    roles.push(("kitchen-1".into(), "kitchen", None));
 
     let mut devices: Vec<Device> = Vec::new();
-    for (name, role) in &roles {
+    for (name, role, prefix) in &roles {
         // Each device dials the cloud and the devices started before it: a full mesh.
         let mut dial = vec![cloud.node.local_addr()];
         dial.extend(devices.iter().map(|d| d.node.local_addr()));
-        let d = start(&ca, &root, PeerInfo::parse(SITE, name, role)?, dial, None).await?;
+        let d = start(
+            &ca,
+            &root,
+            PeerInfo::parse(SITE, name, role)?,
+            dial,
+            None,
+            prefix.as_deref(),
+        )
+        .await?;
         t.say(format!(
             "{:<13} {:<10} on {}",
             d.info.peer.as_str(),
@@ -191,40 +207,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let stock = doc("stock");
     let orders = doc("orders/2026-11-27");
 
-    // The kitchen printer prints every new order as it arrives.
-    let mut kitchen_sub = kitchen
-        .node
-        .store()
-        .subscribe(SubscriptionFilter::doc(orders.clone()));
-    let kitchen_store = kitchen.node.store().clone();
-    let printer_t = t;
-    let printed_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = printed_count.clone();
-    let printer = tokio::spawn(async move {
-        let mut printed = std::collections::BTreeSet::new();
-        while let Some(ev) = kitchen_sub.recv().await {
-            for p in &ev.paths {
-                let id = p.split('/').nth(1).unwrap_or_default().to_string();
-                if id.is_empty() || !printed.insert(id.clone()) {
-                    continue;
-                }
-                counter.store(printed.len(), std::sync::atomic::Ordering::Relaxed);
-                let items = kitchen_store
-                    .get(&ev.doc, &format!("/{id}/items"))
-                    .ok()
-                    .flatten()
-                    .unwrap_or(Value::Null);
-                if printed.len() <= 3 || printed.len() % 5 == 0 {
-                    let from = match &ev.origin {
-                        Origin::Remote(p) => format!("via {p}"),
-                        other => format!("{other:?}"),
-                    };
-                    printer_t.say(format!("kitchen-1 prints order {id} {items} ({from})"));
-                }
-            }
-        }
-    });
-
+    // The kitchen printer reads its durable feed and prints every order once, keyed by the
+    // order's ticket; what it printed is on its paper (a file it syncs before acknowledging).
+    let paper = root.join("kitchen-1-paper.log");
+    // With --data reused, what earlier runs printed is on the paper already.
+    let printed_before = paper_counts(&paper)?;
+    let mut printer = Printer::start(kitchen.node.store().clone(), paper.clone(), t)?;
     // ---------------------------------------------------------------- menu and stock
     t.step("Opening: pos-1 sets up the menu and the stock");
     pos1.node
@@ -246,8 +234,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             tx.increment("/fries", 3)?;
             tx.increment("/soda", 40)
         })?;
+    // The day's map of orders comes from one device: two devices creating it concurrently
+    // would make two maps, and one would win (core/docs/design.md, "Value API").
+    if !pos1.node.store().contains(&orders)? {
+        pos1.node
+            .store()
+            .put(&orders, "/orders", json!({}), Durability::Durable)?;
+    }
     let since = Instant::now();
     for d in devices.iter().chain(std::iter::once(&cloud)) {
+        if Policy::default().may_read(&d.info.role, orders.context()) {
+            wait_for(d.node.store(), &orders, "/orders", since, timeout, |v| {
+                v.is_some()
+            })
+            .await?;
+        }
         wait_for(
             d.node.store(),
             &menu,
@@ -277,10 +278,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
     let mut latencies = Vec::new();
     let mut sold: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut tickets: Vec<Ticket> = Vec::new();
     let menu_items = ["burger", "soda", "burger", "soda"];
+    let restart_at = args.orders / 2;
     for i in 0..args.orders {
+        if i == restart_at {
+            // Mid-service the printer dies after printing a batch and before acknowledging
+            // it, and comes back: its feed hands it that batch again.
+            printer.crash_before_next_ack();
+        }
         let k = dev(&format!("kiosk-{}", 1 + i % args.kiosks));
-        let id = format!("{}-{:04}", k.id(), i + 1);
         let sku = menu_items[i % menu_items.len()];
         let price = k
             .node
@@ -288,7 +295,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .get(&menu, &format!("/items/{sku}/price"))?
             .unwrap_or(Value::Null);
         let started = Instant::now();
-        take_order(k, &orders, &stock, &id, sku, 1, price)?;
+        let pos_name = format!("pos-{}", 1 + i % args.pos);
+        let ticket = take_order(k, &orders, &stock, sku, 1, price, &pos_name)?;
+        let id = ticket.to_string();
+        tickets.push(ticket);
         *sold.entry(sku).or_default() += 1;
         for d in devices
             .iter()
@@ -297,13 +307,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let l = wait_for(
                 d.node.store(),
                 &orders,
-                &format!("/{id}/status"),
+                &format!("/orders/{id}/ticket"),
                 started,
                 timeout,
                 |v| v.is_some(),
             )
             .await?;
             latencies.push(l);
+        }
+        if i == restart_at {
+            let (crashed, again) = printer.restart(timeout).await?;
+            t.say(format!(
+                "kitchen-1 printer crashed after printing {crashed} before acknowledging it; \
+                 restarted, its feed handed it {again} again: already printed, skipped by ticket"
+            ));
         }
     }
     t.say(format!(
@@ -312,6 +329,99 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.pos + 1,
         percentile(&mut latencies, 50).as_secs_f64() * 1e3,
         percentile(&mut latencies, 99).as_secs_f64() * 1e3
+    ));
+
+    // ---------------------------------------------------------------- the order's life
+    let first = tickets
+        .first()
+        .context("the service took no order")?
+        .to_string();
+    let taker = dev("pos-1");
+    t.step(format!(
+        "An order's life: {first}, placed on a kiosk for pos-1, printed, ready, paid, closed"
+    ));
+    let order = format!("/orders/{first}");
+    let mut taker_sub = taker
+        .node
+        .store()
+        .subscribe(SubscriptionFilter::doc(orders.clone()));
+    let started = Instant::now();
+    kitchen.node.store().put(
+        &orders,
+        &format!("{order}/kitchen/state"),
+        json!("ready"),
+        Durability::Durable,
+    )?;
+    t.say(format!(
+        "kitchen-1 marks {first} ready (it marked it in progress when printing it)"
+    ));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let ready_path = format!("{order}/kitchen/state");
+    loop {
+        let ev = tokio::time::timeout_at(deadline, taker_sub.recv())
+            .await
+            .context("pos-1 was never told the order is ready")?
+            .context("pos-1's store closed")?;
+        if ev.paths.iter().any(|p| p == &ready_path)
+            && taker.node.store().get(&orders, &ready_path)? == Some(json!("ready"))
+        {
+            break;
+        }
+    }
+    t.say(format!(
+        "pos-1 (named on the order) is notified {first} is ready after {:.2} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    ));
+    match kiosk1.node.store().put(
+        &orders,
+        &format!("{order}/payment"),
+        json!({"amount": 0}),
+        Durability::Durable,
+    ) {
+        Err(e @ CoreError::PathNotPermitted { .. }) => {
+            t.say(format!("kiosk-1 marking it paid is refused: {e}"))
+        }
+        other => bail!("kiosk-1 could mark an order paid: {other:?}"),
+    }
+    match kitchen.node.store().put(
+        &orders,
+        &format!("{order}/closed"),
+        json!({"by": "kitchen-1"}),
+        Durability::Durable,
+    ) {
+        Err(CoreError::PathNotPermitted { .. }) => {
+            t.say("kitchen-1 closing it is refused: only a POS closes orders")
+        }
+        other => bail!("kitchen-1 could close an order: {other:?}"),
+    }
+    let total = taker
+        .node
+        .store()
+        .get(&orders, &format!("{order}/items/0/price"))?
+        .unwrap_or(Value::Null);
+    let started = Instant::now();
+    taker
+        .node
+        .store()
+        .transact(&orders, Durability::Durable, |tx| {
+            tx.put(
+                &format!("{order}/payment"),
+                json!({"amount": total, "by": "pos-1"}),
+            )?;
+            tx.put(&format!("{order}/closed"), json!({"by": "pos-1"}))
+        })?;
+    let l = wait_for(
+        kiosk1.node.store(),
+        &orders,
+        &format!("{order}/closed/by"),
+        started,
+        timeout,
+        |v| v == Some(&json!("pos-1")),
+    )
+    .await?;
+    t.say(format!(
+        "pos-1 takes the payment and closes {first}; kiosk-1 sees it closed after {:.2} ms",
+        l.as_secs_f64() * 1e3
     ));
 
     // ---------------------------------------------------------------- price change
@@ -384,9 +494,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     t.say(format!("kiosk-1 menu: {}", kiosk_menu(kiosk1)?));
     let started = Instant::now();
-    for n in 0..3 {
-        let id = format!("kiosk-1-fries-{n}");
-        take_order(kiosk1, &orders, &stock, &id, "fries", 1, json!(350))?;
+    for _ in 0..3 {
+        tickets.push(take_order(
+            kiosk1,
+            &orders,
+            &stock,
+            "fries",
+            1,
+            json!(350),
+            "pos-1",
+        )?);
     }
     *sold.entry("fries").or_default() += 3;
     let l = wait_for(
@@ -426,14 +543,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cut_at = Instant::now();
     t.say("cloud unreachable from every device");
     for i in 0..args.offline_orders {
-        let id = format!("kiosk-1-offline-{:02}", i + 1);
         let started = Instant::now();
-        take_order(kiosk1, &orders, &stock, &id, "burger", 2, json!(1050))?;
+        let ticket = take_order(kiosk1, &orders, &stock, "burger", 2, json!(1050), "pos-1")?;
+        let id = ticket.to_string();
+        tickets.push(ticket);
         *sold.entry("burger").or_default() += 2;
         let l = wait_for(
             pos1.node.store(),
             &orders,
-            &format!("/{id}/status"),
+            &format!("/orders/{id}/ticket"),
             started,
             timeout,
             |v| v.is_some(),
@@ -442,7 +560,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         wait_for(
             kitchen.node.store(),
             &orders,
-            &format!("/{id}/status"),
+            &format!("/orders/{id}/ticket"),
             started,
             timeout,
             |v| v.is_some(),
@@ -479,7 +597,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .store()
         .subscribe(SubscriptionFilter::doc(orders.clone()));
     let deadline = tokio::time::Instant::now() + timeout;
-    while cloud.node.store().heads(&orders)? != want {
+    // "Has all of": the kitchen printer may write meanwhile.
+    while !cloud.node.store().has_all(&orders, &want)? {
         tokio::time::timeout_at(deadline, sub.recv())
             .await
             .context("the cloud did not catch up")?;
@@ -532,7 +651,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         store.put(&menu, "/items/burger/price", json!(1), Durability::Durable)?;
         store.put(
             &orders,
-            "/forged-free-meal",
+            "/orders/forged-free-meal",
             json!({"items": [{"sku": "burger", "qty": 10, "price": 0}], "status": "paid"}),
             Durability::Durable,
         )?;
@@ -551,6 +670,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         PeerInfo::parse(SITE, "kiosk-99", "kiosk")?,
         dial,
         Some(Policy::allow_all()),
+        None,
     )
     .await?;
     for (id, events) in watchers.iter_mut() {
@@ -579,7 +699,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
         if Policy::default().may_read(&d.info.role, orders.context())
-            && d.node.store().get(&orders, "/forged-free-meal")?.is_some()
+            && d.node
+                .store()
+                .get(&orders, "/orders/forged-free-meal")?
+                .is_some()
         {
             bail!("{} stored the forged order", d.id());
         }
@@ -588,8 +711,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     t.say("burger is still 10.50 on every device and in the cloud");
 
     // ---------------------------------------------------------------- convergence
-    t.step("Closing: every node must hold the same documents");
+    t.step("Closing: every order printed once, every node the same documents");
     rule.abort();
+    printer.wait_printed(&tickets, timeout).await?;
     let mut ok = true;
     for d_id in [&menu, &stock, &orders] {
         let readers: Vec<&Device> = devices
@@ -642,32 +766,232 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "all nodes shut down and flushed in {:.0} ms",
         stopped.elapsed().as_secs_f64() * 1e3
     ));
-    printer.abort();
-    let printed = printed_count.load(std::sync::atomic::Ordering::Relaxed);
-    t.say(format!("kitchen printed {printed} orders"));
+    printer.stop();
+    let mut counts = paper_counts(&paper)?;
+    for (ticket, n) in &printed_before {
+        if let Some(c) = counts.get_mut(ticket) {
+            *c = c.saturating_sub(*n);
+        }
+    }
+    counts.retain(|_, n| *n > 0);
+    let missing: Vec<String> = tickets
+        .iter()
+        .map(Ticket::to_string)
+        .filter(|t| !counts.contains_key(t))
+        .collect();
+    let twice: Vec<&String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(t, _)| t)
+        .collect();
+    let unknown = counts.len() + missing.len() - tickets.len();
+    t.say(format!(
+        "kitchen-1 printer: {} orders taken, {} tickets printed, {} printed twice, {} never \
+         printed, {unknown} printed that nobody ordered (restarted once; {} handed again by its \
+         feed, skipped by ticket)",
+        tickets.len(),
+        counts.len(),
+        twice.len(),
+        missing.len(),
+        printer.handed_again
+    ));
+    if !missing.is_empty() || !twice.is_empty() || unknown != 0 {
+        bail!("the kitchen printer did not print every order exactly once: never {missing:?}, twice {twice:?}");
+    }
     if !ok {
         bail!("the site did not converge");
     }
-    println!("\nSITE CONVERGED: all nodes hold identical menu, stock and orders.");
+    println!(
+        "\nSITE CONVERGED: all nodes hold identical menu, stock and orders; the kitchen printed \
+         each of the {} orders exactly once.",
+        tickets.len()
+    );
     Ok(())
 }
 
-/// A device takes an order: the order is written, then its stock counter is decremented
-/// (a counter, so concurrent sales on other devices add up). Both writes are durable.
+/// A device takes an order for the POS `pos`: the order is written under the next ticket
+/// number of the device, issued in the same commit, then its stock counter is decremented (a
+/// counter, so concurrent sales on other devices add up). Both writes are durable.
 fn take_order(
     device: &Device,
     orders: &DocumentId,
     stock: &DocumentId,
-    id: &str,
     sku: &str,
     qty: i64,
     price: Value,
-) -> anyhow::Result<()> {
+    pos: &str,
+) -> anyhow::Result<Ticket> {
     let store = device.node.store();
-    let order = json!({"items": [{"sku": sku, "qty": qty, "price": price}], "status": "new", "by": device.id()});
-    store.put(orders, &format!("/{id}"), order, Durability::Durable)?;
+    let ticket = store.transact(orders, Durability::Durable, |tx| {
+        let t = tx.next_ticket()?;
+        tx.put(
+            &format!("/orders/{t}"),
+            json!({
+                "ticket": t.to_string(),
+                "items": [{"sku": sku, "qty": qty, "price": price}],
+                "pos": pos,
+                "by": device.id(),
+            }),
+        )?;
+        Ok(t)
+    })?;
     store.increment(stock, &format!("/{sku}"), -qty, Durability::Durable)?;
-    Ok(())
+    Ok(ticket)
+}
+
+/// The kitchen printer: reads the durable consumer feed `kitchen-1/printer` (orders of every
+/// day), prints each order it has not printed yet (its paper, a file synced before the feed
+/// is acknowledged, is its record, keyed by ticket), marks it in progress, acknowledges.
+struct Printer {
+    store: Store,
+    paper: PathBuf,
+    crash: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<anyhow::Result<Vec<String>>>,
+    /// Tickets the restarted printer's feed handed it again (already printed).
+    handed_again: usize,
+}
+
+impl Printer {
+    fn start(store: Store, paper: PathBuf, t: Timeline) -> anyhow::Result<Printer> {
+        let crash = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(print_orders(
+            store.clone(),
+            paper.clone(),
+            crash.clone(),
+            None,
+            Some(t),
+        ));
+        Ok(Printer {
+            store,
+            paper,
+            crash,
+            task,
+            handed_again: 0,
+        })
+    }
+
+    /// The printer dies after printing its next batch with a new order, before
+    /// acknowledging it.
+    fn crash_before_next_ack(&self) {
+        self.crash.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for the crash and starts the printer again on the same consumer; returns what
+    /// it printed before crashing and what its feed handed it again.
+    async fn restart(&mut self, timeout: Duration) -> anyhow::Result<(String, String)> {
+        let crashed = tokio::time::timeout(timeout, &mut self.task)
+            .await
+            .context("the printer did not reach its crash")???;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.task = tokio::spawn(print_orders(
+            self.store.clone(),
+            self.paper.clone(),
+            self.crash.clone(),
+            Some(tx),
+            None,
+        ));
+        let again = tokio::time::timeout(timeout, rx)
+            .await
+            .context("the restarted printer got nothing")?
+            .context("the restarted printer stopped")?;
+        self.handed_again += again.len();
+        Ok((crashed.join(", "), again.join(", ")))
+    }
+
+    /// Waits until every ticket is on the paper.
+    async fn wait_printed(&self, tickets: &[Ticket], timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let counts = paper_counts(&self.paper)?;
+            if tickets.iter().all(|t| counts.contains_key(&t.to_string())) {
+                return Ok(());
+            }
+            if self.task.is_finished() {
+                bail!("the kitchen printer stopped before printing every order");
+            }
+            if Instant::now() > deadline {
+                bail!("the kitchen printer did not print every order within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// The printer's loop; returns the tickets of the batch it crashed on. `first` receives the
+/// tickets of its first batch that were already printed (handed again).
+async fn print_orders(
+    store: Store,
+    paper: PathBuf,
+    crash: Arc<AtomicBool>,
+    mut first: Option<tokio::sync::oneshot::Sender<Vec<String>>>,
+    t: Option<Timeline>,
+) -> anyhow::Result<Vec<String>> {
+    let filter = FeedFilter {
+        docs: Some(FeedDocs::Context("orders".parse()?)),
+        prefix: Some(Pointer::parse("/orders")?),
+    };
+    let mut feed = Feed::open(&store, "kitchen-1/printer", filter)?;
+    let mut printed: std::collections::BTreeSet<String> =
+        paper_counts(&paper)?.into_keys().collect();
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&paper)
+        .with_context(|| format!("opening the printer's paper {}", paper.display()))?;
+    loop {
+        let batch = feed.next().await?;
+        let (mut new, mut again) = (Vec::new(), Vec::new());
+        for item in &batch.items {
+            let Some(id) = item.strip_prefix("/orders/") else {
+                continue;
+            };
+            if printed.contains(id) {
+                again.push(id.to_string());
+                continue;
+            }
+            let items = store
+                .get(&batch.doc, &format!("{item}/items"))?
+                .unwrap_or(Value::Null);
+            writeln!(out, "{id}")?;
+            out.sync_data()?;
+            printed.insert(id.to_string());
+            if let Some(t) = t.filter(|_| printed.len() <= 3 || printed.len() % 5 == 0) {
+                t.say(format!("kitchen-1 prints {id} {items}"));
+            }
+            store.put(
+                &batch.doc,
+                &format!("{item}/kitchen"),
+                json!({"state": "in_progress", "by": "kitchen-1"}),
+                Durability::Fast,
+            )?;
+            new.push(id.to_string());
+        }
+        if let Some(tx) = first.take() {
+            let _ = tx.send(again);
+        }
+        if !new.is_empty() && crash.swap(false, Ordering::SeqCst) {
+            return Ok(new);
+        }
+        feed.ack(&batch)?;
+    }
+}
+
+/// How many times each ticket is on the printer's paper.
+fn paper_counts(paper: &std::path::Path) -> anyhow::Result<BTreeMap<String, usize>> {
+    let text = match std::fs::read_to_string(paper) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).context("reading the printer's paper"),
+    };
+    let mut counts = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        *counts.entry(line.to_string()).or_insert(0) += 1;
+    }
+    Ok(counts)
 }
 
 /// What the kiosk screen offers: available items with stock left.

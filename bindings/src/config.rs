@@ -81,6 +81,11 @@ pub struct NodeConfig {
     /// `false`: it returns once stored and is flushed within ~100 ms (faster).
     #[uniffi(default = true)]
     pub durable_writes: bool,
+    /// This device's ticket prefix, e.g. `K1` (1 to 8 upper-case letters and digits, unique
+    /// within the site), for ticket numbers issued with orders (`transactWithTicket`);
+    /// `None`: the device issues no tickets.
+    #[uniffi(default = None)]
+    pub ticket_prefix: Option<String>,
 }
 
 /// A socket address from a string, or `InvalidConfig` naming the field.
@@ -120,6 +125,11 @@ impl NodeConfig {
             .map(|p| socket_addr("peer", p))
             .collect::<Result<_>>()?;
         config.discovery = self.discovery;
+        config.ticket_prefix = self
+            .ticket_prefix
+            .as_deref()
+            .map(str::parse::<outpost_core::TicketPrefix>)
+            .transpose()?;
         if let Some(json) = &self.policy_json {
             config.policy = serde_json::from_str::<Policy>(json).map_err(|e| {
                 OutpostError::InvalidConfig(format!(

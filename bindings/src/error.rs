@@ -97,11 +97,15 @@ impl From<outpost_core::Error> for OutpostError {
             E::InvalidValue { .. } | E::Serde { .. } | E::InvalidImport { .. } => {
                 OutpostError::InvalidValue(message)
             }
-            E::NotPermitted { .. } => OutpostError::NotPermitted(message),
+            E::NotPermitted { .. } | E::PathNotPermitted { .. } => {
+                OutpostError::NotPermitted(message)
+            }
             E::CorruptDocument { .. } | E::CorruptStore(_) | E::Storage(_) => {
                 OutpostError::Storage(message)
             }
             E::FeedClosed => OutpostError::shut_down(),
+            E::NoTicketPrefix | E::TicketsExhausted { .. } => OutpostError::InvalidConfig(message),
+            E::StoreFiles { .. } => OutpostError::Storage(message),
             // Automerge refuses operations that the value API does not produce.
             E::Automerge { .. } => OutpostError::Internal(message),
             _ => OutpostError::Internal(message),

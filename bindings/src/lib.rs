@@ -24,6 +24,7 @@
 //!         discovery: false,
 //!         policy_json: None,
 //!         durable_writes: true,
+//!         ticket_prefix: None,
 //!     })
 //! };
 //! let pos = Outpost::open(config("pos-1", "pos", vec![])?)?;

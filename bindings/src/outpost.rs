@@ -402,7 +402,8 @@ impl Outpost {
     /// Applies `ops` to `doc` atomically: all of them as one change, or none if one fails
     /// (the error names the failing path).
     pub fn transact(&self, doc: String, ops: Vec<TxOp>) -> Result<()> {
-        self.apply_ops("transact", doc, None, ops).map(|_| ())
+        self.apply_ops("transact", doc, Mode::Plain, ops)
+            .map(|_| ())
     }
 
     /// Like `transact`, at most once per `write_id` in `doc`: returns `true` if the operations
@@ -413,19 +414,52 @@ impl Outpost {
     /// been applied (a durable write whose flush failed on a full disk), so a plain retry
     /// could count it twice.
     pub fn transact_once(&self, doc: String, write_id: String, ops: Vec<TxOp>) -> Result<bool> {
-        self.apply_ops("transactOnce", doc, Some(write_id), ops)
+        self.apply_ops("transactOnce", doc, Mode::Once(write_id), ops)
+            .map(|(applied, _)| applied)
+    }
+
+    /// Issues this device's next ticket number (`K1-042`; `ticketPrefix` in the config) and
+    /// applies `ops` with it, atomically: every `{ticket}` in their paths and JSON values
+    /// becomes the number, and the number and the operations are one change (a failed
+    /// transaction leaves a gap in the numbers, never a repeat). Returns the ticket.
+    ///
+    /// E.g. `Put("/orders/{ticket}", "{\"ticket\": \"{ticket}\", ...}")`. Numbers are
+    /// unique per device, also after the data directory is restored from a backup (see
+    /// README, "Delivery guarantees").
+    pub fn transact_with_ticket(&self, doc: String, ops: Vec<TxOp>) -> Result<String> {
+        self.apply_ops("transactWithTicket", doc, Mode::Ticket, ops)
+            .and_then(|(_, ticket)| {
+                ticket.ok_or_else(|| OutpostError::Internal("no ticket was issued".into()))
+            })
     }
 }
 
+/// What `transactWithTicket` replaces with the ticket number.
+const TICKET: &str = "{ticket}";
+
+/// How [`Outpost::apply_ops`] commits.
+enum Mode {
+    /// One transaction.
+    Plain,
+    /// At most once per write id.
+    Once(String),
+    /// With the device's next ticket number substituted for `{ticket}`.
+    Ticket,
+}
+
 impl Outpost {
+    /// Applies `ops` in one transaction, as `mode` says; returns whether they were applied
+    /// and the ticket issued.
     fn apply_ops(
         &self,
         what: &str,
         doc: String,
-        write_id: Option<String>,
+        mode: Mode,
         ops: Vec<TxOp>,
-    ) -> Result<bool> {
-        // Parse every JSON value first, so that bad input fails before anything is applied.
+    ) -> Result<(bool, Option<String>)> {
+        // Parse every JSON value first, so that bad input fails before anything is applied
+        // (a ticket is letters, digits and '-': substituting it keeps the JSON valid).
+        const SAMPLE: &str = "K1-001";
         let parsed = ops
             .into_iter()
             .enumerate()
@@ -434,19 +468,60 @@ impl Outpost {
                     TxOp::Put { json, .. }
                     | TxOp::Insert { json, .. }
                     | TxOp::Push { json, .. } => {
-                        Some(serde_json::from_str::<Json>(json).map_err(|e| {
-                            OutpostError::json(&format!("the value of operation {i}"), &e)
-                        })?)
+                        let _: Json =
+                            serde_json::from_str(&json.replace(TICKET, SAMPLE)).map_err(|e| {
+                                OutpostError::json(&format!("the value of operation {i}"), &e)
+                            })?;
+                        Some(json.clone())
                     }
                     TxOp::Delete { .. } | TxOp::Increment { .. } => None,
                 };
                 Ok((op, value))
             })
             .collect::<Result<Vec<_>>>()?;
+        let with_ticket = matches!(mode, Mode::Ticket);
         self.on_doc(what, &doc, |s, d| {
             let apply = |tx: &mut outpost_core::Tx<'_>| {
+                let ticket = if with_ticket {
+                    Some(tx.next_ticket()?.to_string())
+                } else {
+                    None
+                };
+                let fill = |text: &str| match &ticket {
+                    Some(t) => text.replace(TICKET, t),
+                    None => text.to_string(),
+                };
                 for (op, value) in parsed {
-                    let value = value.unwrap_or(Json::Null);
+                    let value = match value {
+                        Some(json) => serde_json::from_str::<Json>(&fill(&json)).map_err(|e| {
+                            outpost_core::Error::InvalidValue {
+                                doc: d.clone(),
+                                path: String::new(),
+                                reason: e.to_string(),
+                            }
+                        })?,
+                        None => Json::Null,
+                    };
+                    let op = match op {
+                        TxOp::Put { path, json } => TxOp::Put {
+                            path: fill(&path),
+                            json,
+                        },
+                        TxOp::Delete { path } => TxOp::Delete { path: fill(&path) },
+                        TxOp::Insert { path, index, json } => TxOp::Insert {
+                            path: fill(&path),
+                            index,
+                            json,
+                        },
+                        TxOp::Push { path, json } => TxOp::Push {
+                            path: fill(&path),
+                            json,
+                        },
+                        TxOp::Increment { path, delta } => TxOp::Increment {
+                            path: fill(&path),
+                            delta,
+                        },
+                    };
                     match op {
                         TxOp::Put { path, .. } => tx.put(&path, value)?,
                         TxOp::Delete { path } => tx.delete(&path)?,
@@ -457,13 +532,15 @@ impl Outpost {
                         TxOp::Increment { path, delta } => tx.increment(&path, delta)?,
                     }
                 }
-                Ok(())
+                Ok(ticket)
             };
-            match &write_id {
-                None => s.transact(d, self.durability, apply).map(|()| true),
-                Some(id) => s
+            match &mode {
+                Mode::Plain | Mode::Ticket => s
+                    .transact(d, self.durability, apply)
+                    .map(|ticket| (true, ticket)),
+                Mode::Once(id) => s
                     .transact_once(d, id, self.durability, apply)
-                    .map(|o| matches!(o, outpost_core::WriteOutcome::Applied(()))),
+                    .map(|o| (matches!(o, outpost_core::WriteOutcome::Applied(_)), None)),
             }
         })
     }

@@ -60,6 +60,7 @@ fn config(dir: &std::path::Path, ca: &FleetCa, peer: &str, role: &str) -> NodeCo
         discovery: false,
         policy_json: None,
         durable_writes: false,
+        ticket_prefix: None,
     }
 }
 

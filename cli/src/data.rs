@@ -398,7 +398,8 @@ fn check_data_dir(dir: &Path, create: bool) -> Result<()> {
         let name = name.to_string_lossy();
         match name.as_ref() {
             "db" | "conf" => has_db = true,
-            "blobs" | IDENTITY_FILE | control::SOCKET_FILE => {}
+            // `outpost-store`: the store's marker that tells a directory copied back.
+            "blobs" | "outpost-store" | IDENTITY_FILE | control::SOCKET_FILE => {}
             n if n.starts_with("snap.") => {}
             _ => foreign = true,
         }

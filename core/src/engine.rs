@@ -1148,6 +1148,40 @@ impl Engine {
         None
     }
 
+    /// Why changes new to `doc` break its context's per-path write rules, if one does: each
+    /// change is judged by the role of its author (the sender's for an actor that is not an
+    /// outpost device, which only relays may forward), so a POS may relay the kitchen's
+    /// "ready" but not write it.
+    fn check_paths(
+        &self,
+        from: &PeerInfo,
+        doc: &DocumentId,
+        new: &[crate::store::NewChange],
+    ) -> Result<(), String> {
+        let policy = &self.config.policy;
+        for c in new {
+            let (author, role) = match parse_actor(&c.actor) {
+                Some(claim) => (claim.peer.to_string(), claim.role),
+                None => (from.peer.to_string(), from.role.clone()),
+            };
+            let written = match &c.written {
+                Some(Ok(w)) => w,
+                Some(Err(e)) => return Err(format!("change by {author}: {e}")),
+                None => return Err(format!("change by {author}: its paths were not decoded")),
+            };
+            for (path, replaces) in written {
+                if !policy.may_write_path(&role, doc.context(), path, *replaces) {
+                    return Err(format!(
+                        "{author} (role {role}) may not {} {path} in {doc}: {}",
+                        if *replaces { "replace" } else { "write" },
+                        policy.path_refusal(&role, doc.context(), path)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The authors of the changes in `msg` that `doc` does not have yet.
     fn new_change_authors(
         &self,
@@ -1346,9 +1380,13 @@ impl Engine {
         let state_before = checking.then(|| state.clone());
         let (heads, n) = (msg.heads.clone(), msg.changes.len() as u64);
         let verified = std::cell::Cell::new(0u64);
+        let path_rules = self.config.policy.has_path_rules(doc.context());
         let result = self
             .store
-            .receive_sync(&doc, &mut state, msg, from, &|new| {
+            .receive_sync(&doc, &mut state, msg, from, path_rules, &|new| {
+                if path_rules {
+                    self.check_paths(&info, &doc, new)?;
+                }
                 if checking {
                     let records = self.verify_new(&info, &doc, new, &pending, now)?;
                     verified.set(records.len() as u64);

@@ -97,6 +97,38 @@ pub enum Error {
         /// The document.
         doc: DocumentId,
     },
+    /// The per-path write rules of the document's context do not grant the local role this
+    /// path.
+    #[error("role {role} may not write {path} in document {doc} ({rule}); that step belongs to another role: write it from a device of that role, or change the policy's path rules")]
+    PathNotPermitted {
+        /// The role of this store.
+        role: crate::Role,
+        /// The document.
+        doc: DocumentId,
+        /// The path refused.
+        path: String,
+        /// The rules that refuse it.
+        rule: String,
+    },
+    /// A ticket was asked of a store without a ticket prefix.
+    #[error("this store issues no ticket numbers: set a ticket prefix unique to this device (StoreOptions::ticket_prefix, NodeConfig::ticket_prefix, ticketPrefix in the bindings' config), e.g. \"K1\"")]
+    NoTicketPrefix,
+    /// Every number of a ticket series was issued.
+    #[error(
+        "ticket prefix {prefix} has issued its last number; give this device a new ticket prefix"
+    )]
+    TicketsExhausted {
+        /// The prefix.
+        prefix: String,
+    },
+    /// A file of the store's directory could not be created or read.
+    #[error("cannot use {path} in the store's directory ({reason}); check that the directory is writable by this app")]
+    StoreFiles {
+        /// The file.
+        path: String,
+        /// What the system said.
+        reason: String,
+    },
     /// Stored bytes of a document could not be decoded.
     #[error("document {doc} is corrupt on disk ({reason}); it was moved aside (quarantine/{doc}@<time> in the store, for inspection) and is fetched again from peers on the next sync; until then it reads as unknown")]
     CorruptDocument {

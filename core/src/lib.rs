@@ -56,9 +56,9 @@ pub use event::Event;
 pub use ids::{PeerId, PeerInfo, Role, SiteId};
 pub use link::{Backoff, CloseCode, ConnId, LinkConfig, Links, Output, Target};
 pub use pointer::Pointer;
-pub use policy::{ContextRule, Policy};
+pub use policy::{ContextRule, PathRule, Policy};
 pub use store::{
     ChangeEvent, ConflictValue, Durability, Feed, FeedBatch, FeedDocs, FeedFilter, Origin, Store,
-    StoreOptions, Subscription, SubscriptionFilter, Tx, WriteOutcome,
+    StoreOptions, Subscription, SubscriptionFilter, Ticket, TicketPrefix, Tx, WriteOutcome,
 };
 pub use time::Timestamp;

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::{ContextName, Role};
+use crate::{ContextName, Pointer, Role};
 
 /// Read and write rights of roles, per context.
 ///
@@ -34,6 +34,65 @@ pub struct ContextRule {
     /// (never the only copy), and peers do not send it back (see `core/docs/design.md`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub retain_days: BTreeMap<Role, u32>,
+    /// Write rules for paths inside the context's documents, e.g. only the kitchen writes
+    /// `/orders/*/kitchen`, only a POS writes `/orders/*/payment`. A write at a path follows
+    /// the most specific rule whose pattern matches the path or one of its parents (no rule:
+    /// the context's `write`); a write that replaces or deletes what was there also needs the
+    /// rights of every rule below it (so no role wipes the kitchen's state by rewriting the
+    /// order). Checked on local writes and on every received change, by the role of the
+    /// change's author (see `core/docs/design.md`, "Per-path write rules").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathRule>,
+}
+
+/// The roles that may write at and below a path pattern of a context: JSON Pointer tokens,
+/// `*` matching any one token (`/orders/*/payment`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PathRule {
+    /// The pattern, e.g. `/orders/*/kitchen`.
+    pub path: String,
+    /// The roles whose writes at or below a matching path are accepted (the cloud's always
+    /// are). They must also be allowed to write the context.
+    pub write: BTreeSet<Role>,
+}
+
+impl PathRule {
+    /// A rule from a pattern and role names; panics only on invalid built-in names, so for
+    /// literals.
+    pub fn new(path: &str, write: &[&str]) -> Self {
+        PathRule {
+            path: path.to_string(),
+            write: roles(write),
+        }
+    }
+
+    fn tokens(&self) -> Vec<&str> {
+        self.path.split('/').skip(1).collect()
+    }
+
+    /// Whether the pattern matches `path` or one of its parents: how many tokens it spans.
+    fn covers(&self, path: &Pointer) -> Option<usize> {
+        let pattern = self.tokens();
+        let tokens = path.tokens();
+        (pattern.len() <= tokens.len()
+            && pattern
+                .iter()
+                .zip(tokens)
+                .all(|(p, t)| *p == "*" || *p == t.as_str()))
+        .then_some(pattern.len())
+    }
+
+    /// Whether the pattern lies strictly below `path` (replacing `path` replaces what the
+    /// rule guards).
+    fn below(&self, path: &Pointer) -> bool {
+        let pattern = self.tokens();
+        let tokens = path.tokens();
+        pattern.len() > tokens.len()
+            && pattern
+                .iter()
+                .zip(tokens)
+                .all(|(p, t)| *p == "*" || *p == t.as_str())
+    }
 }
 
 fn roles(names: &[&str]) -> BTreeSet<Role> {
@@ -50,7 +109,14 @@ impl ContextRule {
             read: roles(read),
             write: roles(write),
             retain_days: BTreeMap::new(),
+            paths: Vec::new(),
         }
+    }
+
+    /// This rule, with only `write` roles writing at and below `path` (see [`PathRule`]).
+    pub fn path(mut self, path: &str, write: &[&str]) -> Self {
+        self.paths.push(PathRule::new(path, write));
+        self
     }
 
     /// This rule, with `role` keeping dated partitions `days` days.
@@ -88,7 +154,7 @@ impl Default for Policy {
     /// |---|---|---|
     /// | `menu` | everyone | pos |
     /// | `stock` | everyone | pos, kiosk |
-    /// | `orders` | pos, kiosk, kitchen | pos, kiosk, kitchen |
+    /// | `orders` | pos, kiosk, kitchen | pos, kiosk, kitchen; per path: `/orders/*` pos, kiosk; `/orders/*/kitchen` kitchen; `/orders/*/payment` and `/orders/*/closed` pos |
     /// | other | pos | pos |
     ///
     /// `cloud` may read and write everything. Every role that writes also relays others'
@@ -110,9 +176,16 @@ impl Default for Policy {
                 &["pos", "kiosk"],
             ),
         );
+        // The order's life (see `core/docs/design.md`, "The order's life"): a kiosk or a
+        // POS places it, the kitchen alone moves it through `kitchen` (in progress, ready),
+        // a POS alone takes the payment and closes it.
         contexts.insert(
             ctx("orders"),
-            ContextRule::new(&["pos", "kiosk", "kitchen"], &["pos", "kiosk", "kitchen"]),
+            ContextRule::new(&["pos", "kiosk", "kitchen"], &["pos", "kiosk", "kitchen"])
+                .path("/orders/*", &["pos", "kiosk"])
+                .path("/orders/*/kitchen", &["kitchen"])
+                .path("/orders/*/payment", &["pos"])
+                .path("/orders/*/closed", &["pos"]),
         );
         Policy {
             contexts,
@@ -167,6 +240,62 @@ impl Policy {
         self.open || role == &Role::cloud() || self.rule(context).write.contains(role)
     }
 
+    /// Whether the context has per-path write rules (received changes are then decoded to
+    /// check the paths they write).
+    pub fn has_path_rules(&self, context: &ContextName) -> bool {
+        !self.open && !self.rule(context).paths.is_empty()
+    }
+
+    /// Whether `role` may write at `path` in `context`: the most specific [`PathRule`]
+    /// covering the path decides (the context's writers if none does); `replaces` (the
+    /// write overwrites or deletes a value) also needs every rule below the path. Does not
+    /// check [`Policy::may_write`].
+    pub fn may_write_path(
+        &self,
+        role: &Role,
+        context: &ContextName,
+        path: &Pointer,
+        replaces: bool,
+    ) -> bool {
+        if self.open || role == &Role::cloud() {
+            return true;
+        }
+        let rule = self.rule(context);
+        let mut best: Option<(usize, &PathRule)> = None;
+        for r in &rule.paths {
+            if let Some(n) = r.covers(path) {
+                if best.is_none_or(|(m, _)| n > m) {
+                    best = Some((n, r));
+                }
+            }
+        }
+        let here = match best {
+            Some((_, r)) => r.write.contains(role),
+            None => rule.write.contains(role),
+        };
+        here && (!replaces
+            || rule
+                .paths
+                .iter()
+                .filter(|r| r.below(path))
+                .all(|r| r.write.contains(role)))
+    }
+
+    /// Why `role` may not write `path` in `context`, for error messages: the patterns that
+    /// refuse it.
+    pub fn path_refusal(&self, role: &Role, context: &ContextName, path: &Pointer) -> String {
+        let rule = self.rule(context);
+        rule.paths
+            .iter()
+            .filter(|r| !r.write.contains(role) && (r.covers(path).is_some() || r.below(path)))
+            .map(|r| {
+                let who: Vec<&str> = r.write.iter().map(Role::as_str).collect();
+                format!("{} is written by {}", r.path, who.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Whether `role` may forward changes that other devices authored.
     pub fn may_relay(&self, role: &Role) -> bool {
         self.open || role == &Role::cloud() || self.relay_roles.contains(role)
@@ -206,5 +335,48 @@ mod retention_tests {
         );
         assert!(p.retains(&kitchen, &doc("menu"), now));
         assert!(!p.retains(&kitchen, &doc("orders/2026-11-30-lunch"), now));
+    }
+}
+
+#[cfg(test)]
+mod path_rule_tests {
+    use super::*;
+
+    #[test]
+    fn each_step_of_an_order_belongs_to_one_role() {
+        let p = Policy::default();
+        let orders: ContextName = "orders".parse().expect("valid");
+        let role = |s: &str| -> Role { s.parse().expect("valid") };
+        let at = |s: &str| Pointer::parse(s).expect("valid");
+        let may = |r: &str, path: &str, replaces: bool| {
+            p.may_write_path(&role(r), &orders, &at(path), replaces)
+        };
+        assert!(may("kiosk", "/orders/K1-001", false));
+        assert!(may("kiosk", "/orders/K1-001/items/0/sku", false));
+        assert!(
+            !may("kitchen", "/orders/K1-001", false),
+            "only kiosks and POS place"
+        );
+        assert!(may("kitchen", "/orders/K1-001/kitchen", false));
+        assert!(may("kitchen", "/orders/K1-001/kitchen/state", true));
+        assert!(!may("kiosk", "/orders/K1-001/kitchen/state", true));
+        assert!(!may("kiosk", "/orders/K1-001/payment", false));
+        assert!(may("pos", "/orders/K1-001/payment/amount", false));
+        assert!(may("pos", "/orders/K1-001/closed", false));
+        assert!(!may("kitchen", "/orders/K1-001/closed", false));
+        // Rewriting or deleting the order would wipe the kitchen's and the POS's steps.
+        assert!(!may("kiosk", "/orders/K1-001", true));
+        assert!(!may("pos", "/orders/K1-001", true));
+        assert!(!may("pos", "/orders", true));
+        assert!(may("pos", "/orders", false), "creating the map of orders");
+        assert!(may("cloud", "/orders/K1-001", true));
+        // Paths no rule covers follow the context's writers.
+        assert!(may("kitchen", "/_tickets/C1", true));
+        assert!(may("kitchen", "/notes", true));
+        assert!(p.has_path_rules(&orders));
+        assert!(!p.has_path_rules(&"menu".parse().expect("valid")));
+        assert!(p
+            .path_refusal(&role("kiosk"), &orders, &at("/orders/K1-001/payment"))
+            .contains("/orders/*/payment is written by pos"));
     }
 }

@@ -14,6 +14,7 @@ mod receive;
 mod signatures;
 mod slot;
 mod subscription;
+mod ticket;
 mod transaction;
 
 use std::collections::HashMap;
@@ -31,6 +32,8 @@ pub(crate) use self::signatures::{NewChange, SignatureRecord, StoredSignature};
 use self::slot::Slot;
 use self::subscription::Subscribers;
 pub use self::subscription::{ChangeEvent, Origin, Subscription, SubscriptionFilter};
+use self::ticket::Tickets;
+pub use self::ticket::{Ticket, TicketPrefix};
 pub use self::transaction::Tx;
 use crate::actor::actor_for;
 use crate::signing::{signed_bytes, SharedSigner};
@@ -92,6 +95,14 @@ pub struct StoreOptions {
     /// only under `SignatureRule::Transitional` and while they know no certificate of this
     /// device.
     pub signer: Option<SharedSigner>,
+    /// This device's ticket prefix (`K1`), unique within the site: [`Tx::next_ticket`]
+    /// issues `K1-001`, `K1-002`, ... `None`: the store issues no tickets.
+    pub ticket_prefix: Option<TicketPrefix>,
+    /// Tell a store whose files were copied back (restored from a backup) by the identity
+    /// of a marker file in its directory, and move its tickets to a new generation (default
+    /// true). Off models a restore that keeps file identities (a disk image, a filesystem
+    /// snapshot), which only a sync with a peer can catch up.
+    pub detect_restore: bool,
 }
 
 impl Default for StoreOptions {
@@ -104,6 +115,8 @@ impl Default for StoreOptions {
             cache_capacity: 64 * 1024 * 1024,
             actor_tail: None,
             signer: None,
+            ticket_prefix: None,
+            detect_restore: true,
         }
     }
 }
@@ -179,6 +192,8 @@ struct Inner {
     /// Documents moved aside as corrupt and not yet received again from a peer: local
     /// reads and writes fail until then (a write into an empty copy would fork it).
     quarantined: Mutex<std::collections::HashSet<DocumentId>>,
+    /// This device's ticket numbers, if it has a prefix.
+    tickets: Option<Tickets>,
 }
 
 impl std::fmt::Debug for Store {
@@ -223,12 +238,26 @@ impl Store {
                 other => break other?,
             }
         };
-        Store::on_db(db, "", options)
+        let restored = if options.detect_restore {
+            ticket::files_restored(path.as_ref(), &db.open_tree("meta")?)?
+        } else {
+            false
+        };
+        Store::on_db_inner(db, "", options, restored)
     }
 
     /// A store over a namespace of an already open sled database, so that one process can
     /// keep many sites apart in one database (the cloud peer does this).
     pub fn on_db(db: sled::Db, namespace: &str, options: StoreOptions) -> Result<Store> {
+        Store::on_db_inner(db, namespace, options, false)
+    }
+
+    fn on_db_inner(
+        db: sled::Db,
+        namespace: &str,
+        options: StoreOptions,
+        restored: bool,
+    ) -> Result<Store> {
         let meta = db.open_tree(format!("{namespace}meta"))?;
         let sync = db.open_tree(format!("{namespace}sync"))?;
         let chunks = db.open_tree(format!("{namespace}chunks"))?;
@@ -251,6 +280,10 @@ impl Store {
         let anonymous =
             PeerInfo::parse("local", "local", "local").expect("literal identity is valid");
         let actor = actor_for(options.identity.as_ref().unwrap_or(&anonymous), tail);
+        let tickets = match options.ticket_prefix {
+            Some(prefix) => Some(Tickets::open(&meta, prefix, restored)?),
+            None => None,
+        };
         let store = Store {
             inner: Arc::new(Inner {
                 db,
@@ -270,6 +303,7 @@ impl Store {
                 subscribers: Subscribers::default(),
                 flushes: FlushGroup::default(),
                 quarantined: Mutex::new(quarantined),
+                tickets,
             }),
         };
         // Our own certificate is known like any other signer's: peers that relay our
@@ -284,6 +318,16 @@ impl Store {
     /// The identity this store writes as, if any.
     pub fn identity(&self) -> Option<&PeerInfo> {
         self.inner.identity.as_ref()
+    }
+
+    /// This device's ticket prefix, if it issues tickets.
+    pub fn ticket_prefix(&self) -> Option<&TicketPrefix> {
+        self.inner.tickets.as_ref().map(Tickets::prefix)
+    }
+
+    /// The last ticket this store issued or learnt from a peer (`None` before the first).
+    pub fn last_ticket(&self) -> Option<Ticket> {
+        self.inner.tickets.as_ref().and_then(Tickets::last)
     }
 
     /// The Automerge actor id of local changes.
@@ -437,7 +481,18 @@ impl Store {
         let record_paths = self.inner.subscribers.wants_paths(doc);
         let message = write_id.map(|id| format!("{}{id}", slot::WRITE_ID_PREFIX));
         let (out, hash, paths) = {
-            let mut tx = Tx::new(s.doc.transaction(), doc, record_paths);
+            let guard = self
+                .inner
+                .identity
+                .as_ref()
+                .map(|me| (&self.inner.policy, &me.role));
+            let mut tx = Tx::new(
+                s.doc.transaction(),
+                doc,
+                record_paths,
+                guard,
+                self.inner.tickets.as_ref(),
+            );
             match f(&mut tx) {
                 Ok(v) => {
                     let (hash, paths) = tx.commit(message);
@@ -607,6 +662,14 @@ impl Store {
         self.inner.sync.apply_batch(batch)?;
         self.inner.db.flush()?;
         Ok(existed)
+    }
+
+    /// Raises this device's ticket counter to what a received document records of it.
+    fn learn_tickets(&self, doc: &Automerge) -> Result<()> {
+        if let Some(t) = &self.inner.tickets {
+            t.learn(doc)?;
+        }
+        Ok(())
     }
 
     /// Drops the cached copy of a document so the next access reloads it from disk.
@@ -853,6 +916,7 @@ impl Store {
         if !changes.is_empty() {
             self.persist(&mut s, &concat(&changes))
                 .and_then(|()| self.sign_imported(doc, &changes))
+                .and_then(|()| self.learn_tickets(&s.doc))
                 .and_then(|()| self.inner.flushes.flush(&self.inner.db))
                 .inspect_err(|_| self.forget(doc))?;
             self.notify_received(&s, doc, &changes, bulk, Origin::Import);
@@ -970,7 +1034,8 @@ impl Store {
     /// Applies a received sync message, persists the new changes and notifies subscribers.
     /// Returns how many changes were added.
     ///
-    /// `verify` sees the changes new to the document before anything is stored; if it
+    /// `verify` sees the changes new to the document before anything is stored (with the
+    /// paths each writes if `written`: the context has per-path write rules); if it
     /// refuses, the document is reloaded from disk (the changes were only in memory) and the
     /// refusal returned. What it accepts, it returns as signatures to store beside them.
     pub(crate) fn receive_sync(
@@ -979,6 +1044,7 @@ impl Store {
         state: &mut sync::State,
         msg: sync::Message,
         from: &PeerId,
+        written: bool,
         verify: &VerifyNew<'_>,
     ) -> Result<Received> {
         let slot = self.slot_for_sync(doc)?;
@@ -993,7 +1059,7 @@ impl Store {
         }
         // The changes after `before` are found through the change graph's per-actor index,
         // at a cost proportional to what was added, not to the document.
-        let new: Vec<NewChange> = s
+        let mut new: Vec<NewChange> = s
             .doc
             .get_changes_meta(&before)
             .into_iter()
@@ -1001,9 +1067,21 @@ impl Store {
                 hash: m.hash,
                 actor: m.actor.into_owned(),
                 seq: m.seq,
+                written: None,
                 deps: m.deps,
             })
             .collect();
+        if written {
+            // Per-path write rules: what each new change writes, decoded once here (a cost
+            // proportional to the changes, not to the document).
+            let mut objects = HashMap::new();
+            for c in &mut new {
+                c.written = Some(match s.doc.get_change_by_hash(&c.hash) {
+                    Some(change) => paths::written_paths(&s.doc, &change, &mut objects),
+                    None => Err(format!("change {} is not in the document", c.hash)),
+                });
+            }
+        }
         let added = new.len();
         let records = match verify(&new) {
             Ok(r) => r,
@@ -1038,6 +1116,7 @@ impl Store {
         self.persist(&mut s, &bytes)
             .and_then(|()| self.put_signatures(doc, &records))
             .inspect_err(|_| self.forget(doc))?;
+        self.learn_tickets(&s.doc)?;
         if lock(&self.inner.quarantined).remove(doc) {
             self.inner
                 .meta

@@ -163,3 +163,25 @@ fn a_feed_follows_live_changes() {
     writer.join().unwrap();
     assert_eq!(seen.len(), 20);
 }
+
+#[test]
+fn two_printers_on_one_station_each_get_every_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for id in ["K1-001", "K1-002", "K1-003"] {
+        order(&store, "2026-12-01", id);
+    }
+    let mut grill = Feed::open(&store, "kitchen-1/printer-grill", orders()).unwrap();
+    let mut pass = Feed::open(&store, "kitchen-1/printer-pass", orders()).unwrap();
+    let a = grill.poll().unwrap().expect("the grill's batch");
+    let b = pass.poll().unwrap().expect("the pass's batch");
+    assert_eq!(a.items, b.items, "each consumer gets every order");
+    assert_eq!(a.items.len(), 3);
+    grill.ack(&a).unwrap();
+    drop((grill, pass));
+    // Positions are per consumer: the pass never acknowledged, so it gets them again.
+    let mut grill = Feed::open(&store, "kitchen-1/printer-grill", orders()).unwrap();
+    let mut pass = Feed::open(&store, "kitchen-1/printer-pass", orders()).unwrap();
+    assert_eq!(grill.poll().unwrap(), None);
+    assert_eq!(pass.poll().unwrap().expect("again").items.len(), 3);
+}

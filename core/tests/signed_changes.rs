@@ -368,12 +368,14 @@ fn signed_sites_converge_under_faults() {
             }
             for i in 0..15 {
                 let p = peers[net.rng().random_range(0..peers.len())].clone();
-                net.put(
-                    &p,
-                    &orders,
-                    &format!("/orders/{p}-{round}-{i}"),
-                    json!({"total": i}),
-                );
+                // Orders are placed by POS and kiosks (the default policy's path rules);
+                // the kitchen writes elsewhere in the document.
+                let at = if p.as_str().starts_with("kitchen") {
+                    format!("/kitchen/{p}-{round}-{i}")
+                } else {
+                    format!("/orders/{p}-{round}-{i}")
+                };
+                net.put(&p, &orders, &at, json!({"total": i}));
                 // Stock is written by POS and kiosks only.
                 if !p.as_str().starts_with("kitchen") && net.rng().random_bool(0.5) {
                     net.put(&p, &stock, &format!("/s-{p}-{round}-{i}"), json!(i));

@@ -147,6 +147,11 @@ pub struct PeerOptions {
     /// A peer of a version from before signed changes: with [`Net::signing`], it neither
     /// signs nor checks signatures.
     pub unsigned: bool,
+    /// Its ticket prefix (`StoreOptions::ticket_prefix`), e.g. `K1`.
+    pub ticket_prefix: Option<String>,
+    /// Whether its store tells a copied data directory (`StoreOptions::detect_restore`,
+    /// default true); false models a restore that keeps file identities (a disk image).
+    pub undetected_restore: bool,
 }
 
 struct SimPeer {
@@ -159,6 +164,8 @@ struct SimPeer {
     engine_policy: Policy,
     window_bytes: Option<u64>,
     unsigned: bool,
+    ticket_prefix: Option<outpost_core::TicketPrefix>,
+    undetected_restore: bool,
     /// `None` while the peer is stopped.
     links: Option<Links>,
     /// The store's notifications, as the transport's runner watches them (only what the
@@ -416,6 +423,10 @@ impl Net {
             engine_policy: options.engine_policy.unwrap_or_else(|| self.policy.clone()),
             window_bytes: options.window_bytes,
             unsigned: options.unsigned,
+            ticket_prefix: options
+                .ticket_prefix
+                .map(|t| t.parse().expect("simulation ticket prefixes are valid")),
+            undetected_restore: options.undetected_restore,
             links: None,
             changes: None,
         };
@@ -1368,20 +1379,24 @@ fn open_links(
     signing: Option<&(Arc<TestCa>, SignatureRule)>,
 ) -> Links {
     let signing = signing.filter(|_| !p.unsigned);
-    let db = open_db(p.dir.path());
-    let store = Store::on_db(
-        db,
-        "",
-        StoreOptions {
-            identity: Some(p.claimed.clone()),
-            policy: p.store_policy.clone(),
-            actor_tail: Some(tail),
-            // A device signs with the key of the identity its certificate names, whatever
-            // its actor claims.
-            signer: signing.map(|(ca, _)| ca.issue(&p.info) as outpost_core::signing::SharedSigner),
-            ..StoreOptions::default()
-        },
-    )
+    let options = StoreOptions {
+        identity: Some(p.claimed.clone()),
+        policy: p.store_policy.clone(),
+        actor_tail: Some(tail),
+        // A device signs with the key of the identity its certificate names, whatever
+        // its actor claims.
+        signer: signing.map(|(ca, _)| ca.issue(&p.info) as outpost_core::signing::SharedSigner),
+        ticket_prefix: p.ticket_prefix.clone(),
+        detect_restore: !p.undetected_restore,
+        ..StoreOptions::default()
+    };
+    // A peer with tickets opens by path, as devices do: the store then tells a restored copy
+    // of its directory by its files.
+    let store = if p.ticket_prefix.is_some() {
+        Store::open_with(p.dir.path(), options)
+    } else {
+        Store::on_db(open_db(p.dir.path()), "", options)
+    }
     .expect("a simulated peer's store opens");
     let mut config = EngineConfig::new(p.info.clone(), p.engine_policy.clone());
     if let Some((ca, rule)) = signing {

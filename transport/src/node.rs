@@ -92,6 +92,9 @@ pub struct NodeConfig {
     /// Whether unsigned changes are still accepted (default
     /// [`SignatureRule::Transitional`]; see `core/docs/design.md`, "Signed changes").
     pub signatures: SignatureRule,
+    /// This device's ticket prefix (`K1`), unique within the site, for ticket numbers
+    /// issued with orders (`Tx::next_ticket`); `None`: no tickets.
+    pub ticket_prefix: Option<outpost_core::TicketPrefix>,
     /// Ask a static peer that renews certificates (the cloud, with the fleet CA's key) for a
     /// new certificate once less than this remains of the current one (default 10 days;
     /// `None`: never). See `crate::renew`.
@@ -126,6 +129,7 @@ impl NodeConfig {
             evict_idle: Some(Duration::from_secs(300)),
             sign_changes: true,
             signatures: SignatureRule::default(),
+            ticket_prefix: None,
             renew_before: Some(Duration::from_secs(10 * 24 * 3600)),
             cert_dir: None,
             expiry_grace: crate::runner::DEFAULT_EXPIRY_GRACE,
@@ -233,6 +237,7 @@ impl Node {
                     .store_policy
                     .clone()
                     .unwrap_or_else(|| config.policy.clone()),
+                ticket_prefix: config.ticket_prefix.clone(),
                 ..StoreOptions::default()
             },
         )?;

@@ -62,13 +62,20 @@ class Scenario(private val dir: Path) {
     private val ca = FleetCa.generate("test-fleet")
     private val nodes = mutableListOf<Outpost>()
 
-    fun open(peer: String, role: String, peers: List<String> = emptyList(), expectRole: String? = null): Outpost {
+    fun open(
+        peer: String,
+        role: String,
+        peers: List<String> = emptyList(),
+        expectRole: String? = null,
+        ticketPrefix: String? = null,
+    ): Outpost {
         val config = NodeConfig(
             dataDir = dir.resolve(peer).toString(),
             certificate = ca.issue(SITE, peer, role),
             role = expectRole,
             listen = "127.0.0.1:0",
             peers = peers,
+            ticketPrefix = ticketPrefix,
         )
         return Outpost.open(config).also { nodes.add(it) }
     }
@@ -130,6 +137,19 @@ class Scenario(private val dir: Path) {
         check(subscription.isCancelled())
     }
 
+    fun ticketsComeWithTheOrder() {
+        val kiosk = open("kiosk-3", "kiosk", ticketPrefix = "K3")
+        val order = listOf(
+            TxOp.Put(path = "/orders/{ticket}", json = """{"ticket": "{ticket}", "total": 950}"""),
+        )
+        check(kiosk.transactWithTicket("orders/2026-12-01", order) == "K3-001")
+        check(kiosk.transactWithTicket("orders/2026-12-01", order) == "K3-002")
+        check(kiosk.getString("orders/2026-12-01", "/orders/K3-002/ticket") == "K3-002")
+        expect<OutpostException.NotPermitted>("a kiosk marking an order paid") {
+            kiosk.put("orders/2026-12-01", "/orders/K3-001/payment", """{"amount": 950}""")
+        }
+    }
+
     fun badInputRaisesTheRightException() {
         val kiosk = open("kiosk-2", "kiosk")
         expect<OutpostException.InvalidPath>("a path without /") { kiosk.put("orders", "o-1", "1") }
@@ -173,6 +193,7 @@ fun main() {
     val tests = listOf<Pair<String, Scenario.() -> Unit>>(
         "write on one node, seen on the other" to { writeOnOneNodeSeenOnTheOther() },
         "bad input raises the right exception" to { badInputRaisesTheRightException() },
+        "tickets come with the order" to { ticketsComeWithTheOrder() },
     )
     var passed = 0
     var failed = 0

@@ -243,3 +243,30 @@ def test_a_feed_resumes_where_it_was_acknowledged(local):
     assert sorted(set(got)) == ["/orders/K1-001", "/orders/K1-002", "/orders/K1-003"]
     with pytest.raises(outpost.OutpostError.InvalidName):
         local.feed("no spaces allowed")
+
+
+def test_tickets_are_issued_with_the_order_and_steps_belong_to_roles(open_node, local):
+    kiosk = open_node("kiosk-1", "kiosk", ticket_prefix="K1")
+    day = "orders/2026-12-01"
+    order = [
+        outpost.TxOp.PUT(path="/orders/{ticket}", json='{"ticket": "{ticket}", "total": 950}'),
+        outpost.TxOp.PUSH(path="/orders/{ticket}/items", json='{"sku": "burger"}'),
+    ]
+    assert kiosk.transact_with_ticket(day, order) == "K1-001"
+    assert kiosk.transact_with_ticket(day, order) == "K1-002"
+    assert kiosk.get_string(day, "/orders/K1-002/ticket") == "K1-002"
+    assert json.loads(kiosk.get(day, "/orders/K1-001/items")) == [{"sku": "burger"}]
+    # A kiosk may not mark an order paid: that step is a POS's.
+    with pytest.raises(outpost.OutpostError.NotPermitted):
+        kiosk.put(day, "/orders/K1-001/payment", '{"amount": 950}')
+    # A failed transaction leaves a gap, never a repeated number.
+    with pytest.raises(outpost.OutpostError.NotPermitted):
+        kiosk.transact_with_ticket(
+            day, order + [outpost.TxOp.PUT(path="/orders/{ticket}/closed", json="true")]
+        )
+    assert kiosk.transact_with_ticket(day, order) == "K1-004"
+    # Without a prefix, the error says what to configure.
+    with pytest.raises(outpost.OutpostError.InvalidConfig, match="ticket prefix"):
+        local.transact_with_ticket(day, order)
+    with pytest.raises(outpost.OutpostError.InvalidName):
+        open_node("kiosk-2", "kiosk", ticket_prefix="k2")

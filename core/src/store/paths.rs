@@ -73,3 +73,28 @@ fn pointer_of(doc: &Automerge, obj: &ObjId) -> Option<Pointer> {
         })
     }))
 }
+
+/// What one received change writes, for the per-path write rules: each operation's path and
+/// whether it replaces or deletes a value that was there (a put with predecessors, a
+/// delete), rather than creating one. `Err` names an operation whose path cannot be found.
+/// `objects` caches the paths of objects across the changes of one message.
+pub(super) fn written_paths(
+    doc: &Automerge,
+    change: &Change,
+    objects: &mut HashMap<String, Option<Pointer>>,
+) -> Result<Vec<(Pointer, bool)>, String> {
+    let mut out = Vec::new();
+    let expanded = change.decode();
+    for op in &expanded.operations {
+        let Some(obj) = object_path(doc, objects, &op.obj) else {
+            return Err(format!("an operation on object {} of unknown path", op.obj));
+        };
+        let replaces = !op.pred.is_empty() || matches!(op.action, OpType::Delete);
+        match &op.key {
+            Key::Map(k) => out.push((obj.child(k.to_string()), replaces)),
+            // List elements are judged at the list's path: their indexes move.
+            Key::Seq(_) => out.push((obj, replaces)),
+        }
+    }
+    Ok(out)
+}

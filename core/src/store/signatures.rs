@@ -35,6 +35,9 @@ pub(crate) struct NewChange {
     pub(crate) hash: ChangeHash,
     pub(crate) actor: ActorId,
     pub(crate) seq: u64,
+    /// The paths the change writes and whether each replaces a value, when the context has
+    /// per-path write rules (`Err`: a path could not be found).
+    pub(crate) written: Option<std::result::Result<Vec<(crate::Pointer, bool)>, String>>,
     /// The changes it depends on.
     pub(crate) deps: Vec<ChangeHash>,
 }

@@ -5,7 +5,7 @@ use automerge::{ObjType, Prop, ReadDoc, ScalarValue, Value};
 use serde_json::Value as Json;
 
 use crate::value;
-use crate::{DocumentId, Error, Pointer, Result};
+use crate::{DocumentId, Error, Pointer, Policy, Result, Role};
 
 /// A transaction on one document, given to the closure of [`Store::transact`](crate::Store::transact).
 ///
@@ -20,15 +20,90 @@ pub struct Tx<'a> {
     /// key of its parent (`PatchBuilder::get_path`), so a write below `/orders/<id>` cost
     /// time proportional to the number of orders in the document.
     paths: Option<Vec<Pointer>>,
+    /// The per-path write rules this store's role writes under, if its context has any.
+    guard: Option<(&'a Policy, &'a Role)>,
+    /// Ticket numbers (see [`Tx::next_ticket`]).
+    tickets: Option<&'a super::ticket::Tickets>,
 }
 
 impl<'a> Tx<'a> {
-    pub(super) fn new(tx: Transaction<'a>, doc: &'a DocumentId, record_paths: bool) -> Self {
+    pub(super) fn new(
+        tx: Transaction<'a>,
+        doc: &'a DocumentId,
+        record_paths: bool,
+        guard: Option<(&'a Policy, &'a Role)>,
+        tickets: Option<&'a super::ticket::Tickets>,
+    ) -> Self {
         Tx {
             tx: Some(tx),
             doc,
             paths: record_paths.then(Vec::new),
+            guard: guard.filter(|(p, _)| p.has_path_rules(doc.context())),
+            tickets,
         }
+    }
+
+    /// Issues the next ticket number of this device (`K1-042`), atomically with this
+    /// transaction: the number is recorded in the device's counter before the change is
+    /// stored, and in the document (`/_tickets/<prefix>`) inside the change, so that a copy
+    /// of the store restored from an old backup learns it back from any peer. Never
+    /// returns a number twice (a failed transaction leaves a gap). See
+    /// `core/docs/design.md`, "Ticket numbers", for what holds after a restore.
+    pub fn next_ticket(&mut self) -> Result<super::Ticket> {
+        let tickets = self.tickets.ok_or(Error::NoTicketPrefix)?;
+        let doc = self.doc;
+        let path = Pointer::root()
+            .child(super::ticket::RECORD_KEY)
+            .child(tickets.prefix().as_str());
+        let recorded = super::ticket::recorded(self.tx(), &path, tickets.prefix());
+        let ticket = tickets.issue(doc, recorded)?;
+        self.put(&path.to_string(), Json::String(ticket.to_string()))?;
+        Ok(ticket)
+    }
+
+    /// Refuses a write the per-path rules do not grant this store's role: at `path`
+    /// (replacing what is there if `replaces`), at every missing parent it creates, and at
+    /// every path inside `value`.
+    fn check(&mut self, path: &Pointer, value: Option<&Json>, replaces: bool) -> Result<()> {
+        let Some((policy, role)) = self.guard else {
+            return Ok(());
+        };
+        let doc = self.doc;
+        let mut checks = Vec::new();
+        let mut at = Pointer::root();
+        for t in path
+            .tokens()
+            .iter()
+            .take(path.tokens().len().saturating_sub(1))
+        {
+            at = at.child(t.clone());
+            if value::resolve(self.tx(), doc, &at)?.is_none() {
+                checks.push((at.clone(), false));
+            }
+        }
+        checks.push((path.clone(), replaces));
+        if let Some(v) = value {
+            let mut inner = Vec::new();
+            record(&mut inner, path, Some(v));
+            checks.extend(inner.into_iter().skip(1).map(|p| (p, false)));
+        }
+        for (p, replaces) in checks {
+            if !policy.may_write_path(role, doc.context(), &p, replaces) {
+                return Err(Error::PathNotPermitted {
+                    role: role.clone(),
+                    doc: doc.clone(),
+                    path: p.to_string(),
+                    rule: policy.path_refusal(role, doc.context(), &p),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a value is at `path` now.
+    fn exists(&mut self, path: &Pointer) -> Result<bool> {
+        let doc = self.doc;
+        Ok(value::resolve(self.tx(), doc, path)?.is_some())
     }
 
     /// Commits; returns the new change's hash (`None` if the transaction changed nothing)
@@ -79,6 +154,11 @@ impl<'a> Tx<'a> {
 
     /// Writes `value` at `path`.
     pub fn put(&mut self, path: &str, value: Json) -> Result<()> {
+        if self.guard.is_some() {
+            let p = Pointer::parse(path)?;
+            let replaces = self.exists(&p)?;
+            self.check(&p, Some(&value), replaces)?;
+        }
         let (p, obj, prop) = self.parent(path)?;
         let doc = self.doc;
         if let Prop::Seq(i) = prop {
@@ -99,6 +179,9 @@ impl<'a> Tx<'a> {
 
     /// Deletes the value at `path`.
     pub fn delete(&mut self, path: &str) -> Result<()> {
+        if self.guard.is_some() {
+            self.check(&Pointer::parse(path)?, None, true)?;
+        }
         let (_, obj, prop) = self.parent(path)?;
         let doc = self.doc;
         let exists = self
@@ -123,6 +206,16 @@ impl<'a> Tx<'a> {
     /// Inserts `value` into the list at `path` before `index`. Creates the list if absent.
     pub fn insert(&mut self, path: &str, index: usize, value: Json) -> Result<()> {
         let p = Pointer::parse(path)?;
+        if self.guard.is_some() {
+            // A list element is judged at the list's path (indexes move), what is inside a
+            // new element at its own.
+            self.check(&p, None, false)?;
+            let mut inner = Vec::new();
+            record(&mut inner, &p.child(index.to_string()), Some(&value));
+            for q in inner.iter().skip(1) {
+                self.check(q, None, false)?;
+            }
+        }
         let doc = self.doc;
         let list = match value::resolve(self.tx(), doc, &p)? {
             Some((Value::Object(ObjType::List), id)) => id,
@@ -173,6 +266,11 @@ impl<'a> Tx<'a> {
 
     /// Adds `delta` to the counter at `path`, creating it at `delta` if absent.
     pub fn increment(&mut self, path: &str, delta: i64) -> Result<()> {
+        if self.guard.is_some() {
+            let p = Pointer::parse(path)?;
+            let replaces = self.exists(&p)?;
+            self.check(&p, None, replaces)?;
+        }
         let (p, obj, prop) = self.parent(path)?;
         let doc = self.doc;
         let am = |e| Error::automerge(doc, e);
