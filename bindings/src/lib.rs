@@ -56,7 +56,7 @@ pub use error::{OutpostError, Result};
 pub use feed::{ConsumerFeed, FeedBatch, FeedListener};
 pub use fleet::{certificate_identity, load_device_certificate, save_device_certificate, FleetCa};
 pub use listener::{NodeListener, Subscription};
-pub use logging::enable_logging;
+pub use logging::{enable_logging, set_log_sink, LogLevel, LogSink};
 pub use outpost::Outpost;
 pub use types::{
     ChangeEvent, ChangeOrigin, Conflict, DocumentSyncStatus, PeerIdentity, PeerSyncStatus,

@@ -642,6 +642,41 @@ impl Outpost {
         })
     }
 
+    /// Dials `address` (`host:port`, resolved again on every dial) from now on and keeps the
+    /// link up; returns whether it was new. For peers learnt at runtime (a QR code, the
+    /// management backend).
+    pub fn add_peer(&self, address: String) -> Result<bool> {
+        guard("addPeer", || {
+            self.with_open(|o| match &o.node {
+                None => Err(OutpostError::Network(
+                    "this store runs no node (openLocal): open it with a certificate to link with peers".into(),
+                )),
+                Some(node) => Ok(node.add_peer(&address)),
+            })
+        })
+    }
+
+    /// Stops dialing `address` (added with `addPeer` or in the config) and closes its link;
+    /// returns whether it was a peer of this node.
+    pub fn remove_peer(&self, address: String) -> Result<bool> {
+        guard("removePeer", || {
+            self.with_open(|o| Ok(o.node.as_ref().is_some_and(|n| n.remove_peer(&address))))
+        })
+    }
+
+    /// Dials every peer whose link is down now, without waiting for the backoff: call it
+    /// when the app comes back to the foreground or the network changes.
+    pub fn reconnect_now(&self) -> Result<()> {
+        guard("reconnectNow", || {
+            self.with_open(|o| {
+                if let Some(n) = &o.node {
+                    n.reconnect_now();
+                }
+                Ok(())
+            })
+        })
+    }
+
     /// Takes a revocation signed by the fleet CA (the bytes of the file `outpost cert revoke
     /// --out` writes, e.g. pushed by the app's management backend): the device's links close,
     /// its handshakes and changes are refused, and the revocation spreads to every peer.

@@ -150,3 +150,68 @@ fn a_revocation_handed_to_a_node_is_taken_once_and_garbage_is_an_error() {
     ));
     node.shutdown_blocking().expect("shutdown");
 }
+
+/// Collects log records, as an app's logcat or os_log sink would.
+#[derive(Default)]
+struct Sink(Mutex<Vec<(outpost_ffi::LogLevel, String, String)>>);
+
+impl outpost_ffi::LogSink for Sink {
+    fn log(&self, level: outpost_ffi::LogLevel, target: String, message: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((level, target, message));
+    }
+}
+
+#[test]
+fn logs_reach_the_apps_sink_and_links_are_controlled_at_runtime() {
+    let sink = Arc::new(Sink::default());
+    assert!(outpost_ffi::set_log_sink(sink.clone(), "info".into()).expect("filter"));
+    assert!(
+        !outpost_ffi::set_log_sink(sink.clone(), "info".into()).expect("filter"),
+        "one logger per process"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = FleetCa::generate("test".into()).expect("ca");
+    let pos = Outpost::open(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
+    let kiosk = Outpost::open(config(dir.path(), &ca, "kiosk-1", "kiosk")).expect("open");
+    let pos_addr = pos.local_address().expect("listening");
+    // A peer learnt at runtime.
+    assert!(kiosk.add_peer(pos_addr.clone()).expect("add"));
+    assert!(
+        !kiosk.add_peer(pos_addr.clone()).expect("add"),
+        "already a peer"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    assert!(rt
+        .block_on(kiosk.wait_for_peer("pos-1".into(), 10_000))
+        .expect("wait"));
+    kiosk.reconnect_now().expect("reconnect");
+    // Removed: the link closes and is not dialed again.
+    assert!(kiosk.remove_peer(pos_addr.clone()).expect("remove"));
+    assert!(
+        !kiosk.remove_peer(pos_addr).expect("remove"),
+        "no longer a peer"
+    );
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !kiosk.status().expect("status").connected_peers.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed peer stayed connected"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let logs = sink.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let connected = logs
+        .iter()
+        .find(|(level, _, m)| *level == outpost_ffi::LogLevel::Info && m.contains("peer connected"))
+        .expect("the link's life is logged to the sink");
+    println!("{} records; e.g. {connected:?}", logs.len());
+    assert!(connected.1.starts_with("outpost_"), "{connected:?}");
+    kiosk.shutdown_blocking().expect("shutdown");
+    pos.shutdown_blocking().expect("shutdown");
+}

@@ -332,6 +332,32 @@ impl Links {
         }
     }
 
+    /// Stops dialing `target` for good and closes its connection, if it has one (the app
+    /// removed a peer); returns whether it was a target.
+    pub fn remove_target(&mut self, target: &Target, now: Timestamp) -> bool {
+        self.paused.remove(target);
+        match self.targets.remove(target) {
+            None => false,
+            Some(t) => {
+                if let TargetState::Connected(conn) = t.state {
+                    self.close(conn, CloseCode::Disconnected, now);
+                }
+                true
+            }
+        }
+    }
+
+    /// Dials every target whose link is down now, forgetting their backoff (the app came
+    /// back to the foreground, the network changed).
+    pub fn redial_now(&mut self, now: Timestamp) {
+        for t in self.targets.values_mut() {
+            if let TargetState::Waiting(_) = t.state {
+                t.backoff.reset();
+                t.state = TargetState::Waiting(now);
+            }
+        }
+    }
+
     /// A dial of `target` failed (no answer, refused handshake, timeout).
     pub fn handle_dial_failed(&mut self, target: &Target, now: Timestamp) {
         if let Some(peer) = self.targets.get(target).and_then(|t| t.peer.clone()) {

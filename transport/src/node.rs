@@ -458,6 +458,24 @@ impl Node {
         new && self.runner.add_target(target).is_ok()
     }
 
+    /// Stops dialing a peer added with [`Node::add_peer`] (or given at start) and closes its
+    /// connection; returns whether it was a peer of this node.
+    pub fn remove_peer(&self, name: &str) -> bool {
+        let target = Target::new(name);
+        let known = self
+            .targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&target);
+        known && self.runner.remove_target(target).is_ok()
+    }
+
+    /// Dials every peer whose link is down now, without waiting for its backoff (call it
+    /// when the app comes back to the foreground or the network changes).
+    pub fn reconnect_now(&self) {
+        let _ = self.runner.redial_now();
+    }
+
     /// The admission rules of this node's handshakes.
     pub fn filter(&self) -> &PeerFilter {
         &self.filter

@@ -84,6 +84,8 @@ enum Command {
     },
     DialFailed(Target),
     AddTarget(Target),
+    RemoveTarget(Target),
+    RedialNow,
     PauseTarget(Target),
     ResumeTarget(Target),
     Status(oneshot::Sender<SyncStatus>),
@@ -188,6 +190,14 @@ impl RunnerHandle {
     /// Dials `target` now and redials it whenever its link is down.
     pub(crate) fn add_target(&self, target: Target) -> Result<()> {
         self.send(Command::AddTarget(target))
+    }
+
+    pub(crate) fn remove_target(&self, target: Target) -> Result<()> {
+        self.send(Command::RemoveTarget(target))
+    }
+
+    pub(crate) fn redial_now(&self) -> Result<()> {
+        self.send(Command::RedialNow)
     }
 
     pub(crate) fn pause_target(&self, target: Target) -> Result<()> {
@@ -428,6 +438,10 @@ impl<H: Hooks> Runner<H> {
             Command::AddTarget(target) => {
                 self.links.add_target(target, now);
             }
+            Command::RemoveTarget(target) => {
+                self.links.remove_target(&target, now);
+            }
+            Command::RedialNow => self.links.redial_now(now),
             Command::PauseTarget(target) => self.links.pause_target(&target),
             Command::ResumeTarget(target) => self.links.resume_target(&target, now),
             Command::Status(reply) => {
