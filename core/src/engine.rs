@@ -248,6 +248,18 @@ pub struct Engine {
     certified: BTreeSet<PeerId>,
 }
 
+/// The erasure list's document id.
+fn erasure_list() -> DocumentId {
+    crate::ERASURES_DOC
+        .parse()
+        .expect("the erasure list's name is a valid document id")
+}
+
+/// Whether `doc` is the erasure list.
+fn is_erasure_list(doc: &DocumentId) -> bool {
+    doc.partition().is_none() && doc.context().as_str() == crate::ERASURES_DOC
+}
+
 /// The first 8 bytes of the SHA-256 of the sorted heads: equal heads give equal digests, and
 /// unequal heads collide with probability 2^-64 (an XOR of the hashes collided whenever two
 /// heads swapped roles, e.g. {a, b} and {a ^ c, b ^ c}).
@@ -326,6 +338,8 @@ impl Engine {
             Ok(r) => engine.known_roles = r,
             Err(e) => engine.storage_failed(None, None, &e),
         }
+        // Erasures received before a crash that stopped them being carried out.
+        engine.apply_erasures();
         engine
     }
 
@@ -420,6 +434,7 @@ impl Engine {
             && policy.may_read(local, doc.context())
             && policy.retains(&peer.role, doc, now)
             && policy.retains(local, doc, now)
+            && !self.store.is_erased(doc)
     }
 
     /// The documents we and `peer` may both read, with their heads on disk.
@@ -600,6 +615,85 @@ impl Engine {
             }
         }
         dropped
+    }
+
+    /// Erases `doc` fleet-wide (a cloud's command): adds it to the erasure list (the
+    /// `erasures` document, which every role reads and only the cloud writes), deletes it
+    /// here and keeps a tombstone, so that it is refused if a peer sends it back. Devices
+    /// that receive the list do the same (`Engine::apply_erasures`). Returns whether the
+    /// document held data here. Fails with `Error::NotPermitted` on a role that may not
+    /// write the erasure list (every role but the cloud's).
+    pub fn erase(&mut self, doc: &DocumentId, now: Timestamp) -> crate::Result<bool> {
+        let list = erasure_list();
+        if doc == &list {
+            return Err(crate::Error::InvalidName {
+                kind: "document to erase",
+                name: doc.to_string(),
+                reason: "the erasure list itself is never erased".into(),
+                example: "orders/2026-11-24",
+            });
+        }
+        let entry = serde_json::json!({ "at": now.as_millis() });
+        let path = crate::Pointer::root().child(doc.to_string()).to_string();
+        self.store
+            .put(&list, &path, entry, crate::Durability::Durable)?;
+        let existed = self.forget_erased(doc, now.as_millis())?;
+        self.handle_local_change(&list, now);
+        Ok(existed)
+    }
+
+    /// Carries out the erasure list as stored: every document on it that is not erased here
+    /// yet is deleted and tombstoned. Returns the documents erased now.
+    pub fn apply_erasures(&mut self) -> Vec<DocumentId> {
+        let list = erasure_list();
+        let entries = match self.store.has_document(&list) {
+            Ok(false) => return Vec::new(),
+            Ok(true) => match self.store.get_all(&list) {
+                Ok(serde_json::Value::Object(m)) => m,
+                Ok(_) => return Vec::new(),
+                Err(e) => {
+                    self.storage_failed(None, Some(&list), &e);
+                    return Vec::new();
+                }
+            },
+            Err(e) => {
+                self.storage_failed(None, Some(&list), &e);
+                return Vec::new();
+            }
+        };
+        let mut erased = Vec::new();
+        for (name, entry) in entries {
+            let Ok(doc) = name.parse::<DocumentId>() else {
+                tracing::warn!(name, "the erasure list names no valid document; ignored");
+                continue;
+            };
+            if doc == list || self.store.is_erased(&doc) {
+                continue;
+            }
+            let at = entry
+                .get("at")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            match self.forget_erased(&doc, at) {
+                Ok(_) => {
+                    tracing::info!(%doc, "erased: on the cloud's erasure list");
+                    erased.push(doc);
+                }
+                Err(e) => self.storage_failed(None, Some(&doc), &e),
+            }
+        }
+        erased
+    }
+
+    /// Erases `doc` from the store (tombstone) and from what the engine knows of it.
+    fn forget_erased(&mut self, doc: &DocumentId, at_ms: u64) -> crate::Result<bool> {
+        let existed = self.store.erase(doc, at_ms)?;
+        self.known.remove(doc);
+        for p in self.peers.values_mut() {
+            p.docs.remove(doc);
+        }
+        self.progress.retain(|(_, d), _| d != doc);
+        Ok(existed)
     }
 
     /// Records that peers other than `except` may now lack changes of `doc`.
@@ -1180,6 +1274,10 @@ impl Engine {
         let info = peer.info.clone();
         let refusal = match self.check_changes(&info, &doc, &msg) {
             Some(reason) => Some(reason),
+            None if !msg.changes.is_empty() && self.store.is_erased(&doc) => Some(format!(
+                "{doc} was erased (it is on the cloud's erasure list); it is not stored here \
+                 and should be deleted by the sender"
+            )),
             None if !msg.changes.is_empty()
                 && !self.known.contains(&doc)
                 && !self
@@ -1206,7 +1304,12 @@ impl Engine {
                 return self.refuse(from, &info, doc, msg.heads, n, reason, now);
             }
         }
-        self.apply_sync(from, info, doc, msg, now)
+        let erasures = is_erasure_list(&doc);
+        self.apply_sync(from, info, doc, msg, now)?;
+        if erasures {
+            self.apply_erasures();
+        }
+        Ok(())
     }
 
     /// Refuses the `n` changes of a message from `from` (whose heads were `heads`): nothing

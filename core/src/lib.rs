@@ -57,6 +57,10 @@ pub use link::{Backoff, CloseCode, ConnId, LinkConfig, Links, Output, Target};
 pub use pointer::Pointer;
 pub use policy::{ContextRule, Policy};
 pub use store::{
+    restore, restore_stores, BackupError, BackupSummary, BackupWriter, BACKUP_MAGIC,
+    BACKUP_VERSION, ERASURES_DOC,
+};
+pub use store::{
     ChangeEvent, ConflictValue, Durability, Feed, FeedBatch, FeedDocs, FeedFilter, Origin, Store,
     StoreOptions, Subscription, SubscriptionFilter, Tx, WriteOutcome,
 };

@@ -532,6 +532,11 @@ impl Links {
         self.engine.drop_expired(now)
     }
 
+    /// Erases `doc` fleet-wide from a cloud peer (see [`Engine::erase`]).
+    pub fn erase(&mut self, doc: &DocumentId, now: Timestamp) -> crate::Result<bool> {
+        self.engine.erase(doc, now)
+    }
+
     /// Closes the connection with `peer` now with `code`; returns whether there was one.
     /// Dial targets of that peer redial with backoff.
     pub fn disconnect(&mut self, peer: &PeerId, code: CloseCode, now: Timestamp) -> bool {
