@@ -68,6 +68,8 @@ pub(crate) enum Request {
     Import { doc: String, file: PathBuf },
     /// Documents, peers and what is unsynced.
     Status,
+    /// Write a backup of the whole store to the file `out`.
+    Backup { out: PathBuf },
     /// Stream every change of `doc`, after its current state if `current`.
     Watch {
         doc: String,
@@ -225,6 +227,17 @@ pub(crate) fn execute(host: &dyn Host, request: &Request) -> Result<Json> {
             serde_json::json!({ "changes": changes })
         }
         Request::Status => host.status()?,
+        Request::Backup { out } => {
+            check_outside(host, out, "write a backup to")?;
+            let (summary, bytes) = write_backup(store, out)?;
+            serde_json::json!({
+                "documents": summary.documents,
+                "signatures": summary.signatures,
+                "certificates": summary.certificates,
+                "corrupt": summary.corrupt,
+                "bytes": bytes,
+            })
+        }
         Request::Watch { .. } => {
             return Err(anyhow!(
                 "watch is a stream, not a single request (internal misuse)"
@@ -254,6 +267,40 @@ fn append_at<'p>(
         (index, Some(len)) if index.parse::<usize>().ok() == Some(len) => Some((list, len)),
         _ => None,
     })
+}
+
+/// Writes a backup of `store` to `path`, in full or not at all: into `<path>.partial`,
+/// synced, then renamed. Returns what it holds and its size.
+pub(crate) fn write_backup(
+    store: &Store,
+    path: &Path,
+) -> Result<(outpost_core::BackupSummary, u64)> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = std::fs::File::create(&partial).with_context(|| {
+        format!(
+            "cannot create {}; check the directory exists and is writable",
+            partial.display()
+        )
+    })?;
+    let result = (|| -> Result<(outpost_core::BackupSummary, u64)> {
+        let mut w = std::io::BufWriter::new(file);
+        let summary = store.backup(&mut w)?;
+        let file = w
+            .into_inner()
+            .map_err(|e| anyhow!("cannot write {}: {}", partial.display(), e.error()))?;
+        file.sync_all()
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        let bytes = file.metadata()?.len();
+        std::fs::rename(&partial, path)
+            .with_context(|| format!("cannot move the backup to {}", path.display()))?;
+        Ok((summary, bytes))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
 }
 
 /// Writes `bytes` to `path` and syncs it, so that `export` returns with the file on disk.

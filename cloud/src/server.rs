@@ -23,6 +23,7 @@
 //!
 //! [`Engine`]: outpost_core::Engine
 
+mod admin;
 mod config;
 mod http;
 mod metrics;
@@ -46,7 +47,7 @@ use outpost_transport::{
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-pub use self::config::{Args, CloudConfig, SiteLimits, CLOUD_DOCUMENT_STREAMS};
+pub use self::config::{Args, CloudCommand, CloudConfig, SiteLimits, CLOUD_DOCUMENT_STREAMS};
 use self::http::Http;
 use self::metrics::Metrics;
 
@@ -226,6 +227,30 @@ impl Cloud {
         self.shared.metrics.render()
     }
 
+    /// Erases `doc` fleet-wide in `site` while the cloud runs (what `outpost-cloud erase`
+    /// does on a stopped one): deleted here with a tombstone, refused if a device sends it
+    /// back, and put on the site's erasure list, which its connected devices receive at once
+    /// and the others when they next connect. Loads the site if it is not. Returns whether
+    /// the cloud held the document.
+    pub async fn erase(&self, site: &SiteId, doc: &outpost_core::DocumentId) -> Result<bool> {
+        let runner = {
+            let mut sites = self.shared.sites();
+            sites
+                .entry(site.clone())
+                .or_insert_with(|| SiteEntry {
+                    runner: site::spawn(self.shared.clone(), site.clone()),
+                    sessions: 0,
+                })
+                .runner
+                .clone()
+        };
+        let held = runner
+            .erase(doc.clone())
+            .await
+            .with_context(|| format!("the task of site {site} stopped"))??;
+        Ok(held)
+    }
+
     /// Stops accepting, lets every site send what is queued (within the grace period),
     /// persists sync states, closes every connection, flushes storage.
     pub async fn shutdown(self) -> Result<()> {
@@ -371,7 +396,10 @@ where
     }
 }
 
-fn run(args: Args) -> Result<()> {
+fn run(mut args: Args) -> Result<()> {
+    if let Some(command) = args.command.take() {
+        return admin::run(config::AdminConfig::from_args(&args)?, command);
+    }
     let config = CloudConfig::from_args(args)?;
     // A failed start must not leave behind a data directory it created.
     let data = config.data.clone();

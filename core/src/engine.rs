@@ -22,7 +22,9 @@ use automerge::ChangeHash;
 
 use self::persist::{Progress, SyncStateStore};
 pub use self::signatures::{MAX_CERTIFICATES_PER_MESSAGE, MAX_PENDING_SIGNATURES};
-pub use self::status::{DocStatus, EngineMetrics, PeerStatus, SyncStatus};
+pub use self::status::{
+    DocStatus, DocumentStatus, EngineMetrics, PeerStatus, Retention, SyncStatus,
+};
 use self::wire::{DocDigest, Protocol, WireError, WireMessage, FRAGMENT_BYTES};
 use crate::signing::{KeyId, SharedVerifier, SignatureRule};
 use crate::store::Received;
@@ -585,20 +587,9 @@ impl Engine {
             .filter(|d| !self.config.policy.retains(&local, d, now))
             .cloned()
             .collect();
-        let clouds: Vec<PeerId> = self
-            .known_roles
-            .iter()
-            .filter(|(_, r)| **r == crate::Role::cloud())
-            .map(|(p, _)| p.clone())
-            .collect();
         let mut dropped = Vec::new();
         for doc in expired {
-            let held = clouds.iter().any(|c| {
-                self.progress
-                    .get(&(c.clone(), doc.clone()))
-                    .is_some_and(|p| p.last_sync.is_some() && p.unsynced_since.is_none())
-            });
-            if !held {
+            if !self.held_by_cloud(&doc) {
                 continue;
             }
             match self.store.delete_document(&doc) {
@@ -694,6 +685,19 @@ impl Engine {
         }
         self.progress.retain(|(_, d), _| d != doc);
         Ok(existed)
+    }
+
+    /// Whether a cloud peer is known to hold all of `doc` (synced, with none of our changes
+    /// missing).
+    fn held_by_cloud(&self, doc: &DocumentId) -> bool {
+        self.known_roles
+            .iter()
+            .filter(|(_, r)| **r == crate::Role::cloud())
+            .any(|(c, _)| {
+                self.progress
+                    .get(&(c.clone(), doc.clone()))
+                    .is_some_and(|p| p.last_sync.is_some() && p.unsynced_since.is_none())
+            })
     }
 
     /// Records that peers other than `except` may now lack changes of `doc`.
@@ -1793,5 +1797,13 @@ impl Engine {
     /// Sync status per known peer and document, for "N unsynced" badges and operators.
     pub fn status(&self) -> SyncStatus {
         status::build(self)
+    }
+
+    /// [`Engine::status`], with every document held here, its size on disk and whether it
+    /// is kept at `now` under this device's retention or due to be dropped.
+    pub fn status_at(&self, now: Timestamp) -> SyncStatus {
+        let mut s = status::build(self);
+        s.documents = status::documents(self, now);
+        s
     }
 }

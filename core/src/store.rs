@@ -945,6 +945,10 @@ impl Store {
     pub fn compact(&self, doc: &DocumentId) -> Result<()> {
         let slot = self.slot(doc)?;
         let mut s = lock(&slot);
+        // A document deleted (or erased) meanwhile stays without chunks.
+        if !s.exists() {
+            return Ok(());
+        }
         s.compact()
     }
 

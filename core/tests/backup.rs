@@ -2,6 +2,7 @@
 //! erasure (`Engine::erase`), in the simulation over real stores.
 #![allow(clippy::unwrap_used)]
 
+use outpost_core::signing::SignatureRule;
 use outpost_core::{BackupError, DocumentId, Event, Policy};
 use outpost_testkit::Net;
 use serde_json::json;
@@ -31,6 +32,7 @@ fn refusals(net: &mut Net, peers: &[&outpost_core::PeerId]) -> Vec<String> {
 fn a_restored_backup_catches_up_from_peers() {
     let mut net = Net::seeded(151);
     net.policy(Policy::default());
+    net.signing(SignatureRule::Required);
     let pos = net.add_peer("s1", "pos-1", "pos");
     let cloud = net.add_peer("fleet", "cloud-1", "cloud");
     let orders = doc("orders/2026-12-01");
@@ -52,6 +54,7 @@ fn a_restored_backup_catches_up_from_peers() {
         backup.len()
     );
     assert_eq!(taken.documents, 2);
+    assert!(taken.signatures > 0 && taken.certificates > 0);
 
     // The POS writes on after the backup; the cloud receives it.
     for i in 0..30 {
@@ -154,6 +157,7 @@ fn damaged_backups_and_full_directories_are_refused() {
 fn an_erased_partition_leaves_the_fleet_and_stays_gone() {
     let mut net = Net::seeded(153);
     net.policy(Policy::default());
+    net.signing(SignatureRule::Required);
     let cloud = net.add_peer("fleet", "cloud-1", "cloud");
     let pos1 = net.add_peer("s1", "pos-1", "pos");
     let pos2 = net.add_peer("s1", "pos-2", "pos");

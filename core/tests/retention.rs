@@ -3,6 +3,7 @@
 //! dropped or excluded partition back.
 #![allow(clippy::unwrap_used)]
 
+use outpost_core::engine::Retention;
 use outpost_core::{ContextRule, DocumentId, Policy};
 use outpost_testkit::Net;
 use serde_json::json;
@@ -45,6 +46,16 @@ fn old_partitions_leave_devices_once_the_cloud_holds_them() {
 
     // Before the cloud has them, nothing is dropped: never the only copy.
     assert!(net.drop_expired(&pos).is_empty());
+    let retention_of = |net: &Net, back: i64| {
+        let d = day(net, back);
+        let status = net.links(&pos).status_at(net.now());
+        let s = status.documents.iter().find(|s| s.doc == d).cloned();
+        s.map(|s| (s.retention, s.bytes))
+    };
+    let (r, bytes) = retention_of(&net, 9).unwrap();
+    assert_eq!(r, Retention::WaitingForCloud);
+    assert!(bytes > 0, "the status tells the document's size");
+    assert_eq!(retention_of(&net, 6).unwrap().0, Retention::Kept);
 
     net.connect(&pos, &kitchen);
     net.connect(&pos, &cloud);
@@ -57,6 +68,17 @@ fn old_partitions_leave_devices_once_the_cloud_holds_them() {
     );
     assert_eq!(net.store(&cloud).documents().unwrap().len(), 11);
 
+    assert_eq!(retention_of(&net, 9).unwrap().0, Retention::DropDue);
+    assert_eq!(retention_of(&net, 0).unwrap().0, Retention::Kept);
+    println!(
+        "status: {:?}",
+        net.links(&pos)
+            .status_at(net.now())
+            .documents
+            .iter()
+            .map(|d| format!("{} {} B {:?}", d.doc, d.bytes, d.retention))
+            .collect::<Vec<_>>()
+    );
     let mut dropped = net.drop_expired(&pos);
     dropped.sort();
     let mut expected: Vec<DocumentId> = (7..10).map(|b| day(&net, b)).collect();

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use outpost_core::engine::SyncStatus;
 use outpost_core::{
-    CloseCode, ConnId, Event, Links, Origin, Output, PeerId, PeerInfo, Store, Subscription,
-    SubscriptionFilter, Target, Timestamp,
+    CloseCode, ConnId, DocumentId, Event, Links, Origin, Output, PeerId, PeerInfo, Store,
+    Subscription, SubscriptionFilter, Target, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -91,6 +91,10 @@ enum Command {
     },
     Restore(PeerId),
     Revoke(DenyEntry),
+    Erase {
+        doc: DocumentId,
+        reply: oneshot::Sender<outpost_core::Result<bool>>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -208,6 +212,15 @@ impl RunnerHandle {
 
     pub(crate) fn revoke(&self, entry: DenyEntry) -> Result<()> {
         self.send(Command::Revoke(entry))
+    }
+
+    /// Erases `doc` fleet-wide through this runner's engine (a cloud site's; see
+    /// `Engine::erase`): deleted with a tombstone here, and on the erasure list that the
+    /// connected devices receive at once. Returns whether the document was held.
+    pub async fn erase(&self, doc: DocumentId) -> Result<outpost_core::Result<bool>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Erase { doc, reply })?;
+        rx.await.map_err(|_| Error::NodeStopped)
     }
 
     /// Stops the runner: sends what is queued (within the grace period), closes every
@@ -389,7 +402,7 @@ impl<H: Hooks> Runner<H> {
             Command::PauseTarget(target) => self.links.pause_target(&target),
             Command::ResumeTarget(target) => self.links.resume_target(&target, now),
             Command::Status(reply) => {
-                let _ = reply.send(self.links.status());
+                let _ = reply.send(self.links.status_at(Timestamp::now()));
             }
             Command::Disconnect { peer, code, reply } => {
                 let _ = reply.send(self.links.disconnect(&peer, code, now));
@@ -407,6 +420,9 @@ impl<H: Hooks> Runner<H> {
                 if n > 0 {
                     tracing::warn!(%entry, connections = n, "closed connections of a revoked peer");
                 }
+            }
+            Command::Erase { doc, reply } => {
+                let _ = reply.send(self.links.erase(&doc, now));
             }
             Command::Shutdown(_) => {}
         }

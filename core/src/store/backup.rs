@@ -73,6 +73,9 @@ pub enum BackupError {
     /// The backup holds a number of stores the restore cannot take.
     #[error("the backup holds {0} stores, a device data directory takes exactly one; a backup of a cloud peer's sites is restored with `outpost-cloud restore`")]
     StoreCount(usize),
+    /// A device restore was given a backup of a cloud peer's site.
+    #[error("the backup holds the cloud peer's store {0:?}, not a device's; restore it with `outpost-cloud restore`")]
+    CloudBackup(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::Error),
@@ -84,7 +87,7 @@ pub struct BackupSummary {
     /// The store's namespace in its database (`""` for a device; `site/<site>/` in the cloud).
     pub namespace: String,
     /// The device the store belongs to, if it has an identity.
-    pub identity: Option<String>,
+    pub identity: Option<PeerInfo>,
     /// Documents saved.
     pub documents: u64,
     /// Bytes of the documents' saved form.
@@ -185,7 +188,7 @@ impl<W: Write> BackupWriter<W> {
             .map(|i| (i.site.to_string(), i.peer.to_string(), i.role.to_string()));
         let mut summary = BackupSummary {
             namespace: inner.namespace.clone(),
-            identity: inner.identity.as_ref().map(ToString::to_string),
+            identity: inner.identity.clone(),
             ..BackupSummary::default()
         };
         self.out.frame(&Record::Store {
@@ -392,7 +395,7 @@ pub fn restore_stores<R: Read>(
                 let store = open(&namespace, identity.as_ref())?;
                 let summary = BackupSummary {
                     namespace,
-                    identity: identity.as_ref().map(ToString::to_string),
+                    identity,
                     ..BackupSummary::default()
                 };
                 current = Some((store, summary));
@@ -472,10 +475,13 @@ pub fn restore(dir: &Path, input: impl Read) -> Result<BackupSummary, BackupErro
     let result = (|| {
         let mut opened: Option<Store> = None;
         let mut count = 0;
-        let summaries = restore_stores(input, |_, _| {
+        let summaries = restore_stores(input, |namespace, _| {
             count += 1;
             if count > 1 {
                 return Err(BackupError::StoreCount(count));
+            }
+            if !namespace.is_empty() {
+                return Err(BackupError::CloudBackup(namespace.to_string()));
             }
             let store = Store::open_with(dir, StoreOptions::default())?;
             opened = Some(store.clone());
