@@ -97,7 +97,7 @@ impl From<outpost_core::Error> for OutpostError {
             E::InvalidValue { .. } | E::Serde { .. } | E::InvalidImport { .. } => {
                 OutpostError::InvalidValue(message)
             }
-            E::NotPermitted { .. } => OutpostError::NotPermitted(message),
+            E::NotPermitted { .. } | E::Erased { .. } => OutpostError::NotPermitted(message),
             E::CorruptDocument { .. } | E::CorruptStore(_) | E::Storage(_) => {
                 OutpostError::Storage(message)
             }

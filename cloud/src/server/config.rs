@@ -141,7 +141,7 @@ pub struct Args {
 /// it again after.
 #[derive(Debug, clap::Subcommand)]
 pub enum CloudCommand {
-    /// Write a backup of every site to FILE: each site's documents, signatures,
+    /// Write a backup of every site of a stopped cloud peer to FILE: each site's documents, signatures,
     /// certificates, feed positions and erasure tombstones, not the sync states (devices
     /// send a restored cloud what it lacks).
     Backup {
@@ -156,8 +156,8 @@ pub enum CloudCommand {
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
     },
-    /// Erase a document (a partition such as `orders/2026-11-03`) fleet-wide: the cloud
-    /// deletes it and keeps a tombstone, refuses it if a device sends it back, and tells
+    /// Erase a document (a partition such as `orders/2026-11-03`) fleet-wide, on a stopped
+    /// cloud peer (start it again after, for devices to hear of it): the cloud deletes it and keeps a tombstone, refuses it if a device sends it back, and tells
     /// every device of the site through the `erasures` document, which they follow when
     /// they next sync. Needs --cert, --key and --ca (the entry in `erasures` is signed).
     Erase {
