@@ -145,3 +145,92 @@ fn an_erased_partition_leaves_every_device_and_is_refused_back() {
     .expect_err("not a cloud site");
     on(&root.join("pos-3"), &["restore", "--from", p(&backup)]).expect_err("outpost-cloud restore");
 }
+
+/// `Cloud::erase` on a running cloud: a connected device deletes the day at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_cloud_erases_and_connected_devices_follow() {
+    use outpost_cloud::server::{Cloud, CloudConfig};
+    use outpost_core::{DocumentId, Durability, PeerId, PeerInfo, SiteId};
+    use outpost_transport::{FleetCa, Node, NodeConfig};
+
+    let step = Duration::from_secs(60);
+    let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = FleetCa::generate("acme").expect("ca");
+    let cloud_cert = ca
+        .issue(&PeerInfo::parse("acme", "cloud-1", "cloud").expect("id"))
+        .expect("cloud cert");
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).expect("certs dir");
+    std::fs::write(certs.join("ca.pem"), ca.cert_pem()).expect("write");
+    std::fs::write(certs.join("cloud.pem"), cloud_cert.cert_pem()).expect("write");
+    std::fs::write(certs.join("cloud.key"), cloud_cert.key_pem()).expect("write");
+    let config = CloudConfig::new(
+        tmp.path().join("cloud"),
+        localhost,
+        localhost,
+        certs.join("ca.pem"),
+        certs.join("cloud.pem"),
+        certs.join("cloud.key"),
+    );
+    let cloud = tokio::time::timeout(step, Cloud::start(config))
+        .await
+        .expect("in time")
+        .expect("the cloud starts");
+    let cert = ca
+        .issue(&PeerInfo::parse("lyon", "pos-1", "pos").expect("id"))
+        .expect("cert");
+    let mut node_config = NodeConfig::new(tmp.path().join("pos-1"), cert);
+    node_config.listen = localhost;
+    node_config.static_peers = vec![cloud.quic_addr()];
+    let pos = tokio::time::timeout(step, Node::start(node_config))
+        .await
+        .expect("in time")
+        .expect("the pos starts");
+    let cloud_id: PeerId = "cloud-1".parse().expect("id");
+    tokio::time::timeout(step, pos.wait_connected(&cloud_id))
+        .await
+        .expect("connected in time");
+    let day: DocumentId = ERASED.parse().expect("doc");
+    for i in 0..5 {
+        pos.store()
+            .put(
+                &day,
+                &format!("/K-{i}"),
+                serde_json::json!({"customer": "Ada"}),
+                Durability::Durable,
+            )
+            .expect("write");
+    }
+    let site: SiteId = "lyon".parse().expect("site");
+    // Until the cloud holds the day, erasing it there would only tombstone it.
+    let held = tokio::time::timeout(step, async {
+        loop {
+            let synced = pos
+                .status()
+                .await
+                .expect("status")
+                .peer(&cloud_id)
+                .is_some_and(|p| p.they_lack() == 0 && !p.docs.is_empty());
+            if synced {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cloud.erase(&site, &day).await.expect("erase")
+    })
+    .await
+    .expect("the cloud holds the day in time");
+    assert!(held, "the cloud held the day");
+    tokio::time::timeout(step, async {
+        while !pos.store().is_erased(&day) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the connected pos deletes the day in time");
+    assert!(!pos.store().has_document(&day).expect("read"));
+    println!("running cloud: {day} erased on the connected pos");
+    pos.shutdown().await.expect("pos stops");
+    cloud.shutdown().await.expect("cloud stops");
+}
