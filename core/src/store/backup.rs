@@ -337,8 +337,15 @@ impl<R: Read> Reader<R> {
         if n > MAX_FRAME_BYTES {
             return Err(BackupError::Damaged(format!("a frame claims {n} bytes")));
         }
-        let mut body = vec![0u8; n as usize];
-        self.exact(&mut body, "a frame")?;
+        // Read as it comes rather than allocated up front: a damaged length must not cost a
+        // gigabyte of memory.
+        let mut body = Vec::new();
+        (&mut self.inner)
+            .take(u64::from(n))
+            .read_to_end(&mut body)?;
+        if body.len() != n as usize {
+            return Err(BackupError::Damaged("it ends inside a frame".into()));
+        }
         self.hash.update(len);
         self.hash.update(&body);
         let record = postcard::from_bytes(&body)
@@ -389,7 +396,11 @@ pub fn restore_stores<R: Read>(
                     return Err(BackupError::Damaged("a store is not closed".into()));
                 }
                 let identity = match identity {
-                    Some((site, peer, role)) => Some(PeerInfo::parse(&site, &peer, &role)?),
+                    Some((site, peer, role)) => {
+                        Some(PeerInfo::parse(&site, &peer, &role).map_err(|e| {
+                            BackupError::Damaged(format!("a store's identity is invalid: {e}"))
+                        })?)
+                    }
                     None => None,
                 };
                 let store = open(&namespace, identity.as_ref())?;
@@ -416,7 +427,9 @@ pub fn restore_stores<R: Read>(
                 let inner = &store.inner;
                 match other {
                     Record::Document { id, bytes } => {
-                        let doc: DocumentId = id.parse()?;
+                        let doc: DocumentId = id.parse().map_err(|e| {
+                            BackupError::Damaged(format!("a document name is invalid: {e}"))
+                        })?;
                         store.restore_document(&doc, &bytes)?;
                         summary.documents += 1;
                         summary.document_bytes += bytes.len() as u64;
