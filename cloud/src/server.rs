@@ -25,6 +25,7 @@
 
 mod admin;
 mod config;
+mod control;
 mod http;
 mod metrics;
 mod site;
@@ -114,6 +115,34 @@ impl Shared {
         CloseCode::Shutdown.close(&conn);
     }
 
+    /// Erases `doc` in `site` through the site's runner, loading the site if needed (see
+    /// [`Cloud::erase`]).
+    async fn erase(
+        self: &Arc<Self>,
+        site: &SiteId,
+        doc: &outpost_core::DocumentId,
+    ) -> Result<bool> {
+        let runner = {
+            let mut sites = self.sites();
+            if self.stopping.load(Ordering::SeqCst) {
+                bail!("the cloud is stopping; erase {doc} once it runs again");
+            }
+            sites
+                .entry(site.clone())
+                .or_insert_with(|| SiteEntry {
+                    runner: site::spawn(self.clone(), site.clone()),
+                    sessions: 0,
+                })
+                .runner
+                .clone()
+        };
+        let held = runner
+            .erase(doc.clone())
+            .await
+            .with_context(|| format!("the task of site {site} stopped"))??;
+        Ok(held)
+    }
+
     /// A session of `site` ended.
     fn session_closed(&self, site: &SiteId) {
         if let Some(e) = self.sites().get_mut(site) {
@@ -143,6 +172,8 @@ pub struct Cloud {
     quic_addr: SocketAddr,
     accept_task: JoinHandle<()>,
     http: Http,
+    /// The control socket (`outpost-cloud erase` on a running cloud); removed when dropped.
+    control: Option<control::Control>,
 }
 
 impl Cloud {
@@ -202,6 +233,7 @@ impl Cloud {
         let span = tracing::info_span!("cloud", peer = %local.peer);
         let accept_task =
             tokio::spawn(accept_loop(endpoint.clone(), shared.clone()).instrument(span));
+        let control = control::serve(shared.clone());
         tracing::info!(%quic_addr, http = %http.addr(), identity = %local, "outpost-cloud started");
         Ok(Cloud {
             shared,
@@ -209,6 +241,7 @@ impl Cloud {
             quic_addr,
             accept_task,
             http,
+            control,
         })
     }
 
@@ -228,27 +261,12 @@ impl Cloud {
     }
 
     /// Erases `doc` fleet-wide in `site` while the cloud runs (what `outpost-cloud erase`
-    /// does on a stopped one): deleted here with a tombstone, refused if a device sends it
-    /// back, and put on the site's erasure list, which its connected devices receive at once
-    /// and the others when they next connect. Loads the site if it is not. Returns whether
-    /// the cloud held the document.
+    /// does, through the control socket of the running cloud): deleted here with a
+    /// tombstone, refused if a device sends it back, and put on the site's erasure list,
+    /// which its connected devices receive at once and the others when they next connect.
+    /// Loads the site if it is not. Returns whether the cloud held the document.
     pub async fn erase(&self, site: &SiteId, doc: &outpost_core::DocumentId) -> Result<bool> {
-        let runner = {
-            let mut sites = self.shared.sites();
-            sites
-                .entry(site.clone())
-                .or_insert_with(|| SiteEntry {
-                    runner: site::spawn(self.shared.clone(), site.clone()),
-                    sessions: 0,
-                })
-                .runner
-                .clone()
-        };
-        let held = runner
-            .erase(doc.clone())
-            .await
-            .with_context(|| format!("the task of site {site} stopped"))??;
-        Ok(held)
+        self.shared.erase(site, doc).await
     }
 
     /// Stops accepting, lets every site send what is queued (within the grace period),
@@ -256,6 +274,7 @@ impl Cloud {
     pub async fn shutdown(self) -> Result<()> {
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.accept_task.abort();
+        drop(self.control);
         // Refuse new handshakes at once; existing connections stay until their site stops.
         self.endpoint.set_server_config(None);
         let runners: Vec<RunnerHandle> = self

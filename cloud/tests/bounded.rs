@@ -47,6 +47,7 @@ fn admin(data: &Path, cert: &Path, args: &[&str]) -> Outcome {
 
 const ERASED: &str = "orders/2026-11-03";
 const KEPT: &str = "orders/2026-11-04";
+const ERASED_LIVE: &str = "orders/2026-11-05";
 
 fn has(dir: &Path, doc: &str, path: &str) -> bool {
     on(dir, &["get", doc, path]).ok()
@@ -68,7 +69,7 @@ fn an_erased_partition_leaves_every_device_and_is_refused_back() {
     let (mut pos1, _) = serve("pos-1", &d1, &pos1_cert, 0, &[quic]);
     let (mut pos2, _) = serve("pos-2", &d2, &pos2_cert, 0, &[quic]);
     for i in 0..10 {
-        for doc in [ERASED, KEPT] {
+        for doc in [ERASED, KEPT, ERASED_LIVE] {
             on(
                 &d1,
                 &["put", doc, &format!("/K-{i}"), r#"{"customer": "Ada"}"#],
@@ -112,6 +113,20 @@ fn an_erased_partition_leaves_every_device_and_is_refused_back() {
         "metrics: outpost_site_changes_refused_total{{site=\"paris\"}} {:?}",
         metric(&body, "outpost_site_changes_refused_total{site=\"paris\"}")
     );
+
+    // The running cloud erases another day through its control socket (no certificate
+    // needed); both connected devices delete it at once.
+    let mut cmd = Command::new(cloud_bin());
+    cmd.args(["--data", p(&data), "erase", ERASED_LIVE, "--site", "paris"])
+        .env_remove("OUTPOST_DATA");
+    let out = run_with(cmd, COMMAND_TIMEOUT);
+    println!("erase on the running cloud: {}", out.expect_ok().trim());
+    assert!(out.stdout.contains("now if connected"), "{}", out.stdout);
+    for d in [&d1, &d2] {
+        eventually("the connected devices delete the day", wait, || {
+            (!has(d, ERASED_LIVE, "")).then_some(())
+        });
+    }
     pos1.terminate();
     pos2.terminate();
     cloud.terminate();

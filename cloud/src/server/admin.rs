@@ -181,7 +181,41 @@ fn restore(data: &Path, from: &Path) -> Result<()> {
     }
 }
 
+/// What `erase` prints for one site.
+pub(crate) fn erased_line(site: &SiteId, doc: &DocumentId, held: bool, running: bool) -> String {
+    format!(
+        "{site}: {doc} {}; devices of the site delete it {}",
+        if held {
+            "erased"
+        } else {
+            "was not held here; erased for the devices"
+        },
+        if running {
+            "now if connected, else when they next connect"
+        } else {
+            "when they next sync (start outpost-cloud)"
+        }
+    )
+}
+
 fn erase(config: &AdminConfig, doc: &str, only: Option<&str>) -> Result<()> {
+    // A running cloud holds the data directory: ask it.
+    let request = super::control::AdminRequest::Erase {
+        doc: doc.to_string(),
+        site: only.map(str::to_string),
+    };
+    match super::control::request(&config.data, &request)? {
+        Some(super::control::AdminReply::Ok(lines)) => {
+            for line in lines {
+                println!("{line}");
+            }
+            return Ok(());
+        }
+        Some(super::control::AdminReply::Error(e)) => {
+            bail!("the running cloud could not erase {doc}: {e}")
+        }
+        None => {}
+    }
     let doc: DocumentId = doc.parse()?;
     let need = |p: &Option<PathBuf>, flag: &str| {
         p.clone().ok_or_else(|| {
@@ -236,14 +270,7 @@ fn erase(config: &AdminConfig, doc: &str, only: Option<&str>) -> Result<()> {
             EngineConfig::new(local.clone(), config.policy.clone()),
         );
         let held = engine.erase(&doc, now)?;
-        println!(
-            "{site}: {doc} {}; devices of the site delete it when they next sync",
-            if held {
-                "erased"
-            } else {
-                "was not held here; erased for the devices"
-            }
-        );
+        println!("{}", erased_line(&site, &doc, held, false));
     }
     db.flush()?;
     Ok(())

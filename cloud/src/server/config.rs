@@ -136,9 +136,9 @@ pub struct Args {
     pub command: Option<CloudCommand>,
 }
 
-/// What `outpost-cloud` does instead of serving. Each works on the data directory of a
-/// stopped cloud peer (sled lets one process open it); stop the service first, and start
-/// it again after.
+/// What `outpost-cloud` does instead of serving. Backup and restore work on the data
+/// directory of a stopped cloud peer (sled lets one process open it); erase goes through a
+/// running cloud's control socket, or opens the directory of a stopped one.
 #[derive(Debug, clap::Subcommand)]
 pub enum CloudCommand {
     /// Write a backup of every site of a stopped cloud peer to FILE: each site's documents, signatures,
@@ -156,10 +156,12 @@ pub enum CloudCommand {
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
     },
-    /// Erase a document (a partition such as `orders/2026-11-03`) fleet-wide, on a stopped
-    /// cloud peer (start it again after, for devices to hear of it): the cloud deletes it and keeps a tombstone, refuses it if a device sends it back, and tells
-    /// every device of the site through the `erasures` document, which they follow when
-    /// they next sync. Needs --cert, --key and --ca (the entry in `erasures` is signed).
+    /// Erase a document (a partition such as `orders/2026-11-03`) fleet-wide: the cloud
+    /// deletes it and keeps a tombstone, refuses it if a device sends it back, and tells
+    /// every device of the site through the `erasures` document (connected devices at once,
+    /// the others when they next connect). A running cloud does it through its control
+    /// socket (DIR/outpost-cloud.sock); on a stopped one it needs --cert, --key and --ca
+    /// (the entry in `erasures` is signed) and devices hear of it once the cloud runs again.
     Erase {
         /// The document to erase.
         doc: String,
