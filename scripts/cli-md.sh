@@ -10,7 +10,7 @@ bin=${CARGO_TARGET_DIR:-target}/debug
 # Environment values would otherwise leak into nothing (they are hidden), but keep it clean.
 unset OUTPOST_DATA OUTPOST_CERT_DIR OUTPOST_POLICY OUTPOST_CONFIG OUTPOST_LISTEN OUTPOST_HTTP \
   OUTPOST_CA OUTPOST_CERT OUTPOST_KEY OUTPOST_CACHE_MB OUTPOST_IDLE_SECS OUTPOST_MAX_DOCUMENTS \
-  OUTPOST_DENY
+  OUTPOST_DENY OUTPOST_CA_KEY OUTPOST_RENEW_DAYS
 
 block() { # title, command...
   local title=$1; shift

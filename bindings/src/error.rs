@@ -118,7 +118,9 @@ impl From<outpost_transport::Error> for OutpostError {
             | E::CertGeneration { .. }
             | E::InvalidIdentity { .. }
             | E::MismatchedCertificate { .. }
-            | E::TlsConfig(_) => OutpostError::Certificate(e.to_string()),
+            | E::TlsConfig(_)
+            | E::Revocation(_)
+            | E::Renewal { .. } => OutpostError::Certificate(e.to_string()),
             E::Io { .. } => OutpostError::Storage(e.to_string()),
             E::InvalidName { .. } => OutpostError::InvalidName(e.to_string()),
             E::NodeStopped => OutpostError::shut_down(),

@@ -68,6 +68,17 @@ impl FleetCa {
             Ok((&self.inner.issue(&info)?).into())
         })
     }
+
+    /// Revokes device `peer` of `site` (every certificate of it): the record to hand to any
+    /// running node (`Outpost.revoke`) or to the cloud, from where it spreads by sync.
+    pub fn revoke(&self, site: String, peer: String, reason: String) -> Result<Vec<u8>> {
+        guard("FleetCa.revoke", || {
+            let record = self
+                .inner
+                .revoke(&site.parse()?, &peer.parse()?, None, &reason)?;
+            Ok(record.to_bytes())
+        })
+    }
 }
 
 /// Reads a device certificate saved with `save_device_certificate` (or the fleet tool):

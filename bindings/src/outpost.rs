@@ -565,6 +565,24 @@ impl Outpost {
         })
     }
 
+    /// Takes a revocation signed by the fleet CA (the bytes of the file `outpost cert revoke
+    /// --out` writes, e.g. pushed by the app's management backend): the device's links close,
+    /// its handshakes and changes are refused, and the revocation spreads to every peer.
+    /// Returns whether it was new here. Revocations that peers send are taken without the
+    /// app doing anything.
+    pub fn revoke(&self, record: Vec<u8>) -> Result<bool> {
+        guard("revoke", || {
+            let record = outpost_core::revocation::SignedRevocation::from_bytes(&record)
+                .map_err(|e| OutpostError::Certificate(e.to_string()))?;
+            self.with_open(|o| match &o.node {
+                None => Err(OutpostError::Network(
+                    "this store runs no node (openLocal): open it with a certificate to take revocations".into(),
+                )),
+                Some(node) => Ok(self.handle.block_on(node.learn_revocation(record))?),
+            })
+        })
+    }
+
     /// Waits until the device `peer` (its id, e.g. `pos-1`) is connected, at most
     /// `timeout_ms`; returns whether it is.
     pub async fn wait_for_peer(&self, peer: String, timeout_ms: u32) -> Result<bool> {

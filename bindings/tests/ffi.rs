@@ -122,3 +122,30 @@ fn two_nodes_open_on_the_same_directory_fail_with_a_storage_error() {
     }
     node.shutdown_blocking().expect("shutdown");
 }
+
+#[test]
+fn a_revocation_handed_to_a_node_is_taken_once_and_garbage_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = FleetCa::generate("test".into()).expect("ca");
+    let node = Outpost::open(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
+    let record = ca
+        .revoke("paris-11".into(), "kiosk-9".into(), "stolen".into())
+        .expect("revoke");
+    assert!(node.revoke(record.clone()).expect("taken"));
+    assert!(
+        !node.revoke(record).expect("taken"),
+        "a second time is not new"
+    );
+    let rogue = FleetCa::generate("rogue".into()).expect("ca");
+    let forged = rogue
+        .revoke("paris-11".into(), "pos-2".into(), String::new())
+        .expect("revoke");
+    assert!(
+        matches!(node.revoke(forged), Err(OutpostError::Certificate(m)) if m.contains("not signed by this fleet"))
+    );
+    assert!(matches!(
+        node.revoke(vec![0xff; 12]),
+        Err(OutpostError::Certificate(_))
+    ));
+    node.shutdown_blocking().expect("shutdown");
+}

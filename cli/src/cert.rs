@@ -90,6 +90,66 @@ pub(crate) fn run(command: CertCommand, policy: &Policy) -> Result<()> {
             );
             Ok(())
         }
+        CertCommand::Revoke {
+            ca,
+            site,
+            device,
+            cert,
+            reason,
+            out,
+        } => {
+            let site: outpost_core::SiteId = site.parse()?;
+            let device: outpost_core::PeerId = device.parse()?;
+            let ca = FleetCa::load(&ca).map_err(|e| {
+                anyhow!(
+                    "cannot load the fleet CA from {}: {}; revocations are signed with the key of \
+                     the CA that issued the device (ca.key, from `outpost cert ca`)",
+                    ca.display(),
+                    crate::data::for_users(&e)
+                )
+            })?;
+            let der = match &cert {
+                None => None,
+                Some(path) => {
+                    let pem = std::fs::read_to_string(path).with_context(|| {
+                        format!("cannot read {}; give the device's cert.pem", path.display())
+                    })?;
+                    let (_, pem) =
+                        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| {
+                            anyhow!(
+                                "{} is not a PEM certificate ({e}); give the device's cert.pem",
+                                path.display()
+                            )
+                        })?;
+                    let der = pem.contents;
+                    let info = outpost_transport::peer_info_from_cert(&der)?;
+                    if info.site != site || info.peer != device {
+                        bail!(
+                            "{} is the certificate of {info}, not of {site}/{device}; give the \
+                             certificate of the device you revoke",
+                            path.display()
+                        );
+                    }
+                    Some(der.to_vec())
+                }
+            };
+            let record = ca.revoke(&site, &device, der.as_deref(), &reason)?;
+            crate::control::write_file_durably(&out, &record.to_bytes())
+                .with_context(|| format!("cannot write the revocation into {}", out.display()))?;
+            eprintln!(
+                "wrote the revocation of {site}/{device}{} to {}; hand it to any running device \
+                 (`outpost revoke {}`) or to the cloud (POST it to /revocations): it spreads to \
+                 every device of the site",
+                if cert.is_some() {
+                    " (this certificate only)"
+                } else {
+                    ""
+                },
+                out.display(),
+                out.display()
+            );
+            Ok(())
+        }
         CertCommand::Show { dir, json } => {
             let cert = crate::data::load_cert(&dir)?;
             let validity = validity(&cert)?;

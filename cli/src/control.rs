@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use outpost_core::revocation::SignedRevocation;
 use outpost_core::{DocumentId, Store, SubscriptionFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -70,6 +71,8 @@ pub(crate) enum Request {
     Status,
     /// Write a backup of the whole store to the file `out`.
     Backup { out: PathBuf },
+    /// Take a revocation signed by the fleet CA (hex of the record's bytes).
+    Revoke { record: String },
     /// Stream every change of `doc`, after its current state if `current`.
     Watch {
         doc: String,
@@ -116,6 +119,15 @@ pub(crate) trait Host: Send + Sync + 'static {
     /// Directories that `export` must not write into and `import` must not read from: the
     /// data directory and the certificate directory.
     fn own_files(&self) -> Vec<PathBuf>;
+    /// Takes a revocation signed by the fleet CA; returns whether it was new. Only a running
+    /// node can: it verifies the record against the fleet CA, applies it and relays it.
+    fn learn_revocation(&self, _record: SignedRevocation) -> Result<bool> {
+        bail!(
+            "a revocation is taken by a running node, which checks it against the fleet CA and \
+             spreads it to its peers: start `outpost serve` on this data directory and run this \
+             command again (or give the record to any other device or the cloud)"
+        )
+    }
 }
 
 /// Refuses a path of `export` or `import` inside one of the host's own directories.
@@ -238,6 +250,12 @@ pub(crate) fn execute(host: &dyn Host, request: &Request) -> Result<Json> {
                 "bytes": bytes,
             })
         }
+        Request::Revoke { record } => {
+            let record = SignedRevocation::from_bytes(&from_hex(record)?)?;
+            let revocation = record.revocation()?;
+            let new = host.learn_revocation(record)?;
+            serde_json::json!({ "new": new, "device": revocation.to_string() })
+        }
         Request::Watch { .. } => {
             return Err(anyhow!(
                 "watch is a stream, not a single request (internal misuse)"
@@ -304,7 +322,7 @@ pub(crate) fn write_backup(
 }
 
 /// Writes `bytes` to `path` and syncs it, so that `export` returns with the file on disk.
-fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = std::fs::File::create(path).with_context(|| {
         format!(
             "cannot create {}; check the directory exists and is writable",

@@ -61,6 +61,17 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
             doc,
             file: absolute(&file)?,
         },
+        Command::Revoke { file } => {
+            let bytes = std::fs::read(&file).with_context(|| {
+                format!(
+                    "cannot read {}; give the file written by `outpost cert revoke --out`",
+                    file.display()
+                )
+            })?;
+            Request::Revoke {
+                record: control::to_hex(&bytes),
+            }
+        }
     };
     let result = request_or_open(dir, cert_dir, &request)?;
     print_result(&request, &result)
@@ -99,6 +110,14 @@ fn print_result(request: &Request, result: &Json) -> Result<()> {
                 crate::status::count(n, "document", "documents"),
                 file.display()
             )?;
+        }
+        Request::Revoke { .. } => {
+            let device = result.get("device").and_then(Json::as_str).unwrap_or("?");
+            if result.get("new").and_then(Json::as_bool).unwrap_or(false) {
+                eprintln!("revoked {device}: its links are closed and its changes refused here; the revocation spreads to every peer");
+            } else {
+                eprintln!("{device} was already revoked here");
+            }
         }
         Request::ExportBytes { .. } => {
             let bytes = control::from_hex(result.as_str().unwrap_or_default())?;

@@ -132,6 +132,13 @@ enum Command {
         /// The file to read.
         file: PathBuf,
     },
+    /// Hand a revocation signed by the fleet CA (from `outpost cert revoke`) to the running
+    /// node: it closes the device's links, refuses its changes and spreads the revocation
+    /// to every peer (which spread it on), also to the cloud.
+    Revoke {
+        /// The file written by `outpost cert revoke --out`.
+        file: PathBuf,
+    },
     /// Run this device's node: serve and sync its documents with peers until stopped.
     Serve(ServeArgs),
     /// Print each change of the document as one JSON line, until stopped.
@@ -218,6 +225,31 @@ enum CertCommand {
         /// not name.
         #[arg(long)]
         force: bool,
+    },
+    /// Revoke a device with the fleet CA's key: writes a signed record that any device or
+    /// the cloud takes (`outpost revoke FILE`, or POST it to the cloud's /revocations) and
+    /// that spreads through sync to every device.
+    Revoke {
+        /// Directory of the fleet CA (from `outpost cert ca`).
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Site of the device, e.g. `paris-11`.
+        #[arg(long)]
+        site: String,
+        /// Device id, e.g. `kiosk-2`.
+        #[arg(long)]
+        device: String,
+        /// Revoke only this certificate of the device (its cert.pem); a replacement device
+        /// issued a new certificate under the same id keeps working. Default: every
+        /// certificate of the device.
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+        /// Why, for logs and status (at most 200 characters).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// The file to write the signed record into.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Print the device, role, fleet and validity of the certificate in DIR.
     Show {

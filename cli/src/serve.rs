@@ -51,6 +51,22 @@ impl Host for NodeHost {
     fn own_files(&self) -> Vec<PathBuf> {
         vec![self.dir.clone(), self.cert_dir.clone()]
     }
+
+    fn learn_revocation(&self, record: outpost_core::revocation::SignedRevocation) -> Result<bool> {
+        let node = self
+            .node
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| anyhow!("the node is shutting down"))?;
+        let new = self
+            .runtime
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), node.learn_revocation(record)).await
+            })
+            .map_err(|_| anyhow!("the node did not answer within 10 s"))??;
+        Ok(new)
+    }
 }
 
 /// `serve --config FILE`: the same settings as the flags.
@@ -211,6 +227,8 @@ fn start_and_run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
         config.discovery = settings.discover;
         config.deny = settings.deny.clone();
         config.policy = data::policy();
+        // A certificate renewed by the cloud replaces the files, for the next start too.
+        config.cert_dir = Some(cert_dir.to_path_buf());
         let node = Node::start(config).await.with_context(|| {
             format!(
                 "cannot start the node on {}; if the port is in use, pick another --listen port (0: any free port)",

@@ -84,12 +84,26 @@ pub(crate) fn to_json(
             })
         })
         .collect();
+    let revocations: Vec<Json> = store
+        .revocations()?
+        .iter()
+        .filter_map(|r| r.revocation().ok())
+        .map(|r| {
+            json!({
+                "device": format!("{}/{}", r.site, r.peer),
+                "certificate": r.key.map(|k| k.to_string()),
+                "issued": iso8601(r.issued),
+                "reason": r.reason,
+            })
+        })
+        .collect();
     Ok(json!({
         "data": dir.display().to_string(),
         "identity": identity,
         "node_running": running,
         "documents": documents,
         "peers": peers,
+        "revocations": revocations,
         "unsynced_changes": sync.unsynced_changes(),
     }))
 }
@@ -250,6 +264,27 @@ pub(crate) fn text(s: &Json, now: Timestamp) -> String {
                 line.push_str("; changes were refused (see the log)");
             }
             let _ = writeln!(out, "    {:<24} {line}", str_of(&d["doc"]));
+        }
+    }
+    let revoked = s["revocations"].as_array().cloned().unwrap_or_default();
+    if !revoked.is_empty() {
+        let _ = writeln!(out, "revoked by the fleet CA ({}):", revoked.len());
+        for r in &revoked {
+            let _ = writeln!(
+                out,
+                "  {}{} on {}{}",
+                str_of(&r["device"]),
+                r["certificate"]
+                    .as_str()
+                    .map(|k| format!(" (certificate {k})"))
+                    .unwrap_or_default(),
+                str_of(&r["issued"]),
+                r["reason"]
+                    .as_str()
+                    .filter(|t| !t.is_empty())
+                    .map(|t| format!(": {t}"))
+                    .unwrap_or_default()
+            );
         }
     }
     let total = s["unsynced_changes"].as_u64().unwrap_or(0);

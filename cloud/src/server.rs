@@ -40,6 +40,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use outpost_binsupport::Signals;
+use outpost_core::revocation::SignedRevocation;
 use outpost_core::CloseCode;
 use outpost_core::{PeerInfo, Role, SiteId};
 use outpost_transport::{
@@ -57,6 +58,9 @@ pub(crate) struct Shared {
     db: sled::Db,
     /// `<site>\0<doc>` -> the sorted heads at which the document was last compacted.
     compacted: sled::Tree,
+    /// Record id -> a revocation signed by the fleet CA (fleet-wide: every site's engine
+    /// gets each one, and relays it to its devices).
+    revocations: sled::Tree,
     local: PeerInfo,
     config: CloudConfig,
     /// Signs what the cloud writes, with its certificate's key.
@@ -65,6 +69,8 @@ pub(crate) struct Shared {
     verifier: outpost_core::signing::SharedVerifier,
     /// Admission of the endpoint (every site, the deny list).
     filter: PeerFilter,
+    /// Renews device certificates (when the cloud holds the fleet CA's key).
+    renewer: Option<outpost_transport::Renewer>,
     metrics: Metrics,
     /// Documents in memory over all sites (each site adds what it changed).
     documents_loaded: AtomicI64,
@@ -143,6 +149,52 @@ impl Shared {
         Ok(held)
     }
 
+    /// Takes a revocation signed by the fleet CA (from the operator over HTTP, or learnt by
+    /// a site from a device): verified, stored, refused in every later handshake and handed
+    /// to every loaded site, whose engine closes the device's links and relays it to the
+    /// site's devices. Sites loaded later take every stored one. Returns whether it was new.
+    pub(crate) fn learn_revocation(&self, record: SignedRevocation) -> Result<bool> {
+        let id = record.id();
+        if self.revocations.contains_key(id)? {
+            return Ok(false);
+        }
+        let revocation = record.revocation()?;
+        self.verifier
+            .verify_authority(
+                &SignedRevocation::signed_bytes(&record.body),
+                &record.signature,
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "the revocation of {revocation} is not signed by this fleet's CA: {e}"
+                )
+            })?;
+        if self.revocations.len() >= outpost_core::revocation::MAX_REVOCATIONS {
+            bail!(
+                "the cloud keeps {} revocations already",
+                outpost_core::revocation::MAX_REVOCATIONS
+            );
+        }
+        self.revocations.insert(id, record.to_bytes())?;
+        self.revocations.flush()?;
+        self.filter.add_revocation(revocation.clone());
+        tracing::warn!(device = %revocation, reason = %revocation.reason, "device revoked fleet-wide");
+        for entry in self.sites().values() {
+            let _ = entry.runner.offer_revocation(record.clone());
+        }
+        Ok(true)
+    }
+
+    /// Every revocation the cloud keeps.
+    pub(crate) fn stored_revocations(&self) -> Vec<SignedRevocation> {
+        self.revocations
+            .iter()
+            .values()
+            .filter_map(|v| v.ok())
+            .filter_map(|v| SignedRevocation::from_bytes(&v).ok())
+            .collect()
+    }
+
     /// A session of `site` ended.
     fn session_closed(&self, site: &SiteId) {
         if let Some(e) = self.sites().get_mut(site) {
@@ -216,19 +268,48 @@ impl Cloud {
         let compacted = db
             .open_tree("cloud/compacted")
             .context("cannot open the cloud's bookkeeping in the data directory")?;
+        let renewer = match &config.ca_key {
+            None => None,
+            Some(key) => {
+                let ca = outpost_transport::FleetCa::from_pem(
+                    &read(&config.ca, "fleet CA certificate")?,
+                    &std::fs::read_to_string(key).with_context(|| {
+                        format!(
+                            "cannot read the fleet CA key {} (--ca-key): give the ca.key that \
+                             `outpost cert ca` wrote, or leave --ca-key out to renew nothing",
+                            key.display()
+                        )
+                    })?,
+                )
+                .context(
+                    "the fleet CA key does not match the fleet CA certificate (--ca, --ca-key)",
+                )?;
+                Some(outpost_transport::Renewer::new(ca, config.renew_days))
+            }
+        };
+        let revocations = db
+            .open_tree("cloud/revocations")
+            .context("cannot open the cloud's revocations in the data directory")?;
         let shared = Arc::new(Shared {
             db,
             compacted,
+            revocations,
             local: local.clone(),
             config,
             signer: Arc::new(signer),
             verifier: Arc::new(verifier),
             filter,
+            renewer,
             metrics: Metrics::default(),
             documents_loaded: AtomicI64::new(0),
             sites: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
         });
+        for record in shared.stored_revocations() {
+            if let Ok(r) = record.revocation() {
+                shared.filter.add_revocation(r);
+            }
+        }
         let http = Http::start(shared.config.http, shared.clone())?;
         let span = tracing::info_span!("cloud", peer = %local.peer);
         let accept_task =
@@ -363,6 +444,10 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                         return;
                     }
                 };
+                if outpost_transport::is_renewal(&conn) {
+                    outpost_transport::serve_renewal(conn, shared.renewer.as_ref()).await;
+                    return;
+                }
                 let info = match peer_info_of(&conn) {
                     Ok(info) => info,
                     Err(e) => {

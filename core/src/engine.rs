@@ -11,6 +11,7 @@
 
 mod persist;
 pub mod reconcile;
+mod revocations;
 mod signatures;
 mod status;
 pub mod wire;
@@ -21,6 +22,7 @@ use automerge::sync;
 use automerge::ChangeHash;
 
 use self::persist::{Progress, SyncStateStore};
+pub use self::revocations::{RevocationRefused, MAX_BAD_REVOCATIONS_PER_SESSION};
 pub use self::signatures::{MAX_CERTIFICATES_PER_MESSAGE, MAX_PENDING_SIGNATURES};
 pub use self::status::{
     DocStatus, DocumentStatus, EngineMetrics, PeerStatus, Retention, SyncStatus,
@@ -162,6 +164,16 @@ pub enum EngineError {
         /// What was wrong.
         reason: String,
     },
+    /// A `Revocations` message was too large, or a record in it was malformed or not signed
+    /// by the fleet CA. The records before that one were taken; the rest of the message was
+    /// dropped.
+    #[error("bad revocation from {peer}: {reason}")]
+    BadRevocation {
+        /// The peer.
+        peer: PeerId,
+        /// What was wrong.
+        reason: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::Error),
@@ -221,6 +233,10 @@ struct Peer {
     /// The peer answered a `Signatures` message as malformed: an engine from before signed
     /// changes. It gets none for the rest of the session.
     legacy: bool,
+    /// The peer speaks [`Protocol::V3`]: it gets and relays revocations.
+    revocations: bool,
+    /// Revocations of this peer that failed verification this session.
+    bad_revocations: u32,
 }
 
 /// The most documents a peer's Hello may list (pages included): 1,000,000 entries of at most
@@ -248,6 +264,8 @@ pub struct Engine {
     certs: BTreeMap<KeyId, (PeerInfo, Vec<u8>)>,
     /// Devices whose certificate this store knows: their changes must be signed.
     certified: BTreeSet<PeerId>,
+    /// Revocations signed by the fleet CA.
+    revocations: revocations::Revocations,
 }
 
 /// The erasure list's document id.
@@ -323,7 +341,9 @@ impl Engine {
             quotas: BTreeMap::new(),
             certs: BTreeMap::new(),
             certified: BTreeSet::new(),
+            revocations: Default::default(),
         };
+        engine.load_revocations();
         match engine.store.certified_peers() {
             Ok(c) => engine.certified = c,
             Err(e) => engine.storage_failed(None, None, &e),
@@ -484,7 +504,12 @@ impl Engine {
             pending_sigs: BTreeMap::new(),
             // A peer of protocol 1 predates signed changes: it gets no `Signatures`.
             legacy: protocol == Protocol::V1,
+            revocations: protocol >= Protocol::V3,
+            bad_revocations: 0,
         };
+        for m in self.revocation_messages(protocol) {
+            p.control.push_back((None, m));
+        }
         match protocol {
             Protocol::V1 => {
                 let info = p.info.clone();
@@ -503,7 +528,7 @@ impl Engine {
                     p.control.push_back((None, page));
                 }
             }
-            Protocol::V2 => {
+            Protocol::V2 | Protocol::V3 => {
                 let snapshot = self.snapshot(&p.info, now);
                 // One side starts, so that the two runs do not cross: the smaller id.
                 if self.config.local.peer < p.info.peer {
@@ -824,6 +849,7 @@ impl Engine {
                 peer.pending_ack += bytes.len() as u64;
                 self.handle_signatures(from, doc, signatures, certificates)
             }
+            WireMessage::Revocations { records } => self.handle_revocations(from, records, now),
             WireMessage::Error { code, message } => {
                 if code == wire::ERROR_MALFORMED && !peer.legacy {
                     // Most likely our `Signatures`, which an engine from before signed
@@ -1431,7 +1457,7 @@ impl Engine {
             .store
             .receive_sync(&doc, &mut state, msg, from, &|new| {
                 if checking {
-                    let records = self.verify_new(&info, &doc, new, &pending)?;
+                    let records = self.verify_new(&info, &doc, new, &pending, now)?;
                     verified.set(records.len() as u64);
                     Ok(records)
                 } else {

@@ -9,6 +9,15 @@ use crate::{CloseCode, DocumentId, PeerId, PeerInfo};
 pub enum Event {
     /// A link to a peer came up.
     PeerConnected(PeerInfo),
+    /// A device was revoked by the fleet CA (this engine learnt a new revocation): its links
+    /// close, its handshakes are refused, and its changes are refused (see
+    /// `outpost_core::revocation`).
+    Revoked {
+        /// What was revoked.
+        revocation: crate::revocation::Revocation,
+        /// The record as the CA signed it (to persist or forward).
+        record: crate::revocation::SignedRevocation,
+    },
     /// The link to a peer went down.
     PeerDisconnected(PeerInfo),
     /// A connection was refused or closed by this side's rules (our own id, a cut link, a

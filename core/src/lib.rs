@@ -41,6 +41,7 @@ mod link;
 mod name;
 mod pointer;
 mod policy;
+pub mod revocation;
 pub mod signing;
 mod store;
 mod time;

@@ -399,6 +399,12 @@ impl Links {
             self.refuse(conn, info, CloseCode::BadIdentity, now);
             return;
         }
+        if self.engine.is_revoked(&info.site, &info.peer) {
+            tracing::warn!(peer = %info, "refusing connection: the device is revoked");
+            self.revoked.insert(info.peer.clone());
+            self.refuse_dialed(conn, info, CloseCode::Revoked, dialed, now);
+            return;
+        }
         if self.cut.contains(&info.peer) {
             tracing::info!(peer = %info, "refusing connection: link is cut");
             self.refuse_dialed(conn, info, CloseCode::LinkCut, dialed, now);
@@ -493,7 +499,34 @@ impl Links {
         if let Err(error) = &result {
             tracing::warn!(%peer, %error, "message not applied");
         }
+        self.apply_revocations(now);
         result
+    }
+
+    /// Takes a revocation signed by the fleet CA (see [`Engine::learn_revocation`]) and
+    /// closes the links of the device it names.
+    pub fn learn_revocation(
+        &mut self,
+        record: crate::revocation::SignedRevocation,
+        now: Timestamp,
+    ) -> Result<bool, crate::engine::RevocationRefused> {
+        let result = self.engine.learn_revocation(record, now);
+        self.apply_revocations(now);
+        result
+    }
+
+    /// Closes the links of devices revoked since the last call, and leaves them out of the
+    /// backlog.
+    fn apply_revocations(&mut self, now: Timestamp) {
+        for r in self.engine.take_new_revocations() {
+            if r.key.is_none() {
+                self.revoked.insert(r.peer.clone());
+            }
+            let n = self.close_where(|p| r.names(&p.site, &p.peer), CloseCode::Revoked, now);
+            if n > 0 {
+                tracing::warn!(device = %r, connections = n, "closed the links of a revoked device");
+            }
+        }
     }
 
     /// `conn` closed: by the peer (with its close code, if it sent one) or lost.

@@ -105,6 +105,15 @@ pub trait Verifier: Send + Sync + fmt::Debug + RefUnwindSafe + UnwindSafe {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), SignatureError>;
+    /// Checks that `signature` over `message` was made by the fleet CA's key (revocations,
+    /// see `crate::revocation`). The default refuses: a verifier that cannot check the CA's
+    /// signature accepts no revocation from a peer.
+    fn verify_authority(&self, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+        let _ = (message, signature);
+        Err(SignatureError::InvalidSignature {
+            reason: "this verifier does not check the fleet CA's signatures".into(),
+        })
+    }
 }
 
 /// A shared signer, as stores hold it.
@@ -126,6 +135,21 @@ pub enum SignatureRule {
     /// Every change new to us must carry a valid signature of its author. For fleets whose
     /// devices all sign.
     Required,
+    /// [`SignatureRule::Transitional`] until this time, [`SignatureRule::Required`] from it
+    /// on: the date a fleet's rollout plan says every device signs, set ahead of time on
+    /// every device so that the switch needs no second deployment.
+    RequiredFrom(crate::Timestamp),
+}
+
+impl SignatureRule {
+    /// The rule in force at `now`.
+    pub fn at(self, now: crate::Timestamp) -> SignatureRule {
+        match self {
+            SignatureRule::RequiredFrom(t) if now >= t => SignatureRule::Required,
+            SignatureRule::RequiredFrom(_) => SignatureRule::Transitional,
+            rule => rule,
+        }
+    }
 }
 
 /// The largest signature accepted from a peer (ECDSA P-384 in DER is 104 bytes).

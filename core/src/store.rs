@@ -1107,6 +1107,7 @@ impl Store {
                 hash: m.hash,
                 actor: m.actor.into_owned(),
                 seq: m.seq,
+                deps: m.deps,
             })
             .collect();
         let added = new.len();

@@ -213,6 +213,39 @@ fn rollout_old_devices_are_accepted_in_transition_only() {
     }
 }
 
+/// The rollout date set ahead on every device (`SignatureRule::RequiredFrom`): an old,
+/// unsigned device syncs until the date, and is refused from it on, with no redeployment.
+#[test]
+fn a_rollout_date_switches_from_transition_to_required() {
+    let orders = doc(ORDERS);
+    let mut net = Net::seeded(4);
+    let switch = Timestamp(net.now().0 + 60_000);
+    net.signing(SignatureRule::RequiredFrom(switch));
+    let pos1 = net.add_peer("s1", "pos-1", "pos");
+    let old = net.add_peer_with(
+        "s1",
+        "pos-old",
+        "pos",
+        PeerOptions {
+            unsigned: true,
+            ..PeerOptions::default()
+        },
+    );
+    net.connect(&pos1, &old);
+    net.put(&old, &orders, "/o-1", json!({"total": 1}));
+    net.run_until_quiet();
+    assert!(net.now() < switch);
+    assert_eq!(net.get(&pos1, &orders, "/o-1/total"), Some(json!(1)));
+    net.advance(120_000);
+    assert!(net.now() >= switch);
+    net.put(&old, &orders, "/o-2", json!({"total": 2}));
+    net.run_until_quiet();
+    assert_eq!(net.get(&pos1, &orders, "/o-2"), None);
+    let r = refusals(&mut net, &pos1);
+    assert!(r.iter().any(|r| r.contains("no signature")), "{r:?}");
+    println!("after the rollout date: {}", r[0]);
+}
+
 /// A device upgraded to a signing version vouches for what it wrote before: a relay that
 /// holds that history unsigned learns the signatures at the next sync, and serves the whole
 /// history to a kiosk that knows the device signs.

@@ -465,6 +465,29 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
+/// A plain HTTP/1.0 POST of `body`; returns (status, body).
+pub fn http_post(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect http");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .expect("send request");
+    s.write_all(body).expect("send body");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read response");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad HTTP response: {raw}"));
+    (status, body.to_string())
+}
+
 /// The value of an unlabelled or labelled sample in Prometheus text, e.g.
 /// `metric(text, "outpost_site_connected_peers{site=\"paris\"}")`.
 pub fn metric(text: &str, series: &str) -> Option<u64> {

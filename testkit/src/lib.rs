@@ -912,6 +912,21 @@ impl Net {
         h
     }
 
+    /// The operator revokes `device` at `peer` (a CA-signed record from the simulation's
+    /// fleet CA, see [`Net::signing`]); the peer relays it on.
+    pub fn revoke_at(&mut self, peer: &PeerId, device: &PeerId, reason: &str) {
+        let (ca, _) = self
+            .signing
+            .clone()
+            .expect("revocations need a signing fleet: call Net::signing first");
+        let info = self.sim(device).info.clone();
+        let record = ca.revoke(&info, reason);
+        let now = Timestamp(self.now);
+        self.links_mut(peer)
+            .learn_revocation(record, now)
+            .unwrap_or_else(|e| panic!("{peer} refused a revocation of its fleet CA: {e}"));
+    }
+
     /// Excludes `peer`'s copy of `doc` from convergence checks (a tampered device keeps its
     /// refused change, so its copy never matches).
     pub fn exempt(&mut self, peer: &PeerId, doc: &DocumentId) {
@@ -1367,6 +1382,7 @@ fn describe(msg: &WireMessage, len: usize) -> String {
         WireMessage::Ack { bytes } => format!("Ack({bytes})"),
         WireMessage::Refused { doc, reason } => format!("Refused({doc}: {reason})"),
         WireMessage::Error { code, message } => format!("Error({code}: {message})"),
+        WireMessage::Revocations { records } => format!("Revocations({}, {len} B)", records.len()),
         WireMessage::Reconcile { ranges } => format!("Reconcile({} ranges, {len} B)", ranges.len()),
         WireMessage::Signatures {
             doc,

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use outpost_core::revocation::{Revocation, SignedRevocation};
 use outpost_core::signing::{SignatureError, Signer, Verifier};
 use outpost_core::PeerInfo;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
@@ -54,6 +55,24 @@ impl TestCa {
         let sig = self.key.sign(&cert);
         cert.extend_from_slice(sig.as_ref());
         Arc::new(TestSigner { cert, key })
+    }
+
+    /// Revokes a device, as `outpost cert revoke` does with a fleet CA.
+    pub fn revoke(&self, device: &PeerInfo, reason: &str) -> SignedRevocation {
+        let body = Revocation {
+            site: device.site.clone(),
+            peer: device.peer.clone(),
+            key: None,
+            issued: outpost_core::Timestamp(0),
+            reason: reason.to_string(),
+        }
+        .encode();
+        let signature = self
+            .key
+            .sign(&SignedRevocation::signed_bytes(&body))
+            .as_ref()
+            .to_vec();
+        SignedRevocation { body, signature }
     }
 
     /// A verifier that trusts this CA.
@@ -148,6 +167,14 @@ impl Verifier for TestVerifier {
             .verify(message, signature)
             .map_err(|_| SignatureError::InvalidSignature {
                 reason: "the Ed25519 signature does not match the certificate's key".into(),
+            })
+    }
+
+    fn verify_authority(&self, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+        UnparsedPublicKey::new(&ED25519, &self.ca)
+            .verify(message, signature)
+            .map_err(|_| SignatureError::InvalidSignature {
+                reason: "not signed by this fleet's CA".into(),
             })
     }
 }

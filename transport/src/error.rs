@@ -143,6 +143,17 @@ pub enum Error {
     /// The node has shut down (or its engine task ended).
     #[error("the node has shut down; start a new `Node` to continue")]
     NodeStopped,
+    /// A certificate renewal failed.
+    #[error("certificate renewal through {peer} failed: {reason}; the device keeps its current certificate and retries (renew it by hand with `outpost cert issue` before it expires)")]
+    Renewal {
+        /// The peer asked.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// A revocation was not taken.
+    #[error("revocation not taken: {0}")]
+    Revocation(#[from] outpost_core::engine::RevocationRefused),
 }
 
 fn path_suffix(path: &Option<PathBuf>) -> String {

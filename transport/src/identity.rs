@@ -219,34 +219,7 @@ impl FleetCa {
             what: "device key",
             source,
         })?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, format!("{}/{}", peer.site, peer.peer));
-        dn.push(DnType::OrganizationName, "outpost");
-        dn.push(DnType::OrganizationalUnitName, peer.role.as_str());
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        let uri = identity_uri(peer);
-        let dns = |s: &str| {
-            s.try_into().map_err(|source| Error::CertGeneration {
-                what: "device certificate SAN",
-                source,
-            })
-        };
-        params.subject_alt_names = vec![
-            SanType::URI(dns(&uri)?),
-            SanType::DnsName(dns(SERVER_NAME)?),
-        ];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        params.serial_number = Some(random_serial());
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + validity;
+        let params = device_params(peer, validity)?;
         let cert =
             params
                 .signed_by(&key, &self.issuer)
@@ -263,6 +236,74 @@ impl FleetCa {
             ca_pem: self.cert_pem.clone(),
             ca_der: self.cert_der.clone(),
         })
+    }
+
+    /// Renews a device certificate (DER, as the device presented it in a verified TLS
+    /// handshake): a new certificate for the same identity and the same public key, valid
+    /// from one hour ago for `validity`. The device keeps its private key. Only ECDSA P-256
+    /// keys (those [`FleetCa::issue`] makes) are renewed. Returns the new certificate in PEM.
+    pub fn renew(&self, presented: &[u8], validity: time::Duration) -> Result<String> {
+        let info = peer_info_from_cert(presented)?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(presented).map_err(|e| Error::InvalidIdentity {
+                reason: format!("not an X.509 certificate: {e}"),
+            })?;
+        let key = PresentedKey {
+            bits: cert.public_key().subject_public_key.data.to_vec(),
+        };
+        if rcgen::PublicKeyData::subject_public_key_info(&key) != cert.public_key().raw {
+            return Err(Error::InvalidIdentity {
+                reason: format!(
+                    "the certificate of {info} has a key outpost does not renew (only ECDSA \
+                     P-256); issue it a new certificate with `outpost cert issue`"
+                ),
+            });
+        }
+        let renewed = device_params(&info, validity)?
+            .signed_by(&key, &self.issuer)
+            .map_err(|source| Error::CertGeneration {
+                what: "renewed device certificate",
+                source,
+            })?;
+        Ok(renewed.pem())
+    }
+
+    /// Revokes a device: a record signed with the CA's key that every device and the cloud
+    /// accept from any peer and relay (see `outpost_core::revocation`). `certificate`:
+    /// only this certificate of the device (DER); `None`: every certificate of it.
+    pub fn revoke(
+        &self,
+        site: &outpost_core::SiteId,
+        peer: &outpost_core::PeerId,
+        certificate: Option<&[u8]>,
+        reason: &str,
+    ) -> Result<outpost_core::revocation::SignedRevocation> {
+        use outpost_core::revocation::{Revocation, SignedRevocation, MAX_REASON_CHARS};
+        use rcgen::SigningKey;
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return Err(Error::InvalidName {
+                what: "revocation reason",
+                value: reason.chars().take(40).collect(),
+                reason: format!("it must be at most {MAX_REASON_CHARS} characters"),
+            });
+        }
+        let body = Revocation {
+            site: site.clone(),
+            peer: peer.clone(),
+            key: certificate.map(outpost_core::signing::KeyId::of),
+            issued: outpost_core::Timestamp::now(),
+            reason: reason.to_string(),
+        }
+        .encode();
+        let signature = self
+            .issuer
+            .key()
+            .sign(&SignedRevocation::signed_bytes(&body))
+            .map_err(|source| Error::CertGeneration {
+                what: "revocation signature",
+                source,
+            })?;
+        Ok(SignedRevocation { body, signature })
     }
 
     /// Writes `ca.pem` and `ca.key` into `dir` (created if missing).
@@ -442,6 +483,54 @@ impl DeviceCert {
     }
 }
 
+/// The parameters of a device certificate for `peer`, valid from one hour ago for `validity`.
+fn device_params(peer: &PeerInfo, validity: time::Duration) -> Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("{}/{}", peer.site, peer.peer));
+    dn.push(DnType::OrganizationName, "outpost");
+    dn.push(DnType::OrganizationalUnitName, peer.role.as_str());
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    let uri = identity_uri(peer);
+    let dns = |s: &str| {
+        s.try_into().map_err(|source| Error::CertGeneration {
+            what: "device certificate SAN",
+            source,
+        })
+    };
+    params.subject_alt_names = vec![
+        SanType::URI(dns(&uri)?),
+        SanType::DnsName(dns(SERVER_NAME)?),
+    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(random_serial());
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + validity;
+    Ok(params)
+}
+
+/// A public key as presented in a certificate (ECDSA P-256), for [`FleetCa::renew`].
+struct PresentedKey {
+    bits: Vec<u8>,
+}
+
+impl rcgen::PublicKeyData for PresentedKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.bits
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
 /// The identity SAN URI of a peer: `outpost://<site>/<peer>?role=<role>`.
 pub fn identity_uri(peer: &PeerInfo) -> String {
     format!("{URI_SCHEME}{}/{}?role={}", peer.site, peer.peer, peer.role)
@@ -544,7 +633,7 @@ fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<()> {
         source,
     };
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     if secret {
         use std::os::unix::fs::OpenOptionsExt;
@@ -552,9 +641,21 @@ fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<()> {
     }
     #[cfg(not(unix))]
     let _ = secret;
-    let mut file = options.open(path).map_err(io)?;
+    // Written beside and renamed over: a reader (or a crash) never sees a half-written key
+    // or certificate, e.g. while a renewed certificate replaces the old one.
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = options.open(&tmp).map_err(io)?;
     file.write_all(contents).map_err(io)?;
-    file.sync_all().map_err(io)
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ mod error;
 mod frame;
 mod identity;
 mod node;
+mod renew;
 mod runner;
 mod session;
 mod signing;
@@ -81,11 +82,14 @@ pub use identity::{
     DEVICE_CERT_VALIDITY_DAYS, SERVER_NAME,
 };
 pub use node::{Node, NodeConfig, DEFAULT_PORT};
-pub use runner::{runner_channel, Hooks, Runner, RunnerConfig, RunnerHandle, RunnerInbox};
+pub use renew::{is_renewal, not_after_ms, request_renewal, serve_renewal, Renewer, RENEW_ALPN};
+pub use runner::{
+    runner_channel, Hooks, Runner, RunnerConfig, RunnerHandle, RunnerInbox, DEFAULT_EXPIRY_GRACE,
+};
 pub use session::{Session, SessionConfig, SessionEvent, SessionId};
 pub use signing::{DeviceSigner, FleetVerifier};
 pub use tls::{
-    client_config, endpoint, peer_info_of, rustls_client_config, rustls_server_config,
-    server_config, transport_config, DenyEntry, DenyList, PeerFilter, Refusal, SiteRule,
-    TransportTuning, ALPN,
+    client_config, client_config_for, endpoint, peer_info_of, rustls_client_config,
+    rustls_server_config, server_config, transport_config, DenyEntry, DenyList, PeerFilter,
+    Refusal, SiteRule, TransportTuning, ALPN,
 };

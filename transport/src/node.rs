@@ -92,6 +92,16 @@ pub struct NodeConfig {
     /// Whether unsigned changes are still accepted (default
     /// [`SignatureRule::Transitional`]; see `core/docs/design.md`, "Signed changes").
     pub signatures: SignatureRule,
+    /// Ask a static peer that renews certificates (the cloud, with the fleet CA's key) for a
+    /// new certificate once less than this remains of the current one (default 10 days;
+    /// `None`: never). See `crate::renew`.
+    pub renew_before: Option<Duration>,
+    /// Where a renewed certificate is saved (`cert.pem`, `key.pem`, `ca.pem`, as
+    /// `DeviceCert::save` writes them); `None`: kept in memory only.
+    pub cert_dir: Option<PathBuf>,
+    /// A connection is closed this long after its peer's certificate expired: the clock skew
+    /// tolerated between devices (default 5 minutes).
+    pub expiry_grace: Duration,
 }
 
 impl NodeConfig {
@@ -116,6 +126,9 @@ impl NodeConfig {
             evict_idle: Some(Duration::from_secs(300)),
             sign_changes: true,
             signatures: SignatureRule::default(),
+            renew_before: Some(Duration::from_secs(10 * 24 * 3600)),
+            cert_dir: None,
+            expiry_grace: crate::runner::DEFAULT_EXPIRY_GRACE,
         }
     }
 }
@@ -134,6 +147,8 @@ pub struct Node {
     targets: Mutex<BTreeSet<Target>>,
     accept_task: Option<JoinHandle<()>>,
     runner_task: Option<JoinHandle<()>>,
+    renew_task: Option<JoinHandle<()>>,
+    cert: Arc<std::sync::Mutex<DeviceCert>>,
     #[cfg(feature = "discovery")]
     discovery: Option<crate::discovery::Discovery>,
 }
@@ -262,6 +277,7 @@ impl Node {
                     shutdown_grace: config.shutdown_grace,
                     dial_timeout: handshake_timeout,
                     filter: filter.clone(),
+                    expiry_grace: config.expiry_grace,
                 },
                 Some(endpoint.clone()),
                 inbox,
@@ -309,6 +325,24 @@ impl Node {
             );
         }
 
+        let cert = Arc::new(std::sync::Mutex::new(config.cert.clone()));
+        let renew_task = config.renew_before.map(|before| {
+            tokio::spawn(
+                renew_loop(
+                    Renewal {
+                        endpoint: endpoint.clone(),
+                        filter: filter.clone(),
+                        tuning: config.tuning.clone(),
+                        peers: config.static_peers.clone(),
+                        cert_dir: config.cert_dir.clone(),
+                        before,
+                        runner: runner.clone(),
+                    },
+                    cert.clone(),
+                )
+                .instrument(node_span.clone()),
+            )
+        });
         tracing::info!(parent: &node_span, %local_addr, "node started");
         Ok(Node {
             info,
@@ -322,6 +356,8 @@ impl Node {
             targets: Mutex::new(targets),
             accept_task: Some(accept_task),
             runner_task: Some(runner_task),
+            renew_task,
+            cert,
             #[cfg(feature = "discovery")]
             discovery,
         })
@@ -429,10 +465,39 @@ impl Node {
         self.runner.revoke(entry)
     }
 
+    /// Takes a revocation signed by the fleet CA (`outpost cert revoke`, or `FleetCa::revoke`):
+    /// verified against the fleet CA, stored, applied at once (the device's links close, its
+    /// handshakes and its changes are refused) and relayed to every peer, which relay it on.
+    /// Returns whether it was new.
+    pub async fn learn_revocation(
+        &self,
+        record: outpost_core::revocation::SignedRevocation,
+    ) -> Result<bool> {
+        Ok(self.runner.learn_revocation(record).await??)
+    }
+
+    /// The certificate this node presents now (a renewed one once renewed).
+    pub fn certificate(&self) -> DeviceCert {
+        self.cert.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The revocations this node knows (learnt from the operator or from peers).
+    pub fn revocations(&self) -> Result<Vec<outpost_core::revocation::Revocation>> {
+        Ok(self
+            .store
+            .revocations()?
+            .iter()
+            .filter_map(|r| r.revocation().ok())
+            .collect())
+    }
+
     /// Stops the node: stops dialing and accepting, sends what is queued (waiting at most
     /// [`NodeConfig::shutdown_grace`]), closes every connection with
     /// [`CloseCode::Shutdown`], flushes the store and releases it and the UDP port.
     pub async fn shutdown(mut self) -> Result<()> {
+        if let Some(task) = self.renew_task.take() {
+            task.abort();
+        }
         if let Some(task) = self.accept_task.take() {
             task.abort();
             let _ = task.await;
@@ -483,6 +548,10 @@ async fn accept_loop(endpoint: quinn::Endpoint, runner: RunnerHandle, handshake_
             async move {
                 let remote = incoming.remote_address();
                 match tokio::time::timeout(handshake_timeout, incoming).await {
+                    Ok(Ok(conn)) if crate::renew::is_renewal(&conn) => {
+                        // A device renews with the cloud, not with another device.
+                        crate::renew::serve_renewal(conn, None).await
+                    }
                     Ok(Ok(conn)) => match tls::peer_info_of(&conn) {
                         Ok(info) => {
                             if let Err(conn) = runner.attach(conn, info) {
@@ -500,5 +569,78 @@ async fn accept_loop(endpoint: quinn::Endpoint, runner: RunnerHandle, handshake_
             }
             .in_current_span(),
         );
+    }
+}
+
+/// What the renewal task needs.
+struct Renewal {
+    endpoint: quinn::Endpoint,
+    filter: PeerFilter,
+    tuning: TransportTuning,
+    peers: Vec<SocketAddr>,
+    cert_dir: Option<PathBuf>,
+    before: Duration,
+    runner: RunnerHandle,
+}
+
+/// Renews the certificate through a static peer once less than `before` remains: retried
+/// every minute until it works, then the new certificate is used for every later handshake
+/// (and saved, if the node knows its certificate directory).
+async fn renew_loop(r: Renewal, cert: Arc<std::sync::Mutex<DeviceCert>>) {
+    loop {
+        let current = cert.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(not_after) = crate::renew::not_after_ms(current.cert_der()) else {
+            tracing::warn!("the certificate's validity cannot be read; it is not renewed");
+            return;
+        };
+        let now = outpost_core::Timestamp::now().as_millis();
+        let due = not_after.saturating_sub(u64::try_from(r.before.as_millis()).unwrap_or(u64::MAX));
+        if now < due {
+            tokio::time::sleep(Duration::from_millis((due - now).min(3_600_000))).await;
+            continue;
+        }
+        let mut renewed = None;
+        for addr in &r.peers {
+            match crate::renew::request_renewal(&r.endpoint, &current, &r.filter, &r.tuning, *addr)
+                .await
+            {
+                Ok(c) => {
+                    renewed = Some(c);
+                    break;
+                }
+                Err(e) => tracing::info!(%addr, error = %e, "certificate not renewed by this peer"),
+            }
+        }
+        let Some(new) = renewed else {
+            tracing::warn!(
+                "the certificate expires soon and no peer renewed it; retrying in a minute"
+            );
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            continue;
+        };
+        match (
+            tls::server_config(&new, &r.filter, &r.tuning),
+            tls::client_config(&new, &r.filter, &r.tuning),
+        ) {
+            (Ok(server), Ok(client)) => {
+                r.endpoint.set_server_config(Some(server));
+                if r.runner.set_client_config(client).is_err() {
+                    return;
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "the renewed certificate is unusable; keeping the current one");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                continue;
+            }
+        }
+        if let Some(dir) = &r.cert_dir {
+            if let Err(e) = new.save(dir) {
+                tracing::error!(dir = %dir.display(), error = %e, "the renewed certificate could not be saved; it is used until the node stops");
+            }
+        }
+        let until = crate::renew::not_after_ms(new.cert_der()).unwrap_or(0);
+        tracing::info!(valid_until_ms = until, "certificate renewed");
+        *cert.lock().unwrap_or_else(|p| p.into_inner()) = new;
     }
 }

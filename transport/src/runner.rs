@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use outpost_core::engine::SyncStatus;
+use outpost_core::engine::{RevocationRefused, SyncStatus};
+use outpost_core::revocation::SignedRevocation;
 use outpost_core::{
     CloseCode, ConnId, DocumentId, Event, Links, Origin, Output, PeerId, PeerInfo, Store,
     Subscription, SubscriptionFilter, Target, Timestamp,
@@ -67,7 +68,13 @@ pub struct RunnerConfig {
     pub dial_timeout: Duration,
     /// Admission (sites, deny list) checked for every connection, dialed or accepted.
     pub filter: PeerFilter,
+    /// A connection is closed ([`CloseCode::CertificateExpired`]) this long after the
+    /// peer's certificate expired: the clock skew tolerated between devices.
+    pub expiry_grace: Duration,
 }
+
+/// The default of [`RunnerConfig::expiry_grace`]: 5 minutes of clock skew.
+pub const DEFAULT_EXPIRY_GRACE: Duration = Duration::from_secs(300);
 
 enum Command {
     Connected {
@@ -95,6 +102,14 @@ enum Command {
         doc: DocumentId,
         reply: oneshot::Sender<outpost_core::Result<bool>>,
     },
+    LearnRevocation(
+        SignedRevocation,
+        oneshot::Sender<std::result::Result<bool, RevocationRefused>>,
+    ),
+    /// The peer certificate of a connection expired (plus the grace).
+    Expired(ConnId),
+    /// Dial with this client configuration from now on (a renewed certificate).
+    SetClientConfig(Box<quinn::ClientConfig>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -223,6 +238,29 @@ impl RunnerHandle {
         rx.await.map_err(|_| Error::NodeStopped)
     }
 
+    /// Hands a revocation signed by the fleet CA to the engine: verified, stored, applied
+    /// and relayed to every peer. Returns whether it was new.
+    pub async fn learn_revocation(
+        &self,
+        record: SignedRevocation,
+    ) -> Result<std::result::Result<bool, RevocationRefused>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::LearnRevocation(record, reply))?;
+        rx.await.map_err(|_| Error::NodeStopped)
+    }
+
+    /// Dials with `config` from now on (e.g. after the certificate was renewed).
+    pub(crate) fn set_client_config(&self, config: quinn::ClientConfig) -> Result<()> {
+        self.send(Command::SetClientConfig(Box::new(config)))
+    }
+
+    /// Like [`RunnerHandle::learn_revocation`], without waiting for the answer (for callers
+    /// outside the runtime: the cloud hands a revocation to each of its sites).
+    pub fn offer_revocation(&self, record: SignedRevocation) -> Result<()> {
+        let (reply, _) = oneshot::channel();
+        self.send(Command::LearnRevocation(record, reply))
+    }
+
     /// Stops the runner: sends what is queued (within the grace period), closes every
     /// connection, persists sync states and flushes the store. Returns when it is done.
     pub async fn shutdown(&self) {
@@ -286,6 +324,9 @@ impl<H: Hooks> Runner<H> {
         let (inbox, inbox_rx) = mpsc::channel(INBOX_FRAMES);
         let mut links = links;
         mark_denied(&mut links, &config.filter);
+        for (_, r) in links.engine().revocations() {
+            config.filter.add_revocation(r.clone());
+        }
         // Local writes only: paths are for apps, and asking for them costs every write time.
         let subscription = store.subscribe(SubscriptionFilter::all().without_paths());
         Runner {
@@ -377,6 +418,7 @@ impl<H: Hooks> Runner<H> {
                     self.inbox.clone(),
                 );
                 self.sessions.insert(id, session);
+                self.close_at_expiry(id);
                 if let Err(refusal) = self.config.filter.check(&info) {
                     tracing::warn!(peer = %info, %refusal, "refusing connection");
                     if let Some(s) = self.sessions.get(&id) {
@@ -423,6 +465,20 @@ impl<H: Hooks> Runner<H> {
             }
             Command::Erase { doc, reply } => {
                 let _ = reply.send(self.links.erase(&doc, now));
+            }
+            Command::SetClientConfig(config) => {
+                if let Some(endpoint) = &mut self.endpoint {
+                    endpoint.set_default_client_config(*config);
+                }
+            }
+            Command::Expired(id) => {
+                if let Some(session) = self.sessions.get(&id) {
+                    tracing::warn!(peer = %session.peer(), "the peer's certificate expired: closing its connection");
+                    session.close(CloseCode::CertificateExpired);
+                }
+            }
+            Command::LearnRevocation(record, reply) => {
+                let _ = reply.send(self.links.learn_revocation(record, now));
             }
             Command::Shutdown(_) => {}
         }
@@ -475,9 +531,33 @@ impl<H: Hooks> Runner<H> {
             }
         }
         while let Some(event) = self.links.poll_event() {
+            if let Event::Revoked { revocation, .. } = &event {
+                // Refused in every later handshake (this runner's endpoint shares the filter).
+                self.config.filter.add_revocation(revocation.clone());
+            }
             self.hooks.on_event(&event);
         }
         self.hooks.after_input(&self.links);
+    }
+
+    /// Schedules the close of connection `id` when its peer's certificate expires.
+    fn close_at_expiry(&self, id: ConnId) {
+        let Some(der) = self.sessions.get(&id).and_then(Session::peer_certificate) else {
+            return;
+        };
+        let Some(not_after) = crate::renew::not_after_ms(&der) else {
+            return;
+        };
+        let at = Timestamp(not_after)
+            .plus_millis(u64::try_from(self.config.expiry_grace.as_millis()).unwrap_or(u64::MAX));
+        let wait = Duration::from_millis(at.millis_since(Timestamp::now()));
+        let commands = self.commands.weak.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if let Some(c) = commands.upgrade() {
+                let _ = c.send(Command::Expired(id));
+            }
+        });
     }
 
     /// Resolves and dials `target` in a task of its own; the outcome comes back as a command.

@@ -172,6 +172,15 @@ impl Session {
         self.id
     }
 
+    /// The certificate the peer presented (DER), if any.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        let identity = self.conn.peer_identity()?;
+        let chain = identity
+            .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+            .ok()?;
+        chain.first().map(|c| c.to_vec())
+    }
+
     /// The peer's identity, from its verified certificate.
     pub fn peer(&self) -> &PeerInfo {
         &self.peer

@@ -170,6 +170,16 @@ impl Verifier for FleetVerifier {
             reason: last.map_or_else(|| "no algorithm".to_string(), |e| e.to_string()),
         })
     }
+
+    fn verify_authority(
+        &self,
+        message: &[u8],
+        signature: &[u8],
+    ) -> std::result::Result<(), SignatureError> {
+        // The CA's own key signs revocations: its certificate is read as any other for the
+        // public key.
+        self.verify_signature(&self.ca, message, signature)
+    }
 }
 
 #[cfg(test)]

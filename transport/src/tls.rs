@@ -11,7 +11,7 @@
 //!   same site and to cloud peers (role `cloud`); a cloud peer talks to every site.
 //!
 //! So a refused peer never completes the handshake and never receives a byte of data.
-//! ALPN negotiates the protocol ([`Protocol`]): `outpost/2` and `outpost/1` are offered, newest
+//! ALPN negotiates the protocol ([`Protocol`]): `outpost/3`, `outpost/2` and `outpost/1` are offered, newest
 //! first, and a peer that predates ALPN choice speaks `outpost/1`; TLS 1.3 only, with the *ring*
 //! provider.
 
@@ -20,6 +20,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use outpost_core::engine::wire::Protocol;
+use outpost_core::revocation::Revocation;
+use outpost_core::signing::KeyId;
 use outpost_core::{PeerId, PeerInfo, Role, SiteId};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -34,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::identity::{peer_info_from_cert, DeviceCert};
 
 /// The ALPN protocol id of the newest protocol of outpost links.
-pub const ALPN: &[u8] = b"outpost/2";
+pub const ALPN: &[u8] = b"outpost/3";
 
 fn alpn_ids(protocols: &[Protocol]) -> Vec<Vec<u8>> {
     protocols.iter().map(|p| p.alpn().to_vec()).collect()
@@ -209,23 +211,40 @@ pub struct PeerFilter {
 struct FilterState {
     site_rule: SiteRule,
     deny: DenyList,
+    /// Revocations signed by the fleet CA, learnt through sync (see
+    /// `outpost_core::revocation`).
+    revoked: Vec<Revocation>,
 }
 
 impl PeerFilter {
     /// A filter with a site rule and a deny list.
     pub fn new(site_rule: SiteRule, deny: DenyList) -> Self {
         PeerFilter {
-            inner: Arc::new(RwLock::new(FilterState { site_rule, deny })),
+            inner: Arc::new(RwLock::new(FilterState {
+                site_rule,
+                deny,
+                revoked: Vec::new(),
+            })),
         }
     }
 
-    /// Checks whether `peer` may connect.
+    /// Checks whether `peer` may connect (whatever certificate it presents: revocations of
+    /// one certificate are checked in the handshake, which sees it).
     pub fn check(&self, peer: &PeerInfo) -> std::result::Result<(), Refusal> {
+        self.check_presenting(peer, None)
+    }
+
+    /// Checks whether `peer`, presenting the certificate `key`, may connect.
+    pub fn check_presenting(
+        &self,
+        peer: &PeerInfo,
+        key: Option<&KeyId>,
+    ) -> std::result::Result<(), Refusal> {
         let state = self
             .inner
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if state.deny.denies(peer) {
+        if state.deny.denies(peer) || state.revoked.iter().any(|r| r.covers(peer, key)) {
             Err(Refusal::Revoked)
         } else if !state.site_rule.admits(peer) {
             Err(Refusal::OtherSite)
@@ -241,6 +260,20 @@ impl PeerFilter {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .deny
             .insert(entry)
+    }
+
+    /// Adds a revocation signed by the fleet CA (verified by the engine that learnt it);
+    /// returns whether it was new.
+    pub fn add_revocation(&self, revocation: Revocation) -> bool {
+        let mut state = self
+            .inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if state.revoked.contains(&revocation) {
+            return false;
+        }
+        state.revoked.push(revocation);
+        true
     }
 
     /// Removes `entry` from the deny list; returns whether it was present.
@@ -280,7 +313,8 @@ impl PeerFilter {
             tracing::warn!(side, error = %e, "refusing peer: certificate has no valid outpost identity");
             rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(e))))
         })?;
-        self.check(&peer).map_err(|refusal| {
+        let key = KeyId::of(end_entity);
+        self.check_presenting(&peer, Some(&key)).map_err(|refusal| {
             tracing::warn!(side, %peer, reason = %refusal, "refusing peer during TLS handshake");
             rustls::Error::InvalidCertificate(match refusal {
                 Refusal::Revoked => CertificateError::Revoked,
@@ -512,6 +546,8 @@ pub fn server_config(
 ) -> Result<quinn::ServerConfig> {
     let mut tls = rustls_server_config(cert, filter)?;
     tls.alpn_protocols = alpn_ids(&tuning.protocols);
+    // Certificate renewal requests (`crate::renew`) come in connections of their own.
+    tls.alpn_protocols.push(crate::renew::RENEW_ALPN.to_vec());
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| Error::TlsConfig(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -527,6 +563,23 @@ pub fn client_config(
 ) -> Result<quinn::ClientConfig> {
     let mut tls = rustls_client_config(cert, filter)?;
     tls.alpn_protocols = alpn_ids(&tuning.protocols);
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| Error::TlsConfig(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport_config(tuning)?);
+    Ok(config)
+}
+
+/// A quinn client configuration like [`client_config`] that offers only the ALPN ids
+/// `alpn` (e.g. a renewal request).
+pub fn client_config_for(
+    cert: &DeviceCert,
+    filter: &PeerFilter,
+    tuning: &TransportTuning,
+    alpn: &[&[u8]],
+) -> Result<quinn::ClientConfig> {
+    let mut tls = rustls_client_config(cert, filter)?;
+    tls.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| Error::TlsConfig(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));

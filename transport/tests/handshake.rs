@@ -191,8 +191,9 @@ fn alpn_of(conn: &quinn::Connection) -> Option<Vec<u8>> {
         .and_then(|d| d.protocol)
 }
 
-/// ALPN picks the newest protocol both sides speak: `outpost/2` between two peers of this
-/// version, `outpost/1` with a peer that speaks only the first protocol, whichever side dials.
+/// ALPN picks the newest protocol both sides speak: `outpost/3` between two peers of this
+/// version, `outpost/2` with a peer of the version before revocations, `outpost/1` with a peer
+/// that speaks only the first protocol, whichever side dials.
 #[tokio::test]
 async fn alpn_negotiates_the_newest_common_protocol() {
     init_tracing();
@@ -208,8 +209,19 @@ async fn alpn_negotiates_the_newest_common_protocol() {
         tls::endpoint(&kiosk, &filter_for(&kiosk), &old, localhost()).expect("endpoint");
     let new_kiosk = endpoint(&kiosk, &filter_for(&kiosk));
     let (s, c) = link(&new_pos, &new_kiosk).await;
-    assert_eq!(alpn_of(&s.expect("accepted")), Some(b"outpost/2".to_vec()));
-    assert_eq!(alpn_of(&c.expect("connected")), Some(b"outpost/2".to_vec()));
+    assert_eq!(alpn_of(&s.expect("accepted")), Some(b"outpost/3".to_vec()));
+    assert_eq!(alpn_of(&c.expect("connected")), Some(b"outpost/3".to_vec()));
+    // A peer of the version before revocations (protocols 2 and 1).
+    let v2 = TransportTuning {
+        protocols: vec![Protocol::V2, Protocol::V1],
+        ..TransportTuning::default()
+    };
+    let v2_kiosk = tls::endpoint(&kiosk, &filter_for(&kiosk), &v2, localhost()).expect("endpoint");
+    for (server, client) in [(&new_pos, &v2_kiosk), (&v2_kiosk, &new_pos)] {
+        let (s, c) = link(server, client).await;
+        assert_eq!(alpn_of(&s.expect("accepted")), Some(b"outpost/2".to_vec()));
+        assert_eq!(alpn_of(&c.expect("connected")), Some(b"outpost/2".to_vec()));
+    }
     for (server, client) in [(&new_pos, &old_kiosk), (&old_kiosk, &new_pos)] {
         let (s, c) = link(server, client).await;
         assert_eq!(alpn_of(&s.expect("accepted")), Some(b"outpost/1".to_vec()));
@@ -217,12 +229,17 @@ async fn alpn_negotiates_the_newest_common_protocol() {
     }
 }
 
-/// A rolling upgrade: a kiosk that still speaks only protocol 1 (a `Hello` listing every
-/// document) and a POS of this version sync both ways over real QUIC, documents that existed
-/// before the link included.
+/// A rolling upgrade: a kiosk of an older version (protocol 1, a `Hello` listing every
+/// document; or protocol 2, before revocations) and a POS of this version sync both ways over
+/// real QUIC, documents that existed before the link included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_of_the_previous_protocol_keeps_syncing() {
     init_tracing();
+    older_kiosk_syncs(vec![Protocol::V1]).await;
+    older_kiosk_syncs(vec![Protocol::V2, Protocol::V1]).await;
+}
+
+async fn older_kiosk_syncs(protocols: Vec<Protocol>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = FleetCa::generate("acme").expect("ca");
     let pos_cert = issue(&ca, "lyon", "pos-1", "pos");
@@ -243,7 +260,7 @@ async fn a_peer_of_the_previous_protocol_keeps_syncing() {
         &kiosk_cert,
         vec![pos.local_addr()],
     );
-    config.tuning.protocols = vec![Protocol::V1];
+    config.tuning.protocols = protocols;
     let kiosk = start(config).await;
     kiosk
         .store()

@@ -30,7 +30,7 @@ pub const CLOUD_DOCUMENT_STREAMS: u32 = 1024;
     about = "The outpost cloud peer: syncs every site of a fleet over QUIC with mutual TLS, \
              keeps each site's documents apart, relays between a site's devices, and serves \
              /health and Prometheus /metrics over HTTP.",
-    after_help = "Config file keys: data, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, \
+    after_help = "Config file keys: data, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, ca_key, renew_days, \
                   a [policy] table and a [limits] table (see cloud/CLI.md). Flags override environment variables, \
                   which override the file. SIGTERM or SIGINT: stop accepting, flush, exit 0."
 )]
@@ -131,6 +131,23 @@ pub struct Args {
         value_name = "LIST"
     )]
     pub deny: Vec<String>,
+    /// The fleet CA's private key (ca.key): with it the cloud renews device certificates over
+    /// the link before they expire (devices ask 10 days ahead). Keep it on this machine only.
+    #[arg(
+        long,
+        env = "OUTPOST_CA_KEY",
+        hide_env_values = true,
+        value_name = "CA.key"
+    )]
+    pub ca_key: Option<PathBuf>,
+    /// Days a renewed device certificate is valid (default 30).
+    #[arg(
+        long,
+        env = "OUTPOST_RENEW_DAYS",
+        hide_env_values = true,
+        value_name = "DAYS"
+    )]
+    pub renew_days: Option<u32>,
     /// Instead of serving: back up, restore or erase (run without one to serve).
     #[command(subcommand)]
     pub command: Option<CloudCommand>,
@@ -235,6 +252,8 @@ struct FileConfig {
     idle_secs: Option<u64>,
     max_documents: Option<usize>,
     deny: Option<Vec<String>>,
+    ca_key: Option<PathBuf>,
+    renew_days: Option<u32>,
     policy: Option<Policy>,
     limits: Option<SiteLimits>,
 }
@@ -314,6 +333,12 @@ pub struct CloudConfig {
     pub max_documents: usize,
     /// Revoked devices (`peer` or `site/peer`).
     pub deny: Vec<String>,
+    /// The fleet CA's private key: set, the cloud renews device certificates.
+    pub ca_key: Option<PathBuf>,
+    /// Days a renewed device certificate is valid.
+    pub renew_days: u32,
+    /// A connection is closed this long after its peer's certificate expired (clock skew).
+    pub expiry_grace: Duration,
     /// The fleet's access policy (the same on every device).
     pub policy: Policy,
     /// What one device may make its site spend.
@@ -347,6 +372,9 @@ impl CloudConfig {
             idle: Duration::from_secs(10),
             max_documents: 256,
             deny: Vec::new(),
+            ca_key: None,
+            renew_days: 30,
+            expiry_grace: outpost_transport::DEFAULT_EXPIRY_GRACE,
             policy: Policy::default(),
             limits: SiteLimits::default(),
             tuning: TransportTuning {
@@ -418,6 +446,10 @@ impl CloudConfig {
         } else {
             args.deny
         };
+        config.ca_key = args.ca_key.or(file.ca_key.map(rel));
+        if let Some(d) = args.renew_days.or(file.renew_days) {
+            config.renew_days = d.max(1);
+        }
         if let Some(p) = file.policy {
             config.policy = p;
         }

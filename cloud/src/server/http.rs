@@ -62,7 +62,10 @@ fn header(name: &str, value: &str) -> Header {
         .expect("static header names and values are valid")
 }
 
-fn respond(request: tiny_http::Request, shared: &Shared) {
+/// The largest body of `POST /revocations`.
+const MAX_REVOCATION_BODY: u64 = 4096;
+
+fn respond(mut request: tiny_http::Request, shared: &Shared) {
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let (status, content_type, body) = match (request.method(), path.as_str()) {
         (Method::Get, "/health") => match health(shared) {
@@ -78,6 +81,37 @@ fn respond(request: tiny_http::Request, shared: &Shared) {
             "text/plain; version=0.0.4; charset=utf-8",
             shared.metrics.render(),
         ),
+        (Method::Post, "/revocations") => {
+            use std::io::Read;
+            let mut body = Vec::new();
+            let read = request
+                .as_reader()
+                .take(MAX_REVOCATION_BODY + 1)
+                .read_to_end(&mut body);
+            let text = "text/plain; charset=utf-8";
+            match read {
+                Err(e) => (400, text, format!("cannot read the body: {e}\n")),
+                Ok(_) if body.len() as u64 > MAX_REVOCATION_BODY => (
+                    413,
+                    text,
+                    format!("a revocation is at most {MAX_REVOCATION_BODY} bytes; send the file written by `outpost cert revoke --out`\n"),
+                ),
+                Ok(_) => match outpost_core::revocation::SignedRevocation::from_bytes(&body)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|record| {
+                        let device = record.revocation()?.to_string();
+                        Ok((device, shared.learn_revocation(record)?))
+                    }) {
+                    Ok((device, true)) => (200, text, format!("revoked {device} fleet-wide\n")),
+                    Ok((device, false)) => (200, text, format!("{device} was already revoked\n")),
+                    Err(e) => (
+                        400,
+                        text,
+                        format!("revocation refused: {}\n", outpost_binsupport::one_line(e.as_ref())),
+                    ),
+                },
+            }
+        }
         (Method::Get, _) => (
             404,
             "text/plain; charset=utf-8",
@@ -86,7 +120,7 @@ fn respond(request: tiny_http::Request, shared: &Shared) {
         _ => (
             405,
             "text/plain; charset=utf-8",
-            "only GET is supported\n".to_string(),
+            "only GET (and POST /revocations) is supported\n".to_string(),
         ),
     };
     let response = Response::from_string(body)

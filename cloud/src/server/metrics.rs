@@ -62,6 +62,7 @@ impl Metrics {
             sync_errors: d(now.sync_errors, last.sync_errors),
             storage_errors: d(now.storage_errors, last.storage_errors),
             signatures_verified: d(now.signatures_verified, last.signatures_verified),
+            revocations_learned: d(now.revocations_learned, last.revocations_learned),
         };
         *last = now.clone();
         if delta == EngineMetrics::default() {
@@ -77,6 +78,7 @@ impl Metrics {
             t.changes_refused += delta.changes_refused;
             t.sync_errors += delta.sync_errors;
             t.storage_errors += delta.storage_errors;
+            t.revocations_learned += delta.revocations_learned;
         }
         let mut sites = lock(&self.sites);
         let s = sites.entry(site.clone()).or_default();
@@ -200,6 +202,12 @@ impl Metrics {
             "counter",
             "Writes of received changes or sync state that storage refused (disk full, I/O).",
             t.storage_errors,
+        );
+        metric(
+            "outpost_revocations_learned_total",
+            "counter",
+            "Revocations signed by the fleet CA that sites learnt (from devices or the operator).",
+            t.revocations_learned,
         );
         type Field = fn(&SiteStats) -> u64;
         let per_site: [(&str, &str, &str, Field); 8] = [

@@ -80,7 +80,13 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
     engine_config.verifier = Some(shared.verifier.clone());
     let engine = Engine::new(store.clone(), engine_config);
     // The cloud never dials: the links layer only serves the devices' connections.
-    let links = Links::new(engine, LinkConfig::default(), 0);
+    let mut links = Links::new(engine, LinkConfig::default(), 0);
+    // Revocations are fleet-wide: every site takes each one the cloud keeps.
+    for record in shared.stored_revocations() {
+        if let Err(e) = links.learn_revocation(record, outpost_core::Timestamp::now()) {
+            tracing::error!(error = %e, "a stored revocation was not taken");
+        }
+    }
     let config = RunnerConfig {
         session: shared.config.session.clone(),
         shutdown_grace: shared.config.shutdown_grace,
@@ -88,6 +94,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
         // Routing already admitted only this site's devices; the endpoint's verifier
         // enforces the deny list in the handshake.
         filter: PeerFilter::new(SiteRule::SameSite(site.clone()), shared.filter.deny_list()),
+        expiry_grace: shared.config.expiry_grace,
     };
     let hooks = SiteHooks {
         shared,
@@ -176,6 +183,11 @@ impl Hooks for SiteHooks {
                 tracing::warn!(%peer, %message, "protocol error")
             }
             Event::StorageFailed { .. } => {}
+            Event::Revoked { record, .. } => {
+                if let Err(e) = self.shared.learn_revocation(record.clone()) {
+                    tracing::error!(error = %e, "a revocation learnt by a site was not kept fleet-wide");
+                }
+            }
             _ => {}
         }
     }

@@ -189,7 +189,7 @@ impl Engine {
 
     /// The site whose devices may sign changes that reach us from `from`: a device's own
     /// site, or for a cloud the site of the device it serves. `None` between clouds.
-    fn signer_site<'a>(&'a self, from: &'a PeerInfo) -> Option<&'a SiteId> {
+    pub(super) fn signer_site<'a>(&'a self, from: &'a PeerInfo) -> Option<&'a SiteId> {
         if self.config.local.role != Role::cloud() {
             Some(&self.config.local.site)
         } else if from.role != Role::cloud() {
@@ -209,6 +209,7 @@ impl Engine {
         doc: &DocumentId,
         new: &[NewChange],
         pending: &Pending,
+        now: crate::Timestamp,
     ) -> Result<Vec<SignatureRecord>, String> {
         if self.config.verifier.is_none() {
             return Ok(Vec::new());
@@ -220,12 +221,19 @@ impl Engine {
                 *e = c;
             }
         }
+        let signer_of = |actor: &automerge::ActorId| {
+            newest
+                .get(actor)
+                .and_then(|c| pending.get(&c.hash))
+                .map(|(key, _)| *key)
+        };
+        self.revoked_changes(self.signer_site(from), new, &signer_of)?;
         let mut records = Vec::new();
         for (actor, change) in newest {
             let claim = parse_actor(actor);
             let Some((key, signature)) = pending.get(&change.hash) else {
                 let author = describe(actor);
-                match (self.config.signatures, &claim) {
+                match (self.config.signatures.at(now), &claim) {
                     (SignatureRule::Required, _) => {
                         return Err(format!(
                             "change {} by {author} carries no signature, and this peer \
@@ -241,7 +249,8 @@ impl Engine {
                             change.hash
                         ))
                     }
-                    (SignatureRule::Transitional, _) => continue,
+                    // `at` resolved `RequiredFrom` to one of the others.
+                    (SignatureRule::Transitional | SignatureRule::RequiredFrom(_), _) => continue,
                 }
             };
             self.check_signature(from, doc, actor, &change.hash, key, signature)?;

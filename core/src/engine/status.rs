@@ -26,6 +26,8 @@ pub struct EngineMetrics {
     pub storage_errors: u64,
     /// Change signatures verified (one per actor per received message).
     pub signatures_verified: u64,
+    /// Revocations signed by the fleet CA learnt (from the app or from peers).
+    pub revocations_learned: u64,
 }
 
 /// Sync status of every peer this engine knows.

@@ -16,11 +16,13 @@
 //! | `HelloPart` | control | a page of a `Hello` over [`HELLO_PAGE_BYTES`]; the `Hello` ends the list |
 //! | `Reconcile` | control | range digests of the documents both peers may read ([`Protocol::V2`]) |
 //! | `Signatures` | document | signatures of the changes of the `Sync` that follows, and certificates of their signers the receiver may lack |
+//! | `Revocations` | control | deny-list entries signed by the fleet CA, on connect and when new ([`Protocol::V3`]) |
 //!
 //! Which summary a link starts with depends on the [`Protocol`] the two peers negotiated
 //! (the transport does it with ALPN): [`Protocol::V1`] peers list every document and its
 //! digest in `Hello`, [`Protocol::V2`] peers reconcile ranges of documents, so that an idle
-//! reconnect costs bytes proportional to what differs, not to the number of documents.
+//! reconnect costs bytes proportional to what differs, not to the number of documents;
+//! [`Protocol::V3`] peers also exchange revocations.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,19 +51,23 @@ pub enum Protocol {
     /// Adds `Reconcile`: range digests over the sorted names of the documents both peers may
     /// read, with recursion into the ranges that differ.
     V2,
+    /// Adds `Revocations`: deny-list entries signed by the fleet CA, sent on connect and
+    /// relayed (see `crate::revocation`).
+    V3,
 }
 
 impl Protocol {
     /// The newest protocol this engine speaks.
-    pub const CURRENT: Protocol = Protocol::V2;
+    pub const CURRENT: Protocol = Protocol::V3;
     /// Every protocol this engine speaks, newest first.
-    pub const ALL: [Protocol; 2] = [Protocol::V2, Protocol::V1];
+    pub const ALL: [Protocol; 3] = [Protocol::V3, Protocol::V2, Protocol::V1];
 
     /// The ALPN protocol id that names this protocol on a TLS link.
     pub fn alpn(self) -> &'static [u8] {
         match self {
             Protocol::V1 => b"outpost/1",
             Protocol::V2 => b"outpost/2",
+            Protocol::V3 => b"outpost/3",
         }
     }
 
@@ -192,6 +198,12 @@ pub enum WireMessage {
         signatures: Vec<ChangeSignature>,
         /// DER certificates of signers.
         certificates: Vec<Vec<u8>>,
+    },
+    /// Revocations signed by the fleet CA ([`Protocol::V3`]): all the sender keeps, on
+    /// connect, and each new one as it is learnt.
+    Revocations {
+        /// The records.
+        records: Vec<crate::revocation::SignedRevocation>,
     },
 }
 

@@ -13,6 +13,7 @@
 /// | `0x03` | `Revoked` | the peer was revoked while connected |
 /// | `0x04` | `LinkCut` | the link to this peer is administratively cut (`Node::cut_link`) |
 /// | `0x05` | `PeerIdInUse` | a peer with the same id but another site is connected |
+/// | `0x06` | `CertificateExpired` | the peer's certificate expired while connected (renew it) |
 /// | `0x10` | `FrameTooLarge` | the peer sent a frame over the maximum size |
 /// | `0x11` | `FrameTruncated` | a stream of the peer ended inside a frame |
 /// | `0x12` | `Protocol` | the peer broke the stream layout (bad header, unexpected stream) |
@@ -33,6 +34,8 @@ pub enum CloseCode {
     LinkCut,
     /// A peer with the same id but another site is connected.
     PeerIdInUse,
+    /// The peer's certificate expired while connected.
+    CertificateExpired,
     /// The peer sent a frame over the maximum size.
     FrameTooLarge,
     /// A stream of the peer ended inside a frame.
@@ -47,13 +50,14 @@ pub enum CloseCode {
 
 impl CloseCode {
     /// Every code.
-    pub const ALL: [CloseCode; 11] = [
+    pub const ALL: [CloseCode; 12] = [
         CloseCode::Shutdown,
         CloseCode::Disconnected,
         CloseCode::Duplicate,
         CloseCode::Revoked,
         CloseCode::LinkCut,
         CloseCode::PeerIdInUse,
+        CloseCode::CertificateExpired,
         CloseCode::FrameTooLarge,
         CloseCode::FrameTruncated,
         CloseCode::Protocol,
@@ -70,6 +74,7 @@ impl CloseCode {
             CloseCode::Revoked => 0x03,
             CloseCode::LinkCut => 0x04,
             CloseCode::PeerIdInUse => 0x05,
+            CloseCode::CertificateExpired => 0x06,
             CloseCode::FrameTooLarge => 0x10,
             CloseCode::FrameTruncated => 0x11,
             CloseCode::Protocol => 0x12,
@@ -92,6 +97,7 @@ impl CloseCode {
             CloseCode::Revoked => "revoked",
             CloseCode::LinkCut => "link cut",
             CloseCode::PeerIdInUse => "peer id in use by another site",
+            CloseCode::CertificateExpired => "certificate expired",
             CloseCode::FrameTooLarge => "frame too large",
             CloseCode::FrameTruncated => "truncated frame",
             CloseCode::Protocol => "protocol violation",

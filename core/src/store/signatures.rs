@@ -7,7 +7,8 @@
 //!   actor in every accepted received message (see `crate::signing`), and late signatures
 //!   of changes held before their author signed;
 //! - `<namespace>certs`: `k <key id>` -> certificate DER, and `p <peer id>` -> the key id of
-//!   the peer's latest certificate: the devices known to sign.
+//!   the peer's latest certificate: the devices known to sign; `r <record id>` -> a
+//!   verified revocation (`crate::revocation`).
 
 use std::collections::BTreeSet;
 
@@ -34,6 +35,8 @@ pub(crate) struct NewChange {
     pub(crate) hash: ChangeHash,
     pub(crate) actor: ActorId,
     pub(crate) seq: u64,
+    /// The changes it depends on.
+    pub(crate) deps: Vec<ChangeHash>,
 }
 
 /// A signature to store for change `seq` of `actor`.
@@ -290,6 +293,34 @@ impl Store {
                 .and_then(|p| p.parse().ok())
             {
                 out.insert(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores a verified revocation (durably: a revocation must survive a crash); returns
+    /// whether it was new.
+    pub(crate) fn put_revocation(
+        &self,
+        record: &crate::revocation::SignedRevocation,
+    ) -> Result<bool> {
+        let mut k = vec![b'r'];
+        k.extend_from_slice(&record.id());
+        let old = self.inner.certs.insert(k, record.to_bytes())?;
+        if old.is_none() {
+            self.inner.certs.flush()?;
+        }
+        Ok(old.is_none())
+    }
+
+    /// The revocations this store keeps (verified when they were learnt).
+    pub fn revocations(&self) -> Result<Vec<crate::revocation::SignedRevocation>> {
+        let mut out = Vec::new();
+        for kv in self.inner.certs.scan_prefix(b"r") {
+            let (_, v) = kv?;
+            match crate::revocation::SignedRevocation::from_bytes(&v) {
+                Ok(r) => out.push(r),
+                Err(e) => return Err(Error::CorruptStore(format!("a stored revocation: {e}"))),
             }
         }
         Ok(out)
