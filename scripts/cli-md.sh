@@ -43,6 +43,9 @@ cli_blocks() {
 cloud_blocks() {
   printf '## `outpost-cloud`\n\n'
   block "outpost-cloud" "$bin/outpost-cloud"
+  for sub in backup restore erase; do
+    block "outpost-cloud $sub" "$bin/outpost-cloud" "$sub"
+  done
 }
 
 render cli/docs/cli-template.md cli/CLI.md cli_blocks

@@ -97,7 +97,7 @@ impl From<outpost_core::Error> for OutpostError {
             E::InvalidValue { .. } | E::Serde { .. } | E::InvalidImport { .. } => {
                 OutpostError::InvalidValue(message)
             }
-            E::NotPermitted { .. } | E::PathNotPermitted { .. } => {
+            E::NotPermitted { .. } | E::PathNotPermitted { .. } | E::Erased { .. } => {
                 OutpostError::NotPermitted(message)
             }
             E::CorruptDocument { .. } | E::CorruptStore(_) | E::Storage(_) => {

@@ -69,6 +69,8 @@ pub(crate) enum Request {
     Import { doc: String, file: PathBuf },
     /// Documents, peers and what is unsynced.
     Status,
+    /// Write a backup of the whole store to the file `out`.
+    Backup { out: PathBuf },
     /// Take a revocation signed by the fleet CA (hex of the record's bytes).
     Revoke { record: String },
     /// Stream every change of `doc`, after its current state if `current`.
@@ -237,6 +239,17 @@ pub(crate) fn execute(host: &dyn Host, request: &Request) -> Result<Json> {
             serde_json::json!({ "changes": changes })
         }
         Request::Status => host.status()?,
+        Request::Backup { out } => {
+            check_outside(host, out, "write a backup to")?;
+            let (summary, bytes) = write_backup(store, out)?;
+            serde_json::json!({
+                "documents": summary.documents,
+                "signatures": summary.signatures,
+                "certificates": summary.certificates,
+                "corrupt": summary.corrupt,
+                "bytes": bytes,
+            })
+        }
         Request::Revoke { record } => {
             let record = SignedRevocation::from_bytes(&from_hex(record)?)?;
             let revocation = record.revocation()?;
@@ -272,6 +285,40 @@ fn append_at<'p>(
         (index, Some(len)) if index.parse::<usize>().ok() == Some(len) => Some((list, len)),
         _ => None,
     })
+}
+
+/// Writes a backup of `store` to `path`, in full or not at all: into `<path>.partial`,
+/// synced, then renamed. Returns what it holds and its size.
+pub(crate) fn write_backup(
+    store: &Store,
+    path: &Path,
+) -> Result<(outpost_core::BackupSummary, u64)> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = std::fs::File::create(&partial).with_context(|| {
+        format!(
+            "cannot create {}; check the directory exists and is writable",
+            partial.display()
+        )
+    })?;
+    let result = (|| -> Result<(outpost_core::BackupSummary, u64)> {
+        let mut w = std::io::BufWriter::new(file);
+        let summary = store.backup(&mut w)?;
+        let file = w
+            .into_inner()
+            .map_err(|e| anyhow!("cannot write {}: {}", partial.display(), e.error()))?;
+        file.sync_all()
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        let bytes = file.metadata()?.len();
+        std::fs::rename(&partial, path)
+            .with_context(|| format!("cannot move the backup to {}", path.display()))?;
+        Ok((summary, bytes))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
 }
 
 /// Writes `bytes` to `path` and syncs it, so that `export` returns with the file on disk.

@@ -39,6 +39,10 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
         Command::Docs(crate::DocsCommand::List) => Request::Documents,
         Command::Docs(crate::DocsCommand::Delete { doc }) => Request::DeleteDocument { doc },
         Command::Status { json } => return crate::status::run(dir, cert_dir, json),
+        Command::Restore { from } => return restore(dir, &from),
+        Command::Backup { out } => Request::Backup {
+            out: absolute(&out)?,
+        },
         Command::Put { doc, path, json } => Request::Put {
             doc,
             path,
@@ -97,6 +101,16 @@ fn print_result(request: &Request, result: &Json) -> Result<()> {
                 writeln!(out, "{doc} held no data here; nothing deleted")?;
             }
         }
+        Request::Backup { out: file } => {
+            let n = result.get("documents").and_then(Json::as_u64).unwrap_or(0);
+            let bytes = result.get("bytes").and_then(Json::as_u64).unwrap_or(0);
+            writeln!(
+                out,
+                "backed up {} ({bytes} bytes) to {}",
+                crate::status::count(n, "document", "documents"),
+                file.display()
+            )?;
+        }
         Request::Revoke { .. } => {
             let device = result.get("device").and_then(Json::as_str).unwrap_or("?");
             if result.get("new").and_then(Json::as_bool).unwrap_or(false) {
@@ -112,6 +126,34 @@ fn print_result(request: &Request, result: &Json) -> Result<()> {
         }
         _ => {}
     }
+    Ok(())
+}
+
+/// `outpost restore --from FILE`: into a new or empty data directory only.
+fn restore(dir: &Path, from: &Path) -> Result<()> {
+    let file = std::fs::File::open(from).with_context(|| {
+        format!(
+            "cannot open the backup {}; give the file written by `outpost backup --out FILE`",
+            from.display()
+        )
+    })?;
+    let summary = outpost_core::restore(dir, std::io::BufReader::new(file))
+        .with_context(|| format!("cannot restore {} into {}", from.display(), dir.display()))?;
+    if let Some(info) = &summary.identity {
+        record_identity(dir, info)?;
+    }
+    println!(
+        "restored {} ({} signatures, {} certificate records) into {}{}; run `outpost serve` on it to catch up from peers",
+        crate::status::count(summary.documents, "document", "documents"),
+        summary.signatures,
+        summary.certificates,
+        dir.display(),
+        summary
+            .identity
+            .as_ref()
+            .map(|i| format!(" as {i}"))
+            .unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -161,6 +161,23 @@ enum Command {
     /// Print the fleet's access policy in effect (the default unless --policy is given).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Write a backup of the whole data directory to FILE: every document, signatures,
+    /// certificates, feed positions and erasure tombstones, not the sync states (peers send
+    /// a restored device what it lacks). Consistent while `outpost serve` runs (it writes the
+    /// backup itself, through its control socket).
+    Backup {
+        /// The backup file to write (replaced if it exists; written in full or not at all).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Restore a backup (from `outpost backup`) into the data directory, which must be new or
+    /// empty. Then run `outpost serve` on it: peers send it everything written since the
+    /// backup, and it writes under a new actor, so nothing it wrote before is reused.
+    Restore {
+        /// The backup file to read.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
     /// Show documents, heads, peers, and what is unsynced since when.
     Status {
         /// Print JSON instead of text.

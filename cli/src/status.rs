@@ -28,7 +28,13 @@ pub(crate) fn offline(dir: &Path, store: &Store, identity: Option<&PeerInfo>) ->
         PeerInfo::parse("local", "local", "local").expect("literal identity is valid")
     });
     let engine = Engine::new(store.clone(), EngineConfig::new(local, data::policy()));
-    to_json(dir, store, identity, &engine.status(), false)
+    to_json(
+        dir,
+        store,
+        identity,
+        &engine.status_at(Timestamp::now()),
+        false,
+    )
 }
 
 /// The status document shared by `status --json` and the text view.
@@ -43,10 +49,16 @@ pub(crate) fn to_json(
     let mut documents = Vec::new();
     for doc in store.documents()? {
         let heads: Vec<String> = store.heads(&doc)?.iter().map(|h| h.to_string()).collect();
+        let held = sync.documents.iter().find(|d| d.doc == doc);
         documents.push(json!({
             "doc": doc.to_string(),
             "heads": heads,
             "changes": store.history_len(&doc)?,
+            "bytes": match held {
+                Some(d) => d.bytes,
+                None => store.document_bytes(&doc)?,
+            },
+            "retention": held.map(|d| d.retention),
         }));
     }
     let peers: Vec<Json> = sync
@@ -115,6 +127,15 @@ pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `512 B`, `12.3 KB`, `4.5 MB`.
+fn bytes(n: u64) -> String {
+    match n {
+        0..=9_999 => format!("{n} B"),
+        10_000..=9_999_999 => format!("{:.1} KB", n as f64 / 1000.0),
+        _ => format!("{:.1} MB", n as f64 / 1_000_000.0),
+    }
+}
+
 fn short(head: &str) -> &str {
     head.get(..8).unwrap_or(head)
 }
@@ -173,11 +194,21 @@ pub(crate) fn text(s: &Json, now: Timestamp) -> String {
                     .collect()
             })
             .unwrap_or_default();
+        let retention = match d["retention"].as_str() {
+            Some("drop_due") => {
+                "  past retention: dropped at the next housekeeping (the cloud holds it)"
+            }
+            Some("waiting_for_cloud") => {
+                "  past retention: kept until a cloud peer holds all of it"
+            }
+            _ => "",
+        };
         let _ = writeln!(
             out,
-            "  {:<24} {:>14}  heads {}",
+            "  {:<24} {:>14} {:>10}  heads {}{retention}",
             str_of(&d["doc"]),
             count(d["changes"].as_u64().unwrap_or(0), "change", "changes"),
+            bytes(d["bytes"].as_u64().unwrap_or(0)),
             heads.join(", ")
         );
     }

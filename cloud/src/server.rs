@@ -23,7 +23,9 @@
 //!
 //! [`Engine`]: outpost_core::Engine
 
+mod admin;
 mod config;
+mod control;
 mod http;
 mod metrics;
 mod site;
@@ -47,7 +49,7 @@ use outpost_transport::{
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-pub use self::config::{Args, CloudConfig, SiteLimits, CLOUD_DOCUMENT_STREAMS};
+pub use self::config::{Args, CloudCommand, CloudConfig, SiteLimits, CLOUD_DOCUMENT_STREAMS};
 use self::http::Http;
 use self::metrics::Metrics;
 
@@ -117,6 +119,34 @@ impl Shared {
             }
         }
         CloseCode::Shutdown.close(&conn);
+    }
+
+    /// Erases `doc` in `site` through the site's runner, loading the site if needed (see
+    /// [`Cloud::erase`]).
+    async fn erase(
+        self: &Arc<Self>,
+        site: &SiteId,
+        doc: &outpost_core::DocumentId,
+    ) -> Result<bool> {
+        let runner = {
+            let mut sites = self.sites();
+            if self.stopping.load(Ordering::SeqCst) {
+                bail!("the cloud is stopping; erase {doc} once it runs again");
+            }
+            sites
+                .entry(site.clone())
+                .or_insert_with(|| SiteEntry {
+                    runner: site::spawn(self.clone(), site.clone()),
+                    sessions: 0,
+                })
+                .runner
+                .clone()
+        };
+        let held = runner
+            .erase(doc.clone())
+            .await
+            .with_context(|| format!("the task of site {site} stopped"))??;
+        Ok(held)
     }
 
     /// Takes a revocation signed by the fleet CA (from the operator over HTTP, or learnt by
@@ -194,6 +224,8 @@ pub struct Cloud {
     quic_addr: SocketAddr,
     accept_task: JoinHandle<()>,
     http: Http,
+    /// The control socket (`outpost-cloud erase` on a running cloud); removed when dropped.
+    control: Option<control::Control>,
 }
 
 impl Cloud {
@@ -282,6 +314,7 @@ impl Cloud {
         let span = tracing::info_span!("cloud", peer = %local.peer);
         let accept_task =
             tokio::spawn(accept_loop(endpoint.clone(), shared.clone()).instrument(span));
+        let control = control::serve(shared.clone());
         tracing::info!(%quic_addr, http = %http.addr(), identity = %local, "outpost-cloud started");
         Ok(Cloud {
             shared,
@@ -289,6 +322,7 @@ impl Cloud {
             quic_addr,
             accept_task,
             http,
+            control,
         })
     }
 
@@ -307,11 +341,21 @@ impl Cloud {
         self.shared.metrics.render()
     }
 
+    /// Erases `doc` fleet-wide in `site` while the cloud runs (what `outpost-cloud erase`
+    /// does, through the control socket of the running cloud): deleted here with a
+    /// tombstone, refused if a device sends it back, and put on the site's erasure list,
+    /// which its connected devices receive at once and the others when they next connect.
+    /// Loads the site if it is not. Returns whether the cloud held the document.
+    pub async fn erase(&self, site: &SiteId, doc: &outpost_core::DocumentId) -> Result<bool> {
+        self.shared.erase(site, doc).await
+    }
+
     /// Stops accepting, lets every site send what is queued (within the grace period),
     /// persists sync states, closes every connection, flushes storage.
     pub async fn shutdown(self) -> Result<()> {
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.accept_task.abort();
+        drop(self.control);
         // Refuse new handshakes at once; existing connections stay until their site stops.
         self.endpoint.set_server_config(None);
         let runners: Vec<RunnerHandle> = self
@@ -456,7 +500,10 @@ where
     }
 }
 
-fn run(args: Args) -> Result<()> {
+fn run(mut args: Args) -> Result<()> {
+    if let Some(command) = args.command.take() {
+        return admin::run(config::AdminConfig::from_args(&args)?, command);
+    }
     let config = CloudConfig::from_args(args)?;
     // A failed start must not leave behind a data directory it created.
     let data = config.data.clone();

@@ -14,13 +14,16 @@ fn p(path: &Path) -> &str {
 fn help_matches_cli_md() {
     let md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/CLI.md"))
         .expect("cloud/CLI.md exists");
-    let mut cloud_help = Command::new(cloud_bin());
-    cloud_help.arg("--help");
-    let out = run_with(cloud_help, COMMAND_TIMEOUT);
-    assert!(
-        md.contains(out.expect_ok().trim_end()),
-        "cloud/CLI.md lacks the exact output of `outpost-cloud --help`; regenerate it with scripts/cli-md.sh"
-    );
+    for sub in [None, Some("backup"), Some("restore"), Some("erase")] {
+        let mut cloud_help = Command::new(cloud_bin());
+        cloud_help.args(sub).arg("--help");
+        let out = run_with(cloud_help, COMMAND_TIMEOUT);
+        assert!(
+            md.contains(out.expect_ok().trim_end()),
+            "cloud/CLI.md lacks the exact output of `outpost-cloud {} --help`; regenerate it with scripts/cli-md.sh",
+            sub.unwrap_or_default()
+        );
+    }
 }
 
 #[test]

@@ -24,7 +24,9 @@ use automerge::ChangeHash;
 use self::persist::{Progress, SyncStateStore};
 pub use self::revocations::{RevocationRefused, MAX_BAD_REVOCATIONS_PER_SESSION};
 pub use self::signatures::{MAX_CERTIFICATES_PER_MESSAGE, MAX_PENDING_SIGNATURES};
-pub use self::status::{DocStatus, EngineMetrics, PeerStatus, SyncStatus};
+pub use self::status::{
+    DocStatus, DocumentStatus, EngineMetrics, PeerStatus, Retention, SyncStatus,
+};
 use self::wire::{DocDigest, Protocol, WireError, WireMessage, FRAGMENT_BYTES};
 use crate::signing::{KeyId, SharedVerifier, SignatureRule};
 use crate::store::Received;
@@ -266,6 +268,18 @@ pub struct Engine {
     revocations: revocations::Revocations,
 }
 
+/// The erasure list's document id.
+fn erasure_list() -> DocumentId {
+    crate::ERASURES_DOC
+        .parse()
+        .expect("the erasure list's name is a valid document id")
+}
+
+/// Whether `doc` is the erasure list.
+fn is_erasure_list(doc: &DocumentId) -> bool {
+    doc.partition().is_none() && doc.context().as_str() == crate::ERASURES_DOC
+}
+
 /// The first 8 bytes of the SHA-256 of the sorted heads: equal heads give equal digests, and
 /// unequal heads collide with probability 2^-64 (an XOR of the hashes collided whenever two
 /// heads swapped roles, e.g. {a, b} and {a ^ c, b ^ c}).
@@ -346,6 +360,8 @@ impl Engine {
             Ok(r) => engine.known_roles = r,
             Err(e) => engine.storage_failed(None, None, &e),
         }
+        // Erasures received before a crash that stopped them being carried out.
+        engine.apply_erasures();
         engine
     }
 
@@ -440,6 +456,7 @@ impl Engine {
             && policy.may_read(local, doc.context())
             && policy.retains(&peer.role, doc, now)
             && policy.retains(local, doc, now)
+            && !self.store.is_erased(doc)
     }
 
     /// The documents we and `peer` may both read, with their heads on disk.
@@ -595,20 +612,9 @@ impl Engine {
             .filter(|d| !self.config.policy.retains(&local, d, now))
             .cloned()
             .collect();
-        let clouds: Vec<PeerId> = self
-            .known_roles
-            .iter()
-            .filter(|(_, r)| **r == crate::Role::cloud())
-            .map(|(p, _)| p.clone())
-            .collect();
         let mut dropped = Vec::new();
         for doc in expired {
-            let held = clouds.iter().any(|c| {
-                self.progress
-                    .get(&(c.clone(), doc.clone()))
-                    .is_some_and(|p| p.last_sync.is_some() && p.unsynced_since.is_none())
-            });
-            if !held {
+            if !self.held_by_cloud(&doc) {
                 continue;
             }
             match self.store.delete_document(&doc) {
@@ -625,6 +631,98 @@ impl Engine {
             }
         }
         dropped
+    }
+
+    /// Erases `doc` fleet-wide (a cloud's command): adds it to the erasure list (the
+    /// `erasures` document, which every role reads and only the cloud writes), deletes it
+    /// here and keeps a tombstone, so that it is refused if a peer sends it back. Devices
+    /// that receive the list do the same (`Engine::apply_erasures`). Returns whether the
+    /// document held data here. Fails with `Error::NotPermitted` on a role that may not
+    /// write the erasure list (every role but the cloud's).
+    pub fn erase(&mut self, doc: &DocumentId, now: Timestamp) -> crate::Result<bool> {
+        let list = erasure_list();
+        if doc == &list {
+            return Err(crate::Error::InvalidName {
+                kind: "document to erase",
+                name: doc.to_string(),
+                reason: "the erasure list itself is never erased".into(),
+                example: "orders/2026-11-24",
+            });
+        }
+        let entry = serde_json::json!({ "at": now.as_millis() });
+        let path = crate::Pointer::root().child(doc.to_string()).to_string();
+        self.store
+            .put(&list, &path, entry, crate::Durability::Durable)?;
+        let existed = self.forget_erased(doc, now.as_millis())?;
+        self.handle_local_change(&list, now);
+        Ok(existed)
+    }
+
+    /// Carries out the erasure list as stored: every document on it that is not erased here
+    /// yet is deleted and tombstoned. Returns the documents erased now.
+    pub fn apply_erasures(&mut self) -> Vec<DocumentId> {
+        let list = erasure_list();
+        let entries = match self.store.has_document(&list) {
+            Ok(false) => return Vec::new(),
+            Ok(true) => match self.store.get_all(&list) {
+                Ok(serde_json::Value::Object(m)) => m,
+                Ok(_) => return Vec::new(),
+                Err(e) => {
+                    self.storage_failed(None, Some(&list), &e);
+                    return Vec::new();
+                }
+            },
+            Err(e) => {
+                self.storage_failed(None, Some(&list), &e);
+                return Vec::new();
+            }
+        };
+        let mut erased = Vec::new();
+        for (name, entry) in entries {
+            let Ok(doc) = name.parse::<DocumentId>() else {
+                tracing::warn!(name, "the erasure list names no valid document; ignored");
+                continue;
+            };
+            if doc == list || self.store.is_erased(&doc) {
+                continue;
+            }
+            let at = entry
+                .get("at")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            match self.forget_erased(&doc, at) {
+                Ok(_) => {
+                    tracing::info!(%doc, "erased: on the cloud's erasure list");
+                    erased.push(doc);
+                }
+                Err(e) => self.storage_failed(None, Some(&doc), &e),
+            }
+        }
+        erased
+    }
+
+    /// Erases `doc` from the store (tombstone) and from what the engine knows of it.
+    fn forget_erased(&mut self, doc: &DocumentId, at_ms: u64) -> crate::Result<bool> {
+        let existed = self.store.erase(doc, at_ms)?;
+        self.known.remove(doc);
+        for p in self.peers.values_mut() {
+            p.docs.remove(doc);
+        }
+        self.progress.retain(|(_, d), _| d != doc);
+        Ok(existed)
+    }
+
+    /// Whether a cloud peer is known to hold all of `doc` (synced, with none of our changes
+    /// missing).
+    fn held_by_cloud(&self, doc: &DocumentId) -> bool {
+        self.known_roles
+            .iter()
+            .filter(|(_, r)| **r == crate::Role::cloud())
+            .any(|(c, _)| {
+                self.progress
+                    .get(&(c.clone(), doc.clone()))
+                    .is_some_and(|p| p.last_sync.is_some() && p.unsynced_since.is_none())
+            })
     }
 
     /// Records that peers other than `except` may now lack changes of `doc`.
@@ -1240,6 +1338,10 @@ impl Engine {
         let info = peer.info.clone();
         let refusal = match self.check_changes(&info, &doc, &msg) {
             Some(reason) => Some(reason),
+            None if !msg.changes.is_empty() && self.store.is_erased(&doc) => Some(format!(
+                "{doc} was erased (it is on the cloud's erasure list); it is not stored here \
+                 and should be deleted by the sender"
+            )),
             None if !msg.changes.is_empty()
                 && !self.known.contains(&doc)
                 && !self
@@ -1266,7 +1368,12 @@ impl Engine {
                 return self.refuse(from, &info, doc, msg.heads, n, reason, now);
             }
         }
-        self.apply_sync(from, info, doc, msg, now)
+        let erasures = is_erasure_list(&doc);
+        self.apply_sync(from, info, doc, msg, now)?;
+        if erasures {
+            self.apply_erasures();
+        }
+        Ok(())
     }
 
     /// Refuses the `n` changes of a message from `from` (whose heads were `heads`): nothing
@@ -1754,5 +1861,13 @@ impl Engine {
     /// Sync status per known peer and document, for "N unsynced" badges and operators.
     pub fn status(&self) -> SyncStatus {
         status::build(self)
+    }
+
+    /// [`Engine::status`], with every document held here, its size on disk and whether it
+    /// is kept at `now` under this device's retention or due to be dropped.
+    pub fn status_at(&self, now: Timestamp) -> SyncStatus {
+        let mut s = status::build(self);
+        s.documents = status::documents(self, now);
+        s
     }
 }

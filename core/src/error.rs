@@ -159,6 +159,12 @@ pub enum Error {
         #[source]
         source: Box<automerge::AutomergeError>,
     },
+    /// The document was erased (fleet-wide, by the cloud, or here) and keeps a tombstone.
+    #[error("document {doc} was erased and may not be written again; write to another document (e.g. another day's partition)")]
+    Erased {
+        /// The document.
+        doc: DocumentId,
+    },
     /// A feed waited on a store that was closed.
     #[error("the store was closed while a feed waited for changes; open the feed again on an open store")]
     FeedClosed,

@@ -58,6 +58,10 @@ pub use link::{Backoff, CloseCode, ConnId, LinkConfig, Links, Output, Target};
 pub use pointer::Pointer;
 pub use policy::{ContextRule, PathRule, Policy};
 pub use store::{
+    restore, restore_stores, BackupError, BackupSummary, BackupWriter, BACKUP_MAGIC,
+    BACKUP_VERSION, ERASURES_DOC,
+};
+pub use store::{
     ChangeEvent, ConflictValue, Durability, Feed, FeedBatch, FeedDocs, FeedFilter, Origin, Store,
     StoreOptions, Subscription, SubscriptionFilter, Ticket, TicketPrefix, Tx, WriteOutcome,
 };

@@ -226,7 +226,16 @@ impl Links {
     /// The sync status of every known peer and document, with why and since when each peer
     /// that is not connected is offline, and which are revoked.
     pub fn status(&self) -> SyncStatus {
-        let mut status = self.engine.status();
+        self.with_links(self.engine.status())
+    }
+
+    /// [`Links::status`] with every document held here, its size on disk and its retention
+    /// at `now` (see [`Engine::status_at`]).
+    pub fn status_at(&self, now: Timestamp) -> SyncStatus {
+        self.with_links(self.engine.status_at(now))
+    }
+
+    fn with_links(&self, mut status: SyncStatus) -> SyncStatus {
         for p in &mut status.peers {
             p.revoked = self.revoked.contains(&p.peer);
             if !p.connected {
@@ -589,6 +598,11 @@ impl Links {
     /// [`Engine::drop_expired`]).
     pub fn drop_expired(&mut self, now: Timestamp) -> Vec<DocumentId> {
         self.engine.drop_expired(now)
+    }
+
+    /// Erases `doc` fleet-wide from a cloud peer (see [`Engine::erase`]).
+    pub fn erase(&mut self, doc: &DocumentId, now: Timestamp) -> crate::Result<bool> {
+        self.engine.erase(doc, now)
     }
 
     /// Closes the connection with `peer` now with `code`; returns whether there was one.

@@ -7,6 +7,7 @@
 //! hands them to `Automerge::load`. Compaction writes a new snapshot and removes the older
 //! chunks in one atomic sled batch, so a crash leaves either the old or the new layout.
 
+mod backup;
 mod feed;
 mod flush;
 mod paths;
@@ -26,6 +27,9 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use serde_json::Value as Json;
 
+pub use self::backup::{
+    restore, restore_stores, BackupError, BackupSummary, BackupWriter, BACKUP_MAGIC, BACKUP_VERSION,
+};
 pub use self::feed::{Feed, FeedBatch, FeedDocs, FeedFilter};
 use self::flush::FlushGroup;
 pub(crate) use self::signatures::{NewChange, SignatureRecord, StoredSignature};
@@ -162,6 +166,14 @@ pub(crate) const UNSIGNED_KEY: &str = "unsigned/";
 /// Meta key prefix of the quarantined documents.
 const QUARANTINE_KEY: &str = "quarantine/";
 
+/// Meta key prefix of erased documents' tombstones (`erased/<doc>` -> erasure time, ms).
+pub(crate) const ERASED_KEY: &str = "erased/";
+
+/// The document through which the cloud tells devices which documents are erased
+/// fleet-wide: a map from document id to `{"at": <ms>}` (see `core/docs/design.md`,
+/// "Erasure").
+pub const ERASURES_DOC: &str = "erasures";
+
 /// A set of documents persisted on disk. Cheap to clone; thread-safe.
 #[derive(Clone)]
 pub struct Store {
@@ -194,6 +206,8 @@ struct Inner {
     quarantined: Mutex<std::collections::HashSet<DocumentId>>,
     /// This device's ticket numbers, if it has a prefix.
     tickets: Option<Tickets>,
+    /// Documents erased here (tombstones): refused from peers, never written again.
+    erased: Mutex<std::collections::HashSet<DocumentId>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -277,6 +291,16 @@ impl Store {
                 quarantined.insert(doc);
             }
         }
+        let mut erased = std::collections::HashSet::new();
+        for kv in meta.scan_prefix(ERASED_KEY) {
+            let (k, _) = kv?;
+            if let Some(doc) = std::str::from_utf8(&k[ERASED_KEY.len()..])
+                .ok()
+                .and_then(|d| d.parse::<DocumentId>().ok())
+            {
+                erased.insert(doc);
+            }
+        }
         let anonymous =
             PeerInfo::parse("local", "local", "local").expect("literal identity is valid");
         let actor = actor_for(options.identity.as_ref().unwrap_or(&anonymous), tail);
@@ -304,6 +328,7 @@ impl Store {
                 flushes: FlushGroup::default(),
                 quarantined: Mutex::new(quarantined),
                 tickets,
+                erased: Mutex::new(erased),
             }),
         };
         // Our own certificate is known like any other signer's: peers that relay our
@@ -410,6 +435,9 @@ impl Store {
     }
 
     fn check_write(&self, doc: &DocumentId) -> Result<()> {
+        if self.is_erased(doc) {
+            return Err(Error::Erased { doc: doc.clone() });
+        }
         if let Some(me) = &self.inner.identity {
             if !self.inner.policy.may_write(&me.role, doc.context()) {
                 return Err(Error::NotPermitted {
@@ -670,6 +698,49 @@ impl Store {
             t.learn(doc)?;
         }
         Ok(())
+    }
+
+    /// Whether `doc` was erased here (see [`Store::erase`]).
+    pub fn is_erased(&self, doc: &DocumentId) -> bool {
+        lock(&self.inner.erased).contains(doc)
+    }
+
+    /// The documents erased here, sorted.
+    pub fn erased(&self) -> Vec<DocumentId> {
+        let mut out: Vec<DocumentId> = lock(&self.inner.erased).iter().cloned().collect();
+        out.sort();
+        out
+    }
+
+    /// Erases a document here for good: deletes it like [`Store::delete_document`] and keeps
+    /// a tombstone, so that it is never written again here (local writes fail with
+    /// [`Error::Erased`]) and the engine refuses it from peers. `now_ms` is recorded in the
+    /// tombstone. Erasing a whole fleet goes through the engine (`Engine::erase`, on the
+    /// cloud), which also tells devices. Returns whether the document held data.
+    pub fn erase(&self, doc: &DocumentId, now_ms: u64) -> Result<bool> {
+        // The tombstone first: a crash in between leaves a tombstone whose document the
+        // next erasure pass deletes, never a deleted document that could come back.
+        self.inner.meta.insert(
+            format!("{ERASED_KEY}{doc}").as_bytes(),
+            &now_ms.to_be_bytes(),
+        )?;
+        lock(&self.inner.erased).insert(doc.clone());
+        let existed = self.delete_document(doc)?;
+        // Consumers' positions in it mean nothing any more,
+        let mut batch = sled::Batch::default();
+        // and what was synced of it with whom neither.
+        let suffix = format!("/{doc}");
+        for prefix in [&b"feed/"[..], &b"progress/"[..]] {
+            for kv in self.inner.meta.scan_prefix(prefix) {
+                let (k, _) = kv?;
+                if k.ends_with(suffix.as_bytes()) {
+                    batch.remove(k);
+                }
+            }
+        }
+        self.inner.meta.apply_batch(batch)?;
+        self.inner.db.flush()?;
+        Ok(existed)
     }
 
     /// Drops the cached copy of a document so the next access reloads it from disk.
@@ -938,12 +1009,47 @@ impl Store {
     pub fn compact(&self, doc: &DocumentId) -> Result<()> {
         let slot = self.slot(doc)?;
         let mut s = lock(&slot);
+        // A document deleted (or erased) meanwhile stays without chunks.
+        if !s.exists() {
+            return Ok(());
+        }
         s.compact()
     }
 
     /// Number of stored chunks of a document (snapshot plus incremental changes).
     pub fn chunk_count(&self, doc: &DocumentId) -> Result<usize> {
         Ok(lock(&*self.slot(doc)?).chunk_count())
+    }
+
+    /// Bytes of a document's stored chunks (its snapshot and the changes after it), read from
+    /// its key range without loading it: what the document weighs in the store, before sled's
+    /// own overhead. 0 for a document that holds no data here.
+    pub fn document_bytes(&self, doc: &DocumentId) -> Result<u64> {
+        let mut n = 0u64;
+        for kv in self.inner.chunks.scan_prefix(slot::chunk_prefix(doc)) {
+            let (_, v) = kv?;
+            n += v.len() as u64;
+        }
+        Ok(n)
+    }
+
+    /// Bytes of every document's stored chunks in this store (see
+    /// [`Store::document_bytes`]); for a store in a namespace of a shared database (a cloud
+    /// site), its own documents only.
+    pub fn documents_bytes(&self) -> Result<u64> {
+        let mut n = 0u64;
+        for kv in self.inner.chunks.scan_prefix([slot::CHUNK]) {
+            let (_, v) = kv?;
+            n += v.len() as u64;
+        }
+        Ok(n)
+    }
+
+    /// The size of the whole sled database on disk (its log file and blobs, every namespace):
+    /// what the data directory costs. sled gives space back lazily (see `core/docs/design.md`,
+    /// "What sled gives back").
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.inner.db.size_on_disk()?)
     }
 
     /// Flushes everything to disk.

@@ -491,6 +491,11 @@ impl Net {
         self.engine(peer).store()
     }
 
+    /// The peer's data directory (its sled database), e.g. to measure it on disk.
+    pub fn data_dir(&self, peer: &PeerId) -> &std::path::Path {
+        self.sim(peer).dir.path()
+    }
+
     /// Whether the peer is running.
     pub fn is_running(&self, peer: &PeerId) -> bool {
         self.sim(peer).links.is_some()
@@ -571,6 +576,40 @@ impl Net {
         std::fs::create_dir_all(&dir).expect("the peer's directory can be created");
         copy_dir(backup.path(), &dir);
         self.log(|| format!("restore {peer} from a backup"));
+    }
+
+    /// A whole-store backup of a peer, taken while it runs (`Store::backup`).
+    pub fn backup_store(&self, peer: &PeerId) -> (Vec<u8>, outpost_core::BackupSummary) {
+        let mut out = Vec::new();
+        let summary = self
+            .store(peer)
+            .backup(&mut out)
+            .unwrap_or_else(|e| panic!("backup of {peer} failed: {e}"));
+        (out, summary)
+    }
+
+    /// Wipes a stopped peer's data directory and restores a whole-store backup into it
+    /// (`outpost_core::restore`); start the peer to open it.
+    pub fn restore_store(&mut self, peer: &PeerId, backup: &[u8]) -> outpost_core::BackupSummary {
+        assert!(!self.is_running(peer), "stop {peer} before restoring it");
+        let dir = self.sim(peer).dir.path().to_path_buf();
+        std::fs::remove_dir_all(&dir).expect("the peer's directory can be removed");
+        let summary = outpost_core::restore(&dir, backup)
+            .unwrap_or_else(|e| panic!("restore of {peer} failed: {e}"));
+        self.log(|| format!("restore {peer} from a whole-store backup"));
+        summary
+    }
+
+    /// Erases `doc` fleet-wide from a cloud peer (`Links::erase`); returns whether the cloud
+    /// held it.
+    pub fn erase(&mut self, peer: &PeerId, doc: &DocumentId) -> bool {
+        let now = Timestamp(self.now);
+        let held = self
+            .links_mut(peer)
+            .erase(doc, now)
+            .unwrap_or_else(|e| panic!("erasing {doc} on {peer} failed: {e}"));
+        self.pump_all();
+        held
     }
 
     /// Flips a byte in every stored chunk of `doc` on a stopped peer: the document no longer

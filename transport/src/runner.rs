@@ -18,8 +18,8 @@ use std::time::Duration;
 use outpost_core::engine::{RevocationRefused, SyncStatus};
 use outpost_core::revocation::SignedRevocation;
 use outpost_core::{
-    CloseCode, ConnId, Event, Links, Origin, Output, PeerId, PeerInfo, Store, Subscription,
-    SubscriptionFilter, Target, Timestamp,
+    CloseCode, ConnId, DocumentId, Event, Links, Origin, Output, PeerId, PeerInfo, Store,
+    Subscription, SubscriptionFilter, Target, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -100,6 +100,10 @@ enum Command {
     },
     Restore(PeerId),
     Revoke(DenyEntry),
+    Erase {
+        doc: DocumentId,
+        reply: oneshot::Sender<outpost_core::Result<bool>>,
+    },
     LearnRevocation(
         SignedRevocation,
         oneshot::Sender<std::result::Result<bool, RevocationRefused>>,
@@ -233,6 +237,15 @@ impl RunnerHandle {
 
     pub(crate) fn revoke(&self, entry: DenyEntry) -> Result<()> {
         self.send(Command::Revoke(entry))
+    }
+
+    /// Erases `doc` fleet-wide through this runner's engine (a cloud site's; see
+    /// `Engine::erase`): deleted with a tombstone here, and on the erasure list that the
+    /// connected devices receive at once. Returns whether the document was held.
+    pub async fn erase(&self, doc: DocumentId) -> Result<outpost_core::Result<bool>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Erase { doc, reply })?;
+        rx.await.map_err(|_| Error::NodeStopped)
     }
 
     /// Hands a revocation signed by the fleet CA to the engine: verified, stored, applied
@@ -445,7 +458,7 @@ impl<H: Hooks> Runner<H> {
             Command::PauseTarget(target) => self.links.pause_target(&target),
             Command::ResumeTarget(target) => self.links.resume_target(&target, now),
             Command::Status(reply) => {
-                let _ = reply.send(self.links.status());
+                let _ = reply.send(self.links.status_at(Timestamp::now()));
             }
             Command::Disconnect { peer, code, reply } => {
                 let _ = reply.send(self.links.disconnect(&peer, code, now));
@@ -463,6 +476,9 @@ impl<H: Hooks> Runner<H> {
                 if n > 0 {
                     tracing::warn!(%entry, connections = n, "closed connections of a revoked peer");
                 }
+            }
+            Command::Erase { doc, reply } => {
+                let _ = reply.send(self.links.erase(&doc, now));
             }
             Command::SetClientConfig(config) => {
                 if let Some(endpoint) = &mut self.endpoint {

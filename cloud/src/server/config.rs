@@ -36,7 +36,13 @@ pub const CLOUD_DOCUMENT_STREAMS: u32 = 1024;
 )]
 pub struct Args {
     /// Data directory (one sled database for every site).
-    #[arg(long, env = "OUTPOST_DATA", hide_env_values = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "OUTPOST_DATA",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub data: Option<PathBuf>,
     /// UDP address for QUIC, e.g. `0.0.0.0:7733` or `localhost:7733`.
     #[arg(
@@ -57,6 +63,7 @@ pub struct Args {
     /// The fleet CA certificate.
     #[arg(
         long,
+        global = true,
         env = "OUTPOST_CA",
         hide_env_values = true,
         value_name = "CA.pem"
@@ -65,6 +72,7 @@ pub struct Args {
     /// This cloud peer's certificate (issued with role `cloud`).
     #[arg(
         long,
+        global = true,
         env = "OUTPOST_CERT",
         hide_env_values = true,
         value_name = "CERT.pem"
@@ -73,6 +81,7 @@ pub struct Args {
     /// This cloud peer's private key.
     #[arg(
         long,
+        global = true,
         env = "OUTPOST_KEY",
         hide_env_values = true,
         value_name = "KEY.pem"
@@ -81,6 +90,7 @@ pub struct Args {
     /// TOML file with any of the settings above, plus `deny` and `[policy]`.
     #[arg(
         long,
+        global = true,
         env = "OUTPOST_CONFIG",
         hide_env_values = true,
         value_name = "FILE"
@@ -138,6 +148,79 @@ pub struct Args {
         value_name = "DAYS"
     )]
     pub renew_days: Option<u32>,
+    /// Instead of serving: back up, restore or erase (run without one to serve).
+    #[command(subcommand)]
+    pub command: Option<CloudCommand>,
+}
+
+/// What `outpost-cloud` does instead of serving. Backup and restore work on the data
+/// directory of a stopped cloud peer (sled lets one process open it); erase goes through a
+/// running cloud's control socket, or opens the directory of a stopped one.
+#[derive(Debug, clap::Subcommand)]
+pub enum CloudCommand {
+    /// Write a backup of every site of a stopped cloud peer to FILE: each site's documents, signatures,
+    /// certificates, feed positions and erasure tombstones, not the sync states (devices
+    /// send a restored cloud what it lacks).
+    Backup {
+        /// The backup file to write (written in full or not at all).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Restore a backup of `outpost-cloud backup` into the data directory, which must be new
+    /// or empty.
+    Restore {
+        /// The backup file to read.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
+    /// Erase a document (a partition such as `orders/2026-11-03`) fleet-wide: the cloud
+    /// deletes it and keeps a tombstone, refuses it if a device sends it back, and tells
+    /// every device of the site through the `erasures` document (connected devices at once,
+    /// the others when they next connect). A running cloud does it through its control
+    /// socket (DIR/outpost-cloud.sock); on a stopped one it needs --cert, --key and --ca
+    /// (the entry in `erasures` is signed) and devices hear of it once the cloud runs again.
+    Erase {
+        /// The document to erase.
+        doc: String,
+        /// Only in this site (default: every site the data directory holds).
+        #[arg(long)]
+        site: Option<String>,
+    },
+}
+
+/// What the subcommands need from flags, environment and config file.
+#[derive(Debug)]
+pub(crate) struct AdminConfig {
+    pub(crate) data: PathBuf,
+    pub(crate) ca: Option<PathBuf>,
+    pub(crate) cert: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
+    pub(crate) policy: Policy,
+}
+
+impl AdminConfig {
+    pub(crate) fn from_args(args: &Args) -> Result<AdminConfig> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let base = args
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let rel = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        Ok(AdminConfig {
+            data: args.data.clone().or(file.data.map(rel)).ok_or_else(|| {
+                anyhow!("missing --data: pass --data, set OUTPOST_DATA, or put `data = ...` in the --config file")
+            })?,
+            ca: args.ca.clone().or(file.ca.map(rel)),
+            cert: args.cert.clone().or(file.cert.map(rel)),
+            key: args.key.clone().or(file.key.map(rel)),
+            policy: file.policy.unwrap_or_default(),
+        })
+    }
 }
 
 /// The first address of `HOST:PORT` (a name such as `localhost` is looked up once, at start).

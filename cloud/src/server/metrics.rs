@@ -20,6 +20,8 @@ pub(crate) struct SiteStats {
     pub(crate) documents_loaded: u64,
     /// Whether the site is loaded.
     pub(crate) loaded: bool,
+    /// Bytes of the site's documents in storage (as last measured).
+    pub(crate) stored_bytes: u64,
     pub(crate) bytes_in: u64,
     pub(crate) bytes_out: u64,
     pub(crate) changes_applied: u64,
@@ -208,7 +210,13 @@ impl Metrics {
             t.revocations_learned,
         );
         type Field = fn(&SiteStats) -> u64;
-        let per_site: [(&str, &str, &str, Field); 7] = [
+        let per_site: [(&str, &str, &str, Field); 8] = [
+            (
+                "outpost_site_stored_bytes",
+                "gauge",
+                "Bytes of the site's documents in storage (their chunks; measured after activity, at most every 10 s).",
+                |s| s.stored_bytes,
+            ),
             (
                 "outpost_site_connected_peers",
                 "gauge",

@@ -45,7 +45,7 @@ fn housekeeping_period(idle: Duration) -> Duration {
 }
 
 async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
-    let namespace = format!("site/{site}/");
+    let namespace = super::admin::namespace(&site);
     let store = match Store::on_db(
         shared.db.clone(),
         &namespace,
@@ -107,6 +107,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
         documents_loaded: 0,
         checked_at_load: false,
         connected: 0,
+        bytes_at: None,
     };
     hooks
         .shared
@@ -134,7 +135,13 @@ struct SiteHooks {
     /// This site's share of `Shared::documents_loaded`.
     documents_loaded: i64,
     connected: usize,
+    /// When the site's stored bytes were last measured (they are read from every chunk's
+    /// length, so at most every `BYTES_EVERY`).
+    bytes_at: Option<Instant>,
 }
+
+/// How often a busy site measures its stored bytes for `/metrics`.
+const BYTES_EVERY: Duration = Duration::from_secs(10);
 
 impl Hooks for SiteHooks {
     fn on_event(&mut self, event: &Event) {
@@ -319,6 +326,16 @@ impl SiteHooks {
         self.shared
             .metrics
             .set_site(&self.site, |s| s.backlog = backlog);
+        if self.bytes_at.is_none_or(|t| t.elapsed() >= BYTES_EVERY) {
+            self.bytes_at = Some(Instant::now());
+            match self.store.documents_bytes() {
+                Ok(bytes) => self
+                    .shared
+                    .metrics
+                    .set_site(&self.site, |s| s.stored_bytes = bytes),
+                Err(e) => tracing::warn!(error = %e, "cannot measure the site's stored bytes"),
+            }
+        }
     }
 
     /// Records how many of this site's documents are in memory.

@@ -35,6 +35,34 @@ pub struct EngineMetrics {
 pub struct SyncStatus {
     /// Per peer.
     pub peers: Vec<PeerStatus>,
+    /// Per document held here: its size on disk and its retention. Filled by
+    /// `Engine::status_at` (retention depends on the day); empty from `Engine::status`.
+    pub documents: Vec<DocumentStatus>,
+}
+
+/// One document held here.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DocumentStatus {
+    /// The document.
+    pub doc: DocumentId,
+    /// Bytes of its stored chunks (`Store::document_bytes`).
+    pub bytes: u64,
+    /// Whether this device keeps it.
+    pub retention: Retention,
+}
+
+/// Whether a device keeps a document under its role's retention (`ContextRule::retain_days`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retention {
+    /// Within the retention (or not dated, or no retention for this role): kept.
+    Kept,
+    /// Past the retention, and a cloud peer holds all of it: dropped by the next
+    /// housekeeping (`Engine::drop_expired`).
+    DropDue,
+    /// Past the retention, but no cloud peer is known to hold all of it yet: kept (and
+    /// uploaded on connect) until one does. Never the only copy.
+    WaitingForCloud,
 }
 
 impl SyncStatus {
@@ -97,6 +125,34 @@ pub struct DocStatus {
     pub unsynced_since: Option<Timestamp>,
     /// Whether changes were refused on this link (by either side) this session.
     pub refused: bool,
+}
+
+pub(super) fn documents(engine: &Engine, now: Timestamp) -> Vec<DocumentStatus> {
+    let store = &engine.store;
+    let role = &engine.config.local.role;
+    let docs = match store.documents() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "the status cannot list documents");
+            return Vec::new();
+        }
+    };
+    docs.into_iter()
+        .map(|doc| {
+            let retention = if engine.config.policy.retains(role, &doc, now) {
+                Retention::Kept
+            } else if engine.held_by_cloud(&doc) {
+                Retention::DropDue
+            } else {
+                Retention::WaitingForCloud
+            };
+            DocumentStatus {
+                bytes: store.document_bytes(&doc).unwrap_or(0),
+                doc,
+                retention,
+            }
+        })
+        .collect()
 }
 
 pub(super) fn build(engine: &Engine) -> SyncStatus {
@@ -174,5 +230,8 @@ pub(super) fn build(engine: &Engine) -> SyncStatus {
             docs: out,
         });
     }
-    SyncStatus { peers }
+    SyncStatus {
+        peers,
+        documents: Vec::new(),
+    }
 }

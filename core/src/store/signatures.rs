@@ -74,7 +74,7 @@ pub(super) fn sig_value(s: &StoredSignature) -> Vec<u8> {
     v
 }
 
-fn decode_value(v: &[u8]) -> Option<StoredSignature> {
+pub(super) fn decode_value(v: &[u8]) -> Option<StoredSignature> {
     let hash: [u8; 32] = v.get(..32)?.try_into().ok()?;
     let key: [u8; 32] = v.get(32..64)?.try_into().ok()?;
     Some(StoredSignature {

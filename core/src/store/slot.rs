@@ -16,7 +16,7 @@ use crate::{DocumentId, Error, Result};
 
 /// Marker keys (`0x00 <doc>`) sort before chunk keys (`0x01 <doc> 0x00 <seq>`).
 pub(super) const MARKER: u8 = 0x00;
-const CHUNK: u8 = 0x01;
+pub(super) const CHUNK: u8 = 0x01;
 
 /// The marker key of `doc`.
 pub(super) fn marker_key(doc: &DocumentId) -> Vec<u8> {

@@ -1,0 +1,277 @@
+//! `outpost-cloud backup | restore | erase`: work on the data directory of a stopped cloud
+//! peer (sled lets one process hold a database).
+
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use outpost_core::{
+    BackupWriter, DocumentId, Engine, EngineConfig, Role, SiteId, Store, StoreOptions, Timestamp,
+};
+use outpost_transport::DeviceCert;
+
+use super::config::{AdminConfig, CloudCommand};
+
+/// The namespace of a site's store in the cloud's database.
+pub(crate) fn namespace(site: &SiteId) -> String {
+    format!("site/{site}/")
+}
+
+/// The sites a database holds (those with a store namespace), sorted.
+pub(crate) fn sites(db: &sled::Db) -> Vec<SiteId> {
+    let mut out: Vec<SiteId> = db
+        .tree_names()
+        .iter()
+        .filter_map(|n| {
+            let n = std::str::from_utf8(n).ok()?;
+            n.strip_prefix("site/")?
+                .strip_suffix("/chunks")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn open(data: &Path, create: bool) -> Result<sled::Db> {
+    if !create && !data.is_dir() {
+        bail!(
+            "the data directory {} does not exist; check --data",
+            data.display()
+        );
+    }
+    sled::Config::new().path(data).open().map_err(|e| {
+        let held = e.to_string().contains("could not acquire lock");
+        if held {
+            anyhow!(
+                "the data directory {} is in use (is outpost-cloud running on it?); stop it first, then run this again",
+                data.display()
+            )
+        } else {
+            anyhow::Error::new(e).context(format!(
+                "cannot open the data directory {}",
+                data.display()
+            ))
+        }
+    })
+}
+
+/// Runs a subcommand of `outpost-cloud`.
+pub(crate) fn run(config: AdminConfig, command: CloudCommand) -> Result<()> {
+    match command {
+        CloudCommand::Backup { out } => backup(&config.data, &out),
+        CloudCommand::Restore { from } => restore(&config.data, &from),
+        CloudCommand::Erase { doc, site } => erase(&config, &doc, site.as_deref()),
+    }
+}
+
+fn backup(data: &Path, out: &Path) -> Result<()> {
+    let db = open(data, false)?;
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = std::fs::File::create(&partial).with_context(|| {
+        format!(
+            "cannot create {}; check the directory exists and is writable",
+            partial.display()
+        )
+    })?;
+    let result = (|| -> Result<(usize, u64, u64)> {
+        let mut w = BackupWriter::new(BufWriter::new(file))?;
+        let sites = sites(&db);
+        let mut documents = 0;
+        for site in &sites {
+            let store = Store::on_db(db.clone(), &namespace(site), StoreOptions::default())?;
+            let s = w.add(&store)?;
+            documents += s.documents;
+        }
+        let file = w
+            .finish()?
+            .into_inner()
+            .map_err(|e| anyhow!("cannot write {}: {}", partial.display(), e.error()))?;
+        file.sync_all()?;
+        Ok((sites.len(), documents, file.metadata()?.len()))
+    })();
+    let (sites, documents, bytes) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&partial, out)
+        .with_context(|| format!("cannot move the backup to {}", out.display()))?;
+    println!(
+        "backed up {sites} sites, {documents} documents ({bytes} bytes) to {}",
+        out.display()
+    );
+    Ok(())
+}
+
+fn restore(data: &Path, from: &Path) -> Result<()> {
+    if data.exists()
+        && std::fs::read_dir(data)
+            .with_context(|| format!("cannot read {}", data.display()))?
+            .next()
+            .is_some()
+    {
+        bail!(
+            "refusing to restore into {}: the directory is not empty; restore into a new or empty directory (move the old data directory aside first)",
+            data.display()
+        );
+    }
+    let file = std::fs::File::open(from).with_context(|| {
+        format!(
+            "cannot open the backup {}; give the file written by `outpost-cloud backup --out FILE`",
+            from.display()
+        )
+    })?;
+    let created = !data.exists();
+    let result = (|| -> Result<Vec<outpost_core::BackupSummary>> {
+        let db = open(data, true)?;
+        let summaries = outpost_core::restore_stores(BufReader::new(file), |ns, _| {
+            let site_ok = ns
+                .strip_prefix("site/")
+                .and_then(|s| s.strip_suffix('/'))
+                .is_some_and(|s| s.parse::<SiteId>().is_ok());
+            if !site_ok {
+                return Err(outpost_core::BackupError::Damaged(format!(
+                    "it holds the store {ns:?}, not a cloud site (a device's backup is restored with `outpost restore`)"
+                )));
+            }
+            Ok(Store::on_db(db.clone(), ns, StoreOptions::default())?)
+        })?;
+        db.flush()?;
+        Ok(summaries)
+    })();
+    match result {
+        Ok(summaries) => {
+            let documents: u64 = summaries.iter().map(|s| s.documents).sum();
+            println!(
+                "restored {} sites, {documents} documents into {}; start outpost-cloud on it: devices send it what was written since the backup",
+                summaries.len(),
+                data.display()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            // Leave nothing half restored.
+            if let Ok(entries) = std::fs::read_dir(data) {
+                for entry in entries.flatten() {
+                    let p = entry.path();
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+            if created {
+                let _ = std::fs::remove_dir(data);
+            }
+            Err(e.context(format!(
+                "cannot restore {} into {}",
+                from.display(),
+                data.display()
+            )))
+        }
+    }
+}
+
+/// What `erase` prints for one site.
+pub(crate) fn erased_line(site: &SiteId, doc: &DocumentId, held: bool, running: bool) -> String {
+    format!(
+        "{site}: {doc} {}; devices of the site delete it {}",
+        if held {
+            "erased"
+        } else {
+            "was not held here; erased for the devices"
+        },
+        if running {
+            "now if connected, else when they next connect"
+        } else {
+            "when they next sync (start outpost-cloud)"
+        }
+    )
+}
+
+fn erase(config: &AdminConfig, doc: &str, only: Option<&str>) -> Result<()> {
+    // A running cloud holds the data directory: ask it.
+    let request = super::control::AdminRequest::Erase {
+        doc: doc.to_string(),
+        site: only.map(str::to_string),
+    };
+    match super::control::request(&config.data, &request)? {
+        Some(super::control::AdminReply::Ok(lines)) => {
+            for line in lines {
+                println!("{line}");
+            }
+            return Ok(());
+        }
+        Some(super::control::AdminReply::Error(e)) => {
+            bail!("the running cloud could not erase {doc}: {e}")
+        }
+        None => {}
+    }
+    let doc: DocumentId = doc.parse()?;
+    let need = |p: &Option<PathBuf>, flag: &str| {
+        p.clone().ok_or_else(|| {
+            anyhow!("erase signs its entry in the erasure list: pass --{flag} (the cloud's own, as when serving)")
+        })
+    };
+    let (ca, cert, key) = (
+        need(&config.ca, "ca")?,
+        need(&config.cert, "cert")?,
+        need(&config.key, "key")?,
+    );
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let cert = DeviceCert::from_pem(&read(&cert)?, &read(&key)?, &read(&ca)?)
+        .context("the cloud certificate, key and CA do not form a usable identity")?;
+    let local = cert.info().clone();
+    if local.role != Role::cloud() {
+        bail!(
+            "the certificate is for {local}, not a cloud peer; pass the cloud's --cert and --key"
+        );
+    }
+    let signer = Arc::new(
+        outpost_transport::DeviceSigner::new(&cert)
+            .context("the cloud certificate's key cannot sign changes")?,
+    );
+    let db = open(&config.data, false)?;
+    let sites: Vec<SiteId> = match only {
+        Some(s) => vec![s.parse()?],
+        None => sites(&db),
+    };
+    if sites.is_empty() {
+        bail!(
+            "the data directory {} holds no site; nothing to erase",
+            config.data.display()
+        );
+    }
+    let now = Timestamp::now();
+    for site in sites {
+        let store = Store::on_db(
+            db.clone(),
+            &namespace(&site),
+            StoreOptions {
+                identity: Some(local.clone()),
+                policy: config.policy.clone(),
+                signer: Some(signer.clone()),
+                ..StoreOptions::default()
+            },
+        )?;
+        let mut engine = Engine::new(
+            store,
+            EngineConfig::new(local.clone(), config.policy.clone()),
+        );
+        let held = engine.erase(&doc, now)?;
+        println!("{}", erased_line(&site, &doc, held, false));
+    }
+    db.flush()?;
+    Ok(())
+}
