@@ -243,3 +243,60 @@ fn forged_and_oversized_revocations_keep_nothing() {
         Err(RevocationRefused::NoVerifier)
     );
 }
+
+/// A revoked certificate vouches for nothing: changes under an actor that names no device
+/// (an import the revoked kiosk signed, as importers sign foreign actors' changes) are
+/// refused too, not only those under the kiosk's own actors.
+#[test]
+fn a_revoked_certificate_vouches_for_no_actor() {
+    let ca = TestCa::new(3);
+    let pos = PeerInfo::parse("s1", "pos-1", "pos").expect("valid");
+    let kiosk = PeerInfo::parse("s1", "kiosk-1", "kiosk").expect("valid");
+    let (d1, d2) = (
+        tempfile::tempdir().expect("temp dir"),
+        tempfile::tempdir().expect("temp dir"),
+    );
+    let mut p = ca.engine(d1.path(), pos.clone(), SignatureRule::Transitional);
+    let mut k = ca.engine(d2.path(), kiosk.clone(), SignatureRule::Transitional);
+    let now = Timestamp(1_000);
+    // The kiosk imports an order written by a foreign tool (a random actor).
+    let mut foreign = automerge::AutoCommit::new();
+    automerge::transaction::Transactable::put(&mut foreign, automerge::ROOT, "o-1", 1_i64)
+        .expect("write");
+    let orders: outpost_core::DocumentId = ORDERS.parse().expect("doc id");
+    k.store()
+        .import(&orders, &foreign.save())
+        .expect("the kiosk imports");
+    assert!(p
+        .learn_revocation(ca.revoke(&kiosk, "stolen"), now)
+        .expect("the CA's record"));
+    p.handle_connect(kiosk.clone(), now);
+    k.handle_connect(pos.clone(), now);
+    for _ in 0..50 {
+        let mut moved = false;
+        while let Some(t) = k.poll_transmit() {
+            let _ = p.handle_message(&kiosk.peer, &t.bytes, now);
+            moved = true;
+        }
+        while let Some(t) = p.poll_transmit() {
+            let _ = k.handle_message(&pos.peer, &t.bytes, now);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert_eq!(
+        p.store().get(&orders, "/o-1").ok().flatten(),
+        None,
+        "the POS took a change vouched for by a revoked certificate"
+    );
+    let refused: Vec<String> = std::iter::from_fn(|| p.poll_event())
+        .filter_map(|e| match e {
+            Event::ChangeRefused { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    println!("{refused:?}");
+    assert!(refused.iter().any(|r| r.contains("revoked")), "{refused:?}");
+}

@@ -132,7 +132,8 @@ impl Verifier for FleetVerifier {
             .map_err(|e| untrusted(format!("not an X.509 certificate ({e})")))?;
         // A change outlives its author's certificate (a week-old partition relayed after a
         // renewal): the chain is checked as of the certificate's start of validity, which
-        // proves the CA issued it. Revocation is the CA-signed fleet document's job.
+        // proves the CA issued it. Revocation is the job of the CA-signed revocation records
+        // (`outpost_core::revocation`).
         let (_, parsed) = x509_parser::parse_x509_certificate(certificate_der)
             .map_err(|e| untrusted(format!("not an X.509 certificate ({e})")))?;
         let start = u64::try_from(parsed.validity().not_before.timestamp()).unwrap_or(0);

@@ -228,9 +228,10 @@ impl Engine {
     }
 
     /// Why the changes `new` (arriving from `from`) must be refused for a revocation, if they
-    /// must: a change whose actor claims a revoked device of `site`, signed (if the message
-    /// signs it) by a revoked certificate, unless a change of a device in good standing in
-    /// the same message builds on it.
+    /// must: a change whose actor claims a revoked device of `site` (signed, if the message
+    /// signs it, by a revoked certificate), or whose signature is by a revoked certificate
+    /// whatever actor it claims, unless a change of a device in good standing in the same
+    /// message builds on it.
     pub(super) fn revoked_changes(
         &self,
         site: Option<&SiteId>,
@@ -255,6 +256,17 @@ impl Engine {
                             (Some(_), None) => true,
                         }
                 })
+            });
+            // Whatever actor the change claims (an imported change's actor names no device),
+            // a signature by a revoked certificate does not vouch for it.
+            let hit = hit.or_else(|| {
+                let key = signer_of(&c.actor)?;
+                let (signer, _) = self.certs.get(&key)?;
+                self.revocations
+                    .records
+                    .values()
+                    .map(|(_, r)| r)
+                    .find(|r| r.covers(signer, Some(&key)))
             });
             match hit {
                 Some(r) => {
