@@ -1,7 +1,8 @@
 //! Process plumbing shared by the outpost binaries: the `outpost` command line (crate
 //! `outpost-cli`) and the cloud peer `outpost-cloud`. Neither binary depends on the other, so
 //! what both need lives here, below them: how an error is reported (one line, causes said
-//! once), what a panic prints, where logs go, and how SIGTERM/SIGINT are caught.
+//! once), what a panic prints, where logs go, how SIGTERM/SIGINT are caught, and the
+//! owner-only control socket.
 //!
 //! ```
 //! use std::process::ExitCode;
@@ -13,7 +14,11 @@
 mod logging;
 mod report;
 mod signals;
+mod socket;
 
 pub use logging::{init_logging, LogTarget};
 pub use report::{install_panic_hook, one_line, report};
 pub use signals::Signals;
+#[cfg(unix)]
+pub use socket::owner_only_socket;
+pub use socket::SocketError;

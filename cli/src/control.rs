@@ -464,28 +464,12 @@ impl Drop for Server {
 /// directory then report that it is in use.
 #[cfg(unix)]
 pub(crate) fn serve(dir: &Path, host: Arc<dyn Host>) -> Option<Server> {
-    use std::os::unix::net::UnixListener;
     let path = dir.join(SOCKET_FILE);
-    // We hold the store, so a socket file left here belongs to a process that is gone.
-    let _ = std::fs::remove_file(&path);
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let listener = match UnixListener::bind(&path) {
+    let (listener, owner) = match outpost_binsupport::owner_only_socket(&path) {
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot create the control socket; other outpost commands cannot reach this data directory while it runs");
-            return None;
-        }
-    };
-    // Owner only. Between bind and chmod another user could connect; the uid check below
-    // refuses them anyway.
-    let owner = match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .and_then(|_| std::fs::metadata(&path))
-    {
-        Ok(m) => m.uid(),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot restrict the control socket to its owner; not serving it");
-            let _ = std::fs::remove_file(&path);
+            tracing::warn!(path = %path.display(), error = %e, "other outpost commands cannot reach this data directory while it runs");
             return None;
         }
     };

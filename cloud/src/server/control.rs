@@ -58,24 +58,18 @@ impl Drop for Control {
 /// Serves the control socket of a running cloud; `None` (logged) when it cannot be made:
 /// the cloud still runs, and `outpost-cloud erase` then says the directory is in use.
 pub(crate) fn serve(shared: Arc<Shared>) -> Option<Control> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let path = shared.config.data.join(SOCKET_FILE);
-    // We hold the database, so a socket file left here belongs to a process that is gone.
-    let _ = std::fs::remove_file(&path);
-    let listener = match tokio::net::UnixListener::bind(&path) {
+    let bound = outpost_binsupport::owner_only_socket(&path).and_then(|(listener, owner)| {
+        listener
+            .set_nonblocking(true)
+            .and_then(|_| tokio::net::UnixListener::from_std(listener))
+            .map(|l| (l, owner))
+            .map_err(outpost_binsupport::SocketError::Bind)
+    });
+    let (listener, owner) = match bound {
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot create the control socket; `outpost-cloud erase` cannot reach this cloud while it runs");
-            return None;
-        }
-    };
-    let owner = match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .and_then(|_| std::fs::metadata(&path))
-    {
-        Ok(m) => m.uid(),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot restrict the control socket to its owner; not serving it");
-            let _ = std::fs::remove_file(&path);
+            tracing::warn!(path = %path.display(), error = %e, "`outpost-cloud erase` cannot reach this cloud while it runs");
             return None;
         }
     };
