@@ -29,14 +29,8 @@ fn start_cloud(data: &Path, cert: &Path, port: u16) -> (Proc, SocketAddr, Socket
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--http", "127.0.0.1:0"]);
     let cloud = Proc::spawn("cloud", cmd);
-    let line = cloud.wait_line("outpost-cloud started", Duration::from_secs(30));
-    let field = |name: &str| -> SocketAddr {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-    };
-    (cloud, field("quic_addr="), field("http="))
+    let (quic, http) = cloud_addresses(&cloud);
+    (cloud, quic, http)
 }
 
 fn admin(data: &Path, cert: &Path, args: &[&str]) -> Outcome {

@@ -29,14 +29,8 @@ fn start_cloud(files: &CloudFiles, quic: &str, http: &str) -> (Proc, SocketAddr,
         .env("OUTPOST_KEY", files.cert.join("key.pem"))
         .env("RUST_LOG", "info");
     let cloud = Proc::spawn("cloud", cmd);
-    let line = cloud.wait_line("outpost-cloud started", Duration::from_secs(30));
-    let field = |name: &str| -> SocketAddr {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-    };
-    (cloud, field("quic_addr="), field("http="))
+    let (quic, http) = cloud_addresses(&cloud);
+    (cloud, quic, http)
 }
 
 fn get(dir: &Path, doc: &str, path: &str) -> Option<serde_json::Value> {

@@ -445,6 +445,13 @@ pub fn start_cloud_with(
         .args(extra)
         .env("RUST_LOG", "info");
     let cloud = Proc::spawn("cloud", cmd);
+    let (quic, http) = cloud_addresses(&cloud);
+    (cloud, quic, http)
+}
+
+/// Waits until a spawned `outpost-cloud` says it started; returns its QUIC and HTTP
+/// addresses from that line (useful with port 0).
+pub fn cloud_addresses(cloud: &Proc) -> (SocketAddr, SocketAddr) {
     let line = cloud.wait_line("outpost-cloud started", Duration::from_secs(30));
     let field = |name: &str| -> SocketAddr {
         line.split_whitespace()
@@ -452,7 +459,7 @@ pub fn start_cloud_with(
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no {name} in {line:?}"))
     };
-    (cloud, field("quic_addr="), field("http="))
+    (field("quic_addr="), field("http="))
 }
 
 /// Creates a fleet CA with the CLI.

@@ -89,7 +89,7 @@ pub use runner::{
 pub use session::{Session, SessionConfig, SessionEvent, SessionId};
 pub use signing::{DeviceSigner, FleetVerifier};
 pub use tls::{
-    client_config, client_config_for, endpoint, peer_info_of, rustls_client_config,
-    rustls_server_config, server_config, transport_config, DenyEntry, DenyList, PeerFilter,
-    Refusal, SiteRule, TransportTuning, ALPN,
+    client_config, client_config_for, endpoint, peer_certificate, peer_info_of,
+    rustls_client_config, rustls_server_config, server_config, transport_config, DenyEntry,
+    DenyList, PeerFilter, Refusal, SiteRule, TransportTuning, ALPN,
 };

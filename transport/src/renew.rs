@@ -19,8 +19,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::CertificateDer;
-
 use crate::error::{Error, Result};
 use crate::frame::{read_frame, write_frame};
 use crate::identity::{DeviceCert, FleetCa, SERVER_NAME};
@@ -61,12 +59,6 @@ pub fn is_renewal(conn: &quinn::Connection) -> bool {
         .is_some_and(|p| p == RENEW_ALPN)
 }
 
-fn presented(conn: &quinn::Connection) -> Option<Vec<u8>> {
-    let identity = conn.peer_identity()?;
-    let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
-    chain.first().map(|c| c.to_vec())
-}
-
 /// Answers one renewal request on an accepted connection (see [`is_renewal`]). A peer
 /// without a [`Renewer`] answers that it does not renew.
 pub async fn serve_renewal(conn: quinn::Connection, renewer: Option<&Renewer>) {
@@ -79,7 +71,7 @@ pub async fn serve_renewal(conn: quinn::Connection, renewer: Option<&Renewer>) {
         let answer = if request.as_deref() != Some(RENEW_REQUEST) {
             Err("not a renewal request of this version".to_string())
         } else {
-            match (renewer, presented(&conn)) {
+            match (renewer, tls::peer_certificate(&conn).ok()) {
                 (None, _) => Err(
                     "this peer does not renew certificates; the cloud does when \
                      it holds the fleet CA's key (outpost-cloud --ca-key)"

@@ -174,11 +174,9 @@ impl Session {
 
     /// The certificate the peer presented (DER), if any.
     pub fn peer_certificate(&self) -> Option<Vec<u8>> {
-        let identity = self.conn.peer_identity()?;
-        let chain = identity
-            .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
-            .ok()?;
-        chain.first().map(|c| c.to_vec())
+        crate::tls::peer_certificate(&self.conn)
+            .ok()
+            .map(|c| c.to_vec())
     }
 
     /// The peer's identity, from its verified certificate.

@@ -602,9 +602,9 @@ pub fn endpoint(
     Ok(endpoint)
 }
 
-/// The identity of the remote side of an established connection, read from the
-/// certificate that the TLS handshake verified.
-pub fn peer_info_of(conn: &quinn::Connection) -> Result<PeerInfo> {
+/// The end-entity certificate (DER) the remote side of an established connection presented
+/// in the TLS handshake, which verified it.
+pub fn peer_certificate(conn: &quinn::Connection) -> Result<CertificateDer<'static>> {
     let identity = conn.peer_identity().ok_or_else(|| Error::InvalidIdentity {
         reason: "the peer presented no certificate".into(),
     })?;
@@ -613,10 +613,18 @@ pub fn peer_info_of(conn: &quinn::Connection) -> Result<PeerInfo> {
         .map_err(|_| Error::InvalidIdentity {
             reason: "the peer identity is not an X.509 certificate chain".into(),
         })?;
-    let end_entity = chain.first().ok_or_else(|| Error::InvalidIdentity {
-        reason: "the peer presented an empty certificate chain".into(),
-    })?;
-    peer_info_from_cert(end_entity)
+    chain
+        .first()
+        .cloned()
+        .ok_or_else(|| Error::InvalidIdentity {
+            reason: "the peer presented an empty certificate chain".into(),
+        })
+}
+
+/// The identity of the remote side of an established connection, read from the
+/// certificate that the TLS handshake verified.
+pub fn peer_info_of(conn: &quinn::Connection) -> Result<PeerInfo> {
+    peer_info_from_cert(&peer_certificate(conn)?)
 }
 
 #[cfg(test)]

@@ -24,15 +24,17 @@ pub(super) struct Revocations {
 }
 
 impl Revocations {
-    fn covering<'a>(
-        &'a self,
-        site: &'a SiteId,
-        peer: &'a PeerId,
-    ) -> impl Iterator<Item = &'a Revocation> + 'a {
-        self.records
-            .values()
-            .map(|(_, r)| r)
-            .filter(move |r| r.names(site, peer))
+    fn all(&self) -> impl Iterator<Item = &Revocation> {
+        self.records.values().map(|(_, r)| r)
+    }
+
+    /// The revocations naming device `peer` of `site`.
+    fn covering<'s: 'q, 'q>(
+        &'s self,
+        site: &'q SiteId,
+        peer: &'q PeerId,
+    ) -> impl Iterator<Item = &'s Revocation> + 'q {
+        self.all().filter(move |r| r.names(site, peer))
     }
 }
 
@@ -247,15 +249,14 @@ impl Engine {
             let hit = parse_actor(&c.actor).and_then(|claim| {
                 let site = site?;
                 let key = signer_of(&c.actor);
-                self.revocations.records.values().map(|(_, r)| r).find(|r| {
-                    r.names(site, &claim.peer)
-                        && match (&r.key, key) {
-                            (None, _) => true,
-                            (Some(k), Some(signer)) => *k == signer,
-                            // Unsigned: the revoked certificate may be the one that wrote it.
-                            (Some(_), None) => true,
-                        }
-                })
+                self.revocations
+                    .covering(site, &claim.peer)
+                    .find(|r| match (&r.key, key) {
+                        (None, _) => true,
+                        (Some(k), Some(signer)) => *k == signer,
+                        // Unsigned: the revoked certificate may be the one that wrote it.
+                        (Some(_), None) => true,
+                    })
             });
             // Whatever actor the change claims (an imported change's actor names no device),
             // a signature by a revoked certificate does not vouch for it.
@@ -263,9 +264,7 @@ impl Engine {
                 let key = signer_of(&c.actor)?;
                 let (signer, _) = self.certs.get(&key)?;
                 self.revocations
-                    .records
-                    .values()
-                    .map(|(_, r)| r)
+                    .all()
                     .find(|r| r.covers(signer, Some(&key)))
             });
             match hit {
