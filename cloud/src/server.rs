@@ -24,6 +24,7 @@
 //! [`Engine`]: outpost_core::Engine
 
 mod admin;
+mod api;
 mod config;
 mod control;
 mod http;
@@ -49,7 +50,9 @@ use outpost_transport::{
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-pub use self::config::{Args, CloudCommand, CloudConfig, SiteLimits, CLOUD_DOCUMENT_STREAMS};
+pub use self::config::{
+    Args, CloudCommand, CloudConfig, SiteLimits, TokenCommand, CLOUD_DOCUMENT_STREAMS,
+};
 use self::http::Http;
 use self::metrics::Metrics;
 

@@ -89,6 +89,7 @@ enum Command {
     PauseTarget(Target),
     ResumeTarget(Target),
     Status(oneshot::Sender<SyncStatus>),
+    Store(oneshot::Sender<Store>),
     Disconnect {
         peer: PeerId,
         code: CloseCode,
@@ -216,6 +217,14 @@ impl RunnerHandle {
     pub async fn status(&self) -> Result<SyncStatus> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Status(tx))?;
+        rx.await.map_err(|_| Error::NodeStopped)
+    }
+
+    /// The store this runner syncs, once the runner runs (a cloud site opens it first).
+    /// Local writes through it reach the runner's peers like any app write.
+    pub async fn store(&self) -> Result<Store> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Store(tx))?;
         rx.await.map_err(|_| Error::NodeStopped)
     }
 
@@ -459,6 +468,9 @@ impl<H: Hooks> Runner<H> {
             Command::ResumeTarget(target) => self.links.resume_target(&target, now),
             Command::Status(reply) => {
                 let _ = reply.send(self.links.status_at(Timestamp::now()));
+            }
+            Command::Store(reply) => {
+                let _ = reply.send(self.store.clone());
             }
             Command::Disconnect { peer, code, reply } => {
                 let _ = reply.send(self.links.disconnect(&peer, code, now));

@@ -65,7 +65,40 @@ pub(crate) fn run(config: AdminConfig, command: CloudCommand) -> Result<()> {
         CloudCommand::Backup { out } => backup(&config.data, &out),
         CloudCommand::Restore { from } => restore(&config.data, &from),
         CloudCommand::Erase { doc, site } => erase(&config, &doc, site.as_deref()),
+        CloudCommand::Token(command) => token(&config.data, command),
     }
+}
+
+fn token(data: &Path, command: super::TokenCommand) -> Result<()> {
+    use super::api::tokens;
+    match command {
+        super::TokenCommand::Issue { name, sites, write } => {
+            let token = tokens::issue(data, &name, &sites, write)?;
+            eprintln!(
+                "issued token {name} for sites {} ({}); it is shown once, keep it secret:",
+                sites.join(","),
+                if write { "read and write" } else { "read only" }
+            );
+            println!("{token}");
+        }
+        super::TokenCommand::Revoke { name } => {
+            if !tokens::revoke(data, &name)? {
+                bail!("no token named {name}; `outpost-cloud token list` shows them");
+            }
+            println!("revoked token {name}");
+        }
+        super::TokenCommand::List => {
+            for t in tokens::load(data)?.tokens {
+                println!(
+                    "{}\tsites={}\t{}",
+                    t.name,
+                    t.sites.join(","),
+                    if t.write { "write" } else { "read" }
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn backup(data: &Path, out: &Path) -> Result<()> {

@@ -186,6 +186,37 @@ pub enum CloudCommand {
         #[arg(long)]
         site: Option<String>,
     },
+    /// Issue or revoke bearer tokens of the HTTP API (`/api/v1`, the dashboard). Works on a
+    /// running cloud: it reads DIR/api-tokens.json, which keeps only the tokens' hashes, on
+    /// every request.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `outpost-cloud token ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token and print it (once: the cloud keeps only its hash).
+    Issue {
+        /// Who holds it, e.g. `erp` or `head-office` (unique; named in the change messages
+        /// of its writes).
+        #[arg(long)]
+        name: String,
+        /// The sites it may reach: `*` for every site, or a comma-separated list.
+        #[arg(long, value_delimiter = ',', required = true)]
+        sites: Vec<String>,
+        /// Let it write documents (as role `head-office`, within the fleet policy).
+        #[arg(long)]
+        write: bool,
+    },
+    /// Revoke the token named NAME (refused from the next request on).
+    Revoke {
+        /// The token's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List the tokens issued (names, sites, write), not the tokens themselves.
+    List,
 }
 
 /// What the subcommands need from flags, environment and config file.

@@ -1,4 +1,5 @@
-//! HTTP `/health` and `/metrics`, served by tiny_http on its own thread.
+//! HTTP `/health`, `/metrics` and `POST /revocations`, served by tiny_http on its own thread;
+//! `/metrics`, the API (`/api/v1/...`) and the dashboard are handed to [`super::api`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -29,10 +30,15 @@ impl Http {
             .ok_or_else(|| anyhow!("the HTTP server is not on an IP address"))?;
         let server = Arc::new(server);
         let s = server.clone();
+        let api = super::api::Api::new(shared.clone(), tokio::runtime::Handle::current());
         let thread = std::thread::Builder::new()
             .name("outpost-http".into())
             .spawn(move || {
                 for request in s.incoming_requests() {
+                    if super::api::claims(request.url().split('?').next().unwrap_or("")) {
+                        api.dispatch(request);
+                        continue;
+                    }
                     respond(request, &shared);
                 }
             })?;

@@ -94,6 +94,11 @@ impl Metrics {
         f(lock(&self.sites).entry(site.clone()).or_default());
     }
 
+    /// The gauges and counters of one site (zeros if it never reported).
+    pub(crate) fn site_stats(&self, site: &SiteId) -> SiteStats {
+        lock(&self.sites).get(site).cloned().unwrap_or_default()
+    }
+
     /// The totals counted so far.
     pub(crate) fn totals(&self) -> EngineMetrics {
         lock(&self.totals).clone()

@@ -1,0 +1,826 @@
+//! The HTTP API for head office and integrations, and the fleet dashboard.
+//!
+//! Served on the cloud's HTTP address next to `/health` and `/metrics` (see `cloud/API.md`,
+//! and `GET /api/v1/openapi.json` for the OpenAPI 3 document, which describes exactly what
+//! is served here).
+//!
+//! # How a request reaches a site's documents
+//!
+//! Each site's [`Store`] is owned by its runner task. A request takes a [`Lease`] on the
+//! site: under the registry lock it loads the site if needed (as a connecting device does)
+//! and counts itself as a session, so the site cannot retire while the request uses it; the
+//! runner hands out its own store handle, so a write is a local change of that store, which
+//! the runner offers to the site's devices at once (and to the others when they connect),
+//! exactly like an app's write on a device.
+//!
+//! # Who writes
+//!
+//! A write is checked against the fleet policy with the role [`HEAD_OFFICE_ROLE`] (context
+//! and per-path rules, as a device of that role would be), then made by the site's store:
+//! the change is signed by the cloud's key (the only key the cloud holds, which every
+//! device verifies), and its message names the token (`api/<token name>/...`), so who wrote
+//! it stays in the history. Concurrent writes merge like any device's.
+//!
+//! # Limits on hostile input
+//!
+//! Every limit is a constant here, documented in `cloud/API.md` and attacked by a test:
+//! [`MAX_BODY_BYTES`], [`MAX_POINTER_BYTES`], [`MAX_URL_BYTES`], [`MAX_WORKERS`] concurrent
+//! requests, [`MAX_EXPORTS`] concurrent exports, [`tokens::MAX_TOKEN_BYTES`].
+
+mod export;
+mod metrics;
+pub(crate) mod tokens;
+
+use std::io::{Cursor, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_core::{ContextName, DocumentId, Durability, Pointer, Role, SiteId, Store};
+use serde_json::{json, Value};
+use tiny_http::{Header, Method, Request, Response, StatusCode};
+
+use self::metrics::ApiMetrics;
+use self::tokens::TokenEntry;
+use super::{Shared, SiteEntry};
+
+/// The role whose rights the policy gives API writes.
+pub(crate) const HEAD_OFFICE_ROLE: &str = "head-office";
+
+/// The largest request body (a `PUT` of a JSON value): 1 MiB.
+pub(crate) const MAX_BODY_BYTES: u64 = 1 << 20;
+
+/// The longest JSON Pointer (`?pointer=`), and the longest item name of `/stock/{item}`.
+pub(crate) const MAX_POINTER_BYTES: usize = 1024;
+
+/// The longest request target (path and query).
+pub(crate) const MAX_URL_BYTES: usize = 4096;
+
+/// Requests served at once (a thread each); more are answered 503 at once.
+pub(crate) const MAX_WORKERS: usize = 16;
+
+/// Exports streamed at once; more are answered 429.
+pub(crate) const MAX_EXPORTS: usize = 2;
+
+/// How long a request waits for a site to load.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The OpenAPI 3 document of this API.
+const OPENAPI: &str = include_str!("api/openapi.json");
+
+/// The fleet dashboard (one page, no external resources).
+const DASHBOARD: &str = include_str!("api/dashboard.html");
+
+/// A refusal: an HTTP status and a JSON body `{"error": code, "message": what to do}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "bad_request", message)
+    }
+
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(404, "not_found", message)
+    }
+
+    fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, "forbidden", message)
+    }
+
+    fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, "internal", message)
+    }
+
+    fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(503, "unavailable", message)
+    }
+
+    fn body(&self) -> Value {
+        json!({"error": self.code, "message": self.message})
+    }
+}
+
+/// What a request is answered with.
+enum Reply {
+    Json(u16, Value),
+    Static(&'static str, &'static str),
+    Stream(export::ExportReader),
+}
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// The API: shared with each request's thread.
+#[derive(Clone)]
+pub(crate) struct Api {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+    workers: Arc<AtomicUsize>,
+    exports: Arc<AtomicUsize>,
+    metrics: Arc<ApiMetrics>,
+}
+
+/// A site's store, held by a request; the site cannot retire meanwhile.
+pub(crate) struct Lease {
+    shared: Arc<Shared>,
+    site: SiteId,
+    store: Store,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.shared.session_closed(&self.site);
+    }
+}
+
+/// The paths the API serves (the rest is `/health`, `/revocations`).
+pub(crate) fn claims(path: &str) -> bool {
+    path == "/" || path == "/dashboard" || path == "/metrics" || path.starts_with("/api/")
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .expect("static header names and values are valid")
+}
+
+fn decode(s: &str, plus_is_space: bool) -> ApiResult<String> {
+    let s = if plus_is_space {
+        std::borrow::Cow::Owned(s.replace('+', " "))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    };
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| ApiError::bad_request("the URL is not valid UTF-8 once percent-decoded"))
+}
+
+/// A parsed request target.
+struct Target {
+    segments: Vec<String>,
+    query: Vec<(String, String)>,
+}
+
+impl Target {
+    fn parse(url: &str) -> ApiResult<Target> {
+        if url.len() > MAX_URL_BYTES {
+            return Err(ApiError::new(
+                414,
+                "uri_too_long",
+                format!("the request target is at most {MAX_URL_BYTES} bytes"),
+            ));
+        }
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let segments = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| decode(s, false))
+            .collect::<ApiResult<Vec<_>>>()?;
+        let query = query
+            .split('&')
+            .filter(|s| !s.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                Ok((decode(k, true)?, decode(v, true)?))
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok(Target { segments, query })
+    }
+
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Api {
+    pub(crate) fn new(shared: Arc<Shared>, runtime: tokio::runtime::Handle) -> Api {
+        Api {
+            shared,
+            runtime,
+            workers: Arc::new(AtomicUsize::new(0)),
+            exports: Arc::new(AtomicUsize::new(0)),
+            metrics: Arc::new(ApiMetrics::default()),
+        }
+    }
+
+    /// Serves `request` on a thread of its own, at most [`MAX_WORKERS`] at once.
+    pub(crate) fn dispatch(&self, request: Request) {
+        if request.url().split('?').next() == Some("/metrics") {
+            // Cheap, and must answer while the API is saturated.
+            let text = self.shared.metrics.render() + &self.metrics.render();
+            let response = Response::from_string(text).with_header(header(
+                "Content-Type",
+                "text/plain; version=0.0.4; charset=utf-8",
+            ));
+            let _ = request.respond(response);
+            return;
+        }
+        let Some(slot) = export::Slot::take(self.workers.clone(), MAX_WORKERS) else {
+            self.metrics.count("busy", 503);
+            let e = ApiError::unavailable(format!(
+                "the cloud serves {MAX_WORKERS} API requests at once; retry in a moment"
+            ));
+            send(request, Reply::Json(e.status, e.body()));
+            return;
+        };
+        let api = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("outpost-api".into())
+            .spawn(move || {
+                api.serve(request);
+                drop(slot);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a thread for an API request");
+        }
+    }
+
+    fn serve(&self, mut request: Request) {
+        let (endpoint, reply) = match self.route(&mut request) {
+            Ok((endpoint, reply)) => (endpoint, reply),
+            Err((endpoint, e)) => {
+                if e.status >= 500 {
+                    tracing::warn!(status = e.status, message = %e.message, "API request failed");
+                } else {
+                    tracing::debug!(status = e.status, message = %e.message, "API request refused");
+                }
+                (endpoint, Reply::Json(e.status, e.body()))
+            }
+        };
+        let status = match &reply {
+            Reply::Json(s, _) => *s,
+            Reply::Static(..) | Reply::Stream(_) => 200,
+        };
+        self.metrics.count(endpoint, status);
+        send(request, reply);
+    }
+
+    /// Routes a request; the error carries the endpoint name for the metrics.
+    fn route(
+        &self,
+        request: &mut Request,
+    ) -> std::result::Result<(&'static str, Reply), (&'static str, ApiError)> {
+        let target = Target::parse(request.url()).map_err(|e| ("other", e))?;
+        let method = request.method().clone();
+        let seg: Vec<&str> = target.segments.iter().map(String::as_str).collect();
+        let endpoint: &'static str = match seg.as_slice() {
+            [] | ["dashboard"] => "dashboard",
+            ["api", "v1", "openapi.json"] => "openapi",
+            ["api", "v1", "sites"] => "sites",
+            ["api", "v1", "sites", _] => "site",
+            ["api", "v1", "sites", _, "documents", _, ..] => "document",
+            ["api", "v1", "export", _] => "export",
+            ["api", "v1", "stock", _] => "stock",
+            _ => "other",
+        };
+        let allowed: &[Method] = match endpoint {
+            "document" => &[Method::Get, Method::Put, Method::Delete],
+            _ => &[Method::Get],
+        };
+        let fail = |e: ApiError| (endpoint, e);
+        if endpoint == "other" {
+            return Err(fail(ApiError::not_found(
+                "no such endpoint; the API is described at /api/v1/openapi.json",
+            )));
+        }
+        if !allowed.contains(&method) {
+            return Err(fail(ApiError::new(
+                405,
+                "method_not_allowed",
+                format!(
+                    "{method} is not served here; use {}",
+                    allowed
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )));
+        }
+        match endpoint {
+            "dashboard" => {
+                return Ok((
+                    endpoint,
+                    Reply::Static("text/html; charset=utf-8", DASHBOARD),
+                ))
+            }
+            "openapi" => return Ok((endpoint, Reply::Static("application/json", OPENAPI))),
+            _ => {}
+        }
+        let token = self.authenticate(request).map_err(fail)?;
+        let reply = match seg.as_slice() {
+            ["api", "v1", "sites"] => self.sites(&token),
+            ["api", "v1", "sites", site] => self.site(&token, site),
+            ["api", "v1", "sites", site, "documents", doc @ ..] => {
+                let doc = doc.join("/");
+                let pointer = target.param("pointer").unwrap_or("");
+                match method {
+                    Method::Get => self.read(&token, site, &doc, pointer),
+                    Method::Put => self.write(&token, request, site, &doc, pointer, false),
+                    _ => self.write(&token, request, site, &doc, pointer, true),
+                }
+            }
+            ["api", "v1", "export", context] => self.export(&token, request, context, &target),
+            ["api", "v1", "stock", item] => self.stock(&token, item),
+            _ => unreachable!("every endpoint named above is routed"),
+        };
+        reply.map(|r| (endpoint, r)).map_err(fail)
+    }
+
+    fn authenticate(&self, request: &Request) -> ApiResult<TokenEntry> {
+        let unauthorized = |m: &str| ApiError::new(401, "unauthorized", m);
+        let value = request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Authorization"))
+            .map(|h| h.value.as_str())
+            .ok_or_else(|| {
+                unauthorized(
+                    "send `Authorization: Bearer <token>`; issue a token with \
+                     `outpost-cloud token issue --name NAME --sites '*'`",
+                )
+            })?;
+        if value.len() > tokens::MAX_TOKEN_BYTES {
+            return Err(unauthorized(
+                "the Authorization header is too long for a token",
+            ));
+        }
+        let token = value
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        match tokens::find(&self.shared.config.data, token) {
+            Ok(Some(entry)) => Ok(entry),
+            Ok(None) => Err(unauthorized(
+                "this token is unknown or revoked; issue a new one with `outpost-cloud token issue`",
+            )),
+            Err(e) => Err(ApiError::internal(format!("{e:#}"))),
+        }
+    }
+
+    /// The sites the cloud holds, sorted.
+    fn known_sites(&self) -> Vec<SiteId> {
+        let mut sites = super::admin::sites(&self.shared.db);
+        for s in self.shared.sites().keys() {
+            if !sites.contains(s) {
+                sites.push(s.clone());
+            }
+        }
+        sites.sort();
+        sites
+    }
+
+    /// A site the token may reach and the cloud holds.
+    fn granted_site(&self, token: &TokenEntry, site: &str) -> ApiResult<SiteId> {
+        let site: SiteId = site
+            .parse()
+            .map_err(|e| ApiError::not_found(format!("no site {site:?}: {e}")))?;
+        if !token.grants(&site) {
+            return Err(ApiError::forbidden(format!(
+                "the token {} may not reach site {site}; issue one with --sites {site} (or '*')",
+                token.name
+            )));
+        }
+        if !self.known_sites().contains(&site) {
+            return Err(ApiError::not_found(format!(
+                "the cloud holds no site {site}: a site appears once one of its devices has synced; \
+                 GET /api/v1/sites lists them"
+            )));
+        }
+        Ok(site)
+    }
+
+    /// Takes a lease on `site` (loading it if needed).
+    pub(crate) fn lease(&self, site: &SiteId) -> ApiResult<Lease> {
+        let shared = &self.shared;
+        let runner = {
+            let mut sites = shared.sites();
+            if shared.stopping.load(Ordering::SeqCst) {
+                return Err(ApiError::unavailable(
+                    "the cloud is stopping; retry once it runs again",
+                ));
+            }
+            let entry = sites.entry(site.clone()).or_insert_with(|| SiteEntry {
+                runner: super::site::spawn(shared.clone(), site.clone()),
+                sessions: 0,
+            });
+            entry.sessions += 1;
+            entry.runner.clone()
+        };
+        let store = self
+            .runtime
+            .block_on(async { tokio::time::timeout(LOAD_TIMEOUT, runner.store()).await });
+        match store {
+            Ok(Ok(store)) => Ok(Lease {
+                shared: shared.clone(),
+                site: site.clone(),
+                store,
+            }),
+            other => {
+                shared.session_closed(site);
+                tracing::warn!(%site, result = ?other.map(|r| r.map(|_| ())), "a site did not load for an API request");
+                Err(ApiError::unavailable(format!(
+                    "site {site} did not load; retry in a moment (see the cloud's log)"
+                )))
+            }
+        }
+    }
+
+    /// What the API tells of one site.
+    fn site_summary(&self, site: &SiteId) -> ApiResult<Value> {
+        let stats = self.shared.metrics.site_stats(site);
+        let lease = self.lease(site)?;
+        let me = &self.shared.local.peer;
+        let devices = lease
+            .store
+            .certified_peers()
+            .map_err(|e| ApiError::internal(format!("cannot read the devices of {site}: {e}")))?
+            .into_iter()
+            .filter(|p| p != me)
+            .count();
+        let health = read_health(&lease.store);
+        drop(lease);
+        let now = outpost_core::Timestamp::now().as_millis();
+        let online = stats.connected > 0;
+        let reported = |field: &'static str| {
+            health
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.values())
+                .filter_map(move |d| d.get(field).and_then(Value::as_u64))
+        };
+        let last_seen = if online {
+            Some(now)
+        } else {
+            reported("updated_ms").max()
+        };
+        Ok(json!({
+            "site": site.as_str(),
+            "online": online,
+            "connected_devices": stats.connected,
+            "devices": devices,
+            "backlog": stats.backlog,
+            "stored_bytes": stats.stored_bytes,
+            "last_seen_ms": last_seen,
+            "cert_not_after_ms": reported("cert_not_after_ms").min(),
+            "health": health,
+        }))
+    }
+
+    fn sites(&self, token: &TokenEntry) -> ApiResult<Reply> {
+        let mut out = Vec::new();
+        for site in self.known_sites() {
+            if token.grants(&site) {
+                out.push(self.site_summary(&site)?);
+            }
+        }
+        Ok(Reply::Json(
+            200,
+            json!({"now_ms": outpost_core::Timestamp::now().as_millis(), "sites": out}),
+        ))
+    }
+
+    fn site(&self, token: &TokenEntry, site: &str) -> ApiResult<Reply> {
+        let site = self.granted_site(token, site)?;
+        let mut summary = self.site_summary(&site)?;
+        let lease = self.lease(&site)?;
+        let docs: Vec<String> = lease
+            .store
+            .documents()
+            .map_err(|e| ApiError::internal(format!("cannot list the documents of {site}: {e}")))?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        summary["documents"] = json!(docs);
+        Ok(Reply::Json(200, summary))
+    }
+
+    fn read(&self, token: &TokenEntry, site: &str, doc: &str, pointer: &str) -> ApiResult<Reply> {
+        let site = self.granted_site(token, site)?;
+        let doc = parse_doc(doc)?;
+        check_pointer(pointer)?;
+        let lease = self.lease(&site)?;
+        let value = read_at(&lease.store, &site, &doc, pointer)?;
+        Ok(Reply::Json(
+            200,
+            json!({"site": site.as_str(), "doc": doc.to_string(), "pointer": pointer, "value": value}),
+        ))
+    }
+
+    fn write(
+        &self,
+        token: &TokenEntry,
+        request: &mut Request,
+        site: &str,
+        doc: &str,
+        pointer: &str,
+        delete: bool,
+    ) -> ApiResult<Reply> {
+        let site = self.granted_site(token, site)?;
+        if !token.write {
+            return Err(ApiError::forbidden(format!(
+                "the token {} is read-only; issue one with --write to change documents",
+                token.name
+            )));
+        }
+        let doc = parse_doc(doc)?;
+        let path = check_pointer(pointer)?;
+        if path.tokens().is_empty() {
+            return Err(ApiError::bad_request(
+                "give ?pointer= a path inside the document, e.g. ?pointer=/items/burger/price",
+            ));
+        }
+        let value = if delete {
+            None
+        } else {
+            Some(read_json_body(request)?)
+        };
+        let lease = self.lease(&site)?;
+        let store = &lease.store;
+        let exists = store
+            .has_document(&doc)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let present = exists
+            && store
+                .get(&doc, pointer)
+                .map_err(|e| core_error(&site, &doc, e))?
+                .is_some();
+        if delete && !present {
+            return Err(ApiError::not_found(format!(
+                "nothing at {pointer} in {doc} of site {site}"
+            )));
+        }
+        self.check_policy(&doc, &path, present)?;
+        let write_id = format!(
+            "api/{}/{}-{:016x}",
+            token.name,
+            outpost_core::Timestamp::now().as_millis(),
+            rand::random::<u64>()
+        );
+        let outcome = store.transact_once(&doc, &write_id, Durability::Durable, |tx| match value {
+            Some(v) => tx.put(pointer, v),
+            None => tx.delete(pointer),
+        });
+        outcome.map_err(|e| core_error(&site, &doc, e))?;
+        tracing::info!(%site, %doc, pointer, token = %token.name, delete, "document written through the API");
+        Ok(Reply::Json(
+            200,
+            json!({"site": site.as_str(), "doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
+        ))
+    }
+
+    /// Refuses what the policy would refuse from a device of the head-office role.
+    fn check_policy(&self, doc: &DocumentId, path: &Pointer, replaces: bool) -> ApiResult<()> {
+        let role: Role = HEAD_OFFICE_ROLE
+            .parse()
+            .expect("the head-office role name is valid");
+        let policy = &self.shared.config.policy;
+        let ctx = doc.context();
+        if !policy.may_write(&role, ctx) {
+            return Err(ApiError::forbidden(format!(
+                "the fleet policy does not let role {role} write context {ctx}; add \"{role}\" to \
+                 the writers of [policy.contexts.{ctx}] in the cloud's config and the devices' policy"
+            )));
+        }
+        if !policy.may_write_path(&role, ctx, path, replaces) {
+            return Err(ApiError::forbidden(format!(
+                "the fleet policy does not let role {role} write {} in {doc}: {}",
+                if path.tokens().is_empty() {
+                    "/".to_string()
+                } else {
+                    format!("/{}", path.tokens().join("/"))
+                },
+                policy.path_refusal(&role, ctx, path)
+            )));
+        }
+        Ok(())
+    }
+
+    fn export(
+        &self,
+        token: &TokenEntry,
+        request: &Request,
+        context: &str,
+        target: &Target,
+    ) -> ApiResult<Reply> {
+        let context: ContextName = context
+            .parse()
+            .map_err(|e| ApiError::bad_request(format!("{context:?} is not a context: {e}")))?;
+        let doc = match target.param("partition") {
+            None | Some("") => DocumentId::new(context.clone()),
+            Some(p) => DocumentId::partitioned(context.clone(), p).map_err(|e| {
+                ApiError::bad_request(format!("{p:?} is not a partition of {context}: {e}"))
+            })?,
+        };
+        let per_item = match target.param("lines") {
+            None | Some("document") => false,
+            Some("item") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "lines={other:?}: give lines=document (one line per site) or lines=item \
+                     (one line per top-level key)"
+                )))
+            }
+        };
+        if request.http_version() < &tiny_http::HTTPVersion(1, 1) {
+            return Err(ApiError::bad_request(
+                "an export is streamed with chunked transfer encoding: use HTTP/1.1 (curl does)",
+            ));
+        }
+        let sites: Vec<SiteId> = self
+            .known_sites()
+            .into_iter()
+            .filter(|s| token.grants(s))
+            .collect();
+        let slot = export::Slot::take(self.exports.clone(), MAX_EXPORTS).ok_or_else(|| {
+            ApiError::new(
+                429,
+                "too_many_exports",
+                format!("the cloud streams {MAX_EXPORTS} exports at once; retry when one is done"),
+            )
+        })?;
+        Ok(Reply::Stream(export::ExportReader::new(
+            self.clone(),
+            sites,
+            doc,
+            per_item,
+            slot,
+        )))
+    }
+
+    fn stock(&self, token: &TokenEntry, item: &str) -> ApiResult<Reply> {
+        if item.len() > MAX_POINTER_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "an item name is at most {MAX_POINTER_BYTES} bytes"
+            )));
+        }
+        let stock = DocumentId::new("stock".parse().expect("`stock` is a valid context"));
+        let pointer = format!("/{}", item.replace('~', "~0").replace('/', "~1"));
+        let mut sites = Vec::new();
+        let mut total = 0.0;
+        for site in self.known_sites() {
+            if !token.grants(&site) {
+                continue;
+            }
+            let online = self.shared.metrics.site_stats(&site).connected > 0;
+            let lease = self.lease(&site)?;
+            let quantity = match lease.store.has_document(&stock) {
+                Ok(true) => lease
+                    .store
+                    .get(&stock, &pointer)
+                    .map_err(|e| core_error(&site, &stock, e))?,
+                Ok(false) => None,
+                Err(e) => return Err(ApiError::internal(e.to_string())),
+            };
+            total += quantity.as_ref().and_then(Value::as_f64).unwrap_or(0.0);
+            sites.push(json!({"site": site.as_str(), "online": online, "quantity": quantity}));
+        }
+        Ok(Reply::Json(
+            200,
+            json!({"item": item, "total": total, "sites": sites}),
+        ))
+    }
+}
+
+/// The devices' health reports of a site (`health` document, `/devices`), `{}` if none.
+fn read_health(store: &Store) -> Value {
+    let doc = DocumentId::new("health".parse().expect("`health` is a valid context"));
+    match store.has_document(&doc) {
+        Ok(true) => store
+            .get(&doc, "/devices")
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| json!({})),
+        _ => json!({}),
+    }
+}
+
+fn parse_doc(doc: &str) -> ApiResult<DocumentId> {
+    doc.parse().map_err(|e| {
+        ApiError::bad_request(format!(
+            "{doc:?} is not a document id ({e}); e.g. `menu` or `orders/2026-12-01`"
+        ))
+    })
+}
+
+fn check_pointer(pointer: &str) -> ApiResult<Pointer> {
+    if pointer.len() > MAX_POINTER_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "a pointer is at most {MAX_POINTER_BYTES} bytes"
+        )));
+    }
+    Pointer::parse(pointer).map_err(|e| {
+        ApiError::bad_request(format!(
+            "?pointer={pointer:?} is not a JSON Pointer ({e}); e.g. ?pointer=/orders/o1"
+        ))
+    })
+}
+
+fn read_at(store: &Store, site: &SiteId, doc: &DocumentId, pointer: &str) -> ApiResult<Value> {
+    if !store
+        .has_document(doc)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+    {
+        return Err(ApiError::not_found(format!(
+            "site {site} holds no document {doc}; GET /api/v1/sites/{site} lists its documents"
+        )));
+    }
+    store
+        .get(doc, pointer)
+        .map_err(|e| core_error(site, doc, e))?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("nothing at {pointer:?} in {doc} of site {site}"))
+        })
+}
+
+fn core_error(site: &SiteId, doc: &DocumentId, e: outpost_core::Error) -> ApiError {
+    use outpost_core::Error as E;
+    match e {
+        E::InvalidPath { .. }
+        | E::NotFound { .. }
+        | E::WrongType { .. }
+        | E::IndexOutOfRange { .. }
+        | E::InvalidValue { .. } => ApiError::bad_request(format!("{doc} of site {site}: {e}")),
+        E::UnknownDocument { .. } | E::Erased { .. } => {
+            ApiError::not_found(format!("site {site}: {e}"))
+        }
+        E::NotPermitted { .. } | E::PathNotPermitted { .. } => {
+            ApiError::forbidden(format!("site {site}: {e}"))
+        }
+        other => ApiError::internal(format!("{doc} of site {site}: {other}")),
+    }
+}
+
+fn read_json_body(request: &mut Request) -> ApiResult<Value> {
+    let too_large = || {
+        ApiError::new(
+            413,
+            "body_too_large",
+            format!("a request body is at most {MAX_BODY_BYTES} bytes; write large documents in parts (one pointer each)"),
+        )
+    };
+    if request
+        .body_length()
+        .is_some_and(|n| n as u64 > MAX_BODY_BYTES)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    request
+        .as_reader()
+        .take(MAX_BODY_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+    if body.len() as u64 > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be one JSON value, e.g. 1250 or {{\"price\": 1250}}: {e}"
+        ))
+    })
+}
+
+fn send(request: Request, reply: Reply) {
+    let result = match reply {
+        Reply::Json(status, body) => {
+            let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
+            bytes.push(b'\n');
+            let len = bytes.len();
+            request.respond(Response::new(
+                StatusCode(status),
+                vec![header("Content-Type", "application/json")],
+                Cursor::new(bytes),
+                Some(len),
+                None,
+            ))
+        }
+        Reply::Static(content_type, body) => request
+            .respond(Response::from_string(body).with_header(header("Content-Type", content_type))),
+        Reply::Stream(reader) => request.respond(Response::new(
+            StatusCode(200),
+            vec![header("Content-Type", "application/x-ndjson")],
+            reader,
+            None,
+            None,
+        )),
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "API response not sent");
+    }
+}

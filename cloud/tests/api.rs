@@ -1,0 +1,443 @@
+//! The cloud's HTTP API with the real binaries: a cloud peer, devices of two sites over QUIC
+//! on 127.0.0.1, tokens issued with `outpost-cloud token`. Reads and writes by JSON Pointer
+//! (a head-office write reaches the site's device; the policy refuses what it refuses a
+//! head-office device), the NDJSON export, stock across sites, every refusal and every limit
+//! on hostile input, and the API's counters in `/metrics`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use outpost_testbins::*;
+use serde_json::{json, Value};
+
+const SYNC: Duration = Duration::from_secs(40);
+
+/// The default restaurant policy, plus head office writing `menu` and `prices`.
+const POLICY: &str = r#"
+[policy]
+relay_roles = ["cloud", "pos", "kiosk", "kitchen"]
+[policy.default_rule]
+read = ["pos"]
+write = ["pos"]
+[policy.contexts.menu]
+read = ["pos", "kiosk"]
+write = ["pos", "head-office"]
+[policy.contexts.prices]
+read = ["pos", "kiosk"]
+write = ["head-office"]
+[policy.contexts.stock]
+read = ["pos", "kiosk"]
+write = ["pos", "kiosk"]
+[policy.contexts.orders]
+read = ["pos", "kiosk"]
+write = ["pos", "kiosk"]
+"#;
+
+fn token(data: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new(cloud_bin());
+    cmd.arg("--data")
+        .arg(data)
+        .args(["token", "issue"])
+        .args(args);
+    let out = run_with(cmd, COMMAND_TIMEOUT);
+    out.expect_ok().trim().to_string()
+}
+
+struct Client {
+    http: SocketAddr,
+    auth: String,
+}
+
+impl Client {
+    fn new(http: SocketAddr, token: &str) -> Client {
+        Client {
+            http,
+            auth: format!("Bearer {token}"),
+        }
+    }
+
+    fn get(&self, path: &str) -> HttpReply {
+        http_request(
+            self.http,
+            "GET",
+            path,
+            &[("Authorization", &self.auth)],
+            None,
+        )
+    }
+
+    fn send(&self, method: &str, path: &str, body: &[u8]) -> HttpReply {
+        http_request(
+            self.http,
+            method,
+            path,
+            &[
+                ("Authorization", &self.auth),
+                ("Content-Type", "application/json"),
+            ],
+            Some(body),
+        )
+    }
+}
+
+/// Asserts a refusal: its status and a JSON body whose message contains `needle`.
+#[track_caller]
+fn refused(reply: &HttpReply, status: u16, needle: &str) {
+    assert_eq!(reply.status, status, "{}", reply.text());
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/json"),
+        "{reply:?}"
+    );
+    let body = reply.json();
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(needle),
+        "the message {message:?} should contain {needle:?}"
+    );
+    assert!(body["error"].is_string(), "{body}");
+}
+
+fn device_get(dir: &Path, doc: &str, path: &str) -> Option<Value> {
+    let out = on(dir, &["get", doc, path]);
+    out.ok().then(|| out.json())
+}
+
+#[test]
+fn head_office_reads_writes_exports_and_is_refused_clearly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let ca = make_ca(root);
+    let cloud_cert = issue(&ca, root, "acme", "cloud-1", "cloud");
+    let paris_cert = issue(&ca, root, "paris", "pos-1", "pos");
+    let lyon_cert = issue(&ca, root, "lyon", "pos-1", "pos");
+    let config = root.join("cloud.toml");
+    std::fs::write(&config, POLICY).expect("config");
+    let data = root.join("cloud-data");
+    let (_cloud, quic, http) = start_cloud_with(
+        &cloud_cert,
+        &data,
+        &["--config", config.to_str().expect("utf-8")],
+    );
+
+    let (paris_d, lyon_d) = (root.join("paris"), root.join("lyon"));
+    let (_paris, _) = serve("paris/pos-1", &paris_d, &paris_cert, 0, &[quic]);
+    let (_lyon, _) = serve("lyon/pos-1", &lyon_d, &lyon_cert, 0, &[quic]);
+    let put = |dir: &Path, doc: &str, path: &str, value: &str| {
+        on(dir, &["put", doc, path, value]).expect_ok();
+    };
+    put(
+        &paris_d,
+        "menu",
+        "/items/burger",
+        r#"{"price": 950, "available": true}"#,
+    );
+    on(&paris_d, &["incr", "stock", "/burger", "20"]).expect_ok();
+    on(&lyon_d, &["incr", "stock", "/burger", "5"]).expect_ok();
+    put(
+        &paris_d,
+        "orders/2026-12-01",
+        "/p-1",
+        r#"{"items": ["burger"], "total": 950}"#,
+    );
+    put(
+        &paris_d,
+        "orders/2026-12-01",
+        "/p-2",
+        r#"{"items": ["fries"], "total": 300}"#,
+    );
+    put(
+        &lyon_d,
+        "orders/2026-12-01",
+        "/l-1",
+        r#"{"items": ["quiche"], "total": 700}"#,
+    );
+    put(
+        &lyon_d,
+        "orders/2026-12-02",
+        "/l-2",
+        r#"{"items": ["quiche"], "total": 700}"#,
+    );
+
+    // Tokens are issued while the cloud runs; it reads them from the data directory.
+    let hq = Client::new(
+        http,
+        &token(&data, &["--name", "hq", "--sites", "*", "--write"]),
+    );
+    let paris_only = Client::new(
+        http,
+        &token(&data, &["--name", "paris-erp", "--sites", "paris"]),
+    );
+
+    // Wait until both sites' data reached the cloud.
+    eventually("the cloud holds both sites' stock", SYNC, || {
+        let r = hq.get("/api/v1/stock/burger");
+        (r.status == 200 && r.json()["total"] == json!(25.0)).then_some(())
+    });
+
+    // Authentication.
+    refused(
+        &http_request(http, "GET", "/api/v1/sites", &[], None),
+        401,
+        "outpost-cloud token issue",
+    );
+    refused(
+        &Client::new(http, "opt_0000").get("/api/v1/sites"),
+        401,
+        "unknown or revoked",
+    );
+    let long = "x".repeat(300);
+    refused(
+        &Client::new(http, &long).get("/api/v1/sites"),
+        401,
+        "too long",
+    );
+
+    // Sites.
+    let sites = hq.get("/api/v1/sites");
+    assert_eq!(sites.status, 200, "{}", sites.text());
+    let sites = sites.json();
+    let names: Vec<&str> = sites["sites"]
+        .as_array()
+        .expect("sites")
+        .iter()
+        .filter_map(|s| s["site"].as_str())
+        .collect();
+    assert_eq!(names, ["lyon", "paris"], "{sites}");
+    for s in sites["sites"].as_array().expect("sites") {
+        assert_eq!(s["online"], json!(true), "{s}");
+        assert_eq!(s["devices"], json!(1), "{s}");
+        assert!(s["last_seen_ms"].as_u64().is_some(), "{s}");
+    }
+    let only = paris_only.get("/api/v1/sites").json();
+    assert_eq!(only["sites"].as_array().map(Vec::len), Some(1), "{only}");
+    let site = hq.get("/api/v1/sites/paris").json();
+    assert!(
+        site["documents"]
+            .as_array()
+            .is_some_and(|d| d.contains(&json!("orders/2026-12-01"))),
+        "{site}"
+    );
+
+    // Reads by JSON Pointer; the document id may carry its slash as is or as %2F.
+    let r = hq.get("/api/v1/sites/paris/documents/menu?pointer=/items/burger/price");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["value"], json!(950));
+    let r = hq.get("/api/v1/sites/paris/documents/orders%2F2026-12-01?pointer=%2Fp-1%2Ftotal");
+    assert_eq!(r.json()["value"], json!(950), "{}", r.text());
+    let r = hq.get("/api/v1/sites/paris/documents/orders/2026-12-01");
+    assert_eq!(
+        r.json()["value"]["p-2"]["total"],
+        json!(300),
+        "{}",
+        r.text()
+    );
+
+    // Refusals, each with a message saying what to do.
+    refused(
+        &paris_only.get("/api/v1/sites/lyon/documents/menu"),
+        403,
+        "--sites lyon",
+    );
+    refused(
+        &hq.get("/api/v1/sites/nice/documents/menu"),
+        404,
+        "no site nice",
+    );
+    refused(
+        &hq.get("/api/v1/sites/paris/documents/prices"),
+        404,
+        "no document prices",
+    );
+    refused(
+        &hq.get("/api/v1/sites/paris/documents/menu?pointer=/items/pizza"),
+        404,
+        "nothing at",
+    );
+    refused(
+        &hq.get("/api/v1/sites/paris/documents/menu?pointer=items"),
+        400,
+        "not a JSON Pointer",
+    );
+    refused(
+        &hq.get("/api/v1/sites/paris/documents/Bad!Doc"),
+        400,
+        "not a document id",
+    );
+    refused(&hq.get("/api/v1/nothing"), 404, "openapi.json");
+    refused(&hq.send("POST", "/api/v1/sites", b"{}"), 405, "use GET");
+
+    // A head-office write reaches the site's device, and is signed by the cloud.
+    let w = hq.send(
+        "PUT",
+        "/api/v1/sites/paris/documents/menu?pointer=/items/burger/price",
+        b"1050",
+    );
+    assert_eq!(w.status, 200, "{}", w.text());
+    eventually("the paris POS sees head office's price", SYNC, || {
+        (device_get(&paris_d, "menu", "/items/burger/price") == Some(json!(1050))).then_some(())
+    });
+    // A fleet-wide price: the same write to every site.
+    for site in ["paris", "lyon"] {
+        let w = hq.send(
+            "PUT",
+            &format!("/api/v1/sites/{site}/documents/prices?pointer=/burger"),
+            br#"{"price": 990, "currency": "EUR"}"#,
+        );
+        assert_eq!(w.status, 200, "{}", w.text());
+    }
+    eventually("the lyon POS sees the new price", SYNC, || {
+        (device_get(&lyon_d, "prices", "/burger/price") == Some(json!(990))).then_some(())
+    });
+    // The policy refuses head office what it refuses a head-office device.
+    refused(
+        &hq.send(
+            "PUT",
+            "/api/v1/sites/paris/documents/stock?pointer=/burger",
+            b"1",
+        ),
+        403,
+        "does not let role head-office write context stock",
+    );
+    refused(
+        &paris_only.send("PUT", "/api/v1/sites/paris/documents/menu?pointer=/x", b"1"),
+        403,
+        "read-only",
+    );
+    refused(
+        &hq.send(
+            "PUT",
+            "/api/v1/sites/paris/documents/menu?pointer=/x",
+            b"{not json",
+        ),
+        400,
+        "one JSON value",
+    );
+    refused(
+        &hq.send("PUT", "/api/v1/sites/paris/documents/menu", b"{}"),
+        400,
+        "path inside the document",
+    );
+    let d = hq.send(
+        "DELETE",
+        "/api/v1/sites/paris/documents/menu?pointer=/items/burger/available",
+        b"",
+    );
+    assert_eq!(d.status, 200, "{}", d.text());
+    refused(
+        &hq.get("/api/v1/sites/paris/documents/menu?pointer=/items/burger/available"),
+        404,
+        "nothing at",
+    );
+
+    // Limits on hostile input.
+    let big = vec![b' '; (1 << 20) + 1];
+    refused(
+        &hq.send("PUT", "/api/v1/sites/paris/documents/menu?pointer=/x", &big),
+        413,
+        "at most 1048576 bytes",
+    );
+    let pointer = format!("/{}", "a".repeat(1100));
+    refused(
+        &hq.get(&format!(
+            "/api/v1/sites/paris/documents/menu?pointer={pointer}"
+        )),
+        400,
+        "at most 1024 bytes",
+    );
+    refused(
+        &hq.get(&format!("/api/v1/stock/{}", "a".repeat(5000))),
+        414,
+        "at most 4096 bytes",
+    );
+
+    // Export: one line per site holding the partition, streamed in chunks.
+    let e = hq.get("/api/v1/export/orders?partition=2026-12-01");
+    assert_eq!(e.status, 200, "{}", e.text());
+    assert_eq!(e.header("transfer-encoding"), Some("chunked"), "{e:?}");
+    assert_eq!(e.header("content-type"), Some("application/x-ndjson"));
+    let lines: Vec<Value> = e
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", e.text());
+    assert_eq!(lines[0]["site"], json!("lyon"));
+    assert_eq!(lines[1]["value"]["p-1"]["total"], json!(950));
+    let e = hq.get("/api/v1/export/orders?partition=2026-12-01&lines=item");
+    let keys: Vec<String> = e
+        .text()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("JSON line");
+            format!(
+                "{}/{}",
+                v["site"].as_str().unwrap_or(""),
+                v["key"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(keys, ["lyon/l-1", "paris/p-1", "paris/p-2"]);
+    let e = paris_only.get("/api/v1/export/orders?partition=2026-12-01");
+    assert_eq!(
+        e.text().lines().count(),
+        1,
+        "only the sites the token reaches"
+    );
+    refused(
+        &hq.get("/api/v1/export/orders?partition=no/pe"),
+        400,
+        "not a partition",
+    );
+    refused(
+        &hq.get("/api/v1/export/orders?lines=row"),
+        400,
+        "lines=item",
+    );
+
+    // Stock across sites.
+    let s = paris_only.get("/api/v1/stock/burger").json();
+    assert_eq!(s["total"], json!(20.0), "{s}");
+
+    // Metrics count requests by endpoint and status.
+    let (_, text) = http_get(http, "/metrics");
+    assert!(
+        metric(
+            &text,
+            "outpost_api_requests_total{endpoint=\"document\",status=\"403\"}"
+        )
+        .is_some_and(|n| n >= 3),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "outpost_api_refused_total").is_some_and(|n| n >= 15),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "outpost_api_export_lines_total").is_some_and(|n| n >= 6),
+        "{text}"
+    );
+
+    // The OpenAPI document names every operation served.
+    let spec = http_request(http, "GET", "/api/v1/openapi.json", &[], None).json();
+    for path in [
+        "/api/v1/sites",
+        "/api/v1/sites/{site}",
+        "/api/v1/sites/{site}/documents/{doc}",
+        "/api/v1/export/{context}",
+        "/api/v1/stock/{item}",
+        "/dashboard",
+    ] {
+        assert!(spec["paths"][path].is_object(), "{path} is not in the spec");
+    }
+
+    // A revoked token is refused from the next request on.
+    let mut cmd = Command::new(cloud_bin());
+    cmd.arg("--data")
+        .arg(&data)
+        .args(["token", "revoke", "--name", "paris-erp"]);
+    run_with(cmd, COMMAND_TIMEOUT).expect_ok();
+    refused(&paris_only.get("/api/v1/sites"), 401, "unknown or revoked");
+}
