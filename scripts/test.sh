@@ -21,6 +21,21 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "npm packages for the Automerge JS interop test"
 (cd cli/tests/js && npm ci --no-audit --no-fund --loglevel=error)
 
+step "Debian's chromium and schemathesis (pinned, in a venv under the target dir) for the cloud's head-office tests"
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && apt-get install -y --no-install-recommends chromium
+fi
+python3 -m venv --help >/dev/null 2>&1 || apt-get install -y --no-install-recommends python3-venv
+VENV="${CARGO_TARGET_DIR:-target}/venv-schemathesis"
+if ! cmp -s cloud/tests/schemathesis-requirements.txt "$VENV/requirements.txt" || ! "$VENV/bin/st" --version >/dev/null 2>&1; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r cloud/tests/schemathesis-requirements.txt
+  cp cloud/tests/schemathesis-requirements.txt "$VENV/requirements.txt"
+fi
+
+step "npm packages for the dashboard's browser test (playwright-core, no browser download)"
+(cd cloud/tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
 step "tests"
 cargo test --workspace --locked
 
