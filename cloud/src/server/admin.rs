@@ -88,6 +88,16 @@ fn backup(data: &Path, out: &Path) -> Result<()> {
             let s = w.add(&store)?;
             documents += s.documents;
         }
+        // The fleet documents, held once for every site (see `fleet.rs`).
+        let fleet_tree = format!("{}chunks", super::fleet::FLEET_NAMESPACE);
+        if db.tree_names().iter().any(|n| n == fleet_tree.as_bytes()) {
+            let store = Store::on_db(
+                db.clone(),
+                super::fleet::FLEET_NAMESPACE,
+                StoreOptions::default(),
+            )?;
+            documents += w.add(&store)?.documents;
+        }
         let file = w
             .finish()?
             .into_inner()
@@ -137,7 +147,7 @@ fn restore(data: &Path, from: &Path) -> Result<()> {
                 .strip_prefix("site/")
                 .and_then(|s| s.strip_suffix('/'))
                 .is_some_and(|s| s.parse::<SiteId>().is_ok());
-            if !site_ok {
+            if !site_ok && ns != super::fleet::FLEET_NAMESPACE {
                 return Err(outpost_core::BackupError::Damaged(format!(
                     "it holds the store {ns:?}, not a cloud site (a device's backup is restored with `outpost restore`)"
                 )));
