@@ -86,7 +86,9 @@ fn backup(data: &Path, out: &Path) -> Result<()> {
                 super::fleet::FLEET_NAMESPACE,
                 StoreOptions::default(),
             )?;
-            documents += w.add(&store)?.documents;
+            if !store.documents()?.is_empty() {
+                documents += w.add(&store)?.documents;
+            }
         }
         w.finish()?;
         anyhow::Ok((sites.len(), documents))
@@ -143,9 +145,12 @@ fn restore(data: &Path, from: &Path) -> Result<()> {
     match result {
         Ok(summaries) => {
             let documents: u64 = summaries.iter().map(|s| s.documents).sum();
+            let sites = summaries
+                .iter()
+                .filter(|s| s.namespace != super::fleet::FLEET_NAMESPACE)
+                .count();
             println!(
-                "restored {} sites, {documents} documents into {}; start outpost-cloud on it: devices send it what was written since the backup",
-                summaries.len(),
+                "restored {sites} sites, {documents} documents into {}; start outpost-cloud on it: devices send it what was written since the backup",
                 data.display()
             );
             Ok(())
