@@ -75,7 +75,10 @@ fn fleet() -> Fleet {
     cmd.arg("--data")
         .arg(&data)
         .args(["token", "issue", "--name", "hq", "--sites", "*", "--write"]);
-    let token = run_with(cmd, COMMAND_TIMEOUT).expect_ok().trim().to_string();
+    let token = run_with(cmd, COMMAND_TIMEOUT)
+        .expect_ok()
+        .trim()
+        .to_string();
     let get = |path: &str| {
         http_request(
             http,
@@ -181,7 +184,10 @@ fn dashboard_in_chromium_shows_sites_and_a_live_order() {
         node.output()
     );
     let png = std::fs::read(&screenshot).expect("the screenshot was saved");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real screenshot"
+    );
 }
 
 #[test]
@@ -209,7 +215,10 @@ fn schemathesis_finds_nothing_wrong_with_the_api() {
         .args(["--generation-allow-x00", "false"])
         .args(["--no-color"])
         .env("SCHEMATHESIS_TELEMETRY", "false")
-        .env("HYPOTHESIS_STORAGE_DIRECTORY", target_dir().join("hypothesis"));
+        .env(
+            "HYPOTHESIS_STORAGE_DIRECTORY",
+            target_dir().join("hypothesis"),
+        );
     let out = run_with(cmd, Duration::from_secs(300));
     assert!(
         out.ok(),
