@@ -43,8 +43,11 @@ cli_blocks() {
 cloud_blocks() {
   printf '## `outpost-cloud`\n\n'
   block "outpost-cloud" "$bin/outpost-cloud"
-  for sub in backup restore erase; do
+  for sub in backup restore erase token; do
     block "outpost-cloud $sub" "$bin/outpost-cloud" "$sub"
+  done
+  for sub in issue revoke list; do
+    block "outpost-cloud token $sub" "$bin/outpost-cloud" token "$sub"
   done
 }
 
