@@ -14,7 +14,13 @@ fn p(path: &Path) -> &str {
 fn help_matches_cli_md() {
     let md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/CLI.md"))
         .expect("cloud/CLI.md exists");
-    for sub in [None, Some("backup"), Some("restore"), Some("erase"), Some("token")] {
+    for sub in [
+        None,
+        Some("backup"),
+        Some("restore"),
+        Some("erase"),
+        Some("token"),
+    ] {
         let mut cloud_help = Command::new(cloud_bin());
         cloud_help.args(sub).arg("--help");
         let out = run_with(cloud_help, COMMAND_TIMEOUT);
