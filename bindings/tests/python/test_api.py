@@ -102,7 +102,7 @@ def test_a_listener_that_raises_keeps_receiving(local):
                 raise RuntimeError("listener bug")
 
     rec = Flaky()
-    local.subscribe(rec)
+    sub = local.subscribe(rec)  # kept: a subscription ends when its handle is dropped
     local.put_int("stock", "/a", 1)
     local.put_int("stock", "/b", 2)
     rec.wait_for(lambda r: len(r.changes) == 2, "both changes despite the exception")
@@ -162,13 +162,8 @@ def test_bad_config_and_certificates(tmp_path, ca):
             )
         )
     other_fleet = outpost.FleetCa.generate("other")
-    mixed = outpost.DeviceCertificate(
-        cert_pem=good.cert_pem, key_pem=good.key_pem, ca_pem=other_fleet.cert_pem()
-    )
     with pytest.raises(outpost.OutpostError.Certificate):
-        outpost.Outpost.open(
-            outpost.NodeConfig(data_dir=str(tmp_path), certificate=mixed, listen="127.0.0.1:0")
-        )
+        outpost.DeviceCertificate.from_pem(good.cert_pem(), good.key_pem(), other_fleet.cert_pem())
     with pytest.raises(outpost.OutpostError.InvalidName):
         ca.issue(SITE, "Not A Peer", "pos")
 
@@ -196,7 +191,12 @@ def test_certificates_round_trip_through_files(tmp_path, ca):
     cert = ca.issue(SITE, "kitchen-1", "kitchen")
     outpost.save_device_certificate(cert, str(tmp_path / "cert"))
     loaded = outpost.load_device_certificate(str(tmp_path / "cert"))
-    assert loaded == cert
+    assert loaded.cert_pem() == cert.cert_pem() and loaded.ca_pem() == cert.ca_pem()
+    # The key is only read explicitly, never printed.
+    assert "PRIVATE KEY" in loaded.key_pem()
+    for printed in (str(loaded), repr(loaded), repr(outpost.NodeConfig(data_dir="x", certificate=loaded))):
+        assert "PRIVATE KEY" not in printed, printed
+    assert str(loaded) == "DeviceCertificate(kitchen-1 of paris-11, role kitchen)"
     assert outpost.certificate_identity(loaded) == outpost.PeerIdentity(
         site=SITE, peer="kitchen-1", role="kitchen"
     )
