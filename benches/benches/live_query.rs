@@ -73,10 +73,7 @@ fn bench(c: &mut Criterion) {
         descending: true,
         limit: Some(LIMIT as u32),
     };
-    let watch = node
-        .clone()
-        .watch_query(DAY.into(), query)
-        .expect("watch");
+    let watch = node.clone().watch_query(DAY.into(), query).expect("watch");
     let first = rt.block_on(watch.next()).expect("next").expect("result");
     assert_eq!(first.total as usize, ORDERS / NEW_EVERY);
 
@@ -115,12 +112,15 @@ fn bench(c: &mut Criterion) {
             }
         });
     });
-    group.bench_function(BenchmarkId::new("reread_and_filter", "write + read all"), |b| {
-        b.iter(|| {
-            add(&node);
-            reread_and_filter(&node)
-        });
-    });
+    group.bench_function(
+        BenchmarkId::new("reread_and_filter", "write + read all"),
+        |b| {
+            b.iter(|| {
+                add(&node);
+                reread_and_filter(&node)
+            });
+        },
+    );
     group.finish();
     drop(watch);
     node.shutdown_blocking().expect("shutdown");

@@ -58,7 +58,7 @@ pub use error::{OutpostError, Result};
 pub use feed::{ConsumerFeed, FeedBatch, FeedListener};
 pub use fleet::{certificate_identity, load_device_certificate, save_device_certificate, FleetCa};
 pub use listener::{NodeListener, Subscription};
-pub use live::{QueryResult, Snapshot, StatusWatch, QueryWatch, ValueWatch};
+pub use live::{QueryResult, QueryWatch, Snapshot, StatusWatch, ValueWatch};
 pub use logging::{enable_logging, set_log_sink, LogLevel, LogSink};
 pub use outpost::Outpost;
 pub use query::{Query, QueryFilter, QueryItem};

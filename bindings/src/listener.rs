@@ -179,7 +179,9 @@ impl Pending {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if let Delivery::Change(new) = &d {
             let merge_into = match q.back() {
-                Some(Delivery::Change(last)) if last.doc == new.doc && last.origin == new.origin => {
+                Some(Delivery::Change(last))
+                    if last.doc == new.doc && last.origin == new.origin =>
+                {
                     Some(q.len() - 1)
                 }
                 _ if q.len() >= MAX_PENDING => q
@@ -213,7 +215,12 @@ impl Pending {
     pub(crate) async fn pop(&self) -> Delivery {
         loop {
             let ready = self.ready.notified();
-            if let Some(d) = self.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+            if let Some(d) = self
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front()
+            {
                 return d;
             }
             ready.await;
@@ -270,7 +277,8 @@ pub(crate) fn start(
             let l = listener.clone();
             // On the blocking pool: a foreign method may block; the runtime's workers must not.
             let done = tokio::task::spawn_blocking(move || {
-                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| delivery.deliver(l.as_ref())))
+                if let Err(payload) =
+                    catch_unwind(AssertUnwindSafe(|| delivery.deliver(l.as_ref())))
                 {
                     tracing::warn!(
                         error = %panic_message(payload.as_ref()),
@@ -328,8 +336,15 @@ mod tests {
         for i in 0..100_000 {
             pending.push(change(&format!("doc-{}", i % 1000), &format!("/k{i}")));
         }
-        println!("queued after 100,000 changes to 1,000 documents: {}", pending.len());
-        assert!(pending.len() <= MAX_PENDING, "{} events queued", pending.len());
+        println!(
+            "queued after 100,000 changes to 1,000 documents: {}",
+            pending.len()
+        );
+        assert!(
+            pending.len() <= MAX_PENDING,
+            "{} events queued",
+            pending.len()
+        );
         // Consecutive changes to one document become one event with all their paths.
         let one = Pending::default();
         for i in 0..10 {

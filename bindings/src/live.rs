@@ -112,7 +112,12 @@ impl<T: Clone + Send + Sync> Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        if let Some(task) = self.task.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(task) = self
+            .task
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             task.abort();
         }
     }

@@ -712,7 +712,9 @@ impl Outpost {
     /// Swift layers make it a `Flow` / `AsyncStream`.
     #[uniffi::method(default(path = ""))]
     pub fn watch(self: Arc<Self>, doc: String, path: String) -> Result<Arc<ValueWatch>> {
-        guard("watch", || Ok(Arc::new(live::watch_value(&self, doc, path)?)))
+        guard("watch", || {
+            Ok(Arc::new(live::watch_value(&self, doc, path)?))
+        })
     }
 
     /// The live sync status: now, then each time it changes (links, writes, peers'

@@ -263,12 +263,21 @@ mod tests {
         let doc: DocumentId = "orders".parse().expect("name");
         let q = query(&[("/status", "\"new\"")], Some("/at"), Some(3));
         let mut live = QueryState::new(doc.clone(), &q).expect("query");
-        assert_eq!(live.evaluate(&store).expect("eval").total, 0, "unknown document: no items");
+        assert_eq!(
+            live.evaluate(&store).expect("eval").total,
+            0,
+            "unknown document: no items"
+        );
         for i in 0..20u32 {
             let status = if i % 3 == 0 { "done" } else { "new" };
             let path = format!("/orders/o{i:02}");
             store
-                .put(&doc, &path, serde_json::json!({"status": status, "at": 100 - i}), Durability::Fast)
+                .put(
+                    &doc,
+                    &path,
+                    serde_json::json!({"status": status, "at": 100 - i}),
+                    Durability::Fast,
+                )
                 .expect("put");
             let incremental = live.update(&store, &[path]).expect("update");
             let full = QueryState::new(doc.clone(), &q)
@@ -278,14 +287,30 @@ mod tests {
             assert_eq!(incremental, full, "after order {i}");
         }
         // A status change removes an order from the matches; sorted by /at ascending.
-        store.put(&doc, "/orders/o19/status", serde_json::json!("done"), Durability::Fast).expect("put");
-        let r = live.update(&store, &["/orders/o19/status".into()]).expect("update");
+        store
+            .put(
+                &doc,
+                "/orders/o19/status",
+                serde_json::json!("done"),
+                Durability::Fast,
+            )
+            .expect("put");
+        let r = live
+            .update(&store, &["/orders/o19/status".into()])
+            .expect("update");
         assert_eq!(r.total, 12);
         let keys: Vec<&str> = r.items.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, ["o17", "o16", "o14"]);
         // The collection replaced: evaluated again.
-        store.put(&doc, "/orders", serde_json::json!({}), Durability::Fast).expect("put");
-        assert_eq!(live.update(&store, &["/orders".into()]).expect("update").total, 0);
+        store
+            .put(&doc, "/orders", serde_json::json!({}), Durability::Fast)
+            .expect("put");
+        assert_eq!(
+            live.update(&store, &["/orders".into()])
+                .expect("update")
+                .total,
+            0
+        );
     }
 
     #[test]

@@ -20,7 +20,11 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Awaits `f` at most `TIMEOUT`.
-fn within<T>(rt: &tokio::runtime::Runtime, what: &str, f: impl std::future::Future<Output = T>) -> T {
+fn within<T>(
+    rt: &tokio::runtime::Runtime,
+    what: &str,
+    f: impl std::future::Future<Output = T>,
+) -> T {
     rt.block_on(async { tokio::time::timeout(TIMEOUT, f).await })
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
@@ -59,7 +63,11 @@ fn a_value_watch_gives_the_current_value_then_changes_and_ends_with_cancel() {
         .watch("menu".into(), "/items/burger/price".into())
         .expect("watch");
     let first = within(&rt, "the first value", watch.next()).expect("next");
-    assert_eq!(first.map(|s| s.json), Some(None), "a document not synced reads as null");
+    assert_eq!(
+        first.map(|s| s.json),
+        Some(None),
+        "a document not synced reads as null"
+    );
     node.put("menu".into(), "/items/burger/price".into(), "950".into())
         .expect("put");
     let second = within(&rt, "the new price", watch.next()).expect("next");
@@ -89,7 +97,10 @@ fn a_value_watch_gives_the_current_value_then_changes_and_ends_with_cancel() {
 fn dropping_a_watch_ends_its_task_and_a_watch_does_not_keep_the_node_alive() {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = Outpost::open_local(dir.path().display().to_string()).expect("open");
-    let watch = node.clone().watch("menu".into(), String::new()).expect("watch");
+    let watch = node
+        .clone()
+        .watch("menu".into(), String::new())
+        .expect("watch");
     let status = node.clone().watch_status().expect("watch status");
     assert_eq!(node.live_tasks(), 2);
     drop(watch);
@@ -112,7 +123,7 @@ fn dropping_a_watch_ends_its_task_and_a_watch_does_not_keep_the_node_alive() {
 
 /// A listener that holds the node, as a Kotlin lambda capturing it would.
 struct Capturing {
-    node: Mutex<Option<Arc<Outpost>>>,
+    _node: Mutex<Option<Arc<Outpost>>>,
 }
 
 impl NodeListener for Capturing {
@@ -127,14 +138,17 @@ fn a_listener_capturing_the_node_is_released_when_its_subscription_is_dropped() 
     let dir = tempfile::tempdir().expect("temp dir");
     let node = Outpost::open_local(dir.path().display().to_string()).expect("open");
     let listener = Arc::new(Capturing {
-        node: Mutex::new(Some(node.clone())),
+        _node: Mutex::new(Some(node.clone())),
     });
     let sub = node
         .subscribe(listener.clone(), None, None)
         .expect("subscribe");
     let weak_listener = Arc::downgrade(&listener);
     drop(listener);
-    assert!(weak_listener.upgrade().is_some(), "the subscription holds the listener");
+    assert!(
+        weak_listener.upgrade().is_some(),
+        "the subscription holds the listener"
+    );
     drop(sub);
     wait_until("the listener to be released", || {
         weak_listener.upgrade().is_none()
@@ -160,7 +174,10 @@ fn dropping_a_running_node_returns_before_its_shutdown_and_releases_it_after() {
     drop(kiosk);
     let dropping = started.elapsed();
     println!("dropping a linked node took {dropping:?} on the caller's thread");
-    assert!(dropping < Duration::from_secs(1), "dropping blocked for {dropping:?}");
+    assert!(
+        dropping < Duration::from_secs(1),
+        "dropping blocked for {dropping:?}"
+    );
     // The shutdown still happens: the data directory is released and opens again.
     let deadline = Instant::now() + TIMEOUT;
     let again = loop {
@@ -182,21 +199,26 @@ fn the_device_key_is_never_printed() {
         .expect("issue");
     let dir = tempfile::tempdir().expect("temp dir");
     let config = config(dir.path(), &ca, "kiosk-1", "kiosk");
-    for printed in [
-        cert.to_string(),
-        format!("{cert:?}"),
-        format!("{config:?}"),
-    ] {
+    for printed in [cert.to_string(), format!("{cert:?}"), format!("{config:?}")] {
         assert!(!printed.contains("PRIVATE KEY"), "{printed}");
         assert!(!printed.contains(cert.key_pem().lines().nth(1).expect("key body")));
     }
-    assert_eq!(cert.to_string(), "DeviceCertificate(kiosk-1 of paris-11, role kiosk)");
+    assert_eq!(
+        cert.to_string(),
+        "DeviceCertificate(kiosk-1 of paris-11, role kiosk)"
+    );
     // What the app keeps in the Keystore or Keychain builds the same certificate again.
-    let again = outpost_ffi::DeviceCertificate::from_pem(cert.cert_pem(), cert.key_pem(), cert.ca_pem())
-        .expect("from the stored PEM");
+    let again =
+        outpost_ffi::DeviceCertificate::from_pem(cert.cert_pem(), cert.key_pem(), cert.ca_pem())
+            .expect("from the stored PEM");
     assert_eq!(again.identity(), cert.identity());
     let other = FleetCa::generate("other".into()).expect("ca");
-    assert!(outpost_ffi::DeviceCertificate::from_pem(cert.cert_pem(), cert.key_pem(), other.cert_pem()).is_err());
+    assert!(outpost_ffi::DeviceCertificate::from_pem(
+        cert.cert_pem(),
+        cert.key_pem(),
+        other.cert_pem()
+    )
+    .is_err());
 }
 
 #[test]
@@ -220,7 +242,12 @@ fn a_live_query_follows_orders_as_they_come_and_change() {
         .expect("next")
         .expect("a result");
     assert_eq!(first.total, 0, "not synced yet: no orders");
-    for (id, at, status) in [("K1-003", 30, "new"), ("K1-001", 10, "new"), ("K1-002", 20, "done"), ("K1-004", 5, "new")] {
+    for (id, at, status) in [
+        ("K1-003", 30, "new"),
+        ("K1-001", 10, "new"),
+        ("K1-002", 20, "done"),
+        ("K1-004", 5, "new"),
+    ] {
         node.put(
             day.clone(),
             format!("/orders/{id}"),
@@ -228,16 +255,30 @@ fn a_live_query_follows_orders_as_they_come_and_change() {
         )
         .expect("put");
     }
-    let keys = |r: &outpost_ffi::QueryResult| r.items.iter().map(|i| i.key.clone()).collect::<Vec<_>>();
-    let mut result = within(&rt, "the orders", watch.next()).expect("next").expect("result");
+    let keys =
+        |r: &outpost_ffi::QueryResult| r.items.iter().map(|i| i.key.clone()).collect::<Vec<_>>();
+    let mut result = within(&rt, "the orders", watch.next())
+        .expect("next")
+        .expect("result");
     while result.total < 3 {
-        result = within(&rt, "the orders", watch.next()).expect("next").expect("result");
+        result = within(&rt, "the orders", watch.next())
+            .expect("next")
+            .expect("result");
     }
-    assert_eq!(keys(&result), ["K1-004", "K1-001"], "sorted by placedAt, limited to 2");
+    assert_eq!(
+        keys(&result),
+        ["K1-004", "K1-001"],
+        "sorted by placedAt, limited to 2"
+    );
     node.put_string(day.clone(), "/orders/K1-004/status".into(), "done".into())
         .expect("put");
-    let result = within(&rt, "the order done", watch.next()).expect("next").expect("result");
-    assert_eq!((result.total, keys(&result)), (2, vec!["K1-001".to_string(), "K1-003".to_string()]));
+    let result = within(&rt, "the order done", watch.next())
+        .expect("next")
+        .expect("result");
+    assert_eq!(
+        (result.total, keys(&result)),
+        (2, vec!["K1-001".to_string(), "K1-003".to_string()])
+    );
     drop(watch);
     wait_until("the query task to end", || node.live_tasks() == 0);
     node.shutdown_blocking().expect("shutdown");
