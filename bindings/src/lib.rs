@@ -47,8 +47,10 @@ mod error;
 mod feed;
 mod fleet;
 mod listener;
+mod live;
 mod logging;
 mod outpost;
+mod query;
 mod types;
 
 pub use config::{DeviceCertificate, NodeConfig};
@@ -56,8 +58,10 @@ pub use error::{OutpostError, Result};
 pub use feed::{ConsumerFeed, FeedBatch, FeedListener};
 pub use fleet::{certificate_identity, load_device_certificate, save_device_certificate, FleetCa};
 pub use listener::{NodeListener, Subscription};
+pub use live::{QueryResult, QueryWatch, Snapshot, StatusWatch, ValueWatch};
 pub use logging::{enable_logging, set_log_sink, LogLevel, LogSink};
 pub use outpost::Outpost;
+pub use query::{Query, QueryFilter, QueryItem};
 pub use types::{
     ChangeEvent, ChangeOrigin, Conflict, DocumentSyncStatus, PeerIdentity, PeerSyncStatus,
     RefusedChange, SyncStatus, TxOp,

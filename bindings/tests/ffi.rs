@@ -74,6 +74,9 @@ fn a_panicking_listener_keeps_receiving_and_the_node_keeps_working() {
         .expect("subscribe");
     node.increment("stock".into(), "/burger".into(), 1)
         .expect("first write");
+    // Waiting changes to one document are delivered merged: the second write follows the
+    // first's (panicking) delivery.
+    listener.wait_for(1);
     node.increment("stock".into(), "/burger".into(), 1)
         .expect("second write");
     let changes = listener.wait_for(2);

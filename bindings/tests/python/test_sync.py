@@ -57,8 +57,8 @@ def test_write_on_one_node_reaches_the_other_through_a_callback(open_node, recor
 
     # And back: the kiosk sells, the pos counts.
     pos_events, kiosk_stock = Recorder(), Recorder()
-    pos.subscribe(pos_events, doc="stock")
-    kiosk.subscribe(kiosk_stock, doc="stock")
+    sub1 = pos.subscribe(pos_events, doc="stock")
+    sub2 = kiosk.subscribe(kiosk_stock, doc="stock")
     pos.increment("stock", "/burger", 20)
     kiosk_stock.wait_for(remote_change_from("pos-1", "stock"), "stock from pos-1")
     kiosk.increment("stock", "/burger", -1)
@@ -92,7 +92,7 @@ def test_a_blocked_listener_does_not_block_the_node(open_node):
             release.wait(TIMEOUT)  # an app doing slow work on the listener thread
 
     stuck = Stuck()
-    kiosk.subscribe(stuck)
+    sub3 = kiosk.subscribe(stuck)
     pos = open_node("pos-1", "pos", peers=[kiosk.local_address()])
     for price in (900, 950, 1000):
         pos.put_int("menu", "/items/burger/price", price)
@@ -111,10 +111,10 @@ def test_a_blocked_listener_does_not_block_the_node(open_node):
 def test_peer_disconnect_and_offline_badge(open_node, recorder):
     pos = open_node("pos-1", "pos")
     kiosk = open_node("kiosk-1", "kiosk", peers=[pos.local_address()])
-    kiosk.subscribe(recorder)
+    sub4 = kiosk.subscribe(recorder)
     assert asyncio.run(kiosk.wait_for_peer("pos-1", int(TIMEOUT * 1000)))
     pos_events = Recorder()
-    pos.subscribe(pos_events, doc="orders")
+    sub5 = pos.subscribe(pos_events, doc="orders")
     kiosk.put_string("orders", "/o-1/status", "new")
     pos_events.wait_for(remote_change_from("kiosk-1", "orders"), "the order on the pos")
     deadline = time.monotonic() + TIMEOUT
@@ -150,8 +150,8 @@ def test_refused_changes_reach_both_listeners(open_node):
     pos = open_node("pos-1", "pos")
     lax_pos = open_node("pos-2", "pos", peers=[pos.local_address()], policy_json=OPEN_POLICY)
     pos_events, lax_events = Recorder(), Recorder()
-    pos.subscribe(pos_events)
-    lax_pos.subscribe(lax_events)
+    sub6 = pos.subscribe(pos_events)
+    sub7 = lax_pos.subscribe(lax_events)
     assert asyncio.run(lax_pos.wait_for_peer("pos-1", int(TIMEOUT * 1000)))
     rogue = open_node(
         "kiosk-9", "kiosk", peers=[lax_pos.local_address()], policy_json=OPEN_POLICY
