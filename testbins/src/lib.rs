@@ -566,3 +566,6 @@ pub fn free_tcp_port() -> u16 {
         .expect("bind tcp")
         .port()
 }
+
+mod pg;
+pub use pg::PgCluster;
