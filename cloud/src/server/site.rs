@@ -53,9 +53,18 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
             identity: Some(shared.local.clone()),
             policy: shared.config.policy.clone(),
             signer: Some(shared.signer.clone()),
+            mirror: shared.pg.as_ref().map(|pg| pg.mirror(&site)),
             ..StoreOptions::default()
         },
-    ) {
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|store| match &shared.pg {
+        // On PostgreSQL: the site's copy here is brought up to date before any device.
+        Some(pg) => {
+            tokio::task::block_in_place(|| pg.load(&site, &store)).map(|reg| (store, Some(reg)))
+        }
+        None => Ok((store, None)),
+    }) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the site's storage; refusing its devices");
@@ -78,6 +87,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
     // The cloud relays between devices of a site: it verifies and keeps signatures, so
     // that devices that never met the author can check its changes.
     engine_config.verifier = Some(shared.verifier.clone());
+    let (store, pg_registration) = store;
     let engine = Engine::new(store.clone(), engine_config);
     // The cloud never dials: the links layer only serves the devices' connections.
     let mut links = Links::new(engine, LinkConfig::default(), 0);
@@ -108,6 +118,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
         checked_at_load: false,
         connected: 0,
         bytes_at: None,
+        _pg: pg_registration,
     };
     hooks
         .shared
@@ -138,6 +149,8 @@ struct SiteHooks {
     /// When the site's stored bytes were last measured (they are read from every chunk's
     /// length, so at most every `BYTES_EVERY`).
     bytes_at: Option<Instant>,
+    /// On PostgreSQL: keeps the site's copy current with other instances while it runs.
+    _pg: Option<super::pg::Registration>,
 }
 
 /// How often a busy site measures its stored bytes for `/metrics`.
