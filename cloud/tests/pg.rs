@@ -134,10 +134,13 @@ fn write(node: &Node, from: usize, to: usize, tag: &str) {
                 &orders(),
                 &format!("/{tag}-{i:04}"),
                 json!({"status": "paid", "total": i}),
-                Durability::Durable,
+                Durability::Fast,
             )
             .expect("a device writes locally whatever the cloud does");
     }
+    node.store()
+        .flush()
+        .expect("the device's disk takes the orders");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
