@@ -293,32 +293,14 @@ pub(crate) fn write_backup(
     store: &Store,
     path: &Path,
 ) -> Result<(outpost_core::BackupSummary, u64)> {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    let file = std::fs::File::create(&partial).with_context(|| {
-        format!(
-            "cannot create {}; check the directory exists and is writable",
-            partial.display()
+    outpost_binsupport::write_atomically(path, |w| anyhow::Ok(store.backup(w)?)).with_context(
+        || {
+            format!(
+            "cannot write the backup to {}; check the directory exists, is writable and has space",
+            path.display()
         )
-    })?;
-    let result = (|| -> Result<(outpost_core::BackupSummary, u64)> {
-        let mut w = std::io::BufWriter::new(file);
-        let summary = store.backup(&mut w)?;
-        let file = w
-            .into_inner()
-            .map_err(|e| anyhow!("cannot write {}: {}", partial.display(), e.error()))?;
-        file.sync_all()
-            .with_context(|| format!("cannot write {}", partial.display()))?;
-        let bytes = file.metadata()?.len();
-        std::fs::rename(&partial, path)
-            .with_context(|| format!("cannot move the backup to {}", path.display()))?;
-        Ok((summary, bytes))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    result
+        },
+    )
 }
 
 /// Writes `bytes` to `path` and syncs it, so that `export` returns with the file on disk.

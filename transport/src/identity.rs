@@ -632,28 +632,31 @@ fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<()> {
         path: path.to_path_buf(),
         source,
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    // Written beside and renamed over: a reader (or a crash) never sees a half-written key
+    // or certificate, e.g. while a renewed certificate replaces the old one.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".partial-");
     #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(if secret {
+            0o600
+        } else {
+            0o644
+        }));
     }
     #[cfg(not(unix))]
     let _ = secret;
-    // Written beside and renamed over: a reader (or a crash) never sees a half-written key
-    // or certificate, e.g. while a renewed certificate replaces the old one.
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = options.open(&tmp).map_err(io)?;
+    let mut file = builder.tempfile_in(dir).map_err(io)?;
     file.write_all(contents).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+    file.as_file().sync_all().map_err(io)?;
+    file.persist(path).map_err(|e| io(e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
     }
     Ok(())
 }

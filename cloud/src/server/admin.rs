@@ -1,7 +1,7 @@
 //! `outpost-cloud backup | restore | erase`: work on the data directory of a stopped cloud
 //! peer (sled lets one process hold a database).
 
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -70,40 +70,23 @@ pub(crate) fn run(config: AdminConfig, command: CloudCommand) -> Result<()> {
 
 fn backup(data: &Path, out: &Path) -> Result<()> {
     let db = open(data, false)?;
-    let mut partial = out.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    let file = std::fs::File::create(&partial).with_context(|| {
-        format!(
-            "cannot create {}; check the directory exists and is writable",
-            partial.display()
-        )
-    })?;
-    let result = (|| -> Result<(usize, u64, u64)> {
-        let mut w = BackupWriter::new(BufWriter::new(file))?;
+    let ((sites, documents), bytes) = outpost_binsupport::write_atomically(out, |w| {
+        let mut w = BackupWriter::new(w)?;
         let sites = sites(&db);
         let mut documents = 0;
         for site in &sites {
             let store = Store::on_db(db.clone(), &namespace(site), StoreOptions::default())?;
-            let s = w.add(&store)?;
-            documents += s.documents;
+            documents += w.add(&store)?.documents;
         }
-        let file = w
-            .finish()?
-            .into_inner()
-            .map_err(|e| anyhow!("cannot write {}: {}", partial.display(), e.error()))?;
-        file.sync_all()?;
-        Ok((sites.len(), documents, file.metadata()?.len()))
-    })();
-    let (sites, documents, bytes) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(e);
-        }
-    };
-    std::fs::rename(&partial, out)
-        .with_context(|| format!("cannot move the backup to {}", out.display()))?;
+        w.finish()?;
+        anyhow::Ok((sites.len(), documents))
+    })
+    .with_context(|| {
+        format!(
+            "cannot write the backup to {}; check the directory exists, is writable and has space",
+            out.display()
+        )
+    })?;
     println!(
         "backed up {sites} sites, {documents} documents ({bytes} bytes) to {}",
         out.display()
