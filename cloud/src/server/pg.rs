@@ -58,6 +58,27 @@ impl Drop for Registration {
     }
 }
 
+impl Registration {
+    /// Replaces the document's changes in the database by the compacted copy held here,
+    /// covering every commit this copy took in. Blocks.
+    pub(crate) fn compact(&self, store: &Store, doc: &DocumentId) -> Result<(), String> {
+        let Some(sync) = lock(&self.sites.sites).get(&self.site).cloned() else {
+            return Ok(());
+        };
+        // Held while the snapshot is taken and written: no catch-up moves `upto` meanwhile,
+        // so the snapshot holds every change of the document committed up to it.
+        let upto = lock(&sync.upto);
+        if *upto == 0 {
+            return Ok(());
+        }
+        let saved = store.export(doc).map_err(|e| e.to_string())?;
+        self.sites
+            .db
+            .compact(self.site.as_str(), &doc.to_string(), &saved, *upto)
+            .map_err(|e| e.to_string())
+    }
+}
+
 impl PgSites {
     /// Connects (and migrates) the database, and starts listening.
     pub(crate) fn open(url: &str) -> Result<Arc<PgSites>, outpost_pgstore::PgError> {
@@ -83,7 +104,7 @@ impl PgSites {
     /// The mirror of `site`'s store.
     pub(crate) fn mirror(self: &Arc<Self>, site: &SiteId) -> SharedMirror {
         Arc::new(SiteMirror {
-            sites: self.clone(),
+            sites: std::panic::AssertUnwindSafe(self.clone()),
             site: site.clone(),
         })
     }
@@ -213,7 +234,9 @@ fn to_batch(f: &Fetched) -> MirrorBatch {
 
 /// Commits a site's writes to the database.
 struct SiteMirror {
-    sites: Arc<PgSites>,
+    /// A panic while committing leaves the queue as it was (the batch goes back on error
+    /// only; a panic loses nothing that was acknowledged, since nothing was).
+    sites: std::panic::AssertUnwindSafe<Arc<PgSites>>,
     site: SiteId,
 }
 
@@ -261,5 +284,16 @@ impl Mirror for SiteMirror {
             }
         }
         Ok(())
+    }
+}
+
+/// Runs blocking database work from a site's task: off the worker's queue where the
+/// runtime allows it (the binary's multi-thread runtime), in place otherwise.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }

@@ -60,9 +60,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
     .map_err(|e| e.to_string())
     .and_then(|store| match &shared.pg {
         // On PostgreSQL: the site's copy here is brought up to date before any device.
-        Some(pg) => {
-            tokio::task::block_in_place(|| pg.load(&site, &store)).map(|reg| (store, Some(reg)))
-        }
+        Some(pg) => super::pg::blocking(|| pg.load(&site, &store)).map(|reg| (store, Some(reg))),
         None => Ok((store, None)),
     }) {
         Ok(s) => s,
@@ -118,7 +116,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
         checked_at_load: false,
         connected: 0,
         bytes_at: None,
-        _pg: pg_registration,
+        pg: pg_registration,
     };
     hooks
         .shared
@@ -150,7 +148,7 @@ struct SiteHooks {
     /// length, so at most every `BYTES_EVERY`).
     bytes_at: Option<Instant>,
     /// On PostgreSQL: keeps the site's copy current with other instances while it runs.
-    _pg: Option<super::pg::Registration>,
+    pg: Option<super::pg::Registration>,
 }
 
 /// How often a busy site measures its stored bytes for `/metrics`.
@@ -324,6 +322,11 @@ impl SiteHooks {
         }
         match store.compact(doc) {
             Ok(()) => {
+                if let Some(pg) = &self.pg {
+                    if let Err(e) = super::pg::blocking(|| pg.compact(store, doc)) {
+                        tracing::warn!(%doc, error = %e, "compaction in PostgreSQL failed (retried at the next one)");
+                    }
+                }
                 if let Err(e) = self.shared.compacted.insert(key.as_bytes(), mark) {
                     tracing::warn!(%doc, error = %e, "cannot record the compaction");
                 }

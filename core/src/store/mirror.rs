@@ -94,7 +94,7 @@ impl MirrorBatch {
 }
 
 /// The durable truth behind a store used as a cache.
-pub trait Mirror: Send + Sync + std::fmt::Debug + 'static {
+pub trait Mirror: Send + Sync + std::panic::RefUnwindSafe + std::fmt::Debug + 'static {
     /// Commits `batch` durably, or fails. Committing what was already committed (by this
     /// store or another writer) must be a no-op. Called from the thread that flushes the
     /// store; it may block.
