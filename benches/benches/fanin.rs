@@ -115,6 +115,8 @@ async fn fan_in(cloud: &Cloud, ca: &FleetCa, round: u64, sites: u64, orders: u64
         let mut config = NodeConfig::new(dir.path().join(format!("pos-{i}")), cert);
         config.listen = localhost();
         config.static_peers = vec![cloud.quic_addr()];
+        // Measured writes only: no health reports in between.
+        config.health_period = None;
         nodes.push(
             within("node start", Node::start(config))
                 .await

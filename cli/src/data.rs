@@ -356,7 +356,10 @@ pub(crate) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -
         policy: policy(),
         ..StoreOptions::default()
     };
-    let opened = std::panic::catch_unwind(|| Store::open_with(dir, options));
+    // The options hold no store (`fleet` is a cloud's), so nothing shared outlives a panic.
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Store::open_with(dir, options)
+    }));
     match opened {
         Ok(Ok(store)) => Ok(store),
         Ok(Err(e)) => {

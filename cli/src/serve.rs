@@ -230,6 +230,14 @@ fn start_and_run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
         config.policy = data::policy();
         // A certificate renewed by the cloud replaces the files, for the next start too.
         config.cert_dir = Some(cert_dir.to_path_buf());
+        // Health reports into the site document `health` (see README): every 60 s by
+        // default; OUTPOST_HEALTH_SECS sets the period, 0 turns them off.
+        if let Some(secs) = std::env::var("OUTPOST_HEALTH_SECS")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
+            config.health_period = (secs > 0).then(|| Duration::from_secs(secs));
+        }
         let node = Node::start(config).await.with_context(|| {
             format!(
                 "cannot start the node on {}; if the port is in use, pick another --listen port (0: any free port)",

@@ -26,8 +26,10 @@
 mod admin;
 mod config;
 mod control;
+mod fleet;
 mod http;
 mod metrics;
+mod overview;
 mod pg;
 mod site;
 
@@ -51,8 +53,10 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use self::config::{Args, CloudCommand, CloudConfig, SiteLimits, CLOUD_DOCUMENT_STREAMS};
+pub use self::fleet::{Fleet, FleetError};
 use self::http::Http;
 use self::metrics::Metrics;
+pub use self::overview::SiteOverview;
 
 /// State shared by the accept loop, the site tasks and the HTTP thread.
 pub(crate) struct Shared {
@@ -80,6 +84,8 @@ pub(crate) struct Shared {
     documents_loaded: AtomicI64,
     sites: Mutex<HashMap<SiteId, SiteEntry>>,
     stopping: AtomicBool,
+    /// The fleet-wide documents, one copy for every site (see `fleet.rs`).
+    pub(crate) fleet: Fleet,
 }
 
 /// A loaded site: its task, and how many sessions were handed to it and not yet closed.
@@ -230,6 +236,8 @@ pub struct Cloud {
     http: Http,
     /// The control socket (`outpost-cloud erase` on a running cloud); removed when dropped.
     control: Option<control::Control>,
+    /// Hands changes of fleet documents to every loaded site.
+    fleet_task: JoinHandle<()>,
 }
 
 impl Cloud {
@@ -314,6 +322,9 @@ impl Cloud {
         let revocations = db
             .open_tree("cloud/revocations")
             .context("cannot open the cloud's revocations in the data directory")?;
+        let signer: outpost_core::signing::SharedSigner = Arc::new(signer);
+        let fleet = Fleet::open(&db, &local, &config.policy, signer.clone())
+            .context("cannot open the fleet documents in the data directory")?;
         let shared = Arc::new(Shared {
             db,
             pg,
@@ -321,7 +332,7 @@ impl Cloud {
             revocations,
             local: local.clone(),
             config,
-            signer: Arc::new(signer),
+            signer,
             verifier: Arc::new(verifier),
             filter,
             renewer,
@@ -329,6 +340,7 @@ impl Cloud {
             documents_loaded: AtomicI64::new(0),
             sites: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
+            fleet,
         });
         for record in shared.stored_revocations() {
             if let Ok(r) = record.revocation() {
@@ -340,6 +352,7 @@ impl Cloud {
         let accept_task =
             tokio::spawn(accept_loop(endpoint.clone(), shared.clone()).instrument(span));
         let control = control::serve(shared.clone());
+        let fleet_task = tokio::spawn(fleet::fan_out(shared.clone()));
         tracing::info!(%quic_addr, http = %http.addr(), identity = %local, "outpost-cloud started");
         Ok(Cloud {
             shared,
@@ -348,6 +361,7 @@ impl Cloud {
             accept_task,
             http,
             control,
+            fleet_task,
         })
     }
 
@@ -359,6 +373,17 @@ impl Cloud {
     /// The HTTP address of `/health` and `/metrics`.
     pub fn http_addr(&self) -> SocketAddr {
         self.http.addr()
+    }
+
+    /// The fleet-wide documents (read and written as head office; see [`Fleet`]).
+    pub fn fleet(&self) -> &Fleet {
+        &self.shared.fleet
+    }
+
+    /// Every site with its last seen, devices, backlog and certificate expiry (see
+    /// [`SiteOverview`]).
+    pub fn site_overview(&self) -> Vec<SiteOverview> {
+        self.shared.site_overview()
     }
 
     /// The Prometheus text of `/metrics`.
@@ -380,6 +405,7 @@ impl Cloud {
     pub async fn shutdown(self) -> Result<()> {
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.accept_task.abort();
+        self.fleet_task.abort();
         drop(self.control);
         // Refuse new handshakes at once; existing connections stay until their site stops.
         self.endpoint.set_server_config(None);

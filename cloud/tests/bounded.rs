@@ -190,6 +190,8 @@ async fn a_running_cloud_erases_and_connected_devices_follow() {
         .issue(&PeerInfo::parse("lyon", "pos-1", "pos").expect("id"))
         .expect("cert");
     let mut node_config = NodeConfig::new(tmp.path().join("pos-1"), cert);
+    // Counts documents: no health reports.
+    node_config.health_period = None;
     node_config.listen = localhost;
     node_config.static_peers = vec![cloud.quic_addr()];
     let pos = tokio::time::timeout(step, Node::start(node_config))

@@ -89,6 +89,8 @@ async fn a_full_disk_under_the_cloud_loses_nothing() {
             .issue(&PeerInfo::parse("lyon", name, role).expect("id"))
             .expect("cert");
         let mut config = NodeConfig::new(tmp.path().join(name), cert);
+        // Counts documents: no health reports.
+        config.health_period = None;
         config.listen = localhost();
         config.static_peers = vec![cloud_addr];
         config

@@ -43,6 +43,31 @@ pub struct ContextRule {
     /// change's author (see `core/docs/design.md`, "Per-path write rules").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<PathRule>,
+    /// Where the context's documents live: in each site (the default), or once for the whole
+    /// fleet (`scope = "fleet"`: a catalog, prices). A fleet document is held once by the
+    /// cloud and reaches every site's devices, which read it offline like any other; who may
+    /// write it is the rule's `write` as usual (typically a head-office role only), so a
+    /// site's devices cannot change what the whole fleet reads (see `core/docs/design.md`,
+    /// "Fleet-wide contexts").
+    #[serde(default, skip_serializing_if = "Scope::is_site")]
+    pub scope: Scope,
+}
+
+/// Where the documents of a context live (see [`ContextRule::scope`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Each site has its own documents of the context.
+    #[default]
+    Site,
+    /// One document for the whole fleet, held once by the cloud and synced to every site.
+    Fleet,
+}
+
+impl Scope {
+    fn is_site(&self) -> bool {
+        *self == Scope::Site
+    }
 }
 
 /// The roles that may write at and below a path pattern of a context: JSON Pointer tokens,
@@ -110,7 +135,14 @@ impl ContextRule {
             write: roles(write),
             retain_days: BTreeMap::new(),
             paths: Vec::new(),
+            scope: Scope::Site,
         }
+    }
+
+    /// This rule, for a context of fleet scope (see [`ContextRule::scope`]).
+    pub fn fleet(mut self) -> Self {
+        self.scope = Scope::Fleet;
+        self
     }
 
     /// This rule, with only `write` roles writing at and below `path` (see [`PathRule`]).
@@ -155,9 +187,13 @@ impl Default for Policy {
     /// | `menu` | everyone | pos |
     /// | `stock` | everyone | pos, kiosk |
     /// | `orders` | pos, kiosk, kitchen | pos, kiosk, kitchen; per path: `/orders/*` pos, kiosk; `/orders/*/kitchen` kitchen; `/orders/*/payment` and `/orders/*/closed` pos |
+    /// | `health` | pos | every device role (each device publishes its own `/devices/<id>`) |
+    /// | `catalog`, `prices` (fleet scope) | everyone | head-office |
     /// | other | pos | pos |
     ///
-    /// `cloud` may read and write everything. Every role that writes also relays others'
+    /// `catalog` and `prices` are of fleet scope: one copy for the whole fleet, written by
+    /// head office through the cloud; a site overrides a price in its own `prices_override`
+    /// (written by pos). `cloud` may read and write everything. Every role that writes also relays others'
     /// changes (see `core/docs/design.md` on why a stricter relay set costs connectivity).
     fn default() -> Self {
         let mut contexts = BTreeMap::new();
@@ -187,6 +223,17 @@ impl Default for Policy {
                 .path("/orders/*/payment", &["pos"])
                 .path("/orders/*/closed", &["pos"]),
         );
+        // Each device's health (see `outpost_transport::DeviceHealth`), for the cloud.
+        let devices = ["pos", "kiosk", "menu-board", "kitchen"];
+        contexts.insert(ctx("health"), ContextRule::new(&["pos"], &devices));
+        // Fleet-wide: head office writes, every device of every site reads.
+        for fleet in ["catalog", "prices"] {
+            contexts.insert(
+                ctx(fleet),
+                ContextRule::new(&devices, &["head-office"]).fleet(),
+            );
+        }
+        contexts.insert(ctx("prices_override"), ContextRule::new(&devices, &["pos"]));
         Policy {
             contexts,
             default_rule: ContextRule::new(&["pos"], &["pos"]),
@@ -209,6 +256,24 @@ impl Policy {
 
     fn rule(&self, context: &ContextName) -> &ContextRule {
         self.contexts.get(context).unwrap_or(&self.default_rule)
+    }
+
+    /// Whether `context` is of fleet scope: one copy for the whole fleet (see
+    /// [`ContextRule::scope`]). Only contexts the policy names can be; the default rule's
+    /// scope is ignored.
+    pub fn is_fleet(&self, context: &ContextName) -> bool {
+        self.contexts
+            .get(context)
+            .is_some_and(|r| r.scope == Scope::Fleet)
+    }
+
+    /// The contexts of fleet scope.
+    pub fn fleet_contexts(&self) -> Vec<&ContextName> {
+        self.contexts
+            .iter()
+            .filter(|(_, r)| r.scope == Scope::Fleet)
+            .map(|(c, _)| c)
+            .collect()
     }
 
     /// Whether `role` keeps `doc` at `now` under the context's retention (see

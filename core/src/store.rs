@@ -115,6 +115,13 @@ pub struct StoreOptions {
     /// writes is committed there on every flush, and the store tells peers no heads while
     /// a commit fails. `None` (the default): sled is the truth.
     pub mirror: Option<SharedMirror>,
+    /// The store that holds the documents of fleet-scope contexts (see
+    /// [`crate::ContextRule::scope`]) for this one: every read, write and sync of such a
+    /// document goes to it, so many stores (a cloud's sites) share one copy. `None` (the
+    /// default, and devices): every document lives here. Sync states and bookkeeping stay in
+    /// this store (they are per peer). Change notifications of fleet documents go to the fleet
+    /// store's subscribers.
+    pub fleet: Option<Store>,
 }
 
 impl Default for StoreOptions {
@@ -130,6 +137,7 @@ impl Default for StoreOptions {
             ticket_prefix: None,
             detect_restore: true,
             mirror: None,
+            fleet: None,
         }
     }
 }
@@ -219,6 +227,8 @@ struct Inner {
     erased: Mutex<std::collections::HashSet<DocumentId>>,
     /// The durable truth behind this store, and what waits to be committed there.
     mirror: Option<(SharedMirror, mirror::MirrorQueue)>,
+    /// Where fleet documents live (see [`StoreOptions::fleet`]).
+    fleet: Option<Store>,
 }
 
 impl std::fmt::Debug for Store {
@@ -341,6 +351,7 @@ impl Store {
                 tickets,
                 erased: Mutex::new(erased),
                 mirror: options.mirror.map(|m| (m, mirror::MirrorQueue::default())),
+                fleet: options.fleet,
             }),
         };
         // Our own certificate is known like any other signer's: peers that relay our
@@ -372,17 +383,40 @@ impl Store {
         &self.inner.actor
     }
 
-    /// The documents that hold data, sorted. Reads one marker per document.
+    /// The fleet store that holds `doc`, if this store delegates fleet documents and `doc`
+    /// is of a fleet-scope context.
+    fn fleet_of(&self, doc: &DocumentId) -> Option<&Store> {
+        let fleet = self.inner.fleet.as_ref()?;
+        self.inner.policy.is_fleet(doc.context()).then_some(fleet)
+    }
+
+    /// The documents that hold data, sorted. Reads one marker per document. A store that
+    /// delegates fleet documents lists those of its fleet store too.
     pub fn documents(&self) -> Result<Vec<DocumentId>> {
         let mut out = Vec::new();
+        if let Some(fleet) = &self.inner.fleet {
+            out.extend(
+                fleet
+                    .documents()?
+                    .into_iter()
+                    .filter(|d| self.inner.policy.is_fleet(d.context())),
+            );
+        }
         for kv in self.inner.chunks.scan_prefix([slot::MARKER]) {
             let (k, _) = kv?;
             if let Some(id) = std::str::from_utf8(&k[1..])
                 .ok()
                 .and_then(|d| d.parse::<DocumentId>().ok())
             {
-                out.push(id);
+                // A fleet document here (written before its context became fleet scope)
+                // is shadowed by the fleet's.
+                if self.fleet_of(&id).is_none() {
+                    out.push(id);
+                }
             }
+        }
+        if self.inner.fleet.is_some() {
+            out.sort();
         }
         Ok(out)
     }
@@ -393,6 +427,9 @@ impl Store {
     pub fn stored_heads(&self, doc: &DocumentId) -> Result<Option<Vec<ChangeHash>>> {
         // The engine tells peers these heads (its Hello): none while the mirror lags.
         self.confirm_mirror()?;
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.stored_heads(doc);
+        }
         // Not under the map's lock: a slot's holder may take the map's lock (`forget`).
         let cached = lock(&self.inner.docs).get(doc).cloned();
         if let Some(s) = cached {
@@ -410,11 +447,17 @@ impl Store {
 
     /// Whether a document holds data here, without loading it.
     pub fn has_document(&self, doc: &DocumentId) -> Result<bool> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.has_document(doc);
+        }
         Ok(self.inner.chunks.contains_key(slot::marker_key(doc))?)
     }
 
     /// Whether the document holds data.
     pub fn contains(&self, doc: &DocumentId) -> Result<bool> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.contains(doc);
+        }
         Ok(lock(&*self.slot(doc)?).exists())
     }
 
@@ -508,6 +551,9 @@ impl Store {
         write_id: Option<&str>,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
     ) -> Result<WriteOutcome<T>> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.transact_inner(doc, durability, write_id, f);
+        }
         self.check_write(doc)?;
         let slot = self.slot(doc)?;
         let mut s = lock(&slot);
@@ -679,8 +725,12 @@ impl Store {
     /// step per tree; returns whether it held data. Peers that hold the document and may
     /// write it send it back on their next sync: deleting is local (retention and erasure
     /// across a fleet build on it).
+    ///
+    /// In a store that delegates fleet documents, deleting a fleet document only forgets
+    /// this store's sync states of it: the fleet's one copy stays (the other sites read it).
     pub fn delete_document(&self, doc: &DocumentId) -> Result<bool> {
-        let existed = self.has_document(doc)?;
+        let fleet = self.fleet_of(doc).is_some();
+        let existed = !fleet && self.has_document(doc)?;
         self.forget(doc);
         let mut batch = sled::Batch::default();
         batch.remove(slot::marker_key(doc));
@@ -792,6 +842,9 @@ impl Store {
 
     /// Reads the value at `path` as JSON; `None` if nothing is there.
     pub fn get(&self, doc: &DocumentId, path: &str) -> Result<Option<Json>> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.get(doc, path);
+        }
         let path = Pointer::parse(path)?;
         let slot = self.slot(doc)?;
         let s = lock(&slot);
@@ -879,6 +932,9 @@ impl Store {
 
     /// All concurrent values at `path` (Automerge conflicts), the winner first, with who wrote each.
     pub fn conflicts(&self, doc: &DocumentId, path: &str) -> Result<Vec<ConflictValue>> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.conflicts(doc, path);
+        }
         let path = Pointer::parse(path)?;
         let slot = self.slot(doc)?;
         let s = lock(&slot);
@@ -933,16 +989,25 @@ impl Store {
 
     /// The current heads of a document (empty if it does not exist).
     pub fn heads(&self, doc: &DocumentId) -> Result<Vec<ChangeHash>> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.heads(doc);
+        }
         Ok(lock(&*self.slot(doc)?).doc.get_heads())
     }
 
     /// How many changes the document's history holds.
     pub fn history_len(&self, doc: &DocumentId) -> Result<usize> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.history_len(doc);
+        }
         Ok(lock(&*self.slot(doc)?).doc.get_changes(&[]).len())
     }
 
     /// Raw bytes of every change since `heads` (all changes for empty `heads`).
     pub fn changes_since(&self, doc: &DocumentId, heads: &[ChangeHash]) -> Result<Vec<Vec<u8>>> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.changes_since(doc, heads);
+        }
         let slot = self.slot(doc)?;
         let s = lock(&slot);
         Ok(s.doc
@@ -954,6 +1019,9 @@ impl Store {
 
     /// How many changes of the document are not covered by `heads`.
     pub fn count_changes_since(&self, doc: &DocumentId, heads: &[ChangeHash]) -> Result<usize> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.count_changes_since(doc, heads);
+        }
         let slot = self.slot(doc)?;
         let s = lock(&slot);
         Ok(s.doc.get_changes_meta(heads).len())
@@ -961,6 +1029,9 @@ impl Store {
 
     /// Whether the document contains every change in `hashes`.
     pub fn has_all(&self, doc: &DocumentId, hashes: &[ChangeHash]) -> Result<bool> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.has_all(doc, hashes);
+        }
         let slot = self.slot(doc)?;
         let s = lock(&slot);
         Ok(hashes
@@ -970,6 +1041,9 @@ impl Store {
 
     /// The whole document as standard Automerge bytes (`Automerge::save`).
     pub fn export(&self, doc: &DocumentId) -> Result<Vec<u8>> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.export(doc);
+        }
         let slot = self.slot(doc)?;
         let s = lock(&slot);
         if !s.exists() {
@@ -980,6 +1054,9 @@ impl Store {
 
     /// Merges Automerge bytes (a saved document or changes) into a document, durably.
     pub fn import(&self, doc: &DocumentId, bytes: &[u8]) -> Result<usize> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.import(doc, bytes);
+        }
         self.check_write(doc)?;
         let other = Automerge::load(bytes).map_err(|e| Error::InvalidImport {
             doc: doc.clone(),
@@ -1023,6 +1100,9 @@ impl Store {
 
     /// Compacts a document into one snapshot now.
     pub fn compact(&self, doc: &DocumentId) -> Result<()> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.compact(doc);
+        }
         let slot = self.slot(doc)?;
         let mut s = lock(&slot);
         // A document deleted (or erased) meanwhile stays without chunks.
@@ -1034,6 +1114,9 @@ impl Store {
 
     /// Number of stored chunks of a document (snapshot plus incremental changes).
     pub fn chunk_count(&self, doc: &DocumentId) -> Result<usize> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.chunk_count(doc);
+        }
         Ok(lock(&*self.slot(doc)?).chunk_count())
     }
 
@@ -1041,6 +1124,9 @@ impl Store {
     /// its key range without loading it: what the document weighs in the store, before sled's
     /// own overhead. 0 for a document that holds no data here.
     pub fn document_bytes(&self, doc: &DocumentId) -> Result<u64> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.document_bytes(doc);
+        }
         let mut n = 0u64;
         for kv in self.inner.chunks.scan_prefix(slot::chunk_prefix(doc)) {
             let (_, v) = kv?;
@@ -1102,6 +1188,9 @@ impl Store {
     ) -> Result<(Option<sync::Message>, Vec<StoredSignature>)> {
         // No heads leave a store whose writes its mirror lacks.
         self.confirm_mirror()?;
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.generate_sync(doc, state);
+        }
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();
@@ -1171,6 +1260,9 @@ impl Store {
         written: bool,
         verify: &VerifyNew<'_>,
     ) -> Result<Received> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.receive_sync(doc, state, msg, from, written, verify);
+        }
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();

@@ -159,8 +159,17 @@ pub fn assert_no_panic(stderr: &str) {
     }
 }
 
+/// Devices started by tests publish no health reports unless the test asks for them
+/// (`OUTPOST_HEALTH_SECS` set on the command): most tests count documents and changes.
+fn quiet_health(cmd: &mut Command) {
+    if !cmd.get_envs().any(|(k, _)| k == "OUTPOST_HEALTH_SECS") {
+        cmd.env("OUTPOST_HEALTH_SECS", "0");
+    }
+}
+
 /// Runs a command to completion, killing it after `timeout`.
 pub fn run_with(mut cmd: Command, timeout: Duration) -> Outcome {
+    quiet_health(&mut cmd);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -223,6 +232,7 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, mut cmd: Command) -> Proc {
+        quiet_health(&mut cmd);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

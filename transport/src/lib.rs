@@ -61,6 +61,7 @@
 mod discovery;
 mod error;
 mod frame;
+mod health;
 mod identity;
 mod node;
 mod renew;
@@ -77,6 +78,7 @@ pub use frame::{
     decode as decode_frame, encode as encode_frame, read_frame, write_frame, CloseCodeExt,
     DEFAULT_MAX_FRAME_SIZE, HEADER_LEN,
 };
+pub use health::{DeviceHealth, HEALTH_DOC, MAX_LAST_ERRORS};
 pub use identity::{
     identity_uri, parse_identity_uri, peer_info_from_cert, DeviceCert, FleetCa,
     DEVICE_CERT_VALIDITY_DAYS, SERVER_NAME,

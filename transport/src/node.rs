@@ -105,6 +105,13 @@ pub struct NodeConfig {
     /// A connection is closed this long after its peer's certificate expired: the clock skew
     /// tolerated between devices (default 5 minutes).
     pub expiry_grace: Duration,
+    /// How often the node checks its health and publishes what changed into the site
+    /// document `health` (see [`crate::DeviceHealth`]); it also publishes at start and soon
+    /// after an error. Default 60 s; `None`: never (the device reports no health).
+    pub health_period: Option<Duration>,
+    /// The longest a published health goes without refreshing `updated_ms` when nothing else
+    /// changed (default 15 minutes: about 96 small writes a day on an idle device).
+    pub health_heartbeat: Duration,
 }
 
 impl NodeConfig {
@@ -133,6 +140,8 @@ impl NodeConfig {
             renew_before: Some(Duration::from_secs(10 * 24 * 3600)),
             cert_dir: None,
             expiry_grace: crate::runner::DEFAULT_EXPIRY_GRACE,
+            health_period: Some(Duration::from_secs(60)),
+            health_heartbeat: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -152,6 +161,7 @@ pub struct Node {
     accept_task: Option<JoinHandle<()>>,
     runner_task: Option<JoinHandle<()>>,
     renew_task: Option<JoinHandle<()>>,
+    health_task: Option<JoinHandle<()>>,
     cert: Arc<std::sync::Mutex<DeviceCert>>,
     #[cfg(feature = "discovery")]
     discovery: Option<crate::discovery::Discovery>,
@@ -163,6 +173,8 @@ struct DeviceHooks {
     connected: watch::Sender<BTreeMap<PeerId, PeerInfo>>,
     store: Store,
     evict_idle: Option<Duration>,
+    /// The last errors, for the published health.
+    errors: Arc<crate::health::ErrorLog>,
 }
 
 impl Hooks for DeviceHooks {
@@ -182,6 +194,7 @@ impl Hooks for DeviceHooks {
             }
             _ => {}
         }
+        self.errors.on_event(event);
         let _ = self.events.send(event.clone());
     }
 
@@ -266,6 +279,7 @@ impl Node {
             rand::rng().random(),
         );
         let (runner, inbox) = runner_channel();
+        let errors = Arc::new(crate::health::ErrorLog::default());
         let node_span = tracing::info_span!("node", site = %info.site, peer = %info.peer);
         let runner_task = tokio::spawn(
             Runner::new(
@@ -276,6 +290,7 @@ impl Node {
                     connected: connected_tx,
                     store: store.clone(),
                     evict_idle: config.evict_idle,
+                    errors: errors.clone(),
                 },
                 RunnerConfig {
                     session: config.session.clone(),
@@ -348,6 +363,21 @@ impl Node {
                 .instrument(node_span.clone()),
             )
         });
+        let health_task = config.health_period.map(|period| {
+            tokio::spawn(
+                crate::health::Publisher {
+                    store: store.clone(),
+                    runner: runner.clone(),
+                    errors,
+                    cert: cert.clone(),
+                    period,
+                    heartbeat: config.health_heartbeat,
+                    started_ms: outpost_core::Timestamp::now().as_millis(),
+                }
+                .run()
+                .instrument(node_span.clone()),
+            )
+        });
         tracing::info!(parent: &node_span, %local_addr, "node started");
         Ok(Node {
             info,
@@ -362,6 +392,7 @@ impl Node {
             accept_task: Some(accept_task),
             runner_task: Some(runner_task),
             renew_task,
+            health_task,
             cert,
             #[cfg(feature = "discovery")]
             discovery,
@@ -521,6 +552,10 @@ impl Node {
         if let Some(task) = self.renew_task.take() {
             task.abort();
         }
+        if let Some(task) = self.health_task.take() {
+            task.abort();
+            let _ = task.await;
+        }
         if let Some(task) = self.accept_task.take() {
             task.abort();
             let _ = task.await;
@@ -549,6 +584,9 @@ impl Drop for Node {
     /// the connections and flushes the store in the background.
     fn drop(&mut self) {
         if let Some(task) = self.accept_task.take() {
+            task.abort();
+        }
+        if let Some(task) = self.health_task.take() {
             task.abort();
         }
         #[cfg(feature = "discovery")]

@@ -110,6 +110,8 @@ enum Command {
     ),
     /// The peer certificate of a connection expired (plus the grace).
     Expired(ConnId),
+    /// A document changed outside this runner's store subscription.
+    Changed(DocumentId),
     /// Dial with this client configuration from now on (a renewed certificate).
     SetClientConfig(Box<quinn::ClientConfig>),
     Shutdown(oneshot::Sender<()>),
@@ -257,6 +259,13 @@ impl RunnerHandle {
         let (reply, rx) = oneshot::channel();
         self.send(Command::LearnRevocation(record, reply))?;
         rx.await.map_err(|_| Error::NodeStopped)
+    }
+
+    /// Tells the runner that `doc` changed without its store telling it (a cloud's fleet
+    /// document, written through another site or by head office): its engine offers the
+    /// change to every connected peer that may read it, as for a local write.
+    pub fn changed(&self, doc: DocumentId) -> Result<()> {
+        self.send(Command::Changed(doc))
     }
 
     /// Dials with `config` from now on (e.g. after the certificate was renewed).
@@ -491,6 +500,7 @@ impl<H: Hooks> Runner<H> {
                     session.close(CloseCode::CertificateExpired);
                 }
             }
+            Command::Changed(doc) => self.links.handle_local_change(&doc, now),
             Command::LearnRevocation(record, reply) => {
                 let _ = reply.send(self.links.learn_revocation(record, now));
             }

@@ -24,5 +24,7 @@ pub(crate) fn node_config(
     let mut config = NodeConfig::new(dir, cert);
     config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config.static_peers = static_peers;
+    // Measured writes only: no health reports in between.
+    config.health_period = None;
     config
 }

@@ -78,6 +78,18 @@ fn backup(data: &Path, out: &Path) -> Result<()> {
             let store = Store::on_db(db.clone(), &namespace(site), StoreOptions::default())?;
             documents += w.add(&store)?.documents;
         }
+        // The fleet documents, held once for every site (see `fleet.rs`).
+        let fleet_tree = format!("{}chunks", super::fleet::FLEET_NAMESPACE);
+        if db.tree_names().iter().any(|n| n == fleet_tree.as_bytes()) {
+            let store = Store::on_db(
+                db.clone(),
+                super::fleet::FLEET_NAMESPACE,
+                StoreOptions::default(),
+            )?;
+            if !store.documents()?.is_empty() {
+                documents += w.add(&store)?.documents;
+            }
+        }
         w.finish()?;
         anyhow::Ok((sites.len(), documents))
     })
@@ -120,7 +132,7 @@ fn restore(data: &Path, from: &Path) -> Result<()> {
                 .strip_prefix("site/")
                 .and_then(|s| s.strip_suffix('/'))
                 .is_some_and(|s| s.parse::<SiteId>().is_ok());
-            if !site_ok {
+            if !site_ok && ns != super::fleet::FLEET_NAMESPACE {
                 return Err(outpost_core::BackupError::Damaged(format!(
                     "it holds the store {ns:?}, not a cloud site (a device's backup is restored with `outpost restore`)"
                 )));
@@ -133,9 +145,12 @@ fn restore(data: &Path, from: &Path) -> Result<()> {
     match result {
         Ok(summaries) => {
             let documents: u64 = summaries.iter().map(|s| s.documents).sum();
+            let sites = summaries
+                .iter()
+                .filter(|s| s.namespace != super::fleet::FLEET_NAMESPACE)
+                .count();
             println!(
-                "restored {} sites, {documents} documents into {}; start outpost-cloud on it: devices send it what was written since the backup",
-                summaries.len(),
+                "restored {sites} sites, {documents} documents into {}; start outpost-cloud on it: devices send it what was written since the backup",
                 data.display()
             );
             Ok(())

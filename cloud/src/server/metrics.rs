@@ -27,6 +27,11 @@ pub(crate) struct SiteStats {
     pub(crate) changes_applied: u64,
     pub(crate) changes_refused: u64,
     pub(crate) sync_errors: u64,
+    /// When a device of the site was last heard from (a connection, a message), ms since
+    /// the Unix epoch; 0: not since the cloud started.
+    pub(crate) last_seen_ms: u64,
+    /// Devices of the site the cloud's engine knows (as of its last activity).
+    pub(crate) devices: u64,
 }
 
 /// All counters. Site tasks add the deltas of their engines' metrics.
@@ -92,6 +97,11 @@ impl Metrics {
     /// Updates the gauges of a site.
     pub(crate) fn set_site(&self, site: &SiteId, f: impl FnOnce(&mut SiteStats)) {
         f(lock(&self.sites).entry(site.clone()).or_default());
+    }
+
+    /// The gauges and counters of every site seen since the cloud started.
+    pub(crate) fn sites(&self) -> BTreeMap<SiteId, SiteStats> {
+        lock(&self.sites).clone()
     }
 
     /// The totals counted so far.
@@ -210,7 +220,19 @@ impl Metrics {
             t.revocations_learned,
         );
         type Field = fn(&SiteStats) -> u64;
-        let per_site: [(&str, &str, &str, Field); 8] = [
+        let per_site: [(&str, &str, &str, Field); 10] = [
+            (
+                "outpost_site_last_seen_seconds",
+                "gauge",
+                "When a device of the site was last heard from, in seconds since the Unix epoch (0: not since the cloud started).",
+                |s| s.last_seen_ms / 1000,
+            ),
+            (
+                "outpost_site_devices",
+                "gauge",
+                "Devices of the site that the cloud knows (ever synced, not revoked).",
+                |s| s.devices,
+            ),
             (
                 "outpost_site_stored_bytes",
                 "gauge",

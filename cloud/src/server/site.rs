@@ -54,6 +54,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
             policy: shared.config.policy.clone(),
             signer: Some(shared.signer.clone()),
             mirror: shared.pg.as_ref().map(|pg| pg.mirror(&site)),
+            fleet: Some(shared.fleet.store().clone()),
             ..StoreOptions::default()
         },
     )
@@ -158,6 +159,7 @@ impl Hooks for SiteHooks {
     fn on_event(&mut self, event: &Event) {
         self.last_active = Instant::now();
         self.backlog_stale = true;
+        self.seen();
         match event {
             Event::PeerConnected(peer) => {
                 tracing::info!(%peer, "device connected");
@@ -241,8 +243,20 @@ impl SiteHooks {
             .set_site(&self.site, |s| s.connected = n as u64);
     }
 
+    /// A device of the site was heard from now.
+    fn seen(&self) {
+        let now = outpost_core::Timestamp::now().as_millis();
+        self.shared
+            .metrics
+            .set_site(&self.site, |s| s.last_seen_ms = now);
+    }
+
     /// Evicts idle documents, refreshes the backlog; returns true when the site retired.
     fn tick(&mut self, links: &Links, open: usize) -> bool {
+        if self.connected > 0 {
+            // A connected device is seen, whether or not it sends anything.
+            self.seen();
+        }
         let idle = self.shared.config.idle;
         // The backlog is computed once after activity; computing it reloads documents,
         // which must not happen on every tick of an idle site.
@@ -337,11 +351,14 @@ impl SiteHooks {
     }
 
     fn refresh_backlog(&mut self, links: &Links) {
-        let backlog = links.status().unsynced_changes() as u64;
+        let status = links.status();
+        let backlog = status.unsynced_changes() as u64;
+        let devices = status.peers.iter().filter(|p| !p.revoked).count() as u64;
         self.backlog_stale = false;
-        self.shared
-            .metrics
-            .set_site(&self.site, |s| s.backlog = backlog);
+        self.shared.metrics.set_site(&self.site, |s| {
+            s.backlog = backlog;
+            s.devices = devices;
+        });
         if self.bytes_at.is_none_or(|t| t.elapsed() >= BYTES_EVERY) {
             self.bytes_at = Some(Instant::now());
             match self.store.documents_bytes() {

@@ -105,6 +105,9 @@ impl Store {
         actor: &ActorId,
         seq: u64,
     ) -> Result<Option<StoredSignature>> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.signature_at_or_after(doc, actor, seq);
+        }
         let from = sig_key(doc, actor, seq);
         let to = sig_key(doc, actor, u64::MAX);
         match self.inner.sigs.range(from..=to).next() {
@@ -127,6 +130,9 @@ impl Store {
         &self,
         doc: &DocumentId,
     ) -> Result<Vec<(ActorId, StoredSignature)>> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.latest_signatures(doc);
+        }
         let start = doc_prefix(doc);
         let mut end = start.clone();
         *end.last_mut().expect("a prefix ends with its separator") = 1;
@@ -159,6 +165,9 @@ impl Store {
         actor: &ActorId,
         seq: u64,
     ) -> Result<bool> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.has_signature(doc, actor, seq);
+        }
         Ok(self.inner.sigs.contains_key(sig_key(doc, actor, seq))?)
     }
 
@@ -168,6 +177,9 @@ impl Store {
         doc: &DocumentId,
         hash: &ChangeHash,
     ) -> Result<Option<(ActorId, u64)>> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.change_author(doc, hash);
+        }
         let slot = self.slot(doc)?;
         let s = super::lock(&slot);
         Ok(s.doc
@@ -181,6 +193,9 @@ impl Store {
     /// key `signed-history/<doc>`), and again after unsigned local writes (`unsigned/<doc>`,
     /// set by a store without a signer).
     pub(crate) fn sign_own_history(&self, doc: &DocumentId) -> Result<()> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.sign_own_history(doc);
+        }
         let (Some(signer), Some(me)) = (&self.inner.signer, &self.inner.identity) else {
             return Ok(());
         };
@@ -235,11 +250,17 @@ impl Store {
         doc: &DocumentId,
         records: &[SignatureRecord],
     ) -> Result<()> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.put_late_signatures(doc, records);
+        }
         self.put_signatures(doc, records)
     }
 
     /// How many changes of `doc` have a stored signature.
     pub fn signature_count(&self, doc: &DocumentId) -> Result<usize> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.signature_count(doc);
+        }
         let mut n = 0;
         for kv in self.inner.sigs.scan_prefix(doc_prefix(doc)) {
             kv?;
@@ -276,12 +297,24 @@ impl Store {
     }
 
     /// A certificate learnt earlier, by its key id.
+    /// A store that delegates fleet documents also finds the certificates its fleet store
+    /// learnt (the signers of fleet documents, from any site).
     pub(crate) fn certificate(&self, key: &KeyId) -> Result<Option<Vec<u8>>> {
-        Ok(self.inner.certs.get(cert_key(key))?.map(|v| v.to_vec()))
+        match self.inner.certs.get(cert_key(key))? {
+            Some(v) => Ok(Some(v.to_vec())),
+            None => match &self.inner.fleet {
+                Some(fleet) => fleet.certificate(key),
+                None => Ok(None),
+            },
+        }
     }
 
     /// Stores a certificate (already verified) of `peer`.
     pub(crate) fn put_certificate(&self, key: &KeyId, der: &[u8], peer: &PeerId) -> Result<()> {
+        if let Some(fleet) = &self.inner.fleet {
+            // Signers of fleet documents must be known to every site that sends them.
+            fleet.put_certificate(key, der, peer)?;
+        }
         let mut batch = sled::Batch::default();
         batch.insert(cert_key(key), der);
         batch.insert(peer_key(peer), &key.0[..]);

@@ -116,6 +116,9 @@ pub fn test_config(
     config.reconnect = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
     config.tuning.keep_alive = Duration::from_millis(300);
     config.tuning.idle_timeout = Duration::from_secs(2);
+    // These tests count documents and changes; health publishing has tests of its own
+    // (cloud/tests/health.rs).
+    config.health_period = None;
     config
 }
 
