@@ -576,3 +576,6 @@ pub fn free_tcp_port() -> u16 {
         .expect("bind tcp")
         .port()
 }
+
+mod pg;
+pub use pg::PgCluster;
