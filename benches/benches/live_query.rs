@@ -35,7 +35,7 @@ fn order(i: usize, status: &str) -> Value {
 /// What an app does without live queries: everything, every time.
 fn reread_and_filter(node: &Outpost) -> usize {
     let json = node
-        .get(DAY.into(), "/orders".into())
+        .get_blocking(DAY.into(), "/orders".into())
         .expect("read")
         .expect("orders");
     let orders: serde_json::Map<String, Value> = serde_json::from_str(&json).expect("json");
@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
             (format!("K1-{i:05}"), order(i, status))
         })
         .collect();
-    node.put(DAY.into(), "/orders".into(), Value::Object(day).to_string())
+    node.put_blocking(DAY.into(), "/orders".into(), Value::Object(day).to_string())
         .expect("a day of orders");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -83,7 +83,7 @@ fn bench(c: &mut Criterion) {
         let n = next.get() + 1;
         next.set(n);
         let key = format!("K1-{n:05}");
-        node.put(
+        node.put_blocking(
             DAY.into(),
             format!("/orders/{key}"),
             order(n, "new").to_string(),

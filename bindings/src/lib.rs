@@ -27,16 +27,16 @@
 //!         ticket_prefix: None,
 //!     })
 //! };
-//! let pos = Outpost::open(config("pos-1", "pos", vec![])?)?;
-//! let kiosk = Outpost::open(config("kiosk-1", "kiosk", vec![pos.local_address().unwrap_or_default()])?)?;
+//! let pos = Outpost::open_blocking(config("pos-1", "pos", vec![])?)?;
+//! let kiosk = Outpost::open_blocking(config("kiosk-1", "kiosk", vec![pos.local_address().unwrap_or_default()])?)?;
 //!
-//! pos.put("menu".into(), "/items/burger".into(), r#"{"name": "Burger", "price": 950}"#.into())?;
+//! pos.put_blocking("menu".into(), "/items/burger".into(), r#"{"name": "Burger", "price": 950}"#.into())?;
 //! let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
 //! while kiosk.get_int("menu".into(), "/items/burger/price".into()).ok().flatten() != Some(950) {
 //!     assert!(std::time::Instant::now() < deadline, "the menu never reached the kiosk");
 //!     std::thread::sleep(std::time::Duration::from_millis(10));
 //! }
-//! assert!(kiosk.status()?.online);
+//! assert!(kiosk.status_blocking()?.online);
 //! kiosk.shutdown_blocking()?;
 //! pos.shutdown_blocking()?;
 //! # Ok(()) }

@@ -239,7 +239,7 @@ pub(crate) fn watch_value(node: &Arc<Outpost>, doc: String, path: String) -> Res
         let mut changes = changes;
         loop {
             let Some(node) = weak.upgrade() else { return };
-            let value = unknown_as_none(node.get(doc.clone(), path.clone()));
+            let value = unknown_as_none(node.get_blocking(doc.clone(), path.clone()));
             drop(node);
             if matches!(value, Err(OutpostError::ShutDown(_))) {
                 return;
@@ -264,7 +264,7 @@ pub(crate) fn watch_status(node: &Arc<Outpost>) -> Result<StatusWatch> {
         let _tracked = tracked;
         loop {
             let Some(node) = weak.upgrade() else { return };
-            let status = node.clone().status_async().await;
+            let status = node.clone().status().await;
             drop(node);
             if matches!(status, Err(OutpostError::ShutDown(_))) {
                 return;

@@ -252,14 +252,20 @@ fn kind(v: &Json) -> &'static str {
 
 #[uniffi::export]
 impl Outpost {
-    /// Opens the node: its documents in `config.data_dir`, listening for peers and dialing
-    /// `config.peers`. Blocks for a few milliseconds; `openAsync` does not block.
+    /// `open` for callers that cannot wait asynchronously (Kotlin `Outpost.openBlocking`):
+    /// blocks the caller, usually a few milliseconds, at most 5 s (then `Network`).
     #[uniffi::constructor]
-    pub fn open(config: NodeConfig) -> Result<Arc<Outpost>> {
-        guard("Outpost.open", || {
+    pub fn open_blocking(config: NodeConfig) -> Result<Arc<Outpost>> {
+        guard("Outpost.openBlocking", || {
             let transport = config.to_transport()?;
             let runtime = new_runtime()?;
-            match runtime.block_on(Node::start(transport)) {
+            let started = runtime
+                .block_on(async {
+                    tokio::time::timeout(ENGINE_TIMEOUT, Node::start(transport)).await
+                })
+                .map_err(|_| engine_timeout("Outpost.openBlocking"))
+                .and_then(|r| r.map_err(OutpostError::from));
+            match started {
                 Ok(node) => Ok(Arc::new(Outpost::from_node(
                     runtime,
                     node,
@@ -267,20 +273,22 @@ impl Outpost {
                 ))),
                 Err(e) => {
                     runtime.shutdown_background();
-                    Err(e.into())
+                    Err(e)
                 }
             }
         })
     }
 
-    /// Opens the node like `open`, without blocking the caller.
+    /// Opens the node: its documents in `config.data_dir`, listening for peers and dialing
+    /// `config.peers`, without blocking the caller (Kotlin `suspend`, Swift `async`);
+    /// `openBlocking` blocks.
     #[uniffi::constructor]
-    pub async fn open_async(config: NodeConfig) -> Result<Arc<Outpost>> {
-        let (runtime, transport) = guard("Outpost.openAsync", || {
+    pub async fn open(config: NodeConfig) -> Result<Arc<Outpost>> {
+        let (runtime, transport) = guard("Outpost.open", || {
             Ok((new_runtime()?, config.to_transport()?))
         })?;
         let started = join(
-            "Outpost.openAsync",
+            "Outpost.open",
             runtime.spawn(async move { Ok(Node::start(transport).await?) }),
         )
         .await;
@@ -346,9 +354,9 @@ impl Outpost {
         })
     }
 
-    /// The value at `path` as JSON text, or `None` if nothing is there. `""` reads the
-    /// whole document. Fails with `UnknownDocument` if the document has no data yet.
-    pub fn get(&self, doc: String, path: String) -> Result<Option<String>> {
+    /// The value at `path` as JSON text, or `None` if nothing is there, blocking the caller
+    /// (`get` does not). `""` reads the whole document. Fails with `UnknownDocument` if the document has no data yet.
+    pub fn get_blocking(&self, doc: String, path: String) -> Result<Option<String>> {
         Ok(self
             .on_doc("get", &doc, |s, d| s.get(d, &path))?
             .map(|v| v.to_string()))
@@ -376,9 +384,10 @@ impl Outpost {
         self.get_typed("getBool", &doc, &path, "a boolean", Json::as_bool)
     }
 
-    /// Writes the JSON value `json` at `path`, creating missing parent objects. Objects
+    /// Writes the JSON value `json` at `path`, blocking the caller until it is stored (`put`
+    /// does not), creating missing parent objects. Objects
     /// become maps whose fields merge key by key with other devices' writes.
-    pub fn put(&self, doc: String, path: String, json: String) -> Result<()> {
+    pub fn put_blocking(&self, doc: String, path: String, json: String) -> Result<()> {
         let value = parse_json(&json)?;
         self.on_doc("put", &doc, |s, d| s.put(d, &path, value, self.durability))
     }
@@ -447,9 +456,9 @@ impl Outpost {
         })
     }
 
-    /// Applies `ops` to `doc` atomically: all of them as one change, or none if one fails
+    /// Applies `ops` to `doc` atomically, blocking the caller (`transact` does not): all of them as one change, or none if one fails
     /// (the error names the failing path).
-    pub fn transact(&self, doc: String, ops: Vec<TxOp>) -> Result<()> {
+    pub fn transact_blocking(&self, doc: String, ops: Vec<TxOp>) -> Result<()> {
         self.apply_ops("transact", doc, Mode::Plain, ops)
             .map(|_| ())
     }
@@ -685,8 +694,8 @@ impl Outpost {
 
     /// What is synced: whether any peer is connected, and how many changes of this node
     /// other devices are not known to have. Blocks the caller at most 5 s (the engine's
-    /// answer), then fails with `Network`; `statusAsync` and `watchStatus` do not block.
-    pub fn status(&self) -> Result<SyncStatus> {
+    /// answer), then fails with `Network`; `status` and `watchStatus` do not block.
+    pub fn status_blocking(&self) -> Result<SyncStatus> {
         guard("status", || {
             self.with_open(|o| match &o.node {
                 None => Ok(SyncStatus::offline()),
@@ -701,10 +710,12 @@ impl Outpost {
         })
     }
 
-    /// `status` without blocking the caller (Kotlin `suspend`, Swift `async`).
-    pub async fn status_async(self: Arc<Self>) -> Result<SyncStatus> {
+    /// What is synced, without blocking the caller (Kotlin `suspend`, Swift `async`); see
+    /// `statusBlocking`.
+    pub async fn status(self: Arc<Self>) -> Result<SyncStatus> {
         let this = self.clone();
-        self.blocking("statusAsync", move || this.status()).await
+        self.blocking("status", move || this.status_blocking())
+            .await
     }
 
     /// A live value: the JSON at `path` of `doc` now, then each time it changes (see
@@ -731,23 +742,27 @@ impl Outpost {
         })
     }
 
-    /// `get` without blocking the caller.
-    pub async fn get_async(self: Arc<Self>, doc: String, path: String) -> Result<Option<String>> {
+    /// The value at `path` as JSON text without blocking the caller (Kotlin `suspend`, Swift
+    /// `async`); see `getBlocking`.
+    pub async fn get(self: Arc<Self>, doc: String, path: String) -> Result<Option<String>> {
         let this = self.clone();
-        self.blocking("getAsync", move || this.get(doc, path)).await
-    }
-
-    /// `put` without blocking the caller (with durable writes, it waits for the disk).
-    pub async fn put_async(self: Arc<Self>, doc: String, path: String, json: String) -> Result<()> {
-        let this = self.clone();
-        self.blocking("putAsync", move || this.put(doc, path, json))
+        self.blocking("get", move || this.get_blocking(doc, path))
             .await
     }
 
-    /// `transact` without blocking the caller.
-    pub async fn transact_async(self: Arc<Self>, doc: String, ops: Vec<TxOp>) -> Result<()> {
+    /// Writes the JSON value `json` at `path` without blocking the caller (with durable
+    /// writes, it waits for the disk); see `putBlocking`.
+    pub async fn put(self: Arc<Self>, doc: String, path: String, json: String) -> Result<()> {
         let this = self.clone();
-        self.blocking("transactAsync", move || this.transact(doc, ops))
+        self.blocking("put", move || this.put_blocking(doc, path, json))
+            .await
+    }
+
+    /// Applies `ops` to `doc` atomically without blocking the caller; see
+    /// `transactBlocking`.
+    pub async fn transact(self: Arc<Self>, doc: String, ops: Vec<TxOp>) -> Result<()> {
+        let this = self.clone();
+        self.blocking("transact", move || this.transact_blocking(doc, ops))
             .await
     }
 

@@ -112,7 +112,7 @@ extension Outpost {
         _ type: T.Type, doc: String, path: String = "", decoder: JSONDecoder = JSONDecoder()
     ) async throws -> T? {
         do {
-            guard let json = try await self.getAsync(doc: doc, path: path) else { return nil }
+            guard let json = try await self.get(doc: doc, path: path) else { return nil }
             return try decoder.decode(type, from: Data(json.utf8))
         } catch OutpostError.UnknownDocument {
             return nil
@@ -124,7 +124,7 @@ extension Outpost {
         _ value: T, doc: String, path: String, encoder: JSONEncoder = JSONEncoder()
     ) async throws {
         let json = String(decoding: try encoder.encode(value), as: UTF8.self)
-        try await self.putAsync(doc: doc, path: path, json: json)
+        try await self.put(doc: doc, path: path, json: json)
     }
 
     /// Waits until device `peer` is connected, at most `timeout` seconds.

@@ -68,7 +68,7 @@ fn a_value_watch_gives_the_current_value_then_changes_and_ends_with_cancel() {
         Some(None),
         "a document not synced reads as null"
     );
-    node.put("menu".into(), "/items/burger/price".into(), "950".into())
+    node.put_blocking("menu".into(), "/items/burger/price".into(), "950".into())
         .expect("put");
     let second = within(&rt, "the new price", watch.next()).expect("next");
     assert_eq!(second.and_then(|s| s.json).as_deref(), Some("950"));
@@ -84,7 +84,7 @@ fn a_value_watch_gives_the_current_value_then_changes_and_ends_with_cancel() {
             .and_then(|s| s.json);
     }
     // A write elsewhere in the document is not a new value.
-    node.put("menu".into(), "/items/fries/price".into(), "300".into())
+    node.put_blocking("menu".into(), "/items/fries/price".into(), "300".into())
         .expect("put");
     assert_eq!(node.live_tasks(), 1);
     watch.cancel();
@@ -163,11 +163,13 @@ fn a_listener_capturing_the_node_is_released_when_its_subscription_is_dropped() 
 fn dropping_a_running_node_returns_before_its_shutdown_and_releases_it_after() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = FleetCa::generate("test".into()).expect("ca");
-    let pos = Outpost::open(config(dir.path(), &ca, "pos-1", "pos")).expect("pos");
+    let pos = Outpost::open_blocking(config(dir.path(), &ca, "pos-1", "pos")).expect("pos");
     let mut kiosk_config = config(dir.path(), &ca, "kiosk-1", "kiosk");
     kiosk_config.peers = vec![pos.local_address().expect("address")];
-    let kiosk = Outpost::open(kiosk_config.clone()).expect("kiosk");
-    wait_until("the link", || kiosk.status().is_ok_and(|s| s.online));
+    let kiosk = Outpost::open_blocking(kiosk_config.clone()).expect("kiosk");
+    wait_until("the link", || {
+        kiosk.status_blocking().is_ok_and(|s| s.online)
+    });
     // Shutting down a linked node hands over what peers lack (about a second at most); the
     // thread that drops the handle (a UI thread, a finalizer) does not wait for it.
     let started = Instant::now();
@@ -181,7 +183,7 @@ fn dropping_a_running_node_returns_before_its_shutdown_and_releases_it_after() {
     // The shutdown still happens: the data directory is released and opens again.
     let deadline = Instant::now() + TIMEOUT;
     let again = loop {
-        match Outpost::open(kiosk_config.clone()) {
+        match Outpost::open_blocking(kiosk_config.clone()) {
             Ok(n) => break n,
             Err(e) => assert!(Instant::now() < deadline, "never released: {e}"),
         }
@@ -248,7 +250,7 @@ fn a_live_query_follows_orders_as_they_come_and_change() {
         ("K1-002", 20, "done"),
         ("K1-004", 5, "new"),
     ] {
-        node.put(
+        node.put_blocking(
             day.clone(),
             format!("/orders/{id}"),
             format!(r#"{{"status": "{status}", "placedAt": {at}}}"#),

@@ -116,7 +116,7 @@ class Scenario(private val dir: Path) {
             peers = peers,
             ticketPrefix = ticketPrefix,
         )
-        return Outpost.open(config).also { nodes.add(it) }
+        return Outpost.openBlocking(config).also { nodes.add(it) }
     }
 
     fun shutdownAll() = nodes.forEach { it.shutdownBlocking(); it.close() }
@@ -130,7 +130,7 @@ class Scenario(private val dir: Path) {
         events.waitFor("pos-1 connected") { r -> r.connected.any { it.peer == "pos-1" } }
         check(events.connected.first() == PeerIdentity(site = SITE, peer = "pos-1", role = "pos"))
 
-        pos.put("menu", "/items/burger", """{"name": "Burger", "price": 950}""")
+        pos.putBlocking("menu", "/items/burger", """{"name": "Burger", "price": 950}""")
         events.waitFor("the menu change from pos-1") { r ->
             r.changes.any { it.origin == ChangeOrigin.Remote(peer = "pos-1") }
         }
@@ -146,7 +146,7 @@ class Scenario(private val dir: Path) {
         pos.increment("stock", "/burger", 20)
         runBlocking { check(kiosk.waitForPeer("pos-1", 5_000u)) }
         waitUntil("stock on the kiosk") { runCatching { kiosk.getInt("stock", "/burger") }.getOrNull() == 20L }
-        kiosk.transact(
+        kiosk.transactBlocking(
             "orders",
             listOf(
                 TxOp.Put(path = "/o-1", json = """{"status": "new"}"""),
@@ -170,7 +170,7 @@ class Scenario(private val dir: Path) {
         printer.ack(tickets)
         check(printer.next(50u) == null)
 
-        val status = pos.status()
+        val status = pos.statusBlocking()
         check(status.online && status.connectedPeers.map { it.peer } == listOf("kiosk-1")) { status }
 
         subscription.cancel()
@@ -271,27 +271,27 @@ class Scenario(private val dir: Path) {
         check(kiosk.transactWithTicket("orders/2026-12-01", order) == "K3-002")
         check(kiosk.getString("orders/2026-12-01", "/orders/K3-002/ticket") == "K3-002")
         expect<OutpostException.NotPermitted>("a kiosk marking an order paid") {
-            kiosk.put("orders/2026-12-01", "/orders/K3-001/payment", """{"amount": 950}""")
+            kiosk.putBlocking("orders/2026-12-01", "/orders/K3-001/payment", """{"amount": 950}""")
         }
     }
 
     fun badInputRaisesTheRightException() {
         val kiosk = open("kiosk-2", "kiosk")
-        expect<OutpostException.InvalidPath>("a path without /") { kiosk.put("orders", "o-1", "1") }
-        expect<OutpostException.InvalidJson>("bad JSON") { kiosk.put("orders", "/o-1", "{nope") }
-        expect<OutpostException.InvalidName>("a bad document name") { kiosk.put("Orders!", "/o-1", "1") }
+        expect<OutpostException.InvalidPath>("a path without /") { kiosk.putBlocking("orders", "o-1", "1") }
+        expect<OutpostException.InvalidJson>("bad JSON") { kiosk.putBlocking("orders", "/o-1", "{nope") }
+        expect<OutpostException.InvalidName>("a bad document name") { kiosk.putBlocking("Orders!", "/o-1", "1") }
         val e = expect<OutpostException.NotPermitted>("a kiosk writing the menu") {
             kiosk.putInt("menu", "/items/burger/price", 1)
         }
         check("kiosk" in e.message!!) { e.message!! }
         kiosk.putString("orders", "/o-1/status", "new")
         expect<OutpostException.WrongType>("incrementing a string") { kiosk.increment("orders", "/o-1/status", 1) }
-        expect<OutpostException.UnknownDocument>("an unknown document") { kiosk.get("stock", "/burger") }
+        expect<OutpostException.UnknownDocument>("an unknown document") { kiosk.getBlocking("stock", "/burger") }
         expect<OutpostException.InvalidConfig>("a pos certificate in a kiosk app") {
             open("pos-9", "pos", expectRole = "kiosk")
         }
         kiosk.shutdownBlocking()
-        expect<OutpostException.ShutDown>("a call after shutdown") { kiosk.get("orders", "/o-1") }
+        expect<OutpostException.ShutDown>("a call after shutdown") { kiosk.getBlocking("orders", "/o-1") }
     }
 }
 

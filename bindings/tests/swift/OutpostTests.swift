@@ -66,7 +66,7 @@ final class OutpostTests: XCTestCase {
             listen: "127.0.0.1:0",
             peers: peers
         )
-        return try Outpost.open(config: config)
+        return try Outpost.openBlocking(config: config)
     }
 
     func testWriteOnOneNodeIsSeenOnTheOther() async throws {
@@ -76,13 +76,13 @@ final class OutpostTests: XCTestCase {
         let pos = try open("pos-1", "pos", peers: [kiosk.localAddress()!])
 
         events.wait(for: "pos-1 connected") { $0.connected.contains { $0.peer == "pos-1" } }
-        try pos.put(doc: "menu", path: "/items/burger", json: #"{"name": "Burger", "price": 950}"#)
+        try pos.putBlocking(doc: "menu", path: "/items/burger", json: #"{"name": "Burger", "price": 950}"#)
         events.wait(for: "the menu change") { $0.changes.contains { $0.origin == .remote(peer: "pos-1") } }
         XCTAssertEqual(try kiosk.getInt(doc: "menu", path: "/items/burger/price"), 950)
         XCTAssertEqual(try kiosk.getString(doc: "menu", path: "/items/burger/name"), "Burger")
         let connected = try await kiosk.waitForPeer(peer: "pos-1", timeoutMs: 5000)
         XCTAssertTrue(connected)
-        XCTAssertTrue(try pos.status().online)
+        XCTAssertTrue(try pos.statusBlocking().online)
 
         subscription.cancel()
         try await kiosk.shutdown()
@@ -91,21 +91,21 @@ final class OutpostTests: XCTestCase {
 
     func testBadInputRaisesTheRightError() async throws {
         let kiosk = try open("kiosk-2", "kiosk")
-        XCTAssertThrowsError(try kiosk.put(doc: "orders", path: "o-1", json: "1")) { error in
+        XCTAssertThrowsError(try kiosk.putBlocking(doc: "orders", path: "o-1", json: "1")) { error in
             guard case OutpostError.InvalidPath = error else { return XCTFail("\(error)") }
         }
         XCTAssertThrowsError(try kiosk.putInt(doc: "menu", path: "/items/burger/price", value: 1)) { error in
             guard case OutpostError.NotPermitted(let message) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(message.contains("kiosk"))
         }
-        XCTAssertThrowsError(try kiosk.put(doc: "orders", path: "/o-1", json: "{nope")) { error in
+        XCTAssertThrowsError(try kiosk.putBlocking(doc: "orders", path: "/o-1", json: "{nope")) { error in
             guard case OutpostError.InvalidJson = error else { return XCTFail("\(error)") }
         }
         XCTAssertThrowsError(try open("pos-9", "pos", expecting: "kiosk")) { error in
             guard case OutpostError.InvalidConfig = error else { return XCTFail("\(error)") }
         }
         try await kiosk.shutdown()
-        XCTAssertThrowsError(try kiosk.get(doc: "orders", path: "/o-1")) { error in
+        XCTAssertThrowsError(try kiosk.getBlocking(doc: "orders", path: "/o-1")) { error in
             guard case OutpostError.ShutDown = error else { return XCTFail("\(error)") }
         }
     }
@@ -152,7 +152,7 @@ final class OutpostTests: XCTestCase {
         }
         let connected = try await kiosk.waitForPeer(peer: "pos-5", timeout: 5)
         XCTAssertTrue(connected)
-        let synced = try await kiosk.statusAsync().peers.flatMap(\.documents).compactMap(\.lastSync)
+        let synced = try await kiosk.status().peers.flatMap(\.documents).compactMap(\.lastSync)
         XCTAssertFalse(synced.isEmpty)
 
         // The key never shows in a description.

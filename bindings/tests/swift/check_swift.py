@@ -253,7 +253,7 @@ def main():
     functions, cases = api_of(parse(bindings))
     check(
         "the generated API has the expected entry points",
-        {"open", "openAsync", "subscribe", "shutdown", "transact", "status"} <= functions.keys()
+        {"open", "openBlocking", "subscribe", "shutdown", "transact", "status"} <= functions.keys()
         and "NotPermitted" in cases.get("OutpostError", set()),
         f"  functions: {sorted(functions)}\n  cases: {cases}",
     )

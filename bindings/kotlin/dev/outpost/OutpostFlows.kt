@@ -89,19 +89,19 @@ fun <T> Outpost.queryFlow(doc: String, query: Query, codec: JsonCodec<T>): Flow<
 /** The value at [path] of [doc] decoded with [codec]; `null` if the document has not synced here yet. */
 suspend fun <T> Outpost.read(doc: String, path: String = "", codec: JsonCodec<T>): T? =
     try {
-        getAsync(doc, path)?.let(codec::decode)
+        get(doc, path)?.let(codec::decode)
     } catch (e: OutpostException.UnknownDocument) {
         null
     }
 
 /** Writes [value] at [path] of [doc], encoded with [codec]; returns once stored (flushed with durable writes). */
 suspend fun <T> Outpost.write(doc: String, path: String, value: T, codec: JsonCodec<T>) =
-    putAsync(doc, path, codec.encode(value))
+    put(doc, path, codec.encode(value))
 
 /** `readBlocking`: [read] on the calling thread (not on a UI thread). */
 fun <T> Outpost.readBlocking(doc: String, path: String = "", codec: JsonCodec<T>): T? =
     try {
-        get(doc, path)?.let(codec::decode)
+        getBlocking(doc, path)?.let(codec::decode)
     } catch (e: OutpostException.UnknownDocument) {
         null
     }
