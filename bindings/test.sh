@@ -8,9 +8,12 @@
 # 3. Runs the Python test suite and the Python example; byte-compiles README's snippet.
 # 4. Compiles the Kotlin bindings, test, example and README snippet in one kotlinc run;
 #    runs the test and the example on the JVM.
-# 5. Swift, without a Swift toolchain: the C header compiles with gcc and matches the
+# 5. Lays out the Android AAR + POM and the Swift package (package.sh) and checks the AAR's
+#    structure, classes and R8 rules and the POM on the JVM.
+# 6. Swift, without a Swift toolchain: the C header compiles with gcc and matches the
 #    library's exports; the bindings, the Swift test, the example and README's snippet
-#    parse with tree-sitter-swift, and their calls match the generated API.
+#    parse with tree-sitter-swift, and their calls match the generated API (and the
+#    hand-written layer's); the Swift package's manifest and XCFramework layout.
 #
 # Usage: bindings/test.sh        Exits non-zero on the first failure.
 set -euo pipefail
@@ -113,8 +116,8 @@ kt_out="$tools/kotlin-build"
 rm -rf "$kt_out"
 mkdir -p "$kt_out"
 "$kotlinc" -nowarn -jvm-target 17 -cp "$jna:$coroutines" -d "$kt_out/outpost-test.jar" \
-    "$generated/kotlin/dev/outpost/outpost.kt" \
-    "$here/tests/kotlin/OutpostTest.kt" \
+    "$generated/kotlin/dev/outpost/outpost.kt" "$here/kotlin/dev/outpost/OutpostFlows.kt" \
+    "$here/tests/kotlin/OutpostTest.kt" "$here/tests/kotlin/AarCheck.kt" \
     "$root/examples/kotlin/Kiosk.kt" \
     "$snippets/Readme.kt" "$snippets/RootReadme.kt"
 classpath="$kt_out/outpost-test.jar:$jna:$coroutines:$stdlib"
@@ -125,8 +128,16 @@ java -Djna.library.path="$lib_dir" -cp "$classpath" dev.outpost.test.OutpostTest
 step "kotlin: example on the JVM"
 java -Djna.library.path="$lib_dir" -cp "$classpath" dev.outpost.examples.KioskKt
 
+step "package: the AAR, its POM and the Swift package (host library, labelled), checked on the JVM"
+packages="$tools/packages"
+"$here/package.sh" "$kt_out/outpost-test.jar" "$generated" "$packages"
+version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)"
+java -cp "$classpath" dev.outpost.test.AarCheckKt \
+    "$packages/android/outpost-ffi-$version.aar" "$packages/android/outpost-ffi-$version.pom"
+
 step "swift: header, parse and API checks"
 "$python" "$here/tests/swift/check_swift.py" "$generated/swift" "$lib" \
+    --layer "$here/swift/OutpostAsync.swift" --package "$packages/swift" \
     "$here/tests/swift/OutpostTests.swift" "$root/examples/swift/KioskApp.swift" \
     "$snippets/Readme.swift" "$snippets/RootReadme.swift"
 

@@ -12,6 +12,16 @@ step() { printf '\n==> %s\n' "$*"; }
 step "toolchain components"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+step "PostgreSQL for the fleet-scale cloud's tests (they start throwaway clusters of their own)"
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y --no-install-recommends postgresql
+    else
+        echo "PostgreSQL is missing: run as root, or apt-get install postgresql" >&2
+        exit 1
+    fi
+fi
+
 step "format"
 cargo fmt --all --check
 

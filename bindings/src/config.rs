@@ -2,50 +2,92 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use outpost_core::Policy;
 use outpost_transport::DeviceCert;
 
 use crate::error::{OutpostError, Result};
 
-/// A device certificate, its private key and the fleet CA certificate, all PEM.
+/// A device certificate, its private key and the fleet CA certificate it trusts.
 ///
-/// Issued by `FleetCa.issue` (or the fleet's provisioning tool) and stored by the app in
-/// its keystore or data directory.
-#[derive(Clone, PartialEq, Eq, uniffi::Record)]
+/// An object, not a record, so that the private key never shows up in `toString()`,
+/// `description`, `repr()` or a log line: printing one shows only whose certificate it is
+/// (`DeviceCertificate(kiosk-1 of paris-11, role kiosk)`). The key is read only through the
+/// explicit `keyPem()`, for the app to store it in the Android Keystore or the iOS Keychain
+/// and to build the certificate again with `fromPem` from the bytes the app holds.
+///
+/// Made by `FleetCa.issue`, `loadDeviceCertificate` or `fromPem`, which all check that the
+/// three parts belong together.
+#[derive(Clone, uniffi::Object)]
+#[uniffi::export(Display, Debug)]
 pub struct DeviceCertificate {
-    /// The device certificate (`cert.pem`).
-    pub cert_pem: String,
-    /// The device's private key (`key.pem`). Keep it private.
-    pub key_pem: String,
-    /// The fleet CA certificate (`ca.pem`), the only CA this device trusts.
-    pub ca_pem: String,
+    cert: DeviceCert,
+}
+
+impl std::fmt::Display for DeviceCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let info = self.cert.info();
+        // Never the private key.
+        write!(
+            f,
+            "DeviceCertificate({} of {}, role {})",
+            info.peer, info.site, info.role
+        )
+    }
 }
 
 impl std::fmt::Debug for DeviceCertificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the private key.
-        f.debug_struct("DeviceCertificate").finish_non_exhaustive()
+        std::fmt::Display::fmt(self, f)
     }
 }
 
 impl DeviceCertificate {
-    pub(crate) fn to_device_cert(&self) -> Result<DeviceCert> {
-        Ok(DeviceCert::from_pem(
-            &self.cert_pem,
-            &self.key_pem,
-            &self.ca_pem,
-        )?)
+    pub(crate) fn device_cert(&self) -> &DeviceCert {
+        &self.cert
     }
 }
 
-impl From<&DeviceCert> for DeviceCertificate {
-    fn from(c: &DeviceCert) -> Self {
-        DeviceCertificate {
-            cert_pem: c.cert_pem().to_string(),
-            key_pem: c.key_pem().to_string(),
-            ca_pem: c.ca_pem().to_string(),
-        }
+impl From<DeviceCert> for DeviceCertificate {
+    fn from(cert: DeviceCert) -> Self {
+        DeviceCertificate { cert }
+    }
+}
+
+#[uniffi::export]
+impl DeviceCertificate {
+    /// A device certificate from its three PEM texts (`cert.pem`, `key.pem`, `ca.pem`), e.g.
+    /// the key read back from the Android Keystore or the iOS Keychain. Fails with
+    /// `Certificate` if they do not belong together.
+    #[uniffi::constructor]
+    pub fn from_pem(cert_pem: String, key_pem: String, ca_pem: String) -> Result<Arc<Self>> {
+        crate::error::guard("DeviceCertificate.fromPem", || {
+            Ok(Arc::new(DeviceCertificate {
+                cert: DeviceCert::from_pem(&cert_pem, &key_pem, &ca_pem)?,
+            }))
+        })
+    }
+
+    /// The device certificate, PEM (public).
+    pub fn cert_pem(&self) -> String {
+        self.cert.cert_pem().to_string()
+    }
+
+    /// The fleet CA certificate, PEM (public).
+    pub fn ca_pem(&self) -> String {
+        self.cert.ca_pem().to_string()
+    }
+
+    /// The device's private key, PEM: only to hand to secure storage (Android Keystore, iOS
+    /// Keychain). Never log it.
+    pub fn key_pem(&self) -> String {
+        self.cert.key_pem().to_string()
+    }
+
+    /// Who this certificate says the device is.
+    pub fn identity(&self) -> crate::types::PeerIdentity {
+        self.cert.info().into()
     }
 }
 
@@ -56,7 +98,7 @@ pub struct NodeConfig {
     /// app's files directory plus `/outpost`.
     pub data_dir: String,
     /// This device's certificate; its identity (site, device id, role) comes from it.
-    pub certificate: DeviceCertificate,
+    pub certificate: Arc<DeviceCertificate>,
     /// The role the app expects to run as, e.g. `kiosk`. When set, opening fails with
     /// `InvalidConfig` if the certificate is of another role, so that a kiosk app
     /// provisioned with a POS certificate does not start.
@@ -100,7 +142,7 @@ fn socket_addr(field: &str, s: &str) -> Result<SocketAddr> {
 impl NodeConfig {
     /// The transport's configuration for this one.
     pub(crate) fn to_transport(&self) -> Result<outpost_transport::NodeConfig> {
-        let cert = self.certificate.to_device_cert()?;
+        let cert = self.certificate.device_cert().clone();
         if let Some(role) = &self.role {
             let expected: outpost_core::Role = role.parse()?;
             if cert.info().role != expected {

@@ -8,7 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// happened, to which document, path or peer, and what to do about it. Foreign code sees
 /// `OutpostException.NotPermitted` (Kotlin), `OutpostError.NotPermitted` (Swift, Python)
 /// and so on.
-#[derive(Debug, thiserror::Error, uniffi::Error)]
+#[derive(Clone, Debug, thiserror::Error, uniffi::Error)]
 #[uniffi(flat_error)]
 pub enum OutpostError {
     /// A document, site, peer or role name is malformed (e.g. `"Menu!"`).

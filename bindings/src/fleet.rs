@@ -62,10 +62,15 @@ impl FleetCa {
 
     /// Issues a certificate for device `peer` of `site` with `role`, e.g.
     /// `issue("paris-11", "kiosk-1", "kiosk")`.
-    pub fn issue(&self, site: String, peer: String, role: String) -> Result<DeviceCertificate> {
+    pub fn issue(
+        &self,
+        site: String,
+        peer: String,
+        role: String,
+    ) -> Result<Arc<DeviceCertificate>> {
         guard("FleetCa.issue", || {
             let info = PeerInfo::parse(&site, &peer, &role)?;
-            Ok((&self.inner.issue(&info)?).into())
+            Ok(Arc::new(self.inner.issue(&info)?.into()))
         })
     }
 
@@ -84,24 +89,26 @@ impl FleetCa {
 /// Reads a device certificate saved with `save_device_certificate` (or the fleet tool):
 /// `cert.pem`, `key.pem` and `ca.pem` in `dir`. Checks that they belong together.
 #[uniffi::export]
-pub fn load_device_certificate(dir: String) -> Result<DeviceCertificate> {
+pub fn load_device_certificate(dir: String) -> Result<Arc<DeviceCertificate>> {
     guard("loadDeviceCertificate", || {
-        Ok((&DeviceCert::load(Path::new(&dir))?).into())
+        Ok(Arc::new(DeviceCert::load(Path::new(&dir))?.into()))
     })
 }
 
 /// Writes a device certificate as `cert.pem`, `key.pem` (mode 0600) and `ca.pem` into `dir`.
 #[uniffi::export]
-pub fn save_device_certificate(certificate: DeviceCertificate, dir: String) -> Result<()> {
+pub fn save_device_certificate(certificate: Arc<DeviceCertificate>, dir: String) -> Result<()> {
     guard("saveDeviceCertificate", || {
-        Ok(certificate.to_device_cert()?.save(Path::new(&dir))?)
+        Ok(certificate.device_cert().save(Path::new(&dir))?)
     })
 }
 
 /// The identity (site, device id, role) a device certificate carries.
 #[uniffi::export]
-pub fn certificate_identity(certificate: DeviceCertificate) -> Result<crate::types::PeerIdentity> {
+pub fn certificate_identity(
+    certificate: Arc<DeviceCertificate>,
+) -> Result<crate::types::PeerIdentity> {
     guard("certificateIdentity", || {
-        Ok(certificate.to_device_cert()?.info().into())
+        Ok(certificate.device_cert().info().into())
     })
 }

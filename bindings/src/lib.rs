@@ -27,16 +27,16 @@
 //!         ticket_prefix: None,
 //!     })
 //! };
-//! let pos = Outpost::open(config("pos-1", "pos", vec![])?)?;
-//! let kiosk = Outpost::open(config("kiosk-1", "kiosk", vec![pos.local_address().unwrap_or_default()])?)?;
+//! let pos = Outpost::open_blocking(config("pos-1", "pos", vec![])?)?;
+//! let kiosk = Outpost::open_blocking(config("kiosk-1", "kiosk", vec![pos.local_address().unwrap_or_default()])?)?;
 //!
-//! pos.put("menu".into(), "/items/burger".into(), r#"{"name": "Burger", "price": 950}"#.into())?;
+//! pos.put_blocking("menu".into(), "/items/burger".into(), r#"{"name": "Burger", "price": 950}"#.into())?;
 //! let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
 //! while kiosk.get_int("menu".into(), "/items/burger/price".into()).ok().flatten() != Some(950) {
 //!     assert!(std::time::Instant::now() < deadline, "the menu never reached the kiosk");
 //!     std::thread::sleep(std::time::Duration::from_millis(10));
 //! }
-//! assert!(kiosk.status()?.online);
+//! assert!(kiosk.status_blocking()?.online);
 //! kiosk.shutdown_blocking()?;
 //! pos.shutdown_blocking()?;
 //! # Ok(()) }
@@ -47,8 +47,10 @@ mod error;
 mod feed;
 mod fleet;
 mod listener;
+mod live;
 mod logging;
 mod outpost;
+mod query;
 mod types;
 
 pub use config::{DeviceCertificate, NodeConfig};
@@ -56,8 +58,10 @@ pub use error::{OutpostError, Result};
 pub use feed::{ConsumerFeed, FeedBatch, FeedListener};
 pub use fleet::{certificate_identity, load_device_certificate, save_device_certificate, FleetCa};
 pub use listener::{NodeListener, Subscription};
+pub use live::{QueryResult, QueryWatch, Snapshot, StatusWatch, ValueWatch};
 pub use logging::{enable_logging, set_log_sink, LogLevel, LogSink};
 pub use outpost::Outpost;
+pub use query::{Query, QueryFilter, QueryItem};
 pub use types::{
     ChangeEvent, ChangeOrigin, Conflict, DocumentSyncStatus, PeerIdentity, PeerSyncStatus,
     RefusedChange, SyncStatus, TxOp,

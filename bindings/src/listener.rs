@@ -1,20 +1,25 @@
-//! Change and link events delivered to a foreign callback, on a thread of their own.
+//! Change and link events delivered to a foreign callback, off the caller's thread.
 //!
-//! A task on the node's runtime merges the store's change notifications and the node's
-//! link events into an unbounded channel; a dedicated thread per subscription drains it
-//! and calls the listener. A slow listener therefore delays only its own later events,
-//! never the node, the sync engine or the caller that wrote.
+//! Per subscription, one task on the node's runtime drains the store's change
+//! notifications and the node's link events into a bounded queue ([`Pending`]), and a
+//! second task takes events from it and calls the listener on the runtime's blocking pool
+//! (threads shared by all subscriptions, made on demand). A slow listener delays only its
+//! own later events, never the node, the sync engine or the caller that wrote; while it is
+//! slow, changes to the same document are merged into one event (the union of their
+//! paths), so the queue stays within [`MAX_PENDING`] events.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 
 use outpost_core::DocumentId;
 use outpost_core::Event;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::error::{panic_message, OutpostError, Result};
+use crate::error::{panic_message, Result};
 use crate::types::{ChangeEvent, PeerIdentity, RefusedChange};
 
 /// What an app implements to hear about changes and links.
@@ -34,32 +39,55 @@ pub trait NodeListener: Send + Sync {
     fn on_change_refused(&self, refused: RefusedChange);
 }
 
-/// A live subscription, returned by `Outpost.subscribe`.
+/// Events waiting for a listener, at most this many (changes to one document are merged
+/// beyond it; a link event is dropped, oldest first, with a warning).
+pub(crate) const MAX_PENDING: usize = 256;
+
+/// Changed paths one merged change event carries at most; beyond, it carries the root
+/// path `""` (the whole document changed), which every filter matches.
+pub(crate) const MAX_MERGED_PATHS: usize = 1024;
+
+/// A live subscription, returned by `Outpost.subscribe` and `Outpost.consume`.
 ///
-/// It lasts until `cancel` or until the node shuts down; dropping the handle does not end it
-/// (garbage collectors drop handles at unpredictable times).
+/// It lasts until `cancel`, until the handle is dropped (Kotlin `close()` or garbage
+/// collection, Swift deinit, Python `del`), or until the node shuts down; keep the handle
+/// for as long as the app wants events, as with Realm's notification tokens. The
+/// subscription holds the listener, never the other way round, so a listener that
+/// captures the node makes no cycle that outlives the handle.
 #[derive(Debug, uniffi::Object)]
 pub struct Subscription {
-    task: Mutex<Option<JoinHandle<()>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     cancelled: Arc<AtomicBool>,
 }
 
 impl Subscription {
-    /// A subscription that `cancel` ends by aborting `task`.
+    /// A subscription that `cancel` (or drop) ends by aborting `task`.
     pub(crate) fn of_task(task: JoinHandle<()>, cancelled: Arc<AtomicBool>) -> Subscription {
         Subscription {
-            task: Mutex::new(Some(task)),
+            tasks: Mutex::new(vec![task]),
             cancelled,
         }
     }
 }
 
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
 #[uniffi::export]
 impl Subscription {
-    /// Stops delivering events. Returns at once; an event being delivered finishes.
+    /// Stops delivering events and releases the listener. Returns at once; an event being
+    /// delivered finishes.
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
-        if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             task.abort();
         }
     }
@@ -70,7 +98,8 @@ impl Subscription {
     }
 }
 
-enum Delivery {
+#[derive(Debug)]
+pub(crate) enum Delivery {
     Change(ChangeEvent),
     Connected(PeerIdentity),
     Disconnected(PeerIdentity),
@@ -135,6 +164,95 @@ async fn next_node_event(events: &mut Option<broadcast::Receiver<Event>>) -> Eve
     }
 }
 
+/// The bounded queue between a subscription's two tasks.
+#[derive(Default)]
+pub(crate) struct Pending {
+    queue: Mutex<VecDeque<Delivery>>,
+    ready: Notify,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl Pending {
+    /// Queues `d`, merging it into a waiting change of the same document when it directly
+    /// follows one from the same origin, or when the queue is full.
+    pub(crate) fn push(&self, d: Delivery) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if let Delivery::Change(new) = &d {
+            let merge_into = match q.back() {
+                Some(Delivery::Change(last))
+                    if last.doc == new.doc && last.origin == new.origin =>
+                {
+                    Some(q.len() - 1)
+                }
+                _ if q.len() >= MAX_PENDING => q
+                    .iter()
+                    .rposition(|w| matches!(w, Delivery::Change(c) if c.doc == new.doc)),
+                _ => None,
+            };
+            if let (Some(i), Delivery::Change(new)) = (merge_into, &d) {
+                if let Some(Delivery::Change(old)) = q.get_mut(i) {
+                    merge_change(old, new);
+                }
+                drop(q);
+                self.ready.notify_one();
+                return;
+            }
+        }
+        if q.len() >= MAX_PENDING {
+            q.pop_front();
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                dropped = n,
+                "a listener is too slow: an old event was dropped from its full queue"
+            );
+        }
+        q.push_back(d);
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// The oldest waiting event, waiting for one.
+    pub(crate) async fn pop(&self) -> Delivery {
+        loop {
+            let ready = self.ready.notified();
+            if let Some(d) = self
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front()
+            {
+                return d;
+            }
+            ready.await;
+        }
+    }
+
+    /// How many events wait.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// `old` followed by `new`: the union of their paths (the root beyond
+/// [`MAX_MERGED_PATHS`]) at `new`'s heads.
+fn merge_change(old: &mut ChangeEvent, new: &ChangeEvent) {
+    if old.paths.iter().any(|p| p.is_empty()) {
+        // Already the whole document.
+    } else if new.paths.iter().any(|p| p.is_empty())
+        || old.paths.len() + new.paths.len() > MAX_MERGED_PATHS
+    {
+        old.paths = vec![String::new()];
+    } else {
+        for p in &new.paths {
+            if !old.paths.contains(p) {
+                old.paths.push(p.clone());
+            }
+        }
+    }
+    old.heads.clone_from(&new.heads);
+}
+
 /// Starts delivering to `listener`.
 pub(crate) fn start(
     runtime: &tokio::runtime::Handle,
@@ -142,33 +260,39 @@ pub(crate) fn start(
     mut events: Option<broadcast::Receiver<Event>>,
     doc: Option<DocumentId>,
     listener: Arc<dyn NodeListener>,
+    tracked: crate::live::Tracked,
 ) -> Result<Subscription> {
-    let (tx, rx) = mpsc::channel::<Delivery>();
+    let pending = Arc::new(Pending::default());
     let cancelled = Arc::new(AtomicBool::new(false));
-    let thread_cancelled = cancelled.clone();
-    std::thread::Builder::new()
-        .name("outpost-listener".into())
-        .spawn(move || {
-            while let Ok(delivery) = rx.recv() {
-                if thread_cancelled.load(Ordering::SeqCst) {
-                    break;
-                }
+    let stop = cancelled.clone();
+    let queue = pending.clone();
+    let deliver = runtime.spawn(async move {
+        // Counted while the listener is held.
+        let _tracked = tracked;
+        loop {
+            let delivery = queue.pop().await;
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let l = listener.clone();
+            // On the blocking pool: a foreign method may block; the runtime's workers must not.
+            let done = tokio::task::spawn_blocking(move || {
                 if let Err(payload) =
-                    catch_unwind(AssertUnwindSafe(|| delivery.deliver(listener.as_ref())))
+                    catch_unwind(AssertUnwindSafe(|| delivery.deliver(l.as_ref())))
                 {
                     tracing::warn!(
                         error = %panic_message(payload.as_ref()),
                         "a NodeListener method failed; delivering the next event"
                     );
                 }
+            })
+            .await;
+            if done.is_err() {
+                return;
             }
-        })
-        .map_err(|e| {
-            OutpostError::Internal(format!(
-                "cannot start the listener thread ({e}); the system is out of threads or memory"
-            ))
-        })?;
-    let task = runtime.spawn(async move {
+        }
+    });
+    let pump = runtime.spawn(async move {
         loop {
             let delivery = tokio::select! {
                 change = changes.recv() => match change {
@@ -182,13 +306,73 @@ pub(crate) fn start(
                     }
                 }
             };
-            if tx.send(delivery).is_err() {
-                break;
-            }
+            pending.push(delivery);
         }
     });
     Ok(Subscription {
-        task: Mutex::new(Some(task)),
+        tasks: Mutex::new(vec![pump, deliver]),
         cancelled,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::ChangeOrigin;
+
+    fn change(doc: &str, path: &str) -> Delivery {
+        Delivery::Change(ChangeEvent {
+            doc: doc.into(),
+            paths: vec![path.into()],
+            origin: ChangeOrigin::Local,
+            heads: vec![],
+        })
+    }
+
+    #[test]
+    fn a_flood_of_changes_stays_within_the_bound() {
+        let pending = Pending::default();
+        // 100,000 changes to 1,000 documents, interleaved, with no one taking them.
+        for i in 0..100_000 {
+            pending.push(change(&format!("doc-{}", i % 1000), &format!("/k{i}")));
+        }
+        println!(
+            "queued after 100,000 changes to 1,000 documents: {}",
+            pending.len()
+        );
+        assert!(
+            pending.len() <= MAX_PENDING,
+            "{} events queued",
+            pending.len()
+        );
+        // Consecutive changes to one document become one event with all their paths.
+        let one = Pending::default();
+        for i in 0..10 {
+            one.push(change("menu", &format!("/p{i}")));
+        }
+        assert_eq!(one.len(), 1);
+        let merged = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(one.pop());
+        match merged {
+            Delivery::Change(c) => assert_eq!(c.paths.len(), 10),
+            other => panic!("expected a change, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn merged_paths_beyond_the_cap_become_the_root() {
+        let pending = Pending::default();
+        for i in 0..(MAX_MERGED_PATHS + 5) {
+            pending.push(change("menu", &format!("/p{i}")));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        match rt.block_on(pending.pop()) {
+            Delivery::Change(c) => assert_eq!(c.paths, vec![String::new()]),
+            other => panic!("expected a change, got {other:?}"),
+        }
+    }
 }

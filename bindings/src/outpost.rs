@@ -14,10 +14,16 @@ use crate::config::NodeConfig;
 use crate::error::{guard, OutpostError, Result};
 use crate::feed::{self, ConsumerFeed, FeedListener};
 use crate::listener::{self, NodeListener, Subscription};
+use crate::live::{self, QueryWatch, StatusWatch, ValueWatch};
+use crate::query::Query;
 use crate::types::{Conflict, PeerIdentity, SyncStatus, TxOp};
 
-/// How long dropping a running node waits for it to shut down.
+/// How long dropping a running node waits for it to shut down (on a thread of its own).
 const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a call waits for the node's engine (status, revocations) before failing with
+/// `Network`: a busy engine never stalls the app's thread for longer.
+pub(crate) const ENGINE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running outpost node: this device's documents, kept in sync with the other devices
 /// of its site over QUIC with mutual TLS.
@@ -37,6 +43,7 @@ pub struct Outpost {
     durability: Durability,
     identity: Option<PeerIdentity>,
     local_address: Option<String>,
+    live: crate::live::LiveTasks,
 }
 
 struct Open {
@@ -98,6 +105,7 @@ impl Outpost {
             },
             identity: Some(node.info().into()),
             local_address: Some(node.local_addr().to_string()),
+            live: Default::default(),
             open: RwLock::new(Some(Open {
                 store: node.store().clone(),
                 node: Some(node),
@@ -116,6 +124,28 @@ impl Outpost {
 
     fn store(&self) -> Result<Store> {
         self.with_open(|o| Ok(o.store.clone()))
+    }
+
+    /// The store, for a watch's task (which holds it only while it evaluates).
+    pub(crate) fn store_for_watch(&self) -> Result<Store> {
+        self.store()
+    }
+
+    /// Counts the task that holds the returned guard.
+    pub(crate) fn track(&self) -> crate::live::Tracked {
+        self.live.track()
+    }
+
+    /// The node's runtime.
+    pub(crate) fn runtime_handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// A receiver of the node's link events; `None` without a node (openLocal).
+    pub(crate) fn events_for_watch(
+        &self,
+    ) -> Result<Option<tokio::sync::broadcast::Receiver<Event>>> {
+        self.with_open(|o| Ok(o.node.as_ref().map(Node::events)))
     }
 
     /// A store operation on `doc`, with panics caught.
@@ -161,6 +191,15 @@ impl Outpost {
         join(what, self.handle.spawn(fut)).await
     }
 
+    /// Runs the blocking call `f` on the runtime's blocking pool, for a foreign async caller.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        what: &str,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        join(what, self.handle.spawn_blocking(f)).await
+    }
+
     /// Takes the node out of service and shuts it down on its runtime.
     async fn stop_node(&self) -> Result<()> {
         let Some(open) = self.open.write().unwrap_or_else(|p| p.into_inner()).take() else {
@@ -191,6 +230,14 @@ impl Outpost {
     }
 }
 
+fn engine_timeout(what: &str) -> OutpostError {
+    OutpostError::Network(format!(
+        "{what}: the node's engine did not answer within {} s (it is busy or stuck); try again, \
+         or use the async form",
+        ENGINE_TIMEOUT.as_secs()
+    ))
+}
+
 fn kind(v: &Json) -> &'static str {
     match v {
         Json::Null => "null",
@@ -205,14 +252,20 @@ fn kind(v: &Json) -> &'static str {
 
 #[uniffi::export]
 impl Outpost {
-    /// Opens the node: its documents in `config.data_dir`, listening for peers and dialing
-    /// `config.peers`. Blocks for a few milliseconds; `openAsync` does not block.
+    /// `open` for callers that cannot wait asynchronously (Kotlin `Outpost.openBlocking`):
+    /// blocks the caller, usually a few milliseconds, at most 5 s (then `Network`).
     #[uniffi::constructor]
-    pub fn open(config: NodeConfig) -> Result<Arc<Outpost>> {
-        guard("Outpost.open", || {
+    pub fn open_blocking(config: NodeConfig) -> Result<Arc<Outpost>> {
+        guard("Outpost.openBlocking", || {
             let transport = config.to_transport()?;
             let runtime = new_runtime()?;
-            match runtime.block_on(Node::start(transport)) {
+            let started = runtime
+                .block_on(async {
+                    tokio::time::timeout(ENGINE_TIMEOUT, Node::start(transport)).await
+                })
+                .map_err(|_| engine_timeout("Outpost.openBlocking"))
+                .and_then(|r| r.map_err(OutpostError::from));
+            match started {
                 Ok(node) => Ok(Arc::new(Outpost::from_node(
                     runtime,
                     node,
@@ -220,20 +273,22 @@ impl Outpost {
                 ))),
                 Err(e) => {
                     runtime.shutdown_background();
-                    Err(e.into())
+                    Err(e)
                 }
             }
         })
     }
 
-    /// Opens the node like `open`, without blocking the caller.
+    /// Opens the node: its documents in `config.data_dir`, listening for peers and dialing
+    /// `config.peers`, without blocking the caller (Kotlin `suspend`, Swift `async`);
+    /// `openBlocking` blocks.
     #[uniffi::constructor]
-    pub async fn open_async(config: NodeConfig) -> Result<Arc<Outpost>> {
-        let (runtime, transport) = guard("Outpost.openAsync", || {
+    pub async fn open(config: NodeConfig) -> Result<Arc<Outpost>> {
+        let (runtime, transport) = guard("Outpost.open", || {
             Ok((new_runtime()?, config.to_transport()?))
         })?;
         let started = join(
-            "Outpost.openAsync",
+            "Outpost.open",
             runtime.spawn(async move { Ok(Node::start(transport).await?) }),
         )
         .await;
@@ -263,6 +318,7 @@ impl Outpost {
                 durability: Durability::Durable,
                 identity: None,
                 local_address: None,
+                live: Default::default(),
                 open: RwLock::new(Some(Open { store, node: None })),
             }))
         })
@@ -298,9 +354,9 @@ impl Outpost {
         })
     }
 
-    /// The value at `path` as JSON text, or `None` if nothing is there. `""` reads the
-    /// whole document. Fails with `UnknownDocument` if the document has no data yet.
-    pub fn get(&self, doc: String, path: String) -> Result<Option<String>> {
+    /// The value at `path` as JSON text, or `None` if nothing is there, blocking the caller
+    /// (`get` does not). `""` reads the whole document. Fails with `UnknownDocument` if the document has no data yet.
+    pub fn get_blocking(&self, doc: String, path: String) -> Result<Option<String>> {
         Ok(self
             .on_doc("get", &doc, |s, d| s.get(d, &path))?
             .map(|v| v.to_string()))
@@ -328,9 +384,10 @@ impl Outpost {
         self.get_typed("getBool", &doc, &path, "a boolean", Json::as_bool)
     }
 
-    /// Writes the JSON value `json` at `path`, creating missing parent objects. Objects
+    /// Writes the JSON value `json` at `path`, blocking the caller until it is stored (`put`
+    /// does not), creating missing parent objects. Objects
     /// become maps whose fields merge key by key with other devices' writes.
-    pub fn put(&self, doc: String, path: String, json: String) -> Result<()> {
+    pub fn put_blocking(&self, doc: String, path: String, json: String) -> Result<()> {
         let value = parse_json(&json)?;
         self.on_doc("put", &doc, |s, d| s.put(d, &path, value, self.durability))
     }
@@ -399,9 +456,9 @@ impl Outpost {
         })
     }
 
-    /// Applies `ops` to `doc` atomically: all of them as one change, or none if one fails
+    /// Applies `ops` to `doc` atomically, blocking the caller (`transact` does not): all of them as one change, or none if one fails
     /// (the error names the failing path).
-    pub fn transact(&self, doc: String, ops: Vec<TxOp>) -> Result<()> {
+    pub fn transact_blocking(&self, doc: String, ops: Vec<TxOp>) -> Result<()> {
         self.apply_ops("transact", doc, Mode::Plain, ops)
             .map(|_| ())
     }
@@ -584,6 +641,7 @@ impl Outpost {
                     events,
                     doc,
                     listener,
+                    self.live.track(),
                 )?))
             })
         })
@@ -628,18 +686,84 @@ impl Outpost {
         })
     }
 
+    /// How many subscription and watch tasks run now: 0 once every `Subscription`, watch and
+    /// stream collector has ended. For leak checks in the app's tests.
+    pub fn live_tasks(&self) -> u32 {
+        self.live.count()
+    }
+
     /// What is synced: whether any peer is connected, and how many changes of this node
-    /// other devices are not known to have. Cheap enough to call once a second.
-    pub fn status(&self) -> Result<SyncStatus> {
+    /// other devices are not known to have. Blocks the caller at most 5 s (the engine's
+    /// answer), then fails with `Network`; `status` and `watchStatus` do not block.
+    pub fn status_blocking(&self) -> Result<SyncStatus> {
         guard("status", || {
             self.with_open(|o| match &o.node {
                 None => Ok(SyncStatus::offline()),
                 Some(node) => {
-                    let status = self.handle.block_on(node.status())?;
+                    let status = self.handle.block_on(async {
+                        tokio::time::timeout(ENGINE_TIMEOUT, node.status()).await
+                    });
+                    let status = status.map_err(|_| engine_timeout("status"))??;
                     Ok(SyncStatus::new(&status, &node.connected_peers()))
                 }
             })
         })
+    }
+
+    /// What is synced, without blocking the caller (Kotlin `suspend`, Swift `async`); see
+    /// `statusBlocking`.
+    pub async fn status(self: Arc<Self>) -> Result<SyncStatus> {
+        let this = self.clone();
+        self.blocking("status", move || this.status_blocking())
+            .await
+    }
+
+    /// A live value: the JSON at `path` of `doc` now, then each time it changes (see
+    /// `ValueWatch.next`); `null` while the document does not exist here. The Kotlin and
+    /// Swift layers make it a `Flow` / `AsyncStream`.
+    #[uniffi::method(default(path = ""))]
+    pub fn watch(self: Arc<Self>, doc: String, path: String) -> Result<Arc<ValueWatch>> {
+        guard("watch", || {
+            Ok(Arc::new(live::watch_value(&self, doc, path)?))
+        })
+    }
+
+    /// The live sync status: now, then each time it changes (links, writes, peers'
+    /// acknowledgements; looked at again every second).
+    pub fn watch_status(self: Arc<Self>) -> Result<Arc<StatusWatch>> {
+        guard("watchStatus", || Ok(Arc::new(live::watch_status(&self)?)))
+    }
+
+    /// A live query over `doc`: its result now, then each time it changes, evaluated here
+    /// and kept current from the changed paths only.
+    pub fn watch_query(self: Arc<Self>, doc: String, query: Query) -> Result<Arc<QueryWatch>> {
+        guard("watchQuery", || {
+            Ok(Arc::new(live::watch_query(&self, doc, query)?))
+        })
+    }
+
+    /// The value at `path` as JSON text without blocking the caller (Kotlin `suspend`, Swift
+    /// `async`); see `getBlocking`.
+    pub async fn get(self: Arc<Self>, doc: String, path: String) -> Result<Option<String>> {
+        let this = self.clone();
+        self.blocking("get", move || this.get_blocking(doc, path))
+            .await
+    }
+
+    /// Writes the JSON value `json` at `path` without blocking the caller (with durable
+    /// writes, it waits for the disk); see `putBlocking`.
+    pub async fn put(self: Arc<Self>, doc: String, path: String, json: String) -> Result<()> {
+        let this = self.clone();
+        self.blocking("put", move || this.put_blocking(doc, path, json))
+            .await
+    }
+
+    /// Applies `ops` to `doc` atomically without blocking the caller; see
+    /// `transactBlocking`.
+    pub async fn transact(self: Arc<Self>, doc: String, ops: Vec<TxOp>) -> Result<()> {
+        let this = self.clone();
+        self.blocking("transact", move || this.transact_blocking(doc, ops))
+            .await
     }
 
     /// Dials `address` (`host:port`, resolved again on every dial) from now on and keeps the
@@ -690,7 +814,13 @@ impl Outpost {
                 None => Err(OutpostError::Network(
                     "this store runs no node (openLocal): open it with a certificate to take revocations".into(),
                 )),
-                Some(node) => Ok(self.handle.block_on(node.learn_revocation(record))?),
+                Some(node) => self
+                    .handle
+                    .block_on(async {
+                        tokio::time::timeout(ENGINE_TIMEOUT, node.learn_revocation(record)).await
+                    })
+                    .map_err(|_| engine_timeout("revoke"))?
+                    .map_err(OutpostError::from),
             })
         })
     }
@@ -768,25 +898,29 @@ impl Drop for Outpost {
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let (
+        let Some(rt) = runtime else { return };
+        match open {
             Some(Open {
                 node: Some(node),
                 store,
-            }),
-            Some(rt),
-        ) = (open, runtime.as_ref())
-        {
-            // Not shut down: shut down as well as a destructor can. Blocking is only possible
-            // outside an async runtime (foreign finalizers run outside one).
-            if tokio::runtime::Handle::try_current().is_err() {
-                let _ = rt.block_on(async {
-                    tokio::time::timeout(DROP_SHUTDOWN_TIMEOUT, node.shutdown()).await
-                });
+            }) => {
+                // Not shut down: shut down as well as a destructor can, on a thread of its own
+                // so that the thread dropping the handle (a UI thread calling `close()`, a
+                // finalizer) never waits for peers or the disk.
+                let stopping = std::thread::Builder::new()
+                    .name("outpost-drop".into())
+                    .spawn(move || {
+                        let _ = rt.block_on(async {
+                            tokio::time::timeout(DROP_SHUTDOWN_TIMEOUT, node.shutdown()).await
+                        });
+                        drop(store);
+                        rt.shutdown_background();
+                    });
+                if let Err(e) = stopping {
+                    tracing::warn!(error = %e, "cannot start a thread to shut the dropped node down; its links are cut");
+                }
             }
-            drop(store);
-        }
-        if let Some(rt) = runtime {
-            rt.shutdown_background();
+            _ => rt.shutdown_background(),
         }
     }
 }

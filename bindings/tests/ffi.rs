@@ -74,6 +74,9 @@ fn a_panicking_listener_keeps_receiving_and_the_node_keeps_working() {
         .expect("subscribe");
     node.increment("stock".into(), "/burger".into(), 1)
         .expect("first write");
+    // Waiting changes to one document are delivered merged: the second write follows the
+    // first's (panicking) delivery.
+    listener.wait_for(1);
     node.increment("stock".into(), "/burger".into(), 1)
         .expect("second write");
     let changes = listener.wait_for(2);
@@ -91,12 +94,12 @@ fn a_panicking_listener_keeps_receiving_and_the_node_keeps_working() {
 fn dropping_a_running_node_shuts_it_down_and_releases_the_directory() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = FleetCa::generate("test".into()).expect("ca");
-    let node = Outpost::open(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
+    let node = Outpost::open_blocking(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
     node.put_int("menu".into(), "/items/burger/price".into(), 950)
         .expect("write");
     drop(node);
     // The same data directory opens again: the store was released.
-    let again = Outpost::open(config(dir.path(), &ca, "pos-1", "pos")).expect("reopen");
+    let again = Outpost::open_blocking(config(dir.path(), &ca, "pos-1", "pos")).expect("reopen");
     assert_eq!(
         again
             .get_int("menu".into(), "/items/burger/price".into())
@@ -106,7 +109,7 @@ fn dropping_a_running_node_shuts_it_down_and_releases_the_directory() {
     again.shutdown_blocking().expect("shutdown");
     again.shutdown_blocking().expect("twice is fine");
     assert!(matches!(
-        again.status(),
+        again.status_blocking(),
         Err(OutpostError::ShutDown(m)) if m.contains("shut down")
     ));
 }
@@ -115,8 +118,8 @@ fn dropping_a_running_node_shuts_it_down_and_releases_the_directory() {
 fn two_nodes_open_on_the_same_directory_fail_with_a_storage_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = FleetCa::generate("test".into()).expect("ca");
-    let node = Outpost::open(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
-    match Outpost::open(config(dir.path(), &ca, "pos-1", "pos")) {
+    let node = Outpost::open_blocking(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
+    match Outpost::open_blocking(config(dir.path(), &ca, "pos-1", "pos")) {
         Err(OutpostError::Storage(m)) => assert!(m.contains("storage"), "{m}"),
         Err(e) => panic!("expected Storage, got {e:?}"),
         Ok(_) => panic!("expected Storage, the directory opened twice"),
@@ -128,7 +131,7 @@ fn two_nodes_open_on_the_same_directory_fail_with_a_storage_error() {
 fn a_revocation_handed_to_a_node_is_taken_once_and_garbage_is_an_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = FleetCa::generate("test".into()).expect("ca");
-    let node = Outpost::open(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
+    let node = Outpost::open_blocking(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
     let record = ca
         .revoke("paris-11".into(), "kiosk-9".into(), "stolen".into())
         .expect("revoke");
@@ -174,8 +177,8 @@ fn logs_reach_the_apps_sink_and_links_are_controlled_at_runtime() {
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = FleetCa::generate("test".into()).expect("ca");
-    let pos = Outpost::open(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
-    let kiosk = Outpost::open(config(dir.path(), &ca, "kiosk-1", "kiosk")).expect("open");
+    let pos = Outpost::open_blocking(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
+    let kiosk = Outpost::open_blocking(config(dir.path(), &ca, "kiosk-1", "kiosk")).expect("open");
     let pos_addr = pos.local_address().expect("listening");
     // A peer learnt at runtime.
     assert!(kiosk.add_peer(pos_addr.clone()).expect("add"));
@@ -198,7 +201,12 @@ fn logs_reach_the_apps_sink_and_links_are_controlled_at_runtime() {
         "no longer a peer"
     );
     let deadline = std::time::Instant::now() + TIMEOUT;
-    while !kiosk.status().expect("status").connected_peers.is_empty() {
+    while !kiosk
+        .status_blocking()
+        .expect("status")
+        .connected_peers
+        .is_empty()
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "the removed peer stayed connected"

@@ -18,9 +18,15 @@ fn ffi_json_regressions() {
             continue;
         };
         let (pointer, json) = text.split_once('\n').unwrap_or(("/value", text));
-        if node.put("fuzz".into(), pointer.into(), json.into()).is_ok() {
+        if node
+            .put_blocking("fuzz".into(), pointer.into(), json.into())
+            .is_ok()
+        {
             let expected: serde_json::Value = serde_json::from_str(json).unwrap();
-            let back = node.get("fuzz".into(), pointer.into()).unwrap().unwrap();
+            let back = node
+                .get_blocking("fuzz".into(), pointer.into())
+                .unwrap()
+                .unwrap();
             let back: serde_json::Value = serde_json::from_str(&back).unwrap();
             assert_eq!(back, expected, "{}", path.display());
             checked += 1;

@@ -31,6 +31,7 @@ mod fleet;
 mod http;
 mod metrics;
 mod overview;
+mod pg;
 mod site;
 
 use std::collections::HashMap;
@@ -63,6 +64,9 @@ pub use self::overview::SiteOverview;
 /// State shared by the accept loop, the site tasks and the HTTP thread.
 pub(crate) struct Shared {
     db: sled::Db,
+    /// With `--store postgres://...`: the database every instance shares (`db` is then
+    /// this instance's cache).
+    pg: Option<Arc<pg::PgSites>>,
     /// `<site>\0<doc>` -> the sorted heads at which the document was last compacted.
     compacted: sled::Tree,
     /// Record id -> a revocation signed by the fleet CA (fleet-wide: every site's engine
@@ -243,7 +247,7 @@ impl Cloud {
     /// Opens the database, binds QUIC and HTTP, and starts accepting devices of every site.
     ///
     /// Must be called within a multi-threaded tokio runtime.
-    pub async fn start(config: CloudConfig) -> Result<Cloud> {
+    pub async fn start(mut config: CloudConfig) -> Result<Cloud> {
         let read = |p: &std::path::Path, what: &str| {
             std::fs::read_to_string(p).with_context(|| {
                 format!(
@@ -270,6 +274,26 @@ impl Cloud {
             );
         }
         let deny = DenyList::parse(&config.deny).context("invalid deny list")?;
+        let pg = match &config.store {
+            None => None,
+            Some(url) => {
+                // The working copy is a cache: what it held may be ahead of the database
+                // (writes whose commit failed), so each start begins from the database.
+                let cache = config.data.join("pg-cache");
+                if cache.exists() {
+                    std::fs::remove_dir_all(&cache).with_context(|| {
+                        format!("cannot empty the cache directory {}", cache.display())
+                    })?;
+                }
+                config.data = cache;
+                let url = url.clone();
+                let sites = tokio::task::spawn_blocking(move || pg::PgSites::open(&url))
+                    .await
+                    .context("opening PostgreSQL stopped")?
+                    .context("cannot use the PostgreSQL store (--store)")?;
+                Some(sites)
+            }
+        };
         let db = open_db(&config)?;
         let filter = PeerFilter::new(SiteRule::AnySite, deny);
         let endpoint = endpoint(&cert, &filter, &config.tuning, config.listen)?;
@@ -306,6 +330,7 @@ impl Cloud {
             .context("cannot open the fleet documents in the data directory")?;
         let shared = Arc::new(Shared {
             db,
+            pg,
             compacted,
             revocations,
             local: local.clone(),

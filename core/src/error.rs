@@ -173,6 +173,15 @@ pub enum Error {
         "storage error: {0}; check that the data directory is writable and the disk is not full"
     )]
     Storage(#[from] sled::Error),
+    /// The durable truth behind the store (its mirror, e.g. the cloud's PostgreSQL) did not
+    /// commit what the store wrote; it stays queued and peers are told nothing of it.
+    #[error("the store's database did not commit {changes} changes: {reason}; check that the database is reachable (they are retried)")]
+    Mirror {
+        /// Changes waiting.
+        changes: usize,
+        /// Why the commit failed.
+        reason: String,
+    },
 }
 
 /// A `Result` with [`Error`].

@@ -65,4 +65,5 @@ pub use store::{
     ChangeEvent, ConflictValue, Durability, Feed, FeedBatch, FeedDocs, FeedFilter, Origin, Store,
     StoreOptions, Subscription, SubscriptionFilter, Ticket, TicketPrefix, Tx, WriteOutcome,
 };
+pub use store::{Mirror, MirrorBatch, MirrorTree, MirroredChange, MirroredEntry, SharedMirror};
 pub use time::Timestamp;

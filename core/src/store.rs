@@ -10,6 +10,7 @@
 mod backup;
 mod feed;
 mod flush;
+mod mirror;
 mod paths;
 mod receive;
 mod signatures;
@@ -32,6 +33,9 @@ pub use self::backup::{
 };
 pub use self::feed::{Feed, FeedBatch, FeedDocs, FeedFilter};
 use self::flush::FlushGroup;
+pub use self::mirror::{
+    Mirror, MirrorBatch, MirrorTree, MirroredChange, MirroredEntry, SharedMirror,
+};
 pub(crate) use self::signatures::{NewChange, SignatureRecord, StoredSignature};
 use self::slot::Slot;
 use self::subscription::Subscribers;
@@ -107,6 +111,10 @@ pub struct StoreOptions {
     /// true). Off models a restore that keeps file identities (a disk image, a filesystem
     /// snapshot), which only a sync with a peer can catch up.
     pub detect_restore: bool,
+    /// The durable truth behind a store kept as a cache (see [`Mirror`]): what the store
+    /// writes is committed there on every flush, and the store tells peers no heads while
+    /// a commit fails. `None` (the default): sled is the truth.
+    pub mirror: Option<SharedMirror>,
     /// The store that holds the documents of fleet-scope contexts (see
     /// [`crate::ContextRule::scope`]) for this one: every read, write and sync of such a
     /// document goes to it, so many stores (a cloud's sites) share one copy. `None` (the
@@ -128,6 +136,7 @@ impl Default for StoreOptions {
             signer: None,
             ticket_prefix: None,
             detect_restore: true,
+            mirror: None,
             fleet: None,
         }
     }
@@ -216,6 +225,8 @@ struct Inner {
     tickets: Option<Tickets>,
     /// Documents erased here (tombstones): refused from peers, never written again.
     erased: Mutex<std::collections::HashSet<DocumentId>>,
+    /// The durable truth behind this store, and what waits to be committed there.
+    mirror: Option<(SharedMirror, mirror::MirrorQueue)>,
     /// Where fleet documents live (see [`StoreOptions::fleet`]).
     fleet: Option<Store>,
 }
@@ -339,6 +350,7 @@ impl Store {
                 quarantined: Mutex::new(quarantined),
                 tickets,
                 erased: Mutex::new(erased),
+                mirror: options.mirror.map(|m| (m, mirror::MirrorQueue::default())),
                 fleet: options.fleet,
             }),
         };
@@ -413,6 +425,8 @@ impl Store {
     /// them for every document); `None` if the document holds no data here. A document
     /// loaded in memory answers from memory.
     pub fn stored_heads(&self, doc: &DocumentId) -> Result<Option<Vec<ChangeHash>>> {
+        // The engine tells peers these heads (its Hello): none while the mirror lags.
+        self.confirm_mirror()?;
         if let Some(fleet) = self.fleet_of(doc) {
             return fleet.stored_heads(doc);
         }
@@ -582,6 +596,7 @@ impl Store {
         self.persist(&mut s, change.raw_bytes())
             .and_then(|()| self.sign_local(doc, &change))
             .inspect_err(|_| self.forget(doc))?;
+        self.mirror_change(doc, &change);
         if let Some(id) = write_id {
             s.note_write(id);
         }
@@ -1064,6 +1079,7 @@ impl Store {
         if !changes.is_empty() {
             self.persist(&mut s, &concat(&changes))
                 .and_then(|()| self.sign_imported(doc, &changes))
+                .inspect(|()| changes.iter().for_each(|c| self.mirror_change(doc, c)))
                 .and_then(|()| self.learn_tickets(&s.doc))
                 .and_then(|()| self.inner.flushes.flush(&self.inner.db))
                 .inspect_err(|_| self.forget(doc))?;
@@ -1138,10 +1154,10 @@ impl Store {
         Ok(self.inner.db.size_on_disk()?)
     }
 
-    /// Flushes everything to disk.
+    /// Flushes everything to disk, then commits to the mirror (if any) what it lacks.
     pub fn flush(&self) -> Result<()> {
         self.inner.db.flush()?;
-        Ok(())
+        self.confirm_mirror()
     }
 
     /// Drops from memory the documents not used for `max_idle`; they reload on next use.
@@ -1170,6 +1186,8 @@ impl Store {
         doc: &DocumentId,
         state: &mut sync::State,
     ) -> Result<(Option<sync::Message>, Vec<StoredSignature>)> {
+        // No heads leave a store whose writes its mirror lacks.
+        self.confirm_mirror()?;
         if let Some(fleet) = self.fleet_of(doc) {
             return fleet.generate_sync(doc, state);
         }
@@ -1314,6 +1332,15 @@ impl Store {
         self.persist(&mut s, &bytes)
             .and_then(|()| self.put_signatures(doc, &records))
             .inspect_err(|_| self.forget(doc))?;
+        if self.inner.mirror.is_some() {
+            if changes.is_empty() {
+                for c in s.doc.get_changes(&before) {
+                    self.mirror_change(doc, &c);
+                }
+            } else {
+                changes.iter().for_each(|c| self.mirror_change(doc, c));
+            }
+        }
         self.learn_tickets(&s.doc)?;
         if lock(&self.inner.quarantined).remove(doc) {
             self.inner

@@ -35,12 +35,12 @@ fun main(args: Array<String>) {
     val dataDir = args.getOrNull(1) ?: Files.createTempDirectory("kiosk").toString()
     // The demo's POS, which owns the menu. A real kiosk dials the counter POS instead.
     val pos = ca?.let {
-        Outpost.open(NodeConfig(dataDir = "$dataDir/pos", certificate = it.issue("demo-site", "pos-1", "pos"), listen = "127.0.0.1:0"))
+        Outpost.openBlocking(NodeConfig(dataDir = "$dataDir/pos", certificate = it.issue("demo-site", "pos-1", "pos"), listen = "127.0.0.1:0"))
     }
-    pos?.put("menu", "/items/burger", """{"name": "Burger", "price": 950, "available": true}""")
+    pos?.putBlocking("menu", "/items/burger", """{"name": "Burger", "price": 950, "available": true}""")
 
     lateinit var node: Outpost
-    node = Outpost.open(NodeConfig(
+    node = Outpost.openBlocking(NodeConfig(
         dataDir = "$dataDir/kiosk",
         certificate = ca?.issue("demo-site", "kiosk-1", "kiosk") ?: loadDeviceCertificate(args[0]),
         role = "kiosk",
@@ -52,7 +52,7 @@ fun main(args: Array<String>) {
 
     // An order is one change, keyed by an id that no other device can pick.
     val orderId = "kiosk-1-${System.currentTimeMillis()}"
-    node.transact("orders", listOf(
+    node.transactBlocking("orders", listOf(
         TxOp.Put(path = "/$orderId", json = """{"status": "new", "items": []}"""),
         TxOp.Push(path = "/$orderId/items", json = """{"sku": "burger", "qty": 1}"""),
     ))
@@ -65,7 +65,7 @@ fun main(args: Array<String>) {
         println("kiosks do not edit the menu: ${e.message}")
     }
 
-    val status = node.status()
+    val status = node.statusBlocking()
     println(if (status.online) "badge: online, ${status.unsyncedChanges} unsynced" else "badge: offline, ${status.unsyncedChanges} unsynced")
 
     subscription.cancel()

@@ -39,7 +39,7 @@ class KioskListener(outpost.NodeListener):
 
 def show_menu(node):
     try:
-        menu = json.loads(node.get("menu", "/items") or "{}")
+        menu = json.loads(node.get_blocking("menu", "/items") or "{}")
     except outpost.OutpostError.UnknownDocument:
         menu = {}  # nothing synced yet: show "loading" until on_change fires
     for sku, item in menu.items():
@@ -53,17 +53,17 @@ def main(args):
     if demo:
         # The demo's POS, which owns the menu. A real kiosk dials the counter POS instead.
         ca = outpost.FleetCa.generate("demo")
-        pos = outpost.Outpost.open(outpost.NodeConfig(
+        pos = outpost.Outpost.open_blocking(outpost.NodeConfig(
             data_dir=f"{data_dir}/pos",
             certificate=ca.issue("demo-site", "pos-1", "pos"),
             listen="127.0.0.1:0",
         ))
-        pos.put("menu", "/items/burger", json.dumps({"name": "Burger", "price": 950}))
+        pos.put_blocking("menu", "/items/burger", json.dumps({"name": "Burger", "price": 950}))
         certificate = ca.issue("demo-site", "kiosk-1", "kiosk")
     else:
         certificate = outpost.load_device_certificate(args[0])
 
-    node = outpost.Outpost.open(outpost.NodeConfig(
+    node = outpost.Outpost.open_blocking(outpost.NodeConfig(
         data_dir=f"{data_dir}/kiosk",
         certificate=certificate,
         role="kiosk",
@@ -76,7 +76,7 @@ def main(args):
 
     # An order is one change, keyed by an id that no other device can pick.
     order_id = f"kiosk-1-{int(time.time() * 1000)}"
-    node.transact("orders", [
+    node.transact_blocking("orders", [
         outpost.TxOp.PUT(path=f"/{order_id}", json='{"status": "new", "items": []}'),
         outpost.TxOp.PUSH(path=f"/{order_id}/items", json='{"sku": "burger", "qty": 1}'),
     ])
@@ -88,7 +88,7 @@ def main(args):
     except outpost.OutpostError.NotPermitted as e:
         print("kiosks do not edit the menu:", e)
 
-    status = node.status()
+    status = node.status_blocking()
     badge = "online" if status.online else "offline"
     print(f"badge: {badge}, {status.unsynced_changes} unsynced")
 

@@ -29,7 +29,7 @@ struct KioskApp {
         let support = FileManager.default.urls(for: .applicationSupportDirectory, in: .userDomainMask)[0]
         // Provisioned once per device: cert.pem, key.pem and ca.pem of this kiosk.
         let certificate = try loadDeviceCertificate(dir: support.appendingPathComponent("outpost-cert").path)
-        let node = try await Outpost.openAsync(config: NodeConfig(
+        let node = try await Outpost.open(config: NodeConfig(
             dataDir: support.appendingPathComponent("outpost").path,
             certificate: certificate,
             role: "kiosk",
@@ -44,7 +44,7 @@ struct KioskApp {
 
         // An order: one change, keyed by an id no other device can pick.
         let orderId = "kiosk-1-\(Int(Date().timeIntervalSince1970 * 1000))"
-        try node.transact(doc: "orders", ops: [
+        try await node.transact(doc: "orders", ops: [
             .put(path: "/\(orderId)", json: #"{"status": "new", "items": []}"#),
             .push(path: "/\(orderId)/items", json: #"{"sku": "burger", "qty": 1}"#),
         ])
@@ -57,7 +57,7 @@ struct KioskApp {
             print("kiosks do not edit the menu: \(message)")
         }
 
-        let status = try node.status()
+        let status = try await node.status()
         print(status.online ? "online, \(status.unsyncedChanges) unsynced" : "offline, \(status.unsyncedChanges) unsynced")
 
         subscription.cancel()

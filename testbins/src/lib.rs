@@ -689,3 +689,6 @@ pub fn http_request(
         body: rest,
     }
 }
+
+mod pg;
+pub use pg::PgCluster;

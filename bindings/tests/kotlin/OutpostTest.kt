@@ -20,7 +20,30 @@ import java.util.concurrent.CopyOnWriteArrayList
 import java.util.concurrent.TimeUnit
 import java.util.concurrent.locks.ReentrantLock
 import kotlin.concurrent.withLock
+import dev.outpost.DeviceCertificate
+import dev.outpost.JsonCodec
+import dev.outpost.Query
+import dev.outpost.QueryFilter
+import dev.outpost.lastSync
+import dev.outpost.peersFlow
+import dev.outpost.queryFlow
+import dev.outpost.read
+import dev.outpost.statusFlow
+import dev.outpost.statusState
+import dev.outpost.waitForPeer
+import dev.outpost.watchValue
+import dev.outpost.write
+import kotlin.time.Duration.Companion.seconds
+import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.cancel
+import kotlinx.coroutines.cancelAndJoin
+import kotlinx.coroutines.channels.Channel
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
 
 const val SITE = "paris-11"
 const val TIMEOUT_MS = 10_000L
@@ -58,6 +81,22 @@ class Recorder : NodeListener {
     }
 }
 
+/** An app type, with a hand-written codec (kotlinx-serialization's runtime is not on npm). */
+data class Order(val status: String, val placedAt: Long, val total: Long)
+
+val ORDER = JsonCodec(
+    decode = { json ->
+        fun field(name: String) = Regex("\"$name\"\\s*:\\s*(\"([^\"]*)\"|-?\\d+)").find(json)
+            ?: error("no $name in $json")
+        Order(
+            status = field("status").groupValues[2],
+            placedAt = field("placedAt").groupValues[1].toLong(),
+            total = field("total").groupValues[1].toLong(),
+        )
+    },
+    encode = { o -> """{"status": "${o.status}", "placedAt": ${o.placedAt}, "total": ${o.total}}""" },
+)
+
 class Scenario(private val dir: Path) {
     private val ca = FleetCa.generate("test-fleet")
     private val nodes = mutableListOf<Outpost>()
@@ -77,7 +116,7 @@ class Scenario(private val dir: Path) {
             peers = peers,
             ticketPrefix = ticketPrefix,
         )
-        return Outpost.open(config).also { nodes.add(it) }
+        return Outpost.openBlocking(config).also { nodes.add(it) }
     }
 
     fun shutdownAll() = nodes.forEach { it.shutdownBlocking(); it.close() }
@@ -91,7 +130,7 @@ class Scenario(private val dir: Path) {
         events.waitFor("pos-1 connected") { r -> r.connected.any { it.peer == "pos-1" } }
         check(events.connected.first() == PeerIdentity(site = SITE, peer = "pos-1", role = "pos"))
 
-        pos.put("menu", "/items/burger", """{"name": "Burger", "price": 950}""")
+        pos.putBlocking("menu", "/items/burger", """{"name": "Burger", "price": 950}""")
         events.waitFor("the menu change from pos-1") { r ->
             r.changes.any { it.origin == ChangeOrigin.Remote(peer = "pos-1") }
         }
@@ -102,11 +141,12 @@ class Scenario(private val dir: Path) {
 
         // The kiosk takes an order and sells a burger; the pos sees both.
         val posEvents = Recorder()
-        pos.subscribe(posEvents)
+        // Kept: a subscription ends when its handle is closed or collected.
+        val posSubscription = pos.subscribe(posEvents)
         pos.increment("stock", "/burger", 20)
         runBlocking { check(kiosk.waitForPeer("pos-1", 5_000u)) }
         waitUntil("stock on the kiosk") { runCatching { kiosk.getInt("stock", "/burger") }.getOrNull() == 20L }
-        kiosk.transact(
+        kiosk.transactBlocking(
             "orders",
             listOf(
                 TxOp.Put(path = "/o-1", json = """{"status": "new"}"""),
@@ -130,11 +170,96 @@ class Scenario(private val dir: Path) {
         printer.ack(tickets)
         check(printer.next(50u) == null)
 
-        val status = pos.status()
+        val status = pos.statusBlocking()
         check(status.online && status.connectedPeers.map { it.peer } == listOf("kiosk-1")) { status }
 
         subscription.cancel()
         check(subscription.isCancelled())
+        posSubscription.close()
+        waitUntil("the subscriptions' tasks to end") { pos.liveTasks() == 0u && kiosk.liveTasks() == 0u }
+    }
+
+    fun streamsTypedValuesAndQueries() = runBlocking {
+        val kiosk = open("kiosk-5", "kiosk")
+        val pos = open("pos-5", "pos", peers = listOf(kiosk.localAddress()!!))
+        val day = "orders/2026-12-01"
+
+        // A live order, typed: null before the document exists, then each new value.
+        val order = Channel<Order?>(Channel.UNLIMITED)
+        val watching = launch(Dispatchers.IO) { kiosk.watchValue(day, "/orders/K5-001", ORDER).collect { order.send(it) } }
+        check(withTimeout(TIMEOUT_MS) { order.receive() } == null) { "an unsynced document reads as null" }
+        check(kiosk.read(day, "/orders/K5-001", ORDER) == null)
+        kiosk.write(day, "/orders/K5-001", Order(status = "new", placedAt = 30, total = 950), ORDER)
+        check(withTimeout(TIMEOUT_MS) { order.receive() } == Order("new", 30, 950))
+        check(kiosk.read(day, "/orders/K5-001", ORDER) == Order("new", 30, 950))
+        // Cancelling the collector ends the watch in Rust.
+        check(kiosk.liveTasks() == 1u) { "${kiosk.liveTasks()} tasks" }
+        watching.cancelAndJoin()
+        withTimeout(TIMEOUT_MS) { while (kiosk.liveTasks() != 0u) delay(10) }
+
+        // Today's new orders, sorted by time, as a list that updates itself.
+        val newOrders = Query(
+            collection = "/orders",
+            filters = listOf(QueryFilter(path = "/status", equalsJson = "\"new\"")),
+            sortBy = "/placedAt",
+            limit = 10u,
+        )
+        val lists = Channel<List<Order>>(Channel.CONFLATED)
+        val querying = launch(Dispatchers.IO) { kiosk.queryFlow(day, newOrders, ORDER).collect { lists.send(it) } }
+        suspend fun awaitList(what: String, want: List<Long>) = withTimeout(TIMEOUT_MS) {
+            var got = lists.receive()
+            while (got.map { it.placedAt } != want) got = lists.receive()
+            got
+        }
+        awaitList("the first order", listOf(30))
+        kiosk.write(day, "/orders/K5-002", Order("new", 10, 450), ORDER)
+        kiosk.write(day, "/orders/K5-003", Order("done", 20, 700), ORDER)
+        awaitList("two new orders, sorted", listOf(10, 30))
+        kiosk.putString(day, "/orders/K5-001/status", "done")
+        awaitList("one left", listOf(10))
+        querying.cancelAndJoin()
+
+        // Status and peers as flows instead of polling; durations and times as such.
+        val online = withTimeout(TIMEOUT_MS) { kiosk.statusFlow().first { it.online } }
+        check(online.connectedPeers.map { it.peer } == listOf("pos-5")) { online }
+        val peers = withTimeout(TIMEOUT_MS) { pos.peersFlow().first { it.isNotEmpty() } }
+        check(peers.map { it.peer } == listOf("kiosk-5")) { peers }
+        check(kiosk.waitForPeer("pos-5", 5.seconds))
+        val scope = CoroutineScope(Dispatchers.IO)
+        val state = kiosk.statusState(scope)
+        withTimeout(TIMEOUT_MS) { state.first { it.online } }
+        withTimeout(TIMEOUT_MS) {
+            state.first { s -> s.peers.any { p -> p.documents.any { it.lastSync != null } } }
+        }
+        scope.cancel()
+        withTimeout(TIMEOUT_MS) { while (kiosk.liveTasks() != 0u || pos.liveTasks() != 0u) delay(10) }
+
+        // The device key never shows in toString(), nor in a config that carries it.
+        val cert = ca.issue(SITE, "kiosk-6", "kiosk")
+        check("PRIVATE KEY" !in cert.toString() && "kiosk-6" in cert.toString()) { cert.toString() }
+        val config = NodeConfig(dataDir = "/tmp/x", certificate = cert)
+        check("PRIVATE KEY" !in config.toString()) { config.toString() }
+        check("PRIVATE KEY" in cert.keyPem()) { "keyPem() is the explicit way to the key" }
+        check(DeviceCertificate.fromPem(cert.certPem(), cert.keyPem(), cert.caPem()).identity().peer == "kiosk-6")
+    }
+
+    fun aSubscriptionCapturingTheNodeIsCollected() {
+        val kiosk = open("kiosk-7", "kiosk")
+        // The listener captures the node, as app code often does; only the handle is dropped.
+        fun subscribeAndForget() {
+            kiosk.subscribe(object : NodeListener {
+                override fun onChange(event: ChangeEvent) { kiosk.documents() }
+                override fun onPeerConnected(peer: PeerIdentity) {}
+                override fun onPeerDisconnected(peer: PeerIdentity) {}
+                override fun onChangeRefused(refused: RefusedChange) {}
+            })
+        }
+        subscribeAndForget()
+        check(kiosk.liveTasks() == 1u)
+        waitUntil("the garbage collector to end the forgotten subscription") {
+            System.gc()
+            kiosk.liveTasks() == 0u
+        }
     }
 
     fun ticketsComeWithTheOrder() {
@@ -146,27 +271,27 @@ class Scenario(private val dir: Path) {
         check(kiosk.transactWithTicket("orders/2026-12-01", order) == "K3-002")
         check(kiosk.getString("orders/2026-12-01", "/orders/K3-002/ticket") == "K3-002")
         expect<OutpostException.NotPermitted>("a kiosk marking an order paid") {
-            kiosk.put("orders/2026-12-01", "/orders/K3-001/payment", """{"amount": 950}""")
+            kiosk.putBlocking("orders/2026-12-01", "/orders/K3-001/payment", """{"amount": 950}""")
         }
     }
 
     fun badInputRaisesTheRightException() {
         val kiosk = open("kiosk-2", "kiosk")
-        expect<OutpostException.InvalidPath>("a path without /") { kiosk.put("orders", "o-1", "1") }
-        expect<OutpostException.InvalidJson>("bad JSON") { kiosk.put("orders", "/o-1", "{nope") }
-        expect<OutpostException.InvalidName>("a bad document name") { kiosk.put("Orders!", "/o-1", "1") }
+        expect<OutpostException.InvalidPath>("a path without /") { kiosk.putBlocking("orders", "o-1", "1") }
+        expect<OutpostException.InvalidJson>("bad JSON") { kiosk.putBlocking("orders", "/o-1", "{nope") }
+        expect<OutpostException.InvalidName>("a bad document name") { kiosk.putBlocking("Orders!", "/o-1", "1") }
         val e = expect<OutpostException.NotPermitted>("a kiosk writing the menu") {
             kiosk.putInt("menu", "/items/burger/price", 1)
         }
         check("kiosk" in e.message!!) { e.message!! }
         kiosk.putString("orders", "/o-1/status", "new")
         expect<OutpostException.WrongType>("incrementing a string") { kiosk.increment("orders", "/o-1/status", 1) }
-        expect<OutpostException.UnknownDocument>("an unknown document") { kiosk.get("stock", "/burger") }
+        expect<OutpostException.UnknownDocument>("an unknown document") { kiosk.getBlocking("stock", "/burger") }
         expect<OutpostException.InvalidConfig>("a pos certificate in a kiosk app") {
             open("pos-9", "pos", expectRole = "kiosk")
         }
         kiosk.shutdownBlocking()
-        expect<OutpostException.ShutDown>("a call after shutdown") { kiosk.get("orders", "/o-1") }
+        expect<OutpostException.ShutDown>("a call after shutdown") { kiosk.getBlocking("orders", "/o-1") }
     }
 }
 
@@ -194,6 +319,8 @@ fun main() {
         "write on one node, seen on the other" to { writeOnOneNodeSeenOnTheOther() },
         "bad input raises the right exception" to { badInputRaisesTheRightException() },
         "tickets come with the order" to { ticketsComeWithTheOrder() },
+        "streams, typed values and live queries" to { streamsTypedValuesAndQueries() },
+        "a subscription capturing the node is collected" to { aSubscriptionCapturingTheNodeIsCollected() },
     )
     var passed = 0
     var failed = 0

@@ -45,7 +45,7 @@ def open_node(tmp_path, ca):
             peers=list(peers),
             **kwargs,
         )
-        node = outpost.Outpost.open(config)
+        node = outpost.Outpost.open_blocking(config)
         nodes.append(node)
         return node
 

@@ -10,7 +10,14 @@
    parameters may be left out), and every `OutpostError.X` / `TxOp.x` / `.x` case they
    name exists. This catches a Swift example that drifted from the API.
 
-Usage: check_swift.py GENERATED_SWIFT_DIR LIBRARY SWIFT_FILE...
+4. The hand-written layer (bindings/swift/*.swift, given with --layer) parses, its calls
+   match the generated API, and the other files' calls to it match its declarations.
+
+5. The Swift package bindings/package.sh lays out (given with --package): Package.swift
+   parses, declares the targets whose paths exist, and the XCFramework's Info.plist names
+   libraries that are there with their headers and module map.
+
+Usage: check_swift.py GENERATED_SWIFT_DIR LIBRARY [--layer SWIFT_FILE]... [--package DIR] SWIFT_FILE...
 Prints one line per check and "swift: N passed, N failed"; exits 1 on any failure.
 """
 
@@ -120,8 +127,11 @@ def api_of(tree):
             body = node.child_by_field_name("body")
             if type_name is None or body is None:
                 continue
+            # An extension of a type declared elsewhere (Foundation's `Data`) adds initializers
+            # to those it has: calls to the others are not the generated API's to check.
+            extension = any(text(c) == "extension" for c in node.children[:3])
             for member in walk(body):
-                if member.type == "init_declaration":
+                if member.type == "init_declaration" and not extension:
                     functions.setdefault(text(type_name), []).append(parameters(member))
                 elif member.type == "enum_entry":
                     for c in member.children:
@@ -187,19 +197,76 @@ def check_calls(path, tree, functions, cases):
     check(f"{path.name}: {checked} calls match the generated API", not problems, "\n".join(problems))
 
 
+def check_package(pkg, generated, layers):
+    import plistlib
+
+    manifest = pkg / "Package.swift"
+    tree = parse(manifest)
+    source = manifest.read_text()
+    paths = re.findall(r'path: "([^"]+)"', source)
+    check(
+        "Package.swift names a binary target, a library target and a test target",
+        ".binaryTarget(" in source and ".target(" in source and ".testTarget(" in source and len(paths) == 3,
+        source,
+    )
+    missing = [p for p in paths if not (pkg / p).exists()]
+    check(f"the {len(paths)} target paths of Package.swift exist", not missing, f"  missing: {missing}")
+    sources = pkg / "Sources/Outpost"
+    expected = [generated / "Outpost.swift", *layers]
+    same = all((sources / f.name).exists() and (sources / f.name).read_bytes() == f.read_bytes() for f in expected)
+    check("Sources/Outpost holds the generated bindings and the async layer, as checked", same)
+    xcf = next((pkg / p for p in paths if p.endswith(".xcframework")), None)
+    problems = []
+    try:
+        info = plistlib.loads((xcf / "Info.plist").read_bytes())
+        libraries = info["AvailableLibraries"]
+        for lib in libraries:
+            slot = xcf / lib["LibraryIdentifier"]
+            for f in (slot / lib["LibraryPath"], slot / lib["HeadersPath"] / "OutpostFFI.h",
+                      slot / lib["HeadersPath"] / "module.modulemap"):
+                if not f.exists():
+                    problems.append(f"  missing: {f}")
+            modulemap = slot / lib["HeadersPath"] / "module.modulemap"
+            if modulemap.exists() and "module OutpostFFI" not in modulemap.read_text():
+                problems.append(f"  {modulemap} does not define module OutpostFFI")
+        if info.get("CFBundlePackageType") != "XFWK" or not libraries:
+            problems.append("  Info.plist is not an XCFramework's")
+    except Exception as e:  # a missing or malformed plist is a failed check, with its reason
+        problems.append(f"  {e!r}")
+    check("the XCFramework's Info.plist names libraries that are there, with headers and module map",
+          not problems, "\n".join(problems))
+
+
 def main():
-    generated, library, files = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3:]
+    generated, library, rest = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3:]
+    layers, files, package = [], [], None
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--layer":
+            layers.append(pathlib.Path(rest.pop(0)))
+        elif arg == "--package":
+            package = pathlib.Path(rest.pop(0))
+        else:
+            files.append(arg)
     check_header(generated / "OutpostFFI.h", library)
     bindings = generated / "Outpost.swift"
     functions, cases = api_of(parse(bindings))
     check(
         "the generated API has the expected entry points",
-        {"open", "openAsync", "subscribe", "shutdown", "transact", "status"} <= functions.keys()
+        {"open", "openBlocking", "subscribe", "shutdown", "transact", "status"} <= functions.keys()
         and "NotPermitted" in cases.get("OutpostError", set()),
         f"  functions: {sorted(functions)}\n  cases: {cases}",
     )
+    for layer in layers:
+        tree = parse(layer)
+        check_calls(layer, tree, functions, cases)
+        own, _ = api_of(tree)
+        for name, declarations in own.items():
+            functions.setdefault(name, []).extend(declarations)
     for f in map(pathlib.Path, files):
         check_calls(f, parse(f), functions, cases)
+    if package is not None:
+        check_package(package, generated, layers)
     passed, failed = results.count(True), results.count(False)
     print(f"swift: {passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use outpost_core::Policy;
 use outpost_transport::{SessionConfig, TransportTuning};
 use serde::Deserialize;
@@ -30,7 +30,7 @@ pub const CLOUD_DOCUMENT_STREAMS: u32 = 1024;
     about = "The outpost cloud peer: syncs every site of a fleet over QUIC with mutual TLS, \
              keeps each site's documents apart, relays between a site's devices, and serves \
              /health and Prometheus /metrics over HTTP.",
-    after_help = "Config file keys: data, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, ca_key, renew_days, \
+    after_help = "Config file keys: data, store, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, ca_key, renew_days, \
                   a [policy] table and a [limits] table (see cloud/CLI.md). Flags override environment variables, \
                   which override the file. SIGTERM or SIGINT: stop accepting, flush, exit 0."
 )]
@@ -44,6 +44,16 @@ pub struct Args {
         value_name = "DIR"
     )]
     pub data: Option<PathBuf>,
+    /// Keep every site in PostgreSQL (`postgres://user:password@host/db`), shared by several
+    /// instances; the data directory then only holds this instance's cache. Default: sled in
+    /// the data directory.
+    #[arg(
+        long,
+        env = "OUTPOST_STORE",
+        hide_env_values = true,
+        value_name = "postgres://..."
+    )]
+    pub store: Option<String>,
     /// UDP address for QUIC, e.g. `0.0.0.0:7733` or `localhost:7733`.
     #[arg(
         long,
@@ -274,6 +284,7 @@ fn resolve(setting: &str, addr: &str) -> Result<SocketAddr> {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data: Option<PathBuf>,
+    store: Option<String>,
     listen: Option<String>,
     http: Option<String>,
     ca: Option<PathBuf>,
@@ -344,6 +355,8 @@ impl SiteLimits {
 pub struct CloudConfig {
     /// Data directory (one sled database; each site in the namespace `site/<site>/`).
     pub data: PathBuf,
+    /// PostgreSQL URL: sites live there, shared by instances; `None`: sled in `data`.
+    pub store: Option<String>,
     /// UDP address for QUIC.
     pub listen: SocketAddr,
     /// TCP address for HTTP.
@@ -394,6 +407,7 @@ impl CloudConfig {
     ) -> CloudConfig {
         CloudConfig {
             data,
+            store: None,
             listen,
             http,
             ca,
@@ -463,6 +477,15 @@ impl CloudConfig {
                 .or(file.key.map(rel))
                 .ok_or_else(|| missing("key", "OUTPOST_KEY"))?,
         );
+        config.store = match args.store.or(file.store) {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Some(url)
+            }
+            Some(_) => bail!(
+                "--store takes a PostgreSQL URL, e.g. postgres://outpost:secret@db.example.com/outpost (leave it out to keep sites in the data directory)"
+            ),
+            None => None,
+        };
         if let Some(mb) = args.cache_mb.or(file.cache_mb) {
             config.cache_bytes = mb.max(1) * 1024 * 1024;
         }

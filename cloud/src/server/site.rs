@@ -53,10 +53,17 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
             identity: Some(shared.local.clone()),
             policy: shared.config.policy.clone(),
             signer: Some(shared.signer.clone()),
+            mirror: shared.pg.as_ref().map(|pg| pg.mirror(&site)),
             fleet: Some(shared.fleet.store().clone()),
             ..StoreOptions::default()
         },
-    ) {
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|store| match &shared.pg {
+        // On PostgreSQL: the site's copy here is brought up to date before any device.
+        Some(pg) => super::pg::blocking(|| pg.load(&site, &store)).map(|reg| (store, Some(reg))),
+        None => Ok((store, None)),
+    }) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the site's storage; refusing its devices");
@@ -79,6 +86,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
     // The cloud relays between devices of a site: it verifies and keeps signatures, so
     // that devices that never met the author can check its changes.
     engine_config.verifier = Some(shared.verifier.clone());
+    let (store, pg_registration) = store;
     let engine = Engine::new(store.clone(), engine_config);
     // The cloud never dials: the links layer only serves the devices' connections.
     let mut links = Links::new(engine, LinkConfig::default(), 0);
@@ -109,6 +117,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
         checked_at_load: false,
         connected: 0,
         bytes_at: None,
+        pg: pg_registration,
     };
     hooks
         .shared
@@ -139,6 +148,8 @@ struct SiteHooks {
     /// When the site's stored bytes were last measured (they are read from every chunk's
     /// length, so at most every `BYTES_EVERY`).
     bytes_at: Option<Instant>,
+    /// On PostgreSQL: keeps the site's copy current with other instances while it runs.
+    pg: Option<super::pg::Registration>,
 }
 
 /// How often a busy site measures its stored bytes for `/metrics`.
@@ -325,6 +336,11 @@ impl SiteHooks {
         }
         match store.compact(doc) {
             Ok(()) => {
+                if let Some(pg) = &self.pg {
+                    if let Err(e) = super::pg::blocking(|| pg.compact(store, doc)) {
+                        tracing::warn!(%doc, error = %e, "compaction in PostgreSQL failed (retried at the next one)");
+                    }
+                }
                 if let Err(e) = self.shared.compacted.insert(key.as_bytes(), mark) {
                     tracing::warn!(%doc, error = %e, "cannot record the compaction");
                 }

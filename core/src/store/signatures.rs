@@ -275,11 +275,12 @@ impl Store {
         doc: &DocumentId,
         records: &[SignatureRecord],
     ) -> Result<()> {
+        use super::mirror::MirrorTree;
         if let [(actor, seq, s)] = records {
             // A local commit: one insert, cheaper than a batch.
-            self.inner
-                .sigs
-                .insert(sig_key(doc, actor, *seq), sig_value(s))?;
+            let (k, v) = (sig_key(doc, actor, *seq), sig_value(s));
+            self.inner.sigs.insert(&k[..], &v[..])?;
+            self.mirror_entry(MirrorTree::Signatures, &k, &v);
             return Ok(());
         }
         if records.is_empty() {
@@ -287,7 +288,9 @@ impl Store {
         }
         let mut batch = sled::Batch::default();
         for (actor, seq, s) in records {
-            batch.insert(sig_key(doc, actor, *seq), sig_value(s));
+            let (k, v) = (sig_key(doc, actor, *seq), sig_value(s));
+            self.mirror_entry(MirrorTree::Signatures, &k, &v);
+            batch.insert(k, v);
         }
         self.inner.sigs.apply_batch(batch)?;
         Ok(())
@@ -316,6 +319,9 @@ impl Store {
         batch.insert(cert_key(key), der);
         batch.insert(peer_key(peer), &key.0[..]);
         self.inner.certs.apply_batch(batch)?;
+        use super::mirror::MirrorTree::Certificates;
+        self.mirror_entry(Certificates, &cert_key(key), der);
+        self.mirror_entry(Certificates, &peer_key(peer), &key.0);
         Ok(())
     }
 
@@ -342,7 +348,9 @@ impl Store {
     ) -> Result<bool> {
         let mut k = vec![b'r'];
         k.extend_from_slice(&record.id());
-        let old = self.inner.certs.insert(k, record.to_bytes())?;
+        let bytes = record.to_bytes();
+        let old = self.inner.certs.insert(&k[..], &bytes[..])?;
+        self.mirror_entry(super::mirror::MirrorTree::Certificates, &k, &bytes);
         if old.is_none() {
             self.inner.certs.flush()?;
         }
