@@ -4,9 +4,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use outpost_ffi::{
-    ChangeEvent, ChangeOrigin, FleetCa, NodeConfig, NodeListener, Outpost, OutpostError,
-    PeerIdentity, RefusedChange,
+    ChangeEvent, ChangeOrigin, FleetCa, NodeListener, Outpost, OutpostError, PeerIdentity,
+    RefusedChange,
 };
+
+mod common;
+use common::config;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -45,22 +48,6 @@ impl Panicky {
             changes.len()
         );
         changes.clone()
-    }
-}
-
-fn config(dir: &std::path::Path, ca: &FleetCa, peer: &str, role: &str) -> NodeConfig {
-    NodeConfig {
-        data_dir: dir.join(peer).display().to_string(),
-        certificate: ca
-            .issue("paris-11".into(), peer.into(), role.into())
-            .expect("issue"),
-        role: None,
-        listen: "127.0.0.1:0".into(),
-        peers: vec![],
-        discovery: false,
-        policy_json: None,
-        durable_writes: false,
-        ticket_prefix: None,
     }
 }
 

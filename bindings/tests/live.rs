@@ -6,9 +6,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use outpost_ffi::{
-    ChangeEvent, FleetCa, NodeConfig, NodeListener, Outpost, PeerIdentity, Query, QueryFilter,
-    RefusedChange,
+    ChangeEvent, FleetCa, NodeListener, Outpost, PeerIdentity, Query, QueryFilter, RefusedChange,
 };
+
+mod common;
+use common::config;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -34,22 +36,6 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn config(dir: &std::path::Path, ca: &FleetCa, peer: &str, role: &str) -> NodeConfig {
-    NodeConfig {
-        data_dir: dir.join(peer).display().to_string(),
-        certificate: ca
-            .issue("paris-11".into(), peer.into(), role.into())
-            .expect("issue"),
-        role: None,
-        listen: "127.0.0.1:0".into(),
-        peers: vec![],
-        discovery: false,
-        policy_json: None,
-        durable_writes: false,
-        ticket_prefix: None,
     }
 }
 

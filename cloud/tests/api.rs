@@ -27,6 +27,7 @@ write = ["pos", "head-office"]
 [policy.contexts.prices]
 read = ["pos", "kiosk"]
 write = ["head-office"]
+scope = "fleet"
 [policy.contexts.stock]
 read = ["pos", "kiosk"]
 write = ["pos", "kiosk"]
@@ -124,7 +125,7 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
 
     let (paris_d, lyon_d) = (root.join("paris"), root.join("lyon"));
     let (_paris, _) = serve("paris/pos-1", &paris_d, &paris_cert, 0, &[quic]);
-    let (_lyon, _) = serve("lyon/pos-1", &lyon_d, &lyon_cert, 0, &[quic]);
+    let (lyon, _) = serve("lyon/pos-1", &lyon_d, &lyon_cert, 0, &[quic]);
     let put = |dir: &Path, doc: &str, path: &str, value: &str| {
         on(dir, &["put", doc, path, value]).expect_ok();
     };
@@ -279,18 +280,46 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
     eventually("the paris POS sees head office's price", SYNC, || {
         (device_get(&paris_d, "menu", "/items/burger/price") == Some(json!(1050))).then_some(())
     });
-    // A fleet-wide price: the same write to every site.
-    for site in ["paris", "lyon"] {
-        let w = hq.send(
-            "PUT",
-            &format!("/api/v1/sites/{site}/documents/prices?pointer=/burger"),
-            br#"{"price": 990, "currency": "EUR"}"#,
-        );
-        assert_eq!(w.status, 200, "{}", w.text());
+    // A fleet-wide price: written once, it reaches every site.
+    let w = hq.send(
+        "PUT",
+        "/api/v1/fleet/documents/prices?pointer=/burger",
+        br#"{"price": 990, "currency": "EUR"}"#,
+    );
+    assert_eq!(w.status, 200, "{}", w.text());
+    for dir in [&paris_d, &lyon_d] {
+        eventually("each POS sees the fleet price", SYNC, || {
+            (device_get(dir, "prices", "/burger/price") == Some(json!(990))).then_some(())
+        });
     }
-    eventually("the lyon POS sees the new price", SYNC, || {
-        (device_get(&lyon_d, "prices", "/burger/price") == Some(json!(990))).then_some(())
-    });
+    let r = hq.send(
+        "GET",
+        "/api/v1/fleet/documents/prices?pointer=/burger/price",
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["value"], json!(990));
+    // A site's view of a fleet document is the one copy.
+    let r = hq.send(
+        "GET",
+        "/api/v1/sites/lyon/documents/prices?pointer=/burger/currency",
+        b"",
+    );
+    assert_eq!(r.json()["value"], json!("EUR"), "{}", r.text());
+    refused(
+        &paris_only.send(
+            "PUT",
+            "/api/v1/fleet/documents/prices?pointer=/fries",
+            b"300",
+        ),
+        403,
+        "--sites '*' --write",
+    );
+    refused(
+        &hq.send("PUT", "/api/v1/fleet/documents/menu?pointer=/x", b"1"),
+        404,
+        "not a fleet document",
+    );
     // The policy refuses head office what it refuses a head-office device.
     refused(
         &hq.send(
@@ -432,6 +461,25 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
     ] {
         assert!(spec["paths"][path].is_object(), "{path} is not in the spec");
     }
+
+    // A site whose devices all left is retired by the cloud (after its idle time); the API
+    // loads it again to answer.
+    drop(lyon);
+    eventually("the cloud retires lyon once its POS is gone", SYNC, || {
+        let (_, text) = http_get(http, "/metrics");
+        (metric(&text, "outpost_sites_loaded") == Some(1)).then_some(())
+    });
+    let r = hq.get("/api/v1/stock/burger");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let lyon_stock = r.json()["sites"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["site"] == "lyon").cloned());
+    assert_eq!(
+        lyon_stock.map(|s| s["quantity"].clone()),
+        Some(json!(5)),
+        "{}",
+        r.text()
+    );
 
     // A revoked token is refused from the next request on.
     let mut cmd = Command::new(cloud_bin());

@@ -284,12 +284,13 @@ impl Api {
             ["api", "v1", "sites"] => "sites",
             ["api", "v1", "sites", _] => "site",
             ["api", "v1", "sites", _, "documents", _, ..] => "document",
+            ["api", "v1", "fleet", "documents", _, ..] => "fleet_document",
             ["api", "v1", "export", _] => "export",
             ["api", "v1", "stock", _] => "stock",
             _ => "other",
         };
         let allowed: &[Method] = match endpoint {
-            "document" => &[Method::Get, Method::Put, Method::Delete],
+            "document" | "fleet_document" => &[Method::Get, Method::Put, Method::Delete],
             _ => &[Method::Get],
         };
         let fail = |e: ApiError| (endpoint, e);
@@ -333,6 +334,15 @@ impl Api {
                     Method::Get => self.read(&token, site, &doc, pointer),
                     Method::Put => self.write(&token, request, site, &doc, pointer, false),
                     _ => self.write(&token, request, site, &doc, pointer, true),
+                }
+            }
+            ["api", "v1", "fleet", "documents", doc @ ..] => {
+                let doc = doc.join("/");
+                let pointer = target.param("pointer").unwrap_or("");
+                match method {
+                    Method::Get => self.fleet_read(&doc, pointer),
+                    Method::Put => self.fleet_write(&token, request, &doc, pointer, false),
+                    _ => self.fleet_write(&token, request, &doc, pointer, true),
                 }
             }
             ["api", "v1", "export", context] => self.export(&token, request, context, &target),
@@ -408,6 +418,10 @@ impl Api {
     /// Takes a lease on `site` (loading it if needed).
     pub(crate) fn lease(&self, site: &SiteId) -> ApiResult<Lease> {
         let shared = &self.shared;
+        // API requests run on threads of their own: a site that is not loaded (never, or
+        // retired once its devices left) is spawned on the cloud's runtime, which must be
+        // entered here (without it, spawning panicked and the request got an empty 500).
+        let _runtime = self.runtime.enter();
         let runner = {
             let mut sites = shared.sites();
             if shared.stopping.load(Ordering::SeqCst) {
@@ -584,6 +598,70 @@ impl Api {
         ))
     }
 
+    /// Reads a fleet document (one copy for every site): any valid token may.
+    fn fleet_read(&self, doc: &str, pointer: &str) -> ApiResult<Reply> {
+        let doc = parse_doc(doc)?;
+        check_pointer(pointer)?;
+        let value = self
+            .shared
+            .fleet
+            .get(&doc, pointer)
+            .map_err(fleet_error)?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("nothing at {pointer:?} in fleet document {doc}"))
+            })?;
+        Ok(Reply::Json(
+            200,
+            json!({"doc": doc.to_string(), "pointer": pointer, "value": value}),
+        ))
+    }
+
+    /// Writes a fleet document as head office: it reaches every site. Only a token that may
+    /// write to every site (`--sites '*' --write`) may.
+    fn fleet_write(
+        &self,
+        token: &TokenEntry,
+        request: &mut Request,
+        doc: &str,
+        pointer: &str,
+        delete: bool,
+    ) -> ApiResult<Reply> {
+        if !token.write || !token.sites.iter().any(|s| s == "*") {
+            return Err(ApiError::forbidden(format!(
+                "a fleet document reaches every site: the token {} must be issued with --sites '*' --write",
+                token.name
+            )));
+        }
+        let doc = parse_doc(doc)?;
+        let path = check_pointer(pointer)?;
+        if path.tokens().is_empty() {
+            return Err(ApiError::bad_request(
+                "give ?pointer= a path inside the document, e.g. ?pointer=/burger",
+            ));
+        }
+        let role: Role = HEAD_OFFICE_ROLE
+            .parse()
+            .expect("the head-office role name is valid");
+        let fleet = &self.shared.fleet;
+        if delete {
+            if fleet.get(&doc, pointer).map_err(fleet_error)?.is_none() {
+                return Err(ApiError::not_found(format!(
+                    "nothing at {pointer} in fleet document {doc}"
+                )));
+            }
+            fleet.delete(&doc, pointer, &role)
+        } else {
+            let value = read_json_body(request)?;
+            fleet.put(&doc, pointer, &value, &role)
+        }
+        .map_err(fleet_error)?;
+        tracing::info!(%doc, pointer, token = %token.name, delete, "fleet document written through the API");
+        Ok(Reply::Json(
+            200,
+            json!({"doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
+        ))
+    }
+
     /// Refuses what the policy would refuse from a device of the head-office role.
     fn check_policy(&self, doc: &DocumentId, path: &Pointer, replaces: bool) -> ApiResult<()> {
         let role: Role = HEAD_OFFICE_ROLE
@@ -710,6 +788,18 @@ fn read_health(store: &Store) -> Value {
     }
 }
 
+/// The HTTP answer to a refused fleet read or write.
+fn fleet_error(e: super::FleetError) -> ApiError {
+    use super::FleetError as F;
+    match e {
+        F::NotFleet { .. } => ApiError::not_found(e.to_string()),
+        F::NotPermitted { .. } => ApiError::forbidden(e.to_string()),
+        F::BadPointer { .. } => ApiError::bad_request(e.to_string()),
+        F::Store { ref source, .. } => core_status(source)(e.to_string()),
+        F::Storage(_) => ApiError::internal(e.to_string()),
+    }
+}
+
 fn parse_doc(doc: &str) -> ApiResult<DocumentId> {
     doc.parse().map_err(|e| {
         ApiError::bad_request(format!(
@@ -749,20 +839,22 @@ fn read_at(store: &Store, site: &SiteId, doc: &DocumentId, pointer: &str) -> Api
 }
 
 fn core_error(site: &SiteId, doc: &DocumentId, e: outpost_core::Error) -> ApiError {
+    core_status(&e)(format!("{doc} of site {site}: {e}"))
+}
+
+/// How the API answers a store error: the caller's mistake (400), nothing there (404), the
+/// policy's refusal (403), or the cloud's own failure (500).
+fn core_status(e: &outpost_core::Error) -> fn(String) -> ApiError {
     use outpost_core::Error as E;
     match e {
         E::InvalidPath { .. }
         | E::NotFound { .. }
         | E::WrongType { .. }
         | E::IndexOutOfRange { .. }
-        | E::InvalidValue { .. } => ApiError::bad_request(format!("{doc} of site {site}: {e}")),
-        E::UnknownDocument { .. } | E::Erased { .. } => {
-            ApiError::not_found(format!("site {site}: {e}"))
-        }
-        E::NotPermitted { .. } | E::PathNotPermitted { .. } => {
-            ApiError::forbidden(format!("site {site}: {e}"))
-        }
-        other => ApiError::internal(format!("{doc} of site {site}: {other}")),
+        | E::InvalidValue { .. } => ApiError::bad_request,
+        E::UnknownDocument { .. } | E::Erased { .. } => ApiError::not_found,
+        E::NotPermitted { .. } | E::PathNotPermitted { .. } => ApiError::forbidden,
+        _ => ApiError::internal,
     }
 }
 
