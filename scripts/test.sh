@@ -35,7 +35,8 @@ step "Debian's chromium and schemathesis (pinned, in a venv under the target dir
 if [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq && apt-get install -y --no-install-recommends chromium
 fi
-python3 -m venv --help >/dev/null 2>&1 || apt-get install -y --no-install-recommends python3-venv
+# Debian's system Python creates venvs only with python3-venv (ensurepip).
+python3 -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y --no-install-recommends python3-venv; }
 VENV="${CARGO_TARGET_DIR:-target}/venv-schemathesis"
 if ! cmp -s cloud/tests/schemathesis-requirements.txt "$VENV/requirements.txt" || ! "$VENV/bin/st" --version >/dev/null 2>&1; then
   python3 -m venv "$VENV"
