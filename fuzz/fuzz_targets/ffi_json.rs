@@ -23,9 +23,9 @@ fuzz_target!(|data: &[u8]| {
         let node = Outpost::open_local(dir.path().display().to_string()).expect("local node opens");
         Target { node, _dir: dir }
     });
-    if t.node.put("fuzz".into(), path.into(), json.into()).is_ok() {
+    if t.node.put_blocking("fuzz".into(), path.into(), json.into()).is_ok() {
         let expected: serde_json::Value = serde_json::from_str(json).expect("accepted input is JSON");
-        let back = t.node.get("fuzz".into(), path.into()).expect("an accepted path reads");
+        let back = t.node.get_blocking("fuzz".into(), path.into()).expect("an accepted path reads");
         let back: serde_json::Value =
             serde_json::from_str(&back.expect("a written value is there")).expect("reads are JSON");
         assert_eq!(back, expected, "path {path:?}");
