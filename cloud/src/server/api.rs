@@ -626,7 +626,7 @@ impl Api {
         pointer: &str,
         delete: bool,
     ) -> ApiResult<Reply> {
-        if !token.write || !token.sites.iter().any(|s| s == "*") {
+        if !token.write || !token.grants_every_site() {
             return Err(ApiError::forbidden(format!(
                 "a fleet document reaches every site: the token {} must be issued with --sites '*' --write",
                 token.name

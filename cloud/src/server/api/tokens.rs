@@ -37,7 +37,12 @@ pub(crate) struct TokenEntry {
 impl TokenEntry {
     /// Whether this token may reach `site`.
     pub(crate) fn grants(&self, site: &SiteId) -> bool {
-        self.sites.iter().any(|s| s == "*" || s == site.as_str())
+        self.grants_every_site() || self.sites.iter().any(|s| s == site.as_str())
+    }
+
+    /// Whether this token was issued for every site (`--sites '*'`).
+    pub(crate) fn grants_every_site(&self) -> bool {
+        self.sites.iter().any(|s| s == "*")
     }
 }
 
@@ -85,22 +90,10 @@ fn save(data: &Path, file: &TokenFile) -> Result<()> {
     std::fs::create_dir_all(data)
         .with_context(|| format!("cannot create the data directory {}", data.display()))?;
     let p = path(data);
-    let tmp = data.join(format!("{TOKENS_FILE}.partial"));
     let bytes = serde_json::to_vec_pretty(file)?;
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &p).with_context(|| format!("cannot replace {}", p.display()))?;
+    // Whole or not at all; tempfile makes the file 0600 (only hashes, but still the owner's).
+    outpost_binsupport::write_atomically(&p, |w| w.write_all(&bytes))
+        .with_context(|| format!("cannot replace {}", p.display()))?;
     Ok(())
 }
 
@@ -172,6 +165,15 @@ mod tests {
         assert!(t.starts_with(PREFIX));
         let raw = std::fs::read_to_string(dir.path().join(TOKENS_FILE)).expect("file");
         assert!(!raw.contains(&t), "the token itself must not be stored");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(TOKENS_FILE))
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "only the owner reads the token file");
+        }
         let e = find(dir.path(), &t).expect("find").expect("issued");
         assert!(e.grants(&"paris".parse().expect("site")));
         assert!(!e.grants(&"lyon".parse().expect("site")));
