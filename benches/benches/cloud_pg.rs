@@ -11,6 +11,9 @@
 //!      between them (site `i` on instance `i % 2`),
 //!    - `local`: the reference, the same orders written into as many local stores.
 //!
+//!    `OUTPOST_CLOUD_PG_ROUNDS=N` runs N rounds of every arm in turn instead of criterion's
+//!    groups (one arm after the other), for ratios under the same load.
+//!
 //!    A fan-in is the time from the first write until every device was told that the
 //!    cloud has all its orders (on PostgreSQL an acknowledgement means the transaction
 //!    committed; on sled, that sled flushed); the time until the clouds' applied counters
@@ -92,40 +95,55 @@ fn fan_in_arms(c: &mut Criterion, rt: &Runtime, pg: &PgCluster, ca: &FleetCa) ->
     let times: BTreeMap<&str, Arm> = arms.iter().map(|(n, _)| (*n, Arm::default())).collect();
     let local_times = Mutex::new(Vec::new());
     let mut round = 0u64;
-    let mut group = c.benchmark_group(format!("cloud_pg_fanin_{sites}x{orders}"));
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(5));
-    for (name, clouds) in &arms {
+    let one = |round: u64, name: &str, clouds: &[&Cloud]| {
+        let t = rt.block_on(fan_in(clouds, ca, round, sites, orders));
         let arm = &times[name];
-        group.bench_function(*name, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    round += 1;
-                    let t = rt.block_on(fan_in(clouds, ca, round, sites, orders));
-                    arm.applied.lock().expect("samples").push(t.applied);
-                    arm.acked.lock().expect("samples").push(t.acked);
-                    total += t.acked;
-                }
-                total
-            })
-        });
-    }
-    group.bench_function("local", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let t = local(sites, orders);
-                local_times.lock().expect("samples").push(t);
-                total += t;
+        arm.applied.lock().expect("samples").push(t.applied);
+        arm.acked.lock().expect("samples").push(t.acked);
+        t.acked
+    };
+    let local_one = || {
+        let t = local(sites, orders);
+        local_times.lock().expect("samples").push(t);
+        t
+    };
+    let interleaved = env_or("OUTPOST_CLOUD_PG_ROUNDS", 0);
+    let how = if interleaved > 0 {
+        // Under a load that changes by the minute, rounds of every arm in turn compare
+        // the arms under the same load; criterion's groups run one arm after the other.
+        for _ in 0..interleaved {
+            for (name, clouds) in &arms {
+                round += 1;
+                one(round, name, clouds);
             }
-            total
-        })
-    });
-    group.finish();
+            local_one();
+        }
+        format!("{interleaved} interleaved rounds")
+    } else {
+        let mut group = c.benchmark_group(format!("cloud_pg_fanin_{sites}x{orders}"));
+        group
+            .sample_size(10)
+            .sampling_mode(SamplingMode::Flat)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(5));
+        for (name, clouds) in &arms {
+            group.bench_function(*name, |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        round += 1;
+                        total += one(round, name, clouds);
+                    }
+                    total
+                })
+            });
+        }
+        group.bench_function("local", |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| local_one()).sum())
+        });
+        group.finish();
+        "criterion, one arm after the other".to_string()
+    };
     drop(arms);
     for cloud in [sled, pg_one, pg_two_a, pg_two_b] {
         rt.block_on(cloud.shutdown()).expect("the cloud shuts down");
@@ -163,8 +181,8 @@ fn fan_in_arms(c: &mut Criterion, rt: &Runtime, pg: &PgCluster, ca: &FleetCa) ->
     let reference = rate(median(&local_times));
     let sled_rate = rate(median(&times["sled"].acked));
     let mut out = format!(
-        "fan-in of {sites} sites x {orders} orders, median orders/s until acknowledged \
-         (until applied): "
+        "fan-in of {sites} sites x {orders} orders ({how}), median orders/s until \
+         acknowledged (until applied): "
     );
     for (name, arm) in &times {
         let acked = rate(median(&arm.acked));
