@@ -263,8 +263,43 @@ async fn an_ack_means_the_database_committed() {
     assert!(rows >= 8, "the acknowledged changes are rows ({rows})");
 }
 
+/// The days of the offline catch-up: one document each.
+const DAYS: usize = 8;
+
+fn day(d: usize) -> DocumentId {
+    format!("orders/2026-11-{:02}", 20 + d)
+        .parse()
+        .expect("doc")
+}
+
+/// Orders over every day of the catch-up.
+fn orders_over_days(node: &Node) -> usize {
+    (0..DAYS)
+        .map(|d| {
+            node.store()
+                .get(&day(d), "")
+                .ok()
+                .flatten()
+                .and_then(|v| v.as_object().map(|o| o.len()))
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+async fn has_orders_over_days(node: &Node, n: usize, what: &str) {
+    within(what, async {
+        while orders_over_days(node) < n {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(orders_over_days(node), n, "{what}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instance_mid_catch_up_loses_nothing_acknowledged() {
+    const PER_DAY: usize = 50;
+    let total = DAYS * PER_DAY;
     let pg = PgCluster::start();
     let fleet = Fleet::new(&pg);
     let (a, a_addr) = fleet.instance("cloud-a");
@@ -277,13 +312,39 @@ async fn a_killed_instance_mid_catch_up_loses_nothing_acknowledged() {
     .await
     .expect("kiosk starts");
     within("kiosk on b", kiosk.wait_connected(&cloud_id())).await;
-    // The POS worked offline: a day's catch-up waits.
+    // The POS worked offline for a week: a catch-up of one document per day waits, larger
+    // than the 4 MiB a device sends before it hears acks (each order carries 32 KB of
+    // random hex notes), so a acknowledges it in steps.
     let mut offline = fleet.device("pos-1", "pos", &[a_addr]);
     offline.static_peers.clear();
     let pos = within("pos offline", Node::start(offline))
         .await
         .expect("pos");
-    write(&pos, 0, 400, "pos");
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for d in 0..DAYS {
+        for i in 0..PER_DAY {
+            // Hex of a xorshift: 4 bits of entropy per character, 16 KB once compressed.
+            let notes: String = (0..16 * 1024)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    format!("{:02x}", seed as u8)
+                })
+                .collect();
+            pos.store()
+                .put(
+                    &day(d),
+                    &format!("/pos-{i:04}"),
+                    json!({"status": "paid", "total": i, "notes": notes}),
+                    Durability::Fast,
+                )
+                .expect("a device writes offline");
+        }
+    }
+    pos.store()
+        .flush()
+        .expect("the device's disk takes the week");
     pos.shutdown().await.expect("pos stops");
 
     let pos = within(
@@ -292,14 +353,29 @@ async fn a_killed_instance_mid_catch_up_loses_nothing_acknowledged() {
     )
     .await
     .expect("pos restarts");
-    // Kill a as soon as the catch-up runs through it.
+    // Kill a as soon as it acknowledged part of the catch-up, not all of it.
     within("pos connected", pos.wait_connected(&cloud_id())).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let before = unsynced(&pos).await;
+    let before = within("a acknowledges the first day", async {
+        loop {
+            let n = unsynced(&pos).await;
+            if n < total {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
     a.signal("KILL");
-    println!("instance a killed with {before} of 400 changes unacknowledged");
+    println!(
+        "instance a killed with {before} of {total} changes unacknowledged ({})",
+        if before > 0 {
+            "mid catch-up"
+        } else {
+            "the catch-up had just ended"
+        }
+    );
     drained(&pos, "the POS fails over to b and its backlog drains").await;
-    has_orders(&kiosk, 400, "every order reaches the kiosk on b").await;
+    has_orders_over_days(&kiosk, total, "every order reaches the kiosk on b").await;
     let (_c, c_addr) = fleet.instance("cloud-c");
     let kitchen = within(
         "kitchen",
@@ -307,9 +383,9 @@ async fn a_killed_instance_mid_catch_up_loses_nothing_acknowledged() {
     )
     .await
     .expect("kitchen");
-    has_orders(
+    has_orders_over_days(
         &kitchen,
-        400,
+        total,
         "a fresh instance has every acknowledged order",
     )
     .await;
