@@ -670,8 +670,19 @@ impl<H: Hooks> Runner<H> {
     }
 }
 
+/// How long the attempt on one address of a name has before the next address is tried
+/// alongside it (RFC 8305's "connection attempt delay").
+const NEXT_ADDRESS_DELAY: Duration = Duration::from_millis(250);
+
 /// Resolves `target` (a name is resolved again on every dial: addresses change) and
-/// connects to the first address that answers.
+/// connects to an address that answers, preferring them in the resolver's order.
+///
+/// Attempts are staggered, not sequential: an address that does not answer (an instance
+/// that died) holds its handshake until QUIC's idle timeout, and the dial's own timeout is
+/// barely longer, so in sequence the addresses after a dead one got what little was left,
+/// and none after two dead ones. Here each next address starts [`NEXT_ADDRESS_DELAY`] after
+/// the previous one (at once if every attempt so far failed); the first handshake to
+/// complete wins and the others are dropped, which closes them.
 async fn dial(
     endpoint: &quinn::Endpoint,
     target: &Target,
@@ -683,32 +694,55 @@ async fn dial(
             reason: e.to_string(),
         })?
         .collect();
+    let mut addrs = addrs.into_iter();
+    let mut attempts = tokio::task::JoinSet::new();
     let mut last = None;
-    for addr in addrs {
-        let attempt = async {
-            let connecting = endpoint
-                .connect(addr, SERVER_NAME)
-                .map_err(|e| e.to_string())?;
-            connecting.await.map_err(|e| e.to_string())
-        };
-        match attempt.await {
-            Ok(conn) => {
-                return match tls::peer_info_of(&conn) {
-                    Ok(info) => Ok((conn, info)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "peer has no usable identity");
-                        CloseCode::BadIdentity.close(&conn);
-                        Err(e)
-                    }
+    loop {
+        if attempts.is_empty() {
+            // Nothing in flight: the next address now, or the dial failed.
+            let Some(addr) = addrs.next() else { break };
+            attempts.spawn(connect(endpoint.clone(), addr));
+        }
+        let more = !addrs.as_slice().is_empty();
+        tokio::select! {
+            Some(done) = attempts.join_next() => match done {
+                Ok(Ok(conn)) => {
+                    // Dropping the set aborts the attempts still running.
+                    drop(attempts);
+                    return match tls::peer_info_of(&conn) {
+                        Ok(info) => Ok((conn, info)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "peer has no usable identity");
+                            CloseCode::BadIdentity.close(&conn);
+                            Err(e)
+                        }
+                    };
+                }
+                Ok(Err(e)) => last = Some(e),
+                Err(e) => last = Some(format!("the connection attempt failed: {e}")),
+            },
+            _ = tokio::time::sleep(NEXT_ADDRESS_DELAY), if more => {
+                if let Some(addr) = addrs.next() {
+                    attempts.spawn(connect(endpoint.clone(), addr));
                 }
             }
-            Err(e) => last = Some(e),
         }
     }
     Err(Error::Dial {
         target: target.to_string(),
         reason: last.unwrap_or_else(|| "the name resolved to no address".into()),
     })
+}
+
+/// One QUIC handshake with `addr`.
+async fn connect(
+    endpoint: quinn::Endpoint,
+    addr: SocketAddr,
+) -> std::result::Result<quinn::Connection, String> {
+    let connecting = endpoint
+        .connect(addr, SERVER_NAME)
+        .map_err(|e| format!("{addr}: {e}"))?;
+    connecting.await.map_err(|e| format!("{addr}: {e}"))
 }
 
 async fn sleep_for(duration: Option<Duration>) {
