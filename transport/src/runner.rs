@@ -694,6 +694,15 @@ async fn dial(
             reason: e.to_string(),
         })?
         .collect();
+    connect_first(endpoint, target, addrs).await
+}
+
+/// Connects to one of `addrs` (the addresses of `target`), staggered as [`dial`] says.
+async fn connect_first(
+    endpoint: &quinn::Endpoint,
+    target: &Target,
+    addrs: Vec<SocketAddr>,
+) -> Result<(quinn::Connection, PeerInfo)> {
     let mut addrs = addrs.into_iter();
     let mut attempts = tokio::task::JoinSet::new();
     let mut last = None;
@@ -758,5 +767,60 @@ async fn tick(interval: Option<&mut tokio::time::Interval>) {
             i.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{DenyList, SiteRule, TransportTuning};
+    use crate::FleetCa;
+
+    /// A live address behind two that never answer (UDP sockets that nobody reads: no
+    /// handshake, no ICMP error) is reached within the timeout a node gives one dial.
+    #[tokio::test]
+    async fn a_dial_reaches_a_live_address_behind_two_dead_ones() {
+        let ca = FleetCa::generate("acme").expect("ca");
+        let cert = |peer: &str| {
+            ca.issue(&PeerInfo::parse("paris", peer, "pos").expect("id"))
+                .expect("cert")
+        };
+        let (server_cert, client_cert) = (cert("pos-1"), cert("pos-2"));
+        let filter = |c: &crate::DeviceCert| {
+            PeerFilter::new(SiteRule::for_identity(c.info()), DenyList::default())
+        };
+        let tuning = TransportTuning::default();
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = tls::endpoint(&server_cert, &filter(&server_cert), &tuning, local)
+            .expect("server endpoint");
+        let live = server.local_addr().expect("server address");
+        let accepting = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(incoming) = server.accept().await {
+                if let Ok(conn) = incoming.await {
+                    held.push(conn);
+                }
+            }
+        });
+        let dead: Vec<std::net::UdpSocket> = (0..2)
+            .map(|_| std::net::UdpSocket::bind(local).expect("bind a silent socket"))
+            .collect();
+        let mut addrs: Vec<SocketAddr> = dead
+            .iter()
+            .map(|s| s.local_addr().expect("address"))
+            .collect();
+        addrs.push(live);
+        let client = tls::endpoint(&client_cert, &filter(&client_cert), &tuning, local)
+            .expect("client endpoint");
+        // What a node gives one dial (`NodeConfig`'s handshake timeout).
+        let budget = tuning.idle_timeout + Duration::from_secs(1);
+        let target = Target::new("cloud.example.test:7733");
+        let (conn, info) = tokio::time::timeout(budget, connect_first(&client, &target, addrs))
+            .await
+            .expect("the live address is reached within one dial's timeout")
+            .expect("the dial succeeds");
+        assert_eq!(info.peer.to_string(), "pos-1");
+        assert_eq!(conn.remote_address(), live);
+        accepting.abort();
     }
 }
