@@ -22,6 +22,16 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     fi
 fi
 
+step "iproute2 for the DNS failover test (it makes a network namespace of its own, as root)"
+if ! command -v ip >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y --no-install-recommends iproute2
+    else
+        echo "iproute2 (ip) is missing: run as root, or apt-get install iproute2" >&2
+        exit 1
+    fi
+fi
+
 step "format"
 cargo fmt --all --check
 

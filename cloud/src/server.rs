@@ -159,6 +159,13 @@ impl Shared {
             .erase(doc.clone())
             .await
             .with_context(|| format!("the task of site {site} stopped"))??;
+        if let Some(pg) = &self.pg {
+            // The erasure list is committed (the runner flushed it); now the rows go.
+            let rows = pg::blocking(|| pg.erase(site.as_str(), doc))
+                .map_err(|e| anyhow::anyhow!("{doc} is erased on this instance, but not yet in PostgreSQL: {e}; run the erase again"))?;
+            tracing::info!(%site, %doc, rows, "erased from PostgreSQL");
+            return Ok(held || rows > 0);
+        }
         Ok(held)
     }
 
@@ -167,6 +174,12 @@ impl Shared {
     /// to every loaded site, whose engine closes the device's links and relays it to the
     /// site's devices. Sites loaded later take every stored one. Returns whether it was new.
     pub(crate) fn learn_revocation(&self, record: SignedRevocation) -> Result<bool> {
+        self.learn(record, true)
+    }
+
+    /// [`Shared::learn_revocation`]; `publish`: also commit it to PostgreSQL for the other
+    /// instances (false for one that came from there).
+    fn learn(&self, record: SignedRevocation, publish: bool) -> Result<bool> {
         let id = record.id();
         if self.revocations.contains_key(id)? {
             return Ok(false);
@@ -187,6 +200,11 @@ impl Shared {
                 "the cloud keeps {} revocations already",
                 outpost_core::revocation::MAX_REVOCATIONS
             );
+        }
+        if let (Some(pg), true) = (&self.pg, publish) {
+            // Every instance refuses the device, or the operator hears it failed.
+            pg::blocking(|| pg.publish_revocation(id.as_ref(), &record.to_bytes()))
+                .map_err(|e| anyhow::anyhow!("cannot commit the revocation to PostgreSQL: {e}"))?;
         }
         self.revocations.insert(id, record.to_bytes())?;
         self.revocations.flush()?;
@@ -241,13 +259,15 @@ pub struct Cloud {
     control: Option<control::Control>,
     /// Hands changes of fleet documents to every loaded site.
     fleet_task: JoinHandle<()>,
+    /// On PostgreSQL: keeps the fleet documents current with the other instances.
+    _fleet_registration: Option<pg::Registration>,
 }
 
 impl Cloud {
     /// Opens the database, binds QUIC and HTTP, and starts accepting devices of every site.
     ///
     /// Must be called within a multi-threaded tokio runtime.
-    pub async fn start(mut config: CloudConfig) -> Result<Cloud> {
+    pub async fn start(config: CloudConfig) -> Result<Cloud> {
         let read = |p: &std::path::Path, what: &str| {
             std::fs::read_to_string(p).with_context(|| {
                 format!(
@@ -274,6 +294,9 @@ impl Cloud {
             );
         }
         let deny = DenyList::parse(&config.deny).context("invalid deny list")?;
+        // The sled database: the whole truth, or on PostgreSQL this instance's working copy.
+        // The data directory keeps the rest either way (API tokens, the control socket).
+        let mut db_path = config.data.clone();
         let pg = match &config.store {
             None => None,
             Some(url) => {
@@ -285,7 +308,7 @@ impl Cloud {
                         format!("cannot empty the cache directory {}", cache.display())
                     })?;
                 }
-                config.data = cache;
+                db_path = cache;
                 let url = url.clone();
                 let sites = tokio::task::spawn_blocking(move || pg::PgSites::open(&url))
                     .await
@@ -294,7 +317,7 @@ impl Cloud {
                 Some(sites)
             }
         };
-        let db = open_db(&config)?;
+        let db = open_db(&db_path, config.cache_bytes)?;
         let filter = PeerFilter::new(SiteRule::AnySite, deny);
         let endpoint = endpoint(&cert, &filter, &config.tuning, config.listen)?;
         let quic_addr = endpoint
@@ -326,8 +349,14 @@ impl Cloud {
             .open_tree("cloud/revocations")
             .context("cannot open the cloud's revocations in the data directory")?;
         let signer: outpost_core::signing::SharedSigner = Arc::new(signer);
-        let fleet = Fleet::open(&db, &local, &config.policy, signer.clone())
-            .context("cannot open the fleet documents in the data directory")?;
+        let fleet = Fleet::open(
+            &db,
+            &local,
+            &config.policy,
+            signer.clone(),
+            pg.as_ref().map(|pg| pg.mirror(pg::FLEET_KEY)),
+        )
+        .context("cannot open the fleet documents in the data directory")?;
         let shared = Arc::new(Shared {
             db,
             pg,
@@ -350,6 +379,35 @@ impl Cloud {
                 shared.filter.add_revocation(r);
             }
         }
+        // On PostgreSQL: the fleet documents and the revocations other instances committed,
+        // before any device is accepted; notifications keep them current from then on.
+        let fleet_registration = match &shared.pg {
+            None => None,
+            Some(pg) => {
+                let weak = Arc::downgrade(&shared);
+                pg.on_revocation(move |bytes| {
+                    let Some(shared) = weak.upgrade() else { return };
+                    match SignedRevocation::from_bytes(bytes) {
+                        Ok(record) => {
+                            if let Err(e) = shared.learn(record, false) {
+                                tracing::error!(error = %e, "a revocation from PostgreSQL was not taken");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "an unreadable revocation in PostgreSQL is ignored")
+                        }
+                    }
+                });
+                let (pg, store) = (pg.clone(), shared.fleet.store().clone());
+                let registration =
+                    tokio::task::spawn_blocking(move || pg.load(pg::FLEET_KEY, &store))
+                        .await
+                        .context("loading the fleet documents stopped")?
+                        .map_err(|e| anyhow::anyhow!(e))
+                        .context("cannot load the fleet documents from PostgreSQL")?;
+                Some(registration)
+            }
+        };
         let http = Http::start(shared.config.http, shared.clone())?;
         let span = tracing::info_span!("cloud", peer = %local.peer);
         let accept_task =
@@ -365,6 +423,7 @@ impl Cloud {
             http,
             control,
             fleet_task,
+            _fleet_registration: fleet_registration,
         })
     }
 
@@ -441,11 +500,11 @@ impl Cloud {
     }
 }
 
-fn open_db(config: &CloudConfig) -> Result<sled::Db> {
+fn open_db(path: &std::path::Path, cache_bytes: u64) -> Result<sled::Db> {
     let opened = std::panic::catch_unwind(|| {
         let sled_config = sled::Config::new()
-            .path(&config.data)
-            .cache_capacity(config.cache_bytes)
+            .path(path)
+            .cache_capacity(cache_bytes)
             .flush_every_ms(Some(100));
         // sled releases its file lock from a background thread a moment after the previous
         // owner closed the database (a restart, or a tool that just wrote to it).
@@ -466,11 +525,11 @@ fn open_db(config: &CloudConfig) -> Result<sled::Db> {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!(
             "cannot open the data directory {}; check that it is writable and not used by another outpost-cloud",
-            config.data.display()
+            path.display()
         ))),
         Err(_) => bail!(
             "the data directory {} is corrupt; restore a backup or start from an empty directory (devices sync everything again)",
-            config.data.display()
+            path.display()
         ),
     }
 }

@@ -10,6 +10,7 @@
 //! `core/docs/design.md` for the protocol, the flow control and the trust rules.
 
 mod persist;
+pub(crate) use self::persist::PROGRESS_PREFIX;
 pub mod reconcile;
 mod revocations;
 mod signatures;
@@ -577,7 +578,12 @@ impl Engine {
     }
 
     /// A document was changed locally: offer the change to every connected peer that may read it.
+    /// An erasure list imported here (by another writer of the store's mirror: another cloud
+    /// instance) is carried out first, as one received from a peer is.
     pub fn handle_local_change(&mut self, doc: &DocumentId, now: Timestamp) {
+        if is_erasure_list(doc) {
+            self.apply_erasures();
+        }
         self.known.insert(doc.clone());
         self.mark_unsynced(doc, None, now);
         let peers: Vec<PeerId> = self.peers.keys().cloned().collect();

@@ -1154,10 +1154,15 @@ impl Store {
         Ok(self.inner.db.size_on_disk()?)
     }
 
-    /// Flushes everything to disk, then commits to the mirror (if any) what it lacks.
+    /// Flushes everything to disk, then commits to the mirror (if any) what it lacks, the
+    /// lazy sync bookkeeping included.
     pub fn flush(&self) -> Result<()> {
         self.inner.db.flush()?;
-        self.confirm_mirror()
+        if let Some(fleet) = &self.inner.fleet {
+            // Fleet documents received through this store are queued in the fleet's.
+            fleet.commit_mirror()?;
+        }
+        self.commit_mirror()
     }
 
     /// Drops from memory the documents not used for `max_idle`; they reload on next use.
@@ -1373,7 +1378,11 @@ impl Store {
         state: &sync::State,
     ) -> Result<()> {
         let key = format!("{peer}\0{doc}");
-        self.inner.sync.insert(key.as_bytes(), state.encode())?;
+        let encoded = state.encode();
+        self.inner.sync.insert(key.as_bytes(), &encoded[..])?;
+        // Shared with the other writers of a mirror: a device that reconnects to another
+        // cloud instance resumes from this state.
+        self.mirror_lazy(MirrorTree::SyncStates, key.as_bytes(), &encoded);
         Ok(())
     }
 

@@ -255,6 +255,33 @@ impl PgStore {
         self.block(async move { compact(&pool, &site, &doc, &saved, covers).await })?
     }
 
+    /// Deletes every change and snapshot of `doc` in `site` (an erasure: the document is
+    /// gone from the database, not only from the instances' copies). Returns the rows
+    /// deleted. Blocks.
+    pub fn erase(&self, site: &str, doc: &str) -> Result<u64, PgError> {
+        let pool = self.inner.pool.clone();
+        let (site, doc) = (site.to_string(), doc.to_string());
+        self.block(async move {
+            let mut client = get(&pool).await?;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(query("starting an erasure"))?;
+            let mut rows = 0;
+            for sql in [
+                "DELETE FROM changes WHERE site = $1 AND doc = $2",
+                "DELETE FROM snapshots WHERE site = $1 AND doc = $2",
+            ] {
+                rows += tx
+                    .execute(sql, &[&site, &doc])
+                    .await
+                    .map_err(query("erasing a document"))?;
+            }
+            tx.commit().await.map_err(query("committing an erasure"))?;
+            Ok(rows)
+        })?
+    }
+
     /// Bytes the site's rows hold (changes, snapshots, entries), without indexes.
     pub fn site_bytes(&self, site: &str) -> Result<i64, PgError> {
         let pool = self.inner.pool.clone();

@@ -379,17 +379,34 @@ pub fn serve(
     port: u16,
     peers: &[SocketAddr],
 ) -> (Proc, SocketAddr) {
+    let peers: Vec<String> = peers.iter().map(ToString::to_string).collect();
+    let peers: Vec<&str> = peers.iter().map(String::as_str).collect();
+    serving(
+        name,
+        serve_command(dir, cert, &format!("127.0.0.1:{port}"), &peers),
+    )
+}
+
+/// The command line `outpost --data DIR --cert-dir CERT serve --listen LISTEN --peer ...`
+/// (peers by address or by name), for [`serving`].
+pub fn serve_command(dir: &Path, cert: &Path, listen: &str, peers: &[&str]) -> Command {
     let mut cmd = Command::new(outpost_bin());
     cmd.arg("--data")
         .arg(dir)
         .arg("--cert-dir")
         .arg(cert)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["serve", "--listen", listen])
         .env_remove("OUTPOST_DATA")
         .env("RUST_LOG", "info,outpost_transport=debug");
     for p in peers {
-        cmd.args(["--peer", &p.to_string()]);
+        cmd.args(["--peer", p]);
     }
+    cmd
+}
+
+/// Starts an `outpost ... serve` command line and waits until it serves: returns it with
+/// the address it serves on.
+pub fn serving(name: &str, cmd: Command) -> (Proc, SocketAddr) {
     let proc = Proc::spawn(name, cmd);
     let line = proc.wait_line("out: serving ", Duration::from_secs(30));
     let addr = line
@@ -442,8 +459,24 @@ pub fn start_cloud_with(
     data: &Path,
     extra: &[&str],
 ) -> (Proc, SocketAddr, SocketAddr) {
+    let cloud = Proc::spawn(
+        "cloud",
+        cloud_command(cert_dir, data, "127.0.0.1:0", "127.0.0.1:0", extra),
+    );
+    let (quic, http) = cloud_addresses(&cloud);
+    (cloud, quic, http)
+}
+
+/// The command line of [`start_cloud_with`], listening on `listen` (QUIC) and `http`.
+pub fn cloud_command(
+    cert_dir: &Path,
+    data: &Path,
+    listen: &str,
+    http: &str,
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(cloud_bin());
-    cmd.args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+    cmd.args(["--listen", listen, "--http", http])
         .arg("--data")
         .arg(data)
         .arg("--ca")
@@ -454,9 +487,7 @@ pub fn start_cloud_with(
         .arg(cert_dir.join("key.pem"))
         .args(extra)
         .env("RUST_LOG", "info");
-    let cloud = Proc::spawn("cloud", cmd);
-    let (quic, http) = cloud_addresses(&cloud);
-    (cloud, quic, http)
+    cmd
 }
 
 /// Waits until a spawned `outpost-cloud` says it started; returns its QUIC and HTTP
@@ -690,5 +721,7 @@ pub fn http_request(
     }
 }
 
+mod netns;
 mod pg;
+pub use netns::Netns;
 pub use pg::PgCluster;

@@ -670,8 +670,19 @@ impl<H: Hooks> Runner<H> {
     }
 }
 
+/// How long the attempt on one address of a name has before the next address is tried
+/// alongside it (RFC 8305's "connection attempt delay").
+const NEXT_ADDRESS_DELAY: Duration = Duration::from_millis(250);
+
 /// Resolves `target` (a name is resolved again on every dial: addresses change) and
-/// connects to the first address that answers.
+/// connects to an address that answers, preferring them in the resolver's order.
+///
+/// Attempts are staggered, not sequential: an address that does not answer (an instance
+/// that died) holds its handshake until QUIC's idle timeout, and the dial's own timeout is
+/// barely longer, so in sequence the addresses after a dead one got what little was left,
+/// and none after two dead ones. Here each next address starts [`NEXT_ADDRESS_DELAY`] after
+/// the previous one (at once if every attempt so far failed); the first handshake to
+/// complete wins and the others are dropped, which closes them.
 async fn dial(
     endpoint: &quinn::Endpoint,
     target: &Target,
@@ -683,32 +694,64 @@ async fn dial(
             reason: e.to_string(),
         })?
         .collect();
+    connect_first(endpoint, target, addrs).await
+}
+
+/// Connects to one of `addrs` (the addresses of `target`), staggered as [`dial`] says.
+async fn connect_first(
+    endpoint: &quinn::Endpoint,
+    target: &Target,
+    addrs: Vec<SocketAddr>,
+) -> Result<(quinn::Connection, PeerInfo)> {
+    let mut addrs = addrs.into_iter();
+    let mut attempts = tokio::task::JoinSet::new();
     let mut last = None;
-    for addr in addrs {
-        let attempt = async {
-            let connecting = endpoint
-                .connect(addr, SERVER_NAME)
-                .map_err(|e| e.to_string())?;
-            connecting.await.map_err(|e| e.to_string())
-        };
-        match attempt.await {
-            Ok(conn) => {
-                return match tls::peer_info_of(&conn) {
-                    Ok(info) => Ok((conn, info)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "peer has no usable identity");
-                        CloseCode::BadIdentity.close(&conn);
-                        Err(e)
-                    }
+    loop {
+        if attempts.is_empty() {
+            // Nothing in flight: the next address now, or the dial failed.
+            let Some(addr) = addrs.next() else { break };
+            attempts.spawn(connect(endpoint.clone(), addr));
+        }
+        let more = !addrs.as_slice().is_empty();
+        tokio::select! {
+            Some(done) = attempts.join_next() => match done {
+                Ok(Ok(conn)) => {
+                    // Dropping the set aborts the attempts still running.
+                    drop(attempts);
+                    return match tls::peer_info_of(&conn) {
+                        Ok(info) => Ok((conn, info)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "peer has no usable identity");
+                            CloseCode::BadIdentity.close(&conn);
+                            Err(e)
+                        }
+                    };
+                }
+                Ok(Err(e)) => last = Some(e),
+                Err(e) => last = Some(format!("the connection attempt failed: {e}")),
+            },
+            _ = tokio::time::sleep(NEXT_ADDRESS_DELAY), if more => {
+                if let Some(addr) = addrs.next() {
+                    attempts.spawn(connect(endpoint.clone(), addr));
                 }
             }
-            Err(e) => last = Some(e),
         }
     }
     Err(Error::Dial {
         target: target.to_string(),
         reason: last.unwrap_or_else(|| "the name resolved to no address".into()),
     })
+}
+
+/// One QUIC handshake with `addr`.
+async fn connect(
+    endpoint: quinn::Endpoint,
+    addr: SocketAddr,
+) -> std::result::Result<quinn::Connection, String> {
+    let connecting = endpoint
+        .connect(addr, SERVER_NAME)
+        .map_err(|e| format!("{addr}: {e}"))?;
+    connecting.await.map_err(|e| format!("{addr}: {e}"))
 }
 
 async fn sleep_for(duration: Option<Duration>) {
@@ -724,5 +767,60 @@ async fn tick(interval: Option<&mut tokio::time::Interval>) {
             i.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{DenyList, SiteRule, TransportTuning};
+    use crate::FleetCa;
+
+    /// A live address behind two that never answer (UDP sockets that nobody reads: no
+    /// handshake, no ICMP error) is reached within the timeout a node gives one dial.
+    #[tokio::test]
+    async fn a_dial_reaches_a_live_address_behind_two_dead_ones() {
+        let ca = FleetCa::generate("acme").expect("ca");
+        let cert = |peer: &str| {
+            ca.issue(&PeerInfo::parse("paris", peer, "pos").expect("id"))
+                .expect("cert")
+        };
+        let (server_cert, client_cert) = (cert("pos-1"), cert("pos-2"));
+        let filter = |c: &crate::DeviceCert| {
+            PeerFilter::new(SiteRule::for_identity(c.info()), DenyList::default())
+        };
+        let tuning = TransportTuning::default();
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = tls::endpoint(&server_cert, &filter(&server_cert), &tuning, local)
+            .expect("server endpoint");
+        let live = server.local_addr().expect("server address");
+        let accepting = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(incoming) = server.accept().await {
+                if let Ok(conn) = incoming.await {
+                    held.push(conn);
+                }
+            }
+        });
+        let dead: Vec<std::net::UdpSocket> = (0..2)
+            .map(|_| std::net::UdpSocket::bind(local).expect("bind a silent socket"))
+            .collect();
+        let mut addrs: Vec<SocketAddr> = dead
+            .iter()
+            .map(|s| s.local_addr().expect("address"))
+            .collect();
+        addrs.push(live);
+        let client = tls::endpoint(&client_cert, &filter(&client_cert), &tuning, local)
+            .expect("client endpoint");
+        // What a node gives one dial (`NodeConfig`'s handshake timeout).
+        let budget = tuning.idle_timeout + Duration::from_secs(1);
+        let target = Target::new("cloud.example.test:7733");
+        let (conn, info) = tokio::time::timeout(budget, connect_first(&client, &target, addrs))
+            .await
+            .expect("the live address is reached within one dial's timeout")
+            .expect("the dial succeeds");
+        assert_eq!(info.peer.to_string(), "pos-1");
+        assert_eq!(conn.remote_address(), live);
+        accepting.abort();
     }
 }

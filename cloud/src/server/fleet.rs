@@ -81,11 +81,14 @@ pub struct Fleet {
 
 impl Fleet {
     /// The fleet store in `db` (namespace `fleet/`), written as `local` (the cloud).
+    /// With `mirror` (the cloud on PostgreSQL), the database holds the truth and the store
+    /// in `db` is this instance's copy.
     pub(crate) fn open(
         db: &sled::Db,
         local: &outpost_core::PeerInfo,
         policy: &Policy,
         signer: outpost_core::signing::SharedSigner,
+        mirror: Option<outpost_core::SharedMirror>,
     ) -> outpost_core::Result<Fleet> {
         let store = Store::on_db(
             db.clone(),
@@ -94,6 +97,7 @@ impl Fleet {
                 identity: Some(local.clone()),
                 policy: policy.clone(),
                 signer: Some(signer),
+                mirror,
                 ..StoreOptions::default()
             },
         )?;

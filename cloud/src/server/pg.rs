@@ -9,14 +9,20 @@
 //! - a site loads from the database when its first device connects on this instance;
 //! - every commit notifies the site on a channel; the instances that hold the site fetch
 //!   what they lack and write it to their copy, announced like an import, so the site's
-//!   runner offers it to the devices connected there at once. No instance needs another.
+//!   runner offers it to the devices connected there at once. No instance needs another;
+//! - the fleet documents (one store for every site, see `fleet.rs`) are mirrored the same
+//!   way under the key [`FLEET_KEY`], held by every instance from its start; so are the
+//!   revocations signed by the fleet CA: one learnt by any instance is refused by all;
+//! - the sync state and progress per (device, document) go to the database too (with the
+//!   next commit of changes, or within [`RECHECK`]): a device that reconnects to another
+//!   instance resumes where it left off instead of from the beginning.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use outpost_core::{
     ChangeHash, DocumentId, Mirror, MirrorBatch, MirrorTree, MirroredChange, MirroredEntry,
-    SharedMirror, SiteId, Store,
+    SharedMirror, Store,
 };
 use outpost_pgstore::{Batch, ChangeRow, EntryRow, Fetched, PgStore};
 
@@ -27,18 +33,32 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// How often every site held here is compared with the database, notified or not.
 const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The key of the fleet documents and fleet-wide records in the database, where a site's
+/// id goes otherwise (no site id has a `/`).
+pub(crate) const FLEET_KEY: &str = super::fleet::FLEET_NAMESPACE;
+
+/// The entry tree of revocations signed by the fleet CA, under [`FLEET_KEY`] (above the
+/// codes of [`MirrorTree`], which a store's own entries use).
+const REVOCATIONS_TREE: i16 = 16;
+
+/// What an instance does with a revocation another instance committed.
+type OnRevocation = Box<dyn Fn(&[u8]) + Send + Sync>;
+
 /// The database and the sites this instance holds.
 pub(crate) struct PgSites {
     db: PgStore,
-    sites: Mutex<HashMap<SiteId, Arc<SiteSync>>>,
+    /// By key in the database: a site's id, or [`FLEET_KEY`].
+    sites: Mutex<HashMap<String, Arc<SiteSync>>>,
     /// How far each site unloaded here had caught up (its cache stays on disk).
-    unloaded: Mutex<HashMap<SiteId, i64>>,
+    unloaded: Mutex<HashMap<String, i64>>,
+    on_revocation: std::sync::OnceLock<OnRevocation>,
     _listener: outpost_pgstore::Listener,
 }
 
-/// A site held by this instance: its store, and the last commit number it took in.
+/// A site (or the fleet) held by this instance: its store, and the last commit number it
+/// took in.
 struct SiteSync {
-    site: SiteId,
+    site: String,
     store: Store,
     upto: Mutex<i64>,
 }
@@ -46,7 +66,7 @@ struct SiteSync {
 /// Keeps a site registered for notifications while its task runs.
 pub(crate) struct Registration {
     sites: Arc<PgSites>,
-    site: SiteId,
+    site: String,
 }
 
 impl Drop for Registration {
@@ -74,7 +94,7 @@ impl Registration {
         let saved = store.export(doc).map_err(|e| e.to_string())?;
         self.sites
             .db
-            .compact(self.site.as_str(), &doc.to_string(), &saved, *upto)
+            .compact(&self.site, &doc.to_string(), &saved, *upto)
             .map_err(|e| e.to_string())
     }
 }
@@ -91,6 +111,7 @@ impl PgSites {
             db,
             sites: Mutex::new(HashMap::new()),
             unloaded: Mutex::new(HashMap::new()),
+            on_revocation: std::sync::OnceLock::new(),
             _listener: listener,
         });
         let weak = Arc::downgrade(&sites);
@@ -101,31 +122,62 @@ impl PgSites {
         Ok(sites)
     }
 
-    /// The mirror of `site`'s store.
-    pub(crate) fn mirror(self: &Arc<Self>, site: &SiteId) -> SharedMirror {
+    /// The mirror of the store of `site` (a site's id, or [`FLEET_KEY`]).
+    pub(crate) fn mirror(self: &Arc<Self>, site: &str) -> SharedMirror {
         Arc::new(SiteMirror {
             sites: std::panic::AssertUnwindSafe(self.clone()),
-            site: site.clone(),
+            site: site.to_string(),
         })
     }
 
-    /// Registers the site's store and brings it up to date with the database; from then on
-    /// notifications keep it current. Blocks.
+    /// What to do with each revocation another instance commits (and with those in the
+    /// database when the fleet loads): set once, before the fleet is loaded.
+    pub(crate) fn on_revocation(&self, f: impl Fn(&[u8]) + Send + Sync + 'static) {
+        let _ = self.on_revocation.set(Box::new(f));
+    }
+
+    /// Commits a revocation signed by the fleet CA (`record`, under its `id`) for every
+    /// instance: they refuse the device from then on. Blocks.
+    pub(crate) fn publish_revocation(&self, id: &[u8], record: &[u8]) -> Result<(), String> {
+        let batch = Batch {
+            changes: Vec::new(),
+            entries: vec![EntryRow {
+                tree: REVOCATIONS_TREE,
+                key: id.to_vec(),
+                value: record.to_vec(),
+            }],
+        };
+        self.db
+            .commit(FLEET_KEY, &batch)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Deletes `doc` of `site` from the database (after the site erased it: its erasure list
+    /// tells the other instances and every device). Blocks.
+    pub(crate) fn erase(&self, site: &str, doc: &DocumentId) -> Result<u64, String> {
+        self.db
+            .erase(site, &doc.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Registers the store of `site` (a site's id, or [`FLEET_KEY`]) and brings it up to
+    /// date with the database; from then on notifications keep it current. Blocks.
     pub(crate) fn load(
         self: &Arc<Self>,
-        site: &SiteId,
+        site: &str,
         store: &Store,
     ) -> Result<Registration, String> {
         let upto = lock(&self.unloaded).remove(site).unwrap_or(0);
         let sync = Arc::new(SiteSync {
-            site: site.clone(),
+            site: site.to_string(),
             store: store.clone(),
             upto: Mutex::new(upto),
         });
-        lock(&self.sites).insert(site.clone(), sync.clone());
+        lock(&self.sites).insert(site.to_string(), sync.clone());
         let registration = Registration {
             sites: self.clone(),
-            site: site.clone(),
+            site: site.to_string(),
         };
         let added = self.catch_up(&sync)?;
         tracing::debug!(added, "site loaded from PostgreSQL");
@@ -137,10 +189,19 @@ impl PgSites {
         let mut upto = lock(&sync.upto);
         let fetched = self
             .db
-            .fetch(sync.site.as_str(), *upto)
+            .fetch(&sync.site, *upto)
             .map_err(|e| e.to_string())?;
         if fetched.upto <= *upto {
             return Ok(0);
+        }
+        if let Some(learn) = self.on_revocation.get() {
+            for e in fetched
+                .entries
+                .iter()
+                .filter(|e| e.tree == REVOCATIONS_TREE)
+            {
+                learn(&e.value);
+            }
         }
         let added = sync
             .store
@@ -155,15 +216,22 @@ fn catch_up_loop(
     sites: std::sync::Weak<PgSites>,
     woken: std::sync::mpsc::Receiver<Option<String>>,
 ) {
+    let mut last_pass = std::time::Instant::now();
     loop {
-        // A safety net beside notifications: every site held here is looked at now and then.
-        let first = match woken.recv_timeout(RECHECK) {
+        // A safety net beside notifications: every site held here is looked at now and then,
+        // however busy the channel is.
+        let wait = RECHECK.saturating_sub(last_pass.elapsed());
+        let first = match woken.recv_timeout(wait) {
             Ok(site) => site,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         };
+        let periodic = last_pass.elapsed() >= RECHECK;
+        if periodic {
+            last_pass = std::time::Instant::now();
+        }
         // Notifications that arrived together are taken in together: one fetch per site.
-        let mut all = first.is_none();
+        let mut all = first.is_none() || periodic;
         let mut names: HashSet<String> = first.into_iter().collect();
         while let Ok(next) = woken.try_recv() {
             match next {
@@ -176,12 +244,19 @@ fn catch_up_loop(
         let Some(sites) = sites.upgrade() else { return };
         let held: Vec<Arc<SiteSync>> = lock(&sites.sites)
             .values()
-            .filter(|s| all || names.contains(s.site.as_str()))
+            .filter(|s| all || names.contains(&s.site))
             .cloned()
             .collect();
         for s in held {
             let span = tracing::debug_span!("site", site = %s.site);
             let _enter = span.enter();
+            // The sync bookkeeping of the site's devices (lazy: it rides along with changes)
+            // reaches the database within RECHECK, for an instance that takes a device over.
+            if periodic {
+                if let Err(e) = s.store.commit_mirror() {
+                    tracing::warn!(error = %e, "cannot commit sync states to PostgreSQL; retrying");
+                }
+            }
             match sites.catch_up(&s) {
                 Ok(0) => {}
                 Ok(added) => tracing::debug!(added, "changes from other instances taken in"),
@@ -237,7 +312,7 @@ struct SiteMirror {
     /// A panic while committing leaves the queue as it was (the batch goes back on error
     /// only; a panic loses nothing that was acknowledged, since nothing was).
     sites: std::panic::AssertUnwindSafe<Arc<PgSites>>,
-    site: SiteId,
+    site: String,
 }
 
 impl std::fmt::Debug for SiteMirror {
@@ -273,7 +348,7 @@ impl Mirror for SiteMirror {
         let seq = self
             .sites
             .db
-            .commit(self.site.as_str(), &rows)
+            .commit(&self.site, &rows)
             .map_err(|e| e.to_string())?;
         // Our own commit, right after everything this copy took in: nothing to fetch for it.
         if let Some(s) = lock(&self.sites.sites).get(&self.site).cloned() {

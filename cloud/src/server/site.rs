@@ -53,7 +53,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
             identity: Some(shared.local.clone()),
             policy: shared.config.policy.clone(),
             signer: Some(shared.signer.clone()),
-            mirror: shared.pg.as_ref().map(|pg| pg.mirror(&site)),
+            mirror: shared.pg.as_ref().map(|pg| pg.mirror(site.as_str())),
             fleet: Some(shared.fleet.store().clone()),
             ..StoreOptions::default()
         },
@@ -61,7 +61,9 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
     .map_err(|e| e.to_string())
     .and_then(|store| match &shared.pg {
         // On PostgreSQL: the site's copy here is brought up to date before any device.
-        Some(pg) => super::pg::blocking(|| pg.load(&site, &store)).map(|reg| (store, Some(reg))),
+        Some(pg) => {
+            super::pg::blocking(|| pg.load(site.as_str(), &store)).map(|reg| (store, Some(reg)))
+        }
         None => Ok((store, None)),
     }) {
         Ok(s) => s,

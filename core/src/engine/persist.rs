@@ -38,8 +38,11 @@ pub(crate) trait SyncStateStore {
 
 const ROLES_KEY: &str = "engine/roles";
 
+/// The prefix of progress records in the store's `meta` tree.
+pub(crate) const PROGRESS_PREFIX: &str = "progress/";
+
 fn progress_key(peer: &PeerId, doc: &DocumentId) -> String {
-    format!("progress/{peer}/{doc}")
+    format!("{PROGRESS_PREFIX}{peer}/{doc}")
 }
 
 fn corrupt(what: &str, e: postcard::Error) -> crate::Error {
@@ -70,7 +73,11 @@ impl SyncStateStore for Store {
 
     fn save_progress(&self, peer: &PeerId, doc: &DocumentId, progress: Progress) -> Result<()> {
         let bytes = postcard::to_stdvec(&progress).map_err(|e| corrupt("progress", e))?;
-        self.meta_set(&progress_key(peer, doc), Some(&bytes))
+        let key = progress_key(peer, doc);
+        self.meta_set(&key, Some(&bytes))?;
+        // Another cloud instance that takes the peer over shows the same progress.
+        self.mirror_lazy(crate::MirrorTree::Progress, key.as_bytes(), &bytes);
+        Ok(())
     }
 
     fn load_roles(&self) -> Result<BTreeMap<PeerId, Role>> {

@@ -12,12 +12,20 @@
 //! What other writers committed comes back through [`Store::apply_mirrored`], which writes
 //! it to the cache without queueing it again, and announces it like an import, so a runner
 //! offers it to its connected peers at once.
+//!
+//! The engine's sync bookkeeping (the sync state per (peer, document) and its progress) is
+//! mirrored too, so a device that reconnects to another writer (another cloud instance)
+//! resumes where it left off. It changes with every exchange and a stale value is still
+//! correct (older shared heads only mean a longer exchange), so it is *lazy*: kept once per
+//! key, it rides along with the next commit of changes, or with [`Store::flush`] and
+//! [`Store::commit_mirror`]; it never makes a commit of its own on the hot path.
 
 use std::sync::Arc;
 
 use automerge::ChangeHash;
 
 use super::{lock, Origin, Store};
+use crate::engine::PROGRESS_PREFIX;
 use crate::{DocumentId, Error, Result};
 
 /// One change, content-addressed by its hash.
@@ -38,6 +46,10 @@ pub enum MirrorTree {
     Signatures,
     /// Certificates of signers, the peers known to sign, revocations.
     Certificates,
+    /// The engine's sync state per (peer, document) (lazy: see the module docs).
+    SyncStates,
+    /// The engine's progress per (peer, document): last sync, unsynced since (lazy).
+    Progress,
 }
 
 impl MirrorTree {
@@ -46,6 +58,8 @@ impl MirrorTree {
         match self {
             MirrorTree::Signatures => 1,
             MirrorTree::Certificates => 2,
+            MirrorTree::SyncStates => 3,
+            MirrorTree::Progress => 4,
         }
     }
 
@@ -54,6 +68,8 @@ impl MirrorTree {
         match code {
             1 => Some(MirrorTree::Signatures),
             2 => Some(MirrorTree::Certificates),
+            3 => Some(MirrorTree::SyncStates),
+            4 => Some(MirrorTree::Progress),
             _ => None,
         }
     }
@@ -104,10 +120,16 @@ pub trait Mirror: Send + Sync + std::panic::RefUnwindSafe + std::fmt::Debug + 's
 /// A mirror shared by a store's clones.
 pub type SharedMirror = Arc<dyn Mirror>;
 
+/// Lazy entries, the newest value per key.
+type LazyEntries = std::collections::BTreeMap<(MirrorTree, Vec<u8>), Vec<u8>>;
+
 /// The queue of a store with a mirror.
 #[derive(Default)]
 pub(super) struct MirrorQueue {
     pending: std::sync::Mutex<MirrorBatch>,
+    /// Sync bookkeeping not committed yet: committed with the next batch, never alone on
+    /// the hot path (see the module docs).
+    lazy: std::sync::Mutex<LazyEntries>,
     /// Held while a batch commits: commits of one store happen one at a time, in order.
     committing: std::sync::Mutex<()>,
 }
@@ -129,26 +151,56 @@ impl MirrorQueue {
         });
     }
 
-    /// Commits everything queued; on failure the batch stays queued (before anything
-    /// written meanwhile) for the next attempt.
+    pub(super) fn push_lazy(&self, tree: MirrorTree, key: &[u8], value: &[u8]) {
+        lock(&self.lazy).insert((tree, key.to_vec()), value.to_vec());
+    }
+
+    /// Whether `key` of `tree` has a value here that the mirror lacks (newer than any the
+    /// mirror can hand back).
+    fn lazy_holds(&self, tree: MirrorTree, key: &[u8]) -> bool {
+        lock(&self.lazy).contains_key(&(tree, key.to_vec()))
+    }
+
+    /// Commits everything queued, lazy entries included; on failure the batch stays queued
+    /// (before anything written meanwhile) for the next attempt.
     fn commit(&self, mirror: &dyn Mirror) -> Result<()> {
         let _one = lock(&self.committing);
-        let batch = std::mem::take(&mut *lock(&self.pending));
-        if batch.is_empty() {
+        let mut batch = std::mem::take(&mut *lock(&self.pending));
+        let lazy = std::mem::take(&mut *lock(&self.lazy));
+        if batch.is_empty() && lazy.is_empty() {
             return Ok(());
         }
+        let queued = batch.entries.len();
+        batch
+            .entries
+            .extend(lazy.iter().map(|((tree, key), value)| MirroredEntry {
+                tree: *tree,
+                key: key.clone(),
+                value: value.clone(),
+            }));
         match mirror.commit(&batch) {
             Ok(()) => Ok(()),
             Err(reason) => {
                 let changes = batch.changes.len();
+                batch.entries.truncate(queued);
                 lock(&self.pending).prepend(batch);
+                // A key written again meanwhile keeps its newer value.
+                let mut now = lock(&self.lazy);
+                for (k, v) in lazy {
+                    now.entry(k).or_insert(v);
+                }
                 Err(Error::Mirror { changes, reason })
             }
         }
     }
 
+    /// Whether nothing but lazy entries (if any) waits.
     fn is_empty(&self) -> bool {
         lock(&self.pending).is_empty()
+    }
+
+    fn has_lazy(&self) -> bool {
+        !lock(&self.lazy).is_empty()
     }
 }
 
@@ -159,6 +211,18 @@ impl Store {
     pub fn confirm_mirror(&self) -> Result<()> {
         match &self.inner.mirror {
             Some((mirror, queue)) if !queue.is_empty() => queue.commit(&**mirror),
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits to the mirror everything it lacks, the lazy sync bookkeeping included (see
+    /// the module docs); [`Store::flush`] does it too. The cloud on PostgreSQL calls it
+    /// every few seconds for the sites it holds.
+    pub fn commit_mirror(&self) -> Result<()> {
+        match &self.inner.mirror {
+            Some((mirror, queue)) if !queue.is_empty() || queue.has_lazy() => {
+                queue.commit(&**mirror)
+            }
             _ => Ok(()),
         }
     }
@@ -183,6 +247,13 @@ impl Store {
         }
     }
 
+    /// Queues sync bookkeeping for the mirror, lazily (see the module docs).
+    pub(crate) fn mirror_lazy(&self, tree: MirrorTree, key: &[u8], value: &[u8]) {
+        if let Some((_, queue)) = &self.inner.mirror {
+            queue.push_lazy(tree, key, value);
+        }
+    }
+
     /// Writes to this store what the mirror holds from other writers: bookkeeping entries
     /// first (signatures must be there before their changes are offered to peers), then
     /// changes, per document; nothing is queued for the mirror again. Changes the store
@@ -193,6 +264,25 @@ impl Store {
             let tree = match e.tree {
                 MirrorTree::Signatures => &self.inner.sigs,
                 MirrorTree::Certificates => &self.inner.certs,
+                MirrorTree::SyncStates | MirrorTree::Progress => {
+                    let newer_here = self
+                        .inner
+                        .mirror
+                        .as_ref()
+                        .is_some_and(|(_, q)| q.lazy_holds(e.tree, &e.key));
+                    // Only the engine's progress records live in `meta` this way.
+                    if newer_here
+                        || (e.tree == MirrorTree::Progress
+                            && !e.key.starts_with(PROGRESS_PREFIX.as_bytes()))
+                    {
+                        continue;
+                    }
+                    if e.tree == MirrorTree::SyncStates {
+                        &self.inner.sync
+                    } else {
+                        &self.inner.meta
+                    }
+                }
             };
             tree.insert(&e.key[..], &e.value[..])?;
         }
