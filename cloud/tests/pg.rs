@@ -123,23 +123,33 @@ async fn drained(node: &Node, what: &str) {
     .await
 }
 
-fn order_count(node: &Node) -> usize {
-    node.store()
-        .get(&orders(), "")
-        .ok()
-        .flatten()
-        .and_then(|v| v.as_object().map(|o| o.len()))
-        .unwrap_or(0)
+/// Orders in `docs` on `node`.
+fn orders_in(node: &Node, docs: &[DocumentId]) -> usize {
+    docs.iter()
+        .map(|doc| {
+            node.store()
+                .get(doc, "")
+                .ok()
+                .flatten()
+                .and_then(|v| v.as_object().map(|o| o.len()))
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
-async fn has_orders(node: &Node, n: usize, what: &str) {
+/// Waits until `node` holds `n` orders in `docs`, and no more.
+async fn has_orders_in(node: &Node, docs: &[DocumentId], n: usize, what: &str) {
     within(what, async {
-        while order_count(node) < n {
+        while orders_in(node, docs) < n {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
-    assert_eq!(order_count(node), n, "{what}");
+    assert_eq!(orders_in(node, docs), n, "{what}");
+}
+
+async fn has_orders(node: &Node, n: usize, what: &str) {
+    has_orders_in(node, &[orders()], n, what).await
 }
 
 fn write(node: &Node, from: usize, to: usize, tag: &str) {
@@ -272,28 +282,8 @@ fn day(d: usize) -> DocumentId {
         .expect("doc")
 }
 
-/// Orders over every day of the catch-up.
-fn orders_over_days(node: &Node) -> usize {
-    (0..DAYS)
-        .map(|d| {
-            node.store()
-                .get(&day(d), "")
-                .ok()
-                .flatten()
-                .and_then(|v| v.as_object().map(|o| o.len()))
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
-async fn has_orders_over_days(node: &Node, n: usize, what: &str) {
-    within(what, async {
-        while orders_over_days(node) < n {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert_eq!(orders_over_days(node), n, "{what}");
+fn days() -> Vec<DocumentId> {
+    (0..DAYS).map(day).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,7 +365,7 @@ async fn a_killed_instance_mid_catch_up_loses_nothing_acknowledged() {
         }
     );
     drained(&pos, "the POS fails over to b and its backlog drains").await;
-    has_orders_over_days(&kiosk, total, "every order reaches the kiosk on b").await;
+    has_orders_in(&kiosk, &days(), total, "every order reaches the kiosk on b").await;
     let (_c, c_addr) = fleet.instance("cloud-c");
     let kitchen = within(
         "kitchen",
@@ -383,8 +373,9 @@ async fn a_killed_instance_mid_catch_up_loses_nothing_acknowledged() {
     )
     .await
     .expect("kitchen");
-    has_orders_over_days(
+    has_orders_in(
         &kitchen,
+        &days(),
         total,
         "a fresh instance has every acknowledged order",
     )
