@@ -36,16 +36,6 @@ read = ["pos", "kiosk"]
 write = ["pos", "kiosk"]
 "#;
 
-fn token(data: &Path, args: &[&str]) -> String {
-    let mut cmd = Command::new(cloud_bin());
-    cmd.arg("--data")
-        .arg(data)
-        .args(["token", "issue"])
-        .args(args);
-    let out = run_with(cmd, COMMAND_TIMEOUT);
-    out.expect_ok().trim().to_string()
-}
-
 struct Client {
     http: SocketAddr,
     auth: String,
@@ -165,11 +155,11 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
     // Tokens are issued while the cloud runs; it reads them from the data directory.
     let hq = Client::new(
         http,
-        &token(&data, &["--name", "hq", "--sites", "*", "--write"]),
+        &api_token(&data, &["--name", "hq", "--sites", "*", "--write"]),
     );
     let paris_only = Client::new(
         http,
-        &token(&data, &["--name", "paris-erp", "--sites", "paris"]),
+        &api_token(&data, &["--name", "paris-erp", "--sites", "paris"]),
     );
 
     // Wait until both sites' data reached the cloud.

@@ -71,14 +71,7 @@ fn fleet() -> Fleet {
         &data,
         &["--config", config.to_str().expect("utf-8")],
     );
-    let mut cmd = Command::new(cloud_bin());
-    cmd.arg("--data")
-        .arg(&data)
-        .args(["token", "issue", "--name", "hq", "--sites", "*", "--write"]);
-    let token = run_with(cmd, COMMAND_TIMEOUT)
-        .expect_ok()
-        .trim()
-        .to_string();
+    let token = api_token(&data, &["--name", "hq", "--sites", "*", "--write"]);
     let get = |path: &str| {
         http_request(
             http,

@@ -529,15 +529,10 @@ async fn fleet_documents_and_revocations_reach_every_instance() {
 
     // Head office writes a fleet price through a's API (the token lives in a's data
     // directory, beside its cache).
-    let mut issue = std::process::Command::new(outpost_testbins::cloud_bin());
-    issue
-        .arg("--data")
-        .arg(fleet.dir().join("cloud-a"))
-        .args(["token", "issue", "--name", "hq", "--sites", "*", "--write"]);
-    let token = outpost_testbins::run_with(issue, STEP)
-        .expect_ok()
-        .trim()
-        .to_string();
+    let token = outpost_testbins::api_token(
+        &fleet.dir().join("cloud-a"),
+        &["--name", "hq", "--sites", "*", "--write"],
+    );
     let put = outpost_testbins::http_request(
         a_http,
         "PUT",

@@ -490,6 +490,21 @@ pub fn cloud_command(
     cmd
 }
 
+/// Issues a cloud API token with `outpost-cloud --data DATA token issue ARGS` (e.g.
+/// `["--name", "hq", "--sites", "*", "--write"]`); returns the token it printed.
+pub fn api_token(data: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new(cloud_bin());
+    cmd.arg("--data")
+        .arg(data)
+        .args(["token", "issue"])
+        .args(args)
+        .env_remove("OUTPOST_DATA");
+    run_with(cmd, COMMAND_TIMEOUT)
+        .expect_ok()
+        .trim()
+        .to_string()
+}
+
 /// Waits until a spawned `outpost-cloud` says it started; returns its QUIC and HTTP
 /// addresses from that line (useful with port 0).
 pub fn cloud_addresses(cloud: &Proc) -> (SocketAddr, SocketAddr) {
