@@ -552,13 +552,7 @@ impl Api {
                 token.name
             )));
         }
-        let doc = parse_doc(doc)?;
-        let path = check_pointer(pointer)?;
-        if path.tokens().is_empty() {
-            return Err(ApiError::bad_request(
-                "give ?pointer= a path inside the document, e.g. ?pointer=/items/burger/price",
-            ));
-        }
+        let (doc, path) = write_target(doc, pointer, "/items/burger/price")?;
         let value = if delete {
             None
         } else {
@@ -632,13 +626,8 @@ impl Api {
                 token.name
             )));
         }
-        let doc = parse_doc(doc)?;
-        let path = check_pointer(pointer)?;
-        if path.tokens().is_empty() {
-            return Err(ApiError::bad_request(
-                "give ?pointer= a path inside the document, e.g. ?pointer=/burger",
-            ));
-        }
+        // The fleet's own checks read the pointer again; here it is only refused early.
+        let (doc, _) = write_target(doc, pointer, "/burger")?;
         let role: Role = HEAD_OFFICE_ROLE
             .parse()
             .expect("the head-office role name is valid");
@@ -806,6 +795,19 @@ fn parse_doc(doc: &str) -> ApiResult<DocumentId> {
             "{doc:?} is not a document id ({e}); e.g. `menu` or `orders/2026-12-01`"
         ))
     })
+}
+
+/// The document and path a write or delete goes to: a path inside the document, never the
+/// whole of it (`example` is a path shown in the refusal).
+fn write_target(doc: &str, pointer: &str, example: &str) -> ApiResult<(DocumentId, Pointer)> {
+    let doc = parse_doc(doc)?;
+    let path = check_pointer(pointer)?;
+    if path.tokens().is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "give ?pointer= a path inside the document, e.g. ?pointer={example}"
+        )));
+    }
+    Ok((doc, path))
 }
 
 fn check_pointer(pointer: &str) -> ApiResult<Pointer> {
