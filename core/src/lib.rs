@@ -43,6 +43,7 @@ mod pointer;
 mod policy;
 pub mod revocation;
 pub mod signing;
+pub mod storage;
 mod store;
 mod time;
 mod value;

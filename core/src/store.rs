@@ -145,7 +145,12 @@ impl Default for StoreOptions {
 /// Moves documents of the earlier layout (one sled tree `<namespace>doc/<id>` per document)
 /// into the key ranges of `chunks`, each in one batch, and drops the old trees: a store
 /// written by an earlier version opens with nothing lost.
-fn migrate_tree_per_document(db: &sled::Db, namespace: &str, chunks: &sled::Tree) -> Result<()> {
+fn migrate_tree_per_document(
+    db: &sled::Db,
+    namespace: &str,
+    chunks: &sled::Tree,
+    durable: &dyn Fn() -> Result<()>,
+) -> Result<()> {
     let prefix = format!("{namespace}doc/");
     for name in db.tree_names() {
         let Some(rest) = name.strip_prefix(prefix.as_bytes()) else {
@@ -169,7 +174,7 @@ fn migrate_tree_per_document(db: &sled::Db, namespace: &str, chunks: &sled::Tree
                 batch.insert(key, v);
             }
             chunks.apply_batch(batch)?;
-            chunks.flush()?;
+            durable()?;
         }
         db.drop_tree(&name)?;
         tracing::info!(%doc, "moved a document to the key-range layout");
@@ -218,6 +223,9 @@ struct Inner {
     docs: Mutex<HashMap<DocumentId, Arc<Mutex<Slot>>>>,
     subscribers: Subscribers,
     flushes: FlushGroup,
+    /// Makes what sled flushed reach stable storage (`None`: a database opened by the
+    /// caller, see [`Store::on_db`], whose files the store does not know).
+    file_sync: Option<Arc<crate::storage::sled::FileSync>>,
     /// Documents moved aside as corrupt and not yet received again from a peer: local
     /// reads and writes fail until then (a write into an empty copy would fork it).
     quarantined: Mutex<std::collections::HashSet<DocumentId>>,
@@ -254,6 +262,10 @@ impl Store {
 
     /// Opens (or creates) a store in the directory `path`.
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        // A kill while sled opened may have left an incomplete snapshot that would make
+        // every later open fail: set it aside first.
+        crate::storage::sled::quarantine_incomplete_snapshots(path.as_ref())
+            .map_err(sled::Error::Io)?;
         let config = sled::Config::new()
             .path(path.as_ref())
             .cache_capacity(options.cache_capacity)
@@ -273,18 +285,27 @@ impl Store {
                 other => break other?,
             }
         };
+        let file_sync = Arc::new(crate::storage::sled::FileSync::new(path.as_ref()));
+        let durable = {
+            let (db, file_sync) = (db.clone(), file_sync.clone());
+            move || -> Result<()> {
+                db.flush()?;
+                file_sync.sync().map_err(sled::Error::Io)?;
+                Ok(())
+            }
+        };
         let restored = if options.detect_restore {
-            ticket::files_restored(path.as_ref(), &db.open_tree("meta")?)?
+            ticket::files_restored(path.as_ref(), &db.open_tree("meta")?, &durable)?
         } else {
             false
         };
-        Store::on_db_inner(db, "", options, restored)
+        Store::on_db_inner(db, "", options, restored, Some(file_sync))
     }
 
     /// A store over a namespace of an already open sled database, so that one process can
     /// keep many sites apart in one database (the cloud peer does this).
     pub fn on_db(db: sled::Db, namespace: &str, options: StoreOptions) -> Result<Store> {
-        Store::on_db_inner(db, namespace, options, false)
+        Store::on_db_inner(db, namespace, options, false, None)
     }
 
     fn on_db_inner(
@@ -292,13 +313,24 @@ impl Store {
         namespace: &str,
         options: StoreOptions,
         restored: bool,
+        file_sync: Option<Arc<crate::storage::sled::FileSync>>,
     ) -> Result<Store> {
+        let durable = {
+            let (db, file_sync) = (db.clone(), file_sync.clone());
+            move || -> Result<()> {
+                db.flush()?;
+                if let Some(s) = &file_sync {
+                    s.sync().map_err(sled::Error::Io)?;
+                }
+                Ok(())
+            }
+        };
         let meta = db.open_tree(format!("{namespace}meta"))?;
         let sync = db.open_tree(format!("{namespace}sync"))?;
         let chunks = db.open_tree(format!("{namespace}chunks"))?;
         let sigs = db.open_tree(format!("{namespace}sigs"))?;
         let certs = db.open_tree(format!("{namespace}certs"))?;
-        migrate_tree_per_document(&db, namespace, &chunks)?;
+        migrate_tree_per_document(&db, namespace, &chunks, &durable)?;
         // A new actor every session (see `StoreOptions::actor_tail`): 2^-64 odds of a
         // collision per pair of sessions of one device.
         let tail: [u8; 8] = options.actor_tail.unwrap_or_else(rand::random);
@@ -326,7 +358,7 @@ impl Store {
             PeerInfo::parse("local", "local", "local").expect("literal identity is valid");
         let actor = actor_for(options.identity.as_ref().unwrap_or(&anonymous), tail);
         let tickets = match options.ticket_prefix {
-            Some(prefix) => Some(Tickets::open(&meta, prefix, restored)?),
+            Some(prefix) => Some(Tickets::open(&meta, prefix, restored, &durable)?),
             None => None,
         };
         let store = Store {
@@ -347,6 +379,7 @@ impl Store {
                 docs: Mutex::new(HashMap::new()),
                 subscribers: Subscribers::default(),
                 flushes: FlushGroup::default(),
+                file_sync,
                 quarantined: Mutex::new(quarantined),
                 tickets,
                 erased: Mutex::new(erased),
@@ -561,7 +594,7 @@ impl Store {
             if s.has_write(id) {
                 drop(s);
                 if durability == Durability::Durable {
-                    self.inner.flushes.flush(&self.inner.db)?;
+                    self.sync_to_disk()?;
                 }
                 return Ok(WriteOutcome::AlreadyApplied);
             }
@@ -612,10 +645,7 @@ impl Store {
         // flush. Subscribers hear of the change once it is on disk: a node offers it to
         // peers only then.
         drop(s);
-        self.inner
-            .flushes
-            .flush(&self.inner.db)
-            .inspect_err(|_| self.forget(doc))?;
+        self.sync_to_disk().inspect_err(|_| self.forget(doc))?;
         self.inner
             .subscribers
             .notify(doc, &heads, paths, Origin::Local);
@@ -707,7 +737,7 @@ impl Store {
             batch.insert(k, v);
         }
         aside.apply_batch(batch)?;
-        aside.flush()?;
+        self.sync_to_disk()?;
         self.inner.meta.insert(
             format!("{QUARANTINE_KEY}{doc}").as_bytes(),
             &ms.to_be_bytes(),
@@ -753,7 +783,7 @@ impl Store {
             }
         }
         self.inner.sync.apply_batch(batch)?;
-        self.inner.db.flush()?;
+        self.sync_to_disk()?;
         Ok(existed)
     }
 
@@ -804,7 +834,7 @@ impl Store {
             }
         }
         self.inner.meta.apply_batch(batch)?;
-        self.inner.db.flush()?;
+        self.sync_to_disk()?;
         Ok(existed)
     }
 
@@ -1081,7 +1111,7 @@ impl Store {
                 .and_then(|()| self.sign_imported(doc, &changes))
                 .inspect(|()| changes.iter().for_each(|c| self.mirror_change(doc, c)))
                 .and_then(|()| self.learn_tickets(&s.doc))
-                .and_then(|()| self.inner.flushes.flush(&self.inner.db))
+                .and_then(|()| self.sync_to_disk())
                 .inspect_err(|_| self.forget(doc))?;
             self.notify_received(&s, doc, &changes, bulk, Origin::Import);
         }
@@ -1157,12 +1187,25 @@ impl Store {
     /// Flushes everything to disk, then commits to the mirror (if any) what it lacks, the
     /// lazy sync bookkeeping included.
     pub fn flush(&self) -> Result<()> {
-        self.inner.db.flush()?;
+        self.sync_to_disk()?;
         if let Some(fleet) = &self.inner.fleet {
             // Fleet documents received through this store are queued in the fleet's.
             fleet.commit_mirror()?;
         }
         self.commit_mirror()
+    }
+
+    /// Makes everything written so far durable: one sled flush and `fdatasync` of its files,
+    /// shared by the writers that ask meanwhile (see `flush.rs`).
+    pub(crate) fn sync_to_disk(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner.flushes.flush(|| {
+            inner.db.flush()?;
+            if let Some(s) = &inner.file_sync {
+                s.sync().map_err(sled::Error::Io)?;
+            }
+            Ok(())
+        })
     }
 
     /// Drops from memory the documents not used for `max_idle`; they reload on next use.

@@ -352,7 +352,7 @@ impl Store {
         let old = self.inner.certs.insert(&k[..], &bytes[..])?;
         self.mirror_entry(super::mirror::MirrorTree::Certificates, &k, &bytes);
         if old.is_none() {
-            self.inner.certs.flush()?;
+            self.sync_to_disk()?;
         }
         Ok(old.is_none())
     }

@@ -185,7 +185,12 @@ pub(crate) struct Tickets {
 impl Tickets {
     /// Loads the series of `prefix`; `restored`: the store's files are a copy, so the series
     /// moves to the next generation (persisted before any number is issued).
-    pub(crate) fn open(meta: &sled::Tree, prefix: TicketPrefix, restored: bool) -> Result<Self> {
+    pub(crate) fn open(
+        meta: &sled::Tree,
+        prefix: TicketPrefix,
+        restored: bool,
+        durable: &dyn Fn() -> Result<()>,
+    ) -> Result<Self> {
         let restored = restored || meta.contains_key(RESTORED_KEY)?;
         let key = format!("{META_KEY}{prefix}");
         let stored = meta.get(key.as_bytes())?.and_then(|v| Position::decode(&v));
@@ -202,7 +207,7 @@ impl Tickets {
             };
             meta.insert(key.as_bytes(), &at.encode())?;
             meta.remove(RESTORED_KEY)?;
-            meta.flush()?;
+            durable()?;
             tracing::warn!(%prefix, generation = at.generation,
                 "this store's files are a copy (restored from a backup?): its tickets move to a new generation");
         }
@@ -321,7 +326,11 @@ pub(crate) fn recorded<R: ReadDoc>(
 /// Whether the store's files are a copy of the ones it last wrote: the identity of a marker
 /// file in its directory (device, inode, change time: a copy cannot keep them) differs from
 /// the one recorded in `meta`. Records the current identity.
-pub(crate) fn files_restored(dir: &Path, meta: &sled::Tree) -> Result<bool> {
+pub(crate) fn files_restored(
+    dir: &Path,
+    meta: &sled::Tree,
+    durable: &dyn Fn() -> Result<()>,
+) -> Result<bool> {
     let marker = dir.join(MARKER_FILE);
     let existed = marker.exists();
     if !existed {
@@ -346,7 +355,7 @@ pub(crate) fn files_restored(dir: &Path, meta: &sled::Tree) -> Result<bool> {
             meta.insert(RESTORED_KEY, &[1u8][..])?;
         }
         meta.insert(IDENTITY_KEY, now.as_bytes())?;
-        meta.flush()?;
+        durable()?;
     }
     Ok(restored)
 }
