@@ -249,6 +249,11 @@ fn durable_writes_survive_kill_9() {
 #[test]
 fn a_leftover_generating_snapshot_does_not_brick_the_store() {
     let dir = tempdir();
+    // sled's files, whatever engine the other tests run on.
+    let options = || StoreOptions {
+        engine: outpost_core::StorageEngine::Sled,
+        ..options()
+    };
     {
         let store = Store::open_with(dir.path(), options()).expect("open");
         for n in 0..50u64 {
@@ -357,7 +362,8 @@ fn durable_write_cost_with_and_without_fdatasync() {
     let flushed = Store::on_db(db, "", options()).expect("open");
     let (f50, f99) = measure(&flushed);
     println!(
-        "durable put, {WRITES} writes: flush + fdatasync p50 {p50:?} p99 {p99:?}; \
-         sled flush alone p50 {f50:?} p99 {f99:?}"
+        "durable put, {WRITES} writes: {} (sled: flush + fdatasync) p50 {p50:?} p99 {p99:?}; \
+         sled flush alone p50 {f50:?} p99 {f99:?}",
+        synced.engine()
     );
 }

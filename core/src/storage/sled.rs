@@ -15,11 +15,217 @@
 //!   `fdatasync` of the log file, of every new blob file and of the directories that gained
 //!   entries.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use sled::Transactional;
+
+use super::{Backend, DatabaseOptions, Engine, Entry, Op, StorageError};
+
+/// sled behind [`Backend`]: one sled tree per keyspace.
+pub(crate) struct SledBackend {
+    db: sled::Db,
+    trees: RwLock<HashMap<Arc<str>, sled::Tree>>,
+    /// `None`: a handle opened by the caller, whose files are not known.
+    files: Option<FileSync>,
+}
+
+impl SledBackend {
+    /// Opens the sled database in `dir`, after setting aside incomplete snapshots.
+    pub(crate) fn open(dir: &Path, options: &DatabaseOptions) -> crate::Result<SledBackend> {
+        quarantine_incomplete_snapshots(dir).map_err(StorageError::Io)?;
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_capacity)
+            .flush_every_ms(Some(options.flush_every_ms));
+        // sled releases its file lock from a background thread a moment after the last
+        // handle of a database is dropped (sled issues #1234, #1289), so reopening a store
+        // right after closing it in the same process may briefly find the lock still held.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    return Err(crate::Error::InUse {
+                        path: dir.display().to_string(),
+                    })
+                }
+                other => break other.map_err(StorageError::Sled)?,
+            }
+        };
+        let backend = SledBackend {
+            db,
+            trees: RwLock::new(HashMap::new()),
+            files: Some(FileSync::new(dir)),
+        };
+        // sled created its files while opening: their directory entries must survive.
+        backend.sync()?;
+        Ok(backend)
+    }
+
+    pub(crate) fn from_db(db: sled::Db) -> SledBackend {
+        SledBackend {
+            db,
+            trees: RwLock::new(HashMap::new()),
+            files: None,
+        }
+    }
+
+    fn tree(&self, name: &str) -> Result<sled::Tree, StorageError> {
+        if let Some(t) = self
+            .trees
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(t.clone());
+        }
+        let t = self.db.open_tree(name)?;
+        self.trees
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(Arc::from(name), t.clone());
+        Ok(t)
+    }
+}
+
+impl Backend for SledBackend {
+    fn engine(&self) -> Engine {
+        Engine::Sled
+    }
+
+    fn get(&self, ks: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.tree(ks)?.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn put(
+        &self,
+        ks: &str,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        let t = self.tree(ks)?;
+        let old = match value {
+            Some(v) => t.insert(key, v)?,
+            None => t.remove(key)?,
+        };
+        Ok(old.map(|v| v.to_vec()))
+    }
+
+    fn range(
+        &self,
+        ks: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let t = self.tree(ks)?;
+        let mut out = Vec::new();
+        for kv in t.range::<&[u8], _>((from, to)).take(limit) {
+            let (k, v) = kv?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StorageError> {
+        let mut names: Vec<Arc<str>> = ops.iter().map(|(ks, _, _)| ks.clone()).collect();
+        names.sort();
+        names.dedup();
+        if let [only] = &names[..] {
+            let mut batch = sled::Batch::default();
+            for (_, k, v) in ops {
+                match v {
+                    Some(v) => batch.insert(k, v),
+                    None => batch.remove(k),
+                }
+            }
+            return Ok(self.tree(only)?.apply_batch(batch)?);
+        }
+        // Across trees: one sled transaction (atomic in sled's log).
+        let trees: Vec<sled::Tree> = names
+            .iter()
+            .map(|n| self.tree(n))
+            .collect::<Result<_, _>>()?;
+        let mut batches: Vec<sled::Batch> = names.iter().map(|_| sled::Batch::default()).collect();
+        for (ks, k, v) in ops {
+            let i = names.binary_search(&ks).unwrap_or(0);
+            match v {
+                Some(v) => batches[i].insert(k, v),
+                None => batches[i].remove(k),
+            }
+        }
+        trees[..]
+            .transaction(|txs| {
+                for (tx, batch) in txs.iter().zip(&batches) {
+                    tx.apply_batch(batch)?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => StorageError::Sled(e),
+                sled::transaction::TransactionError::Abort(()) => {
+                    StorageError::Sled(sled::Error::Unsupported("aborted batch".into()))
+                }
+            })
+    }
+
+    fn last_in(&self, ks: &str, from: &[u8], to: &[u8]) -> Result<Option<Entry>, StorageError> {
+        match self.tree(ks)?.range(from..to).next_back() {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, v) = kv?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+        }
+    }
+
+    fn len(&self, ks: &str) -> Result<usize, StorageError> {
+        Ok(self.tree(ks)?.len())
+    }
+
+    fn keyspaces(&self) -> Result<Vec<String>, StorageError> {
+        Ok(self
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|n| String::from_utf8(n.to_vec()).ok())
+            // sled's default tree is not a keyspace of ours.
+            .filter(|n| n != "__sled__default")
+            .collect())
+    }
+
+    fn drop_keyspace(&self, ks: &str) -> Result<(), StorageError> {
+        self.trees
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(ks);
+        self.db.drop_tree(ks)?;
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        if let Some(f) = &self.files {
+            f.sync()?;
+        }
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StorageError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
 
 /// The folder (inside the data directory) where incomplete snapshots are moved.
 pub(crate) const QUARANTINE_DIR: &str = "generating-quarantine";
