@@ -468,10 +468,16 @@ fn check_data_dir(dir: &Path, create: bool) -> Result<()> {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
         match name.as_ref() {
-            "db" | "conf" => has_db = true,
-            // `outpost-store`: the store's marker that tells a directory copied back.
-            "blobs" | "outpost-store" | IDENTITY_FILE | control::SOCKET_FILE => {}
-            n if n.starts_with("snap.") => {}
+            // sled's files, redb's file.
+            "db" | "conf" | "outpost.redb" => has_db = true,
+            // `outpost-store`: the store's marker that tells a directory copied back;
+            // `generating-quarantine`: sled's incomplete snapshots set aside.
+            "blobs"
+            | "outpost-store"
+            | "generating-quarantine"
+            | IDENTITY_FILE
+            | control::SOCKET_FILE => {}
+            n if n.starts_with("snap.") || n.starts_with(".old-") || n == ".migrate-to" => {}
             _ => foreign = true,
         }
     }
