@@ -10,7 +10,8 @@ use outpost_core::engine::DEFAULT_MAX_INFLATED_BYTES;
 use outpost_core::{Engine, EngineConfig, Event, PeerInfo, Policy, Store, StoreOptions, Timestamp};
 
 const NOW: Timestamp = Timestamp(1_000);
-/// sled's default tree plus a store's `meta`, `sync`, `chunks`, `sigs` and `certs`.
+/// sled's default tree plus a store's `meta`, `sync`, `chunks`, `sigs` and `certs` (each
+/// opened when first used).
 const TREES_OF_A_STORE: usize = 6;
 
 struct Target {
@@ -221,8 +222,9 @@ fn documents_named_in_a_paged_hello_are_not_created() {
     while t.engine.poll_transmit().is_some() {
         requests += 1;
     }
-    let created =
-        t.engine.store().documents().unwrap().len() + t.db.tree_names().len() - TREES_OF_A_STORE;
+    let created = t.engine.store().documents().unwrap().len()
+            // The store opens its trees when first used: at most these are its own.
+            + t.db.tree_names().len().saturating_sub(TREES_OF_A_STORE);
     println!(
         "named documents: a Hello of {} KB in {pages} pages named 60,000 documents; {requests} \
          requests answered, {created} documents or sled trees created",
@@ -233,7 +235,10 @@ fn documents_named_in_a_paged_hello_are_not_created() {
         "every named document the kiosk may write is asked for"
     );
     assert_eq!(created, 0, "naming a document creates nothing");
-    assert_eq!(t.db.tree_names().len(), TREES_OF_A_STORE);
+    assert!(
+        t.db.tree_names().len() <= TREES_OF_A_STORE,
+        "no tree per named document"
+    );
     assert!(t.engine.store().documents().unwrap().is_empty());
 }
 
