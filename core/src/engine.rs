@@ -9,6 +9,7 @@
 //! so a reconnect, or a restart of either side, resumes with only what is missing. See
 //! `core/docs/design.md` for the protocol, the flow control and the trust rules.
 
+mod held;
 mod persist;
 pub(crate) use self::persist::PROGRESS_PREFIX;
 pub mod reconcile;
@@ -22,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use automerge::sync;
 use automerge::ChangeHash;
 
+pub use self::held::{HeldWait, MAX_HELD_WAITS};
 use self::persist::{Progress, SyncStateStore};
 pub use self::revocations::{RevocationRefused, MAX_BAD_REVOCATIONS_PER_SESSION};
 pub use self::signatures::{MAX_CERTIFICATES_PER_MESSAGE, MAX_PENDING_SIGNATURES};
@@ -267,6 +269,8 @@ pub struct Engine {
     certified: BTreeSet<PeerId>,
     /// Revocations signed by the fleet CA.
     revocations: revocations::Revocations,
+    /// Writes waiting for a peer to hold them (`Durability::Replicated`).
+    held: held::HeldWaits,
 }
 
 /// The erasure list's document id.
@@ -343,6 +347,7 @@ impl Engine {
             certs: BTreeMap::new(),
             certified: BTreeSet::new(),
             revocations: Default::default(),
+            held: Default::default(),
         };
         engine.load_revocations();
         match engine.store.certified_peers() {
@@ -987,6 +992,7 @@ impl Engine {
         if let Some(p) = self.peers.get_mut(peer) {
             p.docs.entry(doc.clone()).or_default().state = Some(state);
         }
+        self.heads_learned(peer, doc);
         persisted
     }
 
@@ -1632,6 +1638,8 @@ impl Engine {
             ds.awaiting = awaiting;
             ds.last_activity = now;
         }
+        // The state may carry heads the peer just announced.
+        self.heads_learned(peer, doc);
     }
 
     /// Whether the peer owes us an answer on this exchange.

@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod acknowledged;
 mod actor;
 mod chunk;
 mod document_id;
@@ -47,6 +48,7 @@ mod store;
 mod time;
 mod value;
 
+pub use acknowledged::Acknowledged;
 pub use actor::{parse_actor, ActorClaim};
 pub use automerge::ChangeHash;
 pub use document_id::{ContextName, DocumentId};
