@@ -128,6 +128,11 @@ pub struct NodeConfig {
     /// `None`: the device issues no tickets.
     #[uniffi(default = None)]
     pub ticket_prefix: Option<String>,
+    /// How long `putReplicated` and `transactReplicated` wait for another device of the
+    /// site (or the cloud) to hold the write on its disk before they return
+    /// `WriteAck.ThisDevice` ("stored on this device only"), in milliseconds.
+    #[uniffi(default = 3000)]
+    pub replicated_timeout_ms: u32,
 }
 
 /// A socket address from a string, or `InvalidConfig` naming the field.
@@ -167,6 +172,8 @@ impl NodeConfig {
             .map(|p| socket_addr("peer", p))
             .collect::<Result<_>>()?;
         config.discovery = self.discovery;
+        config.replicated_timeout =
+            std::time::Duration::from_millis(self.replicated_timeout_ms.into());
         config.ticket_prefix = self
             .ticket_prefix
             .as_deref()

@@ -471,24 +471,36 @@ impl Node {
             .1)
     }
 
+    /// How long a [`Durability::Replicated`] write waits for a peer
+    /// ([`NodeConfig::replicated_timeout`]).
+    pub fn replicated_timeout(&self) -> Duration {
+        self.replicated_timeout
+    }
+
     /// Waits at most `timeout` until another device of the site or the cloud holds `doc` as
     /// it is now on this device (its current heads) on its disk: [`Acknowledged::Site`] with
     /// the first such peer, else [`Acknowledged::ThisDevice`]. For writes made through the
     /// store (e.g. [`Store::transact_once`] with [`Durability::Durable`]) that should be
     /// acknowledged by the site too. A node that stops meanwhile answers
     /// [`Acknowledged::ThisDevice`].
-    pub async fn wait_replicated(
+    ///
+    /// The heads are read when this is called; the future borrows nothing of the node.
+    pub fn wait_replicated(
         &self,
         doc: &DocumentId,
         timeout: Duration,
-    ) -> Result<Acknowledged> {
-        let heads = self.store.heads(doc)?;
-        let wait = self.runner.await_held(doc.clone(), heads);
-        Ok(match tokio::time::timeout(timeout, wait).await {
-            Ok(Ok(peer)) => Acknowledged::Site { peer },
-            // Stopped, or timed out (dropping the wait cancels it in the runner).
-            Ok(Err(_)) | Err(_) => Acknowledged::ThisDevice,
-        })
+    ) -> impl std::future::Future<Output = Result<Acknowledged>> + Send + 'static {
+        let heads = self.store.heads(doc);
+        let runner = self.runner.clone();
+        let doc = doc.clone();
+        async move {
+            let wait = runner.await_held(doc, heads?);
+            Ok(match tokio::time::timeout(timeout, wait).await {
+                Ok(Ok(peer)) => Acknowledged::Site { peer },
+                // Stopped, or timed out (dropping the wait cancels it in the runner).
+                Ok(Err(_)) | Err(_) => Acknowledged::ThisDevice,
+            })
+        }
     }
 
     /// A receiver of link and sync events. Events sent before subscribing are not
