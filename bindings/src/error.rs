@@ -107,7 +107,10 @@ impl From<outpost_core::Error> for OutpostError {
             E::NoTicketPrefix | E::TicketsExhausted { .. } | E::ReplicatedNeedsNode { .. } => {
                 OutpostError::InvalidConfig(message)
             }
-            E::StoreFiles { .. } => OutpostError::Storage(message),
+            E::StoreFiles { .. } | E::InUse { .. } | E::Migration { .. } => {
+                OutpostError::Storage(message)
+            }
+            E::UnknownEngine { .. } => OutpostError::InvalidConfig(message),
             // Automerge refuses operations that the value API does not produce.
             E::Automerge { .. } => OutpostError::Internal(message),
             _ => OutpostError::Internal(message),
