@@ -133,6 +133,11 @@ pub struct NodeConfig {
     /// devices from before signed changes) or `"required-from:YYYY-MM-DD"`.
     #[uniffi(default = None)]
     pub signatures: Option<String>,
+    /// How long `putReplicated` and `transactReplicated` wait for another device of the
+    /// site (or the cloud) to hold the write on its disk before they return
+    /// `WriteAck.ThisDevice` ("stored on this device only"), in milliseconds.
+    #[uniffi(default = 3000)]
+    pub replicated_timeout_ms: u32,
 }
 
 /// A socket address from a string, or `InvalidConfig` naming the field.
@@ -172,6 +177,8 @@ impl NodeConfig {
             .map(|p| socket_addr("peer", p))
             .collect::<Result<_>>()?;
         config.discovery = self.discovery;
+        config.replicated_timeout =
+            std::time::Duration::from_millis(self.replicated_timeout_ms.into());
         config.ticket_prefix = self
             .ticket_prefix
             .as_deref()

@@ -104,7 +104,9 @@ impl From<outpost_core::Error> for OutpostError {
                 OutpostError::Storage(message)
             }
             E::FeedClosed => OutpostError::shut_down(),
-            E::NoTicketPrefix | E::TicketsExhausted { .. } => OutpostError::InvalidConfig(message),
+            E::NoTicketPrefix | E::TicketsExhausted { .. } | E::ReplicatedNeedsNode { .. } => {
+                OutpostError::InvalidConfig(message)
+            }
             E::StoreFiles { .. } | E::InUse { .. } | E::Migration { .. } => {
                 OutpostError::Storage(message)
             }

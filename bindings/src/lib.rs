@@ -68,7 +68,7 @@ pub use outpost::Outpost;
 pub use query::{Query, QueryFilter, QueryItem};
 pub use types::{
     ChangeEvent, ChangeOrigin, Conflict, DocumentSyncStatus, PeerIdentity, PeerSyncStatus,
-    RefusedChange, SyncStatus, TxOp,
+    RefusedChange, SyncStatus, TxOp, WriteAck,
 };
 
 uniffi::setup_scaffolding!("outpost");

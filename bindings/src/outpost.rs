@@ -16,7 +16,7 @@ use crate::feed::{self, ConsumerFeed, FeedListener};
 use crate::listener::{self, NodeListener, Subscription};
 use crate::live::{self, QueryWatch, StatusWatch, ValueWatch};
 use crate::query::Query;
-use crate::types::{Conflict, PeerIdentity, SyncStatus, TxOp};
+use crate::types::{Conflict, PeerIdentity, SyncStatus, TxOp, WriteAck};
 
 /// How long dropping a running node waits for it to shut down (on a thread of its own).
 const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -459,7 +459,7 @@ impl Outpost {
     /// Applies `ops` to `doc` atomically, blocking the caller (`transact` does not): all of them as one change, or none if one fails
     /// (the error names the failing path).
     pub fn transact_blocking(&self, doc: String, ops: Vec<TxOp>) -> Result<()> {
-        self.apply_ops("transact", doc, Mode::Plain, ops)
+        self.apply_ops("transact", doc, Mode::Plain, self.durability, ops)
             .map(|_| ())
     }
 
@@ -471,8 +471,14 @@ impl Outpost {
     /// been applied (a durable write whose flush failed on a full disk), so a plain retry
     /// could count it twice.
     pub fn transact_once(&self, doc: String, write_id: String, ops: Vec<TxOp>) -> Result<bool> {
-        self.apply_ops("transactOnce", doc, Mode::Once(write_id), ops)
-            .map(|(applied, _)| applied)
+        self.apply_ops(
+            "transactOnce",
+            doc,
+            Mode::Once(write_id),
+            self.durability,
+            ops,
+        )
+        .map(|(applied, _)| applied)
     }
 
     /// Issues this device's next ticket number (`K1-042`; `ticketPrefix` in the config) and
@@ -484,10 +490,50 @@ impl Outpost {
     /// unique per device, also after the data directory is restored from a backup (see
     /// README, "Delivery guarantees").
     pub fn transact_with_ticket(&self, doc: String, ops: Vec<TxOp>) -> Result<String> {
-        self.apply_ops("transactWithTicket", doc, Mode::Ticket, ops)
-            .and_then(|(_, ticket)| {
-                ticket.ok_or_else(|| OutpostError::Internal("no ticket was issued".into()))
-            })
+        self.apply_ops(
+            "transactWithTicket",
+            doc,
+            Mode::Ticket,
+            self.durability,
+            ops,
+        )
+        .and_then(|(_, ticket)| {
+            ticket.ok_or_else(|| OutpostError::Internal("no ticket was issued".into()))
+        })
+    }
+}
+
+impl Outpost {
+    /// Runs the durable `write` on `doc`, then waits for a peer to hold it (the node's
+    /// `wait_replicated`, with the configured timeout).
+    fn replicated(
+        &self,
+        what: &str,
+        doc: String,
+        write: impl FnOnce(&Self, &str) -> Result<()>,
+    ) -> Result<WriteAck> {
+        guard(what, || {
+            let id = doc_id(&doc)?;
+            self.with_open(|o| match &o.node {
+                None => Err(OutpostError::InvalidConfig(format!(
+                    "{what} waits for another device of the site, and this store runs no node \
+                     (openLocal): open it with a certificate, or write with put / transact"
+                ))),
+                Some(_) => Ok(()),
+            })?;
+            write(self, &doc)?;
+            // The wait holds nothing of the node, so a shutdown meanwhile is not held up
+            // (the wait then answers ThisDevice).
+            let wait = self.with_open(|o| {
+                Ok(o.node
+                    .as_ref()
+                    .map(|node| node.wait_replicated(&id, node.replicated_timeout())))
+            })?;
+            match wait {
+                None => Ok(WriteAck::ThisDevice),
+                Some(wait) => Ok((&self.handle.block_on(wait)?).into()),
+            }
+        })
     }
 }
 
@@ -512,6 +558,7 @@ impl Outpost {
         what: &str,
         doc: String,
         mode: Mode,
+        durability: Durability,
         ops: Vec<TxOp>,
     ) -> Result<(bool, Option<String>)> {
         // Parse every JSON value first, so that bad input fails before anything is applied
@@ -593,10 +640,10 @@ impl Outpost {
             };
             match &mode {
                 Mode::Plain | Mode::Ticket => s
-                    .transact(d, self.durability, apply)
+                    .transact(d, durability, apply)
                     .map(|ticket| (true, ticket)),
                 Mode::Once(id) => s
-                    .transact_once(d, id, self.durability, apply)
+                    .transact_once(d, id, durability, apply)
                     .map(|o| (matches!(o, outpost_core::WriteOutcome::Applied(_)), None)),
             }
         })
@@ -756,6 +803,68 @@ impl Outpost {
         let this = self.clone();
         self.blocking("put", move || this.put_blocking(doc, path, json))
             .await
+    }
+
+    /// Writes the JSON value `json` at `path` durably, then waits until another device of the
+    /// site or the cloud holds it on its disk: `WriteAck.Site` names that device. After
+    /// `replicatedTimeoutMs` without one it returns `WriteAck.ThisDevice` ("stored on this
+    /// device only", not an error). Blocks the caller for as long; `putReplicated` does not.
+    /// A store opened with `openLocal` has no peers: `InvalidConfig`, nothing written.
+    pub fn put_replicated_blocking(
+        &self,
+        doc: String,
+        path: String,
+        json: String,
+    ) -> Result<WriteAck> {
+        self.replicated("putReplicated", doc, |this, d| {
+            let value = parse_json(&json)?;
+            this.on_doc("putReplicated", d, |s, d| {
+                s.put(d, &path, value, Durability::Durable)
+            })
+        })
+    }
+
+    /// `putReplicatedBlocking` without blocking the caller (Kotlin `suspend`, Swift `async`).
+    pub async fn put_replicated(
+        self: Arc<Self>,
+        doc: String,
+        path: String,
+        json: String,
+    ) -> Result<WriteAck> {
+        let this = self.clone();
+        self.blocking("putReplicated", move || {
+            this.put_replicated_blocking(doc, path, json)
+        })
+        .await
+    }
+
+    /// Applies `ops` to `doc` atomically and durably (see `transactBlocking`), then waits for
+    /// another device of the site or the cloud to hold them, as `putReplicatedBlocking`
+    /// says.
+    pub fn transact_replicated_blocking(&self, doc: String, ops: Vec<TxOp>) -> Result<WriteAck> {
+        self.replicated("transactReplicated", doc, |this, d| {
+            this.apply_ops(
+                "transactReplicated",
+                d.to_string(),
+                Mode::Plain,
+                Durability::Durable,
+                ops,
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// `transactReplicatedBlocking` without blocking the caller.
+    pub async fn transact_replicated(
+        self: Arc<Self>,
+        doc: String,
+        ops: Vec<TxOp>,
+    ) -> Result<WriteAck> {
+        let this = self.clone();
+        self.blocking("transactReplicated", move || {
+            this.transact_replicated_blocking(doc, ops)
+        })
+        .await
     }
 
     /// Applies `ops` to `doc` atomically without blocking the caller; see

@@ -249,3 +249,33 @@ impl From<&DocStatus> for DocumentSyncStatus {
         }
     }
 }
+
+/// How far a write is acknowledged (`putReplicated`, `transactReplicated`): what the app may
+/// show ("saved on the site", "saved on this tablet only").
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum WriteAck {
+    /// In the store; flushed to disk in the background (writes with `durableWrites` off).
+    InStore,
+    /// On this device's disk only: no other device of the site, nor the cloud, acknowledged
+    /// it within `replicatedTimeoutMs`. Not an error: the write is kept and reaches the
+    /// peers once one is reachable, but if this device dies first it is lost.
+    ThisDevice,
+    /// On this device's disk and on the disk of `peer` (another device of the site, or the
+    /// cloud): it survives the loss of this device.
+    Site {
+        /// The device id of the first peer that held it.
+        peer: String,
+    },
+}
+
+impl From<&outpost_core::Acknowledged> for WriteAck {
+    fn from(a: &outpost_core::Acknowledged) -> Self {
+        match a {
+            outpost_core::Acknowledged::InStore => WriteAck::InStore,
+            outpost_core::Acknowledged::ThisDevice => WriteAck::ThisDevice,
+            outpost_core::Acknowledged::Site { peer } => WriteAck::Site {
+                peer: peer.to_string(),
+            },
+        }
+    }
+}

@@ -22,9 +22,15 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use outpost_core::revocation::SignedRevocation;
-use outpost_core::{DocumentId, Store, SubscriptionFilter};
+use outpost_core::{Acknowledged, DocumentId, Store, SubscriptionFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+
+/// Why `put --replicated` needs a running node.
+const NEEDS_SERVE: &str = "put --replicated waits for another device of the site or the cloud to \
+    hold the write, and no node runs on this data directory: start `outpost serve` on it (it links \
+    with the site), then run this command again; without --replicated the write is durable on \
+    this device only. Nothing was written";
 
 /// The socket file inside a data directory.
 pub(crate) const SOCKET_FILE: &str = "outpost.sock";
@@ -39,11 +45,14 @@ pub(crate) const MAX_CONNECTIONS: usize = 64;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(crate) enum Request {
-    /// Write `value` at `path`.
+    /// Write `value` at `path`; `replicated`: then wait for another device of the site or
+    /// the cloud to hold it (`Durability::Replicated`).
     Put {
         doc: String,
         path: String,
         value: Json,
+        #[serde(default)]
+        replicated: bool,
     },
     /// Read the value at `path`.
     Get { doc: String, path: String },
@@ -121,6 +130,14 @@ pub(crate) trait Host: Send + Sync + 'static {
     fn own_files(&self) -> Vec<PathBuf>;
     /// Takes a revocation signed by the fleet CA; returns whether it was new. Only a running
     /// node can: it verifies the record against the fleet CA, applies it and relays it.
+    /// Whether [`Host::wait_replicated`] can wait for peers: only a running node has them.
+    fn has_peers(&self) -> bool {
+        false
+    }
+    /// Waits until another device of the site or the cloud holds `doc` as it is now.
+    fn wait_replicated(&self, _doc: &DocumentId) -> Result<Acknowledged> {
+        bail!(NEEDS_SERVE)
+    }
     fn learn_revocation(&self, _record: SignedRevocation) -> Result<bool> {
         bail!(
             "a revocation is taken by a running node, which checks it against the fleet CA and \
@@ -165,13 +182,23 @@ pub(crate) fn execute(host: &dyn Host, request: &Request) -> Result<Json> {
             doc: d,
             path,
             value,
+            replicated,
         } => {
             let id = doc(d)?;
+            if *replicated && !host.has_peers() {
+                bail!(NEEDS_SERVE);
+            }
             match append_at(store, &id, path)? {
                 Some((list, index)) => store.insert(&id, list, index, value.clone(), Durable)?,
                 None => store.put(&id, path, value.clone(), Durable)?,
             }
-            Json::Null
+            if !*replicated {
+                return Ok(Json::Null);
+            }
+            match host.wait_replicated(&id)? {
+                Acknowledged::Site { peer } => serde_json::json!({ "peer": peer.to_string() }),
+                _ => serde_json::json!({ "peer": null }),
+            }
         }
         Request::Get { doc: d, path } => {
             let id = doc(d)?;

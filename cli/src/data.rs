@@ -44,10 +44,16 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
         Command::Backup { out } => Request::Backup {
             out: absolute(&out)?,
         },
-        Command::Put { doc, path, json } => Request::Put {
+        Command::Put {
+            doc,
+            path,
+            json,
+            replicated,
+        } => Request::Put {
             doc,
             path,
             value: parse_json(&json)?,
+            replicated,
         },
         Command::Get { doc, path } => Request::Get { doc, path },
         Command::Delete { doc, path } => Request::Delete { doc, path },
@@ -85,6 +91,18 @@ fn print_result(request: &Request, result: &Json) -> Result<()> {
             writeln!(out, "{}", serde_json::to_string_pretty(result)?)?
         }
         Request::Incr { .. } => writeln!(out, "{result}")?,
+        Request::Put {
+            replicated: true, ..
+        } => {
+            let peer = result.get("peer").and_then(Json::as_str);
+            match peer {
+                Some(peer) => writeln!(out, "replicated: stored on this device and on {peer}")?,
+                None => writeln!(
+                    out,
+                    "stored on this device only: no other device of the site nor the cloud acknowledged it in time; it is sent once one is reachable"
+                )?,
+            }
+        }
         Request::Import { doc, .. } => {
             let n = result.get("changes").and_then(Json::as_u64).unwrap_or(0);
             let changes = if n == 1 { "change" } else { "changes" };

@@ -84,6 +84,11 @@ enum Command {
         /// JSON value, e.g. `950`, `-1` or `'{"name": "Burger"}'`.
         #[arg(allow_hyphen_values = true)]
         json: String,
+        /// Also wait (at most 3 s) until another device of the site or the cloud holds the
+        /// change on its disk, and print which; if none does in time, print "stored on this
+        /// device only" (exit status 0). Needs `outpost serve` running on the data directory.
+        #[arg(long)]
+        replicated: bool,
     },
     /// Print the JSON value at PATH (the whole document without PATH).
     Get {

@@ -49,6 +49,21 @@ impl Host for NodeHost {
     fn learn_revocation(&self, record: outpost_core::revocation::SignedRevocation) -> Result<bool> {
         self.ask(|node| async move { node.learn_revocation(record).await })
     }
+
+    fn has_peers(&self) -> bool {
+        true
+    }
+
+    fn wait_replicated(
+        &self,
+        doc: &outpost_core::DocumentId,
+    ) -> Result<outpost_core::Acknowledged> {
+        let doc = doc.clone();
+        self.ask(|node| async move {
+            let timeout = node.replicated_timeout();
+            node.wait_replicated(&doc, timeout).await
+        })
+    }
 }
 
 impl NodeHost {

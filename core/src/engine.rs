@@ -9,6 +9,7 @@
 //! so a reconnect, or a restart of either side, resumes with only what is missing. See
 //! `core/docs/design.md` for the protocol, the flow control and the trust rules.
 
+mod held;
 mod persist;
 pub mod reconcile;
 mod revocations;
@@ -21,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use automerge::sync;
 use automerge::ChangeHash;
 
+pub use self::held::{HeldWait, MAX_HELD_WAITS};
 use self::persist::{Progress, SyncStateStore};
 pub use self::revocations::{RevocationRefused, MAX_BAD_REVOCATIONS_PER_SESSION};
 pub use self::signatures::{MAX_CERTIFICATES_PER_MESSAGE, MAX_PENDING_SIGNATURES};
@@ -329,6 +331,8 @@ pub struct Engine {
     revocations: revocations::Revocations,
     /// Documents each device's changes created here, across sessions (persisted).
     created_by: BTreeMap<PeerId, u64>,
+    /// Writes waiting for a peer to hold them (`Durability::Replicated`).
+    held: held::HeldWaits,
 }
 
 /// The erasure list's document id.
@@ -406,6 +410,7 @@ impl Engine {
             certified: BTreeSet::new(),
             revocations: Default::default(),
             created_by: BTreeMap::new(),
+            held: Default::default(),
         };
         match persist::load_created(&engine.store) {
             Ok(c) => engine.created_by = c,
@@ -1107,6 +1112,7 @@ impl Engine {
         if let Some(ds) = self.peers.get_mut(peer).and_then(|p| p.entry(doc, held)) {
             ds.state = Some(state);
         }
+        self.heads_learned(peer, doc);
         persisted
     }
 
@@ -1849,6 +1855,8 @@ impl Engine {
             }
             p.refresh_active(doc);
         }
+        // The state may carry heads the peer just announced.
+        self.heads_learned(peer, doc);
     }
 
     /// Whether the peer owes us an answer on this exchange.

@@ -89,6 +89,12 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// `Durability::Replicated` asked of a store, which has no peers to wait for.
+    #[error("a Replicated write to {doc} waits for another device of the site, which a Store alone cannot: write through the node (Node::put / Node::transact, the bindings' putReplicated, `outpost put --replicated` with `outpost serve` running), or use Durability::Durable")]
+    ReplicatedNeedsNode {
+        /// The document.
+        doc: DocumentId,
+    },
     /// The local role may not write this document's context.
     #[error("role {role} may not write document {doc}: the access policy does not grant it; write from a device whose role may, or change the policy")]
     NotPermitted {

@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod acknowledged;
 mod actor;
 mod chunk;
 mod document_id;
@@ -48,6 +49,7 @@ mod store;
 mod time;
 mod value;
 
+pub use acknowledged::Acknowledged;
 pub use actor::{parse_actor, ActorClaim};
 pub use automerge::ChangeHash;
 pub use document_id::{ContextName, DocumentId};

@@ -45,7 +45,7 @@ use rand::SeedableRng;
 pub use self::backoff::Backoff;
 pub use self::close::CloseCode;
 use crate::engine::wire::Protocol;
-use crate::engine::SyncStatus;
+use crate::engine::{HeldWait, SyncStatus};
 use crate::{DocumentId, Engine, EngineError, Event, PeerId, PeerInfo, SiteId, Timestamp};
 
 /// Identifies one connection for its whole life. The driver chooses it; it must not be reused
@@ -748,6 +748,22 @@ impl Links {
     /// The next event: link events first, then the engine's.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front().or_else(|| self.engine.poll_event())
+    }
+
+    /// Waits until a connected peer holds `doc` up to `heads` on its disk (a
+    /// `Durability::Replicated` write); see [`Engine::await_held`].
+    pub fn await_held(&mut self, doc: DocumentId, heads: Vec<crate::ChangeHash>) -> HeldWait {
+        self.engine.await_held(doc, heads)
+    }
+
+    /// Forgets a wait its caller gave up on; see [`Engine::cancel_held`].
+    pub fn cancel_held(&mut self, id: HeldWait) -> bool {
+        self.engine.cancel_held(id)
+    }
+
+    /// The next answered wait and the peer that holds its heads; see [`Engine::poll_held`].
+    pub fn poll_held(&mut self) -> Option<(HeldWait, PeerId)> {
+        self.engine.poll_held()
     }
 
     // ---- internals ----

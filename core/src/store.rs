@@ -64,6 +64,12 @@ pub enum Durability {
     /// Return once the change is in the store; flushed in the background within
     /// `StoreOptions::flush_every_ms`. Much faster; the last moments may be lost on a crash.
     Fast,
+    /// Durable here, then return once another device of the site or the cloud holds the
+    /// change on its disk too, or after a timeout with "stored on this device only" (see
+    /// `outpost_transport::Node::transact` and [`crate::Acknowledged`]). Only a node can
+    /// wait for peers: a [`Store`] refuses it with [`Error::ReplicatedNeedsNode`] before
+    /// writing anything.
+    Replicated,
 }
 
 /// What [`Store::transact_once`] did.
@@ -557,6 +563,10 @@ impl Store {
         write_id: Option<&str>,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
     ) -> Result<WriteOutcome<T>> {
+        if durability == Durability::Replicated {
+            // A store has no peers to wait for; the node writes Durable, then waits.
+            return Err(Error::ReplicatedNeedsNode { doc: doc.clone() });
+        }
         if let Some(fleet) = self.fleet_of(doc) {
             return fleet.transact_inner(doc, durability, write_id, f);
         }

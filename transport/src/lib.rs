@@ -83,7 +83,7 @@ pub use identity::{
     identity_uri, parse_identity_uri, peer_info_from_cert, DeviceCert, FleetCa,
     DEVICE_CERT_VALIDITY_DAYS, SERVER_NAME,
 };
-pub use node::{Node, NodeConfig, DEFAULT_PORT};
+pub use node::{Node, NodeConfig, DEFAULT_PORT, DEFAULT_REPLICATED_TIMEOUT};
 pub use renew::{is_renewal, not_after_ms, request_renewal, serve_renewal, Renewer, RENEW_ALPN};
 pub use runner::{
     runner_channel, Hooks, Runner, RunnerConfig, RunnerHandle, RunnerInbox, DEFAULT_EXPIRY_GRACE,

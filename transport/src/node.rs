@@ -26,8 +26,8 @@ use std::time::Duration;
 use outpost_core::engine::SyncStatus;
 use outpost_core::signing::{SharedSigner, SignatureRule};
 use outpost_core::{
-    Backoff, CloseCode, Engine, EngineConfig, Event, LinkConfig, Links, PeerId, PeerInfo, Policy,
-    Role, Store, StoreOptions, Target,
+    Acknowledged, Backoff, CloseCode, DocumentId, Durability, Engine, EngineConfig, Event,
+    LinkConfig, Links, PeerId, PeerInfo, Policy, Role, Store, StoreOptions, Target, Tx,
 };
 use rand::Rng;
 use tokio::sync::{broadcast, watch};
@@ -44,6 +44,11 @@ use crate::tls::{self, DenyEntry, DenyList, PeerFilter, SiteRule, TransportTunin
 
 /// The UDP port a node listens on by default.
 pub const DEFAULT_PORT: u16 = 7733;
+
+/// The default of [`NodeConfig::replicated_timeout`]: on a site's network a peer's
+/// acknowledgement takes milliseconds; 3 s covers a peer busy with a catch-up without
+/// holding a cashier for long when the site is cut off.
+pub const DEFAULT_REPLICATED_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How a node is set up. Build one with [`NodeConfig::new`] and adjust the fields.
 #[derive(Clone, Debug)]
@@ -112,6 +117,10 @@ pub struct NodeConfig {
     /// The longest a published health goes without refreshing `updated_ms` when nothing else
     /// changed (default 15 minutes: about 96 small writes a day on an idle device).
     pub health_heartbeat: Duration,
+    /// How long a [`Durability::Replicated`] write waits for a peer to hold it before it
+    /// returns [`Acknowledged::ThisDevice`] ("stored on this device only"); default
+    /// [`DEFAULT_REPLICATED_TIMEOUT`].
+    pub replicated_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -142,6 +151,7 @@ impl NodeConfig {
             expiry_grace: crate::runner::DEFAULT_EXPIRY_GRACE,
             health_period: Some(Duration::from_secs(60)),
             health_heartbeat: Duration::from_secs(15 * 60),
+            replicated_timeout: DEFAULT_REPLICATED_TIMEOUT,
         }
     }
 }
@@ -163,6 +173,7 @@ pub struct Node {
     renew_task: Option<JoinHandle<()>>,
     health_task: Option<JoinHandle<()>>,
     cert: Arc<std::sync::Mutex<DeviceCert>>,
+    replicated_timeout: Duration,
     #[cfg(feature = "discovery")]
     discovery: Option<crate::discovery::Discovery>,
 }
@@ -394,6 +405,7 @@ impl Node {
             renew_task,
             health_task,
             cert,
+            replicated_timeout: config.replicated_timeout,
             #[cfg(feature = "discovery")]
             discovery,
         })
@@ -410,8 +422,85 @@ impl Node {
     }
 
     /// The store, for local reads and writes. Writes are offered to peers automatically.
+    /// A store alone cannot wait for peers: [`Durability::Replicated`] writes go through
+    /// [`Node::transact`] or [`Node::put`].
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Runs `f` on `doc` as one change (see [`Store::transact`]) and tells how far it is
+    /// acknowledged: [`Acknowledged::InStore`] for [`Durability::Fast`],
+    /// [`Acknowledged::ThisDevice`] for [`Durability::Durable`], and for
+    /// [`Durability::Replicated`] [`Acknowledged::Site`] once another device of the site or
+    /// the cloud holds it on its disk, or [`Acknowledged::ThisDevice`] ("stored on this device
+    /// only", not an error) after [`NodeConfig::replicated_timeout`]. Errors are those of the
+    /// local write: a Replicated write that returns is durable here.
+    ///
+    /// The local write blocks the calling task for its fsync, as [`Store`] writes do.
+    pub async fn transact<T>(
+        &self,
+        doc: &DocumentId,
+        durability: Durability,
+        f: impl FnOnce(&mut Tx<'_>) -> outpost_core::Result<T>,
+    ) -> Result<(T, Acknowledged)> {
+        let local = match durability {
+            Durability::Fast => Durability::Fast,
+            Durability::Durable | Durability::Replicated => Durability::Durable,
+        };
+        let out = self.store.transact(doc, local, f)?;
+        let ack = match durability {
+            Durability::Fast => Acknowledged::InStore,
+            Durability::Durable => Acknowledged::ThisDevice,
+            Durability::Replicated => self.wait_replicated(doc, self.replicated_timeout).await?,
+        };
+        Ok((out, ack))
+    }
+
+    /// Writes `value` at `path` (see [`Store::put`]) with `durability`; see
+    /// [`Node::transact`] for what the answer means.
+    pub async fn put(
+        &self,
+        doc: &DocumentId,
+        path: &str,
+        value: serde_json::Value,
+        durability: Durability,
+    ) -> Result<Acknowledged> {
+        Ok(self
+            .transact(doc, durability, |tx| tx.put(path, value))
+            .await?
+            .1)
+    }
+
+    /// How long a [`Durability::Replicated`] write waits for a peer
+    /// ([`NodeConfig::replicated_timeout`]).
+    pub fn replicated_timeout(&self) -> Duration {
+        self.replicated_timeout
+    }
+
+    /// Waits at most `timeout` until another device of the site or the cloud holds `doc` as
+    /// it is now on this device (its current heads) on its disk: [`Acknowledged::Site`] with
+    /// the first such peer, else [`Acknowledged::ThisDevice`]. For writes made through the
+    /// store (e.g. [`Store::transact_once`] with [`Durability::Durable`]) that should be
+    /// acknowledged by the site too. A node that stops meanwhile answers
+    /// [`Acknowledged::ThisDevice`].
+    ///
+    /// The heads are read when this is called; the future borrows nothing of the node.
+    pub fn wait_replicated(
+        &self,
+        doc: &DocumentId,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<Acknowledged>> + Send + 'static {
+        let heads = self.store.heads(doc);
+        let runner = self.runner.clone();
+        let doc = doc.clone();
+        async move {
+            let wait = runner.await_held(doc, heads?);
+            Ok(match tokio::time::timeout(timeout, wait).await {
+                Ok(Ok(peer)) => Acknowledged::Site { peer },
+                // Stopped, or timed out (dropping the wait cancels it in the runner).
+                Ok(Err(_)) | Err(_) => Acknowledged::ThisDevice,
+            })
+        }
     }
 
     /// A receiver of link and sync events. Events sent before subscribing are not

@@ -15,11 +15,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use outpost_core::engine::{RevocationRefused, SyncStatus};
+use outpost_core::engine::{HeldWait, RevocationRefused, SyncStatus};
 use outpost_core::revocation::SignedRevocation;
 use outpost_core::{
-    CloseCode, ConnId, DocumentId, Event, Links, Origin, Output, PeerId, PeerInfo, Store,
-    Subscription, SubscriptionFilter, Target, Timestamp,
+    ChangeHash, CloseCode, ConnId, DocumentId, Event, Links, Origin, Output, PeerId, PeerInfo,
+    Store, Subscription, SubscriptionFilter, Target, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -115,6 +115,12 @@ enum Command {
     Changed(DocumentId),
     /// Dial with this client configuration from now on (a renewed certificate).
     SetClientConfig(Box<quinn::ClientConfig>),
+    /// Answer with the first connected peer that holds `doc` up to `heads` on its disk.
+    AwaitHeld {
+        doc: DocumentId,
+        heads: Vec<ChangeHash>,
+        reply: oneshot::Sender<PeerId>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -282,6 +288,16 @@ impl RunnerHandle {
         self.send(Command::SetClientConfig(Box::new(config)))
     }
 
+    /// Waits until a connected peer (another device of the site, or the cloud) holds `doc`
+    /// up to `heads` on its disk, and returns it; wrap it in a timeout (dropping the future
+    /// cancels the wait). See `outpost_core::engine::Engine::await_held` for what "holds"
+    /// means.
+    pub async fn await_held(&self, doc: DocumentId, heads: Vec<ChangeHash>) -> Result<PeerId> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::AwaitHeld { doc, heads, reply })?;
+        rx.await.map_err(|_| Error::NodeStopped)
+    }
+
     /// Like [`RunnerHandle::learn_revocation`], without waiting for the answer (for callers
     /// outside the runtime: the cloud hands a revocation to each of its sites).
     pub fn offer_revocation(&self, record: SignedRevocation) -> Result<()> {
@@ -311,6 +327,8 @@ pub struct Runner<H: Hooks> {
     inbox_rx: mpsc::Receiver<SessionEvent>,
     commands: RunnerInbox,
     subscription: Subscription,
+    /// Callers waiting for a peer to hold their write (`Durability::Replicated`).
+    held: HashMap<HeldWait, oneshot::Sender<PeerId>>,
 }
 
 /// Marks the peers of this runner's site that the deny list names as revoked, so that status
@@ -368,6 +386,7 @@ impl<H: Hooks> Runner<H> {
             inbox_rx,
             commands,
             subscription,
+            held: HashMap::new(),
         }
     }
 
@@ -513,6 +532,20 @@ impl<H: Hooks> Runner<H> {
                 }
             }
             Command::Changed(doc) => self.links.handle_local_change(&doc, now),
+            Command::AwaitHeld { doc, heads, reply } => {
+                // Waits whose caller timed out (dropped its receiver) go first: what waits
+                // is bounded by the callers waiting now.
+                let links = &mut self.links;
+                self.held.retain(|id, r| {
+                    let keep = !r.is_closed();
+                    if !keep {
+                        links.cancel_held(*id);
+                    }
+                    keep
+                });
+                let id = self.links.await_held(doc, heads);
+                self.held.insert(id, reply);
+            }
             Command::LearnRevocation(record, reply) => {
                 let _ = reply.send(self.links.learn_revocation(record, now));
             }
@@ -564,6 +597,11 @@ impl<H: Hooks> Runner<H> {
                     }
                 }
                 Output::Dial { target } => self.dial(target),
+            }
+        }
+        while let Some((id, peer)) = self.links.poll_held() {
+            if let Some(reply) = self.held.remove(&id) {
+                let _ = reply.send(peer);
             }
         }
         while let Some(event) = self.links.poll_event() {

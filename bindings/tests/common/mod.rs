@@ -18,5 +18,6 @@ pub(crate) fn config(dir: &std::path::Path, ca: &FleetCa, peer: &str, role: &str
         durable_writes: false,
         ticket_prefix: None,
         signatures: None,
+        replicated_timeout_ms: 3000,
     }
 }
