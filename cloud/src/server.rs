@@ -501,6 +501,14 @@ impl Cloud {
 }
 
 fn open_db(path: &std::path::Path, cache_bytes: u64) -> Result<sled::Db> {
+    // A kill while sled opened may have left an incomplete snapshot that makes every later
+    // open fail: set aside (kept in the data directory) before opening.
+    outpost_core::storage::quarantine_incomplete_snapshots(path).with_context(|| {
+        format!(
+            "cannot set aside an incomplete snapshot in {}; check that it is writable",
+            path.display()
+        )
+    })?;
     let opened = std::panic::catch_unwind(|| {
         let sled_config = sled::Config::new()
             .path(path)

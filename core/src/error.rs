@@ -172,7 +172,27 @@ pub enum Error {
     #[error(
         "storage error: {0}; check that the data directory is writable and the disk is not full"
     )]
-    Storage(#[from] sled::Error),
+    Storage(#[from] crate::storage::StorageError),
+    /// Another process (or another open store in this one) holds the data directory.
+    #[error("the data directory {path} is in use by another process (is outpost or outpost-cloud running on it?); stop it, then try again")]
+    InUse {
+        /// The data directory.
+        path: String,
+    },
+    /// A storage engine name that is neither `sled` nor `redb`.
+    #[error("unknown storage engine {name:?}; use sled or redb")]
+    UnknownEngine {
+        /// The name given.
+        name: String,
+    },
+    /// Moving a store to another engine failed or found a difference.
+    #[error("migrating {path} failed: {reason}; the store is unchanged unless said otherwise, and running the migration again resumes it")]
+    Migration {
+        /// The data directory.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The durable truth behind the store (its mirror, e.g. the cloud's PostgreSQL) did not
     /// commit what the store wrote; it stays queued and peers are told nothing of it.
     #[error("the store's database did not commit {changes} changes: {reason}; check that the database is reachable (they are retried)")]

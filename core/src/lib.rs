@@ -43,6 +43,7 @@ mod pointer;
 mod policy;
 pub mod revocation;
 pub mod signing;
+pub mod storage;
 mod store;
 mod time;
 mod value;
@@ -67,3 +68,7 @@ pub use store::{
 };
 pub use store::{Mirror, MirrorBatch, MirrorTree, MirroredChange, MirroredEntry, SharedMirror};
 pub use time::Timestamp;
+
+// Storage engines (see `storage`). `Engine` is the sync engine's name, so the storage
+// engine is `StorageEngine` at the root and `storage::Engine` in its module.
+pub use storage::{migrate, Database, Engine as StorageEngine, MigrationReport};

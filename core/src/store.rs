@@ -41,10 +41,12 @@ use self::slot::Slot;
 use self::subscription::Subscribers;
 pub use self::subscription::{ChangeEvent, Origin, Subscription, SubscriptionFilter};
 use self::ticket::Tickets;
+pub(crate) use self::ticket::MARKER_FILE;
 pub use self::ticket::{Ticket, TicketPrefix};
 pub use self::transaction::Tx;
 use crate::actor::actor_for;
 use crate::signing::{signed_bytes, SharedSigner};
+use crate::storage::{Batch, Database, DatabaseOptions, Engine, Keyspace};
 use crate::value;
 use crate::{DocumentId, Error, PeerId, PeerInfo, Pointer, Policy, Result};
 
@@ -89,8 +91,11 @@ pub struct StoreOptions {
     pub compaction_threshold: usize,
     /// Background flush interval for [`Durability::Fast`] writes.
     pub flush_every_ms: u64,
-    /// sled page cache size in bytes.
+    /// Page cache size in bytes.
     pub cache_capacity: u64,
+    /// The storage engine of a NEW data directory; an existing one is opened with the
+    /// engine whose files it holds (see [`Engine::detect`]). Ignored by [`Store::on_db`].
+    pub engine: Engine,
     /// The random tail of this session's actor id. `None` (the default, and the only safe
     /// choice outside simulations) draws a fresh one every time the store opens: Automerge
     /// requires each (actor, sequence number) to be unique, and a store restored from an old
@@ -132,6 +137,7 @@ impl Default for StoreOptions {
             compaction_threshold: 256,
             flush_every_ms: 100,
             cache_capacity: 64 * 1024 * 1024,
+            engine: Engine::for_new_directories(),
             actor_tail: None,
             signer: None,
             ticket_prefix: None,
@@ -145,33 +151,35 @@ impl Default for StoreOptions {
 /// Moves documents of the earlier layout (one sled tree `<namespace>doc/<id>` per document)
 /// into the key ranges of `chunks`, each in one batch, and drops the old trees: a store
 /// written by an earlier version opens with nothing lost.
-fn migrate_tree_per_document(db: &sled::Db, namespace: &str, chunks: &sled::Tree) -> Result<()> {
+fn migrate_tree_per_document(
+    db: &Database,
+    namespace: &str,
+    chunks: &Keyspace,
+    durable: &dyn Fn() -> Result<()>,
+) -> Result<()> {
     let prefix = format!("{namespace}doc/");
-    for name in db.tree_names() {
-        let Some(rest) = name.strip_prefix(prefix.as_bytes()) else {
+    for name in db.keyspaces()? {
+        let Some(rest) = name.strip_prefix(&prefix) else {
             continue;
         };
-        let Some(doc) = std::str::from_utf8(rest)
-            .ok()
-            .and_then(|d| d.parse::<DocumentId>().ok())
-        else {
+        let Ok(doc) = rest.parse::<DocumentId>() else {
             continue;
         };
-        let old = db.open_tree(&name)?;
-        if !old.is_empty() {
-            let mut batch = sled::Batch::default();
-            batch.insert(slot::marker_key(&doc), &[][..]);
+        let old = db.keyspace(&name);
+        if !old.is_empty()? {
+            let mut batch = Batch::default();
+            batch.insert(chunks, slot::marker_key(&doc), []);
             let cp = slot::chunk_prefix(&doc);
             for kv in old.iter() {
                 let (k, v) = kv?;
                 let mut key = cp.clone();
                 key.extend_from_slice(&k);
-                batch.insert(key, v);
+                batch.insert(chunks, key, v);
             }
             chunks.apply_batch(batch)?;
-            chunks.flush()?;
+            durable()?;
         }
-        db.drop_tree(&name)?;
+        db.drop_keyspace(&name)?;
         tracing::info!(%doc, "moved a document to the key-range layout");
     }
     Ok(())
@@ -198,16 +206,16 @@ pub struct Store {
 }
 
 struct Inner {
-    db: sled::Db,
+    db: Database,
     namespace: String,
-    meta: sled::Tree,
-    sync: sled::Tree,
+    meta: Keyspace,
+    sync: Keyspace,
     /// Every document's chunks, as key ranges (see `slot`).
-    chunks: sled::Tree,
+    chunks: Keyspace,
     /// Signatures of changes (see `signatures.rs`).
-    sigs: sled::Tree,
+    sigs: Keyspace,
     /// Certificates of signers, and the peers known to sign.
-    certs: sled::Tree,
+    certs: Keyspace,
     signer: Option<SharedSigner>,
     /// Documents this session wrote unsigned (no signer) and has marked so in `meta`.
     unsigned_marked: Mutex<std::collections::HashSet<DocumentId>>,
@@ -252,53 +260,46 @@ impl Store {
         Store::open_with(path, StoreOptions::default())
     }
 
-    /// Opens (or creates) a store in the directory `path`.
+    /// Opens (or creates) a store in the directory `path`, with the engine whose files it
+    /// holds (or `options.engine` for a new directory).
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
-        let config = sled::Config::new()
-            .path(path.as_ref())
-            .cache_capacity(options.cache_capacity)
-            .flush_every_ms(Some(options.flush_every_ms));
-        // sled releases its file lock from a background thread a moment after the last
-        // handle of a database is dropped (sled issues #1234, #1289), so reopening a store
-        // right after closing it in the same process may briefly find the lock still held.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                other => break other?,
-            }
-        };
+        let db = Database::open(
+            path.as_ref(),
+            &DatabaseOptions {
+                engine: options.engine,
+                cache_capacity: options.cache_capacity,
+                flush_every_ms: options.flush_every_ms,
+            },
+        )?;
         let restored = if options.detect_restore {
-            ticket::files_restored(path.as_ref(), &db.open_tree("meta")?)?
+            let sync = || db.sync();
+            ticket::files_restored(path.as_ref(), &db.keyspace("meta"), &sync)?
         } else {
             false
         };
         Store::on_db_inner(db, "", options, restored)
     }
 
-    /// A store over a namespace of an already open sled database, so that one process can
-    /// keep many sites apart in one database (the cloud peer does this).
-    pub fn on_db(db: sled::Db, namespace: &str, options: StoreOptions) -> Result<Store> {
-        Store::on_db_inner(db, namespace, options, false)
+    /// A store over a namespace of an already open database, so that one process can keep
+    /// many sites apart in one database (the cloud peer does this). A sled handle converts
+    /// (without the `fdatasync` of durable flushes: open a [`Database`] instead).
+    pub fn on_db(db: impl Into<Database>, namespace: &str, options: StoreOptions) -> Result<Store> {
+        Store::on_db_inner(db.into(), namespace, options, false)
     }
 
     fn on_db_inner(
-        db: sled::Db,
+        db: Database,
         namespace: &str,
         options: StoreOptions,
         restored: bool,
     ) -> Result<Store> {
-        let meta = db.open_tree(format!("{namespace}meta"))?;
-        let sync = db.open_tree(format!("{namespace}sync"))?;
-        let chunks = db.open_tree(format!("{namespace}chunks"))?;
-        let sigs = db.open_tree(format!("{namespace}sigs"))?;
-        let certs = db.open_tree(format!("{namespace}certs"))?;
-        migrate_tree_per_document(&db, namespace, &chunks)?;
+        let durable = || db.sync();
+        let meta = db.keyspace(format!("{namespace}meta"));
+        let sync = db.keyspace(format!("{namespace}sync"));
+        let chunks = db.keyspace(format!("{namespace}chunks"));
+        let sigs = db.keyspace(format!("{namespace}sigs"));
+        let certs = db.keyspace(format!("{namespace}certs"));
+        migrate_tree_per_document(&db, namespace, &chunks, &durable)?;
         // A new actor every session (see `StoreOptions::actor_tail`): 2^-64 odds of a
         // collision per pair of sessions of one device.
         let tail: [u8; 8] = options.actor_tail.unwrap_or_else(rand::random);
@@ -326,7 +327,7 @@ impl Store {
             PeerInfo::parse("local", "local", "local").expect("literal identity is valid");
         let actor = actor_for(options.identity.as_ref().unwrap_or(&anonymous), tail);
         let tickets = match options.ticket_prefix {
-            Some(prefix) => Some(Tickets::open(&meta, prefix, restored)?),
+            Some(prefix) => Some(Tickets::open(&meta, prefix, restored, &durable)?),
             None => None,
         };
         let store = Store {
@@ -450,7 +451,7 @@ impl Store {
         if let Some(fleet) = self.fleet_of(doc) {
             return fleet.has_document(doc);
         }
-        Ok(self.inner.chunks.contains_key(slot::marker_key(doc))?)
+        self.inner.chunks.contains_key(slot::marker_key(doc))
     }
 
     /// Whether the document holds data.
@@ -561,7 +562,7 @@ impl Store {
             if s.has_write(id) {
                 drop(s);
                 if durability == Durability::Durable {
-                    self.inner.flushes.flush(&self.inner.db)?;
+                    self.sync_to_disk()?;
                 }
                 return Ok(WriteOutcome::AlreadyApplied);
             }
@@ -612,10 +613,7 @@ impl Store {
         // flush. Subscribers hear of the change once it is on disk: a node offers it to
         // peers only then.
         drop(s);
-        self.inner
-            .flushes
-            .flush(&self.inner.db)
-            .inspect_err(|_| self.forget(doc))?;
+        self.sync_to_disk().inspect_err(|_| self.forget(doc))?;
         self.inner
             .subscribers
             .notify(doc, &heads, paths, Origin::Local);
@@ -700,17 +698,17 @@ impl Store {
         let aside = self
             .inner
             .db
-            .open_tree(format!("{}quarantine/{doc}@{ms}", self.inner.namespace))?;
-        let mut batch = sled::Batch::default();
+            .keyspace(format!("{}quarantine/{doc}@{ms}", self.inner.namespace));
+        let mut batch = Batch::default();
         for kv in self.inner.chunks.scan_prefix(slot::chunk_prefix(doc)) {
             let (k, v) = kv?;
-            batch.insert(k, v);
+            batch.insert(&aside, k, v);
         }
         aside.apply_batch(batch)?;
-        aside.flush()?;
+        self.sync_to_disk()?;
         self.inner.meta.insert(
             format!("{QUARANTINE_KEY}{doc}").as_bytes(),
-            &ms.to_be_bytes(),
+            ms.to_be_bytes(),
         )?;
         lock(&self.inner.quarantined).insert(doc.clone());
         tracing::error!(%doc, quarantine = %format!("quarantine/{doc}@{ms}"), "document is corrupt on disk: moved aside, to be fetched again from peers");
@@ -732,28 +730,24 @@ impl Store {
         let fleet = self.fleet_of(doc).is_some();
         let existed = !fleet && self.has_document(doc)?;
         self.forget(doc);
-        let mut batch = sled::Batch::default();
-        batch.remove(slot::marker_key(doc));
-        for k in self
-            .inner
-            .chunks
-            .scan_prefix(slot::chunk_prefix(doc))
-            .keys()
-        {
-            batch.remove(k?);
+        let mut batch = Batch::default();
+        let chunks = &self.inner.chunks;
+        batch.remove(chunks, slot::marker_key(doc));
+        for k in chunks.scan_prefix(slot::chunk_prefix(doc)).keys() {
+            batch.remove(chunks, k?);
         }
         self.inner.chunks.apply_batch(batch)?;
         self.delete_signatures(doc)?;
         let suffix = format!("\0{doc}");
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         for kv in self.inner.sync.iter() {
             let (k, _) = kv?;
             if k.ends_with(suffix.as_bytes()) {
-                batch.remove(k);
+                batch.remove(&self.inner.sync, k);
             }
         }
         self.inner.sync.apply_batch(batch)?;
-        self.inner.db.flush()?;
+        self.sync_to_disk()?;
         Ok(existed)
     }
 
@@ -787,24 +781,24 @@ impl Store {
         // next erasure pass deletes, never a deleted document that could come back.
         self.inner.meta.insert(
             format!("{ERASED_KEY}{doc}").as_bytes(),
-            &now_ms.to_be_bytes(),
+            now_ms.to_be_bytes(),
         )?;
         lock(&self.inner.erased).insert(doc.clone());
         let existed = self.delete_document(doc)?;
         // Consumers' positions in it mean nothing any more,
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         // and what was synced of it with whom neither.
         let suffix = format!("/{doc}");
         for prefix in [&b"feed/"[..], &b"progress/"[..]] {
             for kv in self.inner.meta.scan_prefix(prefix) {
                 let (k, _) = kv?;
                 if k.ends_with(suffix.as_bytes()) {
-                    batch.remove(k);
+                    batch.remove(&self.inner.meta, k);
                 }
             }
         }
         self.inner.meta.apply_batch(batch)?;
-        self.inner.db.flush()?;
+        self.sync_to_disk()?;
         Ok(existed)
     }
 
@@ -1081,7 +1075,7 @@ impl Store {
                 .and_then(|()| self.sign_imported(doc, &changes))
                 .inspect(|()| changes.iter().for_each(|c| self.mirror_change(doc, c)))
                 .and_then(|()| self.learn_tickets(&s.doc))
-                .and_then(|()| self.inner.flushes.flush(&self.inner.db))
+                .and_then(|()| self.sync_to_disk())
                 .inspect_err(|_| self.forget(doc))?;
             self.notify_received(&s, doc, &changes, bulk, Origin::Import);
         }
@@ -1151,18 +1145,30 @@ impl Store {
     /// what the data directory costs. sled gives space back lazily (see `core/docs/design.md`,
     /// "What sled gives back").
     pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.inner.db.size_on_disk()?)
+        self.inner.db.size_on_disk()
     }
 
     /// Flushes everything to disk, then commits to the mirror (if any) what it lacks, the
     /// lazy sync bookkeeping included.
     pub fn flush(&self) -> Result<()> {
-        self.inner.db.flush()?;
+        self.sync_to_disk()?;
         if let Some(fleet) = &self.inner.fleet {
             // Fleet documents received through this store are queued in the fleet's.
             fleet.commit_mirror()?;
         }
         self.commit_mirror()
+    }
+
+    /// Makes everything written so far durable: one sled flush and `fdatasync` of its files,
+    /// shared by the writers that ask meanwhile (see `flush.rs`).
+    pub(crate) fn sync_to_disk(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner.flushes.flush(|| inner.db.sync())
+    }
+
+    /// The storage engine of this store's database.
+    pub fn engine(&self) -> Engine {
+        self.inner.db.engine()
     }
 
     /// Drops from memory the documents not used for `max_idle`; they reload on next use.
@@ -1207,7 +1213,7 @@ impl Store {
         let Some(m) = msg.as_ref().filter(|m| !m.changes.is_empty()) else {
             return Ok((msg, Vec::new()));
         };
-        if self.inner.sigs.is_empty() {
+        if self.inner.sigs.is_empty()? {
             return Ok((msg, Vec::new()));
         }
         // Read from the chunk headers: a catch-up's whole document costs one lookup per

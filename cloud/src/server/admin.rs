@@ -43,6 +43,12 @@ fn open(data: &Path, create: bool) -> Result<sled::Db> {
             data.display()
         );
     }
+    outpost_core::storage::quarantine_incomplete_snapshots(data).with_context(|| {
+        format!(
+            "cannot set aside an incomplete snapshot in {}; check that it is writable",
+            data.display()
+        )
+    })?;
     sled::Config::new().path(data).open().map_err(|e| {
         let held = e.to_string().contains("could not acquire lock");
         if held {

@@ -214,7 +214,7 @@ impl<W: Write> BackupWriter<W> {
                 let bytes = s.doc.save();
                 let mut sigs = Vec::new();
                 for kv in inner.sigs.scan_prefix(signatures::doc_prefix(&doc)) {
-                    let (k, v) = kv.map_err(crate::Error::from)?;
+                    let (k, v) = kv?;
                     let held = signatures::decode_value(&v)
                         .is_some_and(|sig| s.doc.get_change_meta_by_hash(&sig.hash).is_some());
                     if held {
@@ -246,7 +246,7 @@ impl<W: Write> BackupWriter<W> {
             }
         }
         for kv in inner.certs.iter() {
-            let (k, v) = kv.map_err(crate::Error::from)?;
+            let (k, v) = kv?;
             summary.certificates += 1;
             self.out.frame(&Record::Certificate {
                 key: k.to_vec(),
@@ -255,7 +255,7 @@ impl<W: Write> BackupWriter<W> {
         }
         for prefix in KEPT_META {
             for kv in inner.meta.scan_prefix(prefix) {
-                let (k, v) = kv.map_err(crate::Error::from)?;
+                let (k, v) = kv?;
                 summary.meta += 1;
                 self.out.frame(&Record::Meta {
                     key: k.to_vec(),
@@ -435,11 +435,11 @@ pub fn restore_stores<R: Read>(
                         summary.document_bytes += bytes.len() as u64;
                     }
                     Record::Signature { key, value } => {
-                        inner.sigs.insert(key, value).map_err(crate::Error::from)?;
+                        inner.sigs.insert(key, value)?;
                         summary.signatures += 1;
                     }
                     Record::Certificate { key, value } => {
-                        inner.certs.insert(key, value).map_err(crate::Error::from)?;
+                        inner.certs.insert(key, value)?;
                         summary.certificates += 1;
                     }
                     Record::Meta { key, value } => {
@@ -449,7 +449,7 @@ pub fn restore_stores<R: Read>(
                                 String::from_utf8_lossy(&key)
                             )));
                         }
-                        inner.meta.insert(key, value).map_err(crate::Error::from)?;
+                        inner.meta.insert(key, value)?;
                         summary.meta += 1;
                     }
                     Record::EndStore { documents } => {

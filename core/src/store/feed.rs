@@ -175,7 +175,7 @@ impl Feed {
             .inner
             .meta
             .insert(position_key(&self.name, &batch.doc), bytes)?;
-        self.store.inner.flushes.flush(&self.store.inner.db)?;
+        self.store.sync_to_disk()?;
         Ok(())
     }
 

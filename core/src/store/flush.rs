@@ -1,6 +1,7 @@
-//! Group commit of flushes: durable writers that arrive together share one `Db::flush`.
+//! Group commit of flushes: durable writers that arrive together share one durable flush
+//! (for sled, `Db::flush` followed by an `fdatasync` of its files; see `storage::sled`).
 //!
-//! A flush (an fsync of sled's log) makes durable everything written to sled before it
+//! A flush makes durable everything written to sled before it
 //! started. A writer takes a ticket once its change is in sled; if a flush is running, it
 //! started before the ticket and may not cover it, so the writer waits for it to end and
 //! the next flush, started by one of the waiting writers, covers every ticket taken so far.
@@ -32,8 +33,10 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl FlushGroup {
-    /// Returns once everything written to `db` before the call is on disk.
-    pub(super) fn flush(&self, db: &sled::Db) -> Result<()> {
+    /// Returns once everything written before the call is on disk: runs `flush` (which
+    /// makes durable everything written before it started), or waits for a run of it by
+    /// another writer that started after this call.
+    pub(super) fn flush(&self, flush: impl FnOnce() -> Result<()>) -> Result<()> {
         let mut st = lock(&self.state);
         st.tickets += 1;
         let ticket = st.tickets;
@@ -45,7 +48,7 @@ impl FlushGroup {
                 st.running = true;
                 let covers = st.tickets;
                 drop(st);
-                let result = db.flush();
+                let result = flush();
                 let mut st = lock(&self.state);
                 st.running = false;
                 if result.is_ok() {
@@ -83,7 +86,9 @@ mod tests {
                     for i in 0..20u64 {
                         db.insert((t * 100 + i).to_be_bytes(), &[1u8; 16])
                             .expect("insert");
-                        group.flush(&db).expect("flush");
+                        group
+                            .flush(|| db.flush().map(drop).map_err(Into::into))
+                            .expect("flush");
                     }
                 })
             })

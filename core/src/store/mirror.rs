@@ -297,7 +297,7 @@ impl Store {
         for (doc, chunks) in by_doc {
             added += self.apply_mirrored_doc(doc, &chunks)?;
         }
-        self.inner.db.flush()?;
+        self.sync_to_disk()?;
         Ok(added)
     }
 

@@ -110,7 +110,15 @@ impl Store {
         }
         let from = sig_key(doc, actor, seq);
         let to = sig_key(doc, actor, u64::MAX);
-        match self.inner.sigs.range(from..=to).next() {
+        match self
+            .inner
+            .sigs
+            .range_bounds(
+                std::ops::Bound::Included(from),
+                std::ops::Bound::Included(to),
+            )
+            .next()
+        {
             None => Ok(None),
             Some(kv) => {
                 let (_, v) = kv?;
@@ -137,13 +145,7 @@ impl Store {
         let mut end = start.clone();
         *end.last_mut().expect("a prefix ends with its separator") = 1;
         let mut out = Vec::new();
-        while let Some(kv) = self
-            .inner
-            .sigs
-            .range(start.clone()..end.clone())
-            .next_back()
-        {
-            let (k, v) = kv?;
+        while let Some((k, v)) = self.inner.sigs.last_in(&start, &end)? {
             let Some(s) = decode_value(&v) else {
                 return Err(Error::CorruptStore(format!(
                     "a signature record of document {doc} is {} bytes, under 64",
@@ -168,7 +170,7 @@ impl Store {
         if let Some(fleet) = self.fleet_of(doc) {
             return fleet.has_signature(doc, actor, seq);
         }
-        Ok(self.inner.sigs.contains_key(sig_key(doc, actor, seq))?)
+        self.inner.sigs.contains_key(sig_key(doc, actor, seq))
     }
 
     /// The author and sequence number of a change `doc` holds.
@@ -286,11 +288,11 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::storage::Batch::default();
         for (actor, seq, s) in records {
             let (k, v) = (sig_key(doc, actor, *seq), sig_value(s));
             self.mirror_entry(MirrorTree::Signatures, &k, &v);
-            batch.insert(k, v);
+            batch.insert(&self.inner.sigs, k, v);
         }
         self.inner.sigs.apply_batch(batch)?;
         Ok(())
@@ -315,9 +317,9 @@ impl Store {
             // Signers of fleet documents must be known to every site that sends them.
             fleet.put_certificate(key, der, peer)?;
         }
-        let mut batch = sled::Batch::default();
-        batch.insert(cert_key(key), der);
-        batch.insert(peer_key(peer), &key.0[..]);
+        let mut batch = crate::storage::Batch::default();
+        batch.insert(&self.inner.certs, cert_key(key), der);
+        batch.insert(&self.inner.certs, peer_key(peer), &key.0[..]);
         self.inner.certs.apply_batch(batch)?;
         use super::mirror::MirrorTree::Certificates;
         self.mirror_entry(Certificates, &cert_key(key), der);
@@ -352,7 +354,7 @@ impl Store {
         let old = self.inner.certs.insert(&k[..], &bytes[..])?;
         self.mirror_entry(super::mirror::MirrorTree::Certificates, &k, &bytes);
         if old.is_none() {
-            self.inner.certs.flush()?;
+            self.sync_to_disk()?;
         }
         Ok(old.is_none())
     }
@@ -372,9 +374,9 @@ impl Store {
 
     /// Removes the signatures of a deleted document.
     pub(super) fn delete_signatures(&self, doc: &DocumentId) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::storage::Batch::default();
         for k in self.inner.sigs.scan_prefix(doc_prefix(doc)).keys() {
-            batch.remove(k?);
+            batch.remove(&self.inner.sigs, k?);
         }
         self.inner.sigs.apply_batch(batch)?;
         Ok(())

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use automerge::{ActorId, Automerge, ReadDoc};
 
+use crate::storage::{Batch, Keyspace};
 use crate::{DocumentId, Error, Result};
 
 /// Marker keys (`0x00 <doc>`) sort before chunk keys (`0x01 <doc> 0x00 <seq>`).
@@ -55,7 +56,7 @@ pub(super) fn chunk_prefix(doc: &DocumentId) -> Vec<u8> {
 pub(super) struct Slot {
     pub(super) doc: Automerge,
     id: DocumentId,
-    tree: sled::Tree,
+    tree: Keyspace,
     prefix: Vec<u8>,
     next_seq: u64,
     chunks: usize,
@@ -78,7 +79,7 @@ const CHUNK_CAP_FACTOR: usize = 16;
 impl Slot {
     /// Loads the document from its key range of `tree` (no chunks: a document that does not
     /// exist yet).
-    pub(super) fn load(id: DocumentId, tree: sled::Tree, actor: ActorId) -> Result<Slot> {
+    pub(super) fn load(id: DocumentId, tree: Keyspace, actor: ActorId) -> Result<Slot> {
         let prefix = chunk_prefix(&id);
         let mut bytes = Vec::new();
         let mut chunks = 0;
@@ -200,9 +201,13 @@ impl Slot {
     /// peer's Hello compares heads of every document, read from markers without loading any.
     pub(super) fn append(&mut self, bytes: &[u8]) -> Result<()> {
         let key = self.key(self.next_seq);
-        let mut batch = sled::Batch::default();
-        batch.insert(marker_key(&self.id), encode_heads(&self.doc.get_heads()));
-        batch.insert(key, bytes);
+        let mut batch = Batch::default();
+        batch.insert(
+            &self.tree,
+            marker_key(&self.id),
+            encode_heads(&self.doc.get_heads()),
+        );
+        batch.insert(&self.tree, key, bytes);
         self.tree.apply_batch(batch)?;
         self.next_seq += 1;
         if self.chunks == 0 {
@@ -219,11 +224,11 @@ impl Slot {
     pub(super) fn compact(&mut self) -> Result<()> {
         let snapshot = self.doc.save();
         let snapshot_len = snapshot.len();
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         for k in self.tree.scan_prefix(&self.prefix).keys() {
-            batch.remove(k?);
+            batch.remove(&self.tree, k?);
         }
-        batch.insert(self.key(self.next_seq), snapshot);
+        batch.insert(&self.tree, self.key(self.next_seq), snapshot);
         self.tree.apply_batch(batch)?;
         tracing::debug!(doc = %self.id, chunks = self.chunks, "compacted document");
         self.next_seq += 1;

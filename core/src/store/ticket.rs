@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use automerge::ReadDoc;
 
 use super::lock;
+use crate::storage::Keyspace;
 use crate::{DocumentId, Error, Pointer, Result};
 
 /// The key below the document root where each prefix's last ticket is recorded.
@@ -36,7 +37,20 @@ const IDENTITY_KEY: &str = "store/files";
 /// store opened without a prefix in between (a tool on the data directory) does not make the
 /// restore forgotten.
 const RESTORED_KEY: &str = "ticket-restored";
-const MARKER_FILE: &str = "outpost-store";
+pub(crate) const MARKER_FILE: &str = "outpost-store";
+
+/// Creates a file readable by its owner only (0600) from the start: the marker's change
+/// time is part of its identity, so its mode is never changed afterwards.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
 
 /// A device's ticket prefix: 1 to 8 upper-case letters and digits starting with a letter
 /// (`K1`, `POS2`). Unique per device within a site; the generation (lower case) follows it.
@@ -178,14 +192,19 @@ impl Position {
 /// The ticket series of a store (one prefix per device).
 pub(crate) struct Tickets {
     prefix: TicketPrefix,
-    meta: sled::Tree,
+    meta: Keyspace,
     at: Mutex<Position>,
 }
 
 impl Tickets {
     /// Loads the series of `prefix`; `restored`: the store's files are a copy, so the series
     /// moves to the next generation (persisted before any number is issued).
-    pub(crate) fn open(meta: &sled::Tree, prefix: TicketPrefix, restored: bool) -> Result<Self> {
+    pub(crate) fn open(
+        meta: &Keyspace,
+        prefix: TicketPrefix,
+        restored: bool,
+        durable: &dyn Fn() -> Result<()>,
+    ) -> Result<Self> {
         let restored = restored || meta.contains_key(RESTORED_KEY)?;
         let key = format!("{META_KEY}{prefix}");
         let stored = meta.get(key.as_bytes())?.and_then(|v| Position::decode(&v));
@@ -200,9 +219,9 @@ impl Tickets {
                 generation: at.generation.saturating_add(1),
                 last: 0,
             };
-            meta.insert(key.as_bytes(), &at.encode())?;
+            meta.insert(key.as_bytes(), at.encode())?;
             meta.remove(RESTORED_KEY)?;
-            meta.flush()?;
+            durable()?;
             tracing::warn!(%prefix, generation = at.generation,
                 "this store's files are a copy (restored from a backup?): its tickets move to a new generation");
         }
@@ -237,7 +256,7 @@ impl Tickets {
             })?;
         self.meta.insert(
             format!("{META_KEY}{}", self.prefix).as_bytes(),
-            &next.encode(),
+            next.encode(),
         )?;
         *at = next;
         tracing::debug!(%doc, generation = next.generation, number = next.last, "ticket issued");
@@ -268,7 +287,7 @@ impl Tickets {
         }
         self.meta.insert(
             format!("{META_KEY}{}", self.prefix).as_bytes(),
-            &seen.encode(),
+            seen.encode(),
         )?;
         *at = seen;
         tracing::info!(prefix = %self.prefix, ticket = %r, "a peer knew a later ticket of ours: the counter moves past it");
@@ -321,11 +340,15 @@ pub(crate) fn recorded<R: ReadDoc>(
 /// Whether the store's files are a copy of the ones it last wrote: the identity of a marker
 /// file in its directory (device, inode, change time: a copy cannot keep them) differs from
 /// the one recorded in `meta`. Records the current identity.
-pub(crate) fn files_restored(dir: &Path, meta: &sled::Tree) -> Result<bool> {
+pub(crate) fn files_restored(
+    dir: &Path,
+    meta: &Keyspace,
+    durable: &dyn Fn() -> Result<()>,
+) -> Result<bool> {
     let marker = dir.join(MARKER_FILE);
     let existed = marker.exists();
     if !existed {
-        std::fs::write(
+        write_private(
             &marker,
             b"outpost store: the identity of this file tells a copy\n",
         )
@@ -337,7 +360,7 @@ pub(crate) fn files_restored(dir: &Path, meta: &sled::Tree) -> Result<bool> {
     let now = file_identity(&marker)?;
     let recorded = meta.get(IDENTITY_KEY)?;
     let restored = match &recorded {
-        Some(r) => r.as_ref() != now.as_bytes(),
+        Some(r) => r.as_slice() != now.as_bytes(),
         // An earlier version's store, or a new one: nothing to compare yet.
         None => false,
     };
@@ -346,7 +369,7 @@ pub(crate) fn files_restored(dir: &Path, meta: &sled::Tree) -> Result<bool> {
             meta.insert(RESTORED_KEY, &[1u8][..])?;
         }
         meta.insert(IDENTITY_KEY, now.as_bytes())?;
-        meta.flush()?;
+        durable()?;
     }
     Ok(restored)
 }
