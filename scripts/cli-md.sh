@@ -43,7 +43,7 @@ cli_blocks() {
 cloud_blocks() {
   printf '## `outpost-cloud`\n\n'
   block "outpost-cloud" "$bin/outpost-cloud"
-  for sub in backup restore erase token; do
+  for sub in backup restore erase migrate token; do
     block "outpost-cloud $sub" "$bin/outpost-cloud" "$sub"
   done
   for sub in issue revoke list; do

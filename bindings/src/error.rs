@@ -105,7 +105,10 @@ impl From<outpost_core::Error> for OutpostError {
             }
             E::FeedClosed => OutpostError::shut_down(),
             E::NoTicketPrefix | E::TicketsExhausted { .. } => OutpostError::InvalidConfig(message),
-            E::StoreFiles { .. } => OutpostError::Storage(message),
+            E::StoreFiles { .. } | E::InUse { .. } | E::Migration { .. } => {
+                OutpostError::Storage(message)
+            }
+            E::UnknownEngine { .. } => OutpostError::InvalidConfig(message),
             // Automerge refuses operations that the value API does not produce.
             E::Automerge { .. } => OutpostError::Internal(message),
             _ => OutpostError::Internal(message),

@@ -112,3 +112,26 @@ pub fn certificate_identity(
         Ok(certificate.device_cert().info().into())
     })
 }
+
+/// Moves the store in the data directory `dir` to the storage engine `to` (`"sled"` or
+/// `"redb"`), with the app's `Outpost` closed (an open store is refused). Every entry is
+/// copied and compared before the files are swapped; interrupted (the app killed, the
+/// battery at 0 %), calling it again finishes it. Returns a one-line summary.
+#[uniffi::export]
+pub fn migrate_storage(dir: String, to: String) -> Result<String> {
+    guard("migrateStorage", || {
+        let to: outpost_core::StorageEngine = to.parse()?;
+        let r = outpost_core::migrate(Path::new(&dir), to)?;
+        Ok(match r.old_files {
+            None => format!("{dir} is on {to} already"),
+            Some(old) => format!(
+                "moved {dir} from {} to {}: {} documents, {} entries copied and compared; old files in {}",
+                r.from,
+                r.to,
+                r.documents,
+                r.entries,
+                old.display()
+            ),
+        })
+    })
+}

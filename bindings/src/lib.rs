@@ -56,7 +56,10 @@ mod types;
 pub use config::{DeviceCertificate, NodeConfig};
 pub use error::{OutpostError, Result};
 pub use feed::{ConsumerFeed, FeedBatch, FeedListener};
-pub use fleet::{certificate_identity, load_device_certificate, save_device_certificate, FleetCa};
+pub use fleet::{
+    certificate_identity, load_device_certificate, migrate_storage, save_device_certificate,
+    FleetCa,
+};
 pub use listener::{NodeListener, Subscription};
 pub use live::{QueryResult, QueryWatch, Snapshot, StatusWatch, ValueWatch};
 pub use logging::{enable_logging, set_log_sink, LogLevel, LogSink};

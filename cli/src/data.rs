@@ -40,6 +40,7 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
         Command::Docs(crate::DocsCommand::Delete { doc }) => Request::DeleteDocument { doc },
         Command::Status { json } => return crate::status::run(dir, cert_dir, json),
         Command::Restore { from } => return restore(dir, &from),
+        Command::Migrate { to } => return migrate(dir, to),
         Command::Backup { out } => Request::Backup {
             out: absolute(&out)?,
         },
@@ -130,6 +131,30 @@ fn print_result(request: &Request, result: &Json) -> Result<()> {
 }
 
 /// `outpost restore --from FILE`: into a new or empty data directory only.
+fn migrate(dir: &Path, to: outpost_core::StorageEngine) -> Result<()> {
+    refuse_cloud_data(dir)?;
+    let report = outpost_core::migrate(dir, to).map_err(|e| match e {
+        outpost_core::Error::InUse { .. } => anyhow!(
+            "{} is in use (is `outpost serve` running on it?); stop it, then run `outpost migrate` again",
+            dir.display()
+        ),
+        e => anyhow::Error::new(e).context(format!("cannot migrate {}", dir.display())),
+    })?;
+    match &report.old_files {
+        None => println!("{} is on {} already; nothing to do", dir.display(), report.to),
+        Some(old) => println!(
+            "moved {} from {} to {}: {} ({} entries) copied and compared; the old files are in {} (delete them once the device works)",
+            dir.display(),
+            report.from,
+            report.to,
+            crate::status::count(report.documents, "document", "documents"),
+            report.entries,
+            old.display()
+        ),
+    }
+    Ok(())
+}
+
 fn restore(dir: &Path, from: &Path) -> Result<()> {
     let file = std::fs::File::open(from).with_context(|| {
         format!(
@@ -395,18 +420,19 @@ pub(crate) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -
 /// `cloud/...`); a device store has neither. Opening a cloud's directory as a device store
 /// would show nothing and write into a copy of the cloud's database.
 fn refuse_cloud_data(dir: &Path) -> Result<()> {
-    if !dir.join("db").exists() {
+    if outpost_core::storage::Engine::detect(dir).is_none() {
         return Ok(());
     }
-    // sled allows one process per database: a running cloud holds it, and opening it fails
-    // (reported by the caller as "in use").
-    let Ok(db) = sled::Config::new().path(dir).open() else {
+    // One process per database: a running cloud holds it, and opening it fails (reported by
+    // the caller as "in use").
+    let Ok(db) = outpost_core::Database::open(dir, &Default::default()) else {
         return Ok(());
     };
     let cloud = db
-        .tree_names()
+        .keyspaces()
+        .unwrap_or_default()
         .iter()
-        .any(|name| name.starts_with(b"site/") || name.starts_with(b"cloud/"));
+        .any(|name| name.starts_with("site/") || name.starts_with("cloud/"));
     drop(db);
     if cloud {
         bail!(
@@ -442,10 +468,16 @@ fn check_data_dir(dir: &Path, create: bool) -> Result<()> {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
         match name.as_ref() {
-            "db" | "conf" => has_db = true,
-            // `outpost-store`: the store's marker that tells a directory copied back.
-            "blobs" | "outpost-store" | IDENTITY_FILE | control::SOCKET_FILE => {}
-            n if n.starts_with("snap.") => {}
+            // sled's files, redb's file.
+            "db" | "conf" | "outpost.redb" => has_db = true,
+            // `outpost-store`: the store's marker that tells a directory copied back;
+            // `generating-quarantine`: sled's incomplete snapshots set aside.
+            "blobs"
+            | "outpost-store"
+            | "generating-quarantine"
+            | IDENTITY_FILE
+            | control::SOCKET_FILE => {}
+            n if n.starts_with("snap.") || n.starts_with(".old-") || n == ".migrate-to" => {}
             _ => foreign = true,
         }
     }

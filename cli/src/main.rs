@@ -178,6 +178,16 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
     },
+    /// Move the data directory's store to another storage engine (sled or redb). The device
+    /// must be stopped (`outpost serve` holds the store). Every document's heads, the sync
+    /// states, signatures, certificates, tickets and bookkeeping are copied and compared
+    /// before the files are swapped; the old files are kept in DIR/.old-<engine>-<time>.
+    /// Interrupted (a crash, a power cut): run it again, it finishes.
+    Migrate {
+        /// The engine to move to: sled or redb.
+        #[arg(long, value_name = "ENGINE")]
+        to: outpost_core::StorageEngine,
+    },
     /// Show documents, heads, peers, and what is unsynced since when.
     Status {
         /// Print JSON instead of text.

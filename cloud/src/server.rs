@@ -63,15 +63,15 @@ pub use self::overview::SiteOverview;
 
 /// State shared by the accept loop, the site tasks and the HTTP thread.
 pub(crate) struct Shared {
-    db: sled::Db,
+    db: outpost_core::Database,
     /// With `--store postgres://...`: the database every instance shares (`db` is then
     /// this instance's cache).
     pg: Option<Arc<pg::PgSites>>,
     /// `<site>\0<doc>` -> the sorted heads at which the document was last compacted.
-    compacted: sled::Tree,
+    compacted: outpost_core::storage::Keyspace,
     /// Record id -> a revocation signed by the fleet CA (fleet-wide: every site's engine
     /// gets each one, and relays it to its devices).
-    revocations: sled::Tree,
+    revocations: outpost_core::storage::Keyspace,
     local: PeerInfo,
     config: CloudConfig,
     /// Signs what the cloud writes, with its certificate's key.
@@ -195,7 +195,7 @@ impl Shared {
                     "the revocation of {revocation} is not signed by this fleet's CA: {e}"
                 )
             })?;
-        if self.revocations.len() >= outpost_core::revocation::MAX_REVOCATIONS {
+        if self.revocations.len()? >= outpost_core::revocation::MAX_REVOCATIONS {
             bail!(
                 "the cloud keeps {} revocations already",
                 outpost_core::revocation::MAX_REVOCATIONS
@@ -207,7 +207,7 @@ impl Shared {
                 .map_err(|e| anyhow::anyhow!("cannot commit the revocation to PostgreSQL: {e}"))?;
         }
         self.revocations.insert(id, record.to_bytes())?;
-        self.revocations.flush()?;
+        self.db.sync()?;
         self.filter.add_revocation(revocation.clone());
         tracing::warn!(device = %revocation, reason = %revocation.reason, "device revoked fleet-wide");
         for entry in self.sites().values() {
@@ -220,9 +220,8 @@ impl Shared {
     pub(crate) fn stored_revocations(&self) -> Vec<SignedRevocation> {
         self.revocations
             .iter()
-            .values()
-            .filter_map(|v| v.ok())
-            .filter_map(|v| SignedRevocation::from_bytes(&v).ok())
+            .filter_map(|kv| kv.ok())
+            .filter_map(|(_, v)| SignedRevocation::from_bytes(&v).ok())
             .collect()
     }
 
@@ -323,9 +322,7 @@ impl Cloud {
         let quic_addr = endpoint
             .local_addr()
             .with_context(|| format!("cannot read the address bound for {}", config.listen))?;
-        let compacted = db
-            .open_tree("cloud/compacted")
-            .context("cannot open the cloud's bookkeeping in the data directory")?;
+        let compacted = db.keyspace("cloud/compacted");
         let renewer = match &config.ca_key {
             None => None,
             Some(key) => {
@@ -345,9 +342,7 @@ impl Cloud {
                 Some(outpost_transport::Renewer::new(ca, config.renew_days))
             }
         };
-        let revocations = db
-            .open_tree("cloud/revocations")
-            .context("cannot open the cloud's revocations in the data directory")?;
+        let revocations = db.keyspace("cloud/revocations");
         let signer: outpost_core::signing::SharedSigner = Arc::new(signer);
         let fleet = Fleet::open(
             &db,
@@ -490,45 +485,24 @@ impl Cloud {
         );
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         self.http.stop();
-        self.shared
-            .db
-            .flush_async()
+        let db = self.shared.db.clone();
+        tokio::task::spawn_blocking(move || db.sync())
             .await
+            .context("flushing storage at shutdown stopped")?
             .context("flushing storage at shutdown failed")?;
         tracing::info!("outpost-cloud stopped");
         Ok(())
     }
 }
 
-fn open_db(path: &std::path::Path, cache_bytes: u64) -> Result<sled::Db> {
-    // A kill while sled opened may have left an incomplete snapshot that makes every later
-    // open fail: set aside (kept in the data directory) before opening.
-    outpost_core::storage::quarantine_incomplete_snapshots(path).with_context(|| {
-        format!(
-            "cannot set aside an incomplete snapshot in {}; check that it is writable",
-            path.display()
-        )
-    })?;
-    let opened = std::panic::catch_unwind(|| {
-        let sled_config = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(100));
-        // sled releases its file lock from a background thread a moment after the previous
-        // owner closed the database (a restart, or a tool that just wrote to it).
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        loop {
-            match sled_config.open() {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                other => break other,
-            }
-        }
-    });
+fn open_db(path: &std::path::Path, cache_bytes: u64) -> Result<outpost_core::Database> {
+    // The engine whose files the directory holds (a new one: the default engine); sled's
+    // incomplete snapshots are set aside first (see `outpost_core::storage`).
+    let options = outpost_core::storage::DatabaseOptions {
+        cache_capacity: cache_bytes,
+        ..Default::default()
+    };
+    let opened = std::panic::catch_unwind(|| outpost_core::Database::open(path, &options));
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!(

@@ -10,7 +10,6 @@
 //! `core/docs/design.md` for the protocol, the flow control and the trust rules.
 
 mod persist;
-pub(crate) use self::persist::PROGRESS_PREFIX;
 pub mod reconcile;
 mod revocations;
 mod signatures;

@@ -583,7 +583,7 @@ fn check_no_unfinished_swap(dir: &Path) -> Result<()> {
 
 /// Moves the store (or the cloud database) in `path` to the engine `to`: copies every
 /// keyspace into a new database in `path/.migrate-to/`, syncs it, compares every entry, then
-/// swaps the files (the old ones are kept in `path/.old-<engine>/`). Resumable: a run that
+/// swaps the files (the old ones are kept in `path/.old-<engine>-<time>/`). Resumable: a run that
 /// stopped (a crash, a power cut) is finished by running it again. Refuses a store that is
 /// open (its engine's lock).
 pub fn migrate(path: &Path, to: Engine) -> Result<MigrationReport> {
@@ -618,16 +618,23 @@ pub fn migrate(path: &Path, to: Engine) -> Result<MigrationReport> {
         let source = Database::open(path, &DatabaseOptions::default())?;
         let target = Database::open(&staging, &options)?;
         let report = copy_and_verify(path, &source, &target, from, to)?;
+        target.drop_keyspace(PROGRESS)?;
         target.sync()?;
         drop(target);
         drop(source);
         let marker = staging.join(COMPLETE);
-        std::fs::write(&marker, format!("{from} -> {to}\n")).map_err(io)?;
+        // The old files' folder is named once, here: a rerun of the swap uses the same.
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let old = format!(".old-{from}-{secs}");
+        std::fs::write(&marker, format!("{from} {to} {old}\n")).map_err(io)?;
         std::fs::File::open(&marker)
             .and_then(|f| f.sync_all())
             .map_err(io)?;
         sled::sync_dir(&staging).map_err(io)?;
-        let old_files = swap(path, from, to)?;
+        let old_files = swap(path, from, to, &old)?;
         return Ok(MigrationReport {
             old_files: Some(old_files),
             ..report
@@ -635,10 +642,26 @@ pub fn migrate(path: &Path, to: Engine) -> Result<MigrationReport> {
     }
     // A copy verified earlier: finish the swap.
     let text = std::fs::read_to_string(staging.join(COMPLETE)).map_err(io)?;
-    let from: Engine = text.split_whitespace().next().unwrap_or_default().parse()?;
-    let old_files = swap(path, from, to)?;
+    let mut words = text.split_whitespace();
+    let from: Engine = words.next().unwrap_or_default().parse()?;
+    let planned: Engine = words.next().unwrap_or_default().parse()?;
+    let old = words.next().unwrap_or_default().to_string();
+    if planned != to || !old.starts_with(".old-") {
+        return Err(migration_error(
+            path,
+            format!(
+                "an unfinished migration to {planned} is in this directory; run it with \
+                 --to {planned} first"
+            ),
+        ));
+    }
+    let old_files = swap(path, from, to, &old)?;
     let db = Database::open(path, &DatabaseOptions::default())?;
-    let keyspaces = db.keyspaces()?;
+    let keyspaces: Vec<String> = db
+        .keyspaces()?
+        .into_iter()
+        .filter(|n| n != PROGRESS)
+        .collect();
     let mut entries = 0;
     let mut documents = 0;
     for name in &keyspaces {
@@ -668,7 +691,12 @@ fn copy_and_verify(
     to: Engine,
 ) -> Result<MigrationReport> {
     let progress = target.keyspace(PROGRESS);
-    let mut names = source.keyspaces()?;
+    // The progress of an earlier migration of this directory is not data.
+    let mut names: Vec<String> = source
+        .keyspaces()?
+        .into_iter()
+        .filter(|n| n != PROGRESS)
+        .collect();
     names.sort();
     let (mut entries, mut documents) = (0u64, 0u64);
     for name in &names {
@@ -726,12 +754,12 @@ fn copy_and_verify(
     })
 }
 
-/// Moves the old engine's files into `.old-<from>/` and the new ones in; every step is a
+/// Moves the old engine's files into `old` and the new ones in; every step is a
 /// rename, and a run that stopped anywhere is finished by the next.
-fn swap(path: &Path, from: Engine, to: Engine) -> Result<PathBuf> {
+fn swap(path: &Path, from: Engine, to: Engine, old: &str) -> Result<PathBuf> {
     let io = |e: std::io::Error| migration_error(path, e);
     let staging = path.join(STAGING);
-    let old = path.join(format!(".old-{from}"));
+    let old = path.join(old);
     std::fs::create_dir_all(&old).map_err(io)?;
     for f in engine_files(path, from).map_err(io)? {
         let Some(name) = f.file_name() else { continue };

@@ -185,6 +185,11 @@ fn migrate_tree_per_document(
     Ok(())
 }
 
+/// Meta key prefix of the engine's progress records (`progress/<peer>/<doc>`: last sync time,
+/// "unsynced since"). Defined here, below the engine, so that the store never imports the
+/// engine (the mirror leaves these records out).
+pub(crate) const PROGRESS_PREFIX: &str = "progress/";
+
 /// Meta key prefix of documents with local changes written without a signer.
 pub(crate) const UNSIGNED_KEY: &str = "unsigned/";
 
@@ -789,7 +794,7 @@ impl Store {
         let mut batch = Batch::default();
         // and what was synced of it with whom neither.
         let suffix = format!("/{doc}");
-        for prefix in [&b"feed/"[..], &b"progress/"[..]] {
+        for prefix in [&b"feed/"[..], PROGRESS_PREFIX.as_bytes()] {
             for kv in self.inner.meta.scan_prefix(prefix) {
                 let (k, _) = kv?;
                 if k.ends_with(suffix.as_bytes()) {

@@ -19,12 +19,17 @@ pub(crate) fn namespace(site: &SiteId) -> String {
 }
 
 /// The sites a database holds (those with a store namespace), sorted.
-pub(crate) fn sites(db: &sled::Db) -> Vec<SiteId> {
-    let mut out: Vec<SiteId> = db
-        .tree_names()
+pub(crate) fn sites(db: &outpost_core::Database) -> Vec<SiteId> {
+    let names = match db.keyspaces() {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list the sites of the database");
+            return Vec::new();
+        }
+    };
+    let mut out: Vec<SiteId> = names
         .iter()
         .filter_map(|n| {
-            let n = std::str::from_utf8(n).ok()?;
             n.strip_prefix("site/")?
                 .strip_suffix("/chunks")?
                 .parse()
@@ -36,33 +41,53 @@ pub(crate) fn sites(db: &sled::Db) -> Vec<SiteId> {
     out
 }
 
-fn open(data: &Path, create: bool) -> Result<sled::Db> {
+fn open(data: &Path, create: bool) -> Result<outpost_core::Database> {
     if !create && !data.is_dir() {
         bail!(
             "the data directory {} does not exist; check --data",
             data.display()
         );
     }
-    outpost_core::storage::quarantine_incomplete_snapshots(data).with_context(|| {
-        format!(
-            "cannot set aside an incomplete snapshot in {}; check that it is writable",
+    outpost_core::Database::open(data, &Default::default()).map_err(|e| match e {
+        outpost_core::Error::InUse { .. } => anyhow!(
+            "the data directory {} is in use (is outpost-cloud running on it?); stop it first, then run this again",
             data.display()
-        )
-    })?;
-    sled::Config::new().path(data).open().map_err(|e| {
-        let held = e.to_string().contains("could not acquire lock");
-        if held {
-            anyhow!(
-                "the data directory {} is in use (is outpost-cloud running on it?); stop it first, then run this again",
-                data.display()
-            )
-        } else {
-            anyhow::Error::new(e).context(format!(
-                "cannot open the data directory {}",
-                data.display()
-            ))
-        }
+        ),
+        e => anyhow::Error::new(e).context(format!(
+            "cannot open the data directory {}",
+            data.display()
+        )),
     })
+}
+
+fn migrate(data: &Path, to: outpost_core::StorageEngine) -> Result<()> {
+    if !data.is_dir() {
+        bail!(
+            "the data directory {} does not exist; check --data",
+            data.display()
+        );
+    }
+    let report = outpost_core::migrate(data, to).map_err(|e| match e {
+        outpost_core::Error::InUse { .. } => anyhow!(
+            "the data directory {} is in use (is outpost-cloud running on it?); stop it first, then run this again",
+            data.display()
+        ),
+        e => anyhow::Error::new(e).context(format!("cannot migrate {}", data.display())),
+    })?;
+    match &report.old_files {
+        None => println!("{} is on {} already; nothing to do", data.display(), report.to),
+        Some(old) => println!(
+            "moved {} from {} to {}: {} keyspaces, {} documents, {} entries copied and compared; the old files are in {} (delete them once the cloud works)",
+            data.display(),
+            report.from,
+            report.to,
+            report.keyspaces,
+            report.documents,
+            report.entries,
+            old.display()
+        ),
+    }
+    Ok(())
 }
 
 /// Runs a subcommand of `outpost-cloud`.
@@ -72,6 +97,7 @@ pub(crate) fn run(config: AdminConfig, command: CloudCommand) -> Result<()> {
         CloudCommand::Restore { from } => restore(&config.data, &from),
         CloudCommand::Erase { doc, site } => erase(&config, &doc, site.as_deref()),
         CloudCommand::Token(command) => token(&config.data, command),
+        CloudCommand::Migrate { to } => migrate(&config.data, to),
     }
 }
 
@@ -119,7 +145,7 @@ fn backup(data: &Path, out: &Path) -> Result<()> {
         }
         // The fleet documents, held once for every site (see `fleet.rs`).
         let fleet_tree = format!("{}chunks", super::fleet::FLEET_NAMESPACE);
-        if db.tree_names().iter().any(|n| n == fleet_tree.as_bytes()) {
+        if db.keyspaces()?.contains(&fleet_tree) {
             let store = Store::on_db(
                 db.clone(),
                 super::fleet::FLEET_NAMESPACE,
@@ -178,7 +204,7 @@ fn restore(data: &Path, from: &Path) -> Result<()> {
             }
             Ok(Store::on_db(db.clone(), ns, StoreOptions::default())?)
         })?;
-        db.flush()?;
+        db.sync()?;
         Ok(summaries)
     })();
     match result {
@@ -309,6 +335,6 @@ fn erase(config: &AdminConfig, doc: &str, only: Option<&str>) -> Result<()> {
         let held = engine.erase(&doc, now)?;
         println!("{}", erased_line(&site, &doc, held, false));
     }
-    db.flush()?;
+    db.sync()?;
     Ok(())
 }

@@ -196,6 +196,16 @@ pub enum CloudCommand {
         #[arg(long)]
         site: Option<String>,
     },
+    /// Move the data directory to another storage engine (sled or redb), every site and the
+    /// fleet documents at once. The cloud must be stopped. Every entry is copied and compared
+    /// before the files are swapped; the old files are kept in DIR/.old-<engine>-<time>.
+    /// Interrupted: run it again, it finishes. (With --store postgres://..., the data
+    /// directory's working copy is rebuilt at every start: nothing to migrate.)
+    Migrate {
+        /// The engine to move to: sled or redb.
+        #[arg(long, value_name = "ENGINE")]
+        to: outpost_core::StorageEngine,
+    },
     /// Issue or revoke bearer tokens of the HTTP API (`/api/v1`, the dashboard). Works on a
     /// running cloud: it reads DIR/api-tokens.json, which keeps only the tokens' hashes, on
     /// every request.

@@ -84,7 +84,7 @@ impl Fleet {
     /// With `mirror` (the cloud on PostgreSQL), the database holds the truth and the store
     /// in `db` is this instance's copy.
     pub(crate) fn open(
-        db: &sled::Db,
+        db: &outpost_core::Database,
         local: &outpost_core::PeerInfo,
         policy: &Policy,
         signer: outpost_core::signing::SharedSigner,

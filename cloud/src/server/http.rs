@@ -145,7 +145,8 @@ fn health(shared: &Shared) -> Result<()> {
     let now = outpost_core::Timestamp::now().as_millis().to_be_bytes();
     shared
         .db
-        .insert(b"health/last-check", &now)
-        .and_then(|_| shared.db.flush().map(|_| ()))
+        .keyspace("cloud/health")
+        .insert(b"last-check", now)
+        .and_then(|_| shared.db.sync())
         .map_err(|e| anyhow!("storage is not writable: {e}"))
 }

@@ -37,7 +37,10 @@ pub struct SiteOverview {
 
 /// The devices' health published in a site, read from the cloud's copy of its `health`
 /// document (without loading the site).
-pub(crate) fn site_health(db: &sled::Db, site: &SiteId) -> BTreeMap<String, DeviceHealth> {
+pub(crate) fn site_health(
+    db: &outpost_core::Database,
+    site: &SiteId,
+) -> BTreeMap<String, DeviceHealth> {
     let doc = HEALTH_DOC
         .parse()
         .expect("the health document's name is valid");

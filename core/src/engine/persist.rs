@@ -38,8 +38,7 @@ pub(crate) trait SyncStateStore {
 
 const ROLES_KEY: &str = "engine/roles";
 
-/// The prefix of progress records in the store's `meta` tree.
-pub(crate) const PROGRESS_PREFIX: &str = "progress/";
+pub(crate) use crate::store::PROGRESS_PREFIX;
 
 fn progress_key(peer: &PeerId, doc: &DocumentId) -> String {
     format!("{PROGRESS_PREFIX}{peer}/{doc}")

@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use automerge::ChangeHash;
 
+use super::PROGRESS_PREFIX;
 use super::{lock, Origin, Store};
-use crate::engine::PROGRESS_PREFIX;
 use crate::{DocumentId, Error, Result};
 
 /// One change, content-addressed by its hash.
