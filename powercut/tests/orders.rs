@@ -218,9 +218,9 @@ fn migrate_round(dir: &Path, round: u32, out: &mut impl Write) {
             say(out, &format!("m{ack}"));
         }
     }
-    // One way: a second migration of the same store (back) fails at this commit, because
-    // the staging database's progress keyspace is copied along and then compared (reported
-    // to the storage branch); each migrate round has a store of its own anyway.
+    // One way: a second migration of the same store (back) failed on the storage branch as
+    // first merged (3ded802: the staging database's progress keyspace is copied along, then
+    // compared); each migrate round has a store of its own anyway.
     let to = other(engine());
     say(out, &format!("migrating {name} {to}"));
     outpost_core::migrate(&path, to).unwrap_or_else(|e| panic!("migrate to {to}: {e}"));
