@@ -328,8 +328,9 @@ fn acknowledged_writes_survive_kill_9_during_open() {
         for _ in 0..rng.random_range(2..6) {
             let mut child = spawn_child_mode(dir.path(), round, "open");
             let t0 = Instant::now();
-            let delay = if rng.random_bool(0.25) {
-                after.mul_f64(rng.random_range(0.0..1.2))
+            // Half anywhere in the open (under load its end moves), half around its end.
+            let delay = if rng.random_bool(0.5) {
+                after.mul_f64(rng.random_range(0.0..1.0))
             } else if after <= before {
                 before.mul_f64(rng.random_range(0.85..1.15))
             } else {
@@ -374,7 +375,10 @@ fn acknowledged_writes_survive_kill_9_during_open() {
          before reopening; {:?}",
         start.elapsed()
     );
-    assert!(kills_in_open >= 5, "too few kills landed during open");
+    assert!(
+        kills_in_open >= 5,
+        "too few kills landed during open: {kills_in_open}"
+    );
 }
 
 /// sled 0.34.7 bricks a store when a kill during `open` leaves an empty
