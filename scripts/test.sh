@@ -32,6 +32,16 @@ if ! command -v ip >/dev/null 2>&1; then
     fi
 fi
 
+step "fuse3 for the power-cut tests (a FUSE file system served by the test, as root)"
+if ! command -v fusermount3 >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y --no-install-recommends fuse3
+    else
+        echo "fuse3 (fusermount3) is missing: run as root, or apt-get install fuse3" >&2
+        exit 1
+    fi
+fi
+
 step "format"
 cargo fmt --all --check
 

@@ -4,6 +4,11 @@
 //!
 //! The child is this very test binary, re-executed to run the ignored test `durability_child`
 //! with the store directory in an environment variable.
+//!
+//! A second test kills children while they run `Store::open` on a store with data, several
+//! times in a row (sled 0.34 writes a snapshot while opening; a kill then can leave an empty
+//! `snap.*.generating` that bricks the store, sled #1527), then opens and checks every
+//! acknowledged write.
 
 mod common;
 
@@ -19,6 +24,8 @@ use serde_json::{json, Value as Json};
 const DIR_ENV: &str = "OUTPOST_DURABILITY_DIR";
 const ROUND_ENV: &str = "OUTPOST_DURABILITY_ROUND";
 const SEED_ENV: &str = "OUTPOST_DURABILITY_SEED";
+/// `open`: the child only opens the store, says `opened`, and waits to be killed.
+const MODE_ENV: &str = "OUTPOST_DURABILITY_MODE";
 const ROUNDS: u32 = 40;
 const TIME_BUDGET: Duration = Duration::from_secs(20);
 
@@ -67,6 +74,13 @@ fn durability_child() {
         .expect("the round is a number");
     let store = Store::open_with(&dir, options()).expect("the child opens the store");
     let mut out = std::io::stdout().lock();
+    if std::env::var(MODE_ENV).as_deref() == Ok("open") {
+        writeln!(out, "opened").expect("stdout is the parent's pipe");
+        out.flush().expect("stdout is the parent's pipe");
+        drop(out);
+        std::thread::sleep(Duration::from_secs(600));
+        return;
+    }
     for n in 0..1_000_000u64 {
         write(&store, round, n).expect("durable write");
         writeln!(out, "ack {n}").expect("stdout is the parent's pipe");
@@ -75,10 +89,15 @@ fn durability_child() {
 }
 
 fn spawn_child(dir: &std::path::Path, round: u32) -> Child {
+    spawn_child_mode(dir, round, "write")
+}
+
+fn spawn_child_mode(dir: &std::path::Path, round: u32, mode: &str) -> Child {
     Command::new(std::env::current_exe().expect("the test binary's path"))
         .args(["--exact", "durability_child", "--nocapture", "--ignored"])
         .env(DIR_ENV, dir)
         .env(ROUND_ENV, round.to_string())
+        .env(MODE_ENV, mode)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -214,24 +233,7 @@ fn durable_writes_survive_kill_9() {
         total_acks += last.map_or(0, |n| n + 1);
         acked.push((round, last));
 
-        let store = Store::open_with(dir.path(), options()).unwrap_or_else(|e| {
-            // Everything needed to tell a sled recovery failure from a lock still held.
-            let files: Vec<String> = std::fs::read_dir(dir.path())
-                .map(|d| {
-                    d.flatten()
-                        .map(|f| {
-                            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-                            format!("{} ({len} B)", f.file_name().to_string_lossy())
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let again = Store::open_with(dir.path(), options()).err();
-            panic!(
-                "seed {seed}: the store must open after a kill: {e:?}; files: {files:?}; \
-                 a second attempt: {again:?}"
-            )
-        });
+        let store = open_after_kill(dir.path(), seed);
         verify(&store, &acked, seed);
     }
     println!(
@@ -240,6 +242,143 @@ fn durable_writes_survive_kill_9() {
         start.elapsed()
     );
     assert!(acked.len() >= 5);
+}
+
+/// Opens the store after a kill, or panics with what tells a sled recovery failure from a
+/// lock still held.
+fn open_after_kill(dir: &std::path::Path, seed: u64) -> Store {
+    Store::open_with(dir, options()).unwrap_or_else(|e| {
+        let files: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|f| {
+                        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                        format!("{} ({len} B)", f.file_name().to_string_lossy())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let again = Store::open_with(dir, options()).err();
+        panic!(
+            "seed {seed}: the store must open after a kill: {e:?}; files: {files:?}; \
+             a second attempt: {again:?}"
+        )
+    })
+}
+
+/// Runs a writer child until it acknowledged `acks` writes, kills it, returns the last
+/// acknowledged write.
+fn write_and_kill(dir: &std::path::Path, round: u32, acks: u64, seed: u64) -> Option<u64> {
+    let mut child = spawn_child(dir, round);
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut last = None;
+    let mut seen = 0;
+    while seen < acks {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(n) = parse_ack(&line) {
+                    last = Some(n);
+                    seen += 1;
+                }
+            }
+            _ => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                let _ = child.wait();
+                panic!("seed {seed}: the writer ended before being killed:\n{err}");
+            }
+        }
+    }
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap the child");
+    for line in lines {
+        if let Some(n) = line.ok().as_deref().and_then(parse_ack) {
+            last = Some(n);
+        }
+    }
+    last
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_during_open() {
+    let seed: u64 = match std::env::var(SEED_ENV) {
+        Ok(s) => s.parse().expect("the seed is a number"),
+        Err(_) => rand::random(),
+    };
+    println!("kill-during-open seed {seed} (rerun with {SEED_ENV}={seed})");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempdir();
+    let start = Instant::now();
+    let mut acked: Vec<(u32, Option<u64>)> = Vec::new();
+    let (mut kills_in_open, mut opened_before_kill, mut generating_seen) = (0u32, 0u32, 0u32);
+    // When a child's open ends, from its start, narrowed by every kill: the latest kill that
+    // came before `opened` and the earliest that came after. Kills land around that edge,
+    // where sled writes its snapshot, and anywhere before it now and then.
+    let (mut before, mut after) = (Duration::ZERO, Duration::from_millis(400));
+    let mut round = 0u32;
+    while start.elapsed() < TIME_BUDGET || round < 8 {
+        // Data to recover: a writer killed after some acknowledged writes.
+        let last = write_and_kill(dir.path(), round, rng.random_range(20..150), seed);
+        acked.push((round, last));
+        round += 1;
+        // Then several opens in a row, each killed at a random moment of its open.
+        for _ in 0..rng.random_range(2..6) {
+            let mut child = spawn_child_mode(dir.path(), round, "open");
+            let t0 = Instant::now();
+            // Half anywhere in the open (under load its end moves), half around its end.
+            let delay = if rng.random_bool(0.5) {
+                after.mul_f64(rng.random_range(0.0..1.0))
+            } else if after <= before {
+                before.mul_f64(rng.random_range(0.85..1.15))
+            } else {
+                let span = after - before;
+                before.saturating_sub(span / 4) + span.mul_f64(rng.random_range(0.0..1.5))
+            };
+            std::thread::sleep(delay);
+            let elapsed = t0.elapsed();
+            child.kill().expect("SIGKILL the child");
+            child.wait().expect("reap the child");
+            let stdout = child.stdout.take().expect("piped stdout");
+            let opened = BufReader::new(stdout)
+                .lines()
+                .any(|l| l.ok().as_deref() == Some("opened"));
+            if opened {
+                opened_before_kill += 1;
+                after = after.min(elapsed).max(before);
+            } else {
+                kills_in_open += 1;
+                before = before.max(elapsed);
+                after = after.max(before);
+            }
+            acked.push((round, None));
+            round += 1;
+        }
+        generating_seen += std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|f| f.file_name().to_string_lossy().ends_with(".generating"))
+            .count() as u32;
+        let store = open_after_kill(dir.path(), seed);
+        verify(&store, &acked, seed);
+        drop(store);
+        if round > 200 {
+            break;
+        }
+    }
+    println!(
+        "{round} children: {kills_in_open} killed during open, {opened_before_kill} after it, \
+         open ends between {before:?} and {after:?} after spawning; {generating_seen} snap.*.generating files found \
+         before reopening; {:?}",
+        start.elapsed()
+    );
+    assert!(
+        kills_in_open >= 5,
+        "too few kills landed during open: {kills_in_open}"
+    );
 }
 
 /// sled 0.34.7 bricks a store when a kill during `open` leaves an empty
