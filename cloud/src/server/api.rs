@@ -553,6 +553,15 @@ impl Api {
             )));
         }
         let (doc, path) = write_target(doc, pointer, "/items/burger/price")?;
+        if self.shared.fleet.is_fleet(&doc) {
+            // A site's view of a fleet document is the one copy every site reads: written
+            // only as a fleet write, by a token for every site.
+            self.fleet_change(token, request, &doc, pointer, delete)?;
+            return Ok(Reply::Json(
+                200,
+                json!({"site": site.as_str(), "doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
+            ));
+        }
         let value = if delete {
             None
         } else {
@@ -573,7 +582,7 @@ impl Api {
                 "nothing at {pointer} in {doc} of site {site}"
             )));
         }
-        self.check_policy(&doc, &path, present)?;
+        self.check_policy(&doc, &path, value.as_ref(), present)?;
         let write_id = format!(
             "api/{}/{}-{:016x}",
             token.name,
@@ -620,14 +629,38 @@ impl Api {
         pointer: &str,
         delete: bool,
     ) -> ApiResult<Reply> {
+        Self::fleet_token(token)?;
+        // The fleet's own checks read the pointer again; here it is only refused early.
+        let (doc, _) = write_target(doc, pointer, "/burger")?;
+        self.fleet_change(token, request, &doc, pointer, delete)?;
+        Ok(Reply::Json(
+            200,
+            json!({"doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
+        ))
+    }
+
+    /// Refuses a token that may not write fleet documents (which every site reads).
+    fn fleet_token(token: &TokenEntry) -> ApiResult<()> {
         if !token.write || !token.grants_every_site() {
             return Err(ApiError::forbidden(format!(
                 "a fleet document reaches every site: the token {} must be issued with --sites '*' --write",
                 token.name
             )));
         }
-        // The fleet's own checks read the pointer again; here it is only refused early.
-        let (doc, _) = write_target(doc, pointer, "/burger")?;
+        Ok(())
+    }
+
+    /// Writes (or deletes at) `pointer` of the fleet document `doc` as head office.
+    fn fleet_change(
+        &self,
+        token: &TokenEntry,
+        request: &mut Request,
+        doc: &DocumentId,
+        pointer: &str,
+        delete: bool,
+    ) -> ApiResult<()> {
+        Self::fleet_token(token)?;
+        let doc = doc.clone();
         let role: Role = HEAD_OFFICE_ROLE
             .parse()
             .expect("the head-office role name is valid");
@@ -645,14 +678,18 @@ impl Api {
         }
         .map_err(fleet_error)?;
         tracing::info!(%doc, pointer, token = %token.name, delete, "fleet document written through the API");
-        Ok(Reply::Json(
-            200,
-            json!({"doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
-        ))
+        Ok(())
     }
 
-    /// Refuses what the policy would refuse from a device of the head-office role.
-    fn check_policy(&self, doc: &DocumentId, path: &Pointer, replaces: bool) -> ApiResult<()> {
+    /// Refuses what the policy would refuse from a device of the head-office role: at `path`,
+    /// and at every path below it that `value` (the value put, if any) writes.
+    fn check_policy(
+        &self,
+        doc: &DocumentId,
+        path: &Pointer,
+        value: Option<&Value>,
+        replaces: bool,
+    ) -> ApiResult<()> {
         let role: Role = HEAD_OFFICE_ROLE
             .parse()
             .expect("the head-office role name is valid");
@@ -664,15 +701,20 @@ impl Api {
                  the writers of [policy.contexts.{ctx}] in the cloud's config and the devices' policy"
             )));
         }
-        if !policy.may_write_path(&role, ctx, path, replaces) {
+        let refused = if !policy.may_write_path(&role, ctx, path, replaces) {
+            Some(path.clone())
+        } else {
+            value.and_then(|v| super::fleet::refused_nested_path(policy, &role, doc, path, v))
+        };
+        if let Some(path) = refused {
             return Err(ApiError::forbidden(format!(
                 "the fleet policy does not let role {role} write {} in {doc}: {}",
-                if path.tokens().is_empty() {
+                if path.is_root() {
                     "/".to_string()
                 } else {
-                    format!("/{}", path.tokens().join("/"))
+                    path.to_string()
                 },
-                policy.path_refusal(&role, ctx, path)
+                policy.path_refusal(&role, ctx, &path)
             )));
         }
         Ok(())
