@@ -58,6 +58,7 @@ pub use self::config::{
 };
 pub use self::fleet::{Fleet, FleetError};
 use self::http::Http;
+pub use self::http::HttpLimits;
 use self::metrics::Metrics;
 pub use self::overview::SiteOverview;
 

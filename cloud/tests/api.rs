@@ -479,3 +479,167 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
     run_with(cmd, COMMAND_TIMEOUT).expect_ok();
     refused(&paris_only.get("/api/v1/sites"), 401, "unknown or revoked");
 }
+
+/// A policy with per-path rules under head office's contexts: only a POS writes a menu
+/// item's recipe, only accounting a price's cost.
+const PATH_POLICY: &str = r#"
+[policy]
+relay_roles = ["cloud", "pos"]
+[policy.default_rule]
+read = ["pos"]
+write = ["pos"]
+[policy.contexts.menu]
+read = ["pos"]
+write = ["pos", "head-office"]
+[[policy.contexts.menu.paths]]
+path = "/items/*/recipe"
+write = ["pos"]
+[policy.contexts.prices]
+read = ["pos"]
+write = ["head-office", "accounting"]
+scope = "fleet"
+[[policy.contexts.prices.paths]]
+path = "/*/cost"
+write = ["accounting"]
+"#;
+
+/// A token issued for one site cannot change a fleet document (which every site reads)
+/// through that site's path, and a write is checked at every path its value touches, not
+/// only at its pointer: a head-office write may not create a key that a per-path rule
+/// keeps for another role by nesting it in a new object.
+#[test]
+fn site_tokens_cannot_write_fleet_documents_and_nested_keys_are_checked() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let ca = make_ca(root);
+    let cloud_cert = issue(&ca, root, "acme", "cloud-1", "cloud");
+    let paris_cert = issue(&ca, root, "paris", "pos-1", "pos");
+    let config = root.join("cloud.toml");
+    std::fs::write(&config, PATH_POLICY).expect("config");
+    let data = root.join("cloud-data");
+    let (_cloud, quic, http) = start_cloud_with(
+        &cloud_cert,
+        &data,
+        &["--config", config.to_str().expect("utf-8")],
+    );
+    let paris_d = root.join("paris");
+    let (_paris, _) = serve("paris/pos-1", &paris_d, &paris_cert, 0, &[quic]);
+    on(
+        &paris_d,
+        &["put", "menu", "/items/burger", r#"{"price": 950}"#],
+    )
+    .expect_ok();
+    let hq = Client::new(
+        http,
+        &api_token(&data, &["--name", "hq", "--sites", "*", "--write"]),
+    );
+    let paris_writer = Client::new(
+        http,
+        &api_token(
+            &data,
+            &["--name", "paris-pos", "--sites", "paris", "--write"],
+        ),
+    );
+    eventually("the cloud holds the paris menu", SYNC, || {
+        let r = hq.get("/api/v1/sites/paris/documents/menu?pointer=/items/burger/price");
+        (r.status == 200).then_some(())
+    });
+    let w = hq.send(
+        "PUT",
+        "/api/v1/fleet/documents/prices?pointer=/burger",
+        br#"{"price": 990}"#,
+    );
+    assert_eq!(w.status, 200, "{}", w.text());
+
+    // Hole: the site path routed fleet contexts to the fleet store with no every-site check.
+    for (method, body) in [("PUT", &b"1"[..]), ("DELETE", &b""[..])] {
+        refused(
+            &paris_writer.send(
+                method,
+                "/api/v1/sites/paris/documents/prices?pointer=/burger/price",
+                body,
+            ),
+            403,
+            "--sites '*' --write",
+        );
+    }
+    let r = paris_writer.get("/api/v1/sites/paris/documents/prices?pointer=/burger/price");
+    assert_eq!(r.json()["value"], json!(990), "{}", r.text());
+    // Its own site's documents it still writes.
+    let w = paris_writer.send(
+        "PUT",
+        "/api/v1/sites/paris/documents/menu?pointer=/items/burger/price",
+        b"1000",
+    );
+    assert_eq!(w.status, 200, "{}", w.text());
+    // A token for every site may write the fleet document through a site's path too: it is
+    // the one copy, checked like a fleet write.
+    let w = hq.send(
+        "PUT",
+        "/api/v1/sites/paris/documents/prices?pointer=/burger/price",
+        b"995",
+    );
+    assert_eq!(w.status, 200, "{}", w.text());
+
+    // Hole: the policy was checked at the pointer only; a new object carried a key that a
+    // per-path rule keeps for another role.
+    refused(
+        &hq.send(
+            "PUT",
+            "/api/v1/sites/paris/documents/menu?pointer=/items/salad",
+            br#"{"price": 500, "recipe": "secret"}"#,
+        ),
+        403,
+        "/items/salad/recipe",
+    );
+    // Replacing what holds guarded keys needs their rights too (this was refused before).
+    refused(
+        &hq.send(
+            "PUT",
+            "/api/v1/sites/paris/documents/menu?pointer=/items",
+            br#"{"salad": {"price": 500}}"#,
+        ),
+        403,
+        "write /items in menu",
+    );
+    refused(
+        &hq.send(
+            "PUT",
+            "/api/v1/fleet/documents/prices?pointer=/fries",
+            br#"{"price": 300, "cost": 90}"#,
+        ),
+        403,
+        "/fries/cost",
+    );
+    refused(
+        &hq.send(
+            "PUT",
+            "/api/v1/sites/paris/documents/prices?pointer=/fries",
+            br#"{"price": 300, "cost": 90}"#,
+        ),
+        403,
+        "/fries/cost",
+    );
+    refused(
+        &hq.get("/api/v1/sites/paris/documents/menu?pointer=/items/salad"),
+        404,
+        "nothing at",
+    );
+    // The same value without the guarded key is written.
+    let w = hq.send(
+        "PUT",
+        "/api/v1/sites/paris/documents/menu?pointer=/items/salad",
+        br#"{"price": 500}"#,
+    );
+    assert_eq!(w.status, 200, "{}", w.text());
+    let w = hq.send(
+        "PUT",
+        "/api/v1/fleet/documents/prices?pointer=/fries",
+        br#"{"price": 300}"#,
+    );
+    assert_eq!(w.status, 200, "{}", w.text());
+    println!(
+        "site token on a fleet document: 403 for PUT and DELETE; nested guarded keys refused at \
+         /items/salad/recipe, /fries/cost"
+    );
+}

@@ -25,23 +25,36 @@
 //!
 //! Every limit is a constant here, documented in `cloud/API.md` and attacked by a test:
 //! [`MAX_BODY_BYTES`], [`MAX_POINTER_BYTES`], [`MAX_URL_BYTES`], [`MAX_WORKERS`] concurrent
-//! requests, [`MAX_EXPORTS`] concurrent exports, [`tokens::MAX_TOKEN_BYTES`].
+//! requests, [`MAX_EXPORTS`] concurrent exports, [`tokens::MAX_TOKEN_BYTES`]; the limits on
+//! time and connections that every HTTP client gets are in [`super::http`].
+//!
+//! # Threads
+//!
+//! A request's handling reads storage and may wait for a site to load: it runs on one of
+//! the runtime's blocking threads (at most [`MAX_WORKERS`] at once), never on the tasks that
+//! serve the sockets. An export's lines are made on a blocking thread too and handed to the
+//! response body through a channel of one chunk, so a client that reads slowly slows the
+//! export, and one that stops reading ends it (the send timeout of [`super::http`]).
 
 mod export;
 mod metrics;
 pub(crate) mod tokens;
 
-use std::io::{Cursor, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode, Version};
+use axum::response::{IntoResponse, Response};
+
 use outpost_core::{ContextName, DocumentId, Durability, Pointer, Role, SiteId, Store};
 use serde_json::{json, Value};
-use tiny_http::{Header, Method, Request, Response, StatusCode};
 
 use self::metrics::ApiMetrics;
 use self::tokens::TokenEntry;
+use super::http::{BodyError, HttpCounters};
 use super::{Shared, SiteEntry};
 
 /// The role whose rights the policy gives API writes.
@@ -56,7 +69,7 @@ pub(crate) const MAX_POINTER_BYTES: usize = 1024;
 /// The longest request target (path and query).
 pub(crate) const MAX_URL_BYTES: usize = 4096;
 
-/// Requests served at once (a thread each); more are answered 503 at once.
+/// Requests handled at once (a blocking thread each); more are answered 503 at once.
 pub(crate) const MAX_WORKERS: usize = 16;
 
 /// Exports streamed at once; more are answered 429.
@@ -130,6 +143,13 @@ pub(crate) struct Api {
     workers: Arc<AtomicUsize>,
     exports: Arc<AtomicUsize>,
     metrics: Arc<ApiMetrics>,
+    http: Arc<HttpCounters>,
+}
+
+/// A request being handled: its head, and its body until a handler reads it.
+pub(crate) struct ApiRequest {
+    parts: Parts,
+    body: Option<Body>,
 }
 
 /// A site's store, held by a request; the site cannot retire meanwhile.
@@ -148,11 +168,6 @@ impl Drop for Lease {
 /// The paths the API serves (the rest is `/health`, `/revocations`).
 pub(crate) fn claims(path: &str) -> bool {
     path == "/" || path == "/dashboard" || path == "/metrics" || path.starts_with("/api/")
-}
-
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .expect("static header names and values are valid")
 }
 
 fn decode(s: &str, plus_is_space: bool) -> ApiResult<String> {
@@ -208,49 +223,57 @@ impl Target {
 }
 
 impl Api {
-    pub(crate) fn new(shared: Arc<Shared>, runtime: tokio::runtime::Handle) -> Api {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        runtime: tokio::runtime::Handle,
+        http: Arc<HttpCounters>,
+    ) -> Api {
         Api {
             shared,
             runtime,
             workers: Arc::new(AtomicUsize::new(0)),
             exports: Arc::new(AtomicUsize::new(0)),
             metrics: Arc::new(ApiMetrics::default()),
+            http,
         }
     }
 
-    /// Serves `request` on a thread of its own, at most [`MAX_WORKERS`] at once.
-    pub(crate) fn dispatch(&self, request: Request) {
-        if request.url().split('?').next() == Some("/metrics") {
-            // Cheap, and must answer while the API is saturated.
-            let text = self.shared.metrics.render() + &self.metrics.render();
-            let response = Response::from_string(text).with_header(header(
-                "Content-Type",
-                "text/plain; version=0.0.4; charset=utf-8",
-            ));
-            let _ = request.respond(response);
-            return;
-        }
+    /// The API's counters, in the Prometheus text format (appended to `/metrics`).
+    pub(crate) fn metrics_text(&self) -> String {
+        self.metrics.render()
+    }
+
+    /// Serves `request` on a blocking thread, at most [`MAX_WORKERS`] at once.
+    pub(crate) async fn serve(&self, request: Request) -> Response {
         let Some(slot) = export::Slot::take(self.workers.clone(), MAX_WORKERS) else {
             self.metrics.count("busy", 503);
             let e = ApiError::unavailable(format!(
                 "the cloud serves {MAX_WORKERS} API requests at once; retry in a moment"
             ));
-            send(request, Reply::Json(e.status, e.body()));
-            return;
+            return respond(Reply::Json(e.status, e.body()));
         };
+        let (parts, body) = request.into_parts();
         let api = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("outpost-api".into())
-            .spawn(move || {
-                api.serve(request);
-                drop(slot);
+        let handled = tokio::task::spawn_blocking(move || {
+            let reply = api.handle(ApiRequest {
+                parts,
+                body: Some(body),
             });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start a thread for an API request");
+            drop(slot);
+            reply
+        })
+        .await;
+        match handled {
+            Ok(reply) => respond(reply),
+            Err(e) => {
+                tracing::error!(error = %e, "an API request's handling stopped");
+                let e = ApiError::internal("the request's handling stopped; see the cloud's log");
+                respond(Reply::Json(e.status, e.body()))
+            }
         }
     }
 
-    fn serve(&self, mut request: Request) {
+    fn handle(&self, mut request: ApiRequest) -> Reply {
         let (endpoint, reply) = match self.route(&mut request) {
             Ok((endpoint, reply)) => (endpoint, reply),
             Err((endpoint, e)) => {
@@ -267,16 +290,22 @@ impl Api {
             Reply::Static(..) | Reply::Stream(_) => 200,
         };
         self.metrics.count(endpoint, status);
-        send(request, reply);
+        reply
     }
 
     /// Routes a request; the error carries the endpoint name for the metrics.
     fn route(
         &self,
-        request: &mut Request,
+        request: &mut ApiRequest,
     ) -> std::result::Result<(&'static str, Reply), (&'static str, ApiError)> {
-        let target = Target::parse(request.url()).map_err(|e| ("other", e))?;
-        let method = request.method().clone();
+        let url = request
+            .parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/");
+        let target = Target::parse(url).map_err(|e| ("other", e))?;
+        let method = request.parts.method.clone();
         let seg: Vec<&str> = target.segments.iter().map(String::as_str).collect();
         let endpoint: &'static str = match seg.as_slice() {
             [] | ["dashboard"] => "dashboard",
@@ -290,8 +319,8 @@ impl Api {
             _ => "other",
         };
         let allowed: &[Method] = match endpoint {
-            "document" | "fleet_document" => &[Method::Get, Method::Put, Method::Delete],
-            _ => &[Method::Get],
+            "document" | "fleet_document" => &[Method::GET, Method::PUT, Method::DELETE],
+            _ => &[Method::GET],
         };
         let fail = |e: ApiError| (endpoint, e);
         if endpoint == "other" {
@@ -323,7 +352,7 @@ impl Api {
             "openapi" => return Ok((endpoint, Reply::Static("application/json", OPENAPI))),
             _ => {}
         }
-        let token = self.authenticate(request).map_err(fail)?;
+        let token = self.authenticate(&request.parts.headers).map_err(fail)?;
         let reply = match seg.as_slice() {
             ["api", "v1", "sites"] => self.sites(&token),
             ["api", "v1", "sites", site] => self.site(&token, site),
@@ -331,8 +360,8 @@ impl Api {
                 let doc = doc.join("/");
                 let pointer = target.param("pointer").unwrap_or("");
                 match method {
-                    Method::Get => self.read(&token, site, &doc, pointer),
-                    Method::Put => self.write(&token, request, site, &doc, pointer, false),
+                    Method::GET => self.read(&token, site, &doc, pointer),
+                    Method::PUT => self.write(&token, request, site, &doc, pointer, false),
                     _ => self.write(&token, request, site, &doc, pointer, true),
                 }
             }
@@ -340,8 +369,8 @@ impl Api {
                 let doc = doc.join("/");
                 let pointer = target.param("pointer").unwrap_or("");
                 match method {
-                    Method::Get => self.fleet_read(&doc, pointer),
-                    Method::Put => self.fleet_write(&token, request, &doc, pointer, false),
+                    Method::GET => self.fleet_read(&doc, pointer),
+                    Method::PUT => self.fleet_write(&token, request, &doc, pointer, false),
                     _ => self.fleet_write(&token, request, &doc, pointer, true),
                 }
             }
@@ -352,13 +381,11 @@ impl Api {
         reply.map(|r| (endpoint, r)).map_err(fail)
     }
 
-    fn authenticate(&self, request: &Request) -> ApiResult<TokenEntry> {
+    fn authenticate(&self, headers: &HeaderMap) -> ApiResult<TokenEntry> {
         let unauthorized = |m: &str| ApiError::new(401, "unauthorized", m);
-        let value = request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Authorization"))
-            .map(|h| h.value.as_str())
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or(""))
             .ok_or_else(|| {
                 unauthorized(
                     "send `Authorization: Bearer <token>`; issue a token with \
@@ -539,7 +566,7 @@ impl Api {
     fn write(
         &self,
         token: &TokenEntry,
-        request: &mut Request,
+        request: &mut ApiRequest,
         site: &str,
         doc: &str,
         pointer: &str,
@@ -553,10 +580,19 @@ impl Api {
             )));
         }
         let (doc, path) = write_target(doc, pointer, "/items/burger/price")?;
+        if self.shared.fleet.is_fleet(&doc) {
+            // A site's view of a fleet document is the one copy every site reads: written
+            // only as a fleet write, by a token for every site.
+            self.fleet_change(token, request, &doc, pointer, delete)?;
+            return Ok(Reply::Json(
+                200,
+                json!({"site": site.as_str(), "doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
+            ));
+        }
         let value = if delete {
             None
         } else {
-            Some(read_json_body(request)?)
+            Some(self.read_json_body(request)?)
         };
         let lease = self.lease(&site)?;
         let store = &lease.store;
@@ -573,7 +609,7 @@ impl Api {
                 "nothing at {pointer} in {doc} of site {site}"
             )));
         }
-        self.check_policy(&doc, &path, present)?;
+        self.check_policy(&doc, &path, value.as_ref(), present)?;
         let write_id = format!(
             "api/{}/{}-{:016x}",
             token.name,
@@ -615,19 +651,43 @@ impl Api {
     fn fleet_write(
         &self,
         token: &TokenEntry,
-        request: &mut Request,
+        request: &mut ApiRequest,
         doc: &str,
         pointer: &str,
         delete: bool,
     ) -> ApiResult<Reply> {
+        Self::fleet_token(token)?;
+        // The fleet's own checks read the pointer again; here it is only refused early.
+        let (doc, _) = write_target(doc, pointer, "/burger")?;
+        self.fleet_change(token, request, &doc, pointer, delete)?;
+        Ok(Reply::Json(
+            200,
+            json!({"doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
+        ))
+    }
+
+    /// Refuses a token that may not write fleet documents (which every site reads).
+    fn fleet_token(token: &TokenEntry) -> ApiResult<()> {
         if !token.write || !token.grants_every_site() {
             return Err(ApiError::forbidden(format!(
                 "a fleet document reaches every site: the token {} must be issued with --sites '*' --write",
                 token.name
             )));
         }
-        // The fleet's own checks read the pointer again; here it is only refused early.
-        let (doc, _) = write_target(doc, pointer, "/burger")?;
+        Ok(())
+    }
+
+    /// Writes (or deletes at) `pointer` of the fleet document `doc` as head office.
+    fn fleet_change(
+        &self,
+        token: &TokenEntry,
+        request: &mut ApiRequest,
+        doc: &DocumentId,
+        pointer: &str,
+        delete: bool,
+    ) -> ApiResult<()> {
+        Self::fleet_token(token)?;
+        let doc = doc.clone();
         let role: Role = HEAD_OFFICE_ROLE
             .parse()
             .expect("the head-office role name is valid");
@@ -640,19 +700,23 @@ impl Api {
             }
             fleet.delete(&doc, pointer, &role)
         } else {
-            let value = read_json_body(request)?;
+            let value = self.read_json_body(request)?;
             fleet.put(&doc, pointer, &value, &role)
         }
         .map_err(fleet_error)?;
         tracing::info!(%doc, pointer, token = %token.name, delete, "fleet document written through the API");
-        Ok(Reply::Json(
-            200,
-            json!({"doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
-        ))
+        Ok(())
     }
 
-    /// Refuses what the policy would refuse from a device of the head-office role.
-    fn check_policy(&self, doc: &DocumentId, path: &Pointer, replaces: bool) -> ApiResult<()> {
+    /// Refuses what the policy would refuse from a device of the head-office role: at `path`,
+    /// and at every path below it that `value` (the value put, if any) writes.
+    fn check_policy(
+        &self,
+        doc: &DocumentId,
+        path: &Pointer,
+        value: Option<&Value>,
+        replaces: bool,
+    ) -> ApiResult<()> {
         let role: Role = HEAD_OFFICE_ROLE
             .parse()
             .expect("the head-office role name is valid");
@@ -664,15 +728,20 @@ impl Api {
                  the writers of [policy.contexts.{ctx}] in the cloud's config and the devices' policy"
             )));
         }
-        if !policy.may_write_path(&role, ctx, path, replaces) {
+        let refused = if !policy.may_write_path(&role, ctx, path, replaces) {
+            Some(path.clone())
+        } else {
+            value.and_then(|v| super::fleet::refused_nested_path(policy, &role, doc, path, v))
+        };
+        if let Some(path) = refused {
             return Err(ApiError::forbidden(format!(
                 "the fleet policy does not let role {role} write {} in {doc}: {}",
-                if path.tokens().is_empty() {
+                if path.is_root() {
                     "/".to_string()
                 } else {
-                    format!("/{}", path.tokens().join("/"))
+                    path.to_string()
                 },
-                policy.path_refusal(&role, ctx, path)
+                policy.path_refusal(&role, ctx, &path)
             )));
         }
         Ok(())
@@ -681,7 +750,7 @@ impl Api {
     fn export(
         &self,
         token: &TokenEntry,
-        request: &Request,
+        request: &ApiRequest,
         context: &str,
         target: &Target,
     ) -> ApiResult<Reply> {
@@ -704,7 +773,7 @@ impl Api {
                 )))
             }
         };
-        if request.http_version() < &tiny_http::HTTPVersion(1, 1) {
+        if request.parts.version < Version::HTTP_11 {
             return Err(ApiError::bad_request(
                 "an export is streamed with chunked transfer encoding: use HTTP/1.1 (curl does)",
             ));
@@ -728,6 +797,43 @@ impl Api {
             per_item,
             slot,
         )))
+    }
+
+    /// Reads the request's body (once), bounded in size and time, as one JSON value.
+    fn read_json_body(&self, request: &mut ApiRequest) -> ApiResult<Value> {
+        let body = request.body.take().unwrap_or_default();
+        let timeout = self.shared.config.http_limits.body_timeout;
+        // A blocking thread of the API: waiting here blocks no socket's task.
+        let read = self.runtime.block_on(super::http::read_body(
+            &request.parts.headers,
+            body,
+            MAX_BODY_BYTES as usize,
+            timeout,
+        ));
+        let body = match read {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => return Err(ApiError::new(
+                413,
+                "body_too_large",
+                format!("a request body is at most {MAX_BODY_BYTES} bytes; write large documents in parts (one pointer each)"),
+            )),
+            Err(BodyError::TimedOut(t)) => {
+                self.http.body_timed_out();
+                return Err(ApiError::new(
+                    408,
+                    "request_timeout",
+                    format!("the body did not arrive within {} s; send it at once", t.as_secs()),
+                ));
+            }
+            Err(BodyError::Failed(e)) => {
+                return Err(ApiError::bad_request(format!("cannot read the body: {e}")))
+            }
+        };
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body must be one JSON value, e.g. 1250 or {{\"price\": 1250}}: {e}"
+            ))
+        })
     }
 
     fn stock(&self, token: &TokenEntry, item: &str) -> ApiResult<Reply> {
@@ -860,61 +966,35 @@ fn core_status(e: &outpost_core::Error) -> fn(String) -> ApiError {
     }
 }
 
-fn read_json_body(request: &mut Request) -> ApiResult<Value> {
-    let too_large = || {
-        ApiError::new(
-            413,
-            "body_too_large",
-            format!("a request body is at most {MAX_BODY_BYTES} bytes; write large documents in parts (one pointer each)"),
-        )
-    };
-    if request
-        .body_length()
-        .is_some_and(|n| n as u64 > MAX_BODY_BYTES)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(MAX_BODY_BYTES + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
-    if body.len() as u64 > MAX_BODY_BYTES {
-        return Err(too_large());
-    }
-    serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body must be one JSON value, e.g. 1250 or {{\"price\": 1250}}: {e}"
-        ))
-    })
-}
-
-fn send(request: Request, reply: Reply) {
-    let result = match reply {
+/// The HTTP response of a reply.
+fn respond(reply: Reply) -> Response {
+    match reply {
         Reply::Json(status, body) => {
             let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
             bytes.push(b'\n');
-            let len = bytes.len();
-            request.respond(Response::new(
-                StatusCode(status),
-                vec![header("Content-Type", "application/json")],
-                Cursor::new(bytes),
-                Some(len),
-                None,
-            ))
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (
+                status,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                bytes,
+            )
+                .into_response()
         }
-        Reply::Static(content_type, body) => request
-            .respond(Response::from_string(body).with_header(header("Content-Type", content_type))),
-        Reply::Stream(reader) => request.respond(Response::new(
-            StatusCode(200),
-            vec![header("Content-Type", "application/x-ndjson")],
-            reader,
-            None,
-            None,
-        )),
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "API response not sent");
+        Reply::Static(content_type, body) => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+            body,
+        )
+            .into_response(),
+        Reply::Stream(reader) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            )],
+            Body::new(export::ExportBody::start(reader)),
+        )
+            .into_response(),
     }
 }

@@ -422,6 +422,8 @@ pub struct CloudConfig {
     pub session: SessionConfig,
     /// How long shutdown waits for devices to acknowledge queued messages.
     pub shutdown_grace: Duration,
+    /// Timeouts and connection limits of every HTTP client (see `cloud/API.md`).
+    pub http_limits: super::HttpLimits,
 }
 
 impl CloudConfig {
@@ -458,6 +460,7 @@ impl CloudConfig {
             },
             session: SessionConfig::default(),
             shutdown_grace: Duration::from_secs(1),
+            http_limits: super::HttpLimits::default(),
         }
     }
 

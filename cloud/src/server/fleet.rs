@@ -151,8 +151,15 @@ impl Fleet {
         }
     }
 
-    /// Checks that `author` may write at `pointer` of `doc`, like a device of that role.
-    fn may_write(&self, doc: &DocumentId, at: &Pointer, author: &Role) -> Result<(), FleetError> {
+    /// Checks that `author` may write at `pointer` of `doc`, like a device of that role: at
+    /// the pointer, and at every path below it that `value` (the value put, if any) writes.
+    fn may_write(
+        &self,
+        doc: &DocumentId,
+        at: &Pointer,
+        value: Option<&Json>,
+        author: &Role,
+    ) -> Result<(), FleetError> {
         if !self.policy.may_write(author, doc.context()) {
             return Err(FleetError::NotPermitted {
                 role: author.clone(),
@@ -162,18 +169,23 @@ impl Fleet {
             });
         }
         let replaces = !matches!(self.get(doc, &at.to_string()), Ok(None));
-        if !self
+        let refused = if !self
             .policy
             .may_write_path(author, doc.context(), at, replaces)
         {
-            return Err(FleetError::NotPermitted {
+            Some(at.clone())
+        } else {
+            value.and_then(|v| refused_nested_path(&self.policy, author, doc, at, v))
+        };
+        match refused {
+            None => Ok(()),
+            Some(path) => Err(FleetError::NotPermitted {
                 role: author.clone(),
                 doc: doc.clone(),
-                at: format!(" at {at}"),
-                reason: self.policy.path_refusal(author, doc.context(), at),
-            });
+                at: format!(" at {path}"),
+                reason: self.policy.path_refusal(author, doc.context(), &path),
+            }),
         }
-        Ok(())
     }
 
     /// Writes `value` at `pointer` of a fleet document as `author` (the role of the caller,
@@ -190,7 +202,7 @@ impl Fleet {
     ) -> Result<(), FleetError> {
         self.check(doc)?;
         let at = Self::pointer(pointer)?;
-        self.may_write(doc, &at, author)?;
+        self.may_write(doc, &at, Some(value), author)?;
         self.store
             .put(doc, pointer, value.clone(), Durability::Durable)
             .map_err(Self::store_error(doc))?;
@@ -202,7 +214,7 @@ impl Fleet {
     pub fn delete(&self, doc: &DocumentId, pointer: &str, author: &Role) -> Result<(), FleetError> {
         self.check(doc)?;
         let at = Self::pointer(pointer)?;
-        self.may_write(doc, &at, author)?;
+        self.may_write(doc, &at, None, author)?;
         self.store
             .delete(doc, pointer, Durability::Durable)
             .map_err(Self::store_error(doc))?;
@@ -221,6 +233,45 @@ impl Fleet {
             .document_bytes(doc)
             .map_err(Self::store_error(doc))
     }
+}
+
+/// The first path strictly below `at` that `value` (written at `at`) creates and that
+/// `role` may not write under the per-path rules of `doc`'s context; `None` if there is none.
+///
+/// A device's change is checked at the path of each operation it holds, so a nested object
+/// is checked key by key; a write made here as one JSON value must be too, or a key that a
+/// rule keeps for another role (`/orders/*/kitchen`) could be created by putting its
+/// parent. Nested paths are checked as creations: when something exists at `at`, the
+/// caller's check of `at` as a replacement already needs the rights of every rule below it.
+pub(crate) fn refused_nested_path(
+    policy: &Policy,
+    role: &Role,
+    doc: &DocumentId,
+    at: &Pointer,
+    value: &Json,
+) -> Option<Pointer> {
+    if !policy.has_path_rules(doc.context()) {
+        return None;
+    }
+    // A stack, not recursion: the depth is the client's.
+    let mut stack = vec![(at.clone(), value)];
+    while let Some((path, value)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = (String, &Json)>> = match value {
+            Json::Object(map) => Box::new(map.iter().map(|(k, v)| (k.clone(), v))),
+            Json::Array(items) => {
+                Box::new(items.iter().enumerate().map(|(i, v)| (i.to_string(), v)))
+            }
+            _ => continue,
+        };
+        for (token, child) in children {
+            let below = path.child(token);
+            if !policy.may_write_path(role, doc.context(), &below, false) {
+                return Some(below);
+            }
+            stack.push((below, child));
+        }
+    }
+    None
 }
 
 /// Tells every loaded site's runner about each change of a fleet document, whoever made it

@@ -1,16 +1,24 @@
 //! `GET /api/v1/export/{context}`: one document of every site, as NDJSON, streamed.
 //!
-//! The response body is a [`Read`] that produces the lines of one site at a time, when the
-//! HTTP writer asks for more: what is in memory is the current site's document and its
-//! lines, never the whole export. The writer sends it with chunked transfer encoding.
+//! The lines of one site at a time are made on a blocking thread ([`ExportReader`]) and
+//! handed to the response body ([`ExportBody`]) through a channel that holds one chunk: what
+//! is in memory is a site's document and its lines (and the chunk being sent), never the
+//! whole export. hyper sends it with chunked transfer encoding. A client that stops reading
+//! ends the export: its connection fails on the send timeout, the body is dropped, and the
+//! thread's next send finds no receiver.
 
 use std::collections::VecDeque;
-use std::io::Read;
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use axum::body::Bytes;
+use http_body::Frame;
 use outpost_core::{DocumentId, SiteId};
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
 use super::Api;
 
@@ -43,7 +51,6 @@ pub(crate) struct ExportReader {
     doc: DocumentId,
     per_item: bool,
     buf: Vec<u8>,
-    pos: usize,
     /// The most bytes buffered at once (for the test that memory stays bounded).
     pub(crate) max_buffered: usize,
     /// Lines produced so far.
@@ -65,7 +72,6 @@ impl ExportReader {
             doc,
             per_item,
             buf: Vec::new(),
-            pos: 0,
             max_buffered: 0,
             lines: 0,
             _slot: slot,
@@ -83,7 +89,6 @@ impl ExportReader {
     /// when every site is done.
     fn fill(&mut self) -> bool {
         self.buf.clear();
-        self.pos = 0;
         while self.buf.is_empty() {
             let Some(site) = self.sites.pop_front() else {
                 return false;
@@ -120,17 +125,53 @@ impl ExportReader {
     }
 }
 
-impl Read for ExportReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos >= self.buf.len() && !self.fill() {
+impl ExportReader {
+    /// The lines of the next site that holds the document; `None` once every site is done.
+    fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        if !self.fill() {
             self.api.metrics.add_export_lines(self.lines);
             self.lines = 0;
-            return Ok(0);
+            return None;
         }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        Some(std::mem::take(&mut self.buf))
+    }
+}
+
+/// The body of an export response: the chunks an [`ExportReader`] makes on a blocking
+/// thread, one at a time.
+pub(crate) struct ExportBody {
+    chunks: mpsc::Receiver<Vec<u8>>,
+}
+
+impl ExportBody {
+    /// Starts making the export's chunks on a blocking thread of the current runtime.
+    pub(crate) fn start(mut reader: ExportReader) -> ExportBody {
+        // One chunk waits while the previous one is written: a slow client slows the export.
+        let (tx, chunks) = mpsc::channel(1);
+        tokio::task::spawn_blocking(move || {
+            while let Some(chunk) = reader.next_chunk() {
+                if tx.blocking_send(chunk).is_err() {
+                    tracing::debug!("an export's client went away; export ended");
+                    break;
+                }
+            }
+            // The reader (its slot, its site's lease) goes with this thread.
+        });
+        ExportBody { chunks }
+    }
+}
+
+impl http_body::Body for ExportBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.chunks
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(Bytes::from(c)))))
     }
 }
 
