@@ -73,7 +73,10 @@ async fn an_erasure_reaches_a_kitchen_linked_only_through_the_pos_over_quic() {
     within("the kitchen holds both days", async {
         while !(kitchen.store().has_document(&day).unwrap_or(false)
             && kitchen.store().has_document(&keep).unwrap_or(false)
-            && pos.connected_peers().iter().any(|p| p.peer.as_str() == "cloud-1"))
+            && pos
+                .connected_peers()
+                .iter()
+                .any(|p| p.peer.as_str() == "cloud-1"))
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
