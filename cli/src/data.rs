@@ -35,7 +35,17 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
             doc,
             current,
             consumer,
-        } => return watch(dir, cert_dir, &doc, current, consumer.as_deref()),
+            exec,
+        } => {
+            return watch(
+                dir,
+                cert_dir,
+                &doc,
+                current,
+                consumer.as_deref(),
+                exec.as_deref(),
+            )
+        }
         Command::Docs(crate::DocsCommand::List) => Request::Documents,
         Command::Docs(crate::DocsCommand::Delete { doc }) => Request::DeleteDocument { doc },
         Command::Status { json } => return crate::status::run(dir, cert_dir, json),
@@ -508,6 +518,54 @@ fn check_data_dir(dir: &Path, create: bool) -> Result<()> {
     Ok(())
 }
 
+/// The first wait before `watch --exec` gives a batch to CMD again.
+const EXEC_FIRST_RETRY: Duration = Duration::from_millis(200);
+/// The longest wait between two attempts.
+const EXEC_MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// Hands a batch of `watch --consumer` to its consumer; returns once the batch may be
+/// acknowledged. Plain: written to stdout (for a pipe, into its buffer: what the reader does
+/// with it is not known). `--exec CMD`: CMD ran with the line on its stdin and exited 0; a
+/// failure is retried with backoff, for as long as it takes: a batch is never skipped.
+fn deliver(line: &str, exec: Option<&str>, stdout: &mut std::io::Stdout) -> Result<()> {
+    let Some(cmd) = exec else {
+        writeln!(stdout, "{line}")?;
+        stdout.flush()?;
+        return Ok(());
+    };
+    let mut wait = EXEC_FIRST_RETRY;
+    for attempt in 1u64.. {
+        let why = match run_exec(cmd, line) {
+            Ok(status) if status.success() => return Ok(()),
+            Ok(status) => format!("exited with {status}"),
+            Err(e) => format!("could not run ({e})"),
+        };
+        eprintln!(
+            "outpost: `{cmd}` {why} on a batch (attempt {attempt}); the batch stays              unacknowledged and is given to it again in {:.1} s",
+            wait.as_secs_f64()
+        );
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(EXEC_MAX_RETRY);
+    }
+    unreachable!("the attempts of one batch never run out")
+}
+
+/// Runs `sh -c CMD` with `line` on its stdin; its stdout and stderr are this process's.
+fn run_exec(cmd: &str, line: &str) -> std::io::Result<std::process::ExitStatus> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A CMD that exits without reading all of it decides by its exit status alone.
+        let _ = stdin.write_all(line.as_bytes());
+        let _ = stdin.write_all(b"\n");
+    }
+    child.wait()
+}
+
 /// `outpost watch DOC`: through the running node, or holding the store itself.
 fn watch(
     dir: &Path,
@@ -515,6 +573,7 @@ fn watch(
     doc: &str,
     current: bool,
     consumer: Option<&str>,
+    exec: Option<&str>,
 ) -> Result<()> {
     let filter = control::watch_filter(doc)?;
     let mut stdout = std::io::stdout();
@@ -533,10 +592,12 @@ fn watch(
         loop {
             match client.next()? {
                 Some(Reply::Event(e)) => {
-                    writeln!(stdout, "{e}")?;
-                    stdout.flush()?;
                     if consumer.is_some() {
+                        deliver(&e.to_string(), exec, &mut stdout)?;
                         client.ack()?;
+                    } else {
+                        writeln!(stdout, "{e}")?;
+                        stdout.flush()?;
                     }
                 }
                 Some(Reply::Error(e)) => bail!(e),
@@ -565,9 +626,9 @@ fn watch(
         let mut feed = control::consumer_feed(&store, doc, name)?;
         loop {
             let batch = feed.next_blocking()?;
-            writeln!(stdout, "{}", control::batch_json(&store, name, &batch))?;
-            stdout.flush()?;
-            // Printed: acknowledged. A kill before this line prints the batch again.
+            let line = control::batch_json(&store, name, &batch).to_string();
+            deliver(&line, exec, &mut stdout)?;
+            // Delivered: acknowledged. A kill before this line delivers the batch again.
             feed.ack(&batch)?;
         }
     }

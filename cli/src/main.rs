@@ -153,12 +153,19 @@ enum Command {
         /// First print the current state as one line (`"origin":"current"`).
         #[arg(long, conflicts_with = "consumer")]
         current: bool,
-        /// A durable consumer (e.g. `kitchen-1/printer`): print what changed since it last
-        /// acknowledged, then live, one line per batch (`"origin":"feed"`, the items and
-        /// their values), each acknowledged once printed. Run again, it resumes where it left
-        /// off; a batch printed just before a kill may print again (at least once).
+        /// A durable consumer (e.g. `kitchen-1/printer`): what changed since it last
+        /// acknowledged, then live, one JSON line per batch (`"origin":"feed"`, the items and
+        /// their values). Without --exec a batch is printed and acknowledged once written to
+        /// stdout: for a pipe that is its buffer, so a reader that dies before handling the
+        /// line loses it (a kill of `outpost watch` itself prints it again: at least once).
         #[arg(long, value_name = "NAME")]
         consumer: Option<String>,
+        /// With --consumer: run CMD (`sh -c CMD`) once per batch, the batch's JSON line on its
+        /// stdin; the batch is acknowledged only when CMD exits 0. A non-zero exit (or a kill)
+        /// leaves it unacknowledged: it is given to CMD again, after 0.2 s, then twice as long
+        /// up to 30 s, never skipped. Use it for printers and integrations.
+        #[arg(long, value_name = "CMD", requires = "consumer")]
+        exec: Option<String>,
     },
     /// List or delete the documents of the data directory.
     #[command(subcommand)]

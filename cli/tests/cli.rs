@@ -559,3 +559,91 @@ fn watch_with_a_consumer_resumes_where_it_left_off() {
     );
     on(&d, &["watch", "orders", "--consumer", "no spaces"]).expect_err("invalid consumer name");
 }
+
+/// Issue 27, hole 10 (failed before: `watch --consumer` acknowledged a batch once written to
+/// stdout, which for a pipe is its buffer, and there was no other mode): with `--exec CMD` a
+/// batch is acknowledged only when CMD exits 0. A CMD that fails the first time gets the same
+/// batch again; a consumer killed while CMD handles a batch loses nothing: the next run gets
+/// it again.
+#[test]
+fn watch_exec_acknowledges_a_batch_only_when_the_command_succeeds() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path().join("kitchen1");
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).expect("dir");
+    on(&d, &["put", "orders", "/k1", r#"{"sku":"burger"}"#]).expect_ok();
+    on(&d, &["put", "orders", "/k2", r#"{"sku":"fries"}"#]).expect_ok();
+    let watch = |name: &str, cmd: &str| {
+        let mut c = std::process::Command::new(outpost_bin());
+        c.args([
+            "--data",
+            p(&d),
+            "watch",
+            "orders",
+            "--consumer",
+            "printer",
+            "--exec",
+            cmd,
+        ]);
+        c.env("WORK", &work);
+        Proc::spawn(name, c)
+    };
+    let read = |f: &str| std::fs::read_to_string(work.join(f)).unwrap_or_default();
+
+    // Fails its first attempt (exit 3, batch unread), then records what it is given.
+    let flaky = r#"n=$(cat "$WORK/attempts" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$WORK/attempts"; [ $n -ge 2 ] || exit 3; cat >> "$WORK/got""#;
+    let started = std::time::Instant::now();
+    let first = watch("flaky printer", flaky);
+    eventually(
+        "the batch reaches the command",
+        Duration::from_secs(30),
+        || read("got").contains("/k2").then_some(()),
+    );
+    let attempts: u32 = read("attempts").trim().parse().expect("a count");
+    println!(
+        "delivered after {attempts} attempts in {} ms",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(attempts, 2, "one failure, then one success");
+    first.wait_line("exited with", Duration::from_secs(5));
+    let got = read("got");
+    assert_eq!(got.lines().count(), 1, "{got}");
+    assert!(got.contains(r#""items":["/k1","/k2"]"#), "{got}");
+    // The acknowledgement follows the command's exit.
+    std::thread::sleep(Duration::from_millis(500));
+    drop(first);
+
+    // Killed while the command handles /k3: nothing acknowledged.
+    on(&d, &["put", "orders", "/k3", r#"{"sku":"cola"}"#]).expect_ok();
+    let stuck = r#"echo $$ > "$WORK/stuck.pid"; cat > "$WORK/partial"; exec sleep 60"#;
+    let second = watch("stuck printer", stuck);
+    let pid = eventually("the command holds /k3", Duration::from_secs(30), || {
+        (read("partial").contains("/k3"))
+            .then(|| read("stuck.pid").trim().to_string())
+            .filter(|p| !p.is_empty())
+    });
+    drop(second);
+    // The command we started through it, by its pid.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status();
+
+    let record = r#"cat >> "$WORK/got""#;
+    let third = watch("printer after the kill", record);
+    eventually(
+        "the batch comes again after the kill",
+        Duration::from_secs(30),
+        || read("got").contains("/k3").then_some(()),
+    );
+    let got = read("got");
+    assert_eq!(got.lines().count(), 2, "{got}");
+    assert!(
+        got.lines()
+            .nth(1)
+            .expect("line")
+            .contains(r#""items":["/k3"]"#),
+        "{got}"
+    );
+    drop(third);
+    on(&d, &["watch", "orders", "--exec", "true"]).expect_err("--consumer");
+}

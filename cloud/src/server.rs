@@ -340,7 +340,13 @@ impl Cloud {
                 .context(
                     "the fleet CA key does not match the fleet CA certificate (--ca, --ca-key)",
                 )?;
-                Some(outpost_transport::Renewer::new(ca, config.renew_days))
+                // The filter: a revoked key is never renewed; the ledger: a key is renewed
+                // at most once per window, also across restarts.
+                Some(
+                    outpost_transport::Renewer::new(ca, config.renew_days)
+                        .with_filter(filter.clone())
+                        .with_ledger(config.data.join("renewals.json")),
+                )
             }
         };
         let revocations = db.keyspace("cloud/revocations");

@@ -9,6 +9,7 @@
 //! so a reconnect, or a restart of either side, resumes with only what is missing. See
 //! `core/docs/design.md` for the protocol, the flow control and the trust rules.
 
+mod erasures;
 mod held;
 mod persist;
 pub mod reconcile;
@@ -1154,6 +1155,10 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let max = self.config.max_reassembly_bytes;
         let window = usize::try_from(self.config.window_bytes).unwrap_or(usize::MAX);
+        let may_send = self
+            .peers
+            .get(from)
+            .is_some_and(|p| self.may_send_changes(&p.info.role, &doc));
         let Some(peer) = self.peers.get_mut(from) else {
             return Err(EngineError::UnknownPeer(from.clone()));
         };
@@ -1164,7 +1169,7 @@ impl Engine {
         };
         // Only a message with changes is ever large, so a peer that may not write the
         // context gets nothing buffered, whatever it sends.
-        if !self.config.policy.may_write(&peer.info.role, doc.context()) {
+        if !may_send {
             self.metrics.sync_errors += 1;
             return Err(bad(format!(
                 "role {} may not write context {}: its fragments are dropped unread",
@@ -1250,7 +1255,12 @@ impl Engine {
             return None;
         }
         let policy = &self.config.policy;
-        if !policy.may_write(&from.role, doc.context()) {
+        if self.is_relayed_erasure_list(from, doc) {
+            // Relayed: judged by its authors and their signatures (engine/erasures.rs).
+            if let Some(reason) = self.check_relayed_erasures(from, doc, msg) {
+                return Some(reason);
+            }
+        } else if !policy.may_write(&from.role, doc.context()) {
             return Some(format!(
                 "role {} may not write context {}",
                 from.role,
@@ -1710,6 +1720,7 @@ impl Engine {
         let (heads, n) = (msg.heads.clone(), msg.changes.len() as u64);
         let verified = std::cell::Cell::new(0u64);
         let path_rules = self.config.policy.has_path_rules(doc.context());
+        let relayed_erasures = self.is_relayed_erasure_list(&info, &doc);
         let result = self
             .store
             .receive_sync(&doc, &mut state, msg, from, path_rules, &|new| {
@@ -1718,6 +1729,9 @@ impl Engine {
                 }
                 if checking {
                     let records = self.verify_new(&info, &doc, new, &pending, now)?;
+                    if relayed_erasures {
+                        Self::check_relayed_erasure_signatures(&info, &doc, new, &records)?;
+                    }
                     verified.set(records.len() as u64);
                     Ok(records)
                 } else {
@@ -1834,7 +1848,7 @@ impl Engine {
             .get(peer)
             .ok_or_else(|| EngineError::UnknownPeer(peer.clone()))?;
         // A peer whose role may not write the context is told so, and sends no changes.
-        if !self.config.policy.may_write(&p.info.role, doc.context()) {
+        if !self.may_send_changes(&p.info.role, doc) {
             state.set_read_only(true);
         }
         Ok(state)

@@ -545,7 +545,7 @@ impl Links {
     /// backlog.
     fn apply_revocations(&mut self, now: Timestamp) {
         for r in self.engine.take_new_revocations() {
-            if r.key.is_none() {
+            if r.is_whole_device() {
                 self.revoked.insert(r.peer.clone());
             }
             let n = self.close_where(|p| r.names(&p.site, &p.peer), CloseCode::Revoked, now);

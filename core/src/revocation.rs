@@ -19,6 +19,10 @@
 //!   relay forwards them, unless a change of a device in good standing in the same message
 //!   builds on them (it took them before the revocation reached it: refusing them would
 //!   stall that document between the two forever).
+//!
+//! A revocation of one certificate names its key as well ([`Revocation::public_key`], the
+//! SHA-256 of the certificate's SubjectPublicKeyInfo): a renewal keeps the device's key, so
+//! every certificate renewed from the revoked one is revoked with it.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +55,20 @@ pub struct Revocation {
     pub issued: Timestamp,
     /// Why, for logs and status (at most [`MAX_REASON_CHARS`]).
     pub reason: String,
+    /// Every certificate of this key (SHA-256 of its SubjectPublicKeyInfo DER): the
+    /// certificates renewed from the revoked one, which keep its key. Last in the body, so
+    /// that a peer of an older version still reads the rest (postcard ignores what follows).
+    pub public_key: Option<KeyId>,
+}
+
+/// The body of a revocation as versions before `public_key` encoded it.
+#[derive(Deserialize)]
+struct RevocationV1 {
+    site: SiteId,
+    peer: PeerId,
+    key: Option<KeyId>,
+    issued: Timestamp,
+    reason: String,
 }
 
 /// A [`Revocation`] with the fleet CA's signature over its encoded body.
@@ -84,8 +102,21 @@ impl Revocation {
                 body.len()
             )));
         }
-        let r: Revocation =
-            postcard::from_bytes(body).map_err(|e| RevocationError::Malformed(e.to_string()))?;
+        let r: Revocation = match postcard::from_bytes(body) {
+            Ok(r) => r,
+            // A record signed before revocations named keys.
+            Err(e) => match postcard::from_bytes::<RevocationV1>(body) {
+                Ok(v1) => Revocation {
+                    site: v1.site,
+                    peer: v1.peer,
+                    key: v1.key,
+                    issued: v1.issued,
+                    reason: v1.reason,
+                    public_key: None,
+                },
+                Err(_) => return Err(RevocationError::Malformed(e.to_string())),
+            },
+        };
         if r.reason.chars().count() > MAX_REASON_CHARS {
             return Err(RevocationError::Malformed(format!(
                 "a reason over {MAX_REASON_CHARS} characters"
@@ -99,15 +130,28 @@ impl Revocation {
         &self.site == site && &self.peer == peer
     }
 
-    /// Whether a connection of `peer` presenting certificate `key` is revoked.
-    pub fn covers(&self, peer: &PeerInfo, key: Option<&KeyId>) -> bool {
+    /// Whether this revocation names every certificate of the device.
+    pub fn is_whole_device(&self) -> bool {
+        self.key.is_none() && self.public_key.is_none()
+    }
+
+    /// Whether a certificate (`certificate`: the SHA-256 of its DER; `public_key`: of its
+    /// SubjectPublicKeyInfo) is one this revocation names, when it is the device's.
+    pub fn matches_certificate(&self, certificate: &KeyId, public_key: Option<&KeyId>) -> bool {
+        self.is_whole_device()
+            || self.key.as_ref() == Some(certificate)
+            || (self.public_key.is_some() && self.public_key.as_ref() == public_key)
+    }
+
+    /// Whether a connection of `peer` presenting certificate `key` (and its public key
+    /// `public_key`, when known) is revoked.
+    pub fn covers(&self, peer: &PeerInfo, key: Option<&KeyId>, public_key: Option<&KeyId>) -> bool {
         self.names(&peer.site, &peer.peer)
-            && match (&self.key, key) {
-                (None, _) => true,
-                (Some(k), Some(presented)) => k == presented,
+            && match key {
+                Some(presented) => self.matches_certificate(presented, public_key),
                 // Only one certificate is revoked, and we do not know which one the peer
                 // presents: the connection is not closed for it.
-                (Some(_), None) => false,
+                None => self.is_whole_device(),
             }
     }
 }
@@ -117,6 +161,9 @@ impl std::fmt::Display for Revocation {
         write!(f, "{}/{}", self.site, self.peer)?;
         if let Some(k) = &self.key {
             write!(f, " (certificate {k})")?;
+        }
+        if let Some(k) = &self.public_key {
+            write!(f, " (key {k})")?;
         }
         Ok(())
     }
@@ -178,6 +225,7 @@ mod tests {
             key: Some(KeyId([7; 32])),
             issued: Timestamp(1_000),
             reason: "stolen".into(),
+            public_key: Some(KeyId([9; 32])),
         };
         let s = SignedRevocation {
             body: r.encode(),
@@ -192,9 +240,35 @@ mod tests {
         assert!(Revocation::decode(&long.encode()).is_err());
         assert!(Revocation::decode(&[0xff; 8]).is_err());
         let kiosk = PeerInfo::parse("paris-11", "kiosk-2", "kiosk").expect("test setup");
-        assert!(r.covers(&kiosk, Some(&KeyId([7; 32]))));
-        assert!(!r.covers(&kiosk, Some(&KeyId([8; 32]))));
+        assert!(r.covers(&kiosk, Some(&KeyId([7; 32])), None));
+        assert!(!r.covers(&kiosk, Some(&KeyId([8; 32])), None));
+        // A renewed certificate: another DER, the same key.
+        assert!(r.covers(&kiosk, Some(&KeyId([8; 32])), Some(&KeyId([9; 32]))));
+        assert!(!r.covers(&kiosk, Some(&KeyId([8; 32])), Some(&KeyId([10; 32]))));
         let other = PeerInfo::parse("lyon-1", "kiosk-2", "kiosk").expect("test setup");
-        assert!(!r.covers(&other, Some(&KeyId([7; 32]))));
+        assert!(!r.covers(&other, Some(&KeyId([7; 32])), Some(&KeyId([9; 32]))));
+    }
+
+    #[test]
+    fn a_record_signed_before_keys_were_named_still_reads() {
+        #[derive(Serialize)]
+        struct V1 {
+            site: SiteId,
+            peer: PeerId,
+            key: Option<KeyId>,
+            issued: Timestamp,
+            reason: String,
+        }
+        let old = postcard::to_allocvec(&V1 {
+            site: "paris-11".parse().expect("test setup"),
+            peer: "kiosk-2".parse().expect("test setup"),
+            key: Some(KeyId([7; 32])),
+            issued: Timestamp(1_000),
+            reason: "stolen".into(),
+        })
+        .expect("test setup");
+        let r = Revocation::decode(&old).expect("a v1 record decodes");
+        assert_eq!(r.key, Some(KeyId([7; 32])));
+        assert_eq!(r.public_key, None);
     }
 }

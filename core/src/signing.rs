@@ -105,6 +105,13 @@ pub trait Verifier: Send + Sync + fmt::Debug + RefUnwindSafe + UnwindSafe {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), SignatureError>;
+    /// The key id of the public key of `certificate_der` (SHA-256 of its
+    /// SubjectPublicKeyInfo DER), which revocations name so that a renewed certificate (same
+    /// key) is revoked with the one it renews. `None`: this verifier cannot read it.
+    fn public_key_id(&self, certificate_der: &[u8]) -> Option<KeyId> {
+        let _ = certificate_der;
+        None
+    }
     /// Checks that `signature` over `message` was made by the fleet CA's key (revocations,
     /// see `crate::revocation`). The default refuses: a verifier that cannot check the CA's
     /// signature accepts no revocation from a peer.

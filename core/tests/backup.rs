@@ -318,3 +318,53 @@ fn garbled_backups_are_errors_never_panics() {
     );
     assert_eq!(restored, 0, "the checksum catches every altered byte");
 }
+
+/// Issue 27, hole 9 (failed before: a receiver refused the `erasures` document's changes
+/// from any relay whose role may not write it, so a kitchen linked only through the POS kept
+/// the erased day forever): the cloud's erasure list reaches a kitchen behind the POS, taken
+/// because the cloud signed it, and the kitchen deletes the day.
+#[test]
+fn an_erasure_reaches_a_kitchen_linked_only_through_the_pos() {
+    let mut net = Net::seeded(271);
+    net.policy(Policy::default());
+    net.signing(SignatureRule::Required);
+    let cloud = net.add_peer("fleet", "cloud-1", "cloud");
+    let pos = net.add_peer("s1", "pos-1", "pos");
+    let kitchen = net.add_peer("s1", "kitchen-1", "kitchen");
+    let day = doc("orders/2026-11-03");
+    let keep = doc("orders/2026-11-04");
+    net.connect(&pos, &cloud);
+    net.connect(&kitchen, &pos);
+    for i in 0..5 {
+        net.put(
+            &pos,
+            &day,
+            &format!("/K-{i:02}"),
+            json!({"customer": "Ada"}),
+        );
+        net.put(
+            &pos,
+            &keep,
+            &format!("/K-{i:02}"),
+            json!({"customer": "Bob"}),
+        );
+    }
+    net.run_until_quiet();
+    assert!(net.store(&kitchen).has_document(&day).unwrap());
+
+    assert!(net.erase(&cloud, &day));
+    net.run_until_quiet();
+    let refused = refusals(&mut net, &[&cloud, &pos, &kitchen]);
+    println!("refusals: {refused:?}");
+    for p in [&cloud, &pos, &kitchen] {
+        assert!(net.store(p).is_erased(&day), "{p} keeps a tombstone");
+        assert!(
+            !net.store(p).has_document(&day).unwrap(),
+            "{p} deleted the day"
+        );
+        assert!(
+            net.store(p).has_document(&keep).unwrap(),
+            "{p} keeps the rest"
+        );
+    }
+}

@@ -256,8 +256,9 @@ impl PgStore {
     }
 
     /// Deletes every change and snapshot of `doc` in `site` (an erasure: the document is
-    /// gone from the database, not only from the instances' copies). Returns the rows
-    /// deleted. Blocks.
+    /// gone from the database, not only from the instances' copies), and records it: no
+    /// instance commits changes or a snapshot of it afterwards ([`PgStore::commit`] and
+    /// [`PgStore::compact`] skip them). Returns the rows deleted. Blocks.
     pub fn erase(&self, site: &str, doc: &str) -> Result<u64, PgError> {
         let pool = self.inner.pool.clone();
         let (site, doc) = (site.to_string(), doc.to_string());
@@ -267,6 +268,16 @@ impl PgStore {
                 .transaction()
                 .await
                 .map_err(query("starting an erasure"))?;
+            // The site's row lock orders the erasure with every commit and compaction of
+            // the site (see `next_seq`): those before it are deleted here, those after it
+            // see the `erased` row and write nothing of the document.
+            next_seq(&tx, &site).await?;
+            tx.execute(
+                "INSERT INTO erased (site, doc) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&site, &doc],
+            )
+            .await
+            .map_err(query("recording an erasure"))?;
             let mut rows = 0;
             for sql in [
                 "DELETE FROM changes WHERE site = $1 AND doc = $2",
@@ -445,9 +456,12 @@ async fn commit(pool: &Pool, site: &str, batch: &Batch) -> Result<i64, PgError> 
         let docs: Vec<&str> = batch.changes.iter().map(|c| c.doc.as_str()).collect();
         let hashes: Vec<&[u8]> = batch.changes.iter().map(|c| c.hash.as_slice()).collect();
         let bytes: Vec<&[u8]> = batch.changes.iter().map(|c| c.bytes.as_slice()).collect();
+        // Changes of a document erased in this site are dropped: another instance that had
+        // not heard of the erasure yet must not bring it back.
         tx.execute(
             "INSERT INTO changes (site, doc, hash, bytes, seq)
              SELECT $1, d, h, b, $5 FROM unnest($2::text[], $3::bytea[], $4::bytea[]) AS t(d, h, b)
+             WHERE NOT EXISTS (SELECT 1 FROM erased e WHERE e.site = $1 AND e.doc = t.d)
              ON CONFLICT DO NOTHING",
             &[&site, &docs, &hashes, &bytes, &seq],
         )
@@ -559,6 +573,20 @@ async fn compact(
         .await
         .map_err(query("starting a compaction"))?;
     let seq = next_seq(&tx, site).await?;
+    let erased = tx
+        .query_opt(
+            "SELECT 1 FROM erased WHERE site = $1 AND doc = $2",
+            &[&site, &doc],
+        )
+        .await
+        .map_err(query("checking for an erasure"))?
+        .is_some();
+    if erased {
+        // A compaction of an erased document (by an instance that had not heard of the
+        // erasure yet) writes nothing.
+        tx.commit().await.map_err(query("ending a compaction"))?;
+        return Ok(());
+    }
     let written = tx
         .execute(
             "INSERT INTO snapshots (site, doc, bytes, covers, seq) VALUES ($1, $2, $3, $4, $5)

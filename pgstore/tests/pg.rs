@@ -142,3 +142,69 @@ fn content_addressed_commits_numbered_per_site_notified_and_compacted() {
         "commits resume once the database is back"
     );
 }
+
+/// Issue 27, hole 9 (failed before: an erasure deleted the rows it found, and nothing stopped
+/// another instance, which had not heard of it yet, from committing the document's changes or
+/// a compaction snapshot right after): instance `a` erases a day; instance `b` then commits a
+/// device's change of that day and compacts it; neither leaves a row. Other documents and
+/// other sites are untouched, and the erasure runs again harmlessly.
+#[test]
+fn an_erased_document_gets_no_rows_back_from_another_instance() {
+    let pg = PgCluster::start();
+    let url = pg.create_database("outpost");
+    let a = PgStore::open(&url).expect("open a");
+    let b = PgStore::open(&url).expect("open b");
+    let rows = |site: &str, doc: &str| -> u64 {
+        pg.psql_on(
+            "outpost",
+            &format!(
+                "SELECT (SELECT count(*) FROM changes WHERE site = '{site}' AND doc = '{doc}') \
+                 + (SELECT count(*) FROM snapshots WHERE site = '{site}' AND doc = '{doc}')"
+            ),
+        )
+        .trim()
+        .parse()
+        .expect("a count")
+    };
+    let batch = |changes: Vec<ChangeRow>| Batch {
+        changes,
+        entries: vec![],
+    };
+    b.commit(
+        "paris",
+        &batch(vec![change("orders/d1", 1), change("orders/d2", 2)]),
+    )
+    .expect("commit");
+    b.commit("lyon", &batch(vec![change("orders/d1", 3)]))
+        .expect("commit");
+    assert_eq!(rows("paris", "orders/d1"), 1);
+
+    let deleted = a.erase("paris", "orders/d1").expect("erase");
+    println!("the erasure deleted {deleted} rows");
+    assert_eq!(deleted, 1);
+
+    // b had not heard of it: a device's late change of the day, then a compaction of it.
+    let seq = b
+        .commit(
+            "paris",
+            &batch(vec![change("orders/d1", 4), change("orders/d2", 5)]),
+        )
+        .expect("a commit of an erased document still commits the rest");
+    b.compact("paris", "orders/d1", b"saved", seq)
+        .expect("a compaction of an erased document is a no-op");
+    let left = rows("paris", "orders/d1");
+    println!("rows of the erased day after b's commit and compaction: {left}");
+    assert_eq!(left, 0, "another instance brought the erased day back");
+    assert_eq!(rows("paris", "orders/d2"), 2, "the other day is kept");
+    assert_eq!(
+        rows("lyon", "orders/d1"),
+        1,
+        "the same day of another site is kept"
+    );
+    let fetched = a.fetch("paris", 0).expect("fetch");
+    assert!(
+        fetched.changes.iter().all(|c| c.doc != "orders/d1") && fetched.snapshots.is_empty(),
+        "a reader finds nothing of the erased day"
+    );
+    assert_eq!(a.erase("paris", "orders/d1").expect("erase again"), 0);
+}

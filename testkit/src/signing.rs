@@ -65,6 +65,7 @@ impl TestCa {
             key: None,
             issued: outpost_core::Timestamp(0),
             reason: reason.to_string(),
+            public_key: None,
         }
         .encode();
         let signature = self

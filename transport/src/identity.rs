@@ -270,7 +270,8 @@ impl FleetCa {
 
     /// Revokes a device: a record signed with the CA's key that every device and the cloud
     /// accept from any peer and relay (see `outpost_core::revocation`). `certificate`:
-    /// only this certificate of the device (DER); `None`: every certificate of it.
+    /// only this certificate of the device (DER) and every certificate of its key (those
+    /// renewed from it); `None`: every certificate of the device.
     pub fn revoke(
         &self,
         site: &outpost_core::SiteId,
@@ -293,6 +294,8 @@ impl FleetCa {
             key: certificate.map(outpost_core::signing::KeyId::of),
             issued: outpost_core::Timestamp::now(),
             reason: reason.to_string(),
+            // The key too: the certificates renewed from this one keep it.
+            public_key: certificate.map(public_key_id).transpose()?,
         }
         .encode();
         let signature = self
@@ -554,6 +557,19 @@ pub fn parse_identity_uri(uri: &str) -> Result<PeerInfo> {
         .strip_prefix("role=")
         .ok_or_else(|| bad("the query is not role=<role>"))?;
     PeerInfo::parse(site, peer, role).map_err(|e| bad(&e.to_string()))
+}
+
+/// The key id of a certificate's public key: the SHA-256 of its SubjectPublicKeyInfo DER. A
+/// renewal keeps it (see [`FleetCa::renew`]); revocations name it.
+pub fn public_key_id(der: &[u8]) -> Result<outpost_core::signing::KeyId> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| Error::InvalidIdentity {
+            reason: format!("the certificate is not valid DER X.509 ({e})"),
+        })?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.public_key().raw);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    Ok(outpost_core::signing::KeyId(out))
 }
 
 /// Reads the outpost identity from a DER certificate (see the [module docs](self)).

@@ -80,11 +80,14 @@ pub use frame::{
 };
 pub use health::{DeviceHealth, HEALTH_DOC, MAX_LAST_ERRORS};
 pub use identity::{
-    identity_uri, parse_identity_uri, peer_info_from_cert, DeviceCert, FleetCa,
+    identity_uri, parse_identity_uri, peer_info_from_cert, public_key_id, DeviceCert, FleetCa,
     DEVICE_CERT_VALIDITY_DAYS, SERVER_NAME,
 };
 pub use node::{Node, NodeConfig, DEFAULT_PORT, DEFAULT_REPLICATED_TIMEOUT};
-pub use renew::{is_renewal, not_after_ms, request_renewal, serve_renewal, Renewer, RENEW_ALPN};
+pub use renew::{
+    is_renewal, not_after_ms, probe_certificate, request_renewal, serve_renewal, verify_renewed,
+    Renewer, MAX_RENEW_WINDOW_DAYS, RENEW_ALPN,
+};
 pub use runner::{
     runner_channel, Hooks, Runner, RunnerConfig, RunnerHandle, RunnerInbox, DEFAULT_EXPIRY_GRACE,
 };

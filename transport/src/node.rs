@@ -733,9 +733,10 @@ struct Renewal {
     runner: RunnerHandle,
 }
 
-/// Renews the certificate through a static peer once less than `before` remains: retried
-/// every minute until it works, then the new certificate is used for every later handshake
-/// (and saved, if the node knows its certificate directory).
+/// Renews the certificate through a static cloud peer once less than `before` remains:
+/// retried every minute until it works, then the new certificate (verified, and tried in one
+/// handshake) is used for every later handshake (and saved, if the node knows its certificate
+/// directory).
 async fn renew_loop(r: Renewal, cert: Arc<std::sync::Mutex<DeviceCert>>) {
     loop {
         let current = cert.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -751,9 +752,26 @@ async fn renew_loop(r: Renewal, cert: Arc<std::sync::Mutex<DeviceCert>>) {
         }
         let mut renewed = None;
         for addr in &r.peers {
-            match crate::renew::request_renewal(&r.endpoint, &current, &r.filter, &r.tuning, *addr)
-                .await
+            // Only a cloud peer answers (request_renewal checks its role), and the answer is
+            // taken only once it worked in a handshake: until then the device keeps its
+            // current certificate, so a bad answer cannot lock it out.
+            let result = match crate::renew::request_renewal(
+                &r.endpoint,
+                &current,
+                &r.filter,
+                &r.tuning,
+                *addr,
+            )
+            .await
             {
+                Ok(c) => {
+                    crate::renew::probe_certificate(&r.endpoint, &c, &r.filter, &r.tuning, *addr)
+                        .await
+                        .map(|()| c)
+                }
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(c) => {
                     renewed = Some(c);
                     break;

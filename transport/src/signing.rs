@@ -172,6 +172,10 @@ impl Verifier for FleetVerifier {
         })
     }
 
+    fn public_key_id(&self, certificate_der: &[u8]) -> Option<KeyId> {
+        crate::identity::public_key_id(certificate_der).ok()
+    }
+
     fn verify_authority(
         &self,
         message: &[u8],

@@ -231,20 +231,27 @@ impl PeerFilter {
     /// Checks whether `peer` may connect (whatever certificate it presents: revocations of
     /// one certificate are checked in the handshake, which sees it).
     pub fn check(&self, peer: &PeerInfo) -> std::result::Result<(), Refusal> {
-        self.check_presenting(peer, None)
+        self.check_presenting(peer, None, None)
     }
 
-    /// Checks whether `peer`, presenting the certificate `key`, may connect.
+    /// Checks whether `peer`, presenting the certificate `key` (SHA-256 of its DER) with the
+    /// public key `public_key` (see [`crate::public_key_id`]), may connect.
     pub fn check_presenting(
         &self,
         peer: &PeerInfo,
         key: Option<&KeyId>,
+        public_key: Option<&KeyId>,
     ) -> std::result::Result<(), Refusal> {
         let state = self
             .inner
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if state.deny.denies(peer) || state.revoked.iter().any(|r| r.covers(peer, key)) {
+        if state.deny.denies(peer)
+            || state
+                .revoked
+                .iter()
+                .any(|r| r.covers(peer, key, public_key))
+        {
             Err(Refusal::Revoked)
         } else if !state.site_rule.admits(peer) {
             Err(Refusal::OtherSite)
@@ -314,7 +321,8 @@ impl PeerFilter {
             rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(e))))
         })?;
         let key = KeyId::of(end_entity);
-        self.check_presenting(&peer, Some(&key)).map_err(|refusal| {
+        let public_key = crate::identity::public_key_id(end_entity).ok();
+        self.check_presenting(&peer, Some(&key), public_key.as_ref()).map_err(|refusal| {
             tracing::warn!(side, %peer, reason = %refusal, "refusing peer during TLS handshake");
             rustls::Error::InvalidCertificate(match refusal {
                 Refusal::Revoked => CertificateError::Revoked,

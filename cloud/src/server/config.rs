@@ -150,7 +150,8 @@ pub struct Args {
         value_name = "CA.key"
     )]
     pub ca_key: Option<PathBuf>,
-    /// Days a renewed device certificate is valid (default 30).
+    /// Days a renewed device certificate is valid (default 30). A certificate is renewed only
+    /// in its last min(15, DAYS/2) days, and one key at most once in that window.
     #[arg(
         long,
         env = "OUTPOST_RENEW_DAYS",

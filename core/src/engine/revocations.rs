@@ -81,7 +81,7 @@ impl Engine {
     pub fn is_revoked(&self, site: &SiteId, peer: &PeerId) -> bool {
         self.revocations
             .covering(site, peer)
-            .any(|r| r.key.is_none())
+            .any(Revocation::is_whole_device)
     }
 
     /// Takes a revocation signed by the fleet CA (from the operator, `outpost cert revoke`):
@@ -243,6 +243,12 @@ impl Engine {
         if self.revocations.records.is_empty() {
             return Ok(());
         }
+        // The public key of a signer's certificate: a revocation of the certificate that a
+        // renewed one replaced names this key.
+        let public_key_of = |key: &KeyId| {
+            let (_, der) = self.certs.get(key)?;
+            self.config.verifier.as_ref()?.public_key_id(der)
+        };
         let mut revoked: BTreeMap<ChangeHash, &Revocation> = BTreeMap::new();
         let mut vouchers: Vec<&NewChange> = Vec::new();
         for c in new {
@@ -251,11 +257,12 @@ impl Engine {
                 let key = signer_of(&c.actor);
                 self.revocations
                     .covering(site, &claim.peer)
-                    .find(|r| match (&r.key, key) {
-                        (None, _) => true,
-                        (Some(k), Some(signer)) => *k == signer,
+                    .find(|r| match key {
+                        Some(signer) => {
+                            r.matches_certificate(&signer, public_key_of(&signer).as_ref())
+                        }
                         // Unsigned: the revoked certificate may be the one that wrote it.
-                        (Some(_), None) => true,
+                        None => true,
                     })
             });
             // Whatever actor the change claims (an imported change's actor names no device),
@@ -265,7 +272,7 @@ impl Engine {
                 let (signer, _) = self.certs.get(&key)?;
                 self.revocations
                     .all()
-                    .find(|r| r.covers(signer, Some(&key)))
+                    .find(|r| r.covers(signer, Some(&key), public_key_of(&key).as_ref()))
             });
             match hit {
                 Some(r) => {

@@ -109,7 +109,7 @@ impl Engine {
         };
         // Signatures only come with changes, so a peer that may not write the context gets
         // nothing kept, whatever it sends.
-        if !self.config.policy.may_write(&peer.info.role, doc.context()) {
+        if !self.may_send_changes(&peer.info.role, &doc) {
             self.metrics.sync_errors += 1;
             return Err(bad(format!(
                 "role {} may not write context {}: its signatures are dropped unread",
