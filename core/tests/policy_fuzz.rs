@@ -250,6 +250,8 @@ fn oracle(base: &Site, site: &Site, rogue: &PeerId, role: &Role, arrivals: bool)
 struct Finding {
     kind: Option<AttackKind>,
     report: String,
+    /// What the rogue tried up to the finding (the attack at fault included).
+    stats: AttackStats,
 }
 
 /// One seed: the run without the rogue and the run with it, in lockstep, the rogue drawing
@@ -308,6 +310,7 @@ fn run(seed: u64, kinds: &[AttackKind]) -> Result<AttackStats, Finding> {
             r.stats,
             replay_hint(seed)
         ),
+        stats: r.stats.clone(),
     }
     };
     for round in 0..=ROUNDS + 1 {
@@ -358,6 +361,13 @@ fn run(seed: u64, kinds: &[AttackKind]) -> Result<AttackStats, Finding> {
                     return Err(finding(&r, r.last(), round, &what));
                 }
             };
+            if let Some(n) = r.take_storm() {
+                let what = [format!(
+                    "a message storm: {n} messages within {SETTLE_MS} ms of the attack \
+                     (honest devices exchanging messages without end)"
+                )];
+                return Err(finding(&r, Some(kind), round, &what));
+            }
             let found = oracle(&base, &site, &rogue, &role, false);
             if !found.is_empty() {
                 return Err(finding(&r, Some(kind), round, &found));
@@ -369,60 +379,172 @@ fn run(seed: u64, kinds: &[AttackKind]) -> Result<AttackStats, Finding> {
     Ok(stats)
 }
 
+/// Environment variable of a child process: the first and last seed it runs (`first,last`).
+const CHILD_ENV: &str = "OUTPOST_FUZZ_CHILD_SEEDS";
+
+/// A seed's outcome as a child prints it.
+fn outcome_line(seed: u64, outcome: &Result<AttackStats, Finding>, ms: u128) -> String {
+    let (stats, finding) = match outcome {
+        Ok(s) => (s, None),
+        Err(f) => (&f.stats, Some(f)),
+    };
+    let kinds: Vec<Json> = stats
+        .kinds
+        .iter()
+        .map(|(k, s)| json!([format!("{k:?}"), s.tried, s.refused, s.applied, s.no_link]))
+        .collect();
+    json!({
+        "seed": seed,
+        "ms": ms,
+        "kinds": kinds,
+        "blocked": stats.blocked_within_rights,
+        "fault": finding.map(|f| f.kind.map_or("late".to_string(), |k| format!("{k:?}"))),
+        "report": finding.map(|f| f.report.clone()),
+    })
+    .to_string()
+}
+
+/// Parses [`outcome_line`]: (seed, stats, fault and report if it failed).
+#[allow(clippy::type_complexity)]
+fn parse_outcome(line: &str) -> Option<(u64, u64, AttackStats, Option<(String, String)>)> {
+    let v: Json = serde_json::from_str(line).ok()?;
+    let mut stats = AttackStats::default();
+    for k in v["kinds"].as_array()? {
+        let name = k[0].as_str()?;
+        let kind = AttackKind::ALL
+            .into_iter()
+            .find(|a| format!("{a:?}") == name)?;
+        let e = stats.kinds.entry(kind).or_default();
+        e.tried = k[1].as_u64()?;
+        e.refused = k[2].as_u64()?;
+        e.applied = k[3].as_u64()?;
+        e.no_link = k[4].as_u64()?;
+    }
+    stats.blocked_within_rights = v["blocked"].as_u64()?;
+    let fault = v["fault"].as_str().map(|f| {
+        (
+            f.to_string(),
+            v["report"].as_str().unwrap_or("").to_string(),
+        )
+    });
+    Some((v["seed"].as_u64()?, v["ms"].as_u64()?, stats, fault))
+}
+
 /// Runs `OUTPOST_SIM_SEEDS` seeds (default `default_seeds`), or the one `OUTPOST_SIM_SEED`
 /// names, of a rogue drawing from `kinds`; prints what it tried and what was found, and
 /// fails naming every failing seed.
-fn fuzz(name: &str, kinds: &[AttackKind], default_seeds: u64) {
+///
+/// The seeds run in child processes of this test binary (`test` names the test): a crafted
+/// change can make Automerge panic inside an honest engine, and some of those panics panic
+/// again while unwinding, which aborts the process. A child that dies reports the seed it
+/// was running as a finding, and the next child goes on from the seed after it.
+fn fuzz(test: &str, name: &str, kinds: &[AttackKind], default_seeds: u64) {
+    if let Ok(range) = std::env::var(CHILD_ENV) {
+        let (first, last) = range
+            .split_once(',')
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+            .expect("the parent passes first,last");
+        for seed in first..=last {
+            let t = Instant::now();
+            let outcome = run(seed, kinds);
+            // On a line of its own: the harness prints the test's name before it.
+            println!(
+                "\n@@ {}",
+                outcome_line(seed, &outcome, t.elapsed().as_millis())
+            );
+        }
+        return;
+    }
     let started = Instant::now();
-    let seeds: Vec<u64> = match std::env::var(SEED_ENV) {
-        Ok(s) => vec![s.parse().expect("OUTPOST_SIM_SEED is a number")],
+    let (first, last) = match std::env::var(SEED_ENV) {
+        Ok(s) => {
+            let s = s.parse().expect("OUTPOST_SIM_SEED is a number");
+            (s, s)
+        }
         Err(_) => {
             let n: u64 = std::env::var(SEEDS_ENV)
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(default_seeds);
-            (0..n).collect()
+            (0, n.max(1) - 1)
         }
     };
     let mut total = AttackStats::default();
-    let mut failures: Vec<(u64, Finding)> = Vec::new();
-    for &seed in &seeds {
-        match run(seed, kinds) {
-            Ok(stats) => total.add(&stats),
-            Err(f) => failures.push((seed, f)),
+    let mut failures: Vec<(u64, String, String)> = Vec::new();
+    let mut next = first;
+    let mut slowest = (0, first);
+    while next <= last {
+        let exe = std::env::current_exe().expect("the test binary knows its path");
+        let out = std::process::Command::new(exe)
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, format!("{next},{last}"))
+            .output()
+            .expect("the test binary runs as a child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for line in stdout.lines().filter_map(|l| l.strip_prefix("@@ ")) {
+            let (seed, ms, stats, fault) = parse_outcome(line).expect("children print outcomes");
+            total.add(&stats);
+            slowest = slowest.max((ms, seed));
+            if let Some((kind, report)) = fault {
+                failures.push((seed, kind, report));
+            }
+            next = seed + 1;
+        }
+        if next <= last && !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.contains("panicked at") || l.contains("abort"))
+                .collect();
+            failures.push((
+                next,
+                "abort".to_string(),
+                format!(
+                    "the process died ({}) running this seed: a panic inside an honest \
+                     engine panicked again while unwinding; last panics:\n  {}\n{}",
+                    out.status,
+                    tail[tail.len().saturating_sub(4)..].join("\n  "),
+                    replay_hint(next)
+                ),
+            ));
+            next += 1;
+        } else if next <= last {
+            panic!(
+                "a child stopped at seed {next} without a failure: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
-    let mut by_kind: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (seed, f) in &failures {
-        by_kind
-            .entry(f.kind.map_or("late".to_string(), |k| format!("{k:?}")))
-            .or_default()
-            .push(*seed);
+    let mut by_kind: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for (seed, kind, _) in &failures {
+        by_kind.entry(kind).or_default().push(*seed);
     }
     println!(
-        "policy fuzzer {name}: {} seeds, {} attacks in the seeds that passed, {} seeds failed, \
-         {:.1} s\n{total}failing seeds by the attack at fault: {by_kind:?}",
-        seeds.len(),
+        "policy fuzzer {name}: {} seeds, {} attacks, {} seeds failed, {:.1} s (slowest seed \
+         {}: {} ms)\n{total}failing seeds by the attack at fault: {by_kind:?}",
+        last - first + 1,
         total.tried(),
         failures.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        slowest.1,
+        slowest.0
     );
-    for (seed, f) in failures.iter().take(3) {
-        println!("seed {seed}: {}\n", f.report);
+    for (seed, _, report) in failures.iter().take(3) {
+        println!("seed {seed}: {report}\n");
     }
     assert!(
         failures.is_empty(),
         "{name}: the rogue kiosk got past the policy at {} of {} seeds: {by_kind:?}\nfirst:\n{}",
         failures.len(),
-        seeds.len(),
-        failures[0].1.report
+        last - first + 1,
+        failures[0].2
     );
 }
 
 /// Every kind of attack, mixed.
 #[test]
 fn rogue_kiosk_mixed_attacks() {
-    fuzz("mixed", &AttackKind::ALL, 200);
+    fuzz("rogue_kiosk_mixed_attacks", "mixed", &AttackKind::ALL, 200);
 }
 
 macro_rules! one_kind {
@@ -430,7 +552,7 @@ macro_rules! one_kind {
         /// One kind of attack alone, so that a failure names the kind.
         #[test]
         fn $name() {
-            fuzz(stringify!($kind), &[AttackKind::$kind], 25);
+            fuzz(stringify!($name), stringify!($kind), &[AttackKind::$kind], 25);
         }
     )*};
 }
@@ -440,6 +562,7 @@ one_kind! {
     rogue_kiosk_crafted_changes: Crafted,
     rogue_kiosk_unsigned_changes: Unsigned,
     rogue_kiosk_claims_other_devices: ClaimOther,
+    rogue_kiosk_malformed_changes: Malformed,
     rogue_kiosk_replays: Replay,
     rogue_kiosk_altered_relays: AlteredRelay,
     rogue_kiosk_protocol_messages: Protocol,

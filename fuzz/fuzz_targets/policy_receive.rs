@@ -109,10 +109,14 @@ fuzz_target!(|data: &[u8]| {
             .ok()
             .and_then(|b| Automerge::load(&b).ok())
             .unwrap_or_default();
-        let kind = [AttackKind::Crafted, AttackKind::Unsigned, AttackKind::ClaimOther]
-            [rng.random_range(0..3)];
+        let kind = [
+            AttackKind::Crafted,
+            AttackKind::Unsigned,
+            AttackKind::ClaimOther,
+            AttackKind::Malformed,
+        ][rng.random_range(0..4)];
         let actor = pick_actor(&mut rng, kind, &t.kiosk, &copy, &own);
-        let change = craft_change(&mut rng, &copy, actor);
+        let change = craft_change(&mut rng, &copy, actor, kind == AttackKind::Malformed);
         let hash = change.hash();
         let mut frames = Vec::new();
         let signature = match (kind, rng.random_range(0..4)) {

@@ -39,6 +39,10 @@ use crate::{Net, TestSigner};
 /// never answers is its right), and that is no reason to stop the fuzzer.
 pub const SETTLE_MS: u64 = 5_000;
 
+/// More messages than this in the network within [`SETTLE_MS`] of an attack is a message
+/// storm (an attack and its answers take a few dozen).
+pub const STORM_MESSAGES: u64 = 5_000;
+
 /// What the rogue tried, one kind per attack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AttackKind {
@@ -54,6 +58,10 @@ pub enum AttackKind {
     /// head office, made-up devices, non-outpost actors), signed with its own key or a
     /// forged signature.
     ClaimOther,
+    /// A change crafted to be invalid: operations on objects the document does not have,
+    /// sequence numbers and op counters that repeat or skip, missing dependencies, `pred`
+    /// naming made-up operations; under any actor, its own or another's.
+    Malformed,
     /// A `Signatures` and `Sync` pair an honest device sent it, sent again, to any honest
     /// device, under its document or another.
     Replay,
@@ -69,11 +77,12 @@ pub enum AttackKind {
 
 impl AttackKind {
     /// Every kind.
-    pub const ALL: [AttackKind; 8] = [
+    pub const ALL: [AttackKind; 9] = [
         AttackKind::LocalWrite,
         AttackKind::Crafted,
         AttackKind::Unsigned,
         AttackKind::ClaimOther,
+        AttackKind::Malformed,
         AttackKind::Replay,
         AttackKind::AlteredRelay,
         AttackKind::Protocol,
@@ -279,6 +288,8 @@ pub struct Rogue {
     kinds: Vec<AttackKind>,
     /// The attack under way or last made.
     last: Option<AttackKind>,
+    /// Messages sent after the last attack, if they were a storm (see [`STORM_MESSAGES`]).
+    storm: Option<u64>,
     /// What it tried.
     pub stats: AttackStats,
 }
@@ -326,6 +337,7 @@ impl Rogue {
             signatures: Vec::new(),
             kinds: AttackKind::ALL.to_vec(),
             last: None,
+            storm: None,
             stats: AttackStats::default(),
         }
     }
@@ -338,6 +350,12 @@ impl Rogue {
         );
         self.kinds = kinds.to_vec();
         self
+    }
+
+    /// How many messages the network sent after the last attack, if that was a storm (over
+    /// [`STORM_MESSAGES`] in less than [`SETTLE_MS`]); cleared.
+    pub fn take_storm(&mut self) -> Option<u64> {
+        self.storm.take()
     }
 
     /// The attack under way, or the last one made (what a panic interrupted).
@@ -355,20 +373,31 @@ impl Rogue {
             .expect("a rogue has kinds of attack");
         self.last = Some(kind);
         let before = honest_counts(net, &self.targets);
+        self.stats.kinds.entry(kind).or_default().tried += 1;
         let delivered = match kind {
             AttackKind::LocalWrite => self.local_write(net),
-            AttackKind::Crafted | AttackKind::Unsigned | AttackKind::ClaimOther => {
-                self.crafted(net, kind)
-            }
+            AttackKind::Crafted
+            | AttackKind::Unsigned
+            | AttackKind::ClaimOther
+            | AttackKind::Malformed => self.crafted(net, kind),
             AttackKind::Replay => self.replay(net),
             AttackKind::AlteredRelay => self.altered_relay(net),
             AttackKind::Protocol => self.protocol(net),
             AttackKind::NameFlood => self.name_flood(net),
         };
-        net.advance(SETTLE_MS);
+        // Settle in slices, so that a message storm (honest engines exchanging messages as
+        // fast as the links carry them, forever) is caught early rather than simulated.
+        let sent = net.total_stats().messages;
+        for _ in 0..10 {
+            net.advance(SETTLE_MS / 10);
+            let now = net.total_stats().messages - sent;
+            if now > STORM_MESSAGES {
+                self.storm = Some(now);
+                break;
+            }
+        }
         let after = honest_counts(net, &self.targets);
         let s = self.stats.kinds.entry(kind).or_default();
-        s.tried += 1;
         if !delivered {
             s.no_link += 1;
         }
@@ -528,7 +557,8 @@ impl Rogue {
         let mut sigs = Vec::new();
         for _ in 0..self.rng.random_range(1..3) {
             let actor = pick_actor(&mut self.rng, kind, &self.me, &copy, &own);
-            let change = craft_change(&mut self.rng, &copy, actor);
+            let malformed = kind == AttackKind::Malformed;
+            let change = craft_change(&mut self.rng, &copy, actor, malformed);
             let hash = change.hash();
             chunks.push(change.raw_bytes().to_vec());
             match kind {
@@ -761,7 +791,8 @@ impl Rogue {
 
 /// An actor for a crafted change: for [`AttackKind::Crafted`] the rogue's own (`own`, or a
 /// new actor of its identity), else another device's or role's, made up or taken from
-/// `copy`, or no outpost actor at all. `me` is the rogue's identity.
+/// `copy`, or no outpost actor at all (and for [`AttackKind::Unsigned`] and
+/// [`AttackKind::Malformed`] sometimes its own). `me` is the rogue's identity.
 pub fn pick_actor<R: Rng + ?Sized>(
     rng: &mut R,
     kind: AttackKind,
@@ -794,7 +825,7 @@ pub fn pick_actor<R: Rng + ?Sized>(
                 4 => made("pos", "pos-9"),
                 5 => made("pos", "pos-1"),
                 6 => made("kitchen", "kitchen-1"),
-                7 if kind == AttackKind::Unsigned => own.clone(),
+                7 if kind != AttackKind::ClaimOther => own.clone(),
                 7 => made("kiosk", "kiosk-7"),
                 _ => ActorId::from(rng.random::<[u8; 16]>().to_vec()),
             }
@@ -806,7 +837,12 @@ pub fn pick_actor<R: Rng + ?Sized>(
 /// operations of any kind on objects of the document, objects the change makes, or made-up
 /// objects; `pred` empty, real or made up; sequence number, first op counter and
 /// dependencies valid or not.
-pub fn craft_change<R: Rng + ?Sized>(rng: &mut R, copy: &Automerge, actor: ActorId) -> Change {
+pub fn craft_change<R: Rng + ?Sized>(
+    rng: &mut R,
+    copy: &Automerge,
+    actor: ActorId,
+    malformed: bool,
+) -> Change {
     let changes = copy.get_changes(&[]);
     let max_op = changes
         .iter()
@@ -821,19 +857,19 @@ pub fn craft_change<R: Rng + ?Sized>(rng: &mut R, copy: &Automerge, actor: Actor
         .unwrap_or(0)
         + 1;
     let seq = match rng.random_range(0..6) {
-        0 => rng.random_range(1..4),
-        1 => next_seq + rng.random_range(1..3),
+        0 if malformed => rng.random_range(1..4),
+        1 if malformed => next_seq + rng.random_range(1..3),
         _ => next_seq,
     };
     let start_op = match rng.random_range(0..5) {
-        0 => rng.random_range(1..10),
+        0 if malformed => rng.random_range(1..10),
         1 | 2 => max_op + 1 + rng.random_range(1..10_000),
         _ => max_op + 1,
     };
     let heads = copy.get_heads();
     let deps = match rng.random_range(0..6) {
-        0 => Vec::new(),
-        1 => vec![ChangeHash(rng.random())],
+        0 if malformed => Vec::new(),
+        1 if malformed => vec![ChangeHash(rng.random())],
         2 if !changes.is_empty() => vec![changes.choose(rng).expect("checked non-empty").hash()],
         _ => heads,
     };
@@ -845,7 +881,7 @@ pub fn craft_change<R: Rng + ?Sized>(rng: &mut R, copy: &Automerge, actor: Actor
         let id = OpId(start_op + i, actor.clone());
         let (obj, ty) = if !made.is_empty() && rng.random_bool(0.5) {
             made.choose(rng).expect("non-empty").clone()
-        } else if rng.random_bool(0.9) {
+        } else if !malformed || rng.random_bool(0.9) {
             let (o, t) = objects.choose(rng).expect("root is there");
             (legacy_obj(o), *t)
         } else {
@@ -893,7 +929,7 @@ pub fn craft_change<R: Rng + ?Sized>(rng: &mut R, copy: &Automerge, actor: Actor
         };
         let pred: Vec<OpId> = match rng.random_range(0..5) {
             0 => Vec::new(),
-            1 => vec![OpId(rng.random_range(1..max_op + 2), actor.clone())],
+            1 if malformed => vec![OpId(rng.random_range(1..max_op + 2), actor.clone())],
             _ => existing,
         };
         let action = match rng.random_range(0..12) {
