@@ -568,3 +568,164 @@ one_kind! {
     rogue_kiosk_protocol_messages: Protocol,
     rogue_kiosk_name_floods: NameFlood,
 }
+
+// ---- minimal cases of what the fuzzer found beyond issue 27's list ----
+
+/// A change by `actor` of `doc` on top of `copy` (seq `seq`, first op `start_op`, `deps`)
+/// with one put of 1 at key `x` of `obj`.
+fn one_put(
+    actor: &automerge::ActorId,
+    seq: u64,
+    start_op: u64,
+    deps: Vec<automerge::ChangeHash>,
+    obj: automerge::legacy::ObjectId,
+) -> automerge::Change {
+    use automerge::legacy::{Key, Op, OpType, SortedVec};
+    automerge::Change::from(automerge::ExpandedChange {
+        operations: vec![Op {
+            action: OpType::Put(automerge::ScalarValue::Int(1)),
+            obj,
+            key: Key::Map("x".into()),
+            pred: SortedVec::new(),
+            insert: false,
+        }],
+        actor_id: actor.clone(),
+        hash: None,
+        seq,
+        start_op: std::num::NonZeroU64::new(start_op).expect("start_op is at least 1"),
+        time: 0,
+        message: None,
+        deps,
+        extra_bytes: Vec::new(),
+        author: None,
+    })
+}
+
+fn max_op(doc: &Automerge) -> u64 {
+    doc.get_changes(&[])
+        .iter()
+        .map(|c| c.start_op().get() + c.len() as u64 - 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Found by `rogue_kiosk_malformed_changes` (and `..._unsigned_changes`): a kiosk's own,
+/// validly signed change to `stock` (no path rules there) that puts a value into an object
+/// the document does not have makes Automerge 0.12 panic inside `load_incremental` ("Obj ...
+/// Missing from Index"): one message from a kiosk stops the POS. Every receiver must refuse
+/// such a change, not apply it.
+#[test]
+fn a_change_into_a_missing_object_crashes_no_one() {
+    use outpost_core::signing::Signer;
+    let mut net = Net::seeded(27);
+    net.signing(SignatureRule::default());
+    let pos = net.add_peer("s1", "pos-1", "pos");
+    let kiosk = net.add_peer("s1", "kiosk-9", "kiosk");
+    net.connect(&kiosk, &pos);
+    let stock = doc("stock");
+    net.put(&pos, &stock, "/burger", json!(40));
+    net.run_until_quiet();
+    let copy = Automerge::load(
+        &net.store(&kiosk)
+            .export(&stock)
+            .expect("the kiosk reads stock"),
+    )
+    .expect("a stored document loads");
+    let actor = net.store(&kiosk).actor().clone();
+    let missing = automerge::legacy::ObjectId::Id(automerge::legacy::OpId(47, actor.clone()));
+    let change = one_put(&actor, 1, max_op(&copy) + 1, copy.get_heads(), missing);
+    let hash = change.hash();
+    let signer = net
+        .ca()
+        .expect("a signing network")
+        .issue(&net.info(&kiosk));
+    let signature = outpost_core::engine::wire::ChangeSignature {
+        change: hash.0,
+        key: outpost_core::signing::KeyId::of(signer.certificate()).0,
+        signature: signer
+            .sign(&outpost_core::signing::signed_bytes(&stock, &hash))
+            .expect("the test key signs"),
+    };
+    let frames = [
+        outpost_testkit::rogue::sigs_frame(
+            &stock,
+            vec![signature],
+            vec![signer.certificate().to_vec()],
+        ),
+        outpost_testkit::rogue::sync_frame(&stock, vec![change.raw_bytes().to_vec()], vec![hash]),
+    ];
+    for f in frames {
+        assert!(
+            net.inject(&kiosk, &pos, f),
+            "the kiosk is linked to the POS"
+        );
+    }
+    let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| net.advance(1_000)));
+    assert!(
+        delivered.is_ok(),
+        "the POS panicked on a kiosk's change into an object its document does not have"
+    );
+    assert_eq!(net.get(&pos, &stock, "/burger"), Some(json!(40)));
+    assert!(
+        net.engine(&pos).metrics().changes_refused + net.engine(&pos).metrics().sync_errors > 0,
+        "the POS must refuse the change"
+    );
+}
+
+/// Found by `rogue_kiosk_replays` (seed 8) and the crafted kinds: a change that claims an
+/// honest device's actor and its next sequence number, with a dependency the receiver lacks,
+/// is queued by Automerge without any check (only changes that apply are judged); when the
+/// device's real change with that sequence number arrives, Automerge refuses it ("duplicate
+/// seq"), for good: a kiosk silences the kitchen at the POS with one unsigned change.
+#[test]
+fn a_queued_forgery_does_not_block_an_honest_devices_changes() {
+    let mut net = Net::seeded(28);
+    net.signing(SignatureRule::default());
+    let pos = net.add_peer("s1", "pos-1", "pos");
+    let kitchen = net.add_peer("s1", "kitchen-1", "kitchen");
+    let kiosk = net.add_peer("s1", "kiosk-9", "kiosk");
+    net.connect(&kitchen, &pos);
+    net.connect(&kiosk, &pos);
+    let day = doc(DAY);
+    net.put(
+        &pos,
+        &day,
+        "/orders/P1-1",
+        json!({"items": [], "total": 100}),
+    );
+    net.run_until_quiet();
+    let copy = Automerge::load(
+        &net.store(&kiosk)
+            .export(&day)
+            .expect("the kiosk reads orders"),
+    )
+    .expect("a stored document loads");
+    // The kitchen has not written to the day yet: its next sequence number there is 1.
+    let victim = net.store(&kitchen).actor().clone();
+    let missing_dep = automerge::ChangeHash([7; 32]);
+    let change = one_put(
+        &victim,
+        1,
+        max_op(&copy) + 1,
+        vec![missing_dep],
+        automerge::legacy::ObjectId::Root,
+    );
+    let frame = outpost_testkit::rogue::sync_frame(&day, vec![change.raw_bytes().to_vec()], vec![]);
+    assert!(
+        net.inject(&kiosk, &pos, frame),
+        "the kiosk is linked to the POS"
+    );
+    net.advance(1_000);
+    net.put(
+        &kitchen,
+        &day,
+        "/orders/P1-1/kitchen",
+        json!({"state": "ready"}),
+    );
+    net.advance(10_000);
+    assert_eq!(
+        net.get(&pos, &day, "/orders/P1-1/kitchen"),
+        Some(json!({"state": "ready"})),
+        "the kitchen's change must reach the POS whatever a kiosk queued before it"
+    );
+}

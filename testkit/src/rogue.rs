@@ -985,7 +985,8 @@ fn scalar<R: Rng + ?Sized>(rng: &mut R) -> automerge::ScalarValue {
     }
 }
 
-fn sync_frame(doc: &DocumentId, changes: Vec<Vec<u8>>, heads: Vec<ChangeHash>) -> Vec<u8> {
+/// A `Sync` frame of `doc` carrying `changes` (raw change bytes) and claiming `heads`.
+pub fn sync_frame(doc: &DocumentId, changes: Vec<Vec<u8>>, heads: Vec<ChangeHash>) -> Vec<u8> {
     let msg = Message {
         heads,
         need: Vec::new(),
@@ -1001,7 +1002,8 @@ fn sync_frame(doc: &DocumentId, changes: Vec<Vec<u8>>, heads: Vec<ChangeHash>) -
     .encode()
 }
 
-fn sigs_frame(
+/// A `Signatures` frame of `doc`.
+pub fn sigs_frame(
     doc: &DocumentId,
     signatures: Vec<ChangeSignature>,
     certificates: Vec<Vec<u8>>,
