@@ -258,7 +258,7 @@ struct Finding {
 /// from `kinds`; the oracle after every attack. Returns what the rogue tried, or the first
 /// finding.
 fn run(seed: u64, kinds: &[AttackKind]) -> Result<AttackStats, Finding> {
-    let mut plan = StdRng::seed_from_u64(seed ^ 0x5eed_0f_f022);
+    let mut plan = StdRng::seed_from_u64(seed ^ 0x005e_ed0f_f022);
     // Mostly the default signature rule; a quarter of the seeds under `Transitional`, which
     // must hold against a kiosk too.
     let rule = if plan.random_bool(0.25) {

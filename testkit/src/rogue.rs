@@ -480,7 +480,7 @@ impl Rogue {
             .export(doc)
             .ok()
             .and_then(|b| Automerge::load(&b).ok())
-            .unwrap_or_else(Automerge::new)
+            .unwrap_or_default()
     }
 
     fn send(&mut self, net: &mut Net, to: &PeerId, frames: Vec<Vec<u8>>) -> bool {
