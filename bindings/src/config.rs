@@ -128,6 +128,11 @@ pub struct NodeConfig {
     /// `None`: the device issues no tickets.
     #[uniffi(default = None)]
     pub ticket_prefix: Option<String>,
+    /// Which received changes must be signed: `None` or `"required"` (the default: every
+    /// change carries its author's valid signature), `"transitional"` (a fleet still running
+    /// devices from before signed changes) or `"required-from:YYYY-MM-DD"`.
+    #[uniffi(default = None)]
+    pub signatures: Option<String>,
 }
 
 /// A socket address from a string, or `InvalidConfig` naming the field.
@@ -172,6 +177,9 @@ impl NodeConfig {
             .as_deref()
             .map(str::parse::<outpost_core::TicketPrefix>)
             .transpose()?;
+        if let Some(rule) = &self.signatures {
+            config.signatures = rule.trim().parse()?;
+        }
         if let Some(json) = &self.policy_json {
             config.policy = serde_json::from_str::<Policy>(json).map_err(|e| {
                 OutpostError::InvalidConfig(format!(

@@ -25,6 +25,7 @@
 //!         policy_json: None,
 //!         durable_writes: true,
 //!         ticket_prefix: None,
+//!         signatures: None,
 //!     })
 //! };
 //! let pos = Outpost::open_blocking(config("pos-1", "pos", vec![])?)?;

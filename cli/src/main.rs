@@ -299,8 +299,15 @@ struct ServeArgs {
     /// Find the other devices of the site on the local network (mDNS).
     #[arg(long)]
     discover: bool,
-    /// TOML file with any of `listen`, `peers`, `deny`, `discover` (flags add to or override
-    /// it; relative paths are relative to the file).
+    /// Which received changes must be signed: `required` (the default: every change new
+    /// here carries its author's valid signature), `transitional` (unsigned changes of
+    /// devices never seen signing are still taken, within what the peer that sent them may
+    /// write itself; for fleets still running devices from before signed changes) or
+    /// `required-from:YYYY-MM-DD` (transitional until that day, UTC).
+    #[arg(long, value_name = "RULE")]
+    signatures: Option<outpost_core::signing::SignatureRule>,
+    /// TOML file with any of `listen`, `peers`, `deny`, `discover`, `signatures` (flags add
+    /// to or override it; relative paths are relative to the file).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }

@@ -81,6 +81,8 @@ struct ServeFile {
     deny: Vec<String>,
     #[serde(default)]
     discover: bool,
+    /// `required`, `transitional` or `required-from:YYYY-MM-DD`, as `--signatures`.
+    signatures: Option<String>,
 }
 
 /// The settings of `serve`, from the flags over the config file.
@@ -91,6 +93,7 @@ struct Settings {
     peer_names: Vec<String>,
     deny: DenyList,
     discover: bool,
+    signatures: outpost_core::signing::SignatureRule,
 }
 
 impl Settings {
@@ -106,7 +109,8 @@ impl Settings {
                 toml::from_str::<ServeFile>(&text).with_context(|| {
                     format!(
                         "invalid config file {}: it may hold listen = \"HOST:PORT\", peers = [\"HOST:PORT\", ...], \
-                         deny = [\"site/peer\", ...] and discover = true|false",
+                         deny = [\"site/peer\", ...], discover = true|false and \
+                         signatures = \"required\"|\"transitional\"|\"required-from:YYYY-MM-DD\"",
                         path.display()
                     )
                 })?
@@ -164,12 +168,20 @@ impl Settings {
                 .filter(|d| !d.is_empty()),
         )
         .context("invalid --deny entry: each is `peer` or `site/peer`, e.g. `kiosk-9` or `paris-11/kiosk-9`")?;
+        let signatures = match (args.signatures, &file.signatures) {
+            (Some(rule), _) => rule,
+            (None, Some(text)) => text
+                .parse()
+                .with_context(|| format!("invalid signatures = {text:?} in the config file"))?,
+            (None, None) => outpost_core::signing::SignatureRule::default(),
+        };
         Ok(Settings {
             listen,
             peers,
             peer_names,
             deny,
             discover: args.discover || file.discover,
+            signatures,
         })
     }
 }
@@ -228,6 +240,7 @@ fn start_and_run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
         config.discovery = settings.discover;
         config.deny = settings.deny.clone();
         config.policy = data::policy();
+        config.signatures = settings.signatures;
         // A certificate renewed by the cloud replaces the files, for the next start too.
         config.cert_dir = Some(cert_dir.to_path_buf());
         // Health reports into the site document `health` (see README): every 60 s by

@@ -238,7 +238,58 @@ struct Peer {
     revocations: bool,
     /// Revocations of this peer that failed verification this session.
     bad_revocations: u32,
+    /// Documents in `docs` that this store did not hold when their entry was made (see
+    /// [`MAX_UNHELD_STATES_PER_PEER`]).
+    unheld: BTreeSet<DocumentId>,
+    /// Documents in `docs` with a timer running (awaiting an answer, or reassembling), so
+    /// that `poll_timeout` and `handle_timeout` visit those, not every document ever synced.
+    active: BTreeSet<DocumentId>,
 }
+
+impl Peer {
+    /// The entry of `doc`, made if missing; `held`: this store holds the document. A peer
+    /// can name any document (empty sync messages, refusals, signatures, fragments), so
+    /// entries of documents not held here are bounded: past the limit, none is made and the
+    /// caller answers without keeping state.
+    fn entry(&mut self, doc: &DocumentId, held: bool) -> Option<&mut DocSync> {
+        if !held && !self.docs.contains_key(doc) {
+            if self.unheld.len() >= MAX_UNHELD_STATES_PER_PEER {
+                return None;
+            }
+            self.unheld.insert(doc.clone());
+        }
+        Some(self.docs.entry(doc.clone()).or_default())
+    }
+
+    /// Re-files `doc` in `active` after its timer state changed.
+    fn refresh_active(&mut self, doc: &DocumentId) {
+        match self.docs.get(doc) {
+            Some(ds) if ds.awaiting || !ds.parts.is_empty() => {
+                self.active.insert(doc.clone());
+            }
+            _ => {
+                self.active.remove(doc);
+            }
+        }
+    }
+
+    /// Forgets the entry of `doc`.
+    fn remove(&mut self, doc: &DocumentId) {
+        self.docs.remove(doc);
+        self.unheld.remove(doc);
+        self.active.remove(doc);
+    }
+}
+
+/// The most per-document entries one peer's session may have for documents this store does
+/// not hold (a peer that offers a document we lack, or names one to make us spend memory):
+/// past it, such documents are answered without keeping state, and the peer, which holds
+/// them, drives the exchange. Entries of documents held here are bounded by the store's
+/// documents (`EngineConfig::max_documents`).
+pub const MAX_UNHELD_STATES_PER_PEER: usize = 1_024;
+
+/// The most fragmented messages one peer may have in reassembly at once.
+pub const MAX_REASSEMBLIES_PER_PEER: usize = 64;
 
 /// The most documents a peer's Hello may list (pages included): 1,000,000 entries of at most
 /// 128-byte names is about 150 MB over 300 pages, and what it costs us is bounded by this.
@@ -383,6 +434,39 @@ impl Engine {
         });
     }
 
+    /// `doc` is held here from now on (created by a local write or a peer's changes); its
+    /// entries stop counting as documents not held. Returns whether it is new.
+    fn hold(&mut self, doc: &DocumentId) -> bool {
+        let new = self.known.insert(doc.clone());
+        if new {
+            for p in self.peers.values_mut() {
+                p.unheld.remove(doc);
+            }
+        }
+        new
+    }
+
+    /// A message about `doc` from `from` that is dropped unread: counted, reported, and
+    /// returned as the error of `handle_message`.
+    fn dropped(&mut self, from: &PeerId, doc: DocumentId, reason: String) -> EngineError {
+        self.metrics.sync_errors += 1;
+        self.events.push_back(Event::ProtocolError {
+            peer: from.clone(),
+            message: format!("{doc}: {reason}; dropped"),
+        });
+        EngineError::BadSync {
+            peer: from.clone(),
+            doc,
+            reason,
+        }
+    }
+
+    /// Per-document entries of connected peers' sessions, over all peers (bounded per peer
+    /// by the documents held here plus [`MAX_UNHELD_STATES_PER_PEER`]).
+    pub fn document_states(&self) -> usize {
+        self.peers.values().map(|p| p.docs.len()).sum()
+    }
+
     /// The store the engine syncs.
     pub fn store(&self) -> &Store {
         &self.store
@@ -516,6 +600,8 @@ impl Engine {
             legacy: protocol == Protocol::V1,
             revocations: protocol >= Protocol::V3,
             bad_revocations: 0,
+            unheld: BTreeSet::new(),
+            active: BTreeSet::new(),
         };
         for m in self.revocation_messages(protocol) {
             p.control.push_back((None, m));
@@ -593,7 +679,7 @@ impl Engine {
         if is_erasure_list(doc) {
             self.apply_erasures();
         }
-        self.known.insert(doc.clone());
+        self.hold(doc);
         self.mark_unsynced(doc, None, now);
         let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
         for p in peers {
@@ -606,9 +692,7 @@ impl Engine {
     pub fn handle_document_reset(&mut self, doc: &DocumentId, now: Timestamp) {
         self.known.remove(doc);
         for p in self.peers.values_mut() {
-            if let Some(ds) = p.docs.get_mut(doc) {
-                *ds = DocSync::default();
-            }
+            p.remove(doc);
         }
         let peers: Vec<PeerId> = self.peers.keys().cloned().collect();
         for p in peers {
@@ -637,7 +721,7 @@ impl Engine {
                     tracing::info!(%doc, "dropped by retention; the cloud holds it");
                     self.known.remove(&doc);
                     for p in self.peers.values_mut() {
-                        p.docs.remove(&doc);
+                        p.remove(&doc);
                     }
                     self.progress.retain(|(_, d), _| d != &doc);
                     dropped.push(doc);
@@ -721,7 +805,7 @@ impl Engine {
         let existed = self.store.erase(doc, at_ms)?;
         self.known.remove(doc);
         for p in self.peers.values_mut() {
-            p.docs.remove(doc);
+            p.remove(doc);
         }
         self.progress.retain(|(_, d), _| d != doc);
         Ok(existed)
@@ -844,8 +928,27 @@ impl Engine {
                 Ok(())
             }
             WireMessage::Refused { doc, reason } => {
+                // We only send changes of documents we hold to peers that may read them:
+                // a refusal of anything else answers nothing, and makes no entry.
+                let held = self.known.contains(&doc);
+                let readable = self.config.policy.may_read(&peer.info.role, doc.context());
+                let Some(ds) = peer.docs.get_mut(&doc).filter(|_| held && readable) else {
+                    return Err(self.dropped(
+                        from,
+                        doc,
+                        "a refusal of a document this peer was never sent".into(),
+                    ));
+                };
                 tracing::warn!(peer = %from, %doc, %reason, "peer refused our changes");
-                peer.docs.entry(doc.clone()).or_default().refused_by_peer = true;
+                ds.refused_by_peer = true;
+                // The heads we believed shared may be among what the peer refused (a peer
+                // restored from a backup, told of changes it then refused): our next
+                // messages' summary would then name changes it does not know, and it would
+                // answer each with a reset, forever (found with a restored kiosk refusing a
+                // relayed order at a key it had rewritten). Nothing is assumed shared now.
+                if let Some(s) = ds.state.as_mut() {
+                    s.shared_heads.clear();
+                }
                 // Re-evaluate the exchange now that we offer no changes (see `pump`), so
                 // that we do not wait for an answer about changes the peer will not take.
                 self.pump(from, &doc, now);
@@ -993,8 +1096,9 @@ impl Engine {
             }
         }
         state.their_heads = Some(heads);
-        if let Some(p) = self.peers.get_mut(peer) {
-            p.docs.entry(doc.clone()).or_default().state = Some(state);
+        let held = self.known.contains(doc);
+        if let Some(ds) = self.peers.get_mut(peer).and_then(|p| p.entry(doc, held)) {
+            ds.state = Some(state);
         }
         persisted
     }
@@ -1076,7 +1180,25 @@ impl Engine {
                 max + window
             )));
         }
-        let ds = peer.docs.entry(doc.clone()).or_default();
+        // A reassembly allocates a slot per part: few at a time per peer (a peer sends one
+        // large message per document at a time, and few documents at once).
+        let reassembling = peer.docs.values().filter(|d| !d.parts.is_empty()).count();
+        let started = peer.docs.get(&doc).is_some_and(|d| !d.parts.is_empty());
+        if !started && reassembling >= MAX_REASSEMBLIES_PER_PEER {
+            self.metrics.sync_errors += 1;
+            return Err(bad(format!(
+                "over {MAX_REASSEMBLIES_PER_PEER} fragmented messages reassembled at once; \
+                 this part is dropped"
+            )));
+        }
+        let held = self.known.contains(&doc);
+        let Some(ds) = peer.entry(&doc, held) else {
+            self.metrics.sync_errors += 1;
+            return Err(bad(format!(
+                "over {MAX_UNHELD_STATES_PER_PEER} documents not held here are in exchange \
+                 with this peer; this part is dropped"
+            )));
+        };
         if ds.parts.len() != total as usize {
             ds.parts = vec![None; total as usize];
             ds.parts_bytes = 0;
@@ -1097,8 +1219,10 @@ impl Engine {
                 .flatten()
                 .collect();
             ds.parts_bytes = 0;
+            peer.refresh_active(&doc);
             return self.handle_sync(from, doc, whole, now);
         }
+        peer.refresh_active(&doc);
         Ok(())
     }
 
@@ -1351,6 +1475,16 @@ impl Engine {
             return Err(EngineError::UnknownPeer(from.clone()));
         };
         let info = peer.info.clone();
+        if !self.config.policy.may_read(&info.role, doc.context()) {
+            // Nothing of it is ever offered to this peer, nor taken from it (a role that
+            // writes a context reads it): answering would only keep state for it.
+            let reason = format!(
+                "role {} may not read context {}: its sync messages are dropped unread",
+                info.role,
+                doc.context()
+            );
+            return Err(self.dropped(from, doc, reason));
+        }
         let refusal = match self.check_changes(&info, &doc, &msg) {
             Some(reason) => Some(reason),
             None if !msg.changes.is_empty() && self.store.is_erased(&doc) => Some(format!(
@@ -1410,7 +1544,10 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(from) else {
             return Err(EngineError::UnknownPeer(from.clone()));
         };
-        peer.docs.entry(doc.clone()).or_default().refused_by_us = true;
+        let held = self.known.contains(&doc);
+        if let Some(ds) = peer.entry(&doc, held) {
+            ds.refused_by_us = true;
+        }
         peer.control.push_back((
             Some(doc.clone()),
             WireMessage::Refused {
@@ -1543,7 +1680,7 @@ impl Engine {
         // or a device shows "0 unsynced" for changes a crash or a full disk lost here. One
         // flush per received message (a catch-up is a few large ones; sled coalesces flushes
         // that overlap).
-        if added > 0 && self.known.insert(doc.clone()) {
+        if added > 0 && self.hold(&doc) {
             if let Some(p) = self.peers.get_mut(from) {
                 p.created += 1;
             }
@@ -1633,13 +1770,20 @@ impl Engine {
         Ok(state)
     }
 
+    /// Keeps the live sync state of (peer, doc). Of a document not held here, only while
+    /// the peer has fewer than [`MAX_UNHELD_STATES_PER_PEER`] such entries: past it the state
+    /// is dropped, the next message starts from the persisted one, and the peer, which holds
+    /// the document, drives the exchange.
     fn put_state(&mut self, peer: &PeerId, doc: &DocumentId, state: sync::State, now: Timestamp) {
         let awaiting = self.awaits_reply(doc, &state);
+        let held = self.known.contains(doc);
         if let Some(p) = self.peers.get_mut(peer) {
-            let ds = p.docs.entry(doc.clone()).or_default();
-            ds.state = Some(state);
-            ds.awaiting = awaiting;
-            ds.last_activity = now;
+            if let Some(ds) = p.entry(doc, held) {
+                ds.state = Some(state);
+                ds.awaiting = awaiting;
+                ds.last_activity = now;
+            }
+            p.refresh_active(doc);
         }
     }
 
@@ -1769,7 +1913,17 @@ impl Engine {
             // seconds. Restarting then resent everything in flight (2x the bytes of a
             // catch-up over a 1 Mbit/s WAN, found by the simulation's bandwidth model).
             let sending = p.in_flight > 0;
-            for (doc, ds) in p.docs.iter_mut() {
+            // Only documents with a timer running: the others cannot be due.
+            let mut idle = Vec::new();
+            for doc in &p.active {
+                let Some(ds) = p.docs.get_mut(doc) else {
+                    idle.push(doc.clone());
+                    continue;
+                };
+                if !ds.awaiting && ds.parts.is_empty() {
+                    idle.push(doc.clone());
+                    continue;
+                }
                 let due = if !ds.parts.is_empty() {
                     // A reassembly stalls only when parts stop arriving for a while.
                     now.millis_since(ds.last_activity) >= retry * STALL_FACTOR
@@ -1798,8 +1952,12 @@ impl Engine {
                     // `pump` below sets it again if the new message expects an answer.
                     ds.awaiting = false;
                     ds.last_activity = now;
+                    idle.push(doc.clone());
                     stalled.push((id.clone(), doc.clone()));
                 }
+            }
+            for doc in idle {
+                p.active.remove(&doc);
             }
         }
         for (peer, doc) in stalled {
@@ -1816,7 +1974,7 @@ impl Engine {
             if p.in_flight > 0 {
                 consider(p.last_ack.plus_millis(retry * STALL_FACTOR));
             }
-            for ds in p.docs.values() {
+            for ds in p.active.iter().filter_map(|d| p.docs.get(d)) {
                 if !ds.parts.is_empty() {
                     consider(ds.last_activity.plus_millis(retry * STALL_FACTOR));
                 } else if ds.awaiting && p.in_flight == 0 {

@@ -126,19 +126,80 @@ pub type SharedVerifier = Arc<dyn Verifier>;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SignatureRule {
     /// Unsigned changes are accepted only while no certificate is known for the device the
-    /// change's actor claims (a device that never signed: an old version). A change whose
-    /// signature is present but invalid is always refused, and so is an unsigned change of a
-    /// device whose certificate this store has learnt (from any signature of it, relayed or
-    /// not). The default while a fleet upgrades.
-    #[default]
+    /// change's actor claims (a device that never signed: an old version), and only for what
+    /// the peer that sent them could write as itself: never a claim of role `cloud` or
+    /// `head-office`, never a relayed claim writing a context or path the relay's own role
+    /// may not. A change whose signature is present but invalid is always refused, and so is
+    /// an unsigned change of a device whose certificate this store has learnt (from any
+    /// signature of it, relayed or not). For fleets that still run devices from before
+    /// signed changes, opted into explicitly.
     Transitional,
-    /// Every change new to us must carry a valid signature of its author. For fleets whose
-    /// devices all sign.
+    /// Every change new to us must carry a valid signature of its author. The default: a
+    /// fleet whose devices all sign.
+    #[default]
     Required,
     /// [`SignatureRule::Transitional`] until this time, [`SignatureRule::Required`] from it
     /// on: the date a fleet's rollout plan says every device signs, set ahead of time on
     /// every device so that the switch needs no second deployment.
     RequiredFrom(crate::Timestamp),
+}
+
+impl std::str::FromStr for SignatureRule {
+    type Err = crate::Error;
+
+    /// `required`, `transitional` or `required-from:YYYY-MM-DD` (midnight UTC), as the
+    /// command line and the config files spell it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |reason: &str| crate::Error::InvalidName {
+            kind: "signature rule",
+            name: s.to_string(),
+            reason: reason.to_string(),
+            example: "required (or transitional, or required-from:2027-03-01)",
+        };
+        match s {
+            "required" => Ok(SignatureRule::Required),
+            "transitional" => Ok(SignatureRule::Transitional),
+            _ => {
+                let day = s
+                    .strip_prefix("required-from:")
+                    .ok_or_else(|| bad("not a signature rule"))?;
+                let not_a_date = || bad("the date is not YYYY-MM-DD");
+                let mut parts = day.splitn(3, '-').map(str::parse::<u16>);
+                let (Some(Ok(y)), Some(Ok(m)), Some(Ok(d))) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(not_a_date());
+                };
+                let month = u8::try_from(m)
+                    .ok()
+                    .and_then(|m| time::Month::try_from(m).ok())
+                    .ok_or_else(not_a_date)?;
+                let date = u8::try_from(d)
+                    .ok()
+                    .and_then(|d| time::Date::from_calendar_date(i32::from(y), month, d).ok())
+                    .ok_or_else(not_a_date)?;
+                let ms = date.midnight().assume_utc().unix_timestamp() * 1000;
+                let ms = u64::try_from(ms).map_err(|_| bad("the date is before 1970"))?;
+                Ok(SignatureRule::RequiredFrom(crate::Timestamp(ms)))
+            }
+        }
+    }
+}
+
+impl fmt::Display for SignatureRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignatureRule::Required => f.write_str("required"),
+            SignatureRule::Transitional => f.write_str("transitional"),
+            SignatureRule::RequiredFrom(t) => {
+                let secs = i64::try_from(t.as_millis() / 1000).unwrap_or(i64::MAX);
+                match time::OffsetDateTime::from_unix_timestamp(secs) {
+                    Ok(d) => write!(f, "required-from:{}", d.date()),
+                    Err(_) => write!(f, "required-from:{}ms", t.as_millis()),
+                }
+            }
+        }
+    }
 }
 
 impl SignatureRule {

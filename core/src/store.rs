@@ -1298,7 +1298,7 @@ impl Store {
             let mut objects = HashMap::new();
             for c in &mut new {
                 c.written = Some(match s.doc.get_change_by_hash(&c.hash) {
-                    Some(change) => paths::written_paths(&s.doc, &change, &mut objects),
+                    Some(change) => paths::written_paths(&s.doc, &change, &mut objects, &before),
                     None => Err(format!("change {} is not in the document", c.hash)),
                 });
             }

@@ -355,6 +355,12 @@ fn signed_sites_converge_under_faults() {
         net.connect(&peers[3], &peers[1]);
         net.connect(&peers[4], &peers[2]);
         net.connect(&peers[4], &peers[3]);
+        // The day's top-level maps come from one device, as design.md says: a second
+        // `/orders` created concurrently would hide the first one's orders, and is refused
+        // as a replacement (issue 27).
+        net.put(&peers[0], &orders, "/orders", json!({}));
+        net.put(&peers[0], &orders, "/kitchen", json!({}));
+        net.run_until_quiet();
         for round in 0..6 {
             if round == 2 {
                 net.partition(&[&peers[..2], &peers[2..]]);

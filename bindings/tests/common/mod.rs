@@ -17,5 +17,6 @@ pub(crate) fn config(dir: &std::path::Path, ca: &FleetCa, peer: &str, role: &str
         policy_json: None,
         durable_writes: false,
         ticket_prefix: None,
+        signatures: None,
     }
 }

@@ -30,7 +30,7 @@ pub const CLOUD_DOCUMENT_STREAMS: u32 = 1024;
     about = "The outpost cloud peer: syncs every site of a fleet over QUIC with mutual TLS, \
              keeps each site's documents apart, relays between a site's devices, and serves \
              /health and Prometheus /metrics over HTTP.",
-    after_help = "Config file keys: data, store, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, ca_key, renew_days, \
+    after_help = "Config file keys: data, store, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, ca_key, renew_days, signatures, \
                   a [policy] table and a [limits] table (see cloud/CLI.md). Flags override environment variables, \
                   which override the file. SIGTERM or SIGINT: stop accepting, flush, exit 0."
 )]
@@ -158,6 +158,17 @@ pub struct Args {
         value_name = "DAYS"
     )]
     pub renew_days: Option<u32>,
+    /// Which changes devices send must be signed: `required` (default), `transitional`
+    /// (for fleets still running devices from before signed changes: their unsigned changes
+    /// are taken within what the sending device may write itself) or
+    /// `required-from:YYYY-MM-DD`.
+    #[arg(
+        long,
+        env = "OUTPOST_SIGNATURES",
+        hide_env_values = true,
+        value_name = "RULE"
+    )]
+    pub signatures: Option<outpost_core::signing::SignatureRule>,
     /// Instead of serving: back up, restore or erase (run without one to serve).
     #[command(subcommand)]
     pub command: Option<CloudCommand>,
@@ -296,6 +307,7 @@ struct FileConfig {
     deny: Option<Vec<String>>,
     ca_key: Option<PathBuf>,
     renew_days: Option<u32>,
+    signatures: Option<String>,
     policy: Option<Policy>,
     limits: Option<SiteLimits>,
 }
@@ -383,6 +395,8 @@ pub struct CloudConfig {
     pub renew_days: u32,
     /// A connection is closed this long after its peer's certificate expired (clock skew).
     pub expiry_grace: Duration,
+    /// Which received changes must be signed (default `required`).
+    pub signatures: outpost_core::signing::SignatureRule,
     /// The fleet's access policy (the same on every device).
     pub policy: Policy,
     /// What one device may make its site spend.
@@ -420,6 +434,7 @@ impl CloudConfig {
             ca_key: None,
             renew_days: 30,
             expiry_grace: outpost_transport::DEFAULT_EXPIRY_GRACE,
+            signatures: outpost_core::signing::SignatureRule::default(),
             policy: Policy::default(),
             limits: SiteLimits::default(),
             tuning: TransportTuning {
@@ -504,6 +519,13 @@ impl CloudConfig {
         if let Some(d) = args.renew_days.or(file.renew_days) {
             config.renew_days = d.max(1);
         }
+        config.signatures = match (args.signatures, file.signatures) {
+            (Some(rule), _) => rule,
+            (None, Some(text)) => text
+                .parse()
+                .with_context(|| format!("invalid signatures = {text:?} in the config file"))?,
+            (None, None) => config.signatures,
+        };
         if let Some(p) = file.policy {
             config.policy = p;
         }

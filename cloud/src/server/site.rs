@@ -88,6 +88,7 @@ async fn run(shared: Arc<Shared>, site: SiteId, mut inbox: RunnerInbox) {
     // The cloud relays between devices of a site: it verifies and keeps signatures, so
     // that devices that never met the author can check its changes.
     engine_config.verifier = Some(shared.verifier.clone());
+    engine_config.signatures = shared.config.signatures;
     let (store, pg_registration) = store;
     let engine = Engine::new(store.clone(), engine_config);
     // The cloud never dials: the links layer only serves the devices' connections.

@@ -24,6 +24,10 @@ fn describe(actor: &automerge::ActorId) -> String {
     }
 }
 
+/// The role of head office (fleet-wide writes through the cloud): like the cloud's, never
+/// taken from an unsigned change.
+const HEAD_OFFICE: &str = "head-office";
+
 /// Signatures received for changes of one document not applied yet: change hash -> (key,
 /// signature).
 pub(super) type Pending = BTreeMap<ChangeHash, (KeyId, Vec<u8>)>;
@@ -54,9 +58,20 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let result = self.read_signatures(from, doc.clone(), signatures, certificates);
         if let Err(e) = &result {
+            // Marked only where changes of the peer could follow (a role that may not write
+            // the context gets them refused anyway), within the bound of entries.
+            let held = self.known.contains(&doc);
             if let Some(p) = self.peers.get_mut(from) {
-                p.docs.entry(doc).or_default().bad_signatures = Some(e.to_string());
+                if self.config.policy.may_write(&p.info.role, doc.context()) {
+                    if let Some(ds) = p.entry(&doc, held) {
+                        ds.bad_signatures = Some(e.to_string());
+                    }
+                }
             }
+            self.events.push_back(crate::Event::ProtocolError {
+                peer: from.clone(),
+                message: e.to_string(),
+            });
         }
         result
     }
@@ -154,6 +169,10 @@ impl Engine {
             self.certified.insert(info.peer.clone());
             self.certs.insert(key, (info, der.clone()));
         }
+        if signatures.is_empty() {
+            // Nothing waits: no entry for the document.
+            return Ok(());
+        }
         if let Some(p) = self.peers.get_mut(from) {
             let pending = p.pending_sigs.entry(doc).or_default();
             for s in signatures {
@@ -234,7 +253,8 @@ impl Engine {
             let Some((key, signature)) = pending.get(&change.hash) else {
                 let author = describe(actor);
                 match (self.config.signatures.at(now), &claim) {
-                    (SignatureRule::Required, _) => {
+                    // `at` resolved `RequiredFrom` to one of the others.
+                    (SignatureRule::Required | SignatureRule::RequiredFrom(_), _) => {
                         return Err(format!(
                             "change {} by {author} carries no signature, and this peer \
                              requires signed changes (EngineConfig::signatures); upgrade the \
@@ -249,8 +269,11 @@ impl Engine {
                             change.hash
                         ))
                     }
-                    // `at` resolved `RequiredFrom` to one of the others.
-                    (SignatureRule::Transitional | SignatureRule::RequiredFrom(_), _) => continue,
+                    (SignatureRule::Transitional, Some(c)) => {
+                        self.check_unsigned_claim(from, doc, actor, c, new)?;
+                        continue;
+                    }
+                    (SignatureRule::Transitional, None) => continue,
                 }
             };
             self.check_signature(from, doc, actor, &change.hash, key, signature)?;
@@ -265,6 +288,60 @@ impl Engine {
             ));
         }
         Ok(records)
+    }
+
+    /// Why the unsigned changes of `actor` (claiming `claim`) in `new` are refused under
+    /// [`SignatureRule::Transitional`], if they are. Nothing proves an unsigned claim, so it
+    /// is worth no more than what the peer that sent it could write as itself: a claim of
+    /// the cloud or head office (which may write everything) is never taken unsigned, and
+    /// neither is a change, relayed under another device's name, that writes a context or a
+    /// path the relaying peer's own role may not (a kiosk making up `outpost:pos:ghost:…` to
+    /// mark an order paid).
+    fn check_unsigned_claim(
+        &self,
+        from: &PeerInfo,
+        doc: &DocumentId,
+        actor: &automerge::ActorId,
+        claim: &crate::ActorClaim,
+        new: &[NewChange],
+    ) -> Result<(), String> {
+        let author = describe(actor);
+        if claim.role == Role::cloud() || claim.role.as_str() == HEAD_OFFICE {
+            return Err(format!(
+                "an unsigned change claims {author}: role {} is never taken without a \
+                 signature, whatever the signature rule",
+                claim.role
+            ));
+        }
+        if claim.peer == from.peer {
+            // Its own change: `check_actor` and the path rules judged it under its role.
+            return Ok(());
+        }
+        let policy = &self.config.policy;
+        if !policy.may_write(&from.role, doc.context()) {
+            return Err(format!(
+                "an unsigned change claims {author}, relayed by {from}, whose role may not \
+                 write context {}: an unsigned claim counts for no more than its relay",
+                doc.context()
+            ));
+        }
+        for c in new.iter().filter(|c| &c.actor == actor) {
+            let Some(Ok(written)) = &c.written else {
+                // No path rules in this context (else the paths were decoded and checked).
+                continue;
+            };
+            for (path, replaces) in written {
+                if !policy.may_write_path(&from.role, doc.context(), path, *replaces) {
+                    return Err(format!(
+                        "an unsigned change claims {author} to {} {path} in {doc}, which its \
+                         relay {from} may not do as itself: an unsigned claim counts for no \
+                         more than its relay",
+                        if *replaces { "replace" } else { "write" },
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Why the signature `signature` by certificate `key` of change `hash` by `actor` in

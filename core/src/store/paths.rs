@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use automerge::legacy::{Key, ObjectId, OpType};
-use automerge::{Automerge, Change, ObjId, Prop, ReadDoc};
+use automerge::{Automerge, Change, ChangeHash, ObjId, Prop, ReadDoc};
 
 use crate::Pointer;
 
@@ -75,13 +75,28 @@ fn pointer_of(doc: &Automerge, obj: &ObjId) -> Option<Pointer> {
 }
 
 /// What one received change writes, for the per-path write rules: each operation's path and
-/// whether it replaces or deletes a value that was there (a put with predecessors, a
-/// delete), rather than creating one. `Err` names an operation whose path cannot be found.
-/// `objects` caches the paths of objects across the changes of one message.
+/// whether it replaces or deletes a value that was there, rather than creating one. `Err`
+/// names an operation whose path cannot be found. `objects` caches the paths of objects
+/// across the changes of one message.
+///
+/// Whether an operation replaces is judged against the document the receiver held before
+/// the message (`before`, its heads then), never from what the change says of itself: a
+/// crafted change can leave `pred` empty and take a higher op counter, and Automerge then
+/// shows its value over the one already at that key (issue 27: a kiosk putting a new map at
+/// `/orders` hid the day's orders). So, by kind of operation:
+/// - put or make-object at a map key: a replacement if `pred` is not empty or the key held
+///   a value before the message;
+/// - put or make-object on a list element (not an insert): always a replacement (the
+///   element exists, or it could not be named);
+/// - insert into a list or text (splices are inserts and deletes): a creation, judged at
+///   the list's path;
+/// - delete, increment (of a counter that exists), mark (formatting existing text): always
+///   a replacement.
 pub(super) fn written_paths(
     doc: &Automerge,
     change: &Change,
     objects: &mut HashMap<String, Option<Pointer>>,
+    before: &[ChangeHash],
 ) -> Result<Vec<(Pointer, bool)>, String> {
     let mut out = Vec::new();
     let expanded = change.decode();
@@ -89,12 +104,46 @@ pub(super) fn written_paths(
         let Some(obj) = object_path(doc, objects, &op.obj) else {
             return Err(format!("an operation on object {} of unknown path", op.obj));
         };
-        let replaces = !op.pred.is_empty() || matches!(op.action, OpType::Delete);
+        let kind_replaces = match op.action {
+            OpType::Delete | OpType::Increment(_) | OpType::MarkBegin(_) | OpType::MarkEnd(_) => {
+                true
+            }
+            OpType::Put(_) | OpType::Make(_) => !op.pred.is_empty(),
+        };
         match &op.key {
-            Key::Map(k) => out.push((obj.child(k.to_string()), replaces)),
+            Key::Map(k) => {
+                let replaces = kind_replaces || held_before(doc, &op.obj, k, before)?;
+                out.push((obj.child(k.to_string()), replaces));
+            }
             // List elements are judged at the list's path: their indexes move.
-            Key::Seq(_) => out.push((obj, replaces)),
+            Key::Seq(_) => out.push((obj, kind_replaces || !op.insert)),
         }
     }
     Ok(out)
+}
+
+/// Whether map `obj` held a value at `key` in the document as of `before`.
+fn held_before(
+    doc: &Automerge,
+    obj: &ObjectId,
+    key: &str,
+    before: &[ChangeHash],
+) -> Result<bool, String> {
+    if before.is_empty() {
+        // The document was empty: nothing could be replaced.
+        return Ok(false);
+    }
+    let id = match obj {
+        ObjectId::Root => automerge::ROOT,
+        ObjectId::Id(_) => match doc.import_obj(&obj.to_string()) {
+            Ok(id) => id,
+            Err(e) => return Err(format!("object {obj} cannot be looked up: {e}")),
+        },
+    };
+    // An object created by this message did not exist before: reading it as of `before`
+    // finds nothing (or fails, which means the same).
+    Ok(doc
+        .get_all_at(&id, key, before)
+        .map(|values| !values.is_empty())
+        .unwrap_or(false))
 }
