@@ -25,8 +25,8 @@ const DAY: &str = "orders/2026-12-07";
 const ROUNDS: u64 = 4;
 const ATTACKS_PER_ROUND: u64 = 4;
 /// Per-document engine state an honest device may hold for the rogue beyond the documents
-/// that exist and that the rogue may read.
-const STRAY_STATE_LIMIT: usize = 64;
+/// that exist and that the rogue may read: the engine's documented bound.
+const STRAY_STATE_LIMIT: usize = outpost_core::engine::MAX_UNHELD_STATES_PER_PEER;
 
 struct Site {
     net: Net,
