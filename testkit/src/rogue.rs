@@ -769,7 +769,7 @@ impl Rogue {
     }
 
     fn name_flood(&mut self, net: &mut Net) -> bool {
-        let n = self.rng.random_range(300..1_500);
+        let n = self.rng.random_range(200..800);
         let base: u32 = self.rng.random();
         let mut frames = Vec::new();
         for i in 0..n {
