@@ -72,6 +72,12 @@ pub struct EngineConfig {
     pub max_documents: usize,
     /// Documents one peer's changes may create here in one session (default 1,000).
     pub max_new_documents_per_session: usize,
+    /// Documents the changes of one device may create here, across sessions and restarts
+    /// (default 10,000, a tenth of `max_documents`): counted per author device (the device
+    /// its changes' actors claim, proven by signatures; the sender for actors that are not
+    /// devices), persisted in the store's `meta`, so that one device's junk never fills the
+    /// store for the others. Changes of the cloud and of head office are not counted.
+    pub max_new_documents_per_device: usize,
     /// Bytes of changes one peer may send us per hour (default 256 MiB), counted as they
     /// arrive in a token bucket that starts full and refills evenly, across sessions; the
     /// cloud (trusted with every context) is not limited. Changes over it are refused like a
@@ -84,6 +90,9 @@ pub struct EngineConfig {
     /// Whether unsigned changes are still accepted (see [`SignatureRule`]).
     pub signatures: SignatureRule,
 }
+
+/// The default of [`EngineConfig::max_new_documents_per_device`].
+pub const DEFAULT_MAX_NEW_DOCUMENTS_PER_DEVICE: usize = 10_000;
 
 /// The default of [`EngineConfig::max_peer_bytes_per_hour`]: 256 MiB, about a thousand busy
 /// days of one device's orders.
@@ -102,6 +111,7 @@ impl EngineConfig {
             durable_acks: true,
             max_documents: 100_000,
             max_new_documents_per_session: 1_000,
+            max_new_documents_per_device: DEFAULT_MAX_NEW_DOCUMENTS_PER_DEVICE,
             max_peer_bytes_per_hour: DEFAULT_MAX_PEER_BYTES_PER_HOUR,
             verifier: None,
             signatures: SignatureRule::default(),
@@ -318,6 +328,8 @@ pub struct Engine {
     certified: BTreeSet<PeerId>,
     /// Revocations signed by the fleet CA.
     revocations: revocations::Revocations,
+    /// Documents each device's changes created here, across sessions (persisted).
+    created_by: BTreeMap<PeerId, u64>,
 }
 
 /// The erasure list's document id.
@@ -394,7 +406,12 @@ impl Engine {
             certs: BTreeMap::new(),
             certified: BTreeSet::new(),
             revocations: Default::default(),
+            created_by: BTreeMap::new(),
         };
+        match persist::load_created(&engine.store) {
+            Ok(c) => engine.created_by = c,
+            Err(e) => engine.storage_failed(None, None, &e),
+        }
         engine.load_revocations();
         match engine.store.certified_peers() {
             Ok(c) => engine.certified = c,
@@ -1252,6 +1269,17 @@ impl Engine {
                     self.known.len()
                 ));
             }
+            let quota = self.config.max_new_documents_per_device as u64;
+            for device in self.creators(from, msg) {
+                let n = self.created_by.get(&device).copied().unwrap_or(0);
+                if n >= quota {
+                    return Some(format!(
+                        "{device}'s changes created {n} documents here, its limit \
+                         (max_new_documents_per_device); the new document {doc} is refused: \
+                         delete old partitions or raise the limit"
+                    ));
+                }
+            }
             let created = self.peers.get(&from.peer).map_or(0, |p| p.created);
             if created >= self.config.max_new_documents_per_session {
                 return Some(format!(
@@ -1297,6 +1325,46 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// The devices charged for a new document that `msg` from `from` would create: the
+    /// device each actor of its changes claims (all are new: we hold nothing of the
+    /// document), the sender for actors that are not devices; never the cloud or head
+    /// office. Read from the chunk headers, without decoding operations.
+    fn creators(&self, from: &PeerInfo, msg: &sync::Message) -> BTreeSet<PeerId> {
+        let trusted = |r: &crate::Role| r == &crate::Role::cloud() || r.as_str() == "head-office";
+        let mut out = BTreeSet::new();
+        for chunk in msg.changes.iter() {
+            let Ok(actors) = crate::chunk::chunk_actors(chunk) else {
+                continue;
+            };
+            for actor in actors {
+                match parse_actor(&actor) {
+                    Some(c) if trusted(&c.role) => {}
+                    Some(c) => {
+                        out.insert(c.peer);
+                    }
+                    None if trusted(&from.role) => {}
+                    None => {
+                        out.insert(from.peer.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Charges the devices that created `doc` (see [`Engine::creators`]), durably.
+    fn charge_creators(&mut self, doc: &DocumentId, devices: BTreeSet<PeerId>) {
+        if devices.is_empty() {
+            return;
+        }
+        for d in devices {
+            *self.created_by.entry(d).or_default() += 1;
+        }
+        if let Err(e) = persist::save_created(&self.store, &self.created_by) {
+            self.storage_failed(None, Some(doc), &e);
+        }
     }
 
     /// Why a change by `actor` to `doc`, received from `from`, must be refused, if it must.
@@ -1518,7 +1586,13 @@ impl Engine {
             }
         }
         let erasures = is_erasure_list(&doc);
+        let creators = (!msg.changes.is_empty() && !self.known.contains(&doc))
+            .then(|| self.creators(&info, &msg));
+        let created = doc.clone();
         self.apply_sync(from, info, doc, msg, now)?;
+        if let Some(devices) = creators.filter(|_| self.known.contains(&created)) {
+            self.charge_creators(&created, devices);
+        }
         if erasures {
             self.apply_erasures();
         }

@@ -431,3 +431,123 @@ fn messages_naming_fresh_documents_keep_engine_state_bounded() {
     assert!(events >= MESSAGES / 2, "{events} events");
     assert_eq!(pos.engine.store().documents().unwrap(), vec![day.clone()]);
 }
+
+/// Hole 6: a kiosk reconnects again and again, each session creating junk documents up to
+/// the per-session limit. Its per-device quota holds across sessions and a restart of the
+/// POS, and another device's new document (tomorrow's orders) is still accepted.
+#[test]
+fn one_device_cannot_fill_the_store_across_sessions() {
+    use outpost_core::engine::wire::WireMessage;
+    use outpost_core::{DocumentId, Engine, EngineConfig, PeerInfo, Policy, Store, StoreOptions};
+
+    const PER_SESSION: usize = 50;
+    const PER_DEVICE: usize = 120;
+    const SESSIONS: usize = 6;
+    let now = crafted::NOW;
+    let dir = tempfile::tempdir().unwrap();
+    let me = PeerInfo::parse("s1", "pos-1", "pos").unwrap();
+    let open = || {
+        let store = Store::open_with(
+            dir.path(),
+            StoreOptions {
+                identity: Some(me.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut c = EngineConfig::new(me.clone(), Policy::default());
+        c.max_new_documents_per_session = PER_SESSION;
+        c.max_new_documents_per_device = PER_DEVICE;
+        Engine::new(store, c)
+    };
+    let source = |peer: &str, role: &str| {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_with(
+            d.path(),
+            StoreOptions {
+                identity: Some(PeerInfo::parse("s1", peer, role).unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        (s, d)
+    };
+    // Sends `doc` whole from `source` as `from`; whether it was refused.
+    let send = |engine: &mut Engine, from: &PeerInfo, source: &Store, doc: &DocumentId| -> bool {
+        let msg = automerge::sync::Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: source.changes_since(doc, &[]).unwrap().into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        };
+        let bytes = WireMessage::Sync {
+            doc: doc.clone(),
+            data: msg.encode(),
+        }
+        .encode();
+        engine.handle_message(&from.peer, &bytes, now).unwrap();
+        while engine.poll_transmit().is_some() {}
+        std::iter::from_fn(|| engine.poll_event()).any(|e| matches!(e, Event::ChangeRefused { .. }))
+    };
+    let kiosk = PeerInfo::parse("s1", "kiosk-9", "kiosk").unwrap();
+    let (junk, _d1) = source("kiosk-9", "kiosk");
+    let mut engine = open();
+    let mut next = 0;
+    let mut accepted = 0;
+    let mut sessions = Vec::new();
+    for session in 0..SESSIONS {
+        if session == SESSIONS / 2 {
+            // A restart of the POS in the middle: the count is on disk.
+            drop(engine);
+            engine = open();
+        }
+        engine.handle_connect(kiosk.clone(), now);
+        while engine.poll_transmit().is_some() {}
+        let mut took = 0;
+        for _ in 0..PER_SESSION {
+            let d: DocumentId = format!("orders/junk-{next:05}").parse().unwrap();
+            next += 1;
+            junk.put(&d, "/x", json!(1), Durability::Fast).unwrap();
+            if !send(&mut engine, &kiosk, &junk, &d) {
+                took += 1;
+            }
+        }
+        accepted += took;
+        sessions.push(took);
+        engine.handle_disconnect(&kiosk.peer, now);
+    }
+    let held = engine.store().documents().unwrap().len();
+    println!(
+        "one kiosk, {SESSIONS} sessions of {PER_SESSION} new documents (a restart after {}): \
+         accepted per session {sessions:?}, {accepted} in all, {held} held; quota \
+         {PER_DEVICE} per device, {PER_SESSION} per session; refusals {}",
+        SESSIONS / 2,
+        engine.metrics().changes_refused
+    );
+    assert_eq!(accepted, PER_DEVICE);
+    assert_eq!(held, PER_DEVICE);
+    // Tomorrow's orders from the POS of the site are still taken.
+    let pos2 = PeerInfo::parse("s1", "pos-2", "pos").unwrap();
+    let (other, _d2) = source("pos-2", "pos");
+    let tomorrow: DocumentId = "orders/2023-11-15".parse().unwrap();
+    other
+        .put(
+            &tomorrow,
+            "/orders",
+            json!({"P2-001": {"total": 1}}),
+            Durability::Fast,
+        )
+        .unwrap();
+    engine.handle_connect(pos2.clone(), now);
+    while engine.poll_transmit().is_some() {}
+    assert!(!send(&mut engine, &pos2, &other, &tomorrow), "refused");
+    assert_eq!(
+        engine
+            .store()
+            .get(&tomorrow, "/orders/P2-001/total")
+            .unwrap(),
+        Some(json!(1))
+    );
+}

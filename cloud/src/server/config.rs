@@ -322,6 +322,9 @@ pub struct SiteLimits {
     pub site_documents: usize,
     /// Documents one device may create in one session (default 1,000).
     pub new_documents_per_session: usize,
+    /// Documents one device's changes may create in the site, across sessions and
+    /// restarts (default 10,000).
+    pub new_documents_per_device: usize,
     /// MiB of changes one device may send per hour, across sessions (default 256).
     pub peer_mib_per_hour: u64,
     /// MiB one message may inflate to before it is applied (default 64).
@@ -342,6 +345,7 @@ impl Default for SiteLimits {
         SiteLimits {
             site_documents: e.max_documents,
             new_documents_per_session: e.max_new_documents_per_session,
+            new_documents_per_device: e.max_new_documents_per_device,
             peer_mib_per_hour: e.max_peer_bytes_per_hour >> 20,
             inflated_mib: e.max_inflated_bytes >> 20,
             reassembly_mib: e.max_reassembly_bytes >> 20,
@@ -355,6 +359,7 @@ impl SiteLimits {
     pub fn apply(&self, e: &mut outpost_core::EngineConfig) {
         e.max_documents = self.site_documents;
         e.max_new_documents_per_session = self.new_documents_per_session;
+        e.max_new_documents_per_device = self.new_documents_per_device;
         e.max_peer_bytes_per_hour = self.peer_mib_per_hour.saturating_mul(1 << 20);
         e.max_inflated_bytes = self.inflated_mib.saturating_mul(1 << 20);
         e.max_reassembly_bytes = self.reassembly_mib.saturating_mul(1 << 20);

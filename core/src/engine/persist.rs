@@ -37,6 +37,22 @@ pub(crate) trait SyncStateStore {
 }
 
 const ROLES_KEY: &str = "engine/roles";
+/// Documents each device's changes created here (`EngineConfig::max_new_documents_per_device`).
+const CREATED_KEY: &str = "engine/created";
+
+/// Loads how many documents each device's changes created in `store`.
+pub(super) fn load_created(store: &Store) -> Result<BTreeMap<PeerId, u64>> {
+    match store.meta_get(CREATED_KEY)? {
+        Some(b) => postcard::from_bytes(&b).map_err(|e| corrupt("documents per device", e)),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+/// Persists how many documents each device's changes created.
+pub(super) fn save_created(store: &Store, created: &BTreeMap<PeerId, u64>) -> Result<()> {
+    let bytes = postcard::to_stdvec(created).map_err(|e| corrupt("documents per device", e))?;
+    store.meta_set(CREATED_KEY, Some(&bytes))
+}
 
 /// The prefix of progress records in the store's `meta` tree.
 pub(crate) const PROGRESS_PREFIX: &str = "progress/";
