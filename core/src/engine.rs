@@ -519,6 +519,15 @@ impl Engine {
             .sum()
     }
 
+    /// The documents this engine keeps per-document state for with `peer` (sync state,
+    /// fragments, refusals): what a peer can make us hold, for the hostile-peer tests.
+    pub fn peer_documents(&self, peer: &PeerId) -> Vec<DocumentId> {
+        self.peers
+            .get(peer)
+            .map(|p| p.docs.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Whether a peer is connected.
     pub fn is_connected(&self, peer: &PeerId) -> bool {
         self.peers.contains_key(peer)

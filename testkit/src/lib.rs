@@ -55,6 +55,7 @@
 //! request for a change the other side counted as sent), a message storm.
 //!
 //! Partitions, explicit disconnects and restarts from disk apply in both models.
+pub mod rogue;
 mod signing;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -262,6 +263,10 @@ pub struct Net {
     pub breaks: u64,
     /// The fleet CA and the rule of peers that sign (see [`Net::signing`]).
     signing: Option<(Arc<TestCa>, SignatureRule)>,
+    /// The peer whose received frames are recorded (see [`Net::tap`]).
+    tapped: Option<PeerId>,
+    /// Frames delivered to the tapped peer: (sender, bytes).
+    tap_log: Vec<(PeerId, Vec<u8>)>,
 }
 
 impl Net {
@@ -300,6 +305,8 @@ impl Net {
             trace: std::env::var_os(TRACE_ENV).is_some(),
             breaks: 0,
             signing: None,
+            tapped: None,
+            tap_log: Vec::new(),
         }
     }
 
@@ -938,6 +945,72 @@ impl Net {
             .unwrap_or_else(|e| panic!("{peer} refused a revocation of its fleet CA: {e}"));
     }
 
+    /// Queues raw bytes from `from` to `to` on their open connection, as if `from`'s links
+    /// layer had sent them: a tampered device's frames (they need not decode). Returns
+    /// false if the two have no connection now.
+    pub fn inject(&mut self, from: &PeerId, to: &PeerId, bytes: Vec<u8>) -> bool {
+        let Some(c) = self
+            .conns
+            .values()
+            .find(|c| &c.me == from && &c.other == to)
+            .cloned()
+        else {
+            return false;
+        };
+        let mut at = self.now + self.rng.random_range(self.delay.0..=self.delay.1);
+        let tail = self
+            .tails
+            .entry((from.clone(), to.clone(), None))
+            .or_default();
+        at = at.max(*tail);
+        *tail = at;
+        self.seq += 1;
+        self.queue.insert(
+            (at, self.seq),
+            Packet {
+                from: from.clone(),
+                to: to.clone(),
+                to_conn: c.peer_conn,
+                bytes,
+            },
+        );
+        true
+    }
+
+    /// Records every frame delivered to `peer` from now on (a tampered device reading what
+    /// honest devices send it); see [`Net::take_tapped`].
+    pub fn tap(&mut self, peer: &PeerId) {
+        self.tapped = Some(peer.clone());
+    }
+
+    /// The frames recorded by [`Net::tap`] since the last call: (sender, bytes).
+    pub fn take_tapped(&mut self) -> Vec<(PeerId, Vec<u8>)> {
+        std::mem::take(&mut self.tap_log)
+    }
+
+    /// The fleet CA of a signing network (see [`Net::signing`]).
+    pub fn ca(&self) -> Option<Arc<TestCa>> {
+        self.signing.as_ref().map(|(ca, _)| ca.clone())
+    }
+
+    /// Who a peer is, as its certificate says.
+    pub fn info(&self, peer: &PeerId) -> PeerInfo {
+        self.sim(peer).info.clone()
+    }
+
+    /// Like [`Net::write`], but a refused write is returned rather than failing the test.
+    pub fn try_write<T>(
+        &mut self,
+        peer: &PeerId,
+        doc: &DocumentId,
+        f: impl FnOnce(&Store, &DocumentId) -> outpost_core::Result<T>,
+    ) -> outpost_core::Result<T> {
+        let now = Timestamp(self.now);
+        let out = f(self.store(peer), doc)?;
+        self.links_mut(peer).handle_local_change(doc, now);
+        Ok(out)
+    }
+
     /// Excludes `peer`'s copy of `doc` from convergence checks (a tampered device keeps its
     /// refused change, so its copy never matches).
     pub fn exempt(&mut self, peer: &PeerId, doc: &DocumentId) {
@@ -1123,21 +1196,24 @@ impl Net {
             // Sent on a connection that has ended: lost with it.
             return;
         }
-        let msg = WireMessage::decode(&p.bytes).expect("engines send valid wire messages");
-        if let WireMessage::Ack { bytes } = msg {
+        // Frames a rogue device injected (see [`Net::inject`]) need not decode.
+        let msg = WireMessage::decode(&p.bytes).ok();
+        if let Some(WireMessage::Ack { bytes }) = msg {
             let u = self
                 .unacked
                 .entry((p.to.clone(), p.from.clone()))
                 .or_default();
             *u = u.saturating_sub(bytes);
         }
+        if self.tapped.as_ref() == Some(&p.to) {
+            self.tap_log.push((p.from.clone(), p.bytes.clone()));
+        }
         self.log(|| {
-            format!(
-                "recv {} -> {} {}",
-                p.from,
-                p.to,
-                describe(&msg, p.bytes.len())
-            )
+            let what = msg.as_ref().map_or_else(
+                || format!("undecodable frame of {} B", p.bytes.len()),
+                |m| describe(m, p.bytes.len()),
+            );
+            format!("recv {} -> {} {what}", p.from, p.to)
         });
         let now = Timestamp(self.now);
         if let Err(e) = self.links_mut(&p.to).handle_frame(p.to_conn, &p.bytes, now) {
