@@ -34,7 +34,7 @@ pub enum Engine {
 
 impl Engine {
     /// The engine of a new data directory when the options name none: a one-line change.
-    pub const DEFAULT: Engine = Engine::Sled;
+    pub const DEFAULT: Engine = Engine::Redb;
 
     /// The engine of new data directories whose options name none (`StoreOptions::default`):
     /// [`Engine::DEFAULT`], or the engine named by the environment variable
