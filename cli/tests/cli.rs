@@ -313,8 +313,12 @@ fn corrupt_data_directory_is_reported() {
         )
         .expect_ok();
     }
-    // Overwrite the storage engine's log with garbage.
-    let db = d.join("db");
+    // Overwrite the storage engine's file with garbage (redb's file, or sled's log).
+    let db = ["outpost.redb", "db"]
+        .iter()
+        .map(|f| d.join(f))
+        .find(|f| f.exists())
+        .expect("the storage engine's file");
     let len = std::fs::metadata(&db).expect("db file").len() as usize;
     let junk: Vec<u8> = (0..len).map(|i| (i * 7 + 13) as u8).collect();
     std::fs::write(&db, junk).expect("corrupt");

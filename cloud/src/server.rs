@@ -323,6 +323,12 @@ impl Cloud {
         let quic_addr = endpoint
             .local_addr()
             .with_context(|| format!("cannot read the address bound for {}", config.listen))?;
+        // A marker that says whose directory this is, so that `outpost` refuses it even
+        // before any site wrote (engines create keyspaces only on their first write).
+        db.keyspace("cloud/meta")
+            .insert(b"kind", b"outpost-cloud")
+            .and_then(|_| db.sync())
+            .with_context(|| format!("cannot write to the data directory {}", db_path.display()))?;
         let compacted = db.keyspace("cloud/compacted");
         let renewer = match &config.ca_key {
             None => None,

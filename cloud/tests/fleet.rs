@@ -74,7 +74,7 @@ fn namespaces(data: &PathBuf) -> Vec<(String, Vec<DocumentId>)> {
     let db = eventually(
         "the cloud's database to be released",
         Duration::from_secs(10),
-        || sled::Config::new().path(data).open().ok(),
+        || outpost_core::Database::open(data, &Default::default()).ok(),
     );
     ["fleet/", "site/paris/", "site/lyon/"]
         .iter()

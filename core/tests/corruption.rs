@@ -6,10 +6,18 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{doc, open, tempdir};
-use outpost_core::{Durability, Error, Store};
+use common::{doc, tempdir};
+use outpost_core::{Durability, Error, StorageEngine, Store, StoreOptions};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+
+/// These tests corrupt sled's trees directly: their stores are on sled, whatever the default.
+fn sled_options() -> StoreOptions {
+    StoreOptions {
+        engine: StorageEngine::Sled,
+        ..StoreOptions::default()
+    }
+}
 
 /// Opens the store's sled database directly, waiting for the store's lock to be released.
 fn open_sled(path: &Path) -> sled::Db {
@@ -28,7 +36,7 @@ fn open_sled(path: &Path) -> sled::Db {
 
 /// A store with a `menu` of several chunks (a snapshot and changes) and a `stock`.
 fn populated(path: &Path) {
-    let s = Store::open(path).expect("open");
+    let s = Store::open_with(path, sled_options()).expect("open");
     let menu = doc("menu");
     for i in 0..3 {
         s.put(
@@ -139,7 +147,7 @@ fn corrupt_and_check(what: &str, corrupt: impl FnOnce(&sled::Tree, &[(Vec<u8>, V
         corrupt(&tree, &chunks);
         db.flush().expect("flush");
     }
-    let s = open(&dir);
+    let s = Store::open_with(dir.path(), sled_options()).expect("open");
     assert_menu_corrupt(&s, what);
 }
 
@@ -272,7 +280,7 @@ fn a_store_of_the_earlier_layout_opens_with_nothing_lost() {
         menu_chunks(&db);
         db.flush().expect("flush");
     }
-    let s = open(&dir);
+    let s = Store::open_with(dir.path(), sled_options()).expect("open");
     assert_eq!(
         s.get(&doc("menu"), "/items/i4/price").expect("menu reads"),
         Some(json!(4))
