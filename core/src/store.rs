@@ -13,6 +13,7 @@ mod flush;
 mod mirror;
 mod paths;
 mod receive;
+mod screen;
 mod signatures;
 mod slot;
 mod subscription;
@@ -1294,8 +1295,12 @@ impl Store {
         s.touch();
         let before = s.doc.get_heads();
         let bulk = msg.changes.iter().map(<[u8]>::len).sum::<usize>() > BULK_PATHS_BYTES;
-        receive::receive_sync_message(&mut s.doc, state, msg)
-            .map_err(|e| Error::automerge(doc, e))?;
+        if let Some(reason) = receive::receive_sync_message(&mut s.doc, state, msg)
+            .map_err(|e| Error::automerge(doc, e))?
+        {
+            // Refused before Automerge saw it: the document is as it was.
+            return Ok(Received::Refused(reason));
+        }
         if s.doc.get_heads() == before {
             return Ok(Received::Applied(0));
         }

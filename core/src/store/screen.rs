@@ -1,0 +1,222 @@
+//! Checks on received changes before Automerge applies them.
+//!
+//! Automerge 0.12 trusts the changes it loads: `load_incremental` panics on operations that
+//! name an object the document lacks ("Obj ... Missing from Index"), on op counters that
+//! repeat one already held (`assert!(self.data[index].is_none())`), on `pred` or list
+//! elements naming made-up operations, on unbalanced marks (a panic while unwinding: an
+//! abort, which `catch_unwind` cannot stop). And it queues a change whose dependencies are
+//! missing without any check; a forgery queued under an honest actor's next sequence number
+//! then had that device's real change refused as a duplicate for good (issue 27, found by the
+//! policy fuzzer). So every change of a message is decoded and checked here first, against
+//! the document and the changes before it in the same message, at a cost proportional to the
+//! message (each check is an index lookup: `Automerge::import` for objects,
+//! `Automerge::hash_for_opid` for operations):
+//! - it decodes, and is not already held (those are left out);
+//! - its dependencies are held or come earlier in the message; a change whose dependencies
+//!   are missing is left out, never queued (an honest peer sends changes in order, and sends
+//!   the missing ones again when the exchange restarts);
+//! - none of its op counters is already taken by an operation of its actor;
+//! - each operation's object is the root, an object of the document, or an object made by
+//!   an earlier operation of the message, of a type that fits its key (map key or list
+//!   element), and inserts only into lists;
+//! - each `pred` and each list element it names is an operation held or earlier in the
+//!   message;
+//! - its marks are balanced: each mark end follows a mark begin of the same change on the
+//!   same object.
+//!
+//! Not checked (no panic found on it): that a `pred` names an operation on the same object
+//! and key. Document chunks (sent for a catch-up) are loaded alone, which Automerge checks,
+//! and count as held.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use automerge::legacy::{ElementId, Key, ObjectId, OpId, OpType};
+use automerge::sync::ChunkList;
+use automerge::{ActorId, Automerge, Change, ChangeHash, ObjType};
+
+/// What survives the checks: the bytes to load, in an order where each change follows its
+/// dependencies, and how many changes were left out for missing dependencies.
+pub(super) struct Screened {
+    pub(super) bytes: Vec<u8>,
+    pub(super) dropped: usize,
+}
+
+/// Checks the change chunks of a sync message against `doc`. `Err` says why the message
+/// must be refused.
+pub(super) fn screen(doc: &Automerge, chunks: &ChunkList) -> Result<Screened, String> {
+    let mut held: Vec<Automerge> = Vec::new();
+    let mut bytes = Vec::new();
+    let mut pending: Vec<Change> = Vec::new();
+    for chunk in chunks.iter() {
+        for (kind, whole) in crate::chunk::split_chunks(chunk)? {
+            if kind == 0 {
+                // A whole document: Automerge rebuilds and checks it when loading it alone.
+                let loaded = Automerge::load(whole)
+                    .map_err(|e| format!("an undecodable document chunk: {e}"))?;
+                held.push(loaded);
+                bytes.extend_from_slice(whole);
+                continue;
+            }
+            let change =
+                Change::try_from(whole).map_err(|e| format!("an undecodable change: {e}"))?;
+            pending.push(change);
+        }
+    }
+    let mut refs: Vec<&Automerge> = vec![doc];
+    refs.extend(held.iter());
+    let mut batch = Batch::default();
+    let mut seen: HashSet<ChangeHash> = HashSet::new();
+    pending.retain(|c| {
+        seen.insert(c.hash())
+            && !refs
+                .iter()
+                .any(|d| d.get_change_meta_by_hash(&c.hash()).is_some())
+    });
+    // Apply in dependency order: each pass takes the changes whose dependencies are held.
+    loop {
+        let before = pending.len();
+        let mut rest = Vec::new();
+        for change in pending {
+            let ready = change.deps().iter().all(|d| {
+                batch.hashes.contains(d)
+                    || refs.iter().any(|r| r.get_change_meta_by_hash(d).is_some())
+            });
+            if !ready {
+                rest.push(change);
+                continue;
+            }
+            batch.check(&refs, &change)?;
+            batch.hashes.insert(change.hash());
+            bytes.extend_from_slice(change.raw_bytes());
+        }
+        pending = rest;
+        if pending.is_empty() || pending.len() == before {
+            break;
+        }
+    }
+    Ok(Screened {
+        bytes,
+        dropped: pending.len(),
+    })
+}
+
+/// What the accepted changes of the message add.
+#[derive(Default)]
+struct Batch {
+    hashes: HashSet<ChangeHash>,
+    /// The op counter ranges of the accepted changes: (actor, first) to last.
+    ops: BTreeMap<(ActorId, u64), u64>,
+    made: HashMap<OpId, ObjType>,
+}
+
+impl Batch {
+    fn has_op(&self, refs: &[&Automerge], id: &OpId) -> bool {
+        let in_batch = self
+            .ops
+            .range((id.1.clone(), 0)..=(id.1.clone(), id.0))
+            .next_back()
+            .is_some_and(|(_, last)| *last >= id.0);
+        in_batch || refs.iter().any(|d| op_held(d, id))
+    }
+
+    /// Whether `e` names an operation held, of an earlier change of the message, or of the
+    /// change being checked (ops `start..=last`) before operation `cur`.
+    fn known(&self, refs: &[&Automerge], e: &OpId, cur: &OpId, start: u64, last: u64) -> bool {
+        let own = e.1 == cur.1 && e.0 >= start && e.0 <= last;
+        if own {
+            e.0 < cur.0
+        } else {
+            self.has_op(refs, e)
+        }
+    }
+
+    fn object_type(&self, refs: &[&Automerge], obj: &ObjectId) -> Option<ObjType> {
+        match obj {
+            ObjectId::Root => Some(ObjType::Map),
+            ObjectId::Id(id) => self.made.get(id).copied().or_else(|| {
+                let s = obj.to_string();
+                refs.iter().find_map(|d| d.import(&s).ok().map(|(_, t)| t))
+            }),
+        }
+    }
+
+    fn check(&mut self, refs: &[&Automerge], change: &Change) -> Result<(), String> {
+        let actor = change.actor_id().clone();
+        let hash = change.hash();
+        let start = change.start_op().get();
+        let len = change.len() as u64;
+        let last = start
+            .checked_add(len.saturating_sub(1))
+            .ok_or_else(|| format!("change {hash}: its op counters overflow"))?;
+        if len > 0 {
+            for counter in start..=last {
+                if self.has_op(refs, &OpId(counter, actor.clone())) {
+                    return Err(format!(
+                        "change {hash} reuses op counter {counter} of actor {actor}, already taken"
+                    ));
+                }
+            }
+        }
+        // Decoding panics (once: no abort) on an action it does not know; `Change::try_from`
+        // has checked the columns, so this is a belt.
+        let expanded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode()))
+            .map_err(|_| format!("change {hash} does not decode"))?;
+        let mut open_marks: Vec<ObjectId> = Vec::new();
+        for (i, op) in expanded.operations.iter().enumerate() {
+            let id = OpId(start + i as u64, actor.clone());
+            let bad = |what: String| format!("change {hash}, operation {}@{actor}: {what}", id.0);
+            let Some(typ) = self.object_type(refs, &op.obj) else {
+                return Err(bad(format!("object {} does not exist", op.obj)));
+            };
+            let is_map = matches!(typ, ObjType::Map | ObjType::Table);
+            match &op.key {
+                Key::Map(_) if !is_map || op.insert => {
+                    return Err(bad(format!("a map key on {typ:?} object {}", op.obj)));
+                }
+                Key::Seq(_) if is_map => {
+                    return Err(bad(format!("a list element on map {}", op.obj)));
+                }
+                Key::Seq(ElementId::Id(e)) if !self.known(refs, e, &id, start, last) => {
+                    return Err(bad(format!("list element {e} does not exist")));
+                }
+                Key::Seq(ElementId::Head) if !op.insert => {
+                    return Err(bad("names the head of a list without inserting".into()));
+                }
+                _ => {}
+            }
+            for p in op.pred.iter() {
+                if !self.known(refs, p, &id, start, last) {
+                    return Err(bad(format!("pred {p} does not exist")));
+                }
+            }
+            match &op.action {
+                OpType::Make(t) => {
+                    self.made.insert(id.clone(), *t);
+                }
+                OpType::MarkBegin(_) => open_marks.push(op.obj.clone()),
+                OpType::MarkEnd(_) => match open_marks.iter().position(|o| o == &op.obj) {
+                    Some(at) => {
+                        open_marks.remove(at);
+                    }
+                    None => return Err(bad("a mark end without its beginning".into())),
+                },
+                _ => {}
+            }
+        }
+        if !open_marks.is_empty() {
+            return Err(format!("change {hash}: a mark begins and never ends"));
+        }
+        if len > 0 {
+            self.ops.insert((actor, start), last);
+        }
+        Ok(())
+    }
+}
+
+/// Whether an operation with this id is in one of `doc`'s changes.
+fn op_held(doc: &Automerge, id: &OpId) -> bool {
+    doc.import_obj(&format!("{}@{}", id.0, id.1))
+        .ok()
+        .and_then(|exid| doc.hash_for_opid(&exid))
+        .is_some()
+}
