@@ -43,7 +43,7 @@ pub(super) struct Screened {
 
 /// Checks the change chunks of a sync message against `doc`. `Err` says why the message
 /// must be refused.
-pub(super) fn screen(doc: &Automerge, chunks: &ChunkList) -> Result<Screened, String> {
+pub(super) fn screen(doc: &mut Automerge, chunks: &ChunkList) -> Result<Screened, String> {
     let mut held: Vec<Automerge> = Vec::new();
     let mut bytes = Vec::new();
     let mut pending: Vec<Change> = Vec::new();
@@ -62,9 +62,25 @@ pub(super) fn screen(doc: &Automerge, chunks: &ChunkList) -> Result<Screened, St
             pending.push(change);
         }
     }
+    let mut batch = Batch::default();
+    // Each author's last change held: Automerge asserts that a change's seq follows it, and
+    // finds operations by a binary search that needs op counters to grow with seq.
+    for change in &pending {
+        let actor = change.actor_id();
+        if batch.last.contains_key(actor) {
+            continue;
+        }
+        let mut last = (0, 0);
+        for d in std::iter::once(&mut *doc).chain(held.iter_mut()) {
+            let (seq, max_op) = last_change(d, actor);
+            if seq > last.0 {
+                last = (seq, max_op);
+            }
+        }
+        batch.last.insert(actor.clone(), last);
+    }
     let mut refs: Vec<&Automerge> = vec![doc];
     refs.extend(held.iter());
-    let mut batch = Batch::default();
     let mut seen: HashSet<ChangeHash> = HashSet::new();
     pending.retain(|c| {
         seen.insert(c.hash())
@@ -106,6 +122,8 @@ struct Batch {
     hashes: HashSet<ChangeHash>,
     /// The op counter ranges of the accepted changes: (actor, first) to last.
     ops: BTreeMap<(ActorId, u64), u64>,
+    /// Per author, the seq and the last op counter of its last change (held or accepted).
+    last: HashMap<ActorId, (u64, u64)>,
     made: HashMap<OpId, ObjType>,
 }
 
@@ -148,14 +166,23 @@ impl Batch {
         let last = start
             .checked_add(len.saturating_sub(1))
             .ok_or_else(|| format!("change {hash}: its op counters overflow"))?;
-        if len > 0 {
-            for counter in start..=last {
-                if self.has_op(refs, &OpId(counter, actor.clone())) {
-                    return Err(format!(
-                        "change {hash} reuses op counter {counter} of actor {actor}, already taken"
-                    ));
-                }
-            }
+        let (seq, max_op) = self.last.get(&actor).copied().unwrap_or((0, 0));
+        if change.seq() != seq + 1 {
+            return Err(format!(
+                "change {hash} has seq {} but actor {actor}'s next is {}",
+                change.seq(),
+                seq + 1
+            ));
+        }
+        if start <= max_op {
+            return Err(format!(
+                "change {hash} starts at op {start}, not after actor {actor}'s last op {max_op}"
+            ));
+        }
+        if change.author().is_some() && change.seq() != 1 {
+            return Err(format!(
+                "change {hash} names an author but is not its actor's first"
+            ));
         }
         // Decoding panics (once: no abort) on an action it does not know; `Change::try_from`
         // has checked the columns, so this is a belt.
@@ -207,8 +234,10 @@ impl Batch {
             return Err(format!("change {hash}: a mark begins and never ends"));
         }
         if len > 0 {
-            self.ops.insert((actor, start), last);
+            self.ops.insert((actor.clone(), start), last);
         }
+        self.last
+            .insert(actor, (change.seq(), if len > 0 { last } else { max_op }));
         Ok(())
     }
 }
@@ -219,4 +248,17 @@ fn op_held(doc: &Automerge, id: &OpId) -> bool {
         .ok()
         .and_then(|exid| doc.hash_for_opid(&exid))
         .is_some()
+}
+
+/// The seq and last op counter of `actor`'s last change in `doc`, (0, 0) if none. Automerge
+/// answers it only for the document's own actor, hence the switch (restored after).
+fn last_change(doc: &mut Automerge, actor: &ActorId) -> (u64, u64) {
+    let own = doc.get_actor().clone();
+    doc.set_actor(actor.clone());
+    let last = doc.get_last_local_change().map(|c| {
+        let end = (c.start_op().get() + c.len() as u64).saturating_sub(1);
+        (c.seq(), end.max(c.max_op()))
+    });
+    doc.set_actor(own);
+    last.unwrap_or((0, 0))
 }
