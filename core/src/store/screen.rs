@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use automerge::legacy::{ElementId, Key, ObjectId, OpId, OpType};
 use automerge::sync::ChunkList;
-use automerge::{ActorId, Automerge, Change, ChangeHash, ObjType};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ObjType, ReadDoc};
 
 /// What survives the checks: the bytes to load, in an order where each change follows its
 /// dependencies, and how many changes were left out for missing dependencies.
@@ -122,6 +122,12 @@ struct Batch {
     hashes: HashSet<ChangeHash>,
     /// The op counter ranges of the accepted changes: (actor, first) to last.
     ops: BTreeMap<(ActorId, u64), u64>,
+    /// Where each operation of the accepted changes (and of the change being checked, up
+    /// to the current operation) writes: its object and key.
+    places: HashMap<OpId, (ObjectId, Key)>,
+    /// Per accepted change, the held changes it builds on (its dependencies, with those in
+    /// the message replaced by theirs): the document it was written on, as far as we hold it.
+    frontier: HashMap<ChangeHash, Vec<ChangeHash>>,
     /// Per author, the seq and the last op counter of its last change (held or accepted).
     last: HashMap<ActorId, (u64, u64)>,
     made: HashMap<OpId, ObjType>,
@@ -146,6 +152,47 @@ impl Batch {
         } else {
             self.has_op(refs, e)
         }
+    }
+
+    /// Whether `p`, named in `op`'s `pred`, is an operation at `op`'s object and key: Automerge
+    /// rebuilds a change from its operations by id, and panics on a `pred` elsewhere (found
+    /// by the fuzzer: a put into a new map naming the map's own creation). An operation of
+    /// the message is looked up; a held one at a map key must be visible there in the
+    /// document the change was written on (`frontier`), as an honest `pred` is. A held one
+    /// at a list element is only known to exist (what is left unchecked).
+    fn pred_fits(
+        &self,
+        refs: &[&Automerge],
+        p: &OpId,
+        op: &automerge::legacy::Op,
+        frontier: &[ChangeHash],
+    ) -> bool {
+        if let Some((obj, key)) = self.places.get(p) {
+            return obj == &op.obj && key == &op.key;
+        }
+        let Key::Map(k) = &op.key else {
+            return true;
+        };
+        let obj = op.obj.to_string();
+        refs.iter().any(|d| {
+            let heads: Vec<ChangeHash> = frontier
+                .iter()
+                .filter(|h| d.get_change_meta_by_hash(h).is_some())
+                .copied()
+                .collect();
+            let Ok(id) = (match &op.obj {
+                ObjectId::Root => Ok(automerge::ROOT),
+                ObjectId::Id(_) => d.import_obj(&obj),
+            }) else {
+                return false;
+            };
+            d.get_all_at(&id, k.as_str(), &heads).is_ok_and(|values| {
+                values.iter().any(|(_, e)| match e {
+                    automerge::ObjId::Id(c, a, _) => *c == p.0 && a == &p.1,
+                    automerge::ObjId::Root => false,
+                })
+            })
+        })
     }
 
     fn object_type(&self, refs: &[&Automerge], obj: &ObjectId) -> Option<ObjType> {
@@ -188,6 +235,15 @@ impl Batch {
         // has checked the columns, so this is a belt.
         let expanded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode()))
             .map_err(|_| format!("change {hash} does not decode"))?;
+        let mut frontier: Vec<ChangeHash> = Vec::new();
+        for d in change.deps() {
+            match self.frontier.get(d) {
+                Some(f) => frontier.extend(f.iter().copied()),
+                None => frontier.push(*d),
+            }
+        }
+        frontier.sort();
+        frontier.dedup();
         let mut open_marks: Vec<ObjectId> = Vec::new();
         for (i, op) in expanded.operations.iter().enumerate() {
             let id = OpId(start + i as u64, actor.clone());
@@ -215,7 +271,12 @@ impl Batch {
                 if !self.known(refs, p, &id, start, last) {
                     return Err(bad(format!("pred {p} does not exist")));
                 }
+                if !self.pred_fits(refs, p, op, &frontier) {
+                    return Err(bad(format!("pred {p} is not an operation at its key")));
+                }
             }
+            self.places
+                .insert(id.clone(), (op.obj.clone(), op.key.clone()));
             match &op.action {
                 OpType::Make(t) => {
                     self.made.insert(id.clone(), *t);
@@ -236,6 +297,7 @@ impl Batch {
         if len > 0 {
             self.ops.insert((actor.clone(), start), last);
         }
+        self.frontier.insert(hash, frontier);
         self.last
             .insert(actor, (change.seq(), if len > 0 { last } else { max_op }));
         Ok(())
