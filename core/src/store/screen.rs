@@ -125,6 +125,8 @@ struct Batch {
     /// Where each operation of the accepted changes (and of the change being checked, up
     /// to the current operation) writes: its object and key.
     places: HashMap<OpId, (ObjectId, Key)>,
+    /// The operations of the message that put a counter.
+    counters: HashSet<OpId>,
     /// Per accepted change, the held changes it builds on (its dependencies, with those in
     /// the message replaced by theirs): the document it was written on, as far as we hold it.
     frontier: HashMap<ChangeHash, Vec<ChangeHash>>,
@@ -159,7 +161,8 @@ impl Batch {
     /// by the fuzzer: a put into a new map naming the map's own creation). An operation of
     /// the message is looked up; a held one at a map key must be visible there in the
     /// document the change was written on (`frontier`), as an honest `pred` is. A held one
-    /// at a list element is only known to exist (what is left unchecked).
+    /// at a list element is only known to exist (what is left unchecked). An increment's
+    /// must be a counter.
     fn pred_fits(
         &self,
         refs: &[&Automerge],
@@ -167,8 +170,10 @@ impl Batch {
         op: &automerge::legacy::Op,
         frontier: &[ChangeHash],
     ) -> bool {
+        // An increment that names anything but a counter panics in Automerge too.
+        let counter = matches!(op.action, OpType::Increment(_));
         if let Some((obj, key)) = self.places.get(p) {
-            return obj == &op.obj && key == &op.key;
+            return obj == &op.obj && key == &op.key && (!counter || self.counters.contains(p));
         }
         let Key::Map(k) = &op.key else {
             return true;
@@ -187,9 +192,12 @@ impl Batch {
                 return false;
             };
             d.get_all_at(&id, k.as_str(), &heads).is_ok_and(|values| {
-                values.iter().any(|(_, e)| match e {
-                    automerge::ObjId::Id(c, a, _) => *c == p.0 && a == &p.1,
-                    automerge::ObjId::Root => false,
+                values.iter().any(|(v, e)| {
+                    let is_p = match e {
+                        automerge::ObjId::Id(c, a, _) => *c == p.0 && a == &p.1,
+                        automerge::ObjId::Root => false,
+                    };
+                    is_p && (!counter || v.is_counter())
                 })
             })
         })
@@ -267,6 +275,16 @@ impl Batch {
                 }
                 _ => {}
             }
+            // What Automerge makes of each kind: an insert creates an element (nothing to
+            // replace); a delete, an increment, a put on a list element replace something.
+            if op.insert && !op.pred.is_empty() {
+                return Err(bad("an insert that names a pred".into()));
+            }
+            let replaces = matches!(op.action, OpType::Delete | OpType::Increment(_))
+                || (matches!(op.key, Key::Seq(_)) && !op.insert);
+            if replaces && op.pred.is_empty() {
+                return Err(bad("replaces nothing: its pred is empty".into()));
+            }
             for p in op.pred.iter() {
                 if !self.known(refs, p, &id, start, last) {
                     return Err(bad(format!("pred {p} does not exist")));
@@ -277,6 +295,9 @@ impl Batch {
             }
             self.places
                 .insert(id.clone(), (op.obj.clone(), op.key.clone()));
+            if matches!(op.action, OpType::Put(automerge::ScalarValue::Counter(_))) {
+                self.counters.insert(id.clone());
+            }
             match &op.action {
                 OpType::Make(t) => {
                     self.made.insert(id.clone(), *t);
