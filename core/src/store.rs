@@ -14,6 +14,7 @@ mod mirror;
 mod paths;
 mod receive;
 mod screen;
+pub(crate) use screen::MayQueue;
 mod signatures;
 mod slot;
 mod subscription;
@@ -1286,16 +1287,17 @@ impl Store {
         from: &PeerId,
         written: bool,
         verify: &VerifyNew<'_>,
+        may_queue: &MayQueue<'_>,
     ) -> Result<Received> {
         if let Some(fleet) = self.fleet_of(doc) {
-            return fleet.receive_sync(doc, state, msg, from, written, verify);
+            return fleet.receive_sync(doc, state, msg, from, written, verify, may_queue);
         }
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();
         let before = s.doc.get_heads();
         let bulk = msg.changes.iter().map(<[u8]>::len).sum::<usize>() > BULK_PATHS_BYTES;
-        if let Some(reason) = receive::receive_sync_message(&mut s.doc, state, msg)
+        if let Some(reason) = receive::receive_sync_message(&mut s.doc, state, msg, may_queue)
             .map_err(|e| Error::automerge(doc, e))?
         {
             // Refused before Automerge saw it: the document is as it was.

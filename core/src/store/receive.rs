@@ -22,12 +22,13 @@ pub(super) fn receive_sync_message(
     doc: &mut Automerge,
     state: &mut State,
     message: Message,
+    may_queue: &super::screen::MayQueue<'_>,
 ) -> Result<Option<String>, AutomergeError> {
     // Checked before Automerge sees them (it panics on some, and queues others unchecked).
     let screened = if message.changes.is_empty() || state.read_only {
         None
     } else {
-        match super::screen::screen(doc, &message.changes) {
+        match super::screen::screen(doc, &message.changes, may_queue) {
             Ok(s) => Some(s),
             Err(reason) => return Ok(Some(reason)),
         }
@@ -157,7 +158,7 @@ mod tests {
             if let Some(m) = a.generate_sync_message(&mut sa) {
                 b.receive_sync_message(&mut sb, m.clone())
                     .expect("automerge applies a valid message");
-                receive_sync_message(&mut b2, &mut sb2, m).expect("we apply it too");
+                receive_sync_message(&mut b2, &mut sb2, m, &|_, _| true).expect("we apply it too");
                 assert_eq!(sb, sb2);
                 assert_eq!(b.get_heads(), b2.get_heads());
                 moved = true;

@@ -13,8 +13,8 @@
 //! `Automerge::hash_for_opid` for operations):
 //! - it decodes, and is not already held (those are left out);
 //! - its dependencies are held or come earlier in the message; a change whose dependencies
-//!   are missing is left out, never queued (an honest peer sends changes in order, and sends
-//!   the missing ones again when the exchange restarts);
+//!   are missing is left out, unless its author's signature verifies (then Automerge queues
+//!   it, unchecked: only a holder of the author's key can place it there);
 //! - none of its op counters is already taken by an operation of its actor;
 //! - each operation's object is the root, an object of the document, or an object made by
 //!   an earlier operation of the message, of a type that fits its key (map key or list
@@ -34,6 +34,11 @@ use automerge::legacy::{ElementId, Key, ObjectId, OpId, OpType};
 use automerge::sync::ChunkList;
 use automerge::{ActorId, Automerge, Change, ChangeHash, ObjType, ReadDoc};
 
+/// Whether changes by this actor whose dependencies are missing may wait in Automerge's queue,
+/// given the hash of the actor's newest change in the message (the one its signature
+/// covers): only if that signature verifies, when signatures are checked.
+pub(crate) type MayQueue<'a> = dyn Fn(&ActorId, &ChangeHash) -> bool + 'a;
+
 /// What survives the checks: the bytes to load, in an order where each change follows its
 /// dependencies, and how many changes were left out for missing dependencies.
 pub(super) struct Screened {
@@ -43,7 +48,11 @@ pub(super) struct Screened {
 
 /// Checks the change chunks of a sync message against `doc`. `Err` says why the message
 /// must be refused.
-pub(super) fn screen(doc: &mut Automerge, chunks: &ChunkList) -> Result<Screened, String> {
+pub(super) fn screen(
+    doc: &mut Automerge,
+    chunks: &ChunkList,
+    may_queue: &MayQueue<'_>,
+) -> Result<Screened, String> {
     let mut held: Vec<Automerge> = Vec::new();
     let mut bytes = Vec::new();
     let mut pending: Vec<Change> = Vec::new();
@@ -110,10 +119,31 @@ pub(super) fn screen(doc: &mut Automerge, chunks: &ChunkList) -> Result<Screened
             break;
         }
     }
-    Ok(Screened {
-        bytes,
-        dropped: pending.len(),
-    })
+    // Changes whose dependencies are missing: Automerge would queue them unchecked, and a
+    // queued forgery of an honest actor's next seq had the real change refused for good. So
+    // they wait only if their author's signature verifies (an honest peer's change sent
+    // before its dependency arrived, e.g. after a lost message); the others are left out.
+    let mut newest: HashMap<&ActorId, (u64, ChangeHash)> = HashMap::new();
+    for c in &pending {
+        let e = newest.entry(c.actor_id()).or_insert((c.seq(), c.hash()));
+        if c.seq() > e.0 {
+            *e = (c.seq(), c.hash());
+        }
+    }
+    let allowed: HashSet<&ActorId> = newest
+        .iter()
+        .filter(|(a, (_, h))| may_queue(a, h))
+        .map(|(a, _)| *a)
+        .collect();
+    let mut dropped = 0;
+    for c in &pending {
+        if allowed.contains(c.actor_id()) {
+            bytes.extend_from_slice(c.raw_bytes());
+        } else {
+            dropped += 1;
+        }
+    }
+    Ok(Screened { bytes, dropped })
 }
 
 /// What the accepted changes of the message add.
