@@ -1279,6 +1279,9 @@ impl Store {
     /// paths each writes if `written`: the context has per-path write rules); if it
     /// refuses, the document is reloaded from disk (the changes were only in memory) and the
     /// refusal returned. What it accepts, it returns as signatures to store beside them.
+    /// Before that, the changes are checked before Automerge sees them (`store/screen.rs`);
+    /// `may_queue` says whose changes with missing dependencies may wait in its queue.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn receive_sync(
         &self,
         doc: &DocumentId,
