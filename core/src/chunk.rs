@@ -49,6 +49,17 @@ fn next_chunk<'a>(bytes: &mut &'a [u8]) -> Result<(u8, &'a [u8], &'a [u8]), Stri
     Ok((kind, contents, &start[..header_len + contents.len()]))
 }
 
+/// The chunks of `bytes`, each whole (header included), with its type (0 document, 1
+/// change, 2 compressed change).
+pub(crate) fn split_chunks(mut bytes: &[u8]) -> Result<Vec<(u8, &[u8])>, String> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (kind, _, whole) = next_chunk(&mut bytes)?;
+        out.push((kind, whole));
+    }
+    Ok(out)
+}
+
 /// The actors that authored the changes in `bytes` (one or more concatenated chunks).
 pub(crate) fn chunk_actors(mut bytes: &[u8]) -> Result<Vec<ActorId>, String> {
     let mut actors = Vec::new();

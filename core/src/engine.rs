@@ -1730,9 +1730,13 @@ impl Engine {
         let verified = std::cell::Cell::new(0u64);
         let path_rules = self.config.policy.has_path_rules(doc.context());
         let relayed_erasures = self.is_relayed_erasure_list(&info, &doc);
-        let result = self
-            .store
-            .receive_sync(&doc, &mut state, msg, from, path_rules, &|new| {
+        let result = self.store.receive_sync(
+            &doc,
+            &mut state,
+            msg,
+            from,
+            path_rules,
+            &|new| {
                 if path_rules {
                     self.check_paths(&info, &doc, new)?;
                 }
@@ -1746,7 +1750,16 @@ impl Engine {
                 } else {
                     Ok(Vec::new())
                 }
-            });
+            },
+            &|actor, hash| {
+                // Without signature checks, Automerge queues as it always did.
+                !checking
+                    || pending.get(hash).is_some_and(|(key, signature)| {
+                        self.check_signature(&info, &doc, actor, hash, key, signature)
+                            .is_ok()
+                    })
+            },
+        );
         self.metrics.signatures_verified += verified.get();
         if checking {
             self.settle_pending(&info, &doc, pending);

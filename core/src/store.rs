@@ -13,6 +13,8 @@ mod flush;
 mod mirror;
 mod paths;
 mod receive;
+mod screen;
+pub(crate) use screen::MayQueue;
 mod signatures;
 mod slot;
 mod subscription;
@@ -1277,6 +1279,9 @@ impl Store {
     /// paths each writes if `written`: the context has per-path write rules); if it
     /// refuses, the document is reloaded from disk (the changes were only in memory) and the
     /// refusal returned. What it accepts, it returns as signatures to store beside them.
+    /// Before that, the changes are checked before Automerge sees them (`store/screen.rs`);
+    /// `may_queue` says whose changes with missing dependencies may wait in its queue.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn receive_sync(
         &self,
         doc: &DocumentId,
@@ -1285,17 +1290,22 @@ impl Store {
         from: &PeerId,
         written: bool,
         verify: &VerifyNew<'_>,
+        may_queue: &MayQueue<'_>,
     ) -> Result<Received> {
         if let Some(fleet) = self.fleet_of(doc) {
-            return fleet.receive_sync(doc, state, msg, from, written, verify);
+            return fleet.receive_sync(doc, state, msg, from, written, verify, may_queue);
         }
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();
         let before = s.doc.get_heads();
         let bulk = msg.changes.iter().map(<[u8]>::len).sum::<usize>() > BULK_PATHS_BYTES;
-        receive::receive_sync_message(&mut s.doc, state, msg)
-            .map_err(|e| Error::automerge(doc, e))?;
+        if let Some(reason) = receive::receive_sync_message(&mut s.doc, state, msg, may_queue)
+            .map_err(|e| Error::automerge(doc, e))?
+        {
+            // Refused before Automerge saw it: the document is as it was.
+            return Ok(Received::Refused(reason));
+        }
         if s.doc.get_heads() == before {
             return Ok(Received::Applied(0));
         }

@@ -346,7 +346,7 @@ impl Engine {
 
     /// Why the signature `signature` by certificate `key` of change `hash` by `actor` in
     /// `doc`, received from `from`, is not valid, if it is not.
-    fn check_signature(
+    pub(super) fn check_signature(
         &self,
         from: &PeerInfo,
         doc: &DocumentId,

@@ -16,11 +16,23 @@ use std::collections::HashSet;
 use automerge::sync::{Capability, Message, MessageFlags, State};
 use automerge::{Automerge, AutomergeError, ChangeHash};
 
+/// `Ok(Some(reason))`: the message's changes fail the checks of `super::screen` and nothing
+/// of it was applied (the sync state is untouched too).
 pub(super) fn receive_sync_message(
     doc: &mut Automerge,
     state: &mut State,
     message: Message,
-) -> Result<(), AutomergeError> {
+    may_queue: &super::screen::MayQueue<'_>,
+) -> Result<Option<String>, AutomergeError> {
+    // Checked before Automerge sees them (it panics on some, and queues others unchecked).
+    let screened = if message.changes.is_empty() || state.read_only {
+        None
+    } else {
+        match super::screen::screen(doc, &message.changes, may_queue) {
+            Ok(s) => Some(s),
+            Err(reason) => return Ok(Some(reason)),
+        }
+    };
     state.in_flight = false;
     let before_heads = doc.get_heads();
     let Message {
@@ -46,9 +58,14 @@ pub(super) fn receive_sync_message(
     }
 
     let changes_is_empty = message_changes.is_empty();
-    if !changes_is_empty && !state.read_only {
-        let bytes: Vec<u8> = message_changes.iter().flatten().copied().collect();
-        doc.load_incremental(&bytes)?;
+    if let Some(screened) = screened {
+        if screened.dropped > 0 {
+            tracing::debug!(
+                dropped = screened.dropped,
+                "left out received changes whose dependencies are missing"
+            );
+        }
+        doc.load_incremental(&screened.bytes)?;
         state.shared_heads = advance_heads(&before_heads, &doc.get_heads(), &state.shared_heads);
     }
 
@@ -95,7 +112,7 @@ pub(super) fn receive_sync_message(
     state.their_have = Some(message_have);
     state.their_heads = Some(message_heads);
     state.their_need = Some(message_need);
-    Ok(())
+    Ok(None)
 }
 
 /// Automerge's `advance_heads`: our new heads, plus the old shared heads that are still heads.
@@ -141,7 +158,7 @@ mod tests {
             if let Some(m) = a.generate_sync_message(&mut sa) {
                 b.receive_sync_message(&mut sb, m.clone())
                     .expect("automerge applies a valid message");
-                receive_sync_message(&mut b2, &mut sb2, m).expect("we apply it too");
+                receive_sync_message(&mut b2, &mut sb2, m, &|_, _| true).expect("we apply it too");
                 assert_eq!(sb, sb2);
                 assert_eq!(b.get_heads(), b2.get_heads());
                 moved = true;
