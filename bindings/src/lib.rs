@@ -26,6 +26,7 @@
 //!         durable_writes: true,
 //!         ticket_prefix: None,
 //!         signatures: None,
+//!         replicated_timeout_ms: 3000,
 //!     })
 //! };
 //! let pos = Outpost::open_blocking(config("pos-1", "pos", vec![])?)?;

@@ -180,7 +180,7 @@ pub enum Error {
     )]
     Storage(#[from] crate::storage::StorageError),
     /// Another process (or another open store in this one) holds the data directory.
-    #[error("the data directory {path} is in use by another process (is outpost or outpost-cloud running on it?); stop it, then try again")]
+    #[error("the data directory {path} is in use: its storage is open in another process or by another store of this one (is outpost or outpost-cloud running on it?); stop it, then try again")]
     InUse {
         /// The data directory.
         path: String,

@@ -244,7 +244,11 @@ async fn older_kiosk_syncs(protocols: Vec<Protocol>) {
     let ca = FleetCa::generate("acme").expect("ca");
     let pos_cert = issue(&ca, "lyon", "pos-1", "pos");
     let kiosk_cert = issue(&ca, "lyon", "kiosk-1", "kiosk");
-    let pos = start(test_config(&dir.path().join("pos"), &pos_cert, vec![])).await;
+    // Protocol 1 carries no signatures: a fleet still running such devices runs the
+    // transitional rule (the default, `Required`, refuses their unsigned changes).
+    let mut pos_config = test_config(&dir.path().join("pos"), &pos_cert, vec![]);
+    pos_config.signatures = outpost_core::signing::SignatureRule::Transitional;
+    let pos = start(pos_config).await;
     for i in 0..20 {
         pos.store()
             .put(
@@ -261,6 +265,7 @@ async fn older_kiosk_syncs(protocols: Vec<Protocol>) {
         vec![pos.local_addr()],
     );
     config.tuning.protocols = protocols;
+    config.signatures = outpost_core::signing::SignatureRule::Transitional;
     let kiosk = start(config).await;
     kiosk
         .store()
