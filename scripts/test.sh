@@ -70,6 +70,11 @@ step "npm packages for the dashboard's browser test (playwright-core, no browser
 step "tests"
 cargo test --workspace --locked
 
+step "the storage suites again on sled (the default engine is redb; the power-cut suites run both)"
+OUTPOST_TEST_ENGINE=sled cargo test --locked -p outpost-core --test durability --test backup \
+  --test store_api --test tickets --test retention --test feed --test signed_changes \
+  --test permissions
+
 step "bindings: generate Kotlin, Swift, Python; run their tests"
 ./bindings/test.sh
 
