@@ -193,9 +193,22 @@ impl Database {
         check_no_unfinished_swap(dir)?;
         crate::storage::private_dir(dir)?;
         let engine = Engine::detect(dir).unwrap_or(options.engine);
-        let backend: Arc<dyn Backend> = match engine {
-            Engine::Sled => Arc::new(sled::SledBackend::open(dir, options)?),
-            Engine::Redb => redb::RedbBackend::open(dir, options)?,
+        // Both engines release their lock a moment after the last handle is dropped (sled
+        // from a background thread, sled issues #1234 and #1289; redb when its periodic sync
+        // thread lets go), so reopening a store right after closing it in the same process
+        // may briefly find it held: retry for up to 2 s before reporting it in use.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let backend: Arc<dyn Backend> = loop {
+            let opened: Result<Arc<dyn Backend>> = match engine {
+                Engine::Sled => sled::SledBackend::open(dir, options).map(|b| Arc::new(b) as _),
+                Engine::Redb => redb::RedbBackend::open(dir, options).map(|b| b as _),
+            };
+            match opened {
+                Err(crate::Error::InUse { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => break other?,
+            }
         };
         private_files(dir)?;
         Ok(Database {

@@ -39,28 +39,16 @@ pub(crate) struct RedbBackend {
 impl RedbBackend {
     pub(crate) fn open(dir: &Path, options: &DatabaseOptions) -> crate::Result<Arc<RedbBackend>> {
         let path = dir.join(FILE);
-        // A handle being dropped (a node shutting down, the periodic sync thread ending)
-        // releases the file a moment later: retry briefly, as the sled engine does.
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        let db = loop {
-            match redb::Builder::new()
-                .set_cache_size(usize::try_from(options.cache_capacity).unwrap_or(usize::MAX))
-                .create(&path)
-            {
-                Ok(db) => break db,
-                Err(redb::DatabaseError::DatabaseAlreadyOpen)
-                    if std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                    return Err(crate::Error::InUse {
-                        path: dir.display().to_string(),
-                    })
-                }
-                Err(e) => return Err(crate::Error::Storage(err(e))),
-            }
-        };
+        // The lock of a handle being dropped: `Database::open` retries briefly.
+        let db = redb::Builder::new()
+            .set_cache_size(usize::try_from(options.cache_capacity).unwrap_or(usize::MAX))
+            .create(&path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => crate::Error::InUse {
+                    path: dir.display().to_string(),
+                },
+                e => crate::Error::Storage(err(e)),
+            })?;
         super::sled::sync_dir(dir).map_err(StorageError::Io)?;
         let backend = Arc::new(RedbBackend {
             db,

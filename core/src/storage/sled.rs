@@ -21,7 +21,6 @@ use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
 
 use sled::Transactional;
 
@@ -43,25 +42,14 @@ impl SledBackend {
             .path(dir)
             .cache_capacity(options.cache_capacity)
             .flush_every_ms(Some(options.flush_every_ms));
-        // sled releases its file lock from a background thread a moment after the last
-        // handle of a database is dropped (sled issues #1234, #1289), so reopening a store
-        // right after closing it in the same process may briefly find the lock still held.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                    return Err(crate::Error::InUse {
-                        path: dir.display().to_string(),
-                    })
-                }
-                other => break other.map_err(StorageError::Sled)?,
+        // The lock of a handle being dropped: `Database::open` retries briefly.
+        let db = match config.open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                return Err(crate::Error::InUse {
+                    path: dir.display().to_string(),
+                })
             }
+            other => other.map_err(StorageError::Sled)?,
         };
         let backend = SledBackend {
             db,
