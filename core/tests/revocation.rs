@@ -7,9 +7,7 @@ use outpost_core::engine::wire::WireMessage;
 use outpost_core::engine::{RevocationRefused, MAX_BAD_REVOCATIONS_PER_SESSION};
 use outpost_core::revocation::{SignedRevocation, MAX_REVOCATIONS_PER_MESSAGE};
 use outpost_core::signing::SignatureRule;
-use outpost_core::{
-    Engine, EngineConfig, EngineError, Event, PeerId, PeerInfo, Policy, Store, Timestamp,
-};
+use outpost_core::{Engine, EngineConfig, EngineError, Event, PeerInfo, Policy, Store, Timestamp};
 use outpost_testkit::{doc, replay_hint, Net, TestCa};
 use serde_json::json;
 
@@ -17,16 +15,6 @@ const ORDERS: &str = "orders/2026-12-01";
 
 fn site() -> outpost_core::SiteId {
     "s1".parse().expect("a site id")
-}
-
-fn refusals(net: &mut Net, peer: &PeerId) -> Vec<String> {
-    net.events(peer)
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::ChangeRefused { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect()
 }
 
 /// A stolen kiosk: revoked at the POS, the revocation reaches the kitchen (which never talks
@@ -98,7 +86,7 @@ fn stolen_kiosk(seed: u64) {
     net.disconnect(&kiosk, &kiosk2);
     // Then it comes back to the site: it learns the revocation first, and the POS refuses
     // the kiosk's k-2 that it relays.
-    refusals(&mut net, &pos);
+    net.refusals(&pos);
     net.connect(&kiosk2, &pos);
     net.run_until_quiet();
     assert!(net.engine(&kiosk2).is_revoked(&site(), &kiosk));
@@ -108,7 +96,7 @@ fn stolen_kiosk(seed: u64) {
         "the POS took a revoked device's change through a relay; {}",
         replay_hint(seed)
     );
-    let refused = refusals(&mut net, &pos);
+    let refused = net.refusals(&pos);
     assert!(
         refused.iter().any(|r| r.contains("revoked")),
         "{refused:?}; {}",

@@ -3,23 +3,13 @@
 
 use outpost_core::engine::wire::{ChangeSignature, WireMessage};
 use outpost_core::signing::{SignatureRule, Signer};
-use outpost_core::{EngineError, Event, PeerId, PeerInfo, Policy, Store};
+use outpost_core::{EngineError, PeerInfo, Policy, Store};
 use outpost_core::{StoreOptions, Timestamp};
 use outpost_testkit::{doc, replay_hint, FaultModel, Net, PeerOptions, TestCa};
 use rand::Rng;
 use serde_json::json;
 
 const ORDERS: &str = "orders/2026-12-01";
-
-fn refusals(net: &mut Net, peer: &PeerId) -> Vec<String> {
-    net.events(peer)
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::ChangeRefused { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect()
-}
 
 /// A kitchen that writes an order under the kiosk's actor: `signed` with its own key (a
 /// tampered device of this version), or unsigned (a tampered device of an older version).
@@ -54,7 +44,7 @@ fn forging_relay(seed: u64, rule: SignatureRule, signed: bool) {
     net.put(&kiosk, &orders, "/orders/k-1", json!({"total": 950}));
     net.run_until_quiet();
     for p in [&pos1, &pos2, &kiosk] {
-        refusals(&mut net, p);
+        net.refusals(p);
     }
     net.put(&forger, &orders, "/orders/forged", json!({"total": 1}));
     net.run_until_quiet();
@@ -65,7 +55,7 @@ fn forging_relay(seed: u64, rule: SignatureRule, signed: bool) {
             "{p} took the forged order; {}",
             replay_hint(seed)
         );
-        let refused = refusals(&mut net, p);
+        let refused = net.refusals(p);
         assert!(
             !refused.is_empty(),
             "{p} did not report the forgery; {}",
@@ -145,7 +135,7 @@ fn a_new_kiosks_orders_reach_a_pos_that_never_met_it() {
             "{}",
             replay_hint(seed)
         );
-        assert!(refusals(&mut net, &pos1).is_empty());
+        assert!(net.refusals(&pos1).is_empty());
         let certified = net.store(&pos1).certified_peers().expect("readable");
         assert!(
             certified.contains(&"kiosk-9".parse().expect("valid")),
@@ -171,7 +161,7 @@ fn a_new_kiosks_orders_reach_a_pos_that_never_met_it() {
             net.get(&pos2, &orders, "/orders/k-19/total"),
             Some(json!(19))
         );
-        assert!(refusals(&mut net, &pos2).is_empty());
+        assert!(net.refusals(&pos2).is_empty());
         net.assert_converged();
     }
 }
@@ -200,13 +190,13 @@ fn rollout_old_devices_are_accepted_in_transition_only() {
         match rule {
             SignatureRule::Transitional => {
                 assert_eq!(got, Some(json!(1)));
-                assert!(refusals(&mut net, &pos1).is_empty());
+                assert!(net.refusals(&pos1).is_empty());
                 // The old device still gets the signed device's changes.
                 assert_eq!(net.get(&old, &orders, "/p-1/total"), Some(json!(2)));
             }
             _ => {
                 assert_eq!(got, None);
-                let r = refusals(&mut net, &pos1);
+                let r = net.refusals(&pos1);
                 assert!(r.iter().any(|r| r.contains("no signature")), "{r:?}");
             }
         }
@@ -241,7 +231,7 @@ fn a_rollout_date_switches_from_transition_to_required() {
     net.put(&old, &orders, "/o-2", json!({"total": 2}));
     net.run_until_quiet();
     assert_eq!(net.get(&pos1, &orders, "/o-2"), None);
-    let r = refusals(&mut net, &pos1);
+    let r = net.refusals(&pos1);
     assert!(r.iter().any(|r| r.contains("no signature")), "{r:?}");
     println!("after the rollout date: {}", r[0]);
 }
@@ -285,7 +275,7 @@ fn an_upgraded_device_vouches_for_its_earlier_changes() {
         let kiosk = net.add_peer("s1", "kiosk-1", "kiosk");
         net.connect(&kiosk, &pos2);
         net.run_until_quiet();
-        let refused = refusals(&mut net, &kiosk);
+        let refused = net.refusals(&kiosk);
         assert!(refused.is_empty(), "{refused:?}; {}", replay_hint(seed));
         assert_eq!(
             net.get(&kiosk, &orders, "/orders/a-4/total"),
@@ -322,7 +312,7 @@ fn offline_writes_without_the_key_are_signed_by_the_device_later() {
         net.restart(&pos1);
         net.heal();
         net.run_until_quiet();
-        let refused = refusals(&mut net, &pos2);
+        let refused = net.refusals(&pos2);
         assert!(refused.is_empty(), "{refused:?}; {}", replay_hint(seed));
         assert_eq!(
             net.get(&pos2, &orders, "/orders/offline/total"),
@@ -393,7 +383,7 @@ fn signed_sites_converge_under_faults() {
         net.heal();
         net.run_until_quiet();
         for p in &peers {
-            let r = refusals(&mut net, p);
+            let r = net.refusals(p);
             assert!(r.is_empty(), "{p} refused: {r:?}; {}", replay_hint(seed));
         }
         net.assert_converged();

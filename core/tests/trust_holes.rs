@@ -4,22 +4,12 @@
 #![allow(clippy::unwrap_used)]
 
 use outpost_core::signing::SignatureRule;
-use outpost_core::{Durability, Event, PeerId};
+use outpost_core::{Durability, Event};
 use outpost_testkit::{doc, Net, PeerOptions};
 use serde_json::json;
 
 /// The simulation starts on 2023-11-14 (`START_MS`): today's orders.
 const TODAY: &str = "orders/2023-11-14";
-
-fn refusals(net: &mut Net, peer: &PeerId) -> Vec<String> {
-    net.events(peer)
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::ChangeRefused { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect()
-}
 
 /// Hole 1: a kiosk writes, unsigned, under the actor of a device nobody has seen
 /// (`outpost:<claimed role>:ghost:…`): it deletes today's `/orders` and marks an order paid.
@@ -68,7 +58,7 @@ fn ghost_writes(seed: u64, rule: Option<SignatureRule>, claimed_role: &str) {
         Some(json!(950))
     );
     for p in [&pos1, &pos2, &kitchen] {
-        refusals(&mut net, p);
+        net.refusals(p);
     }
     net.put(&rogue, &day, "/orders/P1-002/payment", json!({"paid": 420}));
     net.write(&rogue, &day, |s, d| {
@@ -76,7 +66,7 @@ fn ghost_writes(seed: u64, rule: Option<SignatureRule>, claimed_role: &str) {
     });
     net.run_until_quiet();
     for p in [&pos1, &pos2, &kitchen] {
-        let refused = refusals(&mut net, p);
+        let refused = net.refusals(p);
         let metric = net.engine(p).metrics().changes_refused;
         println!(
             "seed {seed}, {rule:?}, ghost as {claimed_role}: {p} refused {metric} changes: {:?}",
@@ -346,7 +336,7 @@ fn an_unsynced_kiosk_seeding_orders_cannot_hide_the_days_orders() {
         );
         assert!(net.engine(p).metrics().changes_refused > 0 || p == &kitchen);
     }
-    let refused = refusals(&mut net, &pos);
+    let refused = net.refusals(&pos);
     println!("pos-1 refused the kiosk's /orders: {:?}", refused.first());
     assert!(!refused.is_empty());
 }

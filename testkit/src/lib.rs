@@ -493,6 +493,18 @@ impl Net {
         std::iter::from_fn(|| l.poll_event()).collect()
     }
 
+    /// The reasons of the `ChangeRefused` events a peer emitted since events were last
+    /// drained (other events are drained too).
+    pub fn refusals(&mut self, peer: &PeerId) -> Vec<String> {
+        self.events(peer)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::ChangeRefused { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// A running peer's store.
     pub fn store(&self, peer: &PeerId) -> &Store {
         self.engine(peer).store()
