@@ -195,41 +195,7 @@ fn durable_writes_survive_kill_9() {
             rng.random_range(1..200)
         };
         let extra_delay = Duration::from_micros(rng.random_range(0..3000));
-        let mut child = spawn_child(dir.path(), round);
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut last: Option<u64> = None;
-        let mut seen = 0;
-        if wait_for_acks == 0 {
-            std::thread::sleep(extra_delay * 10);
-        }
-        while seen < wait_for_acks {
-            match lines.next() {
-                Some(line) => {
-                    if let Some(n) = parse_ack(&line.expect("child stdout is text")) {
-                        last = Some(n);
-                        seen += 1;
-                    }
-                }
-                None => {
-                    let mut err = String::new();
-                    if let Some(mut e) = child.stderr.take() {
-                        let _ = e.read_to_string(&mut err);
-                    }
-                    let _ = child.wait();
-                    panic!("seed {seed}: the child ended before being killed:\n{err}");
-                }
-            }
-        }
-        std::thread::sleep(extra_delay);
-        child.kill().expect("SIGKILL the child");
-        child.wait().expect("reap the child");
-        // Acks printed before the kill are still in the pipe.
-        for line in lines {
-            if let Some(n) = line.ok().as_deref().and_then(parse_ack) {
-                last = Some(n);
-            }
-        }
+        let last = write_and_kill(dir.path(), round, wait_for_acks, extra_delay, seed);
         total_acks += last.map_or(0, |n| n + 1);
         acked.push((round, last));
 
@@ -266,14 +232,24 @@ fn open_after_kill(dir: &std::path::Path, seed: u64) -> Store {
     })
 }
 
-/// Runs a writer child until it acknowledged `acks` writes, kills it, returns the last
-/// acknowledged write.
-fn write_and_kill(dir: &std::path::Path, round: u32, acks: u64, seed: u64) -> Option<u64> {
+/// Runs a writer child until it acknowledged `acks` writes, lets it run `extra_delay` more
+/// (ten times that if it is to be killed before any ack: during open or recovery), kills
+/// it, returns the last acknowledged write.
+fn write_and_kill(
+    dir: &std::path::Path,
+    round: u32,
+    acks: u64,
+    extra_delay: Duration,
+    seed: u64,
+) -> Option<u64> {
     let mut child = spawn_child(dir, round);
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut last = None;
     let mut seen = 0;
+    if acks == 0 {
+        std::thread::sleep(extra_delay * 10);
+    }
     while seen < acks {
         match lines.next() {
             Some(Ok(line)) => {
@@ -292,6 +268,7 @@ fn write_and_kill(dir: &std::path::Path, round: u32, acks: u64, seed: u64) -> Op
             }
         }
     }
+    std::thread::sleep(extra_delay);
     child.kill().expect("SIGKILL the child");
     child.wait().expect("reap the child");
     for line in lines {
@@ -321,7 +298,13 @@ fn acknowledged_writes_survive_kill_9_during_open() {
     let mut round = 0u32;
     while start.elapsed() < TIME_BUDGET || round < 8 {
         // Data to recover: a writer killed after some acknowledged writes.
-        let last = write_and_kill(dir.path(), round, rng.random_range(20..150), seed);
+        let last = write_and_kill(
+            dir.path(),
+            round,
+            rng.random_range(20..150),
+            Duration::ZERO,
+            seed,
+        );
         acked.push((round, last));
         round += 1;
         // Then several opens in a row, each killed at a random moment of its open.
