@@ -629,7 +629,17 @@ pub fn migrate(path: &Path, to: Engine) -> Result<MigrationReport> {
             ..DatabaseOptions::default()
         };
         let source = Database::open(path, &DatabaseOptions::default())?;
-        let target = Database::open(&staging, &options)?;
+        let target = match Database::open(&staging, &options) {
+            Ok(db) => db,
+            Err(e @ Error::InUse { .. }) => return Err(e),
+            // A copy killed while its engine created its files may not open; nothing in it
+            // was verified (no `COMPLETE`) and the source is untouched: start it again.
+            Err(e) => {
+                tracing::warn!(error = %e, "the unfinished copy does not open: starting it again");
+                std::fs::remove_dir_all(&staging).map_err(io)?;
+                Database::open(&staging, &options)?
+            }
+        };
         let report = copy_and_verify(path, &source, &target, from, to)?;
         target.drop_keyspace(PROGRESS)?;
         target.sync()?;
