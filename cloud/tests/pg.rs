@@ -412,7 +412,6 @@ async fn a_device_that_fails_over_resumes_from_the_sync_state_in_the_database() 
     let pg = PgCluster::start();
     let fleet = Fleet::new(&pg);
     let (a, a_addr) = fleet.instance("cloud-a");
-    let (_b, b_addr, b_http) = fleet.instance_with_http("cloud-b");
     let quiet = |mut c: NodeConfig| {
         c.health_period = None;
         c
@@ -472,6 +471,10 @@ async fn a_device_that_fails_over_resumes_from_the_sync_state_in_the_database() 
             state_key("pos-2")
         ),
     );
+    // b starts only now, so that it knows the site from the database alone: started earlier,
+    // it could load the site from a's notifications and keep pos-2's state in its own cache,
+    // and the "cold" failover below would not be cold (the test then measured noise).
+    let (_b, b_addr, b_http) = fleet.instance_with_http("cloud-b");
     // One new order on b, which each POS lacks when it fails over.
     let kiosk = within(
         "kiosk",
