@@ -2,236 +2,122 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Everything that can go wrong in a call into outpost.
-///
-/// Every variant carries the same fields: `reason`, the full message of the underlying error
-/// (what happened and what to do about it); `doc`, `path` and `peer` where they apply (the
-/// document, the JSON Pointer and the device the error concerns), so that an app can show or
-/// act on them without parsing the text; and `retryable`: whether the same call may succeed
-/// if made again later unchanged (a busy engine, a full disk freed, a network failure), as
-/// opposed to a call that must change first (bad input, a refused write). Foreign code sees
-/// `OutpostException.NotPermitted` (Kotlin, with `e.reason`, `e.doc`, ..., `e.retryable`),
-/// `OutpostError.NotPermitted(reason:doc:path:peer:retryable:)` (Swift) and so on.
-#[derive(Clone, Debug, thiserror::Error, uniffi::Error)]
-pub enum OutpostError {
+/// Declares [`OutpostError`] (every variant with the same fields), its [`Kind`] and a
+/// constructor per kind: one list instead of fifteen copies of each.
+macro_rules! outpost_error {
+    ($($(#[doc = $doc:literal])* $variant:ident => $ctor:ident,)*) => {
+        /// Everything that can go wrong in a call into outpost.
+        ///
+        /// Every variant carries the same fields: `reason`, the full message of the underlying
+        /// error (what happened and what to do about it); `doc`, `path` and `peer` where they
+        /// apply (the document, the JSON Pointer and the device the error concerns), so that an
+        /// app can show or act on them without parsing the text; and `retryable`: whether the
+        /// same call may succeed if made again later unchanged (a busy engine, a full disk
+        /// freed, a network failure), as opposed to a call that must change first (bad input, a
+        /// refused write). Foreign code sees `OutpostException.NotPermitted` (Kotlin, with
+        /// `e.reason`, `e.doc`, ..., `e.retryable`),
+        /// `OutpostError.NotPermitted(reason:doc:path:peer:retryable:)` (Swift) and so on.
+        #[derive(Clone, Debug, thiserror::Error, uniffi::Error)]
+        pub enum OutpostError {
+            $(
+                $(#[doc = $doc])*
+                #[error("{reason}")]
+                $variant {
+                    /// What happened and what to do.
+                    reason: String,
+                    /// The document it concerns, if one.
+                    doc: Option<String>,
+                    /// The path in it, if one.
+                    path: Option<String>,
+                    /// The device it concerns, if one.
+                    peer: Option<String>,
+                    /// Whether the same call may succeed later unchanged.
+                    retryable: bool,
+                },
+            )*
+        }
+
+        /// The kind of an [`OutpostError`], to build one with [`OutpostError::new`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) enum Kind {
+            $($variant,)*
+        }
+
+        impl OutpostError {
+            /// An error of `kind` saying `reason`, at `at`; `retryable` as it says.
+            pub(crate) fn new(kind: Kind, reason: impl Into<String>, at: At, retryable: bool) -> Self {
+                let (reason, doc, path, peer) = (reason.into(), at.doc, at.path, at.peer);
+                match kind {
+                    $(Kind::$variant => OutpostError::$variant { reason, doc, path, peer, retryable },)*
+                }
+            }
+
+            $(
+                /// An error of this kind applying nowhere in particular, not retryable.
+                #[allow(dead_code)]
+                pub(crate) fn $ctor(reason: String) -> Self {
+                    Self::new(Kind::$variant, reason, At::default(), false)
+                }
+            )*
+
+            /// The fields, whatever the variant.
+            fn fields(&self) -> (&String, &Option<String>, &Option<String>, &Option<String>, bool) {
+                match self {
+                    $(OutpostError::$variant { reason, doc, path, peer, retryable } => {
+                        (reason, doc, path, peer, *retryable)
+                    })*
+                }
+            }
+
+            /// The document and path fields, whatever the variant.
+            fn place_mut(&mut self) -> (&mut Option<String>, &mut Option<String>) {
+                match self {
+                    $(OutpostError::$variant { doc, path, .. } => (doc, path),)*
+                }
+            }
+        }
+    };
+}
+
+outpost_error! {
     /// A document, site, peer or role name is malformed (e.g. `"Menu!"`).
-    #[error("{reason}")]
-    InvalidName {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    InvalidName => invalid_name,
     /// A path is not a JSON Pointer (RFC 6901), e.g. `"items/burger"` without the
     /// leading `/`.
-    #[error("{reason}")]
-    InvalidPath {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    InvalidPath => invalid_path,
     /// A string given as a JSON value is not valid JSON, or an app type failed to encode or
     /// decode (the Kotlin and Swift layers' codecs wrap their failures in it).
-    #[error("{reason}")]
-    InvalidJson {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    InvalidJson => invalid_json,
     /// A value cannot be stored or converted (e.g. a number too large, or a typed getter
     /// used on a value of another type).
-    #[error("{reason}")]
-    InvalidValue {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    InvalidValue => invalid_value,
     /// The document does not exist here yet: nothing was written to it or synced.
-    #[error("{reason}")]
-    UnknownDocument {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    UnknownDocument => unknown_document,
     /// Nothing is stored at the path (deleting a missing key).
-    #[error("{reason}")]
-    NotFound {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    NotFound => not_found,
     /// The value at the path has another type than the operation needs (e.g.
     /// incrementing a string).
-    #[error("{reason}")]
-    WrongType {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    WrongType => wrong_type,
     /// A list index is past the end of the list.
-    #[error("{reason}")]
-    IndexOutOfRange {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    IndexOutOfRange => index_out_of_range,
     /// This device's role may not write the document's context (e.g. a kiosk writing
     /// `menu`).
-    #[error("{reason}")]
-    NotPermitted {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    NotPermitted => not_permitted,
     /// The node configuration is unusable (bad address, policy, or a certificate of
     /// another role than the app expects).
-    #[error("{reason}")]
-    InvalidConfig {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    InvalidConfig => invalid_config,
     /// A certificate, key or CA is malformed or they do not belong together.
-    #[error("{reason}")]
-    Certificate {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    Certificate => certificate,
     /// The data directory or a file could not be read or written, or stored data is
     /// corrupt.
-    #[error("{reason}")]
-    Storage {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    Storage => storage,
     /// A network operation failed (binding the port, a connection), or the engine did not
     /// answer in time.
-    #[error("{reason}")]
-    Network {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    Network => network,
     /// The node was shut down; open a new one.
-    #[error("{reason}")]
-    ShutDown {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    ShutDown => shut_down_kind,
     /// A bug in outpost (a Rust panic was caught); the message says where.
-    #[error("{reason}")]
-    Internal {
-        /// What happened and what to do.
-        reason: String,
-        /// The document it concerns, if one.
-        doc: Option<String>,
-        /// The path in it, if one.
-        path: Option<String>,
-        /// The device it concerns, if one.
-        peer: Option<String>,
-        /// Whether the same call may succeed later unchanged.
-        retryable: bool,
-    },
+    Internal => internal,
 }
 
 /// A `Result` with [`OutpostError`].
@@ -262,223 +148,7 @@ impl At {
     }
 }
 
-/// The kind of an [`OutpostError`], to build one with [`OutpostError::new`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    InvalidName,
-    InvalidPath,
-    InvalidJson,
-    InvalidValue,
-    UnknownDocument,
-    NotFound,
-    WrongType,
-    IndexOutOfRange,
-    NotPermitted,
-    InvalidConfig,
-    Certificate,
-    Storage,
-    Network,
-    ShutDown,
-    Internal,
-}
-
 impl OutpostError {
-    /// An error of `kind` saying `reason`, at `at`; `retryable` as it says.
-    pub(crate) fn new(kind: Kind, reason: impl Into<String>, at: At, retryable: bool) -> Self {
-        let (reason, doc, path, peer) = (reason.into(), at.doc, at.path, at.peer);
-        match kind {
-            Kind::InvalidName => OutpostError::InvalidName {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::InvalidPath => OutpostError::InvalidPath {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::InvalidJson => OutpostError::InvalidJson {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::InvalidValue => OutpostError::InvalidValue {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::UnknownDocument => OutpostError::UnknownDocument {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::NotFound => OutpostError::NotFound {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::WrongType => OutpostError::WrongType {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::IndexOutOfRange => OutpostError::IndexOutOfRange {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::NotPermitted => OutpostError::NotPermitted {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::InvalidConfig => OutpostError::InvalidConfig {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::Certificate => OutpostError::Certificate {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::Storage => OutpostError::Storage {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::Network => OutpostError::Network {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::ShutDown => OutpostError::ShutDown {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-            Kind::Internal => OutpostError::Internal {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            },
-        }
-    }
-
-    /// A [`Kind::InvalidName`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn invalid_name(reason: String) -> Self {
-        Self::new(Kind::InvalidName, reason, At::default(), false)
-    }
-
-    /// A [`Kind::InvalidPath`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn invalid_path(reason: String) -> Self {
-        Self::new(Kind::InvalidPath, reason, At::default(), false)
-    }
-
-    /// A [`Kind::InvalidJson`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn invalid_json(reason: String) -> Self {
-        Self::new(Kind::InvalidJson, reason, At::default(), false)
-    }
-
-    /// A [`Kind::InvalidValue`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn invalid_value(reason: String) -> Self {
-        Self::new(Kind::InvalidValue, reason, At::default(), false)
-    }
-
-    /// A [`Kind::UnknownDocument`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn unknown_document(reason: String) -> Self {
-        Self::new(Kind::UnknownDocument, reason, At::default(), false)
-    }
-
-    /// A [`Kind::NotFound`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn not_found(reason: String) -> Self {
-        Self::new(Kind::NotFound, reason, At::default(), false)
-    }
-
-    /// A [`Kind::WrongType`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn wrong_type(reason: String) -> Self {
-        Self::new(Kind::WrongType, reason, At::default(), false)
-    }
-
-    /// A [`Kind::IndexOutOfRange`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn index_out_of_range(reason: String) -> Self {
-        Self::new(Kind::IndexOutOfRange, reason, At::default(), false)
-    }
-
-    /// A [`Kind::NotPermitted`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn not_permitted(reason: String) -> Self {
-        Self::new(Kind::NotPermitted, reason, At::default(), false)
-    }
-
-    /// A [`Kind::InvalidConfig`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn invalid_config(reason: String) -> Self {
-        Self::new(Kind::InvalidConfig, reason, At::default(), false)
-    }
-
-    /// A [`Kind::Certificate`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn certificate(reason: String) -> Self {
-        Self::new(Kind::Certificate, reason, At::default(), false)
-    }
-
-    /// A [`Kind::Storage`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn storage(reason: String) -> Self {
-        Self::new(Kind::Storage, reason, At::default(), false)
-    }
-
-    /// A [`Kind::Network`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn network(reason: String) -> Self {
-        Self::new(Kind::Network, reason, At::default(), false)
-    }
-
-    /// A [`Kind::Internal`] error applying nowhere in particular, not retryable.
-    #[allow(dead_code)]
-    pub(crate) fn internal(reason: String) -> Self {
-        Self::new(Kind::Internal, reason, At::default(), false)
-    }
-
     /// The message (`reason`).
     pub fn reason(&self) -> &str {
         self.fields().0
@@ -501,137 +171,14 @@ impl OutpostError {
 
     /// Whether the same call may succeed later unchanged.
     pub fn retryable(&self) -> bool {
-        *self.fields().4
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn fields(
-        &self,
-    ) -> (
-        &str,
-        &Option<String>,
-        &Option<String>,
-        &Option<String>,
-        &bool,
-    ) {
-        match self {
-            OutpostError::InvalidName {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::InvalidPath {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::InvalidJson {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::InvalidValue {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::UnknownDocument {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::NotFound {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::WrongType {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::IndexOutOfRange {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::NotPermitted {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::InvalidConfig {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::Certificate {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::Storage {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::Network {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::ShutDown {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-            OutpostError::Internal {
-                reason,
-                doc,
-                path,
-                peer,
-                retryable,
-            } => (reason, doc, path, peer, retryable),
-        }
+        self.fields().4
     }
 
     /// The error of every call on a node that was shut down.
     pub(crate) fn shut_down() -> OutpostError {
-        OutpostError::shut_down_with(
-            "this outpost node was shut down; open a new one with Outpost.open to continue",
+        OutpostError::shut_down_kind(
+            "this outpost node was shut down; open a new one with Outpost.open to continue".into(),
         )
-    }
-
-    fn shut_down_with(reason: &str) -> OutpostError {
-        OutpostError::new(Kind::ShutDown, reason, At::default(), false)
     }
 
     /// A JSON string that does not parse.
@@ -642,98 +189,11 @@ impl OutpostError {
     }
 
     /// This error with `doc` and `path` filled in where it has none (the call's arguments).
-    pub(crate) fn at(mut self, doc_: &str, path_: Option<&str>) -> OutpostError {
-        match &mut self {
-            OutpostError::InvalidName { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::InvalidPath { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::InvalidJson { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::InvalidValue { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::UnknownDocument { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::NotFound { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::WrongType { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::IndexOutOfRange { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::NotPermitted { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::InvalidConfig { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::Certificate { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::Storage { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::Network { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::ShutDown { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
-            OutpostError::Internal { doc, path, .. } => {
-                doc.get_or_insert_with(|| doc_.to_string());
-                if let (None, Some(p)) = (&*path, path_) {
-                    *path = Some(p.to_string());
-                }
-            }
+    pub(crate) fn at(mut self, doc: &str, path: Option<&str>) -> OutpostError {
+        let (d, p) = self.place_mut();
+        d.get_or_insert_with(|| doc.to_string());
+        if let (None, Some(path)) = (&*p, path) {
+            *p = Some(path.to_string());
         }
         self
     }
