@@ -7,6 +7,7 @@
 #   OUTPOST_FFI_FEATURES: extra cargo features of outpost-ffi, e.g. "discovery" for mDNS.
 #   OUT_DIR defaults to bindings/generated. It receives:
 #     kotlin/dev/outpost/outpost.kt        (JNA loads liboutpost_ffi from lib/ via -Djna.library.path)
+#     kotlin-android/dev/outpost/outpost.kt  the same with UniFFI's android = true (Android SDK only)
 #     swift/Outpost.swift, OutpostFFI.h, OutpostFFI.modulemap
 #     python/outpost.py                    + liboutpost_ffi.so beside it (ctypes loads it from there)
 #     lib/liboutpost_ffi.{so,dylib}        the library the bindings were generated from
@@ -53,7 +54,11 @@ for lang in kotlin swift python; do
         --out-dir "$out/$lang" --no-format)
 done
 cp "$lib" "$out/python/"
+echo "==> generating kotlin bindings for Android (uniffi-android.toml: android = true)"
+rm -rf "$out/kotlin-android"
+(cd "$root" && "$bindgen" generate --library "$out/lib/$libfile" --language kotlin \
+    --out-dir "$out/kotlin-android" --no-format --config "$here/uniffi-android.toml")
 
 echo "==> bindings in $out:"
-(cd "$out" && find kotlin swift python -type f -name '*.kt' -o -name '*.swift' -o -name '*.h' \
+(cd "$out" && find kotlin kotlin-android swift python -type f -name '*.kt' -o -name '*.swift' -o -name '*.h' \
     -o -name '*.modulemap' -o -name '*.py' | sort | sed 's/^/    /')

@@ -80,6 +80,16 @@ step "build the cdylib and generate the bindings"
 lib_dir="$generated/lib"
 lib="$(ls "$lib_dir"/liboutpost_ffi.* | head -n1)"
 
+step "kotlin-android: generated with android = true (Android's cleaner), the JVM build without"
+# Not compiled here: it imports android.os.Build and androidx.annotation (Android SDK only).
+grep -q "AndroidSystemCleaner" "$generated/kotlin-android/dev/outpost/outpost.kt" \
+    || { echo "error: kotlin-android/ lacks UniFFI's Android cleaner (android = true)" >&2; exit 1; }
+if grep -q "AndroidSystemCleaner" "$generated/kotlin/dev/outpost/outpost.kt"; then
+    echo "error: the JVM bindings (kotlin/) use the Android cleaner; android = true belongs in uniffi-android.toml" >&2
+    exit 1
+fi
+echo "kotlin-android/dev/outpost/outpost.kt: android = true; kotlin/: the JVM cleaner"
+
 step "extract the Kotlin, Swift and Python snippets of bindings/README.md and README.md"
 snippets="$tools/readme-snippets"
 rm -rf "$snippets"

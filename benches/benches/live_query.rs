@@ -69,6 +69,7 @@ fn bench(c: &mut Criterion) {
             path: "/status".into(),
             equals_json: r#""new""#.into(),
         }],
+        conditions: vec![],
         sort_by: Some("/placedAt".into()),
         descending: true,
         limit: Some(LIMIT as u32),

@@ -143,7 +143,7 @@ pub struct NodeConfig {
 /// A socket address from a string, or `InvalidConfig` naming the field.
 fn socket_addr(field: &str, s: &str) -> Result<SocketAddr> {
     s.trim().parse().map_err(|e| {
-        OutpostError::InvalidConfig(format!(
+        OutpostError::invalid_config(format!(
             "{field} {s:?} is not an ip:port address ({e}); use e.g. \"192.168.1.20:7733\" or \"127.0.0.1:0\""
         ))
     })
@@ -156,7 +156,7 @@ impl NodeConfig {
         if let Some(role) = &self.role {
             let expected: outpost_core::Role = role.parse()?;
             if cert.info().role != expected {
-                return Err(OutpostError::InvalidConfig(format!(
+                return Err(OutpostError::invalid_config(format!(
                     "the certificate is for {} with role {}, but this app runs as role {expected}; \
                      provision this device with a {expected} certificate, or open without `role`",
                     cert.info().peer,
@@ -165,7 +165,7 @@ impl NodeConfig {
             }
         }
         if self.data_dir.trim().is_empty() {
-            return Err(OutpostError::InvalidConfig(
+            return Err(OutpostError::invalid_config(
                 "data_dir is empty; pass a directory the app may write, e.g. its files directory plus /outpost".into(),
             ));
         }
@@ -189,7 +189,7 @@ impl NodeConfig {
         }
         if let Some(json) = &self.policy_json {
             config.policy = serde_json::from_str::<Policy>(json).map_err(|e| {
-                OutpostError::InvalidConfig(format!(
+                OutpostError::invalid_config(format!(
                     "policy_json is not an outpost policy ({e}); pass None for the default policy"
                 ))
             })?;

@@ -6,7 +6,7 @@
 //! again. Acting on an item keyed by its path (the order id) makes it effectively once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_core::{ChangeHash, FeedDocs, FeedFilter, Pointer};
@@ -47,7 +47,7 @@ impl FeedBatch {
             .iter()
             .map(|h| {
                 h.parse::<ChangeHash>().map_err(|_| {
-                    OutpostError::InvalidValue(format!(
+                    OutpostError::invalid_value(format!(
                         "{h:?} is not a change hash: acknowledge a batch as the feed returned it"
                     ))
                 })
@@ -65,7 +65,8 @@ impl FeedBatch {
 /// A named consumer's feed, returned by `Outpost.feed`.
 #[derive(uniffi::Object)]
 pub struct ConsumerFeed {
-    feed: Mutex<outpost_core::Feed>,
+    // A tokio mutex: `next` holds it across its wait, on the runtime.
+    feed: Arc<tokio::sync::Mutex<outpost_core::Feed>>,
     handle: tokio::runtime::Handle,
 }
 
@@ -97,7 +98,7 @@ pub(crate) fn filter(
 impl ConsumerFeed {
     pub(crate) fn new(feed: outpost_core::Feed, handle: tokio::runtime::Handle) -> Self {
         ConsumerFeed {
-            feed: Mutex::new(feed),
+            feed: Arc::new(tokio::sync::Mutex::new(feed)),
             handle,
         }
     }
@@ -105,30 +106,54 @@ impl ConsumerFeed {
 
 #[uniffi::export]
 impl ConsumerFeed {
-    /// The next batch not yet delivered, waiting up to `timeout_ms` for one; `None` if none
-    /// came. Call `ack` once the app acted on it.
-    pub fn next(&self, timeout_ms: u64) -> Result<Option<FeedBatch>> {
-        guard("feed.next", || {
-            let mut feed = self.feed.lock().unwrap_or_else(|p| p.into_inner());
-            let wait = async {
-                // Made inside the runtime: a timer needs its reactor.
-                tokio::time::timeout(Duration::from_millis(timeout_ms), feed.next()).await
-            };
-            match self.handle.block_on(wait) {
-                Ok(batch) => Ok(Some(batch?.into())),
-                Err(_elapsed) => Ok(None),
-            }
+    /// The next batch not yet delivered, waiting up to `timeout_ms` for one without blocking
+    /// the caller (Kotlin `suspend`, Swift `async`); `None` if none came. Call `ack` once the
+    /// app acted on it. `nextBlocking` blocks.
+    pub async fn next(&self, timeout_ms: u64) -> Result<Option<FeedBatch>> {
+        let feed = self.feed.clone();
+        let task = self.handle.spawn(async move {
+            let mut feed = feed.lock().await;
+            next_within(&mut feed, timeout_ms).await
+        });
+        crate::outpost::join("feed.next", task).await
+    }
+
+    /// `next`, blocking the calling thread (not a UI thread) for up to `timeout_ms`.
+    pub fn next_blocking(&self, timeout_ms: u64) -> Result<Option<FeedBatch>> {
+        guard("feed.nextBlocking", || {
+            self.handle.block_on(async {
+                let mut feed = self.feed.lock().await;
+                next_within(&mut feed, timeout_ms).await
+            })
         })
     }
 
-    /// Acknowledges `batch`: the app acted on its items. Durable when this returns.
-    pub fn ack(&self, batch: FeedBatch) -> Result<()> {
-        guard("feed.ack", || {
-            let core = batch.to_core()?;
-            let mut feed = self.feed.lock().unwrap_or_else(|p| p.into_inner());
-            Ok(feed.ack(&core)?)
-        })
+    /// Acknowledges `batch`: the app acted on its items. Durable when it returns; does not
+    /// block the caller (`ackBlocking` does).
+    pub async fn ack(&self, batch: FeedBatch) -> Result<()> {
+        let feed = self.feed.clone();
+        let task = self.handle.spawn_blocking(move || ack_now(&feed, &batch));
+        crate::outpost::join("feed.ack", task).await
     }
+
+    /// `ack`, blocking the calling thread until the position is on disk.
+    pub fn ack_blocking(&self, batch: FeedBatch) -> Result<()> {
+        guard("feed.ackBlocking", || ack_now(&self.feed, &batch))
+    }
+}
+
+/// The next batch of `feed` within `timeout_ms`, or `None`.
+async fn next_within(feed: &mut outpost_core::Feed, timeout_ms: u64) -> Result<Option<FeedBatch>> {
+    // Made inside the runtime: a timer needs its reactor.
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), feed.next()).await {
+        Ok(batch) => Ok(Some(batch?.into())),
+        Err(_elapsed) => Ok(None),
+    }
+}
+
+fn ack_now(feed: &tokio::sync::Mutex<outpost_core::Feed>, batch: &FeedBatch) -> Result<()> {
+    let core = batch.to_core()?;
+    Ok(feed.blocking_lock().ack(&core)?)
 }
 
 /// Calls `listener` (on a blocking thread of the runtime) for every batch of `feed`,

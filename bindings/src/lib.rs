@@ -34,7 +34,7 @@
 //!
 //! pos.put_blocking("menu".into(), "/items/burger".into(), r#"{"name": "Burger", "price": 950}"#.into())?;
 //! let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-//! while kiosk.get_int("menu".into(), "/items/burger/price".into()).ok().flatten() != Some(950) {
+//! while kiosk.get_int_blocking("menu".into(), "/items/burger/price".into()).ok().flatten() != Some(950) {
 //!     assert!(std::time::Instant::now() < deadline, "the menu never reached the kiosk");
 //!     std::thread::sleep(std::time::Duration::from_millis(10));
 //! }
@@ -46,6 +46,7 @@
 
 mod config;
 mod error;
+mod events;
 mod feed;
 mod fleet;
 mod listener;
@@ -57,6 +58,7 @@ mod types;
 
 pub use config::{DeviceCertificate, NodeConfig};
 pub use error::{OutpostError, Result};
+pub use events::{EventStream, NodeEvent};
 pub use feed::{ConsumerFeed, FeedBatch, FeedListener};
 pub use fleet::{
     certificate_identity, load_device_certificate, migrate_storage, save_device_certificate,
@@ -66,7 +68,7 @@ pub use listener::{NodeListener, Subscription};
 pub use live::{QueryResult, QueryWatch, Snapshot, StatusWatch, ValueWatch};
 pub use logging::{enable_logging, set_log_sink, LogLevel, LogSink};
 pub use outpost::Outpost;
-pub use query::{Query, QueryFilter, QueryItem};
+pub use query::{Filter, Query, QueryDiff, QueryFilter, QueryItem};
 pub use types::{
     ChangeEvent, ChangeOrigin, Conflict, DocumentSyncStatus, PeerIdentity, PeerSyncStatus,
     RefusedChange, SyncStatus, TxOp, WriteAck,

@@ -21,12 +21,8 @@ use tokio::task::JoinHandle;
 
 use crate::error::{OutpostError, Result};
 use crate::outpost::Outpost;
-use crate::query::{Query, QueryItem, QueryState};
+use crate::query::{Query, QueryDiff, QueryItem, QueryState};
 use crate::types::SyncStatus;
-
-/// How often a status watch looks again when nothing happened: acknowledgements from peers
-/// change the unsynced count without an event.
-pub(crate) const STATUS_REFRESH: Duration = Duration::from_secs(1);
 
 /// Counts running subscription and watch tasks (`Outpost.liveTasks`).
 #[derive(Clone, Debug, Default)]
@@ -58,6 +54,9 @@ pub struct Snapshot {
     /// The value as JSON text; `None` when the document does not exist here yet (not synced)
     /// or nothing is at the path.
     pub json: Option<String>,
+    /// Whether the document exists here: `false` means "not synced yet", `true` with a
+    /// `None` value means "synced, and nothing at the path".
+    pub document_exists: bool,
 }
 
 /// The result of a live query at one moment.
@@ -67,6 +66,8 @@ pub struct QueryResult {
     pub items: Vec<QueryItem>,
     /// How many items match (before `limit`).
     pub total: u64,
+    /// How `items` differ from the previous result this watch returned (keys, positions).
+    pub diff: QueryDiff,
 }
 
 type Slot<T> = Option<std::result::Result<T, OutpostError>>;
@@ -182,13 +183,24 @@ impl StatusWatch {
 #[derive(uniffi::Object)]
 pub struct QueryWatch {
     inner: Receiver<QueryResult>,
+    /// The items `next()` returned last: results are conflated, so a diff is worked out
+    /// against what this collector saw, not against the previous evaluation.
+    last: tokio::sync::Mutex<Option<Vec<QueryItem>>>,
 }
 
 #[uniffi::export]
 impl QueryWatch {
-    /// The current result at once, then each different result; `None` once ended.
+    /// The current result at once, then each different result, with its `diff` from the
+    /// previous one returned (conflated: results in between are skipped, and the diff spans
+    /// them); `None` once ended.
     pub async fn next(&self) -> Result<Option<QueryResult>> {
-        self.inner.next().await
+        let mut last = self.last.lock().await;
+        let Some(mut result) = self.inner.next().await? else {
+            return Ok(None);
+        };
+        result.diff = crate::query::diff(last.as_deref(), &result.items);
+        *last = Some(result.items.clone());
+        Ok(Some(result))
     }
 
     /// Ends the watch.
@@ -215,13 +227,6 @@ async fn next_changes<T>(
     Some(paths)
 }
 
-fn unknown_as_none<T>(r: Result<Option<T>>) -> Result<Option<T>> {
-    match r {
-        Err(OutpostError::UnknownDocument(_)) => Ok(None),
-        r => r,
-    }
-}
-
 pub(crate) fn watch_value(node: &Arc<Outpost>, doc: String, path: String) -> Result<ValueWatch> {
     let id: DocumentId = doc.parse()?;
     let prefix = Pointer::parse(&path)?;
@@ -239,12 +244,25 @@ pub(crate) fn watch_value(node: &Arc<Outpost>, doc: String, path: String) -> Res
         let mut changes = changes;
         loop {
             let Some(node) = weak.upgrade() else { return };
-            let value = unknown_as_none(node.get_blocking(doc.clone(), path.clone()));
+            // A read of a large document takes milliseconds: off the worker's async duties
+            // (as the query's evaluation), so the runtime's other tasks go on meanwhile.
+            let read = tokio::task::block_in_place(|| node.get_blocking(doc.clone(), path.clone()));
+            let value = match read {
+                Ok(json) => Ok(Snapshot {
+                    json,
+                    document_exists: true,
+                }),
+                Err(OutpostError::UnknownDocument { .. }) => Ok(Snapshot {
+                    json: None,
+                    document_exists: false,
+                }),
+                Err(e) => Err(e),
+            };
             drop(node);
-            if matches!(value, Err(OutpostError::ShutDown(_))) {
+            if matches!(value, Err(OutpostError::ShutDown { .. })) {
                 return;
             }
-            publish(&tx, value.map(|json| Snapshot { json }));
+            publish(&tx, value);
             if next_changes(&mut changes, &tx).await.is_none() {
                 return;
             }
@@ -257,6 +275,12 @@ pub(crate) fn watch_value(node: &Arc<Outpost>, doc: String, path: String) -> Res
 
 pub(crate) fn watch_status(node: &Arc<Outpost>) -> Result<StatusWatch> {
     let mut events = node.events_for_watch()?;
+    // Local writes raise the unsynced count; which document does not matter, so no paths.
+    let mut writes = node.store_for_watch()?.subscribe(SubscriptionFilter {
+        doc: None,
+        prefix: None,
+        paths: false,
+    });
     let weak: Weak<Outpost> = Arc::downgrade(node);
     let (tx, rx) = watch::channel(None);
     let tracked = node.track();
@@ -266,14 +290,17 @@ pub(crate) fn watch_status(node: &Arc<Outpost>) -> Result<StatusWatch> {
             let Some(node) = weak.upgrade() else { return };
             let status = node.clone().status().await;
             drop(node);
-            if matches!(status, Err(OutpostError::ShutDown(_))) {
+            if matches!(status, Err(OutpostError::ShutDown { .. })) {
                 return;
             }
             publish(&tx, status);
+            // Pushed, not polled: the status is read again when something that changes it
+            // happens: a link event (connect, disconnect, in sync with a peer, changes
+            // received or refused) or a local write.
             let event = async {
                 match events.as_mut() {
                     Some(rx) => rx.recv().await.err(),
-                    // No node (openLocal): only the refresh.
+                    // No node (openLocal): only local writes.
                     None => std::future::pending().await,
                 }
             };
@@ -283,14 +310,67 @@ pub(crate) fn watch_status(node: &Arc<Outpost>) -> Result<StatusWatch> {
                         events = None;
                     }
                 }
-                () = tokio::time::sleep(STATUS_REFRESH) => {}
+                w = writes.recv() => {
+                    if w.is_none() {
+                        return;
+                    }
+                }
                 () = tx.closed() => return,
+            }
+            // A burst (a sync round, a batch of writes) becomes one read of the status.
+            while writes.try_recv().is_some() {}
+            if let Some(rx) = events.as_mut() {
+                while rx.try_recv().is_ok() {}
             }
         }
     });
     Ok(StatusWatch {
         inner: Receiver::new(rx, task),
     })
+}
+
+/// Waits until `doc` exists here (written here or received from a peer), at most `timeout`;
+/// returns whether it does. Subscribes before looking, so that an arrival in between is seen;
+/// holds the store only while it looks (a shutdown meanwhile is not held up: then `false`).
+pub(crate) async fn await_document(
+    node: Weak<Outpost>,
+    doc: DocumentId,
+    timeout: Duration,
+) -> Result<bool> {
+    let exists = |node: &Weak<Outpost>| -> Result<bool> {
+        let Some(store) = node.upgrade().and_then(|n| n.store_for_watch().ok()) else {
+            return Ok(false);
+        };
+        tokio::task::block_in_place(|| match store.get(&doc, "") {
+            Ok(_) => Ok(true),
+            Err(outpost_core::Error::UnknownDocument { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        })
+    };
+    let Some(mut changes) = node.upgrade().and_then(|n| {
+        n.store_for_watch().ok().map(|s| {
+            s.subscribe(SubscriptionFilter {
+                doc: Some(doc.clone()),
+                prefix: None,
+                paths: false,
+            })
+        })
+    }) else {
+        return Err(OutpostError::shut_down());
+    };
+    if exists(&node)? {
+        return Ok(true);
+    }
+    let arrived = tokio::time::timeout(timeout, async {
+        while changes.recv().await.is_some() {
+            if exists(&node).unwrap_or(false) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    Ok(arrived.unwrap_or(false))
 }
 
 pub(crate) fn watch_query(node: &Arc<Outpost>, doc: String, query: Query) -> Result<QueryWatch> {
@@ -331,5 +411,6 @@ pub(crate) fn watch_query(node: &Arc<Outpost>, doc: String, query: Query) -> Res
     });
     Ok(QueryWatch {
         inner: Receiver::new(rx, task),
+        last: tokio::sync::Mutex::new(None),
     })
 }

@@ -10,7 +10,7 @@ use crate::error::{guard, OutpostError, Result};
 pub fn enable_logging(filter: String) -> Result<bool> {
     guard("enableLogging", || {
         let filter = tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| {
-            OutpostError::InvalidConfig(format!(
+            OutpostError::invalid_config(format!(
                 "log filter {filter:?} is invalid ({e}); use e.g. \"info\" or \"outpost_transport=debug\""
             ))
         })?;
@@ -56,7 +56,7 @@ pub fn set_log_sink(sink: std::sync::Arc<dyn LogSink>, filter: String) -> Result
     use tracing_subscriber::util::SubscriberInitExt;
     guard("setLogSink", || {
         let filter = tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| {
-            OutpostError::InvalidConfig(format!(
+            OutpostError::invalid_config(format!(
                 "log filter {filter:?} is invalid ({e}); use e.g. \"info\" or \"outpost_transport=debug\""
             ))
         })?;

@@ -12,6 +12,7 @@ use tokio::runtime::Runtime;
 
 use crate::config::NodeConfig;
 use crate::error::{guard, OutpostError, Result};
+use crate::events::EventStream;
 use crate::feed::{self, ConsumerFeed, FeedListener};
 use crate::listener::{self, NodeListener, Subscription};
 use crate::live::{self, QueryWatch, StatusWatch, ValueWatch};
@@ -67,7 +68,7 @@ fn new_runtime() -> Result<Runtime> {
         .enable_all()
         .build()
         .map_err(|e| {
-            OutpostError::Internal(format!(
+            OutpostError::internal(format!(
                 "cannot start the node's threads ({e}); the system is out of threads or memory"
             ))
         })
@@ -77,15 +78,16 @@ fn doc_id(doc: &str) -> Result<DocumentId> {
     Ok(doc.parse::<DocumentId>()?)
 }
 
-fn parse_json(json: &str) -> Result<Json> {
-    serde_json::from_str(json).map_err(|e| OutpostError::json("the value", &e))
+/// The JSON value `json` meant for `path` of `doc`; `InvalidJson` naming them.
+fn parse_json(json: &str, doc: &str, path: &str) -> Result<Json> {
+    serde_json::from_str(json).map_err(|e| OutpostError::json("the value", &e).at(doc, Some(path)))
 }
 
 /// Awaits a task of the node's runtime; a panic in it becomes `Internal`.
-async fn join<T>(what: &str, task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+pub(crate) async fn join<T>(what: &str, task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
     match task.await {
         Ok(r) => r,
-        Err(e) if e.is_panic() => Err(OutpostError::Internal(format!(
+        Err(e) if e.is_panic() => Err(OutpostError::internal(format!(
             "outpost panicked in {what}: {}; this is a bug, please report it with the log",
             crate::error::panic_message(e.into_panic().as_ref())
         ))),
@@ -157,9 +159,11 @@ impl Outpost {
     ) -> Result<T> {
         guard(what, || {
             let store = self.store()?;
-            let doc = doc_id(doc)?;
-            Ok(f(&store, &doc)?)
+            let id = doc_id(doc)?;
+            Ok(f(&store, &id)?)
         })
+        // Every error of a document call names the document, also those core gives without.
+        .map_err(|e| e.at(doc, None))
     }
 
     /// Reads a value and converts it with `convert`, or fails with `WrongType`.
@@ -174,10 +178,11 @@ impl Outpost {
         match self.on_doc(what, doc, |s, d| s.get(d, path))? {
             None => Ok(None),
             Some(v) => convert(&v).map(Some).ok_or_else(|| {
-                OutpostError::WrongType(format!(
+                OutpostError::wrong_type(format!(
                     "wrong type at {path} in document {doc}: expected {expected}, found {}; use get() to read any value as JSON",
                     kind(&v)
                 ))
+                .at(doc, Some(path))
             }),
         }
     }
@@ -198,6 +203,17 @@ impl Outpost {
         f: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
         join(what, self.handle.spawn_blocking(f)).await
+    }
+
+    /// Runs the blocking call `f` with the node on the runtime's blocking pool: the async
+    /// form of a `*Blocking` method, for a foreign async caller.
+    async fn off_thread<T: Send + 'static>(
+        self: Arc<Self>,
+        what: &str,
+        f: impl FnOnce(&Outpost) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let this = self.clone();
+        self.blocking(what, move || f(&this)).await
     }
 
     /// Takes the node out of service and shuts it down on its runtime.
@@ -231,7 +247,7 @@ impl Outpost {
 }
 
 fn engine_timeout(what: &str) -> OutpostError {
-    OutpostError::Network(format!(
+    OutpostError::network(format!(
         "{what}: the node's engine did not answer within {} s (it is busy or stuck); try again, \
          or use the async form",
         ENGINE_TIMEOUT.as_secs()
@@ -343,7 +359,7 @@ impl Outpost {
     }
 
     /// The documents that hold data, sorted.
-    pub fn documents(&self) -> Result<Vec<String>> {
+    pub fn documents_blocking(&self) -> Result<Vec<String>> {
         guard("documents", || {
             Ok(self
                 .store()?
@@ -363,24 +379,24 @@ impl Outpost {
     }
 
     /// The string at `path`, or `None`; `WrongType` if it is not a string.
-    pub fn get_string(&self, doc: String, path: String) -> Result<Option<String>> {
+    pub fn get_string_blocking(&self, doc: String, path: String) -> Result<Option<String>> {
         self.get_typed("getString", &doc, &path, "a string", |v| {
             v.as_str().map(str::to_string)
         })
     }
 
     /// The integer (or counter) at `path`, or `None`; `WrongType` if it is not one.
-    pub fn get_int(&self, doc: String, path: String) -> Result<Option<i64>> {
+    pub fn get_int_blocking(&self, doc: String, path: String) -> Result<Option<i64>> {
         self.get_typed("getInt", &doc, &path, "an integer", Json::as_i64)
     }
 
     /// The number at `path`, or `None`; `WrongType` if it is not a number.
-    pub fn get_double(&self, doc: String, path: String) -> Result<Option<f64>> {
+    pub fn get_double_blocking(&self, doc: String, path: String) -> Result<Option<f64>> {
         self.get_typed("getDouble", &doc, &path, "a number", Json::as_f64)
     }
 
     /// The boolean at `path`, or `None`; `WrongType` if it is not a boolean.
-    pub fn get_bool(&self, doc: String, path: String) -> Result<Option<bool>> {
+    pub fn get_bool_blocking(&self, doc: String, path: String) -> Result<Option<bool>> {
         self.get_typed("getBool", &doc, &path, "a boolean", Json::as_bool)
     }
 
@@ -388,12 +404,12 @@ impl Outpost {
     /// does not), creating missing parent objects. Objects
     /// become maps whose fields merge key by key with other devices' writes.
     pub fn put_blocking(&self, doc: String, path: String, json: String) -> Result<()> {
-        let value = parse_json(&json)?;
+        let value = parse_json(&json, &doc, &path)?;
         self.on_doc("put", &doc, |s, d| s.put(d, &path, value, self.durability))
     }
 
     /// Writes a string at `path`.
-    pub fn put_string(&self, doc: String, path: String, value: String) -> Result<()> {
+    pub fn put_string_blocking(&self, doc: String, path: String, value: String) -> Result<()> {
         self.on_doc("putString", &doc, |s, d| {
             s.put(d, &path, Json::String(value), self.durability)
         })
@@ -401,16 +417,16 @@ impl Outpost {
 
     /// Writes an integer at `path`. For quantities that several devices change, use
     /// `increment` (a counter) instead.
-    pub fn put_int(&self, doc: String, path: String, value: i64) -> Result<()> {
+    pub fn put_int_blocking(&self, doc: String, path: String, value: i64) -> Result<()> {
         self.on_doc("putInt", &doc, |s, d| {
             s.put(d, &path, value.into(), self.durability)
         })
     }
 
     /// Writes a number at `path`; `InvalidValue` for NaN or infinity.
-    pub fn put_double(&self, doc: String, path: String, value: f64) -> Result<()> {
+    pub fn put_double_blocking(&self, doc: String, path: String, value: f64) -> Result<()> {
         let number = serde_json::Number::from_f64(value).ok_or_else(|| {
-            OutpostError::InvalidValue(format!(
+            OutpostError::invalid_value(format!(
                 "cannot store {value} at {path} in document {doc}: only finite numbers can be stored"
             ))
         })?;
@@ -420,29 +436,35 @@ impl Outpost {
     }
 
     /// Writes a boolean at `path`.
-    pub fn put_bool(&self, doc: String, path: String, value: bool) -> Result<()> {
+    pub fn put_bool_blocking(&self, doc: String, path: String, value: bool) -> Result<()> {
         self.on_doc("putBool", &doc, |s, d| {
             s.put(d, &path, Json::Bool(value), self.durability)
         })
     }
 
     /// Deletes the value at `path`; `NotFound` if nothing is there.
-    pub fn delete(&self, doc: String, path: String) -> Result<()> {
+    pub fn delete_blocking(&self, doc: String, path: String) -> Result<()> {
         self.on_doc("delete", &doc, |s, d| s.delete(d, &path, self.durability))
     }
 
     /// Inserts the JSON value `json` into the list at `path` before `index` (the list's
     /// length appends); creates the list if missing.
-    pub fn insert(&self, doc: String, path: String, index: u32, json: String) -> Result<()> {
-        let value = parse_json(&json)?;
+    pub fn insert_blocking(
+        &self,
+        doc: String,
+        path: String,
+        index: u32,
+        json: String,
+    ) -> Result<()> {
+        let value = parse_json(&json, &doc, &path)?;
         self.on_doc("insert", &doc, |s, d| {
             s.insert(d, &path, index as usize, value, self.durability)
         })
     }
 
     /// Appends the JSON value `json` to the list at `path`; creates the list if missing.
-    pub fn push(&self, doc: String, path: String, json: String) -> Result<()> {
-        let value = parse_json(&json)?;
+    pub fn push_blocking(&self, doc: String, path: String, json: String) -> Result<()> {
+        let value = parse_json(&json, &doc, &path)?;
         self.on_doc("push", &doc, |s, d| {
             s.transact(d, self.durability, |tx| tx.push(&path, value))
         })
@@ -450,7 +472,7 @@ impl Outpost {
 
     /// Adds `delta` (negative to subtract) to the counter at `path`, creating it at
     /// `delta`. Concurrent increments on several devices all count.
-    pub fn increment(&self, doc: String, path: String, delta: i64) -> Result<()> {
+    pub fn increment_blocking(&self, doc: String, path: String, delta: i64) -> Result<()> {
         self.on_doc("increment", &doc, |s, d| {
             s.increment(d, &path, delta, self.durability)
         })
@@ -470,7 +492,12 @@ impl Outpost {
     /// error, also after a restart: it is applied exactly once. A write that failed may have
     /// been applied (a durable write whose flush failed on a full disk), so a plain retry
     /// could count it twice.
-    pub fn transact_once(&self, doc: String, write_id: String, ops: Vec<TxOp>) -> Result<bool> {
+    pub fn transact_once_blocking(
+        &self,
+        doc: String,
+        write_id: String,
+        ops: Vec<TxOp>,
+    ) -> Result<bool> {
         self.apply_ops(
             "transactOnce",
             doc,
@@ -489,7 +516,7 @@ impl Outpost {
     /// E.g. `Put("/orders/{ticket}", "{\"ticket\": \"{ticket}\", ...}")`. Numbers are
     /// unique per device, also after the data directory is restored from a backup (see
     /// README, "Delivery guarantees").
-    pub fn transact_with_ticket(&self, doc: String, ops: Vec<TxOp>) -> Result<String> {
+    pub fn transact_with_ticket_blocking(&self, doc: String, ops: Vec<TxOp>) -> Result<String> {
         self.apply_ops(
             "transactWithTicket",
             doc,
@@ -498,7 +525,7 @@ impl Outpost {
             ops,
         )
         .and_then(|(_, ticket)| {
-            ticket.ok_or_else(|| OutpostError::Internal("no ticket was issued".into()))
+            ticket.ok_or_else(|| OutpostError::internal("no ticket was issued".into()))
         })
     }
 }
@@ -515,7 +542,7 @@ impl Outpost {
         guard(what, || {
             let id = doc_id(&doc)?;
             self.with_open(|o| match &o.node {
-                None => Err(OutpostError::InvalidConfig(format!(
+                None => Err(OutpostError::invalid_config(format!(
                     "{what} waits for another device of the site, and this store runs no node \
                      (openLocal): open it with a certificate, or write with put / transact"
                 ))),
@@ -654,7 +681,7 @@ impl Outpost {
 impl Outpost {
     /// Every concurrent value at `path`, the one reads return first, with who wrote each.
     /// One element when there is no conflict, none when nothing is there.
-    pub fn conflicts(&self, doc: String, path: String) -> Result<Vec<Conflict>> {
+    pub fn conflicts_blocking(&self, doc: String, path: String) -> Result<Vec<Conflict>> {
         Ok(self
             .on_doc("conflicts", &doc, |s, d| s.conflicts(d, &path))?
             .iter()
@@ -817,7 +844,7 @@ impl Outpost {
         json: String,
     ) -> Result<WriteAck> {
         self.replicated("putReplicated", doc, |this, d| {
-            let value = parse_json(&json)?;
+            let value = parse_json(&json, d, &path)?;
             this.on_doc("putReplicated", d, |s, d| {
                 s.put(d, &path, value, Durability::Durable)
             })
@@ -881,7 +908,7 @@ impl Outpost {
     pub fn add_peer(&self, address: String) -> Result<bool> {
         guard("addPeer", || {
             self.with_open(|o| match &o.node {
-                None => Err(OutpostError::Network(
+                None => Err(OutpostError::network(
                     "this store runs no node (openLocal): open it with a certificate to link with peers".into(),
                 )),
                 Some(node) => Ok(node.add_peer(&address)),
@@ -915,12 +942,12 @@ impl Outpost {
     /// its handshakes and changes are refused, and the revocation spreads to every peer.
     /// Returns whether it was new here. Revocations that peers send are taken without the
     /// app doing anything.
-    pub fn revoke(&self, record: Vec<u8>) -> Result<bool> {
+    pub fn revoke_blocking(&self, record: Vec<u8>) -> Result<bool> {
         guard("revoke", || {
             let record = outpost_core::revocation::SignedRevocation::from_bytes(&record)
-                .map_err(|e| OutpostError::Certificate(e.to_string()))?;
+                .map_err(|e| OutpostError::certificate(e.to_string()))?;
             self.with_open(|o| match &o.node {
-                None => Err(OutpostError::Network(
+                None => Err(OutpostError::network(
                     "this store runs no node (openLocal): open it with a certificate to take revocations".into(),
                 )),
                 Some(node) => self
@@ -970,6 +997,73 @@ impl Outpost {
         .await
     }
 
+    /// Every event of the node from now on, as typed values (`NodeEvent`): links, refused
+    /// changes and connections, revocations, in-sync, protocol and storage failures. The
+    /// Kotlin layer's `events()` Flow and the Swift layer's `events()` stream wrap it. For a
+    /// store without network (openLocal) the stream ends at once.
+    pub fn events(&self) -> Result<Arc<EventStream>> {
+        guard("events", || {
+            self.with_open(|o| {
+                Ok(Arc::new(EventStream::new(
+                    o.node.as_ref().map(Node::events),
+                )))
+            })
+        })
+    }
+
+    /// Waits until document `name` exists here (written here or received from a peer), at
+    /// most `timeout_ms`; returns whether it does. Tells "not synced yet" (false after the
+    /// timeout) from "synced and empty" (true; reads then return `None`), as automerge-repo's
+    /// `whenReady`.
+    pub async fn await_document(self: Arc<Self>, name: String, timeout_ms: u32) -> Result<bool> {
+        let doc = doc_id(&name)?;
+        let timeout = Duration::from_millis(timeout_ms.into());
+        let node = Arc::downgrade(&self);
+        self.on_runtime(
+            "awaitDocument",
+            crate::live::await_document(node, doc, timeout),
+        )
+        .await
+    }
+
+    /// Takes the node off the network while the app is in the background: closes every
+    /// link, stops dialing and refuses connections; the store stays open (reads and writes
+    /// go on and sync after `resume`). Returns once the links are closed. Nothing for a store
+    /// without network (openLocal).
+    pub async fn pause(self: Arc<Self>) -> Result<()> {
+        // The future holds nothing of the node: a shutdown meanwhile is not held up.
+        let pausing = guard("pause", || {
+            self.with_open(|o| Ok(o.node.as_ref().map(Node::pause)))
+        })?;
+        match pausing {
+            Some(closing) => {
+                self.on_runtime("pause", async move { Ok(closing.await?) })
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Puts a paused node back on the network: accepts connections and dials every peer
+    /// now (as `reconnectNow`). Call it when the app comes to the foreground; the layers'
+    /// `onForeground()` does, with `reconnectNow`.
+    pub fn resume(&self) -> Result<()> {
+        guard("resume", || {
+            self.with_open(|o| {
+                if let Some(n) = &o.node {
+                    n.resume();
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Whether `pause` was called without a `resume` since.
+    pub fn is_paused(&self) -> bool {
+        self.with_open(|o| Ok(o.node.as_ref().is_some_and(Node::is_paused)))
+            .unwrap_or(false)
+    }
+
     /// Shuts the node down: sends what peers have not received yet (waiting about a
     /// second), closes the links, flushes and releases the data directory and the port.
     /// Every later call fails with `ShutDown`; shutting down twice does nothing.
@@ -992,6 +1086,144 @@ impl Outpost {
             self.release_runtime();
             result
         })
+    }
+}
+
+/// The async forms (Kotlin `suspend`, Swift `async`, Python coroutines) of the calls an app
+/// makes while a customer waits: each runs on the node's blocking pool, so a durable write's
+/// wait for the disk never holds the caller's thread (a UI thread). The `*Blocking` forms
+/// block the caller and are for scripts, tests and worker threads.
+#[uniffi::export]
+impl Outpost {
+    /// The documents that hold data, sorted; see `documentsBlocking`. Does not block the caller; `documentsBlocking` does.
+    pub async fn documents(self: Arc<Self>) -> Result<Vec<String>> {
+        self.off_thread("documents", move |n| n.documents_blocking())
+            .await
+    }
+
+    /// The string at `path`, or `None`; `WrongType` if it is not a string. Does not block the caller; `getStringBlocking` does.
+    pub async fn get_string(self: Arc<Self>, doc: String, path: String) -> Result<Option<String>> {
+        self.off_thread("getString", move |n| n.get_string_blocking(doc, path))
+            .await
+    }
+
+    /// The integer (or counter) at `path`, or `None`; `WrongType` if it is not one. Does not block the caller; `getIntBlocking` does.
+    pub async fn get_int(self: Arc<Self>, doc: String, path: String) -> Result<Option<i64>> {
+        self.off_thread("getInt", move |n| n.get_int_blocking(doc, path))
+            .await
+    }
+
+    /// The number at `path`, or `None`; `WrongType` if it is not a number. Does not block the caller; `getDoubleBlocking` does.
+    pub async fn get_double(self: Arc<Self>, doc: String, path: String) -> Result<Option<f64>> {
+        self.off_thread("getDouble", move |n| n.get_double_blocking(doc, path))
+            .await
+    }
+
+    /// The boolean at `path`, or `None`; `WrongType` if it is not a boolean. Does not block the caller; `getBoolBlocking` does.
+    pub async fn get_bool(self: Arc<Self>, doc: String, path: String) -> Result<Option<bool>> {
+        self.off_thread("getBool", move |n| n.get_bool_blocking(doc, path))
+            .await
+    }
+
+    /// Writes a string at `path`. Does not block the caller; `putStringBlocking` does.
+    pub async fn put_string(
+        self: Arc<Self>,
+        doc: String,
+        path: String,
+        value: String,
+    ) -> Result<()> {
+        self.off_thread("putString", move |n| {
+            n.put_string_blocking(doc, path, value)
+        })
+        .await
+    }
+
+    /// Writes an integer at `path` (for quantities several devices change, `increment`). Does not block the caller; `putIntBlocking` does.
+    pub async fn put_int(self: Arc<Self>, doc: String, path: String, value: i64) -> Result<()> {
+        self.off_thread("putInt", move |n| n.put_int_blocking(doc, path, value))
+            .await
+    }
+
+    /// Writes a number at `path`; `InvalidValue` for NaN or infinity. Does not block the caller; `putDoubleBlocking` does.
+    pub async fn put_double(self: Arc<Self>, doc: String, path: String, value: f64) -> Result<()> {
+        self.off_thread("putDouble", move |n| {
+            n.put_double_blocking(doc, path, value)
+        })
+        .await
+    }
+
+    /// Writes a boolean at `path`. Does not block the caller; `putBoolBlocking` does.
+    pub async fn put_bool(self: Arc<Self>, doc: String, path: String, value: bool) -> Result<()> {
+        self.off_thread("putBool", move |n| n.put_bool_blocking(doc, path, value))
+            .await
+    }
+
+    /// Deletes the value at `path`; `NotFound` if nothing is there. Does not block the caller; `deleteBlocking` does.
+    pub async fn delete(self: Arc<Self>, doc: String, path: String) -> Result<()> {
+        self.off_thread("delete", move |n| n.delete_blocking(doc, path))
+            .await
+    }
+
+    /// Inserts the JSON value `json` into the list at `path` before `index`. Does not block the caller; `insertBlocking` does.
+    pub async fn insert(
+        self: Arc<Self>,
+        doc: String,
+        path: String,
+        index: u32,
+        json: String,
+    ) -> Result<()> {
+        self.off_thread("insert", move |n| n.insert_blocking(doc, path, index, json))
+            .await
+    }
+
+    /// Appends the JSON value `json` to the list at `path`. Does not block the caller; `pushBlocking` does.
+    pub async fn push(self: Arc<Self>, doc: String, path: String, json: String) -> Result<()> {
+        self.off_thread("push", move |n| n.push_blocking(doc, path, json))
+            .await
+    }
+
+    /// Adds `delta` (negative to subtract) to the counter at `path`. Does not block the caller; `incrementBlocking` does.
+    pub async fn increment(self: Arc<Self>, doc: String, path: String, delta: i64) -> Result<()> {
+        self.off_thread("increment", move |n| n.increment_blocking(doc, path, delta))
+            .await
+    }
+
+    /// Applies `ops` at most once per `write_id` in `doc`; `true` if applied now. Does not block the caller; `transactOnceBlocking` does.
+    pub async fn transact_once(
+        self: Arc<Self>,
+        doc: String,
+        write_id: String,
+        ops: Vec<TxOp>,
+    ) -> Result<bool> {
+        self.off_thread("transactOnce", move |n| {
+            n.transact_once_blocking(doc, write_id, ops)
+        })
+        .await
+    }
+
+    /// Issues the device's next ticket number and applies `ops` with it in one change (an
+    /// order with its stock decrements); returns the ticket. Does not block the caller; `transactWithTicketBlocking` does.
+    pub async fn transact_with_ticket(
+        self: Arc<Self>,
+        doc: String,
+        ops: Vec<TxOp>,
+    ) -> Result<String> {
+        self.off_thread("transactWithTicket", move |n| {
+            n.transact_with_ticket_blocking(doc, ops)
+        })
+        .await
+    }
+
+    /// Every concurrent value at `path`, the winner first. Does not block the caller; `conflictsBlocking` does.
+    pub async fn conflicts(self: Arc<Self>, doc: String, path: String) -> Result<Vec<Conflict>> {
+        self.off_thread("conflicts", move |n| n.conflicts_blocking(doc, path))
+            .await
+    }
+
+    /// Takes a revocation signed by the fleet CA; whether it was new here. Does not block the caller; `revokeBlocking` does.
+    pub async fn revoke(self: Arc<Self>, record: Vec<u8>) -> Result<bool> {
+        self.off_thread("revoke", move |n| n.revoke_blocking(record))
+            .await
     }
 }
 

@@ -41,7 +41,7 @@ extension Outpost {
             let task = Task {
                 do {
                     for try await text in json {
-                        continuation.yield(try text.map { try decoder.decode(type, from: Data($0.utf8)) })
+                        continuation.yield(try text.map { try decodeOrThrow(type, $0, decoder: decoder, doc: doc, path: path) })
                     }
                     continuation.finish()
                 } catch {
@@ -78,6 +78,81 @@ extension Outpost {
         }
     }
 
+    /// Every event of the node from now on (`NodeEvent`: `.peerConnected`, `.changeRefused`,
+    /// `.revoked`, `.connectionRefused`, `.inSync`, `.protocolError`, `.storageFailed`, ...), in
+    /// order and not conflated; a `switch` over it is exhaustive. Ending the iteration ends the
+    /// stream in Rust.
+    public func eventUpdates() -> AsyncThrowingStream<NodeEvent, Error> {
+        let stream: EventStream
+        do {
+            stream = try self.events()
+        } catch {
+            return AsyncThrowingStream { continuation in continuation.finish(throwing: error) }
+        }
+        return AsyncThrowingStream(bufferingPolicy: .unbounded) { continuation in
+            let task = Task {
+                do {
+                    while let event = try await stream.next() {
+                        continuation.yield(event)
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in
+                stream.cancel()
+                task.cancel()
+            }
+        }
+    }
+
+    /// Waits until document `name` exists here, at most `timeout` seconds: `true` once it does,
+    /// `false` if it has not synced yet.
+    public func awaitDocument(name: String, timeout: TimeInterval) async throws -> Bool {
+        let ms = UInt32(max(0, min(timeout * 1000, Double(UInt32.max))))
+        return try await self.awaitDocument(name: name, timeoutMs: ms)
+    }
+
+    /// The rows of `query` over `doc` with their keys, now and each time the result changes, with
+    /// the `diff` from the previous update (for `UITableView`/`UICollectionView` batch updates);
+    /// an item that does not decode is a row with an `OutpostError.InvalidJson` error and the
+    /// stream goes on. Not conflated here: each diff follows the previous one.
+    public func queryUpdates<T: Decodable>(
+        _ type: T.Type, doc: String, query: Query, decoder: JSONDecoder = JSONDecoder()
+    ) -> AsyncThrowingStream<QueryUpdate<T>, Error> {
+        let watch: QueryWatch
+        do {
+            watch = try self.watchQuery(doc: doc, query: query)
+        } catch {
+            return AsyncThrowingStream { continuation in continuation.finish(throwing: error) }
+        }
+        return AsyncThrowingStream(bufferingPolicy: .unbounded) { continuation in
+            let task = Task {
+                do {
+                    while let result = try await watch.next() {
+                        let rows = result.items.map { item -> Row<T> in
+                            do {
+                                let value = try decodeOrThrow(type, item.json, decoder: decoder, doc: doc, path: query.collection + "/" + item.key)
+                                return Row(key: item.key, value: value, error: nil)
+                            } catch {
+                                return Row(key: item.key, value: nil, error: error)
+                            }
+                        }
+                        continuation.yield(QueryUpdate(rows: rows, total: result.total, diff: result.diff))
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in
+                watch.cancel()
+                task.cancel()
+            }
+        }
+    }
+
     /// The items of `query` over `doc` decoded as `T`, now and each time the result changes;
     /// evaluated in Rust from the changed paths only.
     public func results<T: Decodable>(
@@ -93,7 +168,8 @@ extension Outpost {
             let task = Task {
                 do {
                     while let result = try await watch.next() {
-                        continuation.yield(try result.items.map { try decoder.decode(type, from: Data($0.json.utf8)) })
+                        // An item that does not decode is left out; `queryUpdates` shows it.
+                        continuation.yield(result.items.compactMap { try? decodeOrThrow(type, $0.json, decoder: decoder, doc: doc, path: query.collection + "/" + $0.key) })
                     }
                     continuation.finish()
                 } catch {
@@ -113,7 +189,7 @@ extension Outpost {
     ) async throws -> T? {
         do {
             guard let json = try await self.get(doc: doc, path: path) else { return nil }
-            return try decoder.decode(type, from: Data(json.utf8))
+            return try decodeOrThrow(type, json, decoder: decoder, doc: doc, path: path)
         } catch OutpostError.UnknownDocument {
             return nil
         }
@@ -123,7 +199,15 @@ extension Outpost {
     public func write<T: Encodable>(
         _ value: T, doc: String, path: String, encoder: JSONEncoder = JSONEncoder()
     ) async throws {
-        let json = String(decoding: try encoder.encode(value), as: UTF8.self)
+        let data: Data
+        do {
+            data = try encoder.encode(value)
+        } catch {
+            throw OutpostError.InvalidJson(
+                reason: "cannot encode the value for \(path) of \(doc): \(error)",
+                doc: doc, path: path, peer: nil, retryable: false)
+        }
+        let json = String(decoding: data, as: UTF8.self)
         try await self.put(doc: doc, path: path, json: json)
     }
 
@@ -131,6 +215,50 @@ extension Outpost {
     public func waitForPeer(peer: String, timeout: TimeInterval) async throws -> Bool {
         let ms = UInt32(max(0, min(timeout * 1000, Double(UInt32.max))))
         return try await self.waitForPeer(peer: peer, timeoutMs: ms)
+    }
+}
+
+/// One item of a live query: its key in the collection and its value, or the error decoding it.
+public struct Row<T> {
+    public let key: String
+    public let value: T?
+    public let error: Error?
+}
+
+/// A live query's result: the rows, how many items match (before the limit), and the diff from
+/// the previous update of the same stream.
+public struct QueryUpdate<T> {
+    public let rows: [Row<T>]
+    public let total: UInt64
+    public let diff: QueryDiff
+}
+
+/// Decodes `json` as `T`; a `DecodingError` becomes `OutpostError.InvalidJson` naming `doc` and
+/// `path`, so apps catch one error type.
+func decodeOrThrow<T: Decodable>(
+    _ type: T.Type, _ json: String, decoder: JSONDecoder, doc: String, path: String
+) throws -> T {
+    do {
+        return try decoder.decode(type, from: Data(json.utf8))
+    } catch {
+        throw OutpostError.InvalidJson(
+            reason: "cannot decode the value at \(path) of \(doc) as \(T.self): \(error)",
+            doc: doc, path: path, peer: nil, retryable: false)
+    }
+}
+
+extension Outpost {
+    /// Call when the app goes to the background (`scenePhase == .background`): the links close,
+    /// the store stays open.
+    public func onBackground() async throws {
+        try await self.pause()
+    }
+
+    /// Call when the app comes to the foreground (`scenePhase == .active`): back on the network,
+    /// every peer dialed now.
+    public func onForeground() throws {
+        try self.resume()
+        try self.reconnectNow()
     }
 }
 

@@ -59,17 +59,17 @@ fn a_panicking_listener_keeps_receiving_and_the_node_keeps_working() {
     let sub = node
         .subscribe(listener.clone(), Some("stock".into()), None)
         .expect("subscribe");
-    node.increment("stock".into(), "/burger".into(), 1)
+    node.increment_blocking("stock".into(), "/burger".into(), 1)
         .expect("first write");
     // Waiting changes to one document are delivered merged: the second write follows the
     // first's (panicking) delivery.
     listener.wait_for(1);
-    node.increment("stock".into(), "/burger".into(), 1)
+    node.increment_blocking("stock".into(), "/burger".into(), 1)
         .expect("second write");
     let changes = listener.wait_for(2);
     assert!(changes.iter().all(|c| c.origin == ChangeOrigin::Local));
     assert_eq!(
-        node.get_int("stock".into(), "/burger".into())
+        node.get_int_blocking("stock".into(), "/burger".into())
             .expect("read"),
         Some(2)
     );
@@ -82,14 +82,14 @@ fn dropping_a_running_node_shuts_it_down_and_releases_the_directory() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = FleetCa::generate("test".into()).expect("ca");
     let node = Outpost::open_blocking(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
-    node.put_int("menu".into(), "/items/burger/price".into(), 950)
+    node.put_int_blocking("menu".into(), "/items/burger/price".into(), 950)
         .expect("write");
     drop(node);
     // The same data directory opens again: the store was released.
     let again = Outpost::open_blocking(config(dir.path(), &ca, "pos-1", "pos")).expect("reopen");
     assert_eq!(
         again
-            .get_int("menu".into(), "/items/burger/price".into())
+            .get_int_blocking("menu".into(), "/items/burger/price".into())
             .expect("read"),
         Some(950)
     );
@@ -97,7 +97,7 @@ fn dropping_a_running_node_shuts_it_down_and_releases_the_directory() {
     again.shutdown_blocking().expect("twice is fine");
     assert!(matches!(
         again.status_blocking(),
-        Err(OutpostError::ShutDown(m)) if m.contains("shut down")
+        Err(OutpostError::ShutDown { reason: m, .. }) if m.contains("shut down")
     ));
 }
 
@@ -107,7 +107,7 @@ fn two_nodes_open_on_the_same_directory_fail_with_a_storage_error() {
     let ca = FleetCa::generate("test".into()).expect("ca");
     let node = Outpost::open_blocking(config(dir.path(), &ca, "pos-1", "pos")).expect("open");
     match Outpost::open_blocking(config(dir.path(), &ca, "pos-1", "pos")) {
-        Err(OutpostError::Storage(m)) => assert!(m.contains("storage"), "{m}"),
+        Err(OutpostError::Storage { reason: m, .. }) => assert!(m.contains("storage"), "{m}"),
         Err(e) => panic!("expected Storage, got {e:?}"),
         Ok(_) => panic!("expected Storage, the directory opened twice"),
     }
@@ -122,9 +122,9 @@ fn a_revocation_handed_to_a_node_is_taken_once_and_garbage_is_an_error() {
     let record = ca
         .revoke("paris-11".into(), "kiosk-9".into(), "stolen".into())
         .expect("revoke");
-    assert!(node.revoke(record.clone()).expect("taken"));
+    assert!(node.revoke_blocking(record.clone()).expect("taken"));
     assert!(
-        !node.revoke(record).expect("taken"),
+        !node.revoke_blocking(record).expect("taken"),
         "a second time is not new"
     );
     let rogue = FleetCa::generate("rogue".into()).expect("ca");
@@ -132,11 +132,11 @@ fn a_revocation_handed_to_a_node_is_taken_once_and_garbage_is_an_error() {
         .revoke("paris-11".into(), "pos-2".into(), String::new())
         .expect("revoke");
     assert!(
-        matches!(node.revoke(forged), Err(OutpostError::Certificate(m)) if m.contains("not signed by this fleet"))
+        matches!(node.revoke_blocking(forged), Err(OutpostError::Certificate { reason: m, .. }) if m.contains("not signed by this fleet"))
     );
     assert!(matches!(
-        node.revoke(vec![0xff; 12]),
-        Err(OutpostError::Certificate(_))
+        node.revoke_blocking(vec![0xff; 12]),
+        Err(OutpostError::Certificate { .. })
     ));
     node.shutdown_blocking().expect("shutdown");
 }

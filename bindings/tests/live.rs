@@ -60,7 +60,7 @@ fn a_value_watch_gives_the_current_value_then_changes_and_ends_with_cancel() {
     assert_eq!(second.and_then(|s| s.json).as_deref(), Some("950"));
     // Many writes while nobody collects: one value, the last (conflated).
     for price in 951..=1000 {
-        node.put_int("menu".into(), "/items/burger/price".into(), price)
+        node.put_int_blocking("menu".into(), "/items/burger/price".into(), price)
             .expect("put");
     }
     let mut last = None;
@@ -221,6 +221,7 @@ fn a_live_query_follows_orders_as_they_come_and_change() {
             path: "/status".into(),
             equals_json: r#""new""#.into(),
         }],
+        conditions: vec![],
         sort_by: Some("/placedAt".into()),
         descending: false,
         limit: Some(2),
@@ -258,7 +259,7 @@ fn a_live_query_follows_orders_as_they_come_and_change() {
         ["K1-004", "K1-001"],
         "sorted by placedAt, limited to 2"
     );
-    node.put_string(day.clone(), "/orders/K1-004/status".into(), "done".into())
+    node.put_string_blocking(day.clone(), "/orders/K1-004/status".into(), "done".into())
         .expect("put");
     let result = within(&rt, "the order done", watch.next())
         .expect("next")

@@ -74,12 +74,14 @@ fn replicated_writes_say_who_holds_them() {
     // A store without a node cannot wait for peers: refused, nothing written.
     let local = Outpost::open_local(dir.path().join("local").display().to_string()).expect("open");
     match local.put_replicated_blocking(DAY.into(), "/orders/o-3".into(), "1".into()) {
-        Err(OutpostError::InvalidConfig(m)) => assert!(m.contains("openLocal"), "{m}"),
+        Err(OutpostError::InvalidConfig { reason: m, .. }) => {
+            assert!(m.contains("openLocal"), "{m}")
+        }
         other => panic!("openLocal cannot wait for peers: {other:?}"),
     }
     let read = local.get_blocking(DAY.into(), "/orders/o-3".into());
     assert!(
-        matches!(read, Ok(None) | Err(OutpostError::UnknownDocument(_))),
+        matches!(read, Ok(None) | Err(OutpostError::UnknownDocument { .. })),
         "nothing was written: {read:?}"
     );
     local.shutdown_blocking().expect("shutdown");

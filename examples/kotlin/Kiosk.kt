@@ -22,7 +22,7 @@ import kotlinx.coroutines.runBlocking
 /** Called on outpost's listener thread; on Android, post to the main thread before touching views. */
 class KioskListener(private val node: () -> Outpost) : NodeListener {
     override fun onChange(event: ChangeEvent) {
-        if (event.doc == "menu") println("menu changed: burger now ${node().getInt("menu", "/items/burger/price")}")
+        if (event.doc == "menu") println("menu changed: burger now ${node().getIntBlocking("menu", "/items/burger/price")}")
     }
     override fun onPeerConnected(peer: PeerIdentity) = println("online: ${peer.peer} (${peer.role})")
     override fun onPeerDisconnected(peer: PeerIdentity) = println("lost ${peer.peer}")
@@ -57,12 +57,12 @@ fun main(args: Array<String>) {
         TxOp.Push(path = "/$orderId/items", json = """{"sku": "burger", "qty": 1}"""),
     ))
     // Stock is a counter: two kiosks selling the last burger offline both count.
-    node.increment("stock", "/burger", -1)
+    node.incrementBlocking("stock", "/burger", -1)
 
     try {
-        node.putInt("menu", "/items/burger/price", 1)
+        node.putIntBlocking("menu", "/items/burger/price", 1)
     } catch (e: OutpostException.NotPermitted) {
-        println("kiosks do not edit the menu: ${e.message}")
+        println("kiosks do not edit the menu: ${e.reason}")
     }
 
     val status = node.statusBlocking()

@@ -81,12 +81,12 @@ def main(args):
         outpost.TxOp.PUSH(path=f"/{order_id}/items", json='{"sku": "burger", "qty": 1}'),
     ])
     # Stock is a counter: two kiosks selling the last burger offline both count.
-    node.increment("stock", "/burger", -1)
+    node.increment_blocking("stock", "/burger", -1)
 
     try:
-        node.put_int("menu", "/items/burger/price", 1)
+        node.put_int_blocking("menu", "/items/burger/price", 1)
     except outpost.OutpostError.NotPermitted as e:
-        print("kiosks do not edit the menu:", e)
+        print("kiosks do not edit the menu:", e.reason)
 
     status = node.status_blocking()
     badge = "online" if status.online else "offline"

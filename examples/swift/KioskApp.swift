@@ -38,7 +38,7 @@ struct KioskApp {
         ))
 
         let subscription = try node.subscribe(listener: KioskListener {
-            let price = (try? node.getInt(doc: "menu", path: "/items/burger/price")) ?? nil
+            let price = (try? node.getIntBlocking(doc: "menu", path: "/items/burger/price")) ?? nil
             print("menu changed, burger now \(price.map(String.init) ?? "-")")
         }, doc: "menu")
 
@@ -49,11 +49,11 @@ struct KioskApp {
             .push(path: "/\(orderId)/items", json: #"{"sku": "burger", "qty": 1}"#),
         ])
         // Stock is a counter: two kiosks selling the last burger offline both count.
-        try node.increment(doc: "stock", path: "/burger", delta: -1)
+        try await node.increment(doc: "stock", path: "/burger", delta: -1)
 
         do {
-            try node.putInt(doc: "menu", path: "/items/burger/price", value: 1)
-        } catch OutpostError.NotPermitted(let message) {
+            try await node.putInt(doc: "menu", path: "/items/burger/price", value: 1)
+        } catch OutpostError.NotPermitted(let message, _, _, _, _) {
             print("kiosks do not edit the menu: \(message)")
         }
 

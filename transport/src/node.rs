@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -168,6 +169,8 @@ pub struct Node {
     events: broadcast::Sender<Event>,
     connected: watch::Receiver<BTreeMap<PeerId, PeerInfo>>,
     targets: Mutex<BTreeSet<Target>>,
+    /// Set by [`Node::pause`]: incoming connections are refused.
+    paused: Arc<AtomicBool>,
     accept_task: Option<JoinHandle<()>>,
     runner_task: Option<JoinHandle<()>>,
     renew_task: Option<JoinHandle<()>>,
@@ -316,9 +319,15 @@ impl Node {
             .run()
             .instrument(node_span.clone()),
         );
+        let paused = Arc::new(AtomicBool::new(false));
         let accept_task = tokio::spawn(
-            accept_loop(endpoint.clone(), runner.clone(), handshake_timeout)
-                .instrument(node_span.clone()),
+            accept_loop(
+                endpoint.clone(),
+                runner.clone(),
+                handshake_timeout,
+                paused.clone(),
+            )
+            .instrument(node_span.clone()),
         );
         let mut targets = BTreeSet::new();
         let names = config
@@ -400,6 +409,7 @@ impl Node {
             events,
             connected,
             targets: Mutex::new(targets),
+            paused,
             accept_task: Some(accept_task),
             runner_task: Some(runner_task),
             renew_task,
@@ -596,6 +606,51 @@ impl Node {
         let _ = self.runner.redial_now();
     }
 
+    /// Takes the node off the network while keeping it (an app going to the background):
+    /// stops dialing every peer added by address or name, closes every link and refuses
+    /// incoming connections until [`Node::resume`]. The store stays open: reads and writes go
+    /// on and sync when resumed. Peers found by discovery are still dialed.
+    ///
+    /// Dialing and accepting stop at the call; the future closes the links and holds nothing
+    /// of the node (a caller may await it without a borrow).
+    pub fn pause(&self) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        self.paused.store(true, Ordering::SeqCst);
+        for target in self.targets_now() {
+            let _ = self.runner.pause_target(target);
+        }
+        let peers = self.connected_peers();
+        let runner = self.runner.clone();
+        async move {
+            for peer in peers {
+                runner.disconnect(peer.peer, CloseCode::Shutdown).await?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Ends a [`Node::pause`]: accepts connections again and dials every peer right away.
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        for target in self.targets_now() {
+            let _ = self.runner.resume_target(target);
+        }
+        let _ = self.runner.redial_now();
+    }
+
+    /// Whether the node is paused ([`Node::pause`]).
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    fn targets_now(&self) -> Vec<Target> {
+        self.targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// The admission rules of this node's handshakes.
     pub fn filter(&self) -> &PeerFilter {
         &self.filter
@@ -691,8 +746,18 @@ impl Drop for Node {
     }
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, runner: RunnerHandle, handshake_timeout: Duration) {
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    runner: RunnerHandle,
+    handshake_timeout: Duration,
+    paused: Arc<AtomicBool>,
+) {
     while let Some(incoming) = endpoint.accept().await {
+        if paused.load(Ordering::SeqCst) {
+            // Paused (the app is in the background): no handshake, the peer redials later.
+            incoming.refuse();
+            continue;
+        }
         let runner = runner.clone();
         tokio::spawn(
             async move {

@@ -78,7 +78,7 @@ final class OutpostTests: XCTestCase {
         events.wait(for: "pos-1 connected") { $0.connected.contains { $0.peer == "pos-1" } }
         try pos.putBlocking(doc: "menu", path: "/items/burger", json: #"{"name": "Burger", "price": 950}"#)
         events.wait(for: "the menu change") { $0.changes.contains { $0.origin == .remote(peer: "pos-1") } }
-        XCTAssertEqual(try kiosk.getInt(doc: "menu", path: "/items/burger/price"), 950)
+        XCTAssertEqual(try kiosk.getIntBlocking(doc: "menu", path: "/items/burger/price"), 950)
         XCTAssertEqual(try kiosk.getString(doc: "menu", path: "/items/burger/name"), "Burger")
         let connected = try await kiosk.waitForPeer(peer: "pos-1", timeoutMs: 5000)
         XCTAssertTrue(connected)
@@ -94,8 +94,8 @@ final class OutpostTests: XCTestCase {
         XCTAssertThrowsError(try kiosk.putBlocking(doc: "orders", path: "o-1", json: "1")) { error in
             guard case OutpostError.InvalidPath = error else { return XCTFail("\(error)") }
         }
-        XCTAssertThrowsError(try kiosk.putInt(doc: "menu", path: "/items/burger/price", value: 1)) { error in
-            guard case OutpostError.NotPermitted(let message) = error else { return XCTFail("\(error)") }
+        XCTAssertThrowsError(try kiosk.putIntBlocking(doc: "menu", path: "/items/burger/price", value: 1)) { error in
+            guard case OutpostError.NotPermitted(let message, let doc, _, _, let retryable) = error, doc == "menu", !retryable else { return XCTFail("\(error)") }
             XCTAssertTrue(message.contains("kiosk"))
         }
         XCTAssertThrowsError(try kiosk.putBlocking(doc: "orders", path: "/o-1", json: "{nope")) { error in
