@@ -107,10 +107,17 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
     let config = root.join("cloud.toml");
     std::fs::write(&config, POLICY).expect("config");
     let data = root.join("cloud-data");
+    // With the fleet CA's key, the cloud authors the API's writes as head office.
+    let ca_key = ca.join("ca.key");
     let (_cloud, quic, http) = start_cloud_with(
         &cloud_cert,
         &data,
-        &["--config", config.to_str().expect("utf-8")],
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--ca-key",
+            ca_key.to_str().expect("utf-8"),
+        ],
     );
 
     let (paris_d, lyon_d) = (root.join("paris"), root.join("lyon"));
@@ -270,6 +277,14 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
     eventually("the paris POS sees head office's price", SYNC, || {
         (device_get(&paris_d, "menu", "/items/burger/price") == Some(json!(1050))).then_some(())
     });
+    // Authored by the head-office identity, not the cloud: the device checked it as head
+    // office's change (issue 27), and its history says who wrote it.
+    let authors = on(&paris_d, &["conflicts", "menu", "/items/burger/price"]);
+    authors.expect_ok();
+    let authors = authors.json();
+    println!("the price's author at the paris POS: {authors}");
+    assert_eq!(authors[0]["author_role"], json!("head-office"), "{authors}");
+    assert_eq!(authors[0]["author"], json!("cloud-1-api"), "{authors}");
     // A fleet-wide price: written once, it reaches every site.
     let w = hq.send(
         "PUT",
@@ -281,6 +296,14 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
         eventually("each POS sees the fleet price", SYNC, || {
             (device_get(dir, "prices", "/burger/price") == Some(json!(990))).then_some(())
         });
+        let authors = on(dir, &["conflicts", "prices", "/burger"]);
+        authors.expect_ok();
+        assert_eq!(
+            authors.json()[0]["author_role"],
+            json!("head-office"),
+            "{}",
+            authors.json()
+        );
     }
     let r = hq.send(
         "GET",
