@@ -120,9 +120,22 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
         ],
     );
 
+    // The devices run the fleet's policy too: the API's writes are head office's, and a
+    // device takes them only where its policy lets head office write.
+    let device_policy = root.join("policy.toml");
+    std::fs::write(
+        &device_policy,
+        POLICY.replace("[policy]\n", "").replace("[policy.", "["),
+    )
+    .expect("policy file");
+    let device = |name: &str, dir: &Path, cert: &Path| {
+        let mut cmd = serve_command(dir, cert, "127.0.0.1:0", &[&quic.to_string()]);
+        cmd.env("OUTPOST_POLICY", &device_policy);
+        serving(name, cmd)
+    };
     let (paris_d, lyon_d) = (root.join("paris"), root.join("lyon"));
-    let (_paris, _) = serve("paris/pos-1", &paris_d, &paris_cert, 0, &[quic]);
-    let (lyon, _) = serve("lyon/pos-1", &lyon_d, &lyon_cert, 0, &[quic]);
+    let (_paris, _) = device("paris/pos-1", &paris_d, &paris_cert);
+    let (lyon, _) = device("lyon/pos-1", &lyon_d, &lyon_cert);
     let put = |dir: &Path, doc: &str, path: &str, value: &str| {
         on(dir, &["put", doc, path, value]).expect_ok();
     };
