@@ -403,6 +403,8 @@ impl Rogue {
             net.advance(SETTLE_MS / 10);
             let now = net.total_stats().messages - sent;
             if now > STORM_MESSAGES {
+                // With OUTPOST_FUZZ_DEBUG set: the last frames the storm brought the rogue,
+                // decoded (with OUTPOST_SIM_TRACE, every frame of the run is printed).
                 if std::env::var("OUTPOST_FUZZ_DEBUG").is_ok() {
                     let tapped = net.take_tapped();
                     for (from, bytes) in tapped.iter().rev().take(12) {
