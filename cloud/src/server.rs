@@ -62,6 +62,30 @@ pub use self::http::HttpLimits;
 use self::metrics::Metrics;
 pub use self::overview::SiteOverview;
 
+/// The head-office identity of the API's writes: `<cloud peer>-api` of the cloud's site
+/// (the fleet), role `head-office`, with a certificate of the fleet CA issued now (a new key
+/// and actor each start: actors never repeat).
+fn head_office_author(
+    ca: &outpost_transport::FleetCa,
+    local: &PeerInfo,
+) -> Result<outpost_core::Author> {
+    let info = PeerInfo {
+        site: local.site.clone(),
+        peer: format!("{}-api", local.peer)
+            .parse()
+            .context("the cloud's peer id makes no valid head-office peer id")?,
+        role: api::HEAD_OFFICE_ROLE
+            .parse()
+            .expect("the head-office role name is valid"),
+    };
+    let cert = ca
+        .issue(&info)
+        .context("cannot issue the head-office certificate of the API's writes")?;
+    let signer = outpost_transport::DeviceSigner::new(&cert)
+        .context("the head-office certificate's key cannot sign changes")?;
+    Ok(outpost_core::Author::new(info, Arc::new(signer)))
+}
+
 /// State shared by the accept loop, the site tasks and the HTTP thread.
 pub(crate) struct Shared {
     db: outpost_core::Database,
@@ -83,6 +107,10 @@ pub(crate) struct Shared {
     filter: PeerFilter,
     /// Renews device certificates (when the cloud holds the fleet CA's key).
     renewer: Option<outpost_transport::Renewer>,
+    /// The identity the API's writes are authored as (issue 27): role `head-office`, with a
+    /// certificate the cloud issues itself at start when it holds the fleet CA's key.
+    /// `None` (no CA key): they are authored by the cloud, as before.
+    pub(crate) head_office: Option<outpost_core::Author>,
     metrics: Metrics,
     /// Documents in memory over all sites (each site adds what it changed).
     documents_loaded: AtomicI64,
@@ -346,14 +374,20 @@ impl Cloud {
                 .context(
                     "the fleet CA key does not match the fleet CA certificate (--ca, --ca-key)",
                 )?;
+                let head_office = head_office_author(&ca, &local)?;
                 // The filter: a revoked key is never renewed; the ledger: a key is renewed
                 // at most once per window, also across restarts.
-                Some(
+                Some((
                     outpost_transport::Renewer::new(ca, config.renew_days)
                         .with_filter(filter.clone())
                         .with_ledger(config.data.join("renewals.json")),
-                )
+                    head_office,
+                ))
             }
+        };
+        let (renewer, head_office) = match renewer {
+            Some((r, h)) => (Some(r), Some(h)),
+            None => (None, None),
         };
         let revocations = db.keyspace("cloud/revocations");
         let signer: outpost_core::signing::SharedSigner = Arc::new(signer);
@@ -362,6 +396,7 @@ impl Cloud {
             &local,
             &config.policy,
             signer.clone(),
+            head_office.clone(),
             pg.as_ref().map(|pg| pg.mirror(pg::FLEET_KEY)),
         )
         .context("cannot open the fleet documents in the data directory")?;
@@ -376,6 +411,7 @@ impl Cloud {
             verifier: Arc::new(verifier),
             filter,
             renewer,
+            head_office,
             metrics: Metrics::default(),
             documents_loaded: AtomicI64::new(0),
             sites: Mutex::new(HashMap::new()),

@@ -107,15 +107,35 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
     let config = root.join("cloud.toml");
     std::fs::write(&config, POLICY).expect("config");
     let data = root.join("cloud-data");
+    // With the fleet CA's key, the cloud authors the API's writes as head office.
+    let ca_key = ca.join("ca.key");
     let (_cloud, quic, http) = start_cloud_with(
         &cloud_cert,
         &data,
-        &["--config", config.to_str().expect("utf-8")],
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--ca-key",
+            ca_key.to_str().expect("utf-8"),
+        ],
     );
 
+    // The devices run the fleet's policy too: the API's writes are head office's, and a
+    // device takes them only where its policy lets head office write.
+    let device_policy = root.join("policy.toml");
+    std::fs::write(
+        &device_policy,
+        POLICY.replace("[policy]\n", "").replace("[policy.", "["),
+    )
+    .expect("policy file");
+    let device = |name: &str, dir: &Path, cert: &Path| {
+        let mut cmd = serve_command(dir, cert, "127.0.0.1:0", &[&quic.to_string()]);
+        cmd.env("OUTPOST_POLICY", &device_policy);
+        serving(name, cmd)
+    };
     let (paris_d, lyon_d) = (root.join("paris"), root.join("lyon"));
-    let (_paris, _) = serve("paris/pos-1", &paris_d, &paris_cert, 0, &[quic]);
-    let (lyon, _) = serve("lyon/pos-1", &lyon_d, &lyon_cert, 0, &[quic]);
+    let (_paris, _) = device("paris/pos-1", &paris_d, &paris_cert);
+    let (lyon, _) = device("lyon/pos-1", &lyon_d, &lyon_cert);
     let put = |dir: &Path, doc: &str, path: &str, value: &str| {
         on(dir, &["put", doc, path, value]).expect_ok();
     };
@@ -270,6 +290,14 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
     eventually("the paris POS sees head office's price", SYNC, || {
         (device_get(&paris_d, "menu", "/items/burger/price") == Some(json!(1050))).then_some(())
     });
+    // Authored by the head-office identity, not the cloud: the device checked it as head
+    // office's change (issue 27), and its history says who wrote it.
+    let authors = on(&paris_d, &["conflicts", "menu", "/items/burger/price"]);
+    authors.expect_ok();
+    let authors = authors.json();
+    println!("the price's author at the paris POS: {authors}");
+    assert_eq!(authors[0]["author_role"], json!("head-office"), "{authors}");
+    assert_eq!(authors[0]["author"], json!("cloud-1-api"), "{authors}");
     // A fleet-wide price: written once, it reaches every site.
     let w = hq.send(
         "PUT",
@@ -281,6 +309,14 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
         eventually("each POS sees the fleet price", SYNC, || {
             (device_get(dir, "prices", "/burger/price") == Some(json!(990))).then_some(())
         });
+        let authors = on(dir, &["conflicts", "prices", "/burger"]);
+        authors.expect_ok();
+        assert_eq!(
+            authors.json()[0]["author_role"],
+            json!("head-office"),
+            "{}",
+            authors.json()
+        );
     }
     let r = hq.send(
         "GET",

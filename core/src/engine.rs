@@ -1440,7 +1440,13 @@ impl Engine {
                 }
             }
             Some(claim) => {
-                if !policy.may_relay(&from.role) {
+                // With signatures checked, a peer that is no relay may still forward another
+                // device's signed change: the signature proves who wrote it, and the path
+                // rules judge it by that device's role. A menu board that a kiosk wrote
+                // `health` to directly must send the kiosk's change along with its own
+                // (they depend on it), or none of its own reports arrived again (found by
+                // the policy fuzzer). Unsigned, such a change is refused (`verify_new`).
+                if !policy.may_relay(&from.role) && self.config.verifier.is_none() {
                     return Some(format!(
                         "role {} may not forward changes authored by {}",
                         from.role, claim.peer
@@ -1480,17 +1486,18 @@ impl Engine {
     ) -> Result<(), String> {
         let policy = &self.config.policy;
         for c in new {
-            let (author, role) = match parse_actor(&c.actor) {
-                Some(claim) => (claim.peer.to_string(), claim.role),
-                None => (from.peer.to_string(), from.role.clone()),
+            let (device, role) = match parse_actor(&c.actor) {
+                Some(claim) => (claim.peer, claim.role),
+                None => (from.peer.clone(), from.role.clone()),
             };
+            let author = device.to_string();
             let written = match &c.written {
                 Some(Ok(w)) => w,
                 Some(Err(e)) => return Err(format!("change by {author}: {e}")),
                 None => return Err(format!("change by {author}: its paths were not decoded")),
             };
             for (path, replaces) in written {
-                if !policy.may_write_path(&role, doc.context(), path, *replaces) {
+                if !policy.may_write_path_as(&role, Some(&device), doc.context(), path, *replaces) {
                     return Err(format!(
                         "{author} (role {role}) may not {} {path} in {doc}: {}",
                         if *replaces { "replace" } else { "write" },
@@ -1567,6 +1574,38 @@ impl Engine {
                 doc.context()
             );
             return Err(self.dropped(from, doc, reason));
+        }
+        if !self
+            .config
+            .policy
+            .may_read(&self.config.local.role, doc.context())
+        {
+            // Nothing of a context this peer's own role may not read is ever stored here,
+            // whoever sends it: an honest peer never offers it (a kiosk replayed a POS's
+            // orders to a menu board, which stored them; found by the policy fuzzer).
+            let reason = format!(
+                "this peer's role {} may not read context {}: sync messages of it are \
+                 dropped unread",
+                self.config.local.role,
+                doc.context()
+            );
+            return Err(self.dropped(from, doc, reason));
+        }
+        if msg.changes.is_empty()
+            && msg.heads.is_empty()
+            && !self.known.contains(&doc)
+            && !self
+                .peers
+                .get(from)
+                .is_some_and(|p| p.docs.contains_key(&doc))
+        {
+            // Neither side holds the document and we asked nothing about it (or forgot we
+            // did, past `MAX_UNHELD_STATES_PER_PEER`): nothing to exchange, and no entry is
+            // made. Answering made the peer answer back from its own new entry, and once
+            // entries were evicted the two answered each other without end (a flood of
+            // empty messages naming fresh documents started that between the POS and the
+            // flooding kiosk's own engine; found by the policy fuzzer).
+            return Ok(());
         }
         let refusal = match self.check_changes(&info, &doc, &msg) {
             Some(reason) => Some(reason),
@@ -1699,6 +1738,15 @@ impl Engine {
                 state.sent_hashes.remove(hash);
             }
             ds.needed.clone_from(&msg.need);
+            // A peer that refused our changes takes none for the session, so it asks for
+            // none (its state is read-only). One that asks did not refuse, or no longer
+            // does: its refusal is over. Else we answered each of its requests at once with
+            // no changes, and it asked again, without end (a kiosk sending a `Refused` it
+            // never meant started that between the POS and its own engine; found by the
+            // policy fuzzer).
+            if ds.refused_by_peer && !msg.need.is_empty() {
+                ds.refused_by_peer = false;
+            }
         }
         let shared_before = state.shared_heads.clone();
         if !self.known.contains(&doc) && msg.changes.is_empty() {

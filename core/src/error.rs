@@ -179,6 +179,20 @@ pub enum Error {
         "storage error: {0}; check that the data directory is writable and the disk is not full"
     )]
     Storage(#[from] crate::storage::StorageError),
+    /// A change written as another identity (`Store::transact_as`) could not be signed with
+    /// its key; nothing was stored.
+    #[error(
+        "a change to {doc} could not be signed as {author}: {source}; check that identity's key"
+    )]
+    SigningAs {
+        /// The document.
+        doc: crate::DocumentId,
+        /// The identity written as.
+        author: crate::PeerInfo,
+        /// Why the key did not sign.
+        #[source]
+        source: crate::signing::SignatureError,
+    },
     /// Another process (or another open store in this one) holds the data directory.
     #[error("the data directory {path} is in use: its storage is open in another process or by another store of this one (is outpost or outpost-cloud running on it?); stop it, then try again")]
     InUse {

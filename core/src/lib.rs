@@ -59,14 +59,14 @@ pub use event::Event;
 pub use ids::{PeerId, PeerInfo, Role, SiteId};
 pub use link::{Backoff, CloseCode, ConnId, LinkConfig, Links, Output, Target};
 pub use pointer::Pointer;
-pub use policy::{ContextRule, PathRule, Policy};
+pub use policy::{ContextRule, PathRule, Policy, DEVICE_TOKEN};
 pub use store::{
     restore, restore_stores, BackupError, BackupSummary, BackupWriter, BACKUP_MAGIC,
     BACKUP_VERSION, ERASURES_DOC,
 };
 pub use store::{
-    ChangeEvent, ConflictValue, Durability, Feed, FeedBatch, FeedDocs, FeedFilter, Origin, Store,
-    StoreOptions, Subscription, SubscriptionFilter, Ticket, TicketPrefix, Tx, WriteOutcome,
+    Author, ChangeEvent, ConflictValue, Durability, Feed, FeedBatch, FeedDocs, FeedFilter, Origin,
+    Store, StoreOptions, Subscription, SubscriptionFilter, Ticket, TicketPrefix, Tx, WriteOutcome,
 };
 pub use store::{Mirror, MirrorBatch, MirrorTree, MirroredChange, MirroredEntry, SharedMirror};
 pub use time::Timestamp;

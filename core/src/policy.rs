@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::{ContextName, Pointer, Role};
+use crate::{ContextName, PeerId, Pointer, Role};
 
 /// Read and write rights of roles, per context.
 ///
@@ -15,6 +15,7 @@ pub struct Policy {
     /// The rule for contexts not listed in `contexts`.
     pub default_rule: ContextRule,
     /// Roles that may forward changes authored by other devices (see `core/docs/design.md`).
+    /// Where signatures are checked, any role may forward a change its author signed.
     pub relay_roles: BTreeSet<Role>,
     /// When true every role may read, write and relay every context.
     #[serde(default)]
@@ -95,16 +96,34 @@ impl PathRule {
         self.path.split('/').skip(1).collect()
     }
 
-    /// Whether the pattern matches `path` or one of its parents: how many tokens it spans.
-    fn covers(&self, path: &Pointer) -> Option<usize> {
+    /// Whether the pattern matches `path` or one of its parents: how specific the match is
+    /// (tokens spanned, then tokens that are not `*`; [`DEVICE_TOKEN`] matches any token and
+    /// counts as specific).
+    fn covers(&self, path: &Pointer) -> Option<(usize, usize)> {
         let pattern = self.tokens();
         let tokens = path.tokens();
         (pattern.len() <= tokens.len()
             && pattern
                 .iter()
                 .zip(tokens)
-                .all(|(p, t)| *p == "*" || *p == t.as_str()))
-        .then_some(pattern.len())
+                .all(|(p, t)| *p == "*" || *p == DEVICE_TOKEN || *p == t.as_str()))
+        .then(|| {
+            let specific = pattern.iter().filter(|p| **p != "*").count();
+            (pattern.len(), specific)
+        })
+    }
+
+    /// Whether the rule grants `role`, writing as `device`, the write at `path` it covers:
+    /// the role is one of its writers and, where the pattern has [`DEVICE_TOKEN`], the token
+    /// of `path` there is the device's own id.
+    fn grants(&self, role: &Role, device: Option<&PeerId>, path: &Pointer) -> bool {
+        self.write.contains(role)
+            && self
+                .tokens()
+                .iter()
+                .zip(path.tokens())
+                .filter(|(p, _)| **p == DEVICE_TOKEN)
+                .all(|(_, t)| device.is_some_and(|d| d.as_str() == t.as_str()))
     }
 
     /// Whether the pattern lies strictly below `path` (replacing `path` replaces what the
@@ -116,9 +135,17 @@ impl PathRule {
             && pattern
                 .iter()
                 .zip(tokens)
-                .all(|(p, t)| *p == "*" || *p == t.as_str())
+                .all(|(p, t)| *p == "*" || *p == DEVICE_TOKEN || *p == t.as_str())
     }
 }
+
+/// A path pattern token that stands for the id of the device that writes (the author of the
+/// change, as its certificate proves): `/devices/{device}` in `health` covers every
+/// device's entry and grants each device only its own. More specific than `*` at the same
+/// place. Replacing a parent of such entries (`/devices`) needs the rule's role only: every
+/// device creates `/devices` when it first reports, concurrently, and a put over a key the
+/// receiver holds counts as a replacement.
+pub const DEVICE_TOKEN: &str = "{device}";
 
 fn roles(names: &[&str]) -> BTreeSet<Role> {
     names
@@ -187,7 +214,7 @@ impl Default for Policy {
     /// | `menu` | everyone | pos |
     /// | `stock` | everyone | pos, kiosk |
     /// | `orders` | pos, kiosk, kitchen | pos, kiosk, kitchen; per path: `/orders/*` pos, kiosk; `/orders/*/kitchen` kitchen; `/orders/*/payment` and `/orders/*/closed` pos |
-    /// | `health` | pos | every device role (each device publishes its own `/devices/<id>`) |
+    /// | `health` | pos | every device role; per path: `/devices/{device}` the device itself (each publishes only its own entry), `/devices` any device, nothing else |
     /// | `catalog`, `prices` (fleet scope) | everyone | head-office |
     /// | other | pos | pos |
     ///
@@ -223,9 +250,18 @@ impl Default for Policy {
                 .path("/orders/*/payment", &["pos"])
                 .path("/orders/*/closed", &["pos"]),
         );
-        // Each device's health (see `outpost_transport::DeviceHealth`), for the cloud.
+        // Each device's health (see `outpost_transport::DeviceHealth`), for the cloud: each
+        // device writes only its own entry `/devices/<its id>`, and nothing beside
+        // `/devices`. Any device creates or replaces `/devices` (every device creates it when
+        // it first reports, concurrently: guarding it would refuse all first reports but one).
         let devices = ["pos", "kiosk", "menu-board", "kitchen"];
-        contexts.insert(ctx("health"), ContextRule::new(&["pos"], &devices));
+        contexts.insert(
+            ctx("health"),
+            ContextRule::new(&["pos"], &devices)
+                .path("/*", &[])
+                .path("/devices", &devices)
+                .path("/devices/{device}", &devices),
+        );
         // Fleet-wide: head office writes, every device of every site reads.
         for fleet in ["catalog", "prices"] {
             contexts.insert(
@@ -329,11 +365,25 @@ impl Policy {
         path: &Pointer,
         replaces: bool,
     ) -> bool {
+        self.may_write_path_as(role, None, context, path, replaces)
+    }
+
+    /// [`Policy::may_write_path`] for a write by device `device` (of role `role`): a rule
+    /// whose pattern holds [`DEVICE_TOKEN`] covers only that device's own entry. Without a
+    /// device, such rules cover nothing (a role alone never writes a device's entry).
+    pub fn may_write_path_as(
+        &self,
+        role: &Role,
+        device: Option<&PeerId>,
+        context: &ContextName,
+        path: &Pointer,
+        replaces: bool,
+    ) -> bool {
         if self.open || role == &Role::cloud() {
             return true;
         }
         let rule = self.rule(context);
-        let mut best: Option<(usize, &PathRule)> = None;
+        let mut best: Option<((usize, usize), &PathRule)> = None;
         for r in &rule.paths {
             if let Some(n) = r.covers(path) {
                 if best.is_none_or(|(m, _)| n > m) {
@@ -342,7 +392,7 @@ impl Policy {
             }
         }
         let here = match best {
-            Some((_, r)) => r.write.contains(role),
+            Some((_, r)) => r.grants(role, device, path),
             None => rule.write.contains(role),
         };
         here && (!replaces

@@ -7,6 +7,7 @@
 //! hands them to `Automerge::load`. Compaction writes a new snapshot and removes the older
 //! chunks in one atomic sled batch, so a crash leaves either the old or the new layout.
 
+mod author;
 mod backup;
 mod feed;
 mod flush;
@@ -30,6 +31,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use serde_json::Value as Json;
 
+pub use self::author::Author;
 pub use self::backup::{
     restore, restore_stores, BackupError, BackupSummary, BackupWriter, BACKUP_MAGIC, BACKUP_VERSION,
 };
@@ -558,6 +560,26 @@ impl Store {
         self.transact_inner(doc, durability, Some(write_id), f)
     }
 
+    /// Like [`Store::transact_once`], authored as `author` instead of this store's identity:
+    /// the change carries the author's actor, is checked against the per-path rules of the
+    /// author's role (and device), and is signed with the author's key, whose certificate is
+    /// stored so that it travels with the change. Receivers judge it as the author's.
+    pub fn transact_as<T>(
+        &self,
+        author: &Author,
+        doc: &DocumentId,
+        write_id: &str,
+        durability: Durability,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
+    ) -> Result<WriteOutcome<T>> {
+        if let Some(fleet) = self.fleet_of(doc) {
+            return fleet.transact_as(author, doc, write_id, durability, f);
+        }
+        let signer = author.signer();
+        self.put_certificate(&signer.key_id(), signer.certificate(), &author.info().peer)?;
+        self.transact_by(doc, durability, Some(write_id), Some(author), f)
+    }
+
     fn transact_inner<T>(
         &self,
         doc: &DocumentId,
@@ -565,14 +587,34 @@ impl Store {
         write_id: Option<&str>,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
     ) -> Result<WriteOutcome<T>> {
+        self.transact_by(doc, durability, write_id, None, f)
+    }
+
+    fn transact_by<T>(
+        &self,
+        doc: &DocumentId,
+        durability: Durability,
+        write_id: Option<&str>,
+        author: Option<&Author>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
+    ) -> Result<WriteOutcome<T>> {
         if durability == Durability::Replicated {
             // A store has no peers to wait for; the node writes Durable, then waits.
             return Err(Error::ReplicatedNeedsNode { doc: doc.clone() });
         }
         if let Some(fleet) = self.fleet_of(doc) {
-            return fleet.transact_inner(doc, durability, write_id, f);
+            return fleet.transact_by(doc, durability, write_id, author, f);
         }
         self.check_write(doc)?;
+        if let Some(a) = author {
+            // As the author's role, as a receiver will judge it.
+            if !self.inner.policy.may_write(&a.info().role, doc.context()) {
+                return Err(Error::NotPermitted {
+                    role: a.info().role.clone(),
+                    doc: doc.clone(),
+                });
+            }
+        }
         let slot = self.slot(doc)?;
         let mut s = lock(&slot);
         if let Some(id) = write_id {
@@ -586,12 +628,16 @@ impl Store {
         }
         let record_paths = self.inner.subscribers.wants_paths(doc);
         let message = write_id.map(|id| format!("{}{id}", slot::WRITE_ID_PREFIX));
+        if let Some(a) = author {
+            // Only for this transaction: the document's actor is the store's again below,
+            // whatever `f` returns.
+            s.doc.set_actor(a.actor().clone());
+        }
         let (out, hash, paths) = {
-            let guard = self
-                .inner
-                .identity
-                .as_ref()
-                .map(|me| (&self.inner.policy, &me.role));
+            let guard = author
+                .map(Author::info)
+                .or(self.inner.identity.as_ref())
+                .map(|me| (&self.inner.policy, me));
             let mut tx = Tx::new(
                 s.doc.transaction(),
                 doc,
@@ -599,20 +645,31 @@ impl Store {
                 guard,
                 self.inner.tickets.as_ref(),
             );
-            match f(&mut tx) {
-                Ok(v) => {
-                    let (hash, paths) = tx.commit(message);
-                    (v, hash, paths)
-                }
-                Err(e) => return Err(e),
+            let result = f(&mut tx);
+            let committed = result.map(|v| {
+                let (hash, paths) = tx.commit(message);
+                (v, hash, paths)
+            });
+            if author.is_some() {
+                s.doc.set_actor(self.inner.actor.clone());
             }
+            committed?
         };
         // An empty transaction commits no change: nothing to persist or announce.
         let Some(change) = hash.and_then(|h| s.doc.get_change_by_hash(&h)) else {
             return Ok(WriteOutcome::Applied(out));
         };
+        // Signed before it is stored: a change of another identity must never travel
+        // unsigned (receivers would refuse it, and every later one of that actor with it).
+        let record = match author {
+            Some(a) => Some(Self::signature_as(doc, &change, a).inspect_err(|_| self.forget(doc))?),
+            None => None,
+        };
         self.persist(&mut s, change.raw_bytes())
-            .and_then(|()| self.sign_local(doc, &change))
+            .and_then(|()| match record {
+                Some(r) => self.put_signatures(doc, &[r]),
+                None => self.sign_local(doc, &change),
+            })
             .inspect_err(|_| self.forget(doc))?;
         self.mirror_change(doc, &change);
         if let Some(id) = write_id {
@@ -667,6 +724,30 @@ impl Store {
             signature,
         };
         self.put_signatures(doc, &[(change.actor_id().clone(), change.seq(), record)])
+    }
+
+    /// The signature of a change written as `author` (see [`Store::transact_as`]).
+    fn signature_as(
+        doc: &DocumentId,
+        change: &automerge::Change,
+        author: &Author,
+    ) -> Result<SignatureRecord> {
+        let hash = change.hash();
+        let signer = author.signer();
+        let signature =
+            signer
+                .sign(&signed_bytes(doc, &hash))
+                .map_err(|source| Error::SigningAs {
+                    doc: doc.clone(),
+                    author: author.info().clone(),
+                    source,
+                })?;
+        let record = StoredSignature {
+            hash,
+            key: signer.key_id(),
+            signature,
+        };
+        Ok((change.actor_id().clone(), change.seq(), record))
     }
 
     /// Vouches for imported changes with this device's key: the newest change of each actor

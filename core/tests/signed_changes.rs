@@ -638,3 +638,81 @@ fn late_signatures_cost_one_verification_per_actor() {
         "nothing left to examine"
     );
 }
+
+/// Issue 27: what the cloud writes for head office (its API) is authored as a head-office
+/// identity (`Store::transact_as`: its own actor and certificate, fleet-wide), and every
+/// device checks it as a head-office device's change, path rules included, not as the
+/// cloud's (which may write everything). The cloud's store here enforces nothing
+/// (`Policy::allow_all`), as a cloud with a policy out of date would: the POS still
+/// refuses what head office may not write.
+#[test]
+fn writes_as_head_office_are_checked_as_head_offices() {
+    use outpost_core::{Author, ContextRule, Durability};
+    let mut net = Net::seeded(41);
+    let mut policy = Policy::default();
+    policy.contexts.insert(
+        "menu".parse().expect("valid"),
+        ContextRule::new(&["pos", "kiosk"], &["pos", "head-office"])
+            .path("/items/*/price", &["head-office"])
+            .path("/items/*/name", &["pos"]),
+    );
+    net.policy(policy);
+    net.signing(SignatureRule::Required);
+    let cloud = net.add_peer_with(
+        "s1",
+        "cloud-1",
+        "cloud",
+        PeerOptions {
+            store_policy: Some(Policy::allow_all()),
+            ..PeerOptions::default()
+        },
+    );
+    let pos = net.add_peer("s1", "pos-1", "pos");
+    net.connect(&pos, &cloud);
+    let menu = doc("menu");
+    net.put(&pos, &menu, "/items/burger", json!({"name": "Burger"}));
+    net.run_until_quiet();
+    // A fleet-wide identity: of the fleet's "site", not the device's.
+    let hq = PeerInfo::parse("acme", "cloud-1-api", "head-office").expect("valid identity");
+    let signer = net.ca().expect("a signing network").issue(&hq);
+    let author = Author::new(hq, signer);
+    let write = |net: &mut Net, id: &str, path: &'static str, value: serde_json::Value| {
+        net.try_write(&cloud, &menu, |s, d| {
+            s.transact_as(&author, d, id, Durability::Fast, |tx| tx.put(path, value))
+                .map(|_| ())
+        })
+    };
+    write(&mut net, "w1", "/items/burger/price", json!(1050)).expect("head office sets a price");
+    net.run_until_quiet();
+    assert_eq!(
+        net.get(&pos, &menu, "/items/burger/price"),
+        Some(json!(1050))
+    );
+    let authors = net
+        .store(&pos)
+        .conflicts(&menu, "/items/burger/price")
+        .expect("the value is there");
+    println!(
+        "the price's author at the POS: {:?} ({:?})",
+        authors[0].author, authors[0].author_role
+    );
+    assert_eq!(
+        authors[0].author_role.as_ref().map(|r| r.as_str()),
+        Some("head-office")
+    );
+    assert!(net.engine(&pos).metrics().signatures_verified > 0);
+    // Renaming is the POS's step: head office may not, whoever relays it.
+    write(&mut net, "w2", "/items/burger/name", json!("Rogue")).expect("this store checks nothing");
+    net.run_until_quiet();
+    assert_eq!(
+        net.get(&pos, &menu, "/items/burger/name"),
+        Some(json!("Burger")),
+        "the POS took a head-office change at a path head office may not write"
+    );
+    let refused = net.refusals(&pos);
+    println!("the POS refused: {refused:?}");
+    assert!(
+        refused.iter().any(|r| r.contains("head-office")),
+        "{refused:?}"
+    );
+}

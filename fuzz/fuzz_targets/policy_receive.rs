@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use outpost_core::engine::wire::{ChangeSignature, WireMessage};
 use outpost_core::signing::{signed_bytes, KeyId, SignatureRule, Signer};
 use outpost_core::{
-    DocumentId, Durability, Engine, EngineConfig, PeerInfo, Policy, Role, Store, StoreOptions,
+    DocumentId, Durability, Engine, EngineConfig, PeerInfo, Policy, Store, StoreOptions,
     Timestamp,
 };
 use outpost_testkit::rogue::{craft_change, pick_actor, protected_diff, AttackKind, FuzzRng};
@@ -153,10 +153,9 @@ fuzz_target!(|data: &[u8]| {
         while t.engine.poll_transmit().is_some() {}
         while t.engine.poll_event().is_some() {}
     }
-    let kiosk: Role = "kiosk".parse().expect("valid role");
     for (d, before) in &t.before {
         let now = t.engine.store().get_all(d).expect("documents stay readable");
-        let diff = protected_diff(t.engine.policy(), &kiosk, d, before, &now);
+        let diff = protected_diff(t.engine.policy(), &t.kiosk, d, before, &now);
         assert!(diff.is_empty(), "the kiosk changed what it may not: {diff:?}");
     }
 });

@@ -161,20 +161,26 @@ impl fmt::Display for AttackStats {
 // ---- the oracle ----
 
 /// What differs between an honest device's document `base` (from the run without the rogue)
-/// and `actual` (from the run with it) at paths that `role` may not write under `policy`:
+/// and `actual` (from the run with it) at paths that the `rogue` device (by its role and,
+/// for rules of its own entry, its id) may not write under `policy`:
 /// one line per difference, empty if none. A value the role could replace is skipped with
 /// everything below it; a key the role could not delete must still be there; a key that was
 /// not there must be one the role could create (with everything inside it); elsewhere
 /// values must be equal. A missing document reads as `{}`.
 pub fn protected_diff(
     policy: &Policy,
-    role: &Role,
+    rogue: &PeerInfo,
     doc: &DocumentId,
     base: &Json,
     actual: &Json,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    let judge = Judge { policy, role, doc };
+    let judge = Judge {
+        policy,
+        role: &rogue.role,
+        device: &rogue.peer,
+        doc,
+    };
     judge.diff(&Pointer::root(), base, Some(actual), &mut out);
     out
 }
@@ -182,15 +188,20 @@ pub fn protected_diff(
 struct Judge<'a> {
     policy: &'a Policy,
     role: &'a Role,
+    device: &'a PeerId,
     doc: &'a DocumentId,
 }
 
 impl Judge<'_> {
     fn may(&self, path: &Pointer, replaces: bool) -> bool {
         self.policy.may_write(self.role, self.doc.context())
-            && self
-                .policy
-                .may_write_path(self.role, self.doc.context(), path, replaces)
+            && self.policy.may_write_path_as(
+                self.role,
+                Some(self.device),
+                self.doc.context(),
+                path,
+                replaces,
+            )
     }
 
     fn diff(&self, path: &Pointer, base: &Json, actual: Option<&Json>, out: &mut Vec<String>) {
@@ -392,6 +403,27 @@ impl Rogue {
             net.advance(SETTLE_MS / 10);
             let now = net.total_stats().messages - sent;
             if now > STORM_MESSAGES {
+                // With OUTPOST_FUZZ_DEBUG set: the last frames the storm brought the rogue,
+                // decoded (with OUTPOST_SIM_TRACE, every frame of the run is printed).
+                if std::env::var("OUTPOST_FUZZ_DEBUG").is_ok() {
+                    let tapped = net.take_tapped();
+                    for (from, bytes) in tapped.iter().rev().take(12) {
+                        let m = match WireMessage::decode(bytes) {
+                            Ok(WireMessage::Sync { doc, data }) => match Message::decode(&data) {
+                                Ok(m) => format!(
+                                    "Sync {doc}: heads {:?} need {:?} have {} changes {}",
+                                    m.heads,
+                                    m.need,
+                                    m.have.len(),
+                                    m.changes.len()
+                                ),
+                                Err(e) => format!("Sync {doc}: {e}"),
+                            },
+                            other => format!("{other:?}"),
+                        };
+                        eprintln!("storm: {from} -> rogue: {}", &m[..m.len().min(300)]);
+                    }
+                }
                 self.storm = Some(now);
                 break;
             }

@@ -616,10 +616,16 @@ impl Api {
             outpost_core::Timestamp::now().as_millis(),
             rand::random::<u64>()
         );
-        let outcome = store.transact_once(&doc, &write_id, Durability::Durable, |tx| match value {
+        let change = |tx: &mut outpost_core::Tx<'_>| match value {
             Some(v) => tx.put(pointer, v),
             None => tx.delete(pointer),
-        });
+        };
+        // Authored as head office when the cloud has that identity: devices then check the
+        // change as a head-office device's (issue 27), not as the cloud's.
+        let outcome = match &self.shared.head_office {
+            Some(author) => store.transact_as(author, &doc, &write_id, Durability::Durable, change),
+            None => store.transact_once(&doc, &write_id, Durability::Durable, change),
+        };
         outcome.map_err(|e| core_error(&site, &doc, e))?;
         tracing::info!(%site, %doc, pointer, token = %token.name, delete, "document written through the API");
         Ok(Reply::Json(

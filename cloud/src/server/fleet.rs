@@ -77,6 +77,8 @@ pub enum FleetError {
 pub struct Fleet {
     store: Store,
     policy: Policy,
+    /// Who head office's writes are authored as (see `Shared::head_office`).
+    author: Option<outpost_core::Author>,
 }
 
 impl Fleet {
@@ -88,6 +90,7 @@ impl Fleet {
         local: &outpost_core::PeerInfo,
         policy: &Policy,
         signer: outpost_core::signing::SharedSigner,
+        author: Option<outpost_core::Author>,
         mirror: Option<outpost_core::SharedMirror>,
     ) -> outpost_core::Result<Fleet> {
         let store = Store::on_db(
@@ -104,6 +107,7 @@ impl Fleet {
         Ok(Fleet {
             store,
             policy: policy.clone(),
+            author,
         })
     }
 
@@ -203,9 +207,7 @@ impl Fleet {
         self.check(doc)?;
         let at = Self::pointer(pointer)?;
         self.may_write(doc, &at, Some(value), author)?;
-        self.store
-            .put(doc, pointer, value.clone(), Durability::Durable)
-            .map_err(Self::store_error(doc))?;
+        self.write(doc, |tx| tx.put(pointer, value.clone()))?;
         tracing::info!(%doc, %pointer, %author, "fleet document written");
         Ok(())
     }
@@ -215,11 +217,32 @@ impl Fleet {
         self.check(doc)?;
         let at = Self::pointer(pointer)?;
         self.may_write(doc, &at, None, author)?;
-        self.store
-            .delete(doc, pointer, Durability::Durable)
-            .map_err(Self::store_error(doc))?;
+        self.write(doc, |tx| tx.delete(pointer))?;
         tracing::info!(%doc, %pointer, %author, "fleet document value deleted");
         Ok(())
+    }
+
+    /// Makes a durable write as the head-office identity when there is one (devices then
+    /// judge it as head office's), else as the cloud.
+    fn write(
+        &self,
+        doc: &DocumentId,
+        f: impl FnOnce(&mut outpost_core::Tx<'_>) -> outpost_core::Result<()>,
+    ) -> Result<(), FleetError> {
+        match &self.author {
+            Some(a) => {
+                let id = format!(
+                    "head-office/{}-{:016x}",
+                    outpost_core::Timestamp::now().as_millis(),
+                    rand::random::<u64>()
+                );
+                self.store
+                    .transact_as(a, doc, &id, Durability::Durable, f)
+                    .map(|_| ())
+            }
+            None => self.store.transact(doc, Durability::Durable, f),
+        }
+        .map_err(Self::store_error(doc))
     }
 
     /// The fleet documents that hold data, sorted.

@@ -252,6 +252,17 @@ impl Engine {
             let claim = parse_actor(actor);
             let Some((key, signature)) = pending.get(&change.hash) else {
                 let author = describe(actor);
+                if claim.as_ref().is_some_and(|c| c.peer != from.peer)
+                    && !self.config.policy.may_relay(&from.role)
+                {
+                    // Only a signature lets a peer that is no relay forward another device's
+                    // change (`Engine::check_actor`).
+                    return Err(format!(
+                        "change {} by {author} is forwarded unsigned by {from}, whose role \
+                         may not relay: refused as a possible forgery",
+                        change.hash
+                    ));
+                }
                 match (self.config.signatures.at(now), &claim) {
                     // `at` resolved `RequiredFrom` to one of the others.
                     (SignatureRule::Required | SignatureRule::RequiredFrom(_), _) => {
@@ -331,7 +342,13 @@ impl Engine {
                 continue;
             };
             for (path, replaces) in written {
-                if !policy.may_write_path(&from.role, doc.context(), path, *replaces) {
+                if !policy.may_write_path_as(
+                    &from.role,
+                    Some(&from.peer),
+                    doc.context(),
+                    path,
+                    *replaces,
+                ) {
                     return Err(format!(
                         "an unsigned change claims {author} to {} {path} in {doc}, which its \
                          relay {from} may not do as itself: an unsigned claim counts for no \
@@ -382,7 +399,9 @@ impl Engine {
             }
             None => {}
         }
-        if signer.role != Role::cloud() {
+        // Cloud and head-office certificates are fleet-wide (head office writes through
+        // the cloud's API into every site).
+        if signer.role != Role::cloud() && signer.role.as_str() != HEAD_OFFICE {
             if let Some(site) = self.signer_site(from) {
                 if &signer.site != site {
                     return Err(format!(

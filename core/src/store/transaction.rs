@@ -5,7 +5,7 @@ use automerge::{ObjType, Prop, ReadDoc, ScalarValue, Value};
 use serde_json::Value as Json;
 
 use crate::value;
-use crate::{DocumentId, Error, Pointer, Policy, Result, Role};
+use crate::{DocumentId, Error, PeerInfo, Pointer, Policy, Result};
 
 /// A transaction on one document, given to the closure of [`Store::transact`](crate::Store::transact).
 ///
@@ -21,7 +21,7 @@ pub struct Tx<'a> {
     /// time proportional to the number of orders in the document.
     paths: Option<Vec<Pointer>>,
     /// The per-path write rules this store's role writes under, if its context has any.
-    guard: Option<(&'a Policy, &'a Role)>,
+    guard: Option<(&'a Policy, &'a PeerInfo)>,
     /// Ticket numbers (see [`Tx::next_ticket`]).
     tickets: Option<&'a super::ticket::Tickets>,
 }
@@ -31,7 +31,7 @@ impl<'a> Tx<'a> {
         tx: Transaction<'a>,
         doc: &'a DocumentId,
         record_paths: bool,
-        guard: Option<(&'a Policy, &'a Role)>,
+        guard: Option<(&'a Policy, &'a PeerInfo)>,
         tickets: Option<&'a super::ticket::Tickets>,
     ) -> Self {
         Tx {
@@ -65,7 +65,7 @@ impl<'a> Tx<'a> {
     /// (replacing what is there if `replaces`), at every missing parent it creates, and at
     /// every path inside `value`.
     fn check(&mut self, path: &Pointer, value: Option<&Json>, replaces: bool) -> Result<()> {
-        let Some((policy, role)) = self.guard else {
+        let Some((policy, me)) = self.guard else {
             return Ok(());
         };
         let doc = self.doc;
@@ -88,7 +88,8 @@ impl<'a> Tx<'a> {
             checks.extend(inner.into_iter().skip(1).map(|p| (p, false)));
         }
         for (p, replaces) in checks {
-            if !policy.may_write_path(role, doc.context(), &p, replaces) {
+            let role = &me.role;
+            if !policy.may_write_path_as(role, Some(&me.peer), doc.context(), &p, replaces) {
                 return Err(Error::PathNotPermitted {
                     role: role.clone(),
                     doc: doc.clone(),
