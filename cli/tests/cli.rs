@@ -784,8 +784,7 @@ fn a_consumer_feed_delivers_one_item_per_order() {
         || {
             let all = batches(&got);
             let last = all.last()?.clone();
-            (all.len() > 0 && last["values"]["/orders/K1-007"]["kitchen"]["state"] == "ready")
-                .then_some(last)
+            (last["values"]["/orders/K1-007"]["kitchen"]["state"] == "ready").then_some(last)
         },
     );
     let last = batches(&got).pop().expect("a batch");

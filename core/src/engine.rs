@@ -1514,7 +1514,7 @@ impl Engine {
         let chunks = msg
             .changes
             .iter()
-            .map(|entry| crate::chunk::split_chunks(entry))
+            .map(crate::chunk::split_chunks)
             .collect::<Result<Vec<_>, String>>()?;
         for (kind, chunk) in chunks.into_iter().flatten() {
             // Type 0 is a whole document, anything else one change.
