@@ -36,6 +36,7 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
             current,
             consumer,
             exec,
+            items,
         } => {
             return watch(
                 dir,
@@ -44,6 +45,7 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
                 current,
                 consumer.as_deref(),
                 exec.as_deref(),
+                items.as_deref(),
             )
         }
         Command::Docs(crate::DocsCommand::List) => Request::Documents,
@@ -574,8 +576,13 @@ fn watch(
     current: bool,
     consumer: Option<&str>,
     exec: Option<&str>,
+    items: Option<&str>,
 ) -> Result<()> {
     let filter = control::watch_filter(doc)?;
+    if let Some(pattern) = items {
+        // Checked before anything starts, so that a typo is an error, not a silent feed.
+        outpost_core::FeedItems::parse(pattern)?;
+    }
     let mut stdout = std::io::stdout();
     if let Some(mut client) = Client::connect(dir)? {
         check_node_identity(dir, cert_dir)?;
@@ -584,6 +591,7 @@ fn watch(
                 doc: doc.to_string(),
                 current,
                 consumer: consumer.map(str::to_string),
+                items: items.map(str::to_string),
             },
             None,
         )?;
@@ -623,7 +631,7 @@ fn watch(
     eprintln!("watching {doc} in {}", dir.display());
     if let Some(name) = consumer {
         drop(sub);
-        let mut feed = control::consumer_feed(&store, doc, name)?;
+        let mut feed = control::consumer_feed(&store, doc, name, items)?;
         loop {
             let batch = feed.next_blocking()?;
             let line = control::batch_json(&store, name, &batch).to_string();

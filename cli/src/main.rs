@@ -166,6 +166,13 @@ enum Command {
         /// up to 30 s, never skipped. Use it for printers and integrations.
         #[arg(long, value_name = "CMD", requires = "consumer")]
         exec: Option<String>,
+        /// With --consumer: what one item is, a pattern ending in `/*` (`/orders/*`: one item
+        /// per order, `/orders/K1-001`, with its value); `/*` for the document's top-level
+        /// keys. Default: the policy's `items` for the document's context (`/orders/*` for
+        /// `orders` in the default policy), else the map named after the context if the
+        /// document has one, else `/*`.
+        #[arg(long, value_name = "PATTERN", requires = "consumer")]
+        items: Option<String>,
     },
     /// List or delete the documents of the data directory.
     #[command(subcommand)]

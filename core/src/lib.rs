@@ -59,7 +59,7 @@ pub use event::Event;
 pub use ids::{PeerId, PeerInfo, Role, SiteId};
 pub use link::{Backoff, CloseCode, ConnId, LinkConfig, Links, Output, Target};
 pub use pointer::Pointer;
-pub use policy::{ContextRule, PathRule, Policy, DEVICE_TOKEN};
+pub use policy::{ContextRule, FeedItems, PathRule, Policy, DEVICE_TOKEN};
 pub use store::{
     restore, restore_stores, BackupError, BackupSummary, BackupWriter, BACKUP_MAGIC,
     BACKUP_VERSION, ERASURES_DOC,

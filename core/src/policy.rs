@@ -52,6 +52,83 @@ pub struct ContextRule {
     /// "Fleet-wide contexts").
     #[serde(default, skip_serializing_if = "Scope::is_site")]
     pub scope: Scope,
+    /// What one item of the context's documents is, for feeds (`outpost watch --consumer`,
+    /// `Feed`, the bindings' feeds): a pattern ending in `/*`, e.g. `/orders/*` (one item per
+    /// order, the README's layout: `/orders/K1-001`). A feed that names no item path of its
+    /// own delivers the paths one level below the pattern's parent; without it, a document's
+    /// top-level keys (`/*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<FeedItems>,
+}
+
+/// What one item of a document is, for feeds: a JSON Pointer pattern whose last token is
+/// `*` and no other is (`/orders/*`, `/*`). Items are the paths one level below its parent
+/// (`/orders/K1-001`), each once per batch however many of its fields changed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FeedItems {
+    parent: Pointer,
+}
+
+impl FeedItems {
+    /// Parses a pattern such as `/orders/*`.
+    pub fn parse(pattern: &str) -> Result<Self, crate::Error> {
+        let invalid = |reason: &str| crate::Error::InvalidName {
+            kind: "item pattern",
+            name: pattern.to_string(),
+            reason: reason.to_string(),
+            example: "/orders/*",
+        };
+        let parent = pattern.strip_suffix("/*").ok_or_else(|| {
+            invalid("it must end with /* (the item is the key that * stands for)")
+        })?;
+        let parent = Pointer::parse(parent)
+            .map_err(|_| invalid("it must be a JSON Pointer ending with /*"))?;
+        if parent.tokens().iter().any(|t| t == "*") {
+            return Err(invalid("only its last token may be *"));
+        }
+        Ok(FeedItems { parent })
+    }
+
+    /// The items one level below `parent` (`/orders` for `/orders/*`).
+    pub fn below(parent: Pointer) -> Self {
+        FeedItems { parent }
+    }
+
+    /// The path whose children are the items (`/orders` for `/orders/*`; the root for `/*`).
+    pub fn parent(&self) -> &Pointer {
+        &self.parent
+    }
+}
+
+impl std::fmt::Display for FeedItems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.parent.tokens().is_empty() {
+            write!(f, "/*")
+        } else {
+            write!(f, "{}/*", self.parent)
+        }
+    }
+}
+
+impl std::str::FromStr for FeedItems {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FeedItems::parse(s)
+    }
+}
+
+impl TryFrom<String> for FeedItems {
+    type Error = crate::Error;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        FeedItems::parse(&s)
+    }
+}
+
+impl From<FeedItems> for String {
+    fn from(i: FeedItems) -> String {
+        i.to_string()
+    }
 }
 
 /// Where the documents of a context live (see [`ContextRule::scope`]).
@@ -163,7 +240,15 @@ impl ContextRule {
             retain_days: BTreeMap::new(),
             paths: Vec::new(),
             scope: Scope::Site,
+            items: None,
         }
+    }
+
+    /// This rule, with feed items matching `pattern` (see [`ContextRule::items`]); panics
+    /// only on an invalid pattern, so for literals.
+    pub fn items(mut self, pattern: &str) -> Self {
+        self.items = Some(FeedItems::parse(pattern).expect("built-in item patterns are valid"));
+        self
     }
 
     /// This rule, for a context of fleet scope (see [`ContextRule::scope`]).
@@ -213,7 +298,7 @@ impl Default for Policy {
     /// |---|---|---|
     /// | `menu` | everyone | pos |
     /// | `stock` | everyone | pos, kiosk |
-    /// | `orders` | pos, kiosk, kitchen | pos, kiosk, kitchen; per path: `/orders/*` pos, kiosk; `/orders/*/kitchen` kitchen; `/orders/*/payment` and `/orders/*/closed` pos |
+    /// | `orders` | pos, kiosk, kitchen | pos, kiosk, kitchen; per path: `/orders/*` pos, kiosk; `/orders/*/kitchen` kitchen; `/orders/*/payment` and `/orders/*/closed` pos; feed items `/orders/*` |
     /// | `health` | pos | every device role; per path: `/devices/{device}` the device itself (each publishes only its own entry), `/devices` any device, nothing else |
     /// | `catalog`, `prices` (fleet scope) | everyone | head-office |
     /// | other | pos | pos |
@@ -248,7 +333,8 @@ impl Default for Policy {
                 .path("/orders/*", &["pos", "kiosk"])
                 .path("/orders/*/kitchen", &["kitchen"])
                 .path("/orders/*/payment", &["pos"])
-                .path("/orders/*/closed", &["pos"]),
+                .path("/orders/*/closed", &["pos"])
+                .items("/orders/*"),
         );
         // Each device's health (see `outpost_transport::DeviceHealth`), for the cloud: each
         // device writes only its own entry `/devices/<its id>`, and nothing beside
@@ -346,6 +432,12 @@ impl Policy {
             return self.open || role == &Role::cloud();
         }
         self.open || role == &Role::cloud() || self.rule(context).write.contains(role)
+    }
+
+    /// What one item of `context`'s documents is for feeds, if the policy says
+    /// ([`ContextRule::items`]).
+    pub fn feed_items(&self, context: &ContextName) -> Option<&FeedItems> {
+        self.rule(context).items.as_ref()
     }
 
     /// Whether the context has per-path write rules (received changes are then decoded to
