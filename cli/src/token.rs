@@ -60,10 +60,12 @@ fn parse_ttl(s: &str) -> Result<Duration> {
 }
 
 pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: TokenCommand) -> Result<()> {
+    // The data directory is checked (and its device known) before anything is written in it.
+    let me = crate::data::identity(dir, cert_dir)?;
     let book = TokenBook::open(book_dir(dir))?;
     match command {
         TokenCommand::Issue { role, name, ttl } => {
-            let me = crate::data::identity(dir, cert_dir)?.ok_or_else(|| {
+            let me = me.ok_or_else(|| {
                 anyhow!("tokens are issued by a device: pass --cert-dir DIR (made by `outpost cert issue`)")
             })?;
             let role: Role = role.parse().context("invalid --role")?;
