@@ -25,6 +25,7 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
         Command::Cert(_) | Command::Policy(_) => {
             unreachable!("cert and policy commands need no data directory")
         }
+        Command::Token(t) => return crate::token::run(dir, cert_dir, t),
         Command::Serve(args) => {
             let cert_dir = cert_dir.ok_or_else(|| {
                 anyhow!("serve needs this device's certificates: pass --cert-dir DIR (made by `outpost cert issue`)")

@@ -69,6 +69,7 @@ pub use store::{
     Store, StoreOptions, Subscription, SubscriptionFilter, Ticket, TicketPrefix, Tx, WriteOutcome,
 };
 pub use store::{Mirror, MirrorBatch, MirrorTree, MirroredChange, MirroredEntry, SharedMirror};
+pub use store::{WebReceived, WebSyncState, WebWriter};
 pub use time::Timestamp;
 
 // Storage engines (see `storage`). `Engine` is the sync engine's name, so the storage

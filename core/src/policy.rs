@@ -20,6 +20,11 @@ pub struct Policy {
     /// When true every role may read, write and relay every context.
     #[serde(default)]
     pub open: bool,
+    /// Which web-client roles (tokens for automerge-repo clients, e.g. `kds`, `guest`) a
+    /// device of each role may accept and vouch for with its signature (see
+    /// `core/docs/design.md`, "Web clients").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vouch: BTreeMap<Role, BTreeSet<Role>>,
 }
 
 /// The roles that may read and write one context. Writers may always read.
@@ -315,7 +320,10 @@ impl Default for Policy {
         };
         contexts.insert(
             ctx("menu"),
-            ContextRule::new(&["pos", "kiosk", "menu-board", "kitchen"], &["pos"]),
+            ContextRule::new(
+                &["pos", "kiosk", "menu-board", "kitchen", "kds", "guest"],
+                &["pos"],
+            ),
         );
         contexts.insert(
             ctx("stock"),
@@ -329,12 +337,15 @@ impl Default for Policy {
         // a POS alone takes the payment and closes it.
         contexts.insert(
             ctx("orders"),
-            ContextRule::new(&["pos", "kiosk", "kitchen"], &["pos", "kiosk", "kitchen"])
-                .path("/orders/*", &["pos", "kiosk"])
-                .path("/orders/*/kitchen", &["kitchen"])
-                .path("/orders/*/payment", &["pos"])
-                .path("/orders/*/closed", &["pos"])
-                .items("/orders/*"),
+            ContextRule::new(
+                &["pos", "kiosk", "kitchen", "kds"],
+                &["pos", "kiosk", "kitchen", "kds"],
+            )
+            .path("/orders/*", &["pos", "kiosk"])
+            .path("/orders/*/kitchen", &["kitchen", "kds"])
+            .path("/orders/*/payment", &["pos"])
+            .path("/orders/*/closed", &["pos"])
+            .items("/orders/*"),
         );
         // Each device's health (see `outpost_transport::DeviceHealth`), for the cloud: each
         // device writes only its own entry `/devices/<its id>`, and nothing beside
@@ -356,11 +367,30 @@ impl Default for Policy {
             );
         }
         contexts.insert(ctx("prices_override"), ContextRule::new(&devices, &["pos"]));
+        // Web clients (automerge-repo over WebSocket, issue 29): a customer's phone reads
+        // the menu and the offers and writes its own cart (`carts/<guest id>`: the device
+        // that accepts it keeps a guest to the partition named after its token).
+        contexts.insert(
+            ctx("offers"),
+            ContextRule::new(
+                &["pos", "kiosk", "menu-board", "kitchen", "guest"],
+                &["pos"],
+            ),
+        );
+        contexts.insert(
+            ctx("carts"),
+            ContextRule::new(&["pos", "guest"], &["pos", "guest"]),
+        );
+        let mut vouch = BTreeMap::new();
+        vouch.insert(Role::cloud(), roles(&["kds", "guest"]));
+        vouch.insert("pos".parse().expect("valid"), roles(&["kds", "guest"]));
+        vouch.insert("kitchen".parse().expect("valid"), roles(&["kds"]));
         Policy {
             contexts,
             default_rule: ContextRule::new(&["pos"], &["pos"]),
             relay_roles: roles(&["cloud", "pos", "kiosk", "kitchen"]),
             open: false,
+            vouch,
         }
     }
 }
@@ -373,6 +403,7 @@ impl Policy {
             default_rule: ContextRule::default(),
             relay_roles: BTreeSet::new(),
             open: true,
+            vouch: BTreeMap::new(),
         }
     }
 
@@ -508,6 +539,12 @@ impl Policy {
             })
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// Whether a device of role `device` may accept web clients of role `client` and vouch
+    /// for their writes. An open policy allows every pair.
+    pub fn may_vouch(&self, device: &Role, client: &Role) -> bool {
+        self.open || self.vouch.get(device).is_some_and(|c| c.contains(client))
     }
 
     /// Whether `role` may forward changes that other devices authored.

@@ -21,6 +21,8 @@ mod slot;
 mod subscription;
 mod ticket;
 mod transaction;
+mod web;
+pub use self::web::{WebReceived, WebSyncState, WebWriter};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -1373,8 +1375,27 @@ impl Store {
         verify: &VerifyNew<'_>,
         may_queue: &MayQueue<'_>,
     ) -> Result<Received> {
+        let origin = Origin::Remote(from.clone());
+        self.receive_sync_as(doc, state, msg, from, origin, written, verify, may_queue)
+    }
+
+    /// [`Store::receive_sync`], telling subscribers `origin`: a web client's changes are
+    /// announced as [`Origin::Import`], so the runner sends them on to the site's peers.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn receive_sync_as(
+        &self,
+        doc: &DocumentId,
+        state: &mut sync::State,
+        msg: sync::Message,
+        from: &PeerId,
+        origin: Origin,
+        written: bool,
+        verify: &VerifyNew<'_>,
+        may_queue: &MayQueue<'_>,
+    ) -> Result<Received> {
         if let Some(fleet) = self.fleet_of(doc) {
-            return fleet.receive_sync(doc, state, msg, from, written, verify, may_queue);
+            return fleet
+                .receive_sync_as(doc, state, msg, from, origin, written, verify, may_queue);
         }
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
@@ -1465,7 +1486,7 @@ impl Store {
                 .remove(format!("{QUARANTINE_KEY}{doc}").as_bytes())?;
             tracing::info!(%doc, "a corrupt document was received again from {from}");
         }
-        self.notify_received(&s, doc, &changes, bulk, Origin::Remote(from.clone()));
+        self.notify_received(&s, doc, &changes, bulk, origin);
         Ok(Received::Applied(added))
     }
 
