@@ -1338,9 +1338,18 @@ impl Store {
         if written {
             // Per-path write rules: what each new change writes, decoded once here (a cost
             // proportional to the changes, not to the document).
+            // The changes are rebuilt from the document in one pass over its operations:
+            // one `get_change_by_hash` per change walked them once per change, which made
+            // the path checks of a catch-up of N changes cost N passes (issue 30).
             let mut objects = HashMap::new();
+            let mut rebuilt: HashMap<ChangeHash, automerge::Change> = s
+                .doc
+                .get_changes(&before)
+                .into_iter()
+                .map(|c| (c.hash(), c))
+                .collect();
             for c in &mut new {
-                c.written = Some(match s.doc.get_change_by_hash(&c.hash) {
+                c.written = Some(match rebuilt.remove(&c.hash) {
                     Some(change) => paths::written_paths(&s.doc, &change, &mut objects, &before),
                     None => Err(format!("change {} is not in the document", c.hash)),
                 });
