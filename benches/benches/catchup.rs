@@ -25,7 +25,8 @@
 //!   `CATCHUP_PHASES=1` prints when the fresh device had started, was connected, held the
 //!   first change and was done, per catch-up. `CATCHUP_QUIC_ONCE=<orders>` builds (or
 //!   reuses, in `CATCHUP_SOURCE_DIR`) the source and runs one catch-up, nothing else: the run
-//!   to profile under `valgrind --tool=callgrind`.
+//!   to profile under `valgrind --tool=callgrind`. `CATCHUP_ONLY_QUIC=1` runs the QUIC
+//!   figures only.
 //!
 //! The source is built once, outside the measurement; each iteration starts from an empty
 //! receiver (made in the untimed setup) and ends when it has the source's heads. The ratio
@@ -683,6 +684,22 @@ fn main() {
         .and_then(|n| n.parse().ok())
     {
         quic_once(orders);
+        return;
+    }
+    if std::env::var_os("CATCHUP_ONLY_QUIC").is_some() {
+        // The QUIC figures alone, without the in-memory engines' 50,000-change sources.
+        let ca = FleetCa::generate("bench").expect("a fleet CA");
+        let figures = quic(&mut c, &ca, testing);
+        c.final_summary();
+        for (orders, q, r) in figures {
+            println!(
+                "catchup, summary: a fresh device catching up {orders} orders over QUIC {:.0} ms \
+                 = {:.2}x raw automerge sync ({:.0} ms, same run; goal <= 0.5x)",
+                ms(q),
+                q.as_secs_f64() / r.as_secs_f64(),
+                ms(r)
+            );
+        }
         return;
     }
     let mut source = build_source(None);

@@ -4,6 +4,8 @@
 //! keeps it as received, and then syncs normally. A snapshot is checked like changes: one
 //! that carries anything its sender could not have written as changes is refused whole.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::time::Instant;
 
