@@ -1341,7 +1341,11 @@ impl Store {
             // The changes are rebuilt from the document in one pass over its operations:
             // one `get_change_by_hash` per change walked them once per change, which made
             // the path checks of a catch-up of N changes cost N passes (issue 30).
-            let mut objects = HashMap::new();
+            let mut objects = if before.is_empty() {
+                paths::visible_object_paths(&s.doc)
+            } else {
+                HashMap::new()
+            };
             let mut rebuilt: HashMap<ChangeHash, automerge::Change> = s
                 .doc
                 .get_changes(&before)
