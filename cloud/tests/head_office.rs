@@ -111,7 +111,7 @@ fn fleet() -> Fleet {
     on(&dirs[1], &["incr", "stock", "/burger", "5"]).expect_ok();
     eventually("both sites online with their stock", SYNC, || {
         let r = get("/api/v1/stock/burger");
-        (r.status == 200 && r.json()["total"] == serde_json::json!(28.0)).then_some(())
+        (r.status == 200 && r.json()["total"] == serde_json::json!(28)).then_some(())
     });
     Fleet {
         _tmp: tmp,

@@ -293,6 +293,25 @@ impl PgStore {
         })?
     }
 
+    /// Every site (and fleet key) that committed anything, sorted: what any instance must
+    /// answer for, whichever instance its devices use. Blocks.
+    pub fn sites(&self) -> Result<Vec<String>, PgError> {
+        let pool = self.inner.pool.clone();
+        self.block(async move {
+            let client = get(&pool).await?;
+            let rows = client
+                .query("SELECT site FROM sites WHERE seq > 0 ORDER BY site", &[])
+                .await
+                .map_err(query("listing the sites"))?;
+            rows.iter()
+                .map(|r| {
+                    r.try_get::<_, String>(0)
+                        .map_err(query("listing the sites"))
+                })
+                .collect()
+        })?
+    }
+
     /// Bytes the site's rows hold (changes, snapshots, entries), without indexes.
     pub fn site_bytes(&self, site: &str) -> Result<i64, PgError> {
         let pool = self.inner.pool.clone();

@@ -410,16 +410,23 @@ impl Api {
         }
     }
 
-    /// The sites the cloud holds, sorted.
-    fn known_sites(&self) -> Vec<SiteId> {
+    /// The sites the cloud holds, sorted: on PostgreSQL every site in the database, also
+    /// those whose devices use another instance (each is loaded from the database when a
+    /// request needs it), so that every instance behind a load balancer answers alike.
+    fn known_sites(&self) -> ApiResult<Vec<SiteId>> {
         let mut sites = super::admin::sites(&self.shared.db);
-        for s in self.shared.sites().keys() {
-            if !sites.contains(s) {
-                sites.push(s.clone());
-            }
+        sites.extend(self.shared.sites().keys().cloned());
+        if let Some(pg) = &self.shared.pg {
+            let shared = pg.sites().map_err(|e| {
+                ApiError::unavailable(format!(
+                    "cannot list the sites in PostgreSQL: {e}; retry once the database answers"
+                ))
+            })?;
+            sites.extend(shared.iter().filter_map(|s| s.parse::<SiteId>().ok()));
         }
         sites.sort();
-        sites
+        sites.dedup();
+        Ok(sites)
     }
 
     /// A site the token may reach and the cloud holds.
@@ -433,7 +440,7 @@ impl Api {
                 token.name
             )));
         }
-        if !self.known_sites().contains(&site) {
+        if !self.known_sites()?.contains(&site) {
             return Err(ApiError::not_found(format!(
                 "the cloud holds no site {site}: a site appears once one of its devices has synced; \
                  GET /api/v1/sites lists them"
@@ -525,7 +532,7 @@ impl Api {
 
     fn sites(&self, token: &TokenEntry) -> ApiResult<Reply> {
         let mut out = Vec::new();
-        for site in self.known_sites() {
+        for site in self.known_sites()? {
             if token.grants(&site) {
                 out.push(self.site_summary(&site)?);
             }
@@ -583,10 +590,10 @@ impl Api {
         if self.shared.fleet.is_fleet(&doc) {
             // A site's view of a fleet document is the one copy every site reads: written
             // only as a fleet write, by a token for every site.
-            self.fleet_change(token, request, &doc, pointer, delete)?;
+            let written = self.fleet_change(token, request, &doc, pointer, delete)?;
             return Ok(Reply::Json(
                 200,
-                json!({"site": site.as_str(), "doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
+                json!({"site": site.as_str(), "doc": doc.to_string(), "pointer": pointer, "deleted": delete, "value": written}),
             ));
         }
         let value = if delete {
@@ -622,9 +629,19 @@ impl Api {
         });
         outcome.map_err(|e| core_error(&site, &doc, e))?;
         tracing::info!(%site, %doc, pointer, token = %token.name, delete, "document written through the API");
+        // The value as stored now (a concurrent write may already have changed it), so a
+        // client sees what it wrote without reading it back.
+        let written = if delete {
+            Value::Null
+        } else {
+            store
+                .get(&doc, pointer)
+                .map_err(|e| core_error(&site, &doc, e))?
+                .unwrap_or(Value::Null)
+        };
         Ok(Reply::Json(
             200,
-            json!({"site": site.as_str(), "doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
+            json!({"site": site.as_str(), "doc": doc.to_string(), "pointer": pointer, "deleted": delete, "value": written}),
         ))
     }
 
@@ -659,10 +676,10 @@ impl Api {
         Self::fleet_token(token)?;
         // The fleet's own checks read the pointer again; here it is only refused early.
         let (doc, _) = write_target(doc, pointer, "/burger")?;
-        self.fleet_change(token, request, &doc, pointer, delete)?;
+        let written = self.fleet_change(token, request, &doc, pointer, delete)?;
         Ok(Reply::Json(
             200,
-            json!({"doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
+            json!({"doc": doc.to_string(), "pointer": pointer, "deleted": delete, "value": written}),
         ))
     }
 
@@ -677,7 +694,8 @@ impl Api {
         Ok(())
     }
 
-    /// Writes (or deletes at) `pointer` of the fleet document `doc` as head office.
+    /// Writes (or deletes at) `pointer` of the fleet document `doc` as head office; returns
+    /// the value now stored there (`null` after a delete).
     fn fleet_change(
         &self,
         token: &TokenEntry,
@@ -685,7 +703,7 @@ impl Api {
         doc: &DocumentId,
         pointer: &str,
         delete: bool,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Value> {
         Self::fleet_token(token)?;
         let doc = doc.clone();
         let role: Role = HEAD_OFFICE_ROLE
@@ -705,7 +723,13 @@ impl Api {
         }
         .map_err(fleet_error)?;
         tracing::info!(%doc, pointer, token = %token.name, delete, "fleet document written through the API");
-        Ok(())
+        if delete {
+            return Ok(Value::Null);
+        }
+        Ok(fleet
+            .get(&doc, pointer)
+            .map_err(fleet_error)?
+            .unwrap_or(Value::Null))
     }
 
     /// Refuses what the policy would refuse from a device of the head-office role: at `path`,
@@ -757,21 +781,19 @@ impl Api {
         let context: ContextName = context
             .parse()
             .map_err(|e| ApiError::bad_request(format!("{context:?} is not a context: {e}")))?;
-        let doc = match target.param("partition") {
-            None | Some("") => DocumentId::new(context.clone()),
-            Some(p) => DocumentId::partitioned(context.clone(), p).map_err(|e| {
-                ApiError::bad_request(format!("{p:?} is not a partition of {context}: {e}"))
-            })?,
-        };
         let per_item = match target.param("lines") {
             None | Some("document") => false,
             Some("item") => true,
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
                     "lines={other:?}: give lines=document (one line per site) or lines=item \
-                     (one line per top-level key)"
+                     (one line per item, e.g. per order)"
                 )))
             }
+        };
+        let items = match target.param("items") {
+            None | Some("") => None,
+            Some(p) => Some(export::ItemPattern::parse(p).map_err(ApiError::bad_request)?),
         };
         if request.parts.version < Version::HTTP_11 {
             return Err(ApiError::bad_request(
@@ -779,10 +801,14 @@ impl Api {
             ));
         }
         let sites: Vec<SiteId> = self
-            .known_sites()
+            .known_sites()?
             .into_iter()
             .filter(|s| token.grants(s))
             .collect();
+        let doc = self.export_document(&sites, &context, target.param("partition"))?;
+        let items = items.unwrap_or_else(|| {
+            export::ItemPattern::from_policy(&self.shared.config.policy, &context)
+        });
         let slot = export::Slot::take(self.exports.clone(), MAX_EXPORTS).ok_or_else(|| {
             ApiError::new(
                 429,
@@ -794,9 +820,79 @@ impl Api {
             self.clone(),
             sites,
             doc,
-            per_item,
+            per_item.then_some(items),
             slot,
         )))
+    }
+
+    /// The document an export reads, or why the request is wrong: checked against the
+    /// documents of the context the sites hold (and the policy), before the status line,
+    /// so that a typo is a 400 or 404 and never a 200 with an empty body.
+    fn export_document(
+        &self,
+        sites: &[SiteId],
+        context: &ContextName,
+        partition: Option<&str>,
+    ) -> ApiResult<DocumentId> {
+        let mut held: Vec<DocumentId> = Vec::new();
+        for site in sites {
+            let lease = self.lease(site)?;
+            let docs = lease.store.documents().map_err(|e| {
+                ApiError::internal(format!("cannot list the documents of {site}: {e}"))
+            })?;
+            held.extend(docs.into_iter().filter(|d| d.context() == context));
+        }
+        held.sort();
+        held.dedup();
+        let policy = &self.shared.config.policy;
+        let rule = policy.contexts.get(context);
+        let named = rule.is_some();
+        let partitioned = held.iter().any(|d| d.partition().is_some())
+            || rule.is_some_and(|r| !r.retain_days.is_empty());
+        let whole = held.iter().any(|d| d.partition().is_none());
+        let newest = held.iter().rev().find_map(|d| d.partition());
+        let example = newest
+            .map(str::to_string)
+            .unwrap_or_else(|| export::day_of(outpost_core::Timestamp::now().as_millis()));
+        if held.is_empty() && !named {
+            return Err(ApiError::not_found(format!(
+                "no site the token reaches holds a document of context {context}, and the \
+                 policy does not name it: check the context's name (e.g. orders)"
+            )));
+        }
+        match partition {
+            None | Some("") => {
+                if partitioned && !whole {
+                    return Err(ApiError::bad_request(format!(
+                        "{context} is partitioned: give ?partition=, e.g. ?partition={example}"
+                    )));
+                }
+                Ok(DocumentId::new(context.clone()))
+            }
+            Some(p) => {
+                if !partitioned && whole {
+                    return Err(ApiError::bad_request(format!(
+                        "{context} is not partitioned (the sites hold one document {context}): \
+                         leave out ?partition="
+                    )));
+                }
+                let doc = DocumentId::partitioned(context.clone(), p).map_err(|e| {
+                    ApiError::bad_request(format!("{p:?} is not a partition of {context}: {e}"))
+                })?;
+                let dated = held
+                    .iter()
+                    .filter_map(|d| d.partition())
+                    .all(export::starts_with_day)
+                    && partitioned;
+                if dated && !export::starts_with_day(p) {
+                    return Err(ApiError::bad_request(format!(
+                        "partition={p:?} is not a day: {context} is partitioned by day, give \
+                         YYYY-MM-DD, e.g. ?partition={example}"
+                    )));
+                }
+                Ok(doc)
+            }
+        }
     }
 
     /// Reads the request's body (once), bounded in size and time, as one JSON value.
@@ -845,8 +941,11 @@ impl Api {
         let stock = DocumentId::new("stock".parse().expect("`stock` is a valid context"));
         let pointer = format!("/{}", item.replace('~', "~0").replace('/', "~1"));
         let mut sites = Vec::new();
-        let mut total = 0.0;
-        for site in self.known_sites() {
+        // Integers add up as integers (stock is counted with `incr`); a fractional quantity
+        // anywhere makes the total a float.
+        let (mut int_total, mut float_total, mut fractional) = (0i64, 0.0f64, false);
+        let mut holders = 0usize;
+        for site in self.known_sites()? {
             if !token.grants(&site) {
                 continue;
             }
@@ -860,9 +959,27 @@ impl Api {
                 Ok(false) => None,
                 Err(e) => return Err(ApiError::internal(e.to_string())),
             };
-            total += quantity.as_ref().and_then(Value::as_f64).unwrap_or(0.0);
+            if let Some(q) = &quantity {
+                holders += 1;
+                match q.as_i64() {
+                    Some(n) => int_total = int_total.saturating_add(n),
+                    None => fractional |= q.is_number(),
+                }
+                float_total += q.as_f64().unwrap_or(0.0);
+            }
             sites.push(json!({"site": site.as_str(), "online": online, "quantity": quantity}));
         }
+        if holders == 0 {
+            return Err(ApiError::not_found(format!(
+                "no site the token reaches has {item:?} in its stock document (an unknown item, \
+                 not zero stock); item names are the keys of `stock`, e.g. burger"
+            )));
+        }
+        let total = if fractional {
+            json!(float_total)
+        } else {
+            json!(int_total)
+        };
         Ok(Reply::Json(
             200,
             json!({"item": item, "total": total, "sites": sites}),
