@@ -75,6 +75,11 @@ pub(crate) const MAX_WORKERS: usize = 16;
 /// Exports streamed at once; more are answered 429.
 pub(crate) const MAX_EXPORTS: usize = 2;
 
+/// A device whose last health report is at most this old counts as up: devices report
+/// every 15 minutes at least (`outpost_transport::NodeConfig::health_heartbeat`), and a
+/// minute after anything changed.
+const REPORTING_WINDOW_MS: u64 = 20 * 60 * 1000;
+
 /// How long a request waits for a site to load.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -490,17 +495,23 @@ impl Api {
     }
 
     /// What the API tells of one site.
+    ///
+    /// Devices are counted from the site's own `health` document as well as from what the
+    /// cloud sees: a kiosk that talks only to the POS never connects to the cloud, but its
+    /// reports reach it through the POS. A device revoked by the fleet CA is listed with its
+    /// reason and counted apart.
     fn site_summary(&self, site: &SiteId) -> ApiResult<Value> {
         let stats = self.shared.metrics.site_stats(site);
         let lease = self.lease(site)?;
         let me = &self.shared.local.peer;
-        let devices = lease
+        let certified: Vec<String> = lease
             .store
             .certified_peers()
             .map_err(|e| ApiError::internal(format!("cannot read the devices of {site}: {e}")))?
             .into_iter()
             .filter(|p| p != me)
-            .count();
+            .map(|p| p.to_string())
+            .collect();
         let health = read_health(&lease.store);
         drop(lease);
         let now = outpost_core::Timestamp::now().as_millis();
@@ -517,11 +528,55 @@ impl Api {
         } else {
             reported("updated_ms").max()
         };
+        let revoked: std::collections::BTreeMap<String, String> = self
+            .shared
+            .stored_revocations()
+            .iter()
+            .filter_map(|r| r.revocation().ok())
+            .filter(|r| &r.site == site)
+            .map(|r| (r.peer.to_string(), r.reason))
+            .collect();
+        let mut ids: std::collections::BTreeSet<String> = certified.into_iter().collect();
+        ids.extend(
+            health
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.keys().cloned()),
+        );
+        // A revoked device is listed as such even if it never reported.
+        ids.extend(revoked.keys().cloned());
+        let list: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                let last = health
+                    .get(id)
+                    .and_then(|h| h.get("updated_ms"))
+                    .and_then(Value::as_u64);
+                let reason = revoked.get(id);
+                let reporting = reason.is_none()
+                    && last.is_some_and(|t| now.saturating_sub(t) <= REPORTING_WINDOW_MS);
+                json!({
+                    "device": id,
+                    "last_report_ms": last,
+                    "reporting": reporting,
+                    "revoked": reason.is_some(),
+                    "revoked_reason": reason,
+                })
+            })
+            .collect();
+        let count = |f: &dyn Fn(&Value) -> bool| list.iter().filter(|d| f(d)).count() as u64;
+        let revoked_devices = count(&|d| d["revoked"] == json!(true));
+        let devices = list.len() as u64 - revoked_devices;
+        // A device connected to the cloud is up even with its health reports turned off.
+        let reporting = count(&|d| d["reporting"] == json!(true)).max(stats.connected);
         Ok(json!({
             "site": site.as_str(),
             "online": online,
             "connected_devices": stats.connected,
             "devices": devices,
+            "reporting_devices": reporting.min(devices.max(stats.connected)),
+            "revoked_devices": revoked_devices,
+            "device_list": list,
             "backlog": stats.backlog,
             "stored_bytes": stats.stored_bytes,
             "last_seen_ms": last_seen,
