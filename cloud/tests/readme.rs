@@ -154,11 +154,10 @@ fn the_readme_head_office_section_runs_command_by_command() {
     let started = std::time::Instant::now();
     let out = run_with(cmd, Duration::from_secs(120));
     let elapsed = started.elapsed();
-    for i in 0..commands.len() {
+    for (i, command) in commands.iter().enumerate() {
         assert!(
             out.stdout.contains(&format!("__step {i} ok")),
-            "README head-office command {i} failed: {}\nstdout: {}\nstderr: {}",
-            commands[i],
+            "README head-office command {i} failed: {command}\nstdout: {}\nstderr: {}",
             out.stdout,
             out.stderr
         );

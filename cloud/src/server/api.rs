@@ -135,7 +135,7 @@ impl ApiError {
 enum Reply {
     Json(u16, Value),
     Static(&'static str, &'static str),
-    Stream(export::ExportReader),
+    Stream(Box<export::ExportReader>),
 }
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -871,13 +871,13 @@ impl Api {
                 format!("the cloud streams {MAX_EXPORTS} exports at once; retry when one is done"),
             )
         })?;
-        Ok(Reply::Stream(export::ExportReader::new(
+        Ok(Reply::Stream(Box::new(export::ExportReader::new(
             self.clone(),
             sites,
             doc,
             per_item.then_some(items),
             slot,
-        )))
+        ))))
     }
 
     /// The document an export reads, or why the request is wrong: checked against the
@@ -1165,7 +1165,7 @@ fn respond(reply: Reply) -> Response {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/x-ndjson"),
             )],
-            Body::new(export::ExportBody::start(reader)),
+            Body::new(export::ExportBody::start(*reader)),
         )
             .into_response(),
     }
