@@ -405,6 +405,7 @@ pub(crate) fn policy() -> Policy {
 
 /// Opens the store of a data directory with clear errors for the usual mistakes.
 pub(crate) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -> Result<Store> {
+    refuse_cloud_files(dir)?;
     check_data_dir(dir, create)?;
     refuse_cloud_data(dir)?;
     let options = StoreOptions {
@@ -447,6 +448,28 @@ pub(crate) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -
     }
 }
 
+/// The files only a cloud's data directory holds: its control socket (while it runs), its
+/// API tokens, its PostgreSQL cache. Checked before the database, which a running cloud
+/// holds locked (opening it would only say "in use").
+fn refuse_cloud_files(dir: &Path) -> Result<()> {
+    let cloud = ["outpost-cloud.sock", "api-tokens.json", "pg-cache"]
+        .iter()
+        .any(|f| dir.join(f).exists());
+    if cloud {
+        return Err(cloud_dir_error(dir));
+    }
+    Ok(())
+}
+
+fn cloud_dir_error(dir: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} is the data directory of an outpost-cloud peer (every site of a fleet), not of a device. \
+         Read a site's documents through one of its devices (`outpost --data DEVICE_DIR get ...`) \
+         or the cloud's HTTP API (cloud/API.md); do not open the cloud's data with `outpost`",
+        dir.display()
+    )
+}
+
 /// The cloud keeps every site in one database, as trees named `site/<site>/...` (and
 /// `cloud/...`); a device store has neither. Opening a cloud's directory as a device store
 /// would show nothing and write into a copy of the cloud's database.
@@ -466,12 +489,7 @@ fn refuse_cloud_data(dir: &Path) -> Result<()> {
         .any(|name| name.starts_with("site/") || name.starts_with("cloud/"));
     drop(db);
     if cloud {
-        bail!(
-            "{} is the data directory of an outpost-cloud peer (every site of a fleet), not of a device. \
-             Read a site's documents through one of its devices (`outpost --data DEVICE_DIR get ...`), \
-             or sync a device with the cloud; do not open the cloud's data with `outpost`",
-            dir.display()
-        );
+        return Err(cloud_dir_error(dir));
     }
     Ok(())
 }
