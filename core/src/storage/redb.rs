@@ -318,10 +318,7 @@ impl Drop for RedbBackend {
 type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 
 /// The table of keyspace `ks` as `tx` sees it (`None`: it holds nothing yet).
-fn read_table(
-    tx: &redb::ReadTransaction,
-    ks: &str,
-) -> Result<Option<ReadTable>, StorageError> {
+fn read_table(tx: &redb::ReadTransaction, ks: &str) -> Result<Option<ReadTable>, StorageError> {
     match tx.open_table(def(ks)) {
         Ok(t) => Ok(Some(t)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
@@ -561,8 +558,9 @@ mod tests {
         println!("seed {seed}");
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let key =
-            |rng: &mut rand::rngs::StdRng| vec![rng.random_range(0u8..4), rng.random_range(0u8..40)];
+        let key = |rng: &mut rand::rngs::StdRng| {
+            vec![rng.random_range(0u8..4), rng.random_range(0u8..40)]
+        };
         let ks: Arc<str> = Arc::from("t");
         let (mut commits, mut checks) = (0, 0);
         for step in 0..3_000 {
