@@ -731,4 +731,44 @@ mod tests {
             Some(value)
         );
     }
+
+    /// Group commit as the disk sees it: 8 threads each making durable writes (put, then
+    /// sync) against one thread doing the same. Prints both throughputs and the commits
+    /// made; the 8 threads share commits, so they make fewer commits than writes.
+    #[test]
+    fn eight_durable_writers_share_fsyncs() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let db = open(dir.path());
+        let run = |threads: u8, each: u32| -> (f64, u64) {
+            let before = lock(&db.commits).made;
+            let started = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..threads {
+                    let db = &db;
+                    s.spawn(move || {
+                        for i in 0..each {
+                            let key = [&[t][..], &i.to_be_bytes()[..]].concat();
+                            db.put("orders", &key, Some(&[7u8; 200])).expect("put");
+                            db.sync().expect("sync");
+                        }
+                    });
+                }
+            });
+            let writes = u64::from(threads) * u64::from(each);
+            let rate = writes as f64 / started.elapsed().as_secs_f64();
+            (rate, lock(&db.commits).made - before)
+        };
+        let (one, one_commits) = run(1, 80);
+        let (eight, eight_commits) = run(8, 20);
+        println!(
+            "durable writes/s: 1 writer {one:.0} ({one_commits} commits for 80 writes), \
+             8 writers {eight:.0} ({eight_commits} commits for 160 writes): {:.2}x",
+            eight / one
+        );
+        assert_eq!(one_commits, 80, "one writer: a commit per durable write");
+        assert!(
+            eight_commits < 160,
+            "8 writers share commits: {eight_commits} commits for 160 writes"
+        );
+    }
 }
