@@ -1542,7 +1542,7 @@ impl Store {
     ) -> Result<()> {
         let key = format!("{peer}\0{doc}");
         let encoded = state.encode();
-        self.inner.sync.insert(key.as_bytes(), &encoded[..])?;
+        self.inner.sync.set(key.as_bytes(), Some(&encoded[..]))?;
         // Shared with the other writers of a mirror: a device that reconnects to another
         // cloud instance resumes from this state.
         self.mirror_lazy(MirrorTree::SyncStates, key.as_bytes(), &encoded);
@@ -1574,11 +1574,7 @@ impl Store {
 
     /// Stores or removes a small persisted record.
     pub(crate) fn meta_set(&self, key: &str, value: Option<&[u8]>) -> Result<()> {
-        match value {
-            Some(v) => self.inner.meta.insert(key.as_bytes(), v)?,
-            None => self.inner.meta.remove(key.as_bytes())?,
-        };
-        Ok(())
+        self.inner.meta.set(key.as_bytes(), value)
     }
 }
 
