@@ -80,9 +80,10 @@ pub trait FeedListener: Send + Sync {
 }
 
 /// The filter of a feed: `doc` (one document), else `context` (every partition of it),
-/// else every document; `path` what an item is: a pattern ending in `/*` (`/orders/*`), or
-/// the path whose children are the items (`/orders`); none: the policy's `items` of each
-/// document's context (`/orders/*` for `orders` in the default policy), else top-level keys.
+/// else every document; `path` what an item is: a pattern whose last segment is `*` (each
+/// child of `/orders`), or the path whose children are the items (`/orders`); none: the
+/// policy's `items` of each document's context (each order for `orders` in the default
+/// policy), else top-level keys. (No slash-star here: Kotlin nests block comments.)
 pub(crate) fn filter(
     doc: Option<String>,
     context: Option<String>,
