@@ -464,8 +464,13 @@ fn an_export_client_that_never_reads_is_dropped_at_the_send_timeout() {
         },
     );
     let freed = start.elapsed();
-    let lines = reply.text().lines().count();
-    assert_eq!(lines, sites, "one line per site");
+    let text = reply.text();
+    let lines: Vec<&str> = text.lines().collect();
+    // One line per site, then the trailer that says the export is complete.
+    assert_eq!(lines.len(), sites + 1, "one line per site and a trailer");
+    let trailer: serde_json::Value =
+        serde_json::from_str(lines[sites]).expect("the trailer is JSON");
+    assert_eq!(trailer["end"], json!(true), "{trailer}");
     let dropped = c.metric("outpost_http_timeouts_total{kind=\"send\"}");
     println!(
         "send timeout {send_timeout:?}: two exports of {} MiB whose clients never read were \

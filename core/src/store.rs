@@ -1303,6 +1303,12 @@ impl Store {
         if let Some(fleet) = self.fleet_of(doc) {
             return fleet.generate_sync(doc, state);
         }
+        // Nor a store whose last flush failed: our heads tell the peer "I have it on disk"
+        // (a full disk under redb's group commit fails at the flush, after the document
+        // took the changes). Retry the flush; its error stops the message.
+        if self.inner.flushes.failed() {
+            self.sync_to_disk()?;
+        }
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();

@@ -25,6 +25,9 @@ struct State {
     flushed: u64,
     /// A flush is running.
     running: bool,
+    /// The last flush failed (disk full, I/O error): what was written since the last
+    /// successful one may not be on disk (see [`FlushGroup::failed`]).
+    failed: bool,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -51,6 +54,7 @@ impl FlushGroup {
                 let result = flush();
                 let mut st = lock(&self.state);
                 st.running = false;
+                st.failed = result.is_err();
                 if result.is_ok() {
                     st.flushed = st.flushed.max(covers);
                 }
@@ -63,6 +67,16 @@ impl FlushGroup {
             }
             st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+    }
+}
+
+impl FlushGroup {
+    /// Whether the last flush failed. An engine that buffers writes (redb's group commit)
+    /// takes them in memory and learns only at the flush that the disk is full: until a
+    /// flush succeeds, what readers see may not be on disk, so no heads may leave the store
+    /// (see `Store::generate_sync`).
+    pub(super) fn failed(&self) -> bool {
+        lock(&self.state).failed
     }
 }
 
