@@ -71,10 +71,18 @@ step "npm packages for the dashboard's browser test (playwright-core, no browser
 (cd cloud/tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 step "tests"
+# Build every test (and the binaries the cli, cloud and power-cut tests run) once, with the
+# workspace's features, then hand the tests those binaries: built by a test with `-p`, they
+# would be a second feature set and rebuild half the dependency tree.
+cargo test --workspace --locked --no-run
+OUTPOST_BIN_DIR="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug"
+export OUTPOST_BIN_DIR
 cargo test --workspace --locked
 
 step "the storage suites again on sled (the default engine is redb; the power-cut suites run both)"
-OUTPOST_TEST_ENGINE=sled cargo test --locked -p outpost-core --test durability --test backup \
+# `--workspace` with `--test`: the features of the run above, so nothing is rebuilt (`-p` would
+# be another feature set); `backup` also names the CLI's backup test, which runs on sled too.
+OUTPOST_TEST_ENGINE=sled cargo test --locked --workspace --test durability --test backup \
   --test store_api --test tickets --test retention --test feed --test signed_changes \
   --test permissions
 
@@ -84,8 +92,8 @@ step "bindings: generate Kotlin, Swift, Python; run their tests"
 step "fuzz smoke (every target, a few seconds each)"
 ./scripts/fuzz-smoke.sh "${OUTPOST_FUZZ_SECONDS:-10}"
 
-step "the demo (debug build): a whole site must converge"
-cargo run --locked -q -p outpost-examples --example site
+step "the demo (debug build, as the tests built it): a whole site must converge"
+"$OUTPOST_BIN_DIR/examples/site"
 
 echo
 echo "all checks passed"
