@@ -617,6 +617,12 @@ impl Store {
         }
         let slot = self.slot(doc)?;
         let mut s = lock(&slot);
+        // In memory only until the write commits: a write that fails creates no document.
+        let genesis = if s.exists() {
+            None
+        } else {
+            self.apply_genesis(doc, &mut s)?
+        };
         if let Some(id) = write_id {
             if s.has_write(id) {
                 drop(s);
@@ -653,12 +659,23 @@ impl Store {
             if author.is_some() {
                 s.doc.set_actor(self.inner.actor.clone());
             }
+            if committed.is_err() && genesis.is_some() {
+                self.forget(doc);
+            }
             committed?
         };
         // An empty transaction commits no change: nothing to persist or announce.
         let Some(change) = hash.and_then(|h| s.doc.get_change_by_hash(&h)) else {
+            if genesis.is_some() {
+                self.forget(doc);
+            }
             return Ok(WriteOutcome::Applied(out));
         };
+        if let Some(g) = &genesis {
+            self.persist(&mut s, g.raw_bytes())
+                .inspect_err(|_| self.forget(doc))?;
+            self.mirror_change(doc, g);
+        }
         // Signed before it is stored: a change of another identity must never travel
         // unsigned (receivers would refuse it, and every later one of that actor with it).
         let record = match author {
@@ -692,6 +709,19 @@ impl Store {
             .subscribers
             .notify(doc, &heads, paths, Origin::Local);
         Ok(WriteOutcome::Applied(out))
+    }
+
+    /// Starts a document this device creates with its genesis change (`crate::genesis`),
+    /// when the policy declares containers for its context, in memory: the caller persists
+    /// it (unsigned: receivers compute it themselves) with the write that follows.
+    fn apply_genesis(&self, doc: &DocumentId, s: &mut Slot) -> Result<Option<automerge::Change>> {
+        let Some(genesis) = crate::genesis::change(&self.inner.policy, doc) else {
+            return Ok(None);
+        };
+        s.doc
+            .apply_changes([genesis.clone()])
+            .map_err(|e| Error::automerge(doc, e))?;
+        Ok(Some(genesis))
     }
 
     /// Signs a local commit (when the store has a signer) and stores the signature beside
@@ -761,7 +791,8 @@ impl Store {
         for c in changes {
             let foreign =
                 crate::parse_actor(c.actor_id()).is_some() && c.actor_id() != self.actor();
-            if foreign {
+            // A genesis needs no voucher: receivers compute it themselves.
+            if foreign || c.actor_id() == &crate::genesis::actor(doc) {
                 continue;
             }
             let e = newest.entry(c.actor_id()).or_insert(c);
@@ -1402,6 +1433,7 @@ impl Store {
                 seq: m.seq,
                 written: None,
                 deps: m.deps,
+                onto_empty: before.is_empty(),
             })
             .collect();
         if written {

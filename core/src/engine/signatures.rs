@@ -234,7 +234,8 @@ impl Engine {
             return Ok(Vec::new());
         }
         let mut newest: BTreeMap<&automerge::ActorId, &NewChange> = BTreeMap::new();
-        for c in new {
+        // The genesis is unsigned: every receiver computes it itself (`Engine::check_genesis`).
+        for c in new.iter().filter(|c| !self.is_genesis(doc, c)) {
             let e = newest.entry(&c.actor).or_insert(c);
             if c.seq > e.seq {
                 *e = c;
