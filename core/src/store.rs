@@ -664,33 +664,38 @@ impl Store {
             }
             committed?
         };
-        // An empty transaction commits no change: nothing to persist or announce.
-        let Some(change) = hash.and_then(|h| s.doc.get_change_by_hash(&h)) else {
-            if genesis.is_some() {
-                self.forget(doc);
-            }
+        // An empty transaction commits no change: nothing to persist or announce, unless it
+        // created the document (`/orders {}` on a new day is a no-op over the genesis's
+        // `/orders`, and the day must still exist and reach peers).
+        let change = hash.and_then(|h| s.doc.get_change_by_hash(&h));
+        if change.is_none() && genesis.is_none() {
             return Ok(WriteOutcome::Applied(out));
-        };
+        }
         if let Some(g) = &genesis {
             self.persist(&mut s, g.raw_bytes())
                 .inspect_err(|_| self.forget(doc))?;
             self.mirror_change(doc, g);
         }
-        // Signed before it is stored: a change of another identity must never travel
-        // unsigned (receivers would refuse it, and every later one of that actor with it).
-        let record = match author {
-            Some(a) => Some(Self::signature_as(doc, &change, a).inspect_err(|_| self.forget(doc))?),
-            None => None,
-        };
-        self.persist(&mut s, change.raw_bytes())
-            .and_then(|()| match record {
-                Some(r) => self.put_signatures(doc, &[r]),
-                None => self.sign_local(doc, &change),
-            })
-            .inspect_err(|_| self.forget(doc))?;
-        self.mirror_change(doc, &change);
-        if let Some(id) = write_id {
-            s.note_write(id);
+        if let Some(change) = &change {
+            // Signed before it is stored: a change of another identity must never travel
+            // unsigned (receivers would refuse it, and every later one of that actor with
+            // it).
+            let record = match author {
+                Some(a) => {
+                    Some(Self::signature_as(doc, change, a).inspect_err(|_| self.forget(doc))?)
+                }
+                None => None,
+            };
+            self.persist(&mut s, change.raw_bytes())
+                .and_then(|()| match record {
+                    Some(r) => self.put_signatures(doc, &[r]),
+                    None => self.sign_local(doc, change),
+                })
+                .inspect_err(|_| self.forget(doc))?;
+            self.mirror_change(doc, change);
+            if let Some(id) = write_id {
+                s.note_write(id);
+            }
         }
         let heads = s.doc.get_heads();
         if durability == Durability::Fast {

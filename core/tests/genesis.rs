@@ -241,3 +241,66 @@ fn a_forged_genesis_is_refused() {
         );
     }
 }
+
+/// The genesis is invisible to apps: "create the day" (`/orders {}`) makes the document
+/// (one change, the genesis, so peers receive it) but a feed over `/orders` reports no item
+/// for the empty container, only the orders written into it.
+#[test]
+fn the_genesis_makes_no_feed_item() {
+    use outpost_core::{Feed, FeedDocs, FeedFilter};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            identity: Some(PeerInfo::parse("s1", "kiosk-1", "kiosk").unwrap()),
+            policy: Policy::default(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let day = doc(TODAY);
+    let mut feed = Feed::open(
+        &store,
+        "kitchen-1/printer",
+        FeedFilter {
+            docs: Some(FeedDocs::Doc(day.clone())),
+            prefix: Some("/orders".parse().unwrap()),
+        },
+    )
+    .unwrap();
+    store
+        .put(&day, "/orders", json!({}), Durability::Durable)
+        .unwrap();
+    assert!(store.contains(&day).unwrap(), "the day exists");
+    assert_eq!(store.history_len(&day).unwrap(), 1, "only the genesis");
+    assert_eq!(store.get(&day, "/orders").unwrap(), Some(json!({})));
+    assert_eq!(
+        feed.poll().unwrap(),
+        None,
+        "an item for the empty container"
+    );
+    store
+        .put(
+            &day,
+            "/orders/K1-001",
+            json!({"total": 5}),
+            Durability::Durable,
+        )
+        .unwrap();
+    let batch = feed.poll().unwrap().expect("the new order");
+    assert_eq!(batch.items, vec!["/orders/K1-001".to_string()]);
+    // A write that fails creates no document.
+    let other = doc("orders/2023-11-15");
+    assert!(store
+        .put(
+            &other,
+            "/orders/K1-001/payment",
+            json!({"paid": 5}),
+            Durability::Fast
+        )
+        .is_err());
+    assert!(
+        !store.contains(&other).unwrap(),
+        "a refused write made a document"
+    );
+}
