@@ -1480,12 +1480,13 @@ impl Engine {
     }
 
     /// Whether `c` is `doc`'s genesis (`crate::genesis`): the change this peer computes
-    /// itself from the document's name and its policy, arriving at a copy that was empty (a
-    /// copy made before genesis changes existed has its own containers, and a second
-    /// `/orders` would hide them). It needs no signature and no path check.
+    /// itself from the document's name and its policy, replacing nothing in the copy it
+    /// arrives at (a copy made before genesis changes existed may have its own `/orders`,
+    /// and a second one would hide either its orders or the other devices'). It needs no
+    /// signature and no path check.
     pub(crate) fn is_genesis(&self, doc: &DocumentId, c: &crate::store::NewChange) -> bool {
-        c.onto_empty
-            && c.actor == crate::genesis::actor(doc)
+        c.actor == crate::genesis::actor(doc)
+            && matches!(&c.written, Some(Ok(w)) if w.iter().all(|(_, replaces)| !replaces))
             && crate::genesis::hash(&self.config.policy, doc) == Some(c.hash)
     }
 
@@ -1502,8 +1503,8 @@ impl Engine {
         {
             Some(c) => Err(format!(
                 "change {} claims the genesis actor of {doc} but is not the genesis this peer \
-                 computes for it (or this copy of {doc} predates genesis changes): refused as \
-                 a forgery",
+                 computes for it, or would replace a container this copy made before genesis \
+                 changes existed: refused as a forgery",
                 c.hash
             )),
             None => Ok(()),

@@ -1438,7 +1438,6 @@ impl Store {
                 seq: m.seq,
                 written: None,
                 deps: m.deps,
-                onto_empty: before.is_empty(),
             })
             .collect();
         if written {

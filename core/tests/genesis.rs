@@ -304,3 +304,62 @@ fn the_genesis_makes_no_feed_item() {
         "a refused write made a document"
     );
 }
+
+/// Older data: a day the POS created before genesis changes existed (its store made `/orders`
+/// itself) keeps working: a kiosk that receives it writes into the POS's `/orders` (the
+/// document exists, so the kiosk adds no genesis), and a genesis that would make a second
+/// `/orders` there is refused.
+#[test]
+fn a_day_created_before_genesis_changes_keeps_working() {
+    use outpost_testkit::PeerOptions;
+    let day = doc(TODAY);
+    let mut net = Net::seeded(21);
+    net.calm();
+    net.signing(SignatureRule::Required);
+    let old = PeerOptions {
+        store_policy: Some(Policy::allow_all()),
+        ..PeerOptions::default()
+    };
+    let pos = net.add_peer_with("s1", "pos-1", "pos", old);
+    let kitchen = net.add_peer("s1", "kitchen-1", "kitchen");
+    let kiosk = net.add_peer("s1", "kiosk-1", "kiosk");
+    net.connect(&kitchen, &pos);
+    net.connect(&kiosk, &pos);
+    net.put(&pos, &day, "/orders/P1-001", json!({"total": 950}));
+    net.run_until_quiet();
+    net.put(&kiosk, &day, "/orders/K1-001", json!({"total": 420}));
+    net.run_until_quiet();
+    for p in [&pos, &kitchen, &kiosk] {
+        assert_eq!(
+            net.get(p, &day, "/orders/P1-001/total"),
+            Some(json!(950)),
+            "{p}"
+        );
+        assert_eq!(
+            net.get(p, &day, "/orders/K1-001/total"),
+            Some(json!(420)),
+            "{p}"
+        );
+    }
+    let all = [pos.clone(), kitchen.clone(), kiosk.clone()];
+    assert_eq!(refused(&net, &all), 0, "{:?}", net.refusals(&pos));
+    net.assert_converged();
+    // A second day, made fresh (with a genesis) by the kiosk while the old POS made its own:
+    // the clash of before, refused rather than hiding either side's orders.
+    let next = doc("orders/2023-11-15");
+    net.disconnect(&kiosk, &pos);
+    net.put(&pos, &next, "/orders/P1-001", json!({"total": 1}));
+    net.put(&kiosk, &next, "/orders/K1-001", json!({"total": 2}));
+    net.connect(&kiosk, &pos);
+    net.run_until_quiet();
+    let refusals = net.refusals(&pos);
+    println!(
+        "the old POS refused the fresh day's genesis: {:?}",
+        refusals.first()
+    );
+    assert!(
+        refusals.iter().any(|r| r.contains("genesis")),
+        "{refusals:?}"
+    );
+    assert_eq!(net.get(&pos, &next, "/orders/P1-001/total"), Some(json!(1)));
+}

@@ -40,9 +40,6 @@ pub(crate) struct NewChange {
     pub(crate) written: Option<std::result::Result<Vec<(crate::Pointer, bool)>, String>>,
     /// The changes it depends on.
     pub(crate) deps: Vec<ChangeHash>,
-    /// Whether the receiver's copy of the document was empty before the message: only then
-    /// may it take the document's genesis (`crate::genesis`, judged by the engine).
-    pub(crate) onto_empty: bool,
 }
 
 /// A signature to store for change `seq` of `actor`.
