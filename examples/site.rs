@@ -22,7 +22,7 @@ use clap::Parser;
 use outpost_core::Event;
 use outpost_core::{
     DocumentId, Durability, Error as CoreError, Feed, FeedDocs, FeedFilter, PeerId, PeerInfo,
-    Pointer, Policy, Store, StoreOptions, SubscriptionFilter, Ticket,
+    Policy, Store, StoreOptions, SubscriptionFilter, Ticket,
 };
 use outpost_examples::{percentile, wait_for, Timeline};
 use outpost_transport::FleetCa;
@@ -930,9 +930,11 @@ async fn print_orders(
     mut first: Option<tokio::sync::oneshot::Sender<Vec<String>>>,
     t: Option<Timeline>,
 ) -> anyhow::Result<Vec<String>> {
+    // No path of its own: the policy says what an item of `orders` is (`/orders/*`), so each
+    // batch carries the orders that changed, one item each.
     let filter = FeedFilter {
         docs: Some(FeedDocs::Context("orders".parse()?)),
-        prefix: Some(Pointer::parse("/orders")?),
+        prefix: None,
     };
     let mut feed = Feed::open(&store, "kitchen-1/printer", filter)?;
     let mut printed: std::collections::BTreeSet<String> =

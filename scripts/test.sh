@@ -51,6 +51,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "npm packages for the Automerge JS interop test"
 (cd cli/tests/js && npm ci --no-audit --no-fund --loglevel=error)
 
+step "npm packages for the automerge-repo WebSocket interop test (the reference client)"
+(cd ws/tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
 step "Debian's chromium and schemathesis (pinned, in a venv under the target dir) for the cloud's head-office tests"
 if [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq && apt-get install -y --no-install-recommends chromium

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_core::{ChangeHash, FeedDocs, FeedFilter, Pointer};
+use outpost_core::{ChangeHash, FeedDocs, FeedFilter, FeedItems, Pointer};
 
 use crate::error::{guard, OutpostError, Result};
 use crate::listener::Subscription;
@@ -80,7 +80,10 @@ pub trait FeedListener: Send + Sync {
 }
 
 /// The filter of a feed: `doc` (one document), else `context` (every partition of it),
-/// else every document; `path` the prefix of the items.
+/// else every document; `path` what an item is: a pattern whose last segment is `*` (each
+/// child of `/orders`), or the path whose children are the items (`/orders`); none: the
+/// policy's `items` of each document's context (each order for `orders` in the default
+/// policy), else top-level keys. (No slash-star here: Kotlin nests block comments.)
 pub(crate) fn filter(
     doc: Option<String>,
     context: Option<String>,
@@ -91,7 +94,11 @@ pub(crate) fn filter(
         (None, Some(c)) => Some(FeedDocs::Context(c.parse()?)),
         (None, None) => None,
     };
-    let prefix = path.as_deref().map(Pointer::parse).transpose()?;
+    let prefix = match path.as_deref() {
+        Some(p) if p.ends_with("/*") => Some(FeedItems::parse(p)?.parent().clone()),
+        Some(p) => Some(Pointer::parse(p)?),
+        None => None,
+    };
     Ok(FeedFilter { docs, prefix })
 }
 

@@ -723,8 +723,10 @@ impl Outpost {
 
     /// The durable feed of consumer `name` (e.g. `kitchen-1/printer`): everything that
     /// changed since it last acknowledged, then what changes live, at least once. Items are
-    /// the paths one level below `path` (e.g. `/orders/K1-042` for `/orders`) of `doc`, else
-    /// of every partition of `context`, else of every document.
+    /// what `path` names (a pattern whose last segment is `*`, or `/orders`: `/orders/K1-042`,
+    /// one per order), by default the policy's `items` of each document's context (each order
+    /// for `orders` in the default policy), else its top-level keys; of `doc`, else of every partition of
+    /// `context`, else of every document.
     #[uniffi::method(default(doc = None, context = None, path = None))]
     pub fn feed(
         &self,

@@ -91,6 +91,9 @@ pub(crate) enum Request {
         /// once the client answers `ack` (after it printed the batch).
         #[serde(default)]
         consumer: Option<String>,
+        /// With `consumer`: the item pattern (`/orders/*`); the policy's when absent.
+        #[serde(default)]
+        items: Option<String>,
     },
 }
 
@@ -438,11 +441,21 @@ pub(crate) fn batch_json(store: &Store, consumer: &str, batch: &outpost_core::Fe
     })
 }
 
-/// The feed of `watch DOC --consumer NAME`.
-pub(crate) fn consumer_feed(store: &Store, doc: &str, name: &str) -> Result<outpost_core::Feed> {
+/// The feed of `watch DOC --consumer NAME [--items PATTERN]`: without a pattern, the
+/// store's policy says what an item of the document's context is (`Feed` reads it).
+pub(crate) fn consumer_feed(
+    store: &Store,
+    doc: &str,
+    name: &str,
+    items: Option<&str>,
+) -> Result<outpost_core::Feed> {
+    let prefix = items
+        .map(outpost_core::FeedItems::parse)
+        .transpose()?
+        .map(|i| i.parent().clone());
     let filter = outpost_core::FeedFilter {
         docs: Some(outpost_core::FeedDocs::Doc(doc.parse()?)),
-        prefix: None,
+        prefix,
     };
     Ok(outpost_core::Feed::open(store, name, filter)?)
 }
@@ -582,10 +595,11 @@ fn handle(conn: std::os::unix::net::UnixStream, host: Arc<dyn Host>) -> Result<(
     if let Request::Watch {
         doc,
         consumer: Some(name),
+        items,
         ..
     } = &request
     {
-        let mut feed = match consumer_feed(host.store(), doc, name) {
+        let mut feed = match consumer_feed(host.store(), doc, name, items.as_deref()) {
             Ok(f) => f,
             Err(e) => {
                 return send(

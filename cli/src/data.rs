@@ -25,6 +25,7 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
         Command::Cert(_) | Command::Policy(_) => {
             unreachable!("cert and policy commands need no data directory")
         }
+        Command::Token(t) => return crate::token::run(dir, cert_dir, t),
         Command::Serve(args) => {
             let cert_dir = cert_dir.ok_or_else(|| {
                 anyhow!("serve needs this device's certificates: pass --cert-dir DIR (made by `outpost cert issue`)")
@@ -36,6 +37,7 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
             current,
             consumer,
             exec,
+            items,
         } => {
             return watch(
                 dir,
@@ -44,6 +46,7 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
                 current,
                 consumer.as_deref(),
                 exec.as_deref(),
+                items.as_deref(),
             )
         }
         Command::Docs(crate::DocsCommand::List) => Request::Documents,
@@ -402,6 +405,7 @@ pub(crate) fn policy() -> Policy {
 
 /// Opens the store of a data directory with clear errors for the usual mistakes.
 pub(crate) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -> Result<Store> {
+    refuse_cloud_files(dir)?;
     check_data_dir(dir, create)?;
     refuse_cloud_data(dir)?;
     let options = StoreOptions {
@@ -444,6 +448,28 @@ pub(crate) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -
     }
 }
 
+/// The files only a cloud's data directory holds: its control socket (while it runs), its
+/// API tokens, its PostgreSQL cache. Checked before the database, which a running cloud
+/// holds locked (opening it would only say "in use").
+fn refuse_cloud_files(dir: &Path) -> Result<()> {
+    let cloud = ["outpost-cloud.sock", "api-tokens.json", "pg-cache"]
+        .iter()
+        .any(|f| dir.join(f).exists());
+    if cloud {
+        return Err(cloud_dir_error(dir));
+    }
+    Ok(())
+}
+
+fn cloud_dir_error(dir: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} is the data directory of an outpost-cloud peer (every site of a fleet), not of a device. \
+         Read a site's documents through one of its devices (`outpost --data DEVICE_DIR get ...`) \
+         or the cloud's HTTP API (cloud/API.md); do not open the cloud's data with `outpost`",
+        dir.display()
+    )
+}
+
 /// The cloud keeps every site in one database, as trees named `site/<site>/...` (and
 /// `cloud/...`); a device store has neither. Opening a cloud's directory as a device store
 /// would show nothing and write into a copy of the cloud's database.
@@ -463,12 +489,7 @@ fn refuse_cloud_data(dir: &Path) -> Result<()> {
         .any(|name| name.starts_with("site/") || name.starts_with("cloud/"));
     drop(db);
     if cloud {
-        bail!(
-            "{} is the data directory of an outpost-cloud peer (every site of a fleet), not of a device. \
-             Read a site's documents through one of its devices (`outpost --data DEVICE_DIR get ...`), \
-             or sync a device with the cloud; do not open the cloud's data with `outpost`",
-            dir.display()
-        );
+        return Err(cloud_dir_error(dir));
     }
     Ok(())
 }
@@ -574,8 +595,13 @@ fn watch(
     current: bool,
     consumer: Option<&str>,
     exec: Option<&str>,
+    items: Option<&str>,
 ) -> Result<()> {
     let filter = control::watch_filter(doc)?;
+    if let Some(pattern) = items {
+        // Checked before anything starts, so that a typo is an error, not a silent feed.
+        outpost_core::FeedItems::parse(pattern)?;
+    }
     let mut stdout = std::io::stdout();
     if let Some(mut client) = Client::connect(dir)? {
         check_node_identity(dir, cert_dir)?;
@@ -584,6 +610,7 @@ fn watch(
                 doc: doc.to_string(),
                 current,
                 consumer: consumer.map(str::to_string),
+                items: items.map(str::to_string),
             },
             None,
         )?;
@@ -623,7 +650,7 @@ fn watch(
     eprintln!("watching {doc} in {}", dir.display());
     if let Some(name) = consumer {
         drop(sub);
-        let mut feed = control::consumer_feed(&store, doc, name)?;
+        let mut feed = control::consumer_feed(&store, doc, name, items)?;
         loop {
             let batch = feed.next_blocking()?;
             let line = control::batch_json(&store, name, &batch).to_string();

@@ -2,12 +2,15 @@
 //! `cli/CLI.md`; keep the two in step (a test compares them, `scripts/cli-md.sh` regenerates
 //! it).
 
+use std::net::SocketAddr;
+
 mod cert;
 mod control;
 mod data;
 mod serve;
 mod status;
 mod time;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -166,6 +169,13 @@ enum Command {
         /// up to 30 s, never skipped. Use it for printers and integrations.
         #[arg(long, value_name = "CMD", requires = "consumer")]
         exec: Option<String>,
+        /// With --consumer: what one item is, a pattern ending in `/*` (`/orders/*`: one item
+        /// per order, `/orders/K1-001`, with its value); `/*` for the document's top-level
+        /// keys. Default: the policy's `items` for the document's context (`/orders/*` for
+        /// `orders` in the default policy), else the map named after the context if the
+        /// document has one, else `/*`.
+        #[arg(long, value_name = "PATTERN", requires = "consumer")]
+        items: Option<String>,
     },
     /// List or delete the documents of the data directory.
     #[command(subcommand)]
@@ -173,6 +183,10 @@ enum Command {
     /// Print the fleet's access policy in effect (the default unless --policy is given).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Issue or revoke tokens for web clients (automerge-repo over WebSocket, served by
+    /// `serve --ws-listen`).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Write a backup of the whole data directory to FILE: every document, signatures,
     /// certificates, feed positions and erasure tombstones, not the sync states (peers send
     /// a restored device what it lacks). Consistent while `outpost serve` runs (it writes the
@@ -328,6 +342,11 @@ struct ServeArgs {
     /// `required-from:YYYY-MM-DD` (transitional until that day, UTC).
     #[arg(long, value_name = "RULE")]
     signatures: Option<outpost_core::signing::SignatureRule>,
+    /// TCP address to serve automerge-repo clients on (its WebSocket protocol, plain `ws`:
+    /// only on a trusted or guest network), e.g. `0.0.0.0:7735`; they present a token from
+    /// `outpost token issue`.
+    #[arg(long, value_name = "HOST:PORT")]
+    ws_listen: Option<SocketAddr>,
     /// TOML file with any of `listen`, `peers`, `deny`, `discover`, `signatures` (flags add
     /// to or override it; relative paths are relative to the file).
     #[arg(long, value_name = "FILE")]

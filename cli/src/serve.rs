@@ -109,6 +109,7 @@ struct Settings {
     deny: DenyList,
     discover: bool,
     signatures: outpost_core::signing::SignatureRule,
+    ws_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -197,6 +198,7 @@ impl Settings {
             deny,
             discover: args.discover || file.discover,
             signatures,
+            ws_listen: args.ws_listen,
         })
     }
 }
@@ -283,13 +285,28 @@ fn start_and_run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
             runtime: tokio::runtime::Handle::current(),
         });
         let server = control::serve(dir, host.clone());
+        // Web clients (automerge-repo over WebSocket), beside QUIC.
+        let web = match settings.ws_listen {
+            Some(addr) => {
+                let tokens = outpost_ws::TokenBook::open(crate::token::book_dir(dir))?;
+                let config = outpost_ws::WsConfig::new(addr, tokens);
+                Some(outpost_ws::WsServer::start(node.store().clone(), config).await?)
+            }
+            None => None,
+        };
         // Scripts and tests read the bound address (useful with port 0) from this line.
         println!("serving {info} on {}", node.local_addr());
+        if let Some(web) = &web {
+            println!("web clients on ws://{}", web.local_addr());
+        }
         signals
             .recv()
             .await
             .context("cannot wait for SIGTERM or SIGINT")?;
         tracing::info!("shutdown requested");
+        if let Some(web) = web {
+            web.shutdown().await;
+        }
         drop(server);
         host.node.lock().unwrap_or_else(|p| p.into_inner()).take();
         // A control request that is answering may hold the node for a moment.

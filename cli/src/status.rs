@@ -80,6 +80,7 @@ pub(crate) fn to_json(
                     "unsynced_since": ts(d.unsynced_since),
                     "peer_has_changes_we_lack": d.we_lack,
                     "refused": d.refused,
+                    "reason": d.reason,
                 })).collect::<Vec<_>>(),
             })
         })
@@ -260,8 +261,12 @@ pub(crate) fn text(s: &Json, now: Timestamp) -> String {
             if d["peer_has_changes_we_lack"].as_bool().unwrap_or(false) {
                 line.push_str("; the peer has changes we lack");
             }
-            if d["refused"].as_bool().unwrap_or(false) {
-                line.push_str("; changes were refused (see the log)");
+            match d["reason"].as_str() {
+                Some(why) => line.push_str(&format!("; {why}")),
+                None if d["refused"].as_bool().unwrap_or(false) => {
+                    line.push_str("; changes were refused (see the log)")
+                }
+                None => {}
             }
             let _ = writeln!(out, "    {:<24} {line}", str_of(&d["doc"]));
         }

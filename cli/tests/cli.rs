@@ -513,36 +513,47 @@ fn watch_without_a_node_serves_other_commands() {
     on(&d, &["watch", "Bad Name"]).expect_err("invalid document id");
 }
 
+/// The day of orders of the feed tests, in the README's layout: one order per key under
+/// `/orders` (`/orders/K1-001`).
+const DAY: &str = "orders/2026-12-07";
+
 /// `watch --consumer` prints what changed since the consumer last acknowledged, then live;
 /// run again (also through a running node's control socket), it resumes where it left off.
 #[test]
 fn watch_with_a_consumer_resumes_where_it_left_off() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path().join("kitchen1");
-    on(&d, &["put", "orders", "/k1", r#"{"sku":"burger"}"#]).expect_ok();
-    on(&d, &["put", "orders", "/k2", r#"{"sku":"fries"}"#]).expect_ok();
+    on(&d, &["put", DAY, "/orders/K1-001", r#"{"sku":"burger"}"#]).expect_ok();
+    on(&d, &["put", DAY, "/orders/K1-002", r#"{"sku":"fries"}"#]).expect_ok();
     let printer = |name: &str| {
         let mut cmd = std::process::Command::new(outpost_bin());
-        cmd.args(["--data", p(&d), "watch", "orders", "--consumer", "printer"]);
+        cmd.args(["--data", p(&d), "watch", DAY, "--consumer", "printer"]);
         Proc::spawn(name, cmd)
     };
     let first = printer("printer");
     let line = first.wait_line("out: {", Duration::from_secs(20));
-    assert!(line.contains(r#""items":["/k1","/k2"]"#), "{line}");
-    assert!(line.contains(r#""/k1":{"sku":"burger"}"#), "{line}");
+    assert!(
+        line.contains(r#""items":["/orders/K1-001","/orders/K1-002"]"#),
+        "{line}"
+    );
+    assert!(
+        line.contains(r#""/orders/K1-001":{"sku":"burger"}"#),
+        "{line}"
+    );
     // While it runs, a write reaches it through its control socket, and prints live.
-    on(&d, &["put", "orders", "/k3", r#"{"sku":"cola"}"#]).expect_ok();
-    let line = first.wait_line("\"/k3\"", Duration::from_secs(20));
-    assert!(line.contains(r#""items":["/k3"]"#), "{line}");
+    on(&d, &["put", DAY, "/orders/K1-003", r#"{"sku":"cola"}"#]).expect_ok();
+    let line = first.wait_line("\"/orders/K1-003\"", Duration::from_secs(20));
+    assert!(line.contains(r#""items":["/orders/K1-003"]"#), "{line}");
     drop(first);
 
-    on(&d, &["put", "orders", "/k4", r#"{"sku":"shake"}"#]).expect_ok();
+    on(&d, &["put", DAY, "/orders/K1-004", r#"{"sku":"shake"}"#]).expect_ok();
     let again = printer("printer again");
     let line = again.wait_line("out: {", Duration::from_secs(20));
-    // The first printer was killed right after printing /k3, maybe before it acknowledged
-    // it: /k3 may come again (at least once), /k1 and /k2 may not.
+    // The first printer was killed right after printing /orders/K1-003, maybe before it acknowledged
+    // it: /orders/K1-003 may come again (at least once), /orders/K1-001 and /orders/K1-002 may not.
     assert!(
-        line.contains(r#""items":["/k4"]"#) || line.contains(r#""items":["/k3","/k4"]"#),
+        line.contains(r#""items":["/orders/K1-004"]"#)
+            || line.contains(r#""items":["/orders/K1-003","/orders/K1-004"]"#),
         "only what came since the last acknowledgement: {line}"
     );
     drop(again);
@@ -552,16 +563,20 @@ fn watch_with_a_consumer_resumes_where_it_left_off() {
     cmd.args(["--data", p(&d), "watch", "menu"]);
     let holder = Proc::spawn("holder", cmd);
     holder.wait_line("err: watching menu", Duration::from_secs(20));
-    on(&d, &["put", "orders", "/k5", r#"{"sku":"salad"}"#]).expect_ok();
+    on(&d, &["put", DAY, "/orders/K1-005", r#"{"sku":"salad"}"#]).expect_ok();
     let through = printer("printer through the node");
-    through.wait_line("err: watching orders through", Duration::from_secs(20));
+    through.wait_line(
+        "err: watching orders/2026-12-07 through",
+        Duration::from_secs(20),
+    );
     let line = through.wait_line("out: {", Duration::from_secs(20));
-    // /k4 again if the last printer was killed between printing and acknowledging it.
+    // /orders/K1-004 again if the last printer was killed between printing and acknowledging it.
     assert!(
-        line.contains(r#""items":["/k5"]"#) || line.contains(r#""items":["/k4","/k5"]"#),
+        line.contains(r#""items":["/orders/K1-005"]"#)
+            || line.contains(r#""items":["/orders/K1-004","/orders/K1-005"]"#),
         "{line}"
     );
-    on(&d, &["watch", "orders", "--consumer", "no spaces"]).expect_err("invalid consumer name");
+    on(&d, &["watch", DAY, "--consumer", "no spaces"]).expect_err("invalid consumer name");
 }
 
 /// Issue 27, hole 10 (failed before: `watch --consumer` acknowledged a batch once written to
@@ -575,15 +590,15 @@ fn watch_exec_acknowledges_a_batch_only_when_the_command_succeeds() {
     let d = tmp.path().join("kitchen1");
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).expect("dir");
-    on(&d, &["put", "orders", "/k1", r#"{"sku":"burger"}"#]).expect_ok();
-    on(&d, &["put", "orders", "/k2", r#"{"sku":"fries"}"#]).expect_ok();
+    on(&d, &["put", DAY, "/orders/K1-001", r#"{"sku":"burger"}"#]).expect_ok();
+    on(&d, &["put", DAY, "/orders/K1-002", r#"{"sku":"fries"}"#]).expect_ok();
     let watch = |name: &str, cmd: &str| {
         let mut c = std::process::Command::new(outpost_bin());
         c.args([
             "--data",
             p(&d),
             "watch",
-            "orders",
+            DAY,
             "--consumer",
             "printer",
             "--exec",
@@ -601,7 +616,7 @@ fn watch_exec_acknowledges_a_batch_only_when_the_command_succeeds() {
     eventually(
         "the batch reaches the command",
         Duration::from_secs(30),
-        || read("got").contains("/k2").then_some(()),
+        || read("got").contains("/orders/K1-002").then_some(()),
     );
     let attempts: u32 = read("attempts").trim().parse().expect("a count");
     println!(
@@ -612,20 +627,27 @@ fn watch_exec_acknowledges_a_batch_only_when_the_command_succeeds() {
     first.wait_line("exited with", Duration::from_secs(5));
     let got = read("got");
     assert_eq!(got.lines().count(), 1, "{got}");
-    assert!(got.contains(r#""items":["/k1","/k2"]"#), "{got}");
+    assert!(
+        got.contains(r#""items":["/orders/K1-001","/orders/K1-002"]"#),
+        "{got}"
+    );
     // The acknowledgement follows the command's exit.
     std::thread::sleep(Duration::from_millis(500));
     drop(first);
 
-    // Killed while the command handles /k3: nothing acknowledged.
-    on(&d, &["put", "orders", "/k3", r#"{"sku":"cola"}"#]).expect_ok();
+    // Killed while the command handles /orders/K1-003: nothing acknowledged.
+    on(&d, &["put", DAY, "/orders/K1-003", r#"{"sku":"cola"}"#]).expect_ok();
     let stuck = r#"echo $$ > "$WORK/stuck.pid"; cat > "$WORK/partial"; exec sleep 60"#;
     let second = watch("stuck printer", stuck);
-    let pid = eventually("the command holds /k3", Duration::from_secs(30), || {
-        (read("partial").contains("/k3"))
-            .then(|| read("stuck.pid").trim().to_string())
-            .filter(|p| !p.is_empty())
-    });
+    let pid = eventually(
+        "the command holds /orders/K1-003",
+        Duration::from_secs(30),
+        || {
+            (read("partial").contains("/orders/K1-003"))
+                .then(|| read("stuck.pid").trim().to_string())
+                .filter(|p| !p.is_empty())
+        },
+    );
     drop(second);
     // The command we started through it, by its pid.
     let _ = std::process::Command::new("kill")
@@ -637,7 +659,7 @@ fn watch_exec_acknowledges_a_batch_only_when_the_command_succeeds() {
     eventually(
         "the batch comes again after the kill",
         Duration::from_secs(30),
-        || read("got").contains("/k3").then_some(()),
+        || read("got").contains("/orders/K1-003").then_some(()),
     );
     let got = read("got");
     assert_eq!(got.lines().count(), 2, "{got}");
@@ -645,9 +667,150 @@ fn watch_exec_acknowledges_a_batch_only_when_the_command_succeeds() {
         got.lines()
             .nth(1)
             .expect("line")
-            .contains(r#""items":["/k3"]"#),
+            .contains(r#""items":["/orders/K1-003"]"#),
         "{got}"
     );
     drop(third);
-    on(&d, &["watch", "orders", "--exec", "true"]).expect_err("--consumer");
+    on(&d, &["watch", DAY, "--exec", "true"]).expect_err("--consumer");
+}
+
+/// Issue 28, item 2, as a new user hits it: orders written as the README shows (`outpost put
+/// orders/2026-12-07 /orders/K1-001 '{…}'`) and a consumer feed (`watch --consumer --exec`,
+/// through a running node). Before, every batch carried the whole day under the single item
+/// `/orders` (136 tickets for 32 orders); now each changed order is one item, with its value,
+/// as the default policy's `items = "/orders/*"` for `orders` says. `--items` names another
+/// item path.
+#[test]
+fn a_consumer_feed_delivers_one_item_per_order() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path().join("kitchen1");
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).expect("dir");
+    let got = work.join("got");
+    on(&d, &["put", "menu", "/burger/price", "950"]).expect_ok();
+    // Another process holds the store, so the consumer goes through its control socket.
+    let mut cmd = std::process::Command::new(outpost_bin());
+    cmd.args(["--data", p(&d), "watch", "menu"]);
+    let holder = Proc::spawn("holder", cmd);
+    holder.wait_line("err: watching menu", Duration::from_secs(20));
+    let mut cmd = std::process::Command::new(outpost_bin());
+    cmd.args([
+        "--data",
+        p(&d),
+        "watch",
+        DAY,
+        "--consumer",
+        "erp",
+        "--exec",
+        r#"cat >> "$WORK/got""#,
+    ])
+    .env("WORK", &work);
+    let erp = Proc::spawn("erp", cmd);
+    erp.wait_line(
+        "err: watching orders/2026-12-07 through",
+        Duration::from_secs(20),
+    );
+    let started = std::time::Instant::now();
+    for i in 1..=32 {
+        on(
+            &d,
+            &[
+                "put",
+                DAY,
+                &format!("/orders/K1-{i:03}"),
+                &format!(r#"{{"items": ["burger", "fries"], "total": {}}}"#, 1000 + i),
+            ],
+        )
+        .expect_ok();
+    }
+    let batches = |file: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each batch is a JSON line"))
+            .collect()
+    };
+    let delivered = |b: &[serde_json::Value]| -> Vec<String> {
+        b.iter()
+            .flat_map(|b| b["items"].as_array().cloned().unwrap_or_default())
+            .map(|i| i.as_str().expect("an item is a path").to_string())
+            .collect()
+    };
+    eventually(
+        "the 32 orders reach the consumer",
+        Duration::from_secs(30),
+        || {
+            let mut items = delivered(&batches(&got));
+            items.sort();
+            items.dedup();
+            (items.len() == 32).then_some(())
+        },
+    );
+    let all = batches(&got);
+    let items = delivered(&all);
+    println!(
+        "32 orders: {} batches, {} items delivered in {} ms",
+        all.len(),
+        items.len(),
+        started.elapsed().as_millis()
+    );
+    assert_eq!(items.len(), 32, "one item per order, each once: {items:?}");
+    for b in &all {
+        for item in b["items"].as_array().expect("items") {
+            let item = item.as_str().expect("a path");
+            assert!(item.starts_with("/orders/K1-"), "{item}");
+            let value = &b["values"][item];
+            assert_eq!(
+                value["items"],
+                serde_json::json!(["burger", "fries"]),
+                "{b}"
+            );
+        }
+    }
+    // A step of one order is a batch of that order alone.
+    on(
+        &d,
+        &[
+            "put",
+            DAY,
+            "/orders/K1-007/kitchen",
+            r#"{"state": "ready"}"#,
+        ],
+    )
+    .expect_ok();
+    eventually(
+        "the step reaches the consumer",
+        Duration::from_secs(30),
+        || {
+            let all = batches(&got);
+            let last = all.last()?.clone();
+            (last["values"]["/orders/K1-007"]["kitchen"]["state"] == "ready").then_some(last)
+        },
+    );
+    let last = batches(&got).pop().expect("a batch");
+    assert_eq!(
+        last["items"],
+        serde_json::json!(["/orders/K1-007"]),
+        "{last}"
+    );
+    drop(erp);
+
+    // `--items` names the item path: the document's top-level keys give the whole day.
+    let mut cmd = std::process::Command::new(outpost_bin());
+    cmd.args([
+        "--data",
+        p(&d),
+        "watch",
+        DAY,
+        "--consumer",
+        "display",
+        "--items",
+        "/*",
+    ]);
+    let display = Proc::spawn("display", cmd);
+    let line = display.wait_line("out: {", Duration::from_secs(20));
+    assert!(line.contains(r#""items":["/orders"]"#), "{line}");
+    drop(display);
+    on(&d, &["watch", DAY, "--consumer", "x", "--items", "/orders"]).expect_err("must end with /*");
+    drop(holder);
 }

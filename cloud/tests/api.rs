@@ -185,7 +185,7 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
     // Wait until both sites' data reached the cloud.
     eventually("the cloud holds both sites' stock", SYNC, || {
         let r = hq.get("/api/v1/stock/burger");
-        (r.status == 200 && r.json()["total"] == json!(25.0)).then_some(())
+        (r.status == 200 && r.json()["total"] == json!(25)).then_some(())
     });
 
     // Authentication.
@@ -418,13 +418,15 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect();
-    assert_eq!(lines.len(), 2, "{}", e.text());
+    assert_eq!(lines.len(), 3, "two sites and the trailer: {}", e.text());
     assert_eq!(lines[0]["site"], json!("lyon"));
     assert_eq!(lines[1]["value"]["p-1"]["total"], json!(950));
+    assert_eq!(lines[2]["end"], json!(true), "{}", e.text());
     let e = hq.get("/api/v1/export/orders?partition=2026-12-01&lines=item");
     let keys: Vec<String> = e
         .text()
         .lines()
+        .filter(|l| l.contains("\"key\""))
         .map(|l| {
             let v: Value = serde_json::from_str(l).expect("JSON line");
             format!(
@@ -438,8 +440,8 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
     let e = paris_only.get("/api/v1/export/orders?partition=2026-12-01");
     assert_eq!(
         e.text().lines().count(),
-        1,
-        "only the sites the token reaches"
+        2,
+        "only the sites the token reaches, and the trailer"
     );
     refused(
         &hq.get("/api/v1/export/orders?partition=no/pe"),
@@ -454,7 +456,7 @@ fn head_office_reads_writes_exports_and_is_refused_clearly() {
 
     // Stock across sites.
     let s = paris_only.get("/api/v1/stock/burger").json();
-    assert_eq!(s["total"], json!(20.0), "{s}");
+    assert_eq!(s["total"], json!(20), "{s}");
 
     // Metrics count requests by endpoint and status.
     let (_, text) = http_get(http, "/metrics");
@@ -677,5 +679,215 @@ fn site_tokens_cannot_write_fleet_documents_and_nested_keys_are_checked() {
     println!(
         "site token on a fleet document: 403 for PUT and DELETE; nested guarded keys refused at \
          /items/salad/recipe, /fries/cost"
+    );
+}
+
+/// Orders stored as the README shows (`outpost put orders/DAY /orders/K1-001 '{…}'`, the
+/// default policy's layout) come out of the export one line per order, with its site and
+/// key; an export that finds nothing is told apart from a wrong request; stock of an unknown
+/// item is not zero stock; a PUT answers with the value written.
+#[test]
+fn exports_give_one_line_per_order_and_wrong_requests_are_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let ca = make_ca(root);
+    let cloud_cert = issue(&ca, root, "acme", "cloud-1", "cloud");
+    let config = root.join("cloud.toml");
+    std::fs::write(&config, POLICY).expect("config");
+    let data = root.join("cloud-data");
+    let (_cloud, quic, http) = start_cloud_with(
+        &cloud_cert,
+        &data,
+        &["--config", config.to_str().expect("utf-8")],
+    );
+    let (paris_d, lyon_d) = (root.join("paris"), root.join("lyon"));
+    let (_paris, _) = serve(
+        "paris/pos-1",
+        &paris_d,
+        &issue(&ca, root, "paris", "pos-1", "pos"),
+        0,
+        &[quic],
+    );
+    let (_lyon, _) = serve(
+        "lyon/pos-1",
+        &lyon_d,
+        &issue(&ca, root, "lyon", "pos-1", "pos"),
+        0,
+        &[quic],
+    );
+    let day = "2026-12-07";
+    let orders = format!("orders/{day}");
+    for (key, total) in [("K1-001", 950), ("K1-002", 300), ("P1-003", 1250)] {
+        on(
+            &paris_d,
+            &[
+                "put",
+                &orders,
+                &format!("/orders/{key}"),
+                &format!(r#"{{"items": ["burger"], "total": {total}}}"#),
+            ],
+        )
+        .expect_ok();
+    }
+    // lyon sold nothing that day, but did the day before.
+    on(
+        &lyon_d,
+        &[
+            "put",
+            "orders/2026-12-06",
+            "/orders/L1-001",
+            r#"{"items": ["quiche"], "total": 700}"#,
+        ],
+    )
+    .expect_ok();
+    on(
+        &paris_d,
+        &["put", "menu", "/items/burger", r#"{"price": 950}"#],
+    )
+    .expect_ok();
+    on(&paris_d, &["incr", "stock", "/burger", "20"]).expect_ok();
+    on(&lyon_d, &["incr", "stock", "/burger", "5"]).expect_ok();
+    let hq = Client::new(
+        http,
+        &api_token(&data, &["--name", "hq", "--sites", "*", "--write"]),
+    );
+    eventually("the cloud holds both sites' orders and stock", SYNC, || {
+        let paris = hq.get(&format!(
+            "/api/v1/sites/paris/documents/{orders}?pointer=/orders/P1-003/total"
+        ));
+        let lyon = hq.get("/api/v1/sites/lyon/documents/orders%2F2026-12-06");
+        let stock = hq.get("/api/v1/stock/burger");
+        (paris.status == 200
+            && lyon.status == 200
+            && stock.status == 200
+            && stock.json()["total"] == json!(25))
+        .then_some(())
+    });
+
+    let started = std::time::Instant::now();
+    let e = hq.get(&format!("/api/v1/export/orders?partition={day}&lines=item"));
+    assert_eq!(e.status, 200, "{}", e.text());
+    let lines: Vec<Value> = e
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let per_order: Vec<String> = lines
+        .iter()
+        .filter(|l| l.get("key").is_some())
+        .map(|l| {
+            format!(
+                "{}/{} {}",
+                l["site"].as_str().unwrap_or(""),
+                l["key"].as_str().unwrap_or(""),
+                l["value"]["total"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_order,
+        ["paris/K1-001 950", "paris/K1-002 300", "paris/P1-003 1250"],
+        "{}",
+        e.text()
+    );
+    assert!(
+        lines.iter().any(|l| l["path"] == json!("/orders/K1-001")),
+        "{}",
+        e.text()
+    );
+    // lyon holds no orders that day: a line says so, and the trailer counts per site.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["site"] == json!("lyon") && l["absent"] == json!(true)),
+        "{}",
+        e.text()
+    );
+    let trailer = lines.last().expect("a trailer");
+    assert_eq!(trailer["end"], json!(true), "{trailer}");
+    assert_eq!(
+        trailer["sites"],
+        json!({"lyon": 0, "paris": 3}),
+        "{trailer}"
+    );
+    assert_eq!(trailer["lines"], json!(3), "{trailer}");
+    // An explicit item pattern.
+    let totals = hq.get(&format!(
+        "/api/v1/export/orders?partition={day}&lines=item&items=/orders/*/total"
+    ));
+    assert_eq!(
+        totals
+            .text()
+            .lines()
+            .filter(|l| l.contains("\"key\":\"total\""))
+            .count(),
+        3,
+        "{}",
+        totals.text()
+    );
+
+    // Wrong requests are refused before the stream starts, each saying what to give.
+    refused(
+        &hq.get("/api/v1/export/orders?lines=item"),
+        400,
+        "orders is partitioned: give ?partition=",
+    );
+    refused(
+        &hq.get("/api/v1/export/orders?partition=yesterday&lines=item"),
+        400,
+        "is not a day",
+    );
+    refused(
+        &hq.get("/api/v1/export/orders?partition=2026-12-7&lines=item"),
+        400,
+        "give YYYY-MM-DD",
+    );
+    refused(
+        &hq.get(&format!("/api/v1/export/menu?partition={day}")),
+        400,
+        "menu is not partitioned",
+    );
+    refused(
+        &hq.get(&format!("/api/v1/export/order?partition={day}")),
+        404,
+        "check the context's name",
+    );
+    refused(
+        &hq.get(&format!(
+            "/api/v1/export/orders?partition={day}&items=orders"
+        )),
+        400,
+        "not a JSON Pointer",
+    );
+    // The unpartitioned menu exports without a partition.
+    let menu = hq.get("/api/v1/export/menu");
+    assert_eq!(menu.status, 200, "{}", menu.text());
+    assert!(menu.text().contains("\"price\":950"), "{}", menu.text());
+
+    // Stock: integers stay integers; an unknown item is not zero stock.
+    let s = hq.get("/api/v1/stock/burger").json();
+    assert_eq!(s["total"], json!(25), "{s}");
+    assert!(s["total"].is_u64(), "an integer total: {s}");
+    refused(&hq.get("/api/v1/stock/burgerz"), 404, "unknown item");
+
+    // A successful PUT answers with the value written.
+    let w = hq.send(
+        "PUT",
+        "/api/v1/sites/paris/documents/menu?pointer=/items/burger",
+        br#"{"price": 990}"#,
+    );
+    assert_eq!(w.status, 200, "{}", w.text());
+    assert_eq!(w.json()["value"], json!({"price": 990}), "{}", w.text());
+    let w = hq.send(
+        "PUT",
+        "/api/v1/fleet/documents/prices?pointer=/burger",
+        br#"{"price": 990, "currency": "EUR"}"#,
+    );
+    assert_eq!(w.json()["value"]["currency"], json!("EUR"), "{}", w.text());
+    println!(
+        "export of 3 orders over 2 sites: {} lines (3 orders, 1 absent, 1 trailer) in {:?}; \
+         wrong requests: 400/404",
+        lines.len(),
+        started.elapsed()
     );
 }

@@ -181,9 +181,10 @@ fn head_office_publishes_a_price_once_and_every_site_reads_it() {
         (get(&liar_d, "prices", "/burger/price") == Some(json!(990))).then_some(())
     });
     on(&liar_d, &["put", "prices", "/burger/price", "1"]).expect_ok();
-    // The cloud marks the fleet context read-only for the liar's role (an honest engine
-    // then sends nothing; a forged send is refused and counted, see core/tests/hostile.rs). Once a
-    // later head-office write reached the liar, its change has had every chance to travel.
+    // A POS may relay head office's signed changes to `prices` but not write its own: the
+    // cloud refuses the liar's change (its author's role may not write the context, see
+    // core/tests/fleet_relay.rs). Once a later head-office write reached the liar, its change
+    // has had every chance to travel.
     cloud
         .fleet()
         .put(&prices, "/burger/name", &json!("Burger"), &head_office)

@@ -36,7 +36,34 @@ write = ["pos", "kiosk"]
 [policy.contexts.orders]
 read = ["pos", "kiosk"]
 write = ["pos", "kiosk"]
+[policy.contexts.health]
+read = ["pos"]
+write = ["pos", "kiosk", "kitchen"]
 "#;
+
+/// `outpost serve` with its health reports on (every 2 s), linked to `peer` only.
+fn with_health(
+    name: &str,
+    dir: &Path,
+    cert: &Path,
+    peer: std::net::SocketAddr,
+) -> (Proc, std::net::SocketAddr) {
+    let mut cmd = serve_command(dir, cert, "127.0.0.1:0", &[&peer.to_string()]);
+    cmd.env("OUTPOST_HEALTH_SECS", "2");
+    serving(name, cmd)
+}
+
+/// Polls `f` until it holds or `timeout` passes.
+fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
 
 /// The cargo target directory (the test binary is `<target>/debug/deps/<name>`).
 fn target_dir() -> PathBuf {
@@ -48,7 +75,9 @@ fn target_dir() -> PathBuf {
 }
 
 /// A cloud with devices of `paris` and `lyon` online, and `nice`, which synced once and went
-/// quiet; returns what the tests need.
+/// quiet; in paris, as in a restaurant, a kiosk and a kitchen device linked only to the POS
+/// (on the shop's LAN), the kitchen's device then revoked (stolen); returns what the tests
+/// need.
 struct Fleet {
     _tmp: tempfile::TempDir,
     _cloud: Proc,
@@ -94,14 +123,27 @@ fn fleet() -> Fleet {
 
     let mut devices = Vec::new();
     let mut dirs = Vec::new();
+    let mut paris_addr = None;
     for site in ["paris", "lyon"] {
         let cert = issue(&ca, &root, site, "pos-1", "pos");
         let dir = root.join(site);
-        let (device, _) = serve(&format!("{site}/pos-1"), &dir, &cert, 0, &[quic]);
+        let (device, addr) = with_health(&format!("{site}/pos-1"), &dir, &cert, quic);
         devices.push(device);
         dirs.push(dir);
+        paris_addr.get_or_insert(addr);
     }
     let paris = dirs[0].clone();
+    let pos_addr = paris_addr.expect("paris was served first");
+    for (name, role) in [("kiosk-1", "kiosk"), ("kitchen-1", "kitchen")] {
+        let cert = issue(&ca, &root, "paris", name, role);
+        let (device, _) = with_health(
+            &format!("paris/{name}"),
+            &root.join(format!("paris-{name}")),
+            &cert,
+            pos_addr,
+        );
+        devices.push(device);
+    }
     on(&paris, &["incr", "stock", "/burger", "20"]).expect_ok();
     on(
         &paris,
@@ -111,8 +153,56 @@ fn fleet() -> Fleet {
     on(&dirs[1], &["incr", "stock", "/burger", "5"]).expect_ok();
     eventually("both sites online with their stock", SYNC, || {
         let r = get("/api/v1/stock/burger");
-        (r.status == 200 && r.json()["total"] == serde_json::json!(28.0)).then_some(())
+        (r.status == 200 && r.json()["total"] == serde_json::json!(28)).then_some(())
     });
+    // The kiosk and the kitchen reach the cloud only through the POS: their health does.
+    let mut last = String::new();
+    let reported = wait_for(SYNC, || {
+        let r = get("/api/v1/sites/paris");
+        last = r.text();
+        r.status == 200 && r.json()["reporting_devices"] == serde_json::json!(3)
+    });
+    assert!(
+        reported,
+        "paris's three devices report through the POS: {last}"
+    );
+    let record = root.join("kitchen-1.rev");
+    let (ca_s, record_s) = (ca.to_str().expect("utf-8"), record.to_str().expect("utf-8"));
+    outpost(&[
+        "cert",
+        "revoke",
+        "--ca",
+        ca_s,
+        "--site",
+        "paris",
+        "--device",
+        "kitchen-1",
+        "--reason",
+        "stolen",
+        "--out",
+        record_s,
+    ])
+    .expect_ok();
+    let (code, body) = http_post(
+        http,
+        "/revocations",
+        &std::fs::read(&record).expect("record"),
+    );
+    assert_eq!(code, 200, "{body}");
+    let site = get("/api/v1/sites/paris").json();
+    assert_eq!(
+        (
+            site["devices"].clone(),
+            site["reporting_devices"].clone(),
+            site["revoked_devices"].clone()
+        ),
+        (
+            serde_json::json!(2),
+            serde_json::json!(2),
+            serde_json::json!(1)
+        ),
+        "the kiosk behind the POS counts, the revoked kitchen does not: {site}"
+    );
     Fleet {
         _tmp: tmp,
         _cloud: cloud,
@@ -160,7 +250,7 @@ fn dashboard_in_chromium_shows_sites_and_a_live_order() {
         &[
             "put",
             &format!("orders/{today}"),
-            "/p-live",
+            "/orders/K1-live",
             r#"{"items": ["burger", "fries"], "total": 1250}"#,
         ],
     )

@@ -621,3 +621,89 @@ async fn fleet_documents_and_revocations_reach_every_instance() {
     })
     .await;
 }
+
+/// Behind a load balancer, the API must answer alike on every instance: the devices of
+/// paris use instance a only, and b (which never saw them) lists the site, reads its
+/// documents, exports its orders one line per order and counts its stock, loading the site
+/// from the database on demand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_without_the_sites_devices_answers_the_api_from_the_database() {
+    let pg = PgCluster::start();
+    let fleet = Fleet::new(&pg);
+    let (_a, a) = fleet.instance("cloud-a");
+    let (_b, _, b_http) = fleet.instance_with_http("cloud-b");
+    let pos = within("pos", Node::start(fleet.device("pos-1", "pos", &[a])))
+        .await
+        .expect("pos starts");
+    within("pos on a", pos.wait_connected(&cloud_id())).await;
+    for i in 0..5 {
+        pos.store()
+            .put(
+                &orders(),
+                &format!("/orders/K1-{i:03}"),
+                json!({"items": ["burger"], "total": 950 + i}),
+                Durability::Fast,
+            )
+            .expect("the POS writes locally");
+    }
+    let stock: DocumentId = "stock".parse().expect("doc");
+    pos.store()
+        .put(&stock, "/burger", json!(7), Durability::Fast)
+        .expect("stock");
+    pos.store().flush().expect("flush");
+    drained(&pos, "instance a committed the POS's orders").await;
+
+    let token = outpost_testbins::api_token(
+        &fleet.dir().join("cloud-b"),
+        &["--name", "erp", "--sites", "*"],
+    );
+    let get = |path: &str| {
+        outpost_testbins::http_request(
+            b_http,
+            "GET",
+            path,
+            &[("Authorization", &format!("Bearer {token}"))],
+            None,
+        )
+    };
+    let started = std::time::Instant::now();
+    let sites = get("/api/v1/sites");
+    assert_eq!(sites.status, 200, "{}", sites.text());
+    let names: Vec<String> = sites.json()["sites"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["site"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        names,
+        ["paris"],
+        "b lists the site a serves: {}",
+        sites.text()
+    );
+    let read =
+        get("/api/v1/sites/paris/documents/orders%2F2026-12-01?pointer=/orders/K1-004/total");
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(read.json()["value"], json!(954));
+    let export = get("/api/v1/export/orders?partition=2026-12-01&lines=item");
+    assert_eq!(export.status, 200, "{}", export.text());
+    let keys: Vec<String> = export
+        .text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|l| l["key"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        keys,
+        ["K1-000", "K1-001", "K1-002", "K1-003", "K1-004"],
+        "{}",
+        export.text()
+    );
+    let stock = get("/api/v1/stock/burger");
+    assert_eq!(stock.status, 200, "{}", stock.text());
+    assert_eq!(stock.json()["total"], json!(7), "{}", stock.text());
+    println!(
+        "instance b answered sites, a read, an export of 5 orders and stock for a site served by a, in {:?}",
+        started.elapsed()
+    );
+}

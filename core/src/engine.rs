@@ -9,10 +9,10 @@
 //! so a reconnect, or a restart of either side, resumes with only what is missing. See
 //! `core/docs/design.md` for the protocol, the flow control and the trust rules.
 
-mod erasures;
 mod held;
 mod persist;
 pub mod reconcile;
+mod relayed;
 mod revocations;
 mod signatures;
 mod status;
@@ -199,6 +199,11 @@ struct DocSync {
     refused_by_peer: bool,
     /// We refused the peer's changes this session.
     refused_by_us: bool,
+    /// Why changes were refused on this link this session (by either side), for the status.
+    refusal: Option<String>,
+    /// The peer declared itself read-only for this document while it lacked our changes,
+    /// and that was logged (once per session).
+    read_only_warned: bool,
     /// When the last message of this exchange was sent or received.
     last_activity: Timestamp,
     /// We sent a message and still expect an answer (see [`Engine::awaits_reply`]): only
@@ -963,6 +968,7 @@ impl Engine {
                 };
                 tracing::warn!(peer = %from, %doc, %reason, "peer refused our changes");
                 ds.refused_by_peer = true;
+                ds.refusal = Some(format!("refused by the peer: {reason}"));
                 // The heads we believed shared may be among what the peer refused (a peer
                 // restored from a backup, told of changes it then refused): our next
                 // messages' summary would then name changes it does not know, and it would
@@ -1263,18 +1269,11 @@ impl Engine {
         if msg.changes.is_empty() {
             return None;
         }
-        let policy = &self.config.policy;
-        if self.is_relayed_erasure_list(from, doc) {
-            // Relayed: judged by its authors and their signatures (engine/erasures.rs).
-            if let Some(reason) = self.check_relayed_erasures(from, doc, msg) {
+        if self.is_relayed(from, doc) {
+            // Relayed: judged by its authors and their signatures (engine/relayed.rs).
+            if let Some(reason) = self.check_relayed(from, doc, msg) {
                 return Some(reason);
             }
-        } else if !policy.may_write(&from.role, doc.context()) {
-            return Some(format!(
-                "role {} may not write context {}",
-                from.role,
-                doc.context()
-            ));
         }
         if !self.known.contains(doc) {
             if self.known.len() >= self.config.max_documents {
@@ -1554,10 +1553,17 @@ impl Engine {
         msg: &sync::Message,
     ) -> Result<Vec<automerge::ActorId>, String> {
         let mut authors = Vec::new();
-        for chunk in msg.changes.iter() {
-            // Byte 8 of a chunk, after the magic bytes and the checksum, is its type; 0 is
-            // a whole document, anything else one change.
-            let changes: Vec<(ChangeHash, automerge::ActorId)> = if chunk.get(8) == Some(&0) {
+        // An entry of a message may hold several chunks back to back: taking each entry for
+        // one chunk failed on those ("leftover data after parsing") once relayed changes of
+        // every context a relay reads came this way (found by the simulation).
+        let chunks = msg
+            .changes
+            .iter()
+            .map(crate::chunk::split_chunks)
+            .collect::<Result<Vec<_>, String>>()?;
+        for (kind, chunk) in chunks.into_iter().flatten() {
+            // Type 0 is a whole document, anything else one change.
+            let changes: Vec<(ChangeHash, automerge::ActorId)> = if kind == 0 {
                 let whole = automerge::Automerge::load(chunk).map_err(|e| e.to_string())?;
                 whole
                     .get_changes_meta(&[])
@@ -1713,6 +1719,7 @@ impl Engine {
         let held = self.known.contains(&doc);
         if let Some(ds) = peer.entry(&doc, held) {
             ds.refused_by_us = true;
+            ds.refusal = Some(format!("its changes were refused here: {reason}"));
         }
         peer.control.push_back((
             Some(doc.clone()),
@@ -1815,7 +1822,7 @@ impl Engine {
         let (heads, n) = (msg.heads.clone(), msg.changes.len() as u64);
         let verified = std::cell::Cell::new(0u64);
         let path_rules = self.config.policy.has_path_rules(doc.context());
-        let relayed_erasures = self.is_relayed_erasure_list(&info, &doc);
+        let relayed = self.is_relayed(&info, &doc);
         let result = self.store.receive_sync(
             &doc,
             &mut state,
@@ -1829,8 +1836,8 @@ impl Engine {
                 }
                 if checking {
                     let records = self.verify_new(&info, &doc, new, &pending, now)?;
-                    if relayed_erasures {
-                        Self::check_relayed_erasure_signatures(&info, &doc, new, &records)?;
+                    if relayed {
+                        Self::check_relayed_signatures(&info, &doc, new, &records)?;
                     }
                     verified.set(records.len() as u64);
                     Ok(records)
@@ -1919,8 +1926,41 @@ impl Engine {
         if in_sync {
             self.mark_synced(from, &doc, now);
         }
+        self.warn_if_read_only(from, &doc);
         self.pump(from, &doc, now);
         Ok(())
+    }
+
+    /// Logs, once per session, that `peer` declared itself read-only for `doc` (it takes
+    /// none of our changes) while it lacks some: the changes stay unsynced for as long, and
+    /// without this nothing said why (a kiosk behind the POS never got head office's prices,
+    /// and the POS's status showed only "2 changes unsynced").
+    fn warn_if_read_only(&mut self, peer: &PeerId, doc: &DocumentId) {
+        let Some(p) = self.peers.get(peer) else {
+            return;
+        };
+        let Some(ds) = p.docs.get(doc) else { return };
+        let Some(state) = ds.state.as_ref() else {
+            return;
+        };
+        if ds.read_only_warned || !state.peer_read_only || !self.known.contains(doc) {
+            return;
+        }
+        let theirs = state.their_heads.clone().unwrap_or_default();
+        let lacking = self
+            .store
+            .heads(doc)
+            .unwrap_or_default()
+            .iter()
+            .any(|h| !theirs.contains(h));
+        if !lacking {
+            return;
+        }
+        let reason = status::read_only_reason(&self.config.local, &p.info, doc);
+        tracing::warn!(peer = %p.info, %doc, %reason, "a peer takes none of our changes");
+        if let Some(ds) = self.peers.get_mut(peer).and_then(|p| p.docs.get_mut(doc)) {
+            ds.read_only_warned = true;
+        }
     }
 
     /// A message that could not be applied: the state is kept, the error counted.

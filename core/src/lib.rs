@@ -60,7 +60,7 @@ pub use event::Event;
 pub use ids::{PeerId, PeerInfo, Role, SiteId};
 pub use link::{Backoff, CloseCode, ConnId, LinkConfig, Links, Output, Target};
 pub use pointer::Pointer;
-pub use policy::{ContextRule, PathRule, Policy, DEVICE_TOKEN};
+pub use policy::{ContextRule, FeedItems, PathRule, Policy, DEVICE_TOKEN};
 pub use store::{
     restore, restore_stores, BackupError, BackupSummary, BackupWriter, BACKUP_MAGIC,
     BACKUP_VERSION, ERASURES_DOC,
@@ -70,6 +70,7 @@ pub use store::{
     Store, StoreOptions, Subscription, SubscriptionFilter, Ticket, TicketPrefix, Tx, WriteOutcome,
 };
 pub use store::{Mirror, MirrorBatch, MirrorTree, MirroredChange, MirroredEntry, SharedMirror};
+pub use store::{WebReceived, WebSyncState, WebWriter};
 pub use time::Timestamp;
 
 // Storage engines (see `storage`). `Engine` is the sync engine's name, so the storage

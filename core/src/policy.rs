@@ -20,6 +20,11 @@ pub struct Policy {
     /// When true every role may read, write and relay every context.
     #[serde(default)]
     pub open: bool,
+    /// Which web-client roles (tokens for automerge-repo clients, e.g. `kds`, `guest`) a
+    /// device of each role may accept and vouch for with its signature (see
+    /// `core/docs/design.md`, "Web clients").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vouch: BTreeMap<Role, BTreeSet<Role>>,
 }
 
 /// The roles that may read and write one context. Writers may always read.
@@ -52,6 +57,83 @@ pub struct ContextRule {
     /// "Fleet-wide contexts").
     #[serde(default, skip_serializing_if = "Scope::is_site")]
     pub scope: Scope,
+    /// What one item of the context's documents is, for feeds (`outpost watch --consumer`,
+    /// `Feed`, the bindings' feeds): a pattern ending in `/*`, e.g. `/orders/*` (one item per
+    /// order, the README's layout: `/orders/K1-001`). A feed that names no item path of its
+    /// own delivers the paths one level below the pattern's parent; without it, a document's
+    /// top-level keys (`/*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<FeedItems>,
+}
+
+/// What one item of a document is, for feeds: a JSON Pointer pattern whose last token is
+/// `*` and no other is (`/orders/*`, `/*`). Items are the paths one level below its parent
+/// (`/orders/K1-001`), each once per batch however many of its fields changed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FeedItems {
+    parent: Pointer,
+}
+
+impl FeedItems {
+    /// Parses a pattern such as `/orders/*`.
+    pub fn parse(pattern: &str) -> Result<Self, crate::Error> {
+        let invalid = |reason: &str| crate::Error::InvalidName {
+            kind: "item pattern",
+            name: pattern.to_string(),
+            reason: reason.to_string(),
+            example: "/orders/*",
+        };
+        let parent = pattern.strip_suffix("/*").ok_or_else(|| {
+            invalid("it must end with /* (the item is the key that * stands for)")
+        })?;
+        let parent = Pointer::parse(parent)
+            .map_err(|_| invalid("it must be a JSON Pointer ending with /*"))?;
+        if parent.tokens().iter().any(|t| t == "*") {
+            return Err(invalid("only its last token may be *"));
+        }
+        Ok(FeedItems { parent })
+    }
+
+    /// The items one level below `parent` (`/orders` for `/orders/*`).
+    pub fn below(parent: Pointer) -> Self {
+        FeedItems { parent }
+    }
+
+    /// The path whose children are the items (`/orders` for `/orders/*`; the root for `/*`).
+    pub fn parent(&self) -> &Pointer {
+        &self.parent
+    }
+}
+
+impl std::fmt::Display for FeedItems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.parent.tokens().is_empty() {
+            write!(f, "/*")
+        } else {
+            write!(f, "{}/*", self.parent)
+        }
+    }
+}
+
+impl std::str::FromStr for FeedItems {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FeedItems::parse(s)
+    }
+}
+
+impl TryFrom<String> for FeedItems {
+    type Error = crate::Error;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        FeedItems::parse(&s)
+    }
+}
+
+impl From<FeedItems> for String {
+    fn from(i: FeedItems) -> String {
+        i.to_string()
+    }
 }
 
 /// Where the documents of a context live (see [`ContextRule::scope`]).
@@ -162,7 +244,15 @@ impl ContextRule {
             retain_days: BTreeMap::new(),
             paths: Vec::new(),
             scope: Scope::Site,
+            items: None,
         }
+    }
+
+    /// This rule, with feed items matching `pattern` (see [`ContextRule::items`]); panics
+    /// only on an invalid pattern, so for literals.
+    pub fn items(mut self, pattern: &str) -> Self {
+        self.items = Some(FeedItems::parse(pattern).expect("built-in item patterns are valid"));
+        self
     }
 
     /// This rule, for a context of fleet scope (see [`ContextRule::scope`]).
@@ -212,7 +302,7 @@ impl Default for Policy {
     /// |---|---|---|
     /// | `menu` | everyone | pos |
     /// | `stock` | everyone | pos, kiosk |
-    /// | `orders` | pos, kiosk, kitchen | pos, kiosk, kitchen; per path: `/orders/*` pos, kiosk; `/orders/*/kitchen` kitchen; `/orders/*/payment` and `/orders/*/closed` pos |
+    /// | `orders` | pos, kiosk, kitchen | pos, kiosk, kitchen; per path: `/orders/*` pos, kiosk; `/orders/*/kitchen` kitchen; `/orders/*/payment` and `/orders/*/closed` pos; feed items `/orders/*` |
     /// | `health` | pos | every device role; per path: `/devices/{device}` the device itself (each publishes only its own entry), nothing else |
     /// | `catalog`, `prices` (fleet scope) | everyone | head-office |
     /// | other | pos | pos |
@@ -229,7 +319,10 @@ impl Default for Policy {
         };
         contexts.insert(
             ctx("menu"),
-            ContextRule::new(&["pos", "kiosk", "menu-board", "kitchen"], &["pos"]),
+            ContextRule::new(
+                &["pos", "kiosk", "menu-board", "kitchen", "kds", "guest"],
+                &["pos"],
+            ),
         );
         contexts.insert(
             ctx("stock"),
@@ -243,11 +336,15 @@ impl Default for Policy {
         // a POS alone takes the payment and closes it.
         contexts.insert(
             ctx("orders"),
-            ContextRule::new(&["pos", "kiosk", "kitchen"], &["pos", "kiosk", "kitchen"])
-                .path("/orders/*", &["pos", "kiosk"])
-                .path("/orders/*/kitchen", &["kitchen"])
-                .path("/orders/*/payment", &["pos"])
-                .path("/orders/*/closed", &["pos"]),
+            ContextRule::new(
+                &["pos", "kiosk", "kitchen", "kds"],
+                &["pos", "kiosk", "kitchen", "kds"],
+            )
+            .path("/orders/*", &["pos", "kiosk"])
+            .path("/orders/*/kitchen", &["kitchen", "kds"])
+            .path("/orders/*/payment", &["pos"])
+            .path("/orders/*/closed", &["pos"])
+            .items("/orders/*"),
         );
         // Each device's health (see `outpost_transport::DeviceHealth`), for the cloud: each
         // device writes only its own entry `/devices/<its id>`, and nothing beside it: no
@@ -268,11 +365,30 @@ impl Default for Policy {
             );
         }
         contexts.insert(ctx("prices_override"), ContextRule::new(&devices, &["pos"]));
+        // Web clients (automerge-repo over WebSocket, issue 29): a customer's phone reads
+        // the menu and the offers and writes its own cart (`carts/<guest id>`: the device
+        // that accepts it keeps a guest to the partition named after its token).
+        contexts.insert(
+            ctx("offers"),
+            ContextRule::new(
+                &["pos", "kiosk", "menu-board", "kitchen", "guest"],
+                &["pos"],
+            ),
+        );
+        contexts.insert(
+            ctx("carts"),
+            ContextRule::new(&["pos", "guest"], &["pos", "guest"]),
+        );
+        let mut vouch = BTreeMap::new();
+        vouch.insert(Role::cloud(), roles(&["kds", "guest"]));
+        vouch.insert("pos".parse().expect("valid"), roles(&["kds", "guest"]));
+        vouch.insert("kitchen".parse().expect("valid"), roles(&["kds"]));
         Policy {
             contexts,
             default_rule: ContextRule::new(&["pos"], &["pos"]),
             relay_roles: roles(&["cloud", "pos", "kiosk", "kitchen"]),
             open: false,
+            vouch,
         }
     }
 }
@@ -285,6 +401,7 @@ impl Policy {
             default_rule: ContextRule::default(),
             relay_roles: BTreeSet::new(),
             open: true,
+            vouch: BTreeMap::new(),
         }
     }
 
@@ -344,6 +461,12 @@ impl Policy {
             return self.open || role == &Role::cloud();
         }
         self.open || role == &Role::cloud() || self.rule(context).write.contains(role)
+    }
+
+    /// What one item of `context`'s documents is for feeds, if the policy says
+    /// ([`ContextRule::items`]).
+    pub fn feed_items(&self, context: &ContextName) -> Option<&FeedItems> {
+        self.rule(context).items.as_ref()
     }
 
     /// Whether the context has per-path write rules (received changes are then decoded to
@@ -435,6 +558,12 @@ impl Policy {
         }
         // A BTreeSet of token lists orders each parent before its children.
         out.into_iter().collect()
+    }
+
+    /// Whether a device of role `device` may accept web clients of role `client` and vouch
+    /// for their writes. An open policy allows every pair.
+    pub fn may_vouch(&self, device: &Role, client: &Role) -> bool {
+        self.open || self.vouch.get(device).is_some_and(|c| c.contains(client))
     }
 
     /// Whether `role` may forward changes that other devices authored.

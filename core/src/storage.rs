@@ -345,6 +345,18 @@ impl Keyspace {
         Ok(self.db.backend.put(&self.name, key.as_ref(), None)?)
     }
 
+    /// Sets `key` to `value` (`None`: removes it) without reading the value it replaces:
+    /// cheaper than [`Keyspace::insert`] where that is a read of the engine (redb's writes
+    /// wait in memory, a read of what they replace does not).
+    pub fn set(&self, key: impl AsRef<[u8]>, value: Option<&[u8]>) -> Result<()> {
+        let op = (
+            self.name.clone(),
+            key.as_ref().to_vec(),
+            value.map(<[u8]>::to_vec),
+        );
+        Ok(self.db.backend.apply(vec![op])?)
+    }
+
     /// Applies `batch` (which may write other keyspaces too) atomically.
     pub fn apply_batch(&self, batch: Batch) -> Result<()> {
         self.db.apply(batch)

@@ -18,9 +18,12 @@ mod screen;
 pub(crate) use screen::MayQueue;
 mod signatures;
 mod slot;
+mod snapshot;
 mod subscription;
 mod ticket;
 mod transaction;
+mod web;
+pub use self::web::{WebReceived, WebSyncState, WebWriter};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -1339,7 +1342,15 @@ impl Store {
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();
-        let msg = s.doc.generate_sync_message(state);
+        let msg = if snapshot::wants_whole_document(&s.doc, state) {
+            // A peer that holds nothing of it: the document as stored, not saved anew.
+            match s.stored_for_catch_up()? {
+                Some(stored) => Some(snapshot::whole_document_message(&s.doc, state, stored)),
+                None => s.doc.generate_sync_message(state),
+            }
+        } else {
+            s.doc.generate_sync_message(state)
+        };
         // The document stays locked while its signatures are read: a commit landing in
         // between would store the signature of a newer change than the message holds, and
         // the newest signature of an actor would not be the one the receiver needs (found
@@ -1409,16 +1420,37 @@ impl Store {
         verify: &VerifyNew<'_>,
         may_queue: &MayQueue<'_>,
     ) -> Result<Received> {
+        let origin = Origin::Remote(from.clone());
+        self.receive_sync_as(doc, state, msg, from, origin, written, verify, may_queue)
+    }
+
+    /// [`Store::receive_sync`], telling subscribers `origin`: a web client's changes are
+    /// announced as [`Origin::Import`], so the runner sends them on to the site's peers.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn receive_sync_as(
+        &self,
+        doc: &DocumentId,
+        state: &mut sync::State,
+        msg: sync::Message,
+        from: &PeerId,
+        origin: Origin,
+        written: bool,
+        verify: &VerifyNew<'_>,
+        may_queue: &MayQueue<'_>,
+    ) -> Result<Received> {
         if let Some(fleet) = self.fleet_of(doc) {
-            return fleet.receive_sync(doc, state, msg, from, written, verify, may_queue);
+            return fleet
+                .receive_sync_as(doc, state, msg, from, origin, written, verify, may_queue);
         }
         let slot = self.slot_for_sync(doc)?;
         let mut s = lock(&slot);
         s.touch();
         let before = s.doc.get_heads();
         let bulk = msg.changes.iter().map(<[u8]>::len).sum::<usize>() > BULK_PATHS_BYTES;
-        if let Some(reason) = receive::receive_sync_message(&mut s.doc, state, msg, may_queue)
-            .map_err(|e| Error::automerge(doc, e))?
+        let mut snapshot = None;
+        if let Some(reason) =
+            receive::receive_sync_message(&mut s.doc, state, msg, may_queue, &mut snapshot)
+                .map_err(|e| Error::automerge(doc, e))?
         {
             // Refused before Automerge saw it: the document is as it was.
             return Ok(Received::Refused(reason));
@@ -1426,6 +1458,7 @@ impl Store {
         if s.doc.get_heads() == before {
             return Ok(Received::Applied(0));
         }
+        let bulk = bulk || snapshot.is_some();
         // The changes after `before` are found through the change graph's per-actor index,
         // at a cost proportional to what was added, not to the document.
         let mut new: Vec<NewChange> = s
@@ -1443,9 +1476,22 @@ impl Store {
         if written {
             // Per-path write rules: what each new change writes, decoded once here (a cost
             // proportional to the changes, not to the document).
-            let mut objects = HashMap::new();
+            // The changes are rebuilt from the document in one pass over its operations:
+            // one `get_change_by_hash` per change walked them once per change, which made
+            // the path checks of a catch-up of N changes cost N passes (issue 30).
+            let mut objects = if before.is_empty() {
+                paths::visible_object_paths(&s.doc)
+            } else {
+                HashMap::new()
+            };
+            let mut rebuilt: HashMap<ChangeHash, automerge::Change> = s
+                .doc
+                .get_changes(&before)
+                .into_iter()
+                .map(|c| (c.hash(), c))
+                .collect();
             for c in &mut new {
-                c.written = Some(match s.doc.get_change_by_hash(&c.hash) {
+                c.written = Some(match rebuilt.remove(&c.hash) {
                     Some(change) => paths::written_paths(&s.doc, &change, &mut objects, &before),
                     None => Err(format!("change {} is not in the document", c.hash)),
                 });
@@ -1471,7 +1517,12 @@ impl Store {
         // A document that was empty is saved whole: `save` is several times cheaper than
         // rebuilding the same history as separate changes (a catch-up). A bulk change
         // reports top-level keys, so it needs no changes either.
-        let (bytes, changes) = if before.is_empty() {
+        let (bytes, changes) = if let Some(snapshot) = snapshot {
+            // A snapshot received into an empty document: stored as received (the document
+            // is exactly these bytes, loaded), neither saved again nor split into changes.
+            // Its subscribers hear of its top-level keys, as of a bulk change.
+            (snapshot, Vec::new())
+        } else if before.is_empty() {
             let changes = if bulk {
                 Vec::new()
             } else {
@@ -1501,7 +1552,7 @@ impl Store {
                 .remove(format!("{QUARANTINE_KEY}{doc}").as_bytes())?;
             tracing::info!(%doc, "a corrupt document was received again from {from}");
         }
-        self.notify_received(&s, doc, &changes, bulk, Origin::Remote(from.clone()));
+        self.notify_received(&s, doc, &changes, bulk, origin);
         Ok(Received::Applied(added))
     }
 
@@ -1527,7 +1578,7 @@ impl Store {
     ) -> Result<()> {
         let key = format!("{peer}\0{doc}");
         let encoded = state.encode();
-        self.inner.sync.insert(key.as_bytes(), &encoded[..])?;
+        self.inner.sync.set(key.as_bytes(), Some(&encoded[..]))?;
         // Shared with the other writers of a mirror: a device that reconnects to another
         // cloud instance resumes from this state.
         self.mirror_lazy(MirrorTree::SyncStates, key.as_bytes(), &encoded);
@@ -1559,11 +1610,7 @@ impl Store {
 
     /// Stores or removes a small persisted record.
     pub(crate) fn meta_set(&self, key: &str, value: Option<&[u8]>) -> Result<()> {
-        match value {
-            Some(v) => self.inner.meta.insert(key.as_bytes(), v)?,
-            None => self.inner.meta.remove(key.as_bytes())?,
-        };
-        Ok(())
+        self.inner.meta.set(key.as_bytes(), value)
     }
 }
 

@@ -185,3 +185,89 @@ fn two_printers_on_one_station_each_get_every_order() {
     assert_eq!(grill.poll().unwrap(), None);
     assert_eq!(pass.poll().unwrap().expect("again").items.len(), 3);
 }
+
+/// Issue 28: a feed that names no item path takes the policy's (`/orders/*` for `orders` in
+/// the default policy), else the map named after the context, else the top-level keys; so
+/// orders laid out as the README shows are one item each, never the whole day as `/orders`.
+#[test]
+fn items_default_from_the_policy_then_the_context() {
+    let everything = |docs| FeedFilter { docs, prefix: None };
+    let write_day = |store: &Store| {
+        for id in ["K1-001", "K1-002"] {
+            order(store, "2026-12-07", id);
+        }
+        // A ticket counter beside the orders is not an order.
+        store
+            .put(
+                &"orders/2026-12-07".parse().unwrap(),
+                "/_tickets/K1",
+                json!(2),
+                Durability::Fast,
+            )
+            .unwrap();
+    };
+    // The restaurant policy says `items = "/orders/*"`.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            policy: outpost_core::Policy::default(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    write_day(&store);
+    let mut feed = Feed::open(&store, "erp", everything(None)).unwrap();
+    let b = feed.poll().unwrap().expect("the day");
+    assert_eq!(b.items, vec!["/orders/K1-001", "/orders/K1-002"]);
+    // A policy without `items` (here: none at all): the context's own map.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    write_day(&store);
+    store
+        .put(
+            &"menu".parse().unwrap(),
+            "/items/burger/price",
+            json!(950),
+            Durability::Fast,
+        )
+        .unwrap();
+    let mut feed = Feed::open(&store, "erp", everything(None)).unwrap();
+    let mut batches = Vec::new();
+    while let Some(b) = feed.poll().unwrap() {
+        batches.push((b.doc.to_string(), b.items));
+    }
+    batches.sort();
+    assert_eq!(
+        batches,
+        vec![
+            ("menu".to_string(), vec!["/items".to_string()]),
+            (
+                "orders/2026-12-07".to_string(),
+                vec!["/orders/K1-001".to_string(), "/orders/K1-002".to_string()]
+            ),
+        ]
+    );
+    // An explicit path wins: the root gives the top-level keys.
+    let root = FeedFilter {
+        docs: Some(FeedDocs::Context("orders".parse().unwrap())),
+        prefix: Some(Pointer::root()),
+    };
+    let mut feed = Feed::open(&store, "display", root).unwrap();
+    assert_eq!(
+        feed.poll().unwrap().expect("the day").items,
+        vec!["/_tickets", "/orders"]
+    );
+    assert!(outpost_core::FeedItems::parse("/orders").is_err());
+    assert!(outpost_core::FeedItems::parse("/*/x/*").is_err());
+    assert_eq!(
+        outpost_core::FeedItems::parse("/orders/*")
+            .unwrap()
+            .parent(),
+        &Pointer::parse("/orders").unwrap()
+    );
+    assert_eq!(
+        outpost_core::FeedItems::parse("/*").unwrap().to_string(),
+        "/*"
+    );
+}

@@ -50,11 +50,13 @@ fun main(args: Array<String>) {
     val subscription = node.subscribe(KioskListener { node }, doc = "menu")
     runBlocking { node.waitForPeer("pos-1", 5_000u) }
 
-    // An order is one change, keyed by an id that no other device can pick.
+    // An order is one change, keyed by an id that no other device can pick, in the day's
+    // partition under /orders (the README's layout: one item per order in every feed).
     val orderId = "kiosk-1-${System.currentTimeMillis()}"
-    node.transactBlocking("orders", listOf(
-        TxOp.Put(path = "/$orderId", json = """{"status": "new", "items": []}"""),
-        TxOp.Push(path = "/$orderId/items", json = """{"sku": "burger", "qty": 1}"""),
+    val day = "orders/${java.time.LocalDate.now(java.time.ZoneOffset.UTC)}"
+    node.transactBlocking(day, listOf(
+        TxOp.Put(path = "/orders/$orderId", json = """{"status": "new", "items": []}"""),
+        TxOp.Push(path = "/orders/$orderId/items", json = """{"sku": "burger", "qty": 1}"""),
     ))
     // Stock is a counter: two kiosks selling the last burger offline both count.
     node.incrementBlocking("stock", "/burger", -1)

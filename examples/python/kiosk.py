@@ -74,11 +74,13 @@ def main(args):
     asyncio.run(node.wait_for_peer("pos-1", 5000))  # the counter POS's device id
     show_menu(node)
 
-    # An order is one change, keyed by an id that no other device can pick.
+    # An order is one change, keyed by an id that no other device can pick, in the day's
+    # partition under /orders (the README's layout: one item per order in every feed).
     order_id = f"kiosk-1-{int(time.time() * 1000)}"
-    node.transact_blocking("orders", [
-        outpost.TxOp.PUT(path=f"/{order_id}", json='{"status": "new", "items": []}'),
-        outpost.TxOp.PUSH(path=f"/{order_id}/items", json='{"sku": "burger", "qty": 1}'),
+    day = "orders/" + time.strftime("%Y-%m-%d", time.gmtime())
+    node.transact_blocking(day, [
+        outpost.TxOp.PUT(path=f"/orders/{order_id}", json='{"status": "new", "items": []}'),
+        outpost.TxOp.PUSH(path=f"/orders/{order_id}/items", json='{"sku": "burger", "qty": 1}'),
     ])
     # Stock is a counter: two kiosks selling the last burger offline both count.
     node.increment_blocking("stock", "/burger", -1)

@@ -42,11 +42,15 @@ struct KioskApp {
             print("menu changed, burger now \(price.map(String.init) ?? "-")")
         }, doc: "menu")
 
-        // An order: one change, keyed by an id no other device can pick.
+        // An order: one change, keyed by an id no other device can pick, in the day's
+        // partition under /orders (the README's layout: one item per order in every feed).
         let orderId = "kiosk-1-\(Int(Date().timeIntervalSince1970 * 1000))"
-        try await node.transact(doc: "orders", ops: [
-            .put(path: "/\(orderId)", json: #"{"status": "new", "items": []}"#),
-            .push(path: "/\(orderId)/items", json: #"{"sku": "burger", "qty": 1}"#),
+        let dayFormat = ISO8601DateFormatter()
+        dayFormat.formatOptions = [.withFullDate]
+        let day = "orders/\(dayFormat.string(from: Date()))"
+        try await node.transact(doc: day, ops: [
+            .put(path: "/orders/\(orderId)", json: #"{"status": "new", "items": []}"#),
+            .push(path: "/orders/\(orderId)/items", json: #"{"sku": "burger", "qty": 1}"#),
         ])
         // Stock is a counter: two kiosks selling the last burger offline both count.
         try await node.increment(doc: "stock", path: "/burger", delta: -1)

@@ -56,9 +56,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Errors of the PostgreSQL store.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    /// The URL does not parse.
+    /// The URL does not parse, or lacks a part: the message names the part.
     #[error(
-        "invalid PostgreSQL URL: {0}; give e.g. postgresql://user:password@host:5432/database"
+        "invalid PostgreSQL URL: {0}; give e.g. postgresql://user:password@host:5432/database, \
+         or for a unix socket postgresql://user:password@%2Fvar%2Frun%2Fpostgresql/database \
+         (the socket's directory, percent-encoded, as the host) or \
+         postgresql://user:password@/database?host=/var/run/postgresql"
     )]
     Url(String),
     /// The pool could not be built.
@@ -89,6 +92,58 @@ fn query(what: &'static str) -> impl Fn(tokio_postgres::Error) -> PgError {
             Some(db) => db.message().to_string(),
             None => e.to_string(),
         },
+    }
+}
+
+/// Parses a connection URL (or `key=value` string), saying which part is wrong: the driver
+/// accepts a URL without a host and only fails when connecting, with "invalid
+/// configuration" and no more.
+fn parse_url(url: &str) -> Result<tokio_postgres::Config, PgError> {
+    let shown = redact(url);
+    let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        let part = if !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.contains('='))
+        {
+            "the scheme must be postgres:// or postgresql://".to_string()
+        } else {
+            format!("{e} (a port must be a number, a %-escape two hex digits)")
+        };
+        PgError::Url(format!("{shown}: {part}"))
+    })?;
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        let db = config.get_dbname().unwrap_or("");
+        let hint = if db.contains('/') {
+            format!(
+                " (the database name came out as {db:?}: a socket directory written after the \
+                 @ is read as the database's name)"
+            )
+        } else {
+            String::new()
+        };
+        return Err(PgError::Url(format!("{shown}: the host is empty{hint}")));
+    }
+    if config.get_dbname().is_some_and(|d| d.contains('/')) {
+        return Err(PgError::Url(format!(
+            "{shown}: the database name {:?} holds a slash; a socket directory goes in the host",
+            config.get_dbname().unwrap_or("")
+        )));
+    }
+    Ok(config)
+}
+
+/// `url` with its password replaced by `***`, for messages and logs.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
 }
 
@@ -177,9 +232,7 @@ impl PgStore {
     /// Connects to the database at `url` (`postgresql://...`; a unix socket directory as a
     /// percent-encoded host) and brings its schema up to date.
     pub fn open(url: &str) -> Result<PgStore, PgError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| PgError::Url(e.to_string()))?;
+        let mut config = parse_url(url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_TIMEOUT);
         }
@@ -290,6 +343,25 @@ impl PgStore {
             }
             tx.commit().await.map_err(query("committing an erasure"))?;
             Ok(rows)
+        })?
+    }
+
+    /// Every site (and fleet key) that committed anything, sorted: what any instance must
+    /// answer for, whichever instance its devices use. Blocks.
+    pub fn sites(&self) -> Result<Vec<String>, PgError> {
+        let pool = self.inner.pool.clone();
+        self.block(async move {
+            let client = get(&pool).await?;
+            let rows = client
+                .query("SELECT site FROM sites WHERE seq > 0 ORDER BY site", &[])
+                .await
+                .map_err(query("listing the sites"))?;
+            rows.iter()
+                .map(|r| {
+                    r.try_get::<_, String>(0)
+                        .map_err(query("listing the sites"))
+                })
+                .collect()
         })?
     }
 
@@ -609,4 +681,35 @@ async fn compact(
         .await
         .map_err(query("committing a compaction"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_url_says_which_part_is_wrong_and_hides_the_password() {
+        let err = |url: &str| match PgStore::open(url) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{url} must be refused before connecting"),
+        };
+        let e = err("postgres://user:pw@/path/db");
+        assert!(e.contains("the host is empty"), "{e}");
+        assert!(e.contains("\"path/db\""), "{e}");
+        assert!(e.contains("%2Fvar%2Frun%2Fpostgresql"), "{e}");
+        assert!(!e.contains("pw@"), "the password is not shown: {e}");
+        let e = err("mysql://user:pw@db/outpost");
+        assert!(e.contains("postgres:// or postgresql://"), "{e}");
+        let e = err("postgres://user:pw@db:port/outpost");
+        assert!(e.contains("port must be a number"), "{e}");
+        // The documented socket forms parse (they fail later, connecting to nothing).
+        for ok in [
+            "postgresql://user:pw@%2Fnonexistent%2Fdir/outpost",
+            "postgresql://user:pw@/outpost?host=/nonexistent/dir",
+        ] {
+            let config = parse_url(ok).expect(ok);
+            assert_eq!(config.get_dbname(), Some("outpost"), "{ok}");
+            assert!(!config.get_hosts().is_empty(), "{ok}");
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //!
 //! Every peer is a real [`Links`] layer (the sans-IO life of links: dials with backoff,
 //! duplicate connections, grace periods, cut links) owning a real [`Engine`] over a real
-//! sled [`Store`] in its own temporary directory, so that a peer can be restarted from disk.
+//! [`Store`] (on the default storage engine, or `OUTPOST_TEST_ENGINE`'s) in its own
+//! temporary directory, so that a peer can be restarted from disk.
 //! The network carries out what the links layers ask (`Output::Dial`, `Send`, `Close`)
 //! the way the QUIC transport's runner does: [`Net::connect`] gives both peers a dial target
 //! naming the other, so every link starts with two crossing dials and one connection is kept.
@@ -63,6 +64,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use outpost_core::signing::SignatureRule;
+use outpost_core::storage::{Database, DatabaseOptions};
 pub use signing::{TestCa, TestSigner, TestVerifier};
 use std::time::{Duration, Instant};
 
@@ -510,7 +512,7 @@ impl Net {
         self.engine(peer).store()
     }
 
-    /// The peer's data directory (its sled database), e.g. to measure it on disk.
+    /// The peer's data directory (its database), e.g. to measure it on disk.
     pub fn data_dir(&self, peer: &PeerId) -> &std::path::Path {
         self.sim(peer).dir.path()
     }
@@ -521,7 +523,7 @@ impl Net {
     }
 
     /// Stops a peer: its connections go down and its links layer, engine and store are
-    /// dropped (sled flushes on drop, like a clean shutdown).
+    /// dropped (the engine syncs on drop, like a clean shutdown).
     pub fn stop(&mut self, peer: &PeerId) {
         if !self.is_running(peer) {
             return;
@@ -639,24 +641,23 @@ impl Net {
             "stop {peer} before corrupting its disk"
         );
         let db = open_db(self.sim(peer).dir.path());
-        // The store's layout: the chunks of every document in one tree, keyed
+        // The store's layout: the chunks of every document in one keyspace, keyed
         // 0x01 <document id> 0x00 <sequence>.
-        let tree = db.open_tree("chunks").expect("the chunks tree opens");
+        let tree = db.keyspace("chunks");
         let mut prefix = vec![1u8];
         prefix.extend_from_slice(doc.to_string().as_bytes());
         prefix.push(0);
-        let chunks: Vec<(sled::IVec, sled::IVec)> = tree
+        let chunks: Vec<(Vec<u8>, Vec<u8>)> = tree
             .scan_prefix(&prefix)
-            .map(|kv| kv.expect("sled reads"))
+            .map(|kv| kv.expect("the store reads"))
             .collect();
         assert!(!chunks.is_empty(), "{peer} holds no {doc} to corrupt");
-        for (k, v) in chunks {
-            let mut v = v.to_vec();
+        for (k, mut v) in chunks {
             let i = v.len() / 2;
             v[i] ^= 0x5a;
-            tree.insert(k, v).expect("sled writes");
+            tree.set(k, Some(&v)).expect("the store writes");
         }
-        db.flush().expect("sled flushes");
+        db.sync().expect("the store syncs");
         self.log(|| format!("corrupt {doc} on {peer}"));
     }
 
@@ -1404,18 +1405,19 @@ impl Net {
     }
 }
 
-/// Opens a peer's sled database. sled releases the lock of a dropped database from a
-/// background thread (see `Store::open_with`), so a restart may find it still held for a
-/// moment.
-fn open_db(path: &std::path::Path) -> sled::Db {
-    let config = sled::Config::new().path(path).flush_every_ms(Some(100));
+/// Opens a peer's database through the storage trait, with the engine its directory holds
+/// (a new one: the default engine, or `OUTPOST_TEST_ENGINE`). Engines release the lock of a
+/// dropped database a moment later (see `Database::open`), so a restart on a loaded machine
+/// may find it still held for longer than `Database::open` waits.
+fn open_db(path: &std::path::Path) -> Database {
+    let options = DatabaseOptions {
+        flush_every_ms: 100,
+        ..DatabaseOptions::default()
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match config.open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && Instant::now() < deadline =>
-            {
+        match Database::open(path, &options) {
+            Err(outpost_core::Error::InUse { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(1));
             }
             other => break other.expect("a simulated peer's database opens"),

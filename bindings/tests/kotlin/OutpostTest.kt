@@ -160,11 +160,13 @@ class Scenario(private val dir: Path) {
         pos.incrementBlocking("stock", "/burger", 20)
         runBlocking { check(kiosk.waitForPeer("pos-1", 5_000u)) }
         waitUntil("stock on the kiosk") { runCatching { kiosk.getIntBlocking("stock", "/burger") }.getOrNull() == 20L }
+        // Orders as the README lays them out: one per key under /orders of the day.
+        val day = "orders/2026-12-01"
         kiosk.transactBlocking(
-            "orders",
+            day,
             listOf(
-                TxOp.Put(path = "/o-1", json = """{"status": "new"}"""),
-                TxOp.Push(path = "/o-1/items", json = """{"sku": "burger", "qty": 1}"""),
+                TxOp.Put(path = "/orders/K1-001", json = """{"status": "new"}"""),
+                TxOp.Push(path = "/orders/K1-001/items", json = """{"sku": "burger", "qty": 1}"""),
             ),
         )
         // The sale is retried (say, after an error): its write id makes it count once.
@@ -175,12 +177,13 @@ class Scenario(private val dir: Path) {
             r.changes.count { it.origin == ChangeOrigin.Remote(peer = "kiosk-1") } >= 2
         }
         waitUntil("stock on the pos") { pos.getIntBlocking("stock", "/burger") == 19L }
-        check(pos.getStringBlocking("orders", "/o-1/status") == "new")
+        check(pos.getStringBlocking(day, "/orders/K1-001/status") == "new")
 
-        // The kitchen printer's durable feed: every order not yet acknowledged, once per batch.
-        val printer = pos.feed("kitchen-1/printer", doc = "orders")
+        // The kitchen printer's durable feed: every order not yet acknowledged, once per batch
+        // (one item per order: the policy says the items of `orders` are `/orders/*`).
+        val printer = pos.feed("kitchen-1/printer", doc = day)
         val tickets = printer.nextBlocking(5_000u) ?: error("no batch for the printer")
-        check(tickets.doc == "orders" && tickets.items == listOf("/o-1")) { tickets }
+        check(tickets.doc == day && tickets.items == listOf("/orders/K1-001")) { tickets }
         printer.ackBlocking(tickets)
         check(printer.nextBlocking(50u) == null)
 

@@ -217,7 +217,8 @@ def test_a_feed_resumes_where_it_was_acknowledged(local):
     local.put_blocking(day, "/orders/K1-001", '{"sku": "burger"}')
     local.put_blocking(day, "/orders/K1-002", '{"sku": "fries"}')
     local.put_blocking("menu", "/burger/price", "950")
-    feed = local.feed("kitchen-1/printer", context="orders", path="/orders")
+    # No path: the policy says what an item of `orders` is (`/orders/*`, one per order).
+    feed = local.feed("kitchen-1/printer", context="orders")
     batch = feed.next_blocking(1000)
     assert batch.doc == day
     assert batch.items == ["/orders/K1-001", "/orders/K1-002"]
@@ -242,7 +243,7 @@ def test_a_feed_resumes_where_it_was_acknowledged(local):
                 done.set()
             return True
 
-    sub = local.consume("erp", Erp(), doc=day, path="/orders")
+    sub = local.consume("erp", Erp(), doc=day, path="/orders/*")
     assert done.wait(5), got
     sub.cancel()
     assert sorted(set(got)) == ["/orders/K1-001", "/orders/K1-002", "/orders/K1-003"]

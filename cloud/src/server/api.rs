@@ -75,6 +75,11 @@ pub(crate) const MAX_WORKERS: usize = 16;
 /// Exports streamed at once; more are answered 429.
 pub(crate) const MAX_EXPORTS: usize = 2;
 
+/// A device whose last health report is at most this old counts as up: devices report
+/// every 15 minutes at least (`outpost_transport::NodeConfig::health_heartbeat`), and a
+/// minute after anything changed.
+const REPORTING_WINDOW_MS: u64 = 20 * 60 * 1000;
+
 /// How long a request waits for a site to load.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -130,7 +135,7 @@ impl ApiError {
 enum Reply {
     Json(u16, Value),
     Static(&'static str, &'static str),
-    Stream(export::ExportReader),
+    Stream(Box<export::ExportReader>),
 }
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -410,16 +415,23 @@ impl Api {
         }
     }
 
-    /// The sites the cloud holds, sorted.
-    fn known_sites(&self) -> Vec<SiteId> {
+    /// The sites the cloud holds, sorted: on PostgreSQL every site in the database, also
+    /// those whose devices use another instance (each is loaded from the database when a
+    /// request needs it), so that every instance behind a load balancer answers alike.
+    fn known_sites(&self) -> ApiResult<Vec<SiteId>> {
         let mut sites = super::admin::sites(&self.shared.db);
-        for s in self.shared.sites().keys() {
-            if !sites.contains(s) {
-                sites.push(s.clone());
-            }
+        sites.extend(self.shared.sites().keys().cloned());
+        if let Some(pg) = &self.shared.pg {
+            let shared = pg.sites().map_err(|e| {
+                ApiError::unavailable(format!(
+                    "cannot list the sites in PostgreSQL: {e}; retry once the database answers"
+                ))
+            })?;
+            sites.extend(shared.iter().filter_map(|s| s.parse::<SiteId>().ok()));
         }
         sites.sort();
-        sites
+        sites.dedup();
+        Ok(sites)
     }
 
     /// A site the token may reach and the cloud holds.
@@ -433,7 +445,7 @@ impl Api {
                 token.name
             )));
         }
-        if !self.known_sites().contains(&site) {
+        if !self.known_sites()?.contains(&site) {
             return Err(ApiError::not_found(format!(
                 "the cloud holds no site {site}: a site appears once one of its devices has synced; \
                  GET /api/v1/sites lists them"
@@ -483,17 +495,23 @@ impl Api {
     }
 
     /// What the API tells of one site.
+    ///
+    /// Devices are counted from the site's own `health` document as well as from what the
+    /// cloud sees: a kiosk that talks only to the POS never connects to the cloud, but its
+    /// reports reach it through the POS. A device revoked by the fleet CA is listed with its
+    /// reason and counted apart.
     fn site_summary(&self, site: &SiteId) -> ApiResult<Value> {
         let stats = self.shared.metrics.site_stats(site);
         let lease = self.lease(site)?;
         let me = &self.shared.local.peer;
-        let devices = lease
+        let certified: Vec<String> = lease
             .store
             .certified_peers()
             .map_err(|e| ApiError::internal(format!("cannot read the devices of {site}: {e}")))?
             .into_iter()
             .filter(|p| p != me)
-            .count();
+            .map(|p| p.to_string())
+            .collect();
         let health = read_health(&lease.store);
         drop(lease);
         let now = outpost_core::Timestamp::now().as_millis();
@@ -510,11 +528,55 @@ impl Api {
         } else {
             reported("updated_ms").max()
         };
+        let revoked: std::collections::BTreeMap<String, String> = self
+            .shared
+            .stored_revocations()
+            .iter()
+            .filter_map(|r| r.revocation().ok())
+            .filter(|r| &r.site == site)
+            .map(|r| (r.peer.to_string(), r.reason))
+            .collect();
+        let mut ids: std::collections::BTreeSet<String> = certified.into_iter().collect();
+        ids.extend(
+            health
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.keys().cloned()),
+        );
+        // A revoked device is listed as such even if it never reported.
+        ids.extend(revoked.keys().cloned());
+        let list: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                let last = health
+                    .get(id)
+                    .and_then(|h| h.get("updated_ms"))
+                    .and_then(Value::as_u64);
+                let reason = revoked.get(id);
+                let reporting = reason.is_none()
+                    && last.is_some_and(|t| now.saturating_sub(t) <= REPORTING_WINDOW_MS);
+                json!({
+                    "device": id,
+                    "last_report_ms": last,
+                    "reporting": reporting,
+                    "revoked": reason.is_some(),
+                    "revoked_reason": reason,
+                })
+            })
+            .collect();
+        let count = |f: &dyn Fn(&Value) -> bool| list.iter().filter(|d| f(d)).count() as u64;
+        let revoked_devices = count(&|d| d["revoked"] == json!(true));
+        let devices = list.len() as u64 - revoked_devices;
+        // A device connected to the cloud is up even with its health reports turned off.
+        let reporting = count(&|d| d["reporting"] == json!(true)).max(stats.connected);
         Ok(json!({
             "site": site.as_str(),
             "online": online,
             "connected_devices": stats.connected,
             "devices": devices,
+            "reporting_devices": reporting.min(devices.max(stats.connected)),
+            "revoked_devices": revoked_devices,
+            "device_list": list,
             "backlog": stats.backlog,
             "stored_bytes": stats.stored_bytes,
             "last_seen_ms": last_seen,
@@ -525,7 +587,7 @@ impl Api {
 
     fn sites(&self, token: &TokenEntry) -> ApiResult<Reply> {
         let mut out = Vec::new();
-        for site in self.known_sites() {
+        for site in self.known_sites()? {
             if token.grants(&site) {
                 out.push(self.site_summary(&site)?);
             }
@@ -583,10 +645,10 @@ impl Api {
         if self.shared.fleet.is_fleet(&doc) {
             // A site's view of a fleet document is the one copy every site reads: written
             // only as a fleet write, by a token for every site.
-            self.fleet_change(token, request, &doc, pointer, delete)?;
+            let written = self.fleet_change(token, request, &doc, pointer, delete)?;
             return Ok(Reply::Json(
                 200,
-                json!({"site": site.as_str(), "doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
+                json!({"site": site.as_str(), "doc": doc.to_string(), "pointer": pointer, "deleted": delete, "value": written}),
             ));
         }
         let value = if delete {
@@ -628,9 +690,19 @@ impl Api {
         };
         outcome.map_err(|e| core_error(&site, &doc, e))?;
         tracing::info!(%site, %doc, pointer, token = %token.name, delete, "document written through the API");
+        // The value as stored now (a concurrent write may already have changed it), so a
+        // client sees what it wrote without reading it back.
+        let written = if delete {
+            Value::Null
+        } else {
+            store
+                .get(&doc, pointer)
+                .map_err(|e| core_error(&site, &doc, e))?
+                .unwrap_or(Value::Null)
+        };
         Ok(Reply::Json(
             200,
-            json!({"site": site.as_str(), "doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
+            json!({"site": site.as_str(), "doc": doc.to_string(), "pointer": pointer, "deleted": delete, "value": written}),
         ))
     }
 
@@ -665,10 +737,10 @@ impl Api {
         Self::fleet_token(token)?;
         // The fleet's own checks read the pointer again; here it is only refused early.
         let (doc, _) = write_target(doc, pointer, "/burger")?;
-        self.fleet_change(token, request, &doc, pointer, delete)?;
+        let written = self.fleet_change(token, request, &doc, pointer, delete)?;
         Ok(Reply::Json(
             200,
-            json!({"doc": doc.to_string(), "pointer": pointer, "deleted": delete}),
+            json!({"doc": doc.to_string(), "pointer": pointer, "deleted": delete, "value": written}),
         ))
     }
 
@@ -683,7 +755,8 @@ impl Api {
         Ok(())
     }
 
-    /// Writes (or deletes at) `pointer` of the fleet document `doc` as head office.
+    /// Writes (or deletes at) `pointer` of the fleet document `doc` as head office; returns
+    /// the value now stored there (`null` after a delete).
     fn fleet_change(
         &self,
         token: &TokenEntry,
@@ -691,7 +764,7 @@ impl Api {
         doc: &DocumentId,
         pointer: &str,
         delete: bool,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Value> {
         Self::fleet_token(token)?;
         let doc = doc.clone();
         let role: Role = HEAD_OFFICE_ROLE
@@ -711,7 +784,13 @@ impl Api {
         }
         .map_err(fleet_error)?;
         tracing::info!(%doc, pointer, token = %token.name, delete, "fleet document written through the API");
-        Ok(())
+        if delete {
+            return Ok(Value::Null);
+        }
+        Ok(fleet
+            .get(&doc, pointer)
+            .map_err(fleet_error)?
+            .unwrap_or(Value::Null))
     }
 
     /// Refuses what the policy would refuse from a device of the head-office role: at `path`,
@@ -763,21 +842,19 @@ impl Api {
         let context: ContextName = context
             .parse()
             .map_err(|e| ApiError::bad_request(format!("{context:?} is not a context: {e}")))?;
-        let doc = match target.param("partition") {
-            None | Some("") => DocumentId::new(context.clone()),
-            Some(p) => DocumentId::partitioned(context.clone(), p).map_err(|e| {
-                ApiError::bad_request(format!("{p:?} is not a partition of {context}: {e}"))
-            })?,
-        };
         let per_item = match target.param("lines") {
             None | Some("document") => false,
             Some("item") => true,
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
                     "lines={other:?}: give lines=document (one line per site) or lines=item \
-                     (one line per top-level key)"
+                     (one line per item, e.g. per order)"
                 )))
             }
+        };
+        let items = match target.param("items") {
+            None | Some("") => None,
+            Some(p) => Some(export::ItemPattern::parse(p).map_err(ApiError::bad_request)?),
         };
         if request.parts.version < Version::HTTP_11 {
             return Err(ApiError::bad_request(
@@ -785,10 +862,14 @@ impl Api {
             ));
         }
         let sites: Vec<SiteId> = self
-            .known_sites()
+            .known_sites()?
             .into_iter()
             .filter(|s| token.grants(s))
             .collect();
+        let doc = self.export_document(&sites, &context, target.param("partition"))?;
+        let items = items.unwrap_or_else(|| {
+            export::ItemPattern::from_policy(&self.shared.config.policy, &context)
+        });
         let slot = export::Slot::take(self.exports.clone(), MAX_EXPORTS).ok_or_else(|| {
             ApiError::new(
                 429,
@@ -796,13 +877,83 @@ impl Api {
                 format!("the cloud streams {MAX_EXPORTS} exports at once; retry when one is done"),
             )
         })?;
-        Ok(Reply::Stream(export::ExportReader::new(
+        Ok(Reply::Stream(Box::new(export::ExportReader::new(
             self.clone(),
             sites,
             doc,
-            per_item,
+            per_item.then_some(items),
             slot,
-        )))
+        ))))
+    }
+
+    /// The document an export reads, or why the request is wrong: checked against the
+    /// documents of the context the sites hold (and the policy), before the status line,
+    /// so that a typo is a 400 or 404 and never a 200 with an empty body.
+    fn export_document(
+        &self,
+        sites: &[SiteId],
+        context: &ContextName,
+        partition: Option<&str>,
+    ) -> ApiResult<DocumentId> {
+        let mut held: Vec<DocumentId> = Vec::new();
+        for site in sites {
+            let lease = self.lease(site)?;
+            let docs = lease.store.documents().map_err(|e| {
+                ApiError::internal(format!("cannot list the documents of {site}: {e}"))
+            })?;
+            held.extend(docs.into_iter().filter(|d| d.context() == context));
+        }
+        held.sort();
+        held.dedup();
+        let policy = &self.shared.config.policy;
+        let rule = policy.contexts.get(context);
+        let named = rule.is_some();
+        let partitioned = held.iter().any(|d| d.partition().is_some())
+            || rule.is_some_and(|r| !r.retain_days.is_empty());
+        let whole = held.iter().any(|d| d.partition().is_none());
+        let newest = held.iter().rev().find_map(|d| d.partition());
+        let example = newest
+            .map(str::to_string)
+            .unwrap_or_else(|| export::day_of(outpost_core::Timestamp::now().as_millis()));
+        if held.is_empty() && !named {
+            return Err(ApiError::not_found(format!(
+                "no site the token reaches holds a document of context {context}, and the \
+                 policy does not name it: check the context's name (e.g. orders)"
+            )));
+        }
+        match partition {
+            None | Some("") => {
+                if partitioned && !whole {
+                    return Err(ApiError::bad_request(format!(
+                        "{context} is partitioned: give ?partition=, e.g. ?partition={example}"
+                    )));
+                }
+                Ok(DocumentId::new(context.clone()))
+            }
+            Some(p) => {
+                if !partitioned && whole {
+                    return Err(ApiError::bad_request(format!(
+                        "{context} is not partitioned (the sites hold one document {context}): \
+                         leave out ?partition="
+                    )));
+                }
+                let doc = DocumentId::partitioned(context.clone(), p).map_err(|e| {
+                    ApiError::bad_request(format!("{p:?} is not a partition of {context}: {e}"))
+                })?;
+                let dated = held
+                    .iter()
+                    .filter_map(|d| d.partition())
+                    .all(export::starts_with_day)
+                    && partitioned;
+                if dated && !export::starts_with_day(p) {
+                    return Err(ApiError::bad_request(format!(
+                        "partition={p:?} is not a day: {context} is partitioned by day, give \
+                         YYYY-MM-DD, e.g. ?partition={example}"
+                    )));
+                }
+                Ok(doc)
+            }
+        }
     }
 
     /// Reads the request's body (once), bounded in size and time, as one JSON value.
@@ -851,8 +1002,11 @@ impl Api {
         let stock = DocumentId::new("stock".parse().expect("`stock` is a valid context"));
         let pointer = format!("/{}", item.replace('~', "~0").replace('/', "~1"));
         let mut sites = Vec::new();
-        let mut total = 0.0;
-        for site in self.known_sites() {
+        // Integers add up as integers (stock is counted with `incr`); a fractional quantity
+        // anywhere makes the total a float.
+        let (mut int_total, mut float_total, mut fractional) = (0i64, 0.0f64, false);
+        let mut holders = 0usize;
+        for site in self.known_sites()? {
             if !token.grants(&site) {
                 continue;
             }
@@ -866,9 +1020,27 @@ impl Api {
                 Ok(false) => None,
                 Err(e) => return Err(ApiError::internal(e.to_string())),
             };
-            total += quantity.as_ref().and_then(Value::as_f64).unwrap_or(0.0);
+            if let Some(q) = &quantity {
+                holders += 1;
+                match q.as_i64() {
+                    Some(n) => int_total = int_total.saturating_add(n),
+                    None => fractional |= q.is_number(),
+                }
+                float_total += q.as_f64().unwrap_or(0.0);
+            }
             sites.push(json!({"site": site.as_str(), "online": online, "quantity": quantity}));
         }
+        if holders == 0 {
+            return Err(ApiError::not_found(format!(
+                "no site the token reaches has {item:?} in its stock document (an unknown item, \
+                 not zero stock); item names are the keys of `stock`, e.g. burger"
+            )));
+        }
+        let total = if fractional {
+            json!(float_total)
+        } else {
+            json!(int_total)
+        };
         Ok(Reply::Json(
             200,
             json!({"item": item, "total": total, "sites": sites}),
@@ -999,7 +1171,7 @@ fn respond(reply: Reply) -> Response {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/x-ndjson"),
             )],
-            Body::new(export::ExportBody::start(reader)),
+            Body::new(export::ExportBody::start(*reader)),
         )
             .into_response(),
     }

@@ -153,6 +153,14 @@ impl PgSites {
             .map_err(|e| e.to_string())
     }
 
+    /// The sites the database holds (not the fleet's key), whichever instance their devices
+    /// use: an instance answers the API for all of them, loading each on demand. Blocks.
+    pub(crate) fn sites(&self) -> Result<Vec<String>, String> {
+        let mut sites = self.db.sites().map_err(|e| e.to_string())?;
+        sites.retain(|s| s != FLEET_KEY);
+        Ok(sites)
+    }
+
     /// Deletes `doc` of `site` from the database (after the site erased it: its erasure list
     /// tells the other instances and every device). Blocks.
     pub(crate) fn erase(&self, site: &str, doc: &DocumentId) -> Result<u64, String> {

@@ -3,11 +3,15 @@
 //
 //   node dashboard.mjs URL TOKEN SCREENSHOT.png
 //
-// 1. enters the token, waits for the sites `lyon` and `paris` (online) and for `nice` under
-//    "Went quiet";
-// 2. opens `paris`: no order yet today, 20 burgers in stock;
-// 3. prints "WAITING <today>" and waits for the order `p-live`, which the Rust test writes on
-//    the paris device at that moment: it must appear without reloading the page;
+// 1. opens /dashboard#token=TOKEN (the fragment never reaches the server; the page takes it
+//    and removes it from the address bar), waits for the sites `lyon` and `paris` (online)
+//    and for `nice` under "Went quiet"; paris counts 2 / 2 devices up (the kiosk talks only
+//    to the POS) and 1 revoked;
+// 2. opens `paris`: the revoked kitchen device marked revoked, no order yet today, 20
+//    burgers in stock;
+// 3. prints "WAITING <today>" and waits for the order `K1-live` (stored at /orders/K1-live,
+//    the README's layout), which the Rust test writes on the paris POS at that moment: it
+//    must appear as its own row without reloading the page;
 // 4. saves a screenshot and exits 0. Any failure exits 1 with the reason on stderr.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -40,9 +44,9 @@ try {
   page.on("request", (r) => {
     if (!r.url().startsWith(url)) errors.push("request outside the cloud: " + r.url());
   });
-  await page.goto(url + "/dashboard");
-  await page.getByLabel("API token").fill(token);
-  await page.getByRole("button", { name: "Open the dashboard" }).click();
+  const sent = [];
+  page.on("request", (r) => sent.push(r.url()));
+  await page.goto(url + "/dashboard#token=" + encodeURIComponent(token));
 
   const sites = page.getByTestId("sites");
   const row = (site) => sites.locator(`tr[data-site="${site}"]`);
@@ -52,16 +56,22 @@ try {
   const quiet = await page.getByTestId("quiet").innerText();
   if (!quiet.includes("nice")) throw new Error(`"Went quiet" shows ${JSON.stringify(quiet)}, not nice`);
   const parisRow = await row("paris").innerText();
-  if (!/\b1 \/ 1\b/.test(parisRow)) throw new Error(`paris should show 1 / 1 devices: ${parisRow}`);
+  if (!/\b2 \/ 2 \(1 revoked\)/.test(parisRow)) throw new Error(`paris should show 2 / 2 devices (1 revoked): ${parisRow}`);
+  if (page.url().includes(token)) throw new Error(`the token stayed in the address bar: ${page.url()}`);
+  if (sent.some((u) => u.includes(token))) throw new Error("the token was sent in a URL");
 
   await row("paris").click();
   const orders = page.getByTestId("orders");
   await orders.getByText("no orders").waitFor({ timeout: 30000 });
+  await page.getByTestId("devices").locator('tr[data-device="kitchen-1"]').getByText("revoked").waitFor({ timeout: 30000 });
+  await page.getByTestId("devices").locator('tr[data-device="kiosk-1"]').getByText("up").waitFor({ timeout: 30000 });
   await page.getByTestId("stock").locator('tr[data-item="burger"]').getByText("20").waitFor({ timeout: 30000 });
 
   const today = await page.locator("#day").inputValue();
   console.log(`WAITING ${today}`);
-  await orders.locator('tr[data-order="p-live"]').getByText("1250").waitFor({ timeout: 60000 });
+  await orders.locator('tr[data-order="K1-live"]').getByText("1250").waitFor({ timeout: 60000 });
+  const rows = await orders.locator("tr").count();
+  if (rows !== 1) throw new Error(`one row per order, got ${rows}`);
   console.log("LIVE ORDER SEEN");
   if (errors.length) throw new Error("page errors: " + errors.join("; "));
 } catch (e) {

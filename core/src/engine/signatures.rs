@@ -58,11 +58,16 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let result = self.read_signatures(from, doc.clone(), signatures, certificates);
         if let Err(e) = &result {
-            // Marked only where changes of the peer could follow (a role that may not write
-            // the context gets them refused anyway), within the bound of entries.
+            // Marked only where changes of the peer could follow (a role that may neither
+            // write nor relay the context gets them refused anyway), within the bound of
+            // entries.
             let held = self.known.contains(&doc);
+            let marked = self
+                .peers
+                .get(from)
+                .is_some_and(|p| self.may_send_changes(&p.info.role, &doc));
             if let Some(p) = self.peers.get_mut(from) {
-                if self.config.policy.may_write(&p.info.role, doc.context()) {
+                if marked {
                     if let Some(ds) = p.entry(&doc, held) {
                         ds.bad_signatures = Some(e.to_string());
                     }
@@ -112,7 +117,8 @@ impl Engine {
         if !self.may_send_changes(&peer.info.role, &doc) {
             self.metrics.sync_errors += 1;
             return Err(bad(format!(
-                "role {} may not write context {}: its signatures are dropped unread",
+                "role {} may neither write nor relay context {}: its signatures are dropped \
+                 unread",
                 peer.info.role,
                 doc.context()
             )));

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::Engine;
-use crate::{DocumentId, PeerId, Role, Timestamp};
+use crate::{DocumentId, PeerId, PeerInfo, Role, Timestamp};
 
 /// Counters of an engine since it started; the cloud peer exports them as metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -125,6 +125,22 @@ pub struct DocStatus {
     pub unsynced_since: Option<Timestamp>,
     /// Whether changes were refused on this link (by either side) this session.
     pub refused: bool,
+    /// Why changes do not flow, when something says: a refusal this session (by either
+    /// side, with its reason), or the peer declaring itself read-only for the document
+    /// while it lacks our changes (it takes none from this device).
+    pub reason: Option<String>,
+}
+
+/// Why `peer` takes none of `local`'s changes of `doc` (its sync messages say read-only).
+pub(super) fn read_only_reason(local: &PeerInfo, peer: &PeerInfo, doc: &DocumentId) -> String {
+    format!(
+        "{} takes no changes of {doc} from this device (it says read-only): its policy lets \
+         role {} neither write context {} nor relay it, or it runs a version of outpost that \
+         takes changes of a context only from its writers",
+        peer.peer,
+        local.role,
+        doc.context()
+    )
 }
 
 pub(super) fn documents(engine: &Engine, now: Timestamp) -> Vec<DocumentStatus> {
@@ -207,7 +223,19 @@ pub(super) fn build(engine: &Engine) -> SyncStatus {
                 .get(&(peer.clone(), doc.clone()))
                 .copied()
                 .unwrap_or_default();
+            let reason = match ds {
+                Some(d) if d.refusal.is_some() => d.refusal.clone(),
+                Some(d)
+                    if they_lack > 0
+                        && d.state.as_ref().is_some_and(|s| s.peer_read_only)
+                        && live.is_some() =>
+                {
+                    live.map(|p| read_only_reason(&engine.config.local, &p.info, &doc))
+                }
+                _ => None,
+            };
             out.push(DocStatus {
+                reason,
                 doc,
                 last_sync: progress.last_sync,
                 they_lack,

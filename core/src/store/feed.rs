@@ -25,7 +25,10 @@ pub struct FeedFilter {
     pub docs: Option<FeedDocs>,
     /// Only items at or below this path, e.g. `/orders`. Items are the paths one level
     /// below it (`/orders/o-17`), each reported once per batch however many of its fields
-    /// changed.
+    /// changed. `None`: what the store's policy says of each document's context
+    /// ([`crate::ContextRule::items`]: `/orders/*` for `orders` in the default policy, so
+    /// `/orders` here), else the map named after the context if the document has one
+    /// (`/orders` in `orders/2026-12-07`), else the document's top-level keys (the root).
     pub prefix: Option<Pointer>,
 }
 
@@ -203,8 +206,26 @@ impl Feed {
             return Ok(None);
         }
         let patches = s.doc.diff(&from, &to);
+        // Without a prefix of its own, a feed takes the policy's item path for the context,
+        // else the context's own map (`/orders` in `orders/2026-12-07`) when the document
+        // has one: else orders kept one per key under `/orders` (the README's layout) came
+        // out as one item, `/orders`, carrying the whole day in every batch.
+        let context = doc.context().as_str();
+        let own_map = matches!(
+            s.doc.get(automerge::ROOT, context),
+            Ok(Some((automerge::Value::Object(automerge::ObjType::Map), _)))
+        );
         drop(s);
-        let depth = self.filter.prefix.as_ref().map_or(0, |p| p.tokens().len());
+        let policy_items = self.store.inner.policy.feed_items(doc.context());
+        let context_items =
+            (policy_items.is_none() && own_map).then(|| Pointer::root().child(context));
+        let prefix = self
+            .filter
+            .prefix
+            .as_ref()
+            .or(policy_items.map(crate::FeedItems::parent))
+            .or(context_items.as_ref());
+        let depth = prefix.map_or(0, |p| p.tokens().len());
         let mut items = BTreeSet::new();
         for p in patches {
             let mut tokens: Vec<String> = p.path.iter().map(|(_, prop)| token(prop)).collect();
@@ -212,11 +233,7 @@ impl Feed {
                 tokens.push(token(&prop));
             }
             let under = tokens.len() > depth
-                && self
-                    .filter
-                    .prefix
-                    .as_ref()
-                    .is_none_or(|prefix| tokens[..depth] == *prefix.tokens());
+                && prefix.is_none_or(|prefix| tokens[..depth] == *prefix.tokens());
             if under {
                 let item = tokens[..=depth]
                     .iter()

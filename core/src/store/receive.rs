@@ -14,15 +14,20 @@
 use std::collections::HashSet;
 
 use automerge::sync::{Capability, Message, MessageFlags, State};
-use automerge::{Automerge, AutomergeError, ChangeHash};
+use automerge::{Automerge, AutomergeError, ChangeHash, ReadDoc};
 
 /// `Ok(Some(reason))`: the message's changes fail the checks of `super::screen` and nothing
 /// of it was applied (the sync state is untouched too).
+///
+/// A snapshot catch-up into a document that held nothing (the message is a whole document,
+/// then changes that apply on it) sets `snapshot` to the bytes the document now is, as
+/// received: the store keeps them as they are instead of saving the document again.
 pub(super) fn receive_sync_message(
     doc: &mut Automerge,
     state: &mut State,
     message: Message,
     may_queue: &super::screen::MayQueue<'_>,
+    snapshot: &mut Option<Vec<u8>>,
 ) -> Result<Option<String>, AutomergeError> {
     // Checked before Automerge sees them (it panics on some, and queues others unchecked).
     let screened = if message.changes.is_empty() || state.read_only {
@@ -65,7 +70,22 @@ pub(super) fn receive_sync_message(
                 "left out received changes whose dependencies are missing"
             );
         }
-        doc.load_incremental(&screened.bytes)?;
+        let empty = before_heads.is_empty() && doc.get_missing_deps(&[]).is_empty();
+        match screened.document {
+            Some((loaded, document_len)) if empty => {
+                // The document chunk was loaded (and so checked) by the screen: take it as
+                // it is, then the changes after it, instead of loading it a second time.
+                let actor = doc.get_actor().clone();
+                *doc = loaded.with_actor(actor);
+                if screened.bytes.len() > document_len {
+                    doc.load_incremental(&screened.bytes[document_len..])?;
+                }
+                *snapshot = Some(screened.bytes);
+            }
+            _ => {
+                doc.load_incremental(&screened.bytes)?;
+            }
+        }
         state.shared_heads = advance_heads(&before_heads, &doc.get_heads(), &state.shared_heads);
     }
 
@@ -158,7 +178,8 @@ mod tests {
             if let Some(m) = a.generate_sync_message(&mut sa) {
                 b.receive_sync_message(&mut sb, m.clone())
                     .expect("automerge applies a valid message");
-                receive_sync_message(&mut b2, &mut sb2, m, &|_, _| true).expect("we apply it too");
+                receive_sync_message(&mut b2, &mut sb2, m, &|_, _| true, &mut None)
+                    .expect("we apply it too");
                 assert_eq!(sb, sb2);
                 assert_eq!(b.get_heads(), b2.get_heads());
                 moved = true;

@@ -44,6 +44,13 @@ pub(crate) type MayQueue<'a> = dyn Fn(&ActorId, &ChangeHash) -> bool + 'a;
 pub(super) struct Screened {
     pub(super) bytes: Vec<u8>,
     pub(super) dropped: usize,
+    /// A snapshot catch-up (the message is one document chunk, then only changes that all
+    /// apply on it): the document chunk as it was loaded here to check it, so that a
+    /// receiver holding nothing takes it as it is instead of loading the same bytes again
+    /// (a second load was a third of a fresh device's catch-up, issue 30). `bytes` are then
+    /// exactly what the receiver ends up holding, to be stored as they are.
+    /// Its length: it comes first in `bytes`.
+    pub(super) document: Option<(Automerge, usize)>,
 }
 
 /// Checks the change chunks of a sync message against `doc`. `Err` says why the message
@@ -56,9 +63,14 @@ pub(super) fn screen(
     let mut held: Vec<Automerge> = Vec::new();
     let mut bytes = Vec::new();
     let mut pending: Vec<Change> = Vec::new();
+    // The length of the document chunk that came first, if one did.
+    let mut document_first = 0;
     for chunk in chunks.iter() {
         for (kind, whole) in crate::chunk::split_chunks(chunk)? {
             if kind == 0 {
+                if held.is_empty() && pending.is_empty() {
+                    document_first = whole.len();
+                }
                 // A whole document: Automerge rebuilds and checks it when loading it alone.
                 let loaded = Automerge::load(whole)
                     .map_err(|e| format!("an undecodable document chunk: {e}"))?;
@@ -119,6 +131,9 @@ pub(super) fn screen(
             break;
         }
     }
+    let document = (document_first > 0 && held.len() == 1 && pending.is_empty())
+        .then(|| held.pop().map(|d| (d, document_first)))
+        .flatten();
     // Changes whose dependencies are missing: Automerge would queue them unchecked, and a
     // queued forgery of an honest actor's next seq had the real change refused for good. So
     // they wait only if their author's signature verifies (an honest peer's change sent
@@ -143,7 +158,11 @@ pub(super) fn screen(
             dropped += 1;
         }
     }
-    Ok(Screened { bytes, dropped })
+    Ok(Screened {
+        bytes,
+        dropped,
+        document,
+    })
 }
 
 /// What the accepted changes of the message add.

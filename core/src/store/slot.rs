@@ -220,6 +220,36 @@ impl Slot {
         Ok(())
     }
 
+    /// The document as stored (its chunks, one after the other: what `load` reads), to serve
+    /// a snapshot catch-up; compacted first if the changes after the snapshot hold more than
+    /// an eighth of its bytes, so that what a peer receives stays close to the compacted
+    /// document (and later catch-ups find it compacted). `None` if the stored heads are not
+    /// the document's (then the caller lets Automerge save it).
+    pub(super) fn stored_for_catch_up(&mut self) -> Result<Option<Vec<u8>>> {
+        if self.chunks == 0 {
+            return Ok(None);
+        }
+        if self.chunks > 1 && self.tail_bytes > self.snapshot_bytes / 8 {
+            self.compact()?;
+        }
+        self.read_chunks()
+    }
+
+    fn read_chunks(&self) -> Result<Option<Vec<u8>>> {
+        let heads = self.tree.get(marker_key(&self.id))?;
+        let mut ours = self.doc.get_heads();
+        ours.sort();
+        if heads.as_deref().and_then(decode_heads) != Some(ours) {
+            return Ok(None);
+        }
+        let mut bytes = Vec::with_capacity(self.snapshot_bytes + self.tail_bytes);
+        for kv in self.tree.scan_prefix(&self.prefix) {
+            let (_, v) = kv?;
+            bytes.extend_from_slice(&v);
+        }
+        Ok(Some(bytes))
+    }
+
     /// Replaces all chunks with one snapshot, atomically.
     pub(super) fn compact(&mut self) -> Result<()> {
         let snapshot = self.doc.save();
