@@ -1448,9 +1448,16 @@ impl Store {
         let before = s.doc.get_heads();
         let bulk = msg.changes.iter().map(<[u8]>::len).sum::<usize>() > BULK_PATHS_BYTES;
         let mut snapshot = None;
-        if let Some(reason) =
-            receive::receive_sync_message(&mut s.doc, state, msg, may_queue, &mut snapshot)
-                .map_err(|e| Error::automerge(doc, e))?
+        let mut vouched = HashMap::new();
+        if let Some(reason) = receive::receive_sync_message(
+            &mut s.doc,
+            state,
+            msg,
+            may_queue,
+            &mut snapshot,
+            &mut vouched,
+        )
+        .map_err(|e| Error::automerge(doc, e))?
         {
             // Refused before Automerge saw it: the document is as it was.
             return Ok(Received::Refused(reason));
@@ -1470,6 +1477,7 @@ impl Store {
                 actor: m.actor.into_owned(),
                 seq: m.seq,
                 written: None,
+                vouched_by: vouched.get(&m.hash).copied(),
                 deps: m.deps,
             })
             .collect();
