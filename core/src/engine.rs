@@ -1429,6 +1429,11 @@ impl Engine {
         actor: &automerge::ActorId,
     ) -> Option<String> {
         let policy = &self.config.policy;
+        if actor == &crate::genesis::actor(doc) {
+            // Any device forwards a document's genesis; the store checks it is the one
+            // every device computes (`check_genesis`).
+            return None;
+        }
         match parse_actor(actor) {
             Some(claim) if claim.peer == from.peer => {
                 if claim.role != from.role {
@@ -1473,6 +1478,38 @@ impl Engine {
         None
     }
 
+    /// Whether `c` is `doc`'s genesis (`crate::genesis`): the change this peer computes
+    /// itself from the document's name and its policy, replacing nothing in the copy it
+    /// arrives at (a copy made before genesis changes existed may have its own `/orders`,
+    /// and a second one would hide either its orders or the other devices'). It needs no
+    /// signature and no path check.
+    pub(crate) fn is_genesis(&self, doc: &DocumentId, c: &crate::store::NewChange) -> bool {
+        c.actor == crate::genesis::actor(doc)
+            && matches!(&c.written, Some(Ok(w)) if w.iter().all(|(_, replaces)| !replaces))
+            && crate::genesis::hash(&self.config.policy, doc) == Some(c.hash)
+    }
+
+    /// Refuses a change of `doc`'s genesis actor that is not its genesis.
+    fn check_genesis(
+        &self,
+        doc: &DocumentId,
+        new: &[crate::store::NewChange],
+    ) -> Result<(), String> {
+        let actor = crate::genesis::actor(doc);
+        match new
+            .iter()
+            .find(|c| c.actor == actor && !self.is_genesis(doc, c))
+        {
+            Some(c) => Err(format!(
+                "change {} claims the genesis actor of {doc} but is not the genesis this peer \
+                 computes for it, or would replace a container this copy made before genesis \
+                 changes existed: refused as a forgery",
+                c.hash
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Why changes new to `doc` break its context's per-path write rules, if one does: each
     /// change is judged by the role of its author (the sender's for an actor that is not an
     /// outpost device, which only relays may forward), so a POS may relay the kitchen's
@@ -1484,7 +1521,8 @@ impl Engine {
         new: &[crate::store::NewChange],
     ) -> Result<(), String> {
         let policy = &self.config.policy;
-        for c in new {
+        // The genesis writes only the containers every device makes (`check_genesis`).
+        for c in new.iter().filter(|c| !self.is_genesis(doc, c)) {
             let (device, role) = match parse_actor(&c.actor) {
                 Some(claim) => (claim.peer, claim.role),
                 None => (from.peer.clone(), from.role.clone()),
@@ -1792,6 +1830,7 @@ impl Engine {
             from,
             path_rules,
             &|new| {
+                self.check_genesis(&doc, new)?;
                 if path_rules {
                     self.check_paths(&info, &doc, new)?;
                 }

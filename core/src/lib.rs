@@ -37,6 +37,7 @@ mod document_id;
 pub mod engine;
 mod error;
 mod event;
+mod genesis;
 mod ids;
 mod link;
 mod name;

@@ -224,9 +224,8 @@ impl PathRule {
 /// A path pattern token that stands for the id of the device that writes (the author of the
 /// change, as its certificate proves): `/devices/{device}` in `health` covers every
 /// device's entry and grants each device only its own. More specific than `*` at the same
-/// place. Replacing a parent of such entries (`/devices`) needs the rule's role only: every
-/// device creates `/devices` when it first reports, concurrently, and a put over a key the
-/// receiver holds counts as a replacement.
+/// place. The parent of such entries (`/devices`) is made by the document's genesis
+/// (`crate::genesis`), the same object on every device.
 pub const DEVICE_TOKEN: &str = "{device}";
 
 fn roles(names: &[&str]) -> BTreeSet<Role> {
@@ -304,7 +303,7 @@ impl Default for Policy {
     /// | `menu` | everyone | pos |
     /// | `stock` | everyone | pos, kiosk |
     /// | `orders` | pos, kiosk, kitchen | pos, kiosk, kitchen; per path: `/orders/*` pos, kiosk; `/orders/*/kitchen` kitchen; `/orders/*/payment` and `/orders/*/closed` pos; feed items `/orders/*` |
-    /// | `health` | pos | every device role; per path: `/devices/{device}` the device itself (each publishes only its own entry), `/devices` any device, nothing else |
+    /// | `health` | pos | every device role; per path: `/devices/{device}` the device itself (each publishes only its own entry), nothing else |
     /// | `catalog`, `prices` (fleet scope) | everyone | head-office |
     /// | other | pos | pos |
     ///
@@ -348,15 +347,14 @@ impl Default for Policy {
             .items("/orders/*"),
         );
         // Each device's health (see `outpost_transport::DeviceHealth`), for the cloud: each
-        // device writes only its own entry `/devices/<its id>`, and nothing beside
-        // `/devices`. Any device creates or replaces `/devices` (every device creates it when
-        // it first reports, concurrently: guarding it would refuse all first reports but one).
+        // device writes only its own entry `/devices/<its id>`, and nothing beside it: no
+        // device replaces `/devices` (the document's genesis makes it, the same object on
+        // every device, so first reports made concurrently all land in it).
         let devices = ["pos", "kiosk", "menu-board", "kitchen"];
         contexts.insert(
             ctx("health"),
             ContextRule::new(&["pos"], &devices)
                 .path("/*", &[])
-                .path("/devices", &devices)
                 .path("/devices/{device}", &devices),
         );
         // Fleet-wide: head office writes, every device of every site reads.
@@ -539,6 +537,27 @@ impl Policy {
             })
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// The containers a context's path rules declare, each as its tokens, parents before
+    /// children: for each pattern, every proper prefix up to its first wildcard
+    /// (`/orders/*/kitchen` gives `/orders`, `/devices/{device}` gives `/devices`, a literal
+    /// `/a/b` gives `/a`). These are the maps the document's genesis change creates (see
+    /// `crate::genesis`), so every device holds them as one object.
+    pub(crate) fn containers(&self, context: &ContextName) -> Vec<Vec<String>> {
+        let mut out: BTreeSet<Vec<String>> = BTreeSet::new();
+        for r in &self.rule(context).paths {
+            let tokens = r.tokens();
+            let literal = tokens
+                .iter()
+                .position(|t| *t == "*" || *t == DEVICE_TOKEN)
+                .unwrap_or(tokens.len().saturating_sub(1));
+            for end in 1..=literal {
+                out.insert(tokens[..end].iter().map(|t| t.to_string()).collect());
+            }
+        }
+        // A BTreeSet of token lists orders each parent before its children.
+        out.into_iter().collect()
     }
 
     /// Whether a device of role `device` may accept web clients of role `client` and vouch

@@ -620,6 +620,12 @@ impl Store {
         }
         let slot = self.slot(doc)?;
         let mut s = lock(&slot);
+        // In memory only until the write commits: a write that fails creates no document.
+        let genesis = if s.exists() {
+            None
+        } else {
+            self.apply_genesis(doc, &mut s)?
+        };
         if let Some(id) = write_id {
             if s.has_write(id) {
                 drop(s);
@@ -656,27 +662,43 @@ impl Store {
             if author.is_some() {
                 s.doc.set_actor(self.inner.actor.clone());
             }
+            if committed.is_err() && genesis.is_some() {
+                self.forget(doc);
+            }
             committed?
         };
-        // An empty transaction commits no change: nothing to persist or announce.
-        let Some(change) = hash.and_then(|h| s.doc.get_change_by_hash(&h)) else {
+        // An empty transaction commits no change: nothing to persist or announce, unless it
+        // created the document (`/orders {}` on a new day is a no-op over the genesis's
+        // `/orders`, and the day must still exist and reach peers).
+        let change = hash.and_then(|h| s.doc.get_change_by_hash(&h));
+        if change.is_none() && genesis.is_none() {
             return Ok(WriteOutcome::Applied(out));
-        };
-        // Signed before it is stored: a change of another identity must never travel
-        // unsigned (receivers would refuse it, and every later one of that actor with it).
-        let record = match author {
-            Some(a) => Some(Self::signature_as(doc, &change, a).inspect_err(|_| self.forget(doc))?),
-            None => None,
-        };
-        self.persist(&mut s, change.raw_bytes())
-            .and_then(|()| match record {
-                Some(r) => self.put_signatures(doc, &[r]),
-                None => self.sign_local(doc, &change),
-            })
-            .inspect_err(|_| self.forget(doc))?;
-        self.mirror_change(doc, &change);
-        if let Some(id) = write_id {
-            s.note_write(id);
+        }
+        if let Some(g) = &genesis {
+            self.persist(&mut s, g.raw_bytes())
+                .inspect_err(|_| self.forget(doc))?;
+            self.mirror_change(doc, g);
+        }
+        if let Some(change) = &change {
+            // Signed before it is stored: a change of another identity must never travel
+            // unsigned (receivers would refuse it, and every later one of that actor with
+            // it).
+            let record = match author {
+                Some(a) => {
+                    Some(Self::signature_as(doc, change, a).inspect_err(|_| self.forget(doc))?)
+                }
+                None => None,
+            };
+            self.persist(&mut s, change.raw_bytes())
+                .and_then(|()| match record {
+                    Some(r) => self.put_signatures(doc, &[r]),
+                    None => self.sign_local(doc, change),
+                })
+                .inspect_err(|_| self.forget(doc))?;
+            self.mirror_change(doc, change);
+            if let Some(id) = write_id {
+                s.note_write(id);
+            }
         }
         let heads = s.doc.get_heads();
         if durability == Durability::Fast {
@@ -695,6 +717,19 @@ impl Store {
             .subscribers
             .notify(doc, &heads, paths, Origin::Local);
         Ok(WriteOutcome::Applied(out))
+    }
+
+    /// Starts a document this device creates with its genesis change (`crate::genesis`),
+    /// when the policy declares containers for its context, in memory: the caller persists
+    /// it (unsigned: receivers compute it themselves) with the write that follows.
+    fn apply_genesis(&self, doc: &DocumentId, s: &mut Slot) -> Result<Option<automerge::Change>> {
+        let Some(genesis) = crate::genesis::change(&self.inner.policy, doc) else {
+            return Ok(None);
+        };
+        s.doc
+            .apply_changes([genesis.clone()])
+            .map_err(|e| Error::automerge(doc, e))?;
+        Ok(Some(genesis))
     }
 
     /// Signs a local commit (when the store has a signer) and stores the signature beside
@@ -764,7 +799,8 @@ impl Store {
         for c in changes {
             let foreign =
                 crate::parse_actor(c.actor_id()).is_some() && c.actor_id() != self.actor();
-            if foreign {
+            // A genesis needs no voucher: receivers compute it themselves.
+            if foreign || c.actor_id() == &crate::genesis::actor(doc) {
                 continue;
             }
             let e = newest.entry(c.actor_id()).or_insert(c);
@@ -1418,9 +1454,16 @@ impl Store {
         let before = s.doc.get_heads();
         let bulk = msg.changes.iter().map(<[u8]>::len).sum::<usize>() > BULK_PATHS_BYTES;
         let mut snapshot = None;
-        if let Some(reason) =
-            receive::receive_sync_message(&mut s.doc, state, msg, may_queue, &mut snapshot)
-                .map_err(|e| Error::automerge(doc, e))?
+        let mut vouched = HashMap::new();
+        if let Some(reason) = receive::receive_sync_message(
+            &mut s.doc,
+            state,
+            msg,
+            may_queue,
+            &mut snapshot,
+            &mut vouched,
+        )
+        .map_err(|e| Error::automerge(doc, e))?
         {
             // Refused before Automerge saw it: the document is as it was.
             return Ok(Received::Refused(reason));
@@ -1440,6 +1483,7 @@ impl Store {
                 actor: m.actor.into_owned(),
                 seq: m.seq,
                 written: None,
+                vouched_by: vouched.get(&m.hash).copied(),
                 deps: m.deps,
             })
             .collect();

@@ -240,7 +240,8 @@ impl Engine {
             return Ok(Vec::new());
         }
         let mut newest: BTreeMap<&automerge::ActorId, &NewChange> = BTreeMap::new();
-        for c in new {
+        // The genesis is unsigned: every receiver computes it itself (`Engine::check_genesis`).
+        for c in new.iter().filter(|c| !self.is_genesis(doc, c)) {
             let e = newest.entry(&c.actor).or_insert(c);
             if c.seq > e.seq {
                 *e = c;
@@ -249,14 +250,27 @@ impl Engine {
         let signer_of = |actor: &automerge::ActorId| {
             newest
                 .get(actor)
-                .and_then(|c| pending.get(&c.hash))
+                .and_then(|c| {
+                    pending
+                        .get(&c.hash)
+                        .or_else(|| c.vouched_by.and_then(|(hash, _)| pending.get(&hash)))
+                })
                 .map(|(key, _)| *key)
         };
         self.revoked_changes(self.signer_site(from), new, &signer_of)?;
         let mut records = Vec::new();
         for (actor, change) in newest {
             let claim = parse_actor(actor);
-            let Some((key, signature)) = pending.get(&change.hash) else {
+            // The sender signed the newest change of the author in its message; when that
+            // one waits in the queue (a dependency of it is missing here), its signature
+            // vouches for the ones it descends from that apply now (`screen::vouchers`).
+            let signed = match pending.get(&change.hash) {
+                Some(s) => Some((change.hash, change.seq, s)),
+                None => change
+                    .vouched_by
+                    .and_then(|(hash, seq)| pending.get(&hash).map(|s| (hash, seq, s))),
+            };
+            let Some((hash, seq, (key, signature))) = signed else {
                 let author = describe(actor);
                 if claim.as_ref().is_some_and(|c| c.peer != from.peer)
                     && !self.config.policy.may_relay(&from.role)
@@ -293,12 +307,12 @@ impl Engine {
                     (SignatureRule::Transitional, None) => continue,
                 }
             };
-            self.check_signature(from, doc, actor, &change.hash, key, signature)?;
+            self.check_signature(from, doc, actor, &hash, key, signature)?;
             records.push((
                 actor.clone(),
-                change.seq,
+                seq,
                 StoredSignature {
-                    hash: change.hash,
+                    hash,
                     key: *key,
                     signature: signature.clone(),
                 },

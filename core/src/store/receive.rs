@@ -11,7 +11,7 @@
 //! Keep it in step with Automerge's when upgrading (tests in `core/tests/simulation.rs` and
 //! `core/tests/engine_basic.rs` drive it through every sync exchange).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use automerge::sync::{Capability, Message, MessageFlags, State};
 use automerge::{Automerge, AutomergeError, ChangeHash, ReadDoc};
@@ -22,12 +22,16 @@ use automerge::{Automerge, AutomergeError, ChangeHash, ReadDoc};
 /// A snapshot catch-up into a document that held nothing (the message is a whole document,
 /// then changes that apply on it) sets `snapshot` to the bytes the document now is, as
 /// received: the store keeps them as they are instead of saving the document again.
+///
+/// `vouched` is set to the changes applied now whose author's signed change waits in the
+/// queue and descends from them (`screen::Screened::vouched`).
 pub(super) fn receive_sync_message(
     doc: &mut Automerge,
     state: &mut State,
     message: Message,
     may_queue: &super::screen::MayQueue<'_>,
     snapshot: &mut Option<Vec<u8>>,
+    vouched: &mut HashMap<ChangeHash, (ChangeHash, u64)>,
 ) -> Result<Option<String>, AutomergeError> {
     // Checked before Automerge sees them (it panics on some, and queues others unchecked).
     let screened = if message.changes.is_empty() || state.read_only {
@@ -86,6 +90,7 @@ pub(super) fn receive_sync_message(
                 doc.load_incremental(&screened.bytes)?;
             }
         }
+        *vouched = screened.vouched;
         state.shared_heads = advance_heads(&before_heads, &doc.get_heads(), &state.shared_heads);
     }
 
@@ -178,8 +183,15 @@ mod tests {
             if let Some(m) = a.generate_sync_message(&mut sa) {
                 b.receive_sync_message(&mut sb, m.clone())
                     .expect("automerge applies a valid message");
-                receive_sync_message(&mut b2, &mut sb2, m, &|_, _| true, &mut None)
-                    .expect("we apply it too");
+                receive_sync_message(
+                    &mut b2,
+                    &mut sb2,
+                    m,
+                    &|_, _| true,
+                    &mut None,
+                    &mut HashMap::new(),
+                )
+                .expect("we apply it too");
                 assert_eq!(sb, sb2);
                 assert_eq!(b.get_heads(), b2.get_heads());
                 moved = true;

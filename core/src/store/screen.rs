@@ -51,6 +51,10 @@ pub(super) struct Screened {
     /// exactly what the receiver ends up holding, to be stored as they are.
     /// Its length: it comes first in `bytes`.
     pub(super) document: Option<(Automerge, usize)>,
+    /// Changes of the message that apply now, each mapped to a change of the same author
+    /// that waits in Automerge's queue, is an in-message descendant of it, and whose
+    /// signature verified (`MayQueue`): (its hash, its seq). See [`vouchers`].
+    pub(super) vouched: HashMap<ChangeHash, (ChangeHash, u64)>,
 }
 
 /// Checks the change chunks of a sync message against `doc`. `Err` says why the message
@@ -109,6 +113,11 @@ pub(super) fn screen(
                 .iter()
                 .any(|d| d.get_change_meta_by_hash(&c.hash()).is_some())
     });
+    // Each change of the message by hash: its author and dependencies (for `vouchers`).
+    let graph: HashMap<ChangeHash, (ActorId, Vec<ChangeHash>)> = pending
+        .iter()
+        .map(|c| (c.hash(), (c.actor_id().clone(), c.deps().to_vec())))
+        .collect();
     // Apply in dependency order: each pass takes the changes whose dependencies are held.
     loop {
         let before = pending.len();
@@ -158,11 +167,58 @@ pub(super) fn screen(
             dropped += 1;
         }
     }
+    let signed: Vec<(&ActorId, (u64, ChangeHash))> = newest
+        .iter()
+        .filter(|(a, _)| allowed.contains(*a))
+        .map(|(a, t)| (*a, *t))
+        .collect();
+    let vouched = vouchers(&graph, &batch.hashes, &signed);
     Ok(Screened {
         bytes,
         dropped,
         document,
+        vouched,
     })
+}
+
+/// Which changes applying now are vouched for by a signed change that must wait.
+///
+/// A sender signs, per author, the newest change of the message. When the author's later
+/// changes depend on a change the receiver lacks (a message lost on another link), only
+/// the earlier ones apply now, and the newest of those carries no signature of its own:
+/// refusing them refused the whole message, and the refusal stopped the exchange for the
+/// session (found by the simulation with lossy links and a relay). The waiting change's
+/// verified signature covers its hash, and its hash covers its dependencies: each change
+/// of the same author reached from it through the message's dependency links is the
+/// genuine one (a forged change at the same sequence has another hash, and is not reached).
+///
+/// `graph`: every change of the message not held before, with its author and dependencies;
+/// `ready`: those applying now; `signed`: per author allowed to wait, its newest waiting
+/// change (seq, hash). One walk per such author, over the message.
+fn vouchers(
+    graph: &HashMap<ChangeHash, (ActorId, Vec<ChangeHash>)>,
+    ready: &HashSet<ChangeHash>,
+    signed: &[(&ActorId, (u64, ChangeHash))],
+) -> HashMap<ChangeHash, (ChangeHash, u64)> {
+    let mut out = HashMap::new();
+    for (actor, (seq, tip)) in signed {
+        let mut seen: HashSet<ChangeHash> = HashSet::new();
+        let mut stack = vec![*tip];
+        while let Some(h) = stack.pop() {
+            if !seen.insert(h) {
+                continue;
+            }
+            // Held changes and missing ones end the walk: only the message's are judged.
+            let Some((author, deps)) = graph.get(&h) else {
+                continue;
+            };
+            if author == *actor && ready.contains(&h) {
+                out.entry(h).or_insert((*tip, *seq));
+            }
+            stack.extend(deps.iter().copied());
+        }
+    }
+    out
 }
 
 /// What the accepted changes of the message add.
@@ -393,4 +449,67 @@ fn last_change(doc: &mut Automerge, actor: &ActorId) -> (u64, u64) {
     });
     doc.set_actor(own);
     last.unwrap_or((0, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use automerge::ROOT;
+
+    fn write(doc: &mut Automerge, key: &str) -> Change {
+        let mut tx = doc.transaction();
+        tx.put(ROOT, key, 1).expect("a put into the root");
+        tx.commit();
+        doc.get_last_local_change().expect("just committed")
+    }
+
+    fn actor(name: &str) -> ActorId {
+        ActorId::from(name.as_bytes())
+    }
+
+    /// Author K's k1 applies; its k2 waits behind x1, which waits behind y1 (lost on
+    /// another link). k2's signature verifies, and vouches for k1, a dependency of it.
+    /// A forged k1 at the same seq is not reached from k2, so nothing vouches for it.
+    #[test]
+    fn a_waiting_signed_change_vouches_for_its_ancestors_that_apply() {
+        let (mut k, mut x, mut y) = (
+            Automerge::new().with_actor(actor("k")),
+            Automerge::new().with_actor(actor("x")),
+            Automerge::new().with_actor(actor("y")),
+        );
+        let k1 = write(&mut k, "k1");
+        let y1 = write(&mut y, "y1");
+        x.apply_changes([k1.clone(), y1.clone()])
+            .expect("valid changes");
+        let x1 = write(&mut x, "x1");
+        k.apply_changes([y1, x1.clone()]).expect("valid changes");
+        let k2 = write(&mut k, "k2");
+        // Automerge names the author's previous change among the dependencies.
+        assert!(k2.deps().contains(&k1.hash()) && k2.deps().contains(&x1.hash()));
+        let mut forger = Automerge::new().with_actor(actor("k"));
+        let forged = write(&mut forger, "forged");
+        assert_eq!((k1.seq(), forged.seq()), (1, 1));
+        let k2_hash = k2.hash();
+        let signed = |a: &ActorId, h: &ChangeHash| a == &actor("x") || *h == k2_hash;
+        for (first, vouched) in [(&k1, true), (&forged, false)] {
+            let mut receiver = Automerge::new();
+            let chunks: ChunkList = vec![
+                first.raw_bytes().to_vec(),
+                x1.raw_bytes().to_vec(),
+                k2.raw_bytes().to_vec(),
+            ]
+            .into();
+            let s = screen(&mut receiver, &chunks, &signed).expect("valid changes");
+            let want = vouched.then_some((k2.hash(), 2));
+            assert_eq!(s.vouched.get(&first.hash()).copied(), want);
+            assert_eq!(s.vouched.len(), usize::from(vouched));
+        }
+        // Without a verified signature on k2, nothing waits and nothing is vouched for.
+        let mut receiver = Automerge::new();
+        let chunks: ChunkList = vec![k1.raw_bytes().to_vec(), k2.raw_bytes().to_vec()].into();
+        let s = screen(&mut receiver, &chunks, &|_, _| false).expect("valid changes");
+        assert!(s.vouched.is_empty());
+        assert_eq!(s.dropped, 1);
+    }
 }

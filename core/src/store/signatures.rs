@@ -40,6 +40,10 @@ pub(crate) struct NewChange {
     pub(crate) written: Option<std::result::Result<Vec<(crate::Pointer, bool)>, String>>,
     /// The changes it depends on.
     pub(crate) deps: Vec<ChangeHash>,
+    /// A later change of the same author, from the same message, that waits in Automerge's
+    /// queue (a dependency is missing) and descends from this one: (its hash, its seq). Its
+    /// signature vouches for this change when this one has none (`Engine::verify_new`).
+    pub(crate) vouched_by: Option<(ChangeHash, u64)>,
 }
 
 /// A signature to store for change `seq` of `actor`.

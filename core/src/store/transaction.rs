@@ -101,6 +101,19 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
+    /// Whether an empty map is at `path` now.
+    fn is_empty_map(&mut self, path: &str) -> Result<bool> {
+        let p = Pointer::parse(path)?;
+        if p.tokens().is_empty() {
+            return Ok(false);
+        }
+        let doc = self.doc;
+        Ok(match value::resolve(self.tx(), doc, &p)? {
+            Some((Value::Object(ObjType::Map), obj)) => self.tx().length(&obj) == 0,
+            _ => false,
+        })
+    }
+
     /// Whether a value is at `path` now.
     fn exists(&mut self, path: &Pointer) -> Result<bool> {
         let doc = self.doc;
@@ -155,6 +168,21 @@ impl<'a> Tx<'a> {
 
     /// Writes `value` at `path`.
     pub fn put(&mut self, path: &str, value: Json) -> Result<()> {
+        if let Json::Object(fields) = &value {
+            if self.is_empty_map(path)? {
+                // An object over an empty map: its keys are written into the map, which
+                // reads the same as replacing it, but keeps the map others write into
+                // meanwhile (a document's genesis makes `/orders` on every device, so
+                // "create the day" with `/orders {}` is a no-op, and a first batch of orders
+                // is a creation of each, even by a kiosk offline). Replacing a map that
+                // holds something stays a replacement.
+                let at = Pointer::parse(path)?;
+                for (k, v) in fields {
+                    self.put(&at.child(k.clone()).to_string(), v.clone())?;
+                }
+                return Ok(());
+            }
+        }
         if self.guard.is_some() {
             let p = Pointer::parse(path)?;
             let replaces = self.exists(&p)?;
