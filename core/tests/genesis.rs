@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use automerge::legacy::{Key, ObjectId, Op, OpType, SortedVec};
 use automerge::{ActorId, Automerge, ObjType, ScalarValue};
-use outpost_core::signing::{SignatureRule, Signer};
+use outpost_core::signing::SignatureRule;
 use outpost_core::{Durability, PeerInfo, Policy, Store, StoreOptions};
 use outpost_testkit::{doc, Net};
 use serde_json::json;
@@ -186,32 +186,7 @@ fn a_forged_genesis_is_refused() {
         extra_bytes: Vec::new(),
         author: None,
     });
-    let hash = forged.hash();
-    let signer = net
-        .ca()
-        .expect("a signing network")
-        .issue(&net.info(&kiosk));
-    let signature = outpost_core::engine::wire::ChangeSignature {
-        change: hash.0,
-        key: outpost_core::signing::KeyId::of(signer.certificate()).0,
-        signature: signer
-            .sign(&outpost_core::signing::signed_bytes(&day, &hash))
-            .expect("the test key signs"),
-    };
-    let frames = [
-        outpost_testkit::rogue::sigs_frame(
-            &day,
-            vec![signature],
-            vec![signer.certificate().to_vec()],
-        ),
-        outpost_testkit::rogue::sync_frame(&day, vec![forged.raw_bytes().to_vec()], vec![hash]),
-    ];
-    for f in frames {
-        assert!(
-            net.inject(&kiosk, &pos, f),
-            "the kiosk is linked to the POS"
-        );
-    }
+    net.inject_signed(&kiosk, &pos, &day, &forged);
     net.advance(1_000);
     let refusals = net.refusals(&pos);
     println!("the POS refused the forged genesis: {:?}", refusals.first());

@@ -709,7 +709,6 @@ fn max_op(doc: &Automerge) -> u64 {
 /// such a change, not apply it.
 #[test]
 fn a_change_into_a_missing_object_crashes_no_one() {
-    use outpost_core::signing::Signer;
     let mut net = Net::seeded(27);
     net.signing(SignatureRule::default());
     let pos = net.add_peer("s1", "pos-1", "pos");
@@ -727,32 +726,7 @@ fn a_change_into_a_missing_object_crashes_no_one() {
     let actor = net.store(&kiosk).actor().clone();
     let missing = automerge::legacy::ObjectId::Id(automerge::legacy::OpId(47, actor.clone()));
     let change = one_put(&actor, 1, max_op(&copy) + 1, copy.get_heads(), missing);
-    let hash = change.hash();
-    let signer = net
-        .ca()
-        .expect("a signing network")
-        .issue(&net.info(&kiosk));
-    let signature = outpost_core::engine::wire::ChangeSignature {
-        change: hash.0,
-        key: outpost_core::signing::KeyId::of(signer.certificate()).0,
-        signature: signer
-            .sign(&outpost_core::signing::signed_bytes(&stock, &hash))
-            .expect("the test key signs"),
-    };
-    let frames = [
-        outpost_testkit::rogue::sigs_frame(
-            &stock,
-            vec![signature],
-            vec![signer.certificate().to_vec()],
-        ),
-        outpost_testkit::rogue::sync_frame(&stock, vec![change.raw_bytes().to_vec()], vec![hash]),
-    ];
-    for f in frames {
-        assert!(
-            net.inject(&kiosk, &pos, f),
-            "the kiosk is linked to the POS"
-        );
-    }
+    net.inject_signed(&kiosk, &pos, &stock, &change);
     let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| net.advance(1_000)));
     assert!(
         delivered.is_ok(),

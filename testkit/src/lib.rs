@@ -990,6 +990,38 @@ impl Net {
         true
     }
 
+    /// Sends `change` of `doc` from `from` to `to` as a tampered device would: signed with
+    /// `from`'s own key (the signing network's CA issues it), its `Signatures` frame first,
+    /// then a `Sync` frame that carries it. Panics if the two have no connection now.
+    pub fn inject_signed(
+        &mut self,
+        from: &PeerId,
+        to: &PeerId,
+        doc: &DocumentId,
+        change: &automerge::Change,
+    ) {
+        use outpost_core::signing::Signer as _;
+        let hash = change.hash();
+        let signer = self
+            .ca()
+            .expect("a signing network (Net::signing)")
+            .issue(&self.info(from));
+        let signature = outpost_core::engine::wire::ChangeSignature {
+            change: hash.0,
+            key: outpost_core::signing::KeyId::of(signer.certificate()).0,
+            signature: signer
+                .sign(&outpost_core::signing::signed_bytes(doc, &hash))
+                .expect("the test key signs"),
+        };
+        let frames = [
+            rogue::sigs_frame(doc, vec![signature], vec![signer.certificate().to_vec()]),
+            rogue::sync_frame(doc, vec![change.raw_bytes().to_vec()], vec![hash]),
+        ];
+        for f in frames {
+            assert!(self.inject(from, to, f), "{from} is not linked to {to}");
+        }
+    }
+
     /// Records every frame delivered to `peer` from now on (a tampered device reading what
     /// honest devices send it); see [`Net::take_tapped`].
     pub fn tap(&mut self, peer: &PeerId) {
