@@ -123,6 +123,21 @@ fn a_revocation_posted_to_the_cloud_reaches_the_site_and_cuts_the_device_off() {
     let text = on(&pos_d, &["status"]);
     println!("{}", text.stdout);
     assert!(text.stdout.contains("revoked by the fleet CA (1):"));
+    // The kiosk says why it is cut off, as an error, not "peer disconnected code=None"
+    // every few seconds; and so does it once restarted (issue 28).
+    kiosk.wait_line("as revoked", SYNC);
+    kiosk.terminate();
+    let (mut kiosk, _) = serve("paris/kiosk-1", &kiosk_d, &kiosk_cert, 0, &[quic]);
+    let said = kiosk.wait_line("as revoked", SYNC);
+    println!("a revoked kiosk, restarted, logs: {said}");
+    assert!(said.contains("ERROR"), "{said}");
+    std::thread::sleep(Duration::from_secs(3));
+    let lines = kiosk.output();
+    let disconnected: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("peer disconnected"))
+        .collect();
+    assert!(disconnected.is_empty(), "{disconnected:?}");
     for p in [&mut kiosk, &mut pos, &mut cloud] {
         p.terminate();
     }

@@ -180,6 +180,8 @@ pub struct Links {
     offline: BTreeMap<PeerId, (Timestamp, String)>,
     /// Peers refused or closed as revoked.
     revoked: BTreeSet<PeerId>,
+    /// Peers that refused this device as revoked (told once each, see `handle_closed`).
+    refused_us: BTreeSet<PeerId>,
 }
 
 /// Orders peers for the duplicate-connection rule.
@@ -210,6 +212,7 @@ impl Links {
             stopped: false,
             offline: BTreeMap::new(),
             revoked: BTreeSet::new(),
+            refused_us: BTreeSet::new(),
         }
     }
 
@@ -575,7 +578,19 @@ impl Links {
                 .insert(c.info.peer.clone(), (c.info, deadline));
             return;
         }
-        tracing::info!(peer = %c.info, code = ?peer_code, "peer disconnected");
+        if peer_code == Some(CloseCode::Revoked) {
+            // Said once per peer, as an error: the redials that follow are refused the same
+            // way until the device gets a new certificate.
+            if self.refused_us.insert(c.info.peer.clone()) {
+                tracing::error!(
+                    peer = %c.info,
+                    "the peer refused this device as revoked: the fleet revoked its \
+                     certificate (outpost cert revoke); it cannot sync until it gets a new one"
+                );
+            }
+        } else {
+            tracing::info!(peer = %c.info, code = ?peer_code, "peer disconnected");
+        }
         let why = match peer_code {
             Some(code) => format!("closed by the peer: {code}"),
             None => "connection lost".to_string(),

@@ -63,9 +63,21 @@ impl CloseCodeExt for CloseCode {
             quinn::ConnectionError::ApplicationClosed(close) => {
                 CloseCode::from_code(close.error_code.into_inner())
             }
+            // The peer's TLS refused our certificate as revoked (its deny list names this
+            // device): in TLS 1.3 the client's handshake completes before the server checks
+            // the client's certificate, so this arrives as a close of the new connection.
+            e if refused_as_revoked(e) => Some(CloseCode::Revoked),
             _ => None,
         }
     }
+}
+
+/// Whether `error` is the peer refusing our certificate as revoked (TLS alert
+/// `certificate_revoked`, which QUIC carries as a crypto error code).
+pub(crate) fn refused_as_revoked(error: &quinn::ConnectionError) -> bool {
+    let revoked =
+        quinn::TransportErrorCode::crypto(u8::from(rustls::AlertDescription::CertificateRevoked));
+    matches!(error, quinn::ConnectionError::ConnectionClosed(close) if close.error_code == revoked)
 }
 
 /// Encodes one frame: the 4-byte big-endian length, then `payload`.

@@ -789,7 +789,16 @@ async fn connect(
     let connecting = endpoint
         .connect(addr, SERVER_NAME)
         .map_err(|e| format!("{addr}: {e}"))?;
-    connecting.await.map_err(|e| format!("{addr}: {e}"))
+    connecting.await.map_err(|e| {
+        if crate::frame::refused_as_revoked(&e) {
+            tracing::error!(
+                %addr,
+                "the peer refused this device's certificate as revoked: the fleet revoked this \
+                 device (outpost cert revoke); it cannot sync until it gets a new certificate"
+            );
+        }
+        format!("{addr}: {e}")
+    })
 }
 
 async fn sleep_for(duration: Option<Duration>) {
