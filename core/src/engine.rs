@@ -1429,7 +1429,7 @@ impl Engine {
         actor: &automerge::ActorId,
     ) -> Option<String> {
         let policy = &self.config.policy;
-        if actor == &crate::genesis::actor(doc) {
+        if crate::genesis::is_actor(actor) {
             // Any device forwards a document's genesis; the store checks it is the one
             // every device computes (`check_genesis`).
             return None;
@@ -1478,15 +1478,16 @@ impl Engine {
         None
     }
 
-    /// Whether `c` is `doc`'s genesis (`crate::genesis`): the change this peer computes
-    /// itself from the document's name and its policy, replacing nothing in the copy it
+    /// Whether `c` is one of `doc`'s genesis changes (`crate::genesis`): the change this peer
+    /// computes itself from the document's name and the container its actor names (whatever
+    /// this peer's policy declares), replacing nothing in the copy it
     /// arrives at (a copy made before genesis changes existed may have its own `/orders`,
     /// and a second one would hide either its orders or the other devices'). It needs no
     /// signature and no path check.
     pub(crate) fn is_genesis(&self, doc: &DocumentId, c: &crate::store::NewChange) -> bool {
-        c.actor == crate::genesis::actor(doc)
+        crate::genesis::is_actor(&c.actor)
             && matches!(&c.written, Some(Ok(w)) if w.iter().all(|(_, replaces)| !replaces))
-            && crate::genesis::hash(&self.config.policy, doc) == Some(c.hash)
+            && crate::genesis::is_genesis(doc, &c.actor, c.hash)
     }
 
     /// Refuses a change of `doc`'s genesis actor that is not its genesis.
@@ -1495,13 +1496,12 @@ impl Engine {
         doc: &DocumentId,
         new: &[crate::store::NewChange],
     ) -> Result<(), String> {
-        let actor = crate::genesis::actor(doc);
         match new
             .iter()
-            .find(|c| c.actor == actor && !self.is_genesis(doc, c))
+            .find(|c| crate::genesis::is_actor(&c.actor) && !self.is_genesis(doc, c))
         {
             Some(c) => Err(format!(
-                "change {} claims the genesis actor of {doc} but is not the genesis this peer \
+                "change {} claims a genesis actor of {doc} but is not the genesis this peer \
                  computes for it, or would replace a container this copy made before genesis \
                  changes existed: refused as a forgery",
                 c.hash

@@ -622,7 +622,7 @@ impl Store {
         let mut s = lock(&slot);
         // In memory only until the write commits: a write that fails creates no document.
         let genesis = if s.exists() {
-            None
+            Vec::new()
         } else {
             self.apply_genesis(doc, &mut s)?
         };
@@ -662,7 +662,7 @@ impl Store {
             if author.is_some() {
                 s.doc.set_actor(self.inner.actor.clone());
             }
-            if committed.is_err() && genesis.is_some() {
+            if committed.is_err() && !genesis.is_empty() {
                 self.forget(doc);
             }
             committed?
@@ -671,10 +671,10 @@ impl Store {
         // created the document (`/orders {}` on a new day is a no-op over the genesis's
         // `/orders`, and the day must still exist and reach peers).
         let change = hash.and_then(|h| s.doc.get_change_by_hash(&h));
-        if change.is_none() && genesis.is_none() {
+        if change.is_none() && genesis.is_empty() {
             return Ok(WriteOutcome::Applied(out));
         }
-        if let Some(g) = &genesis {
+        for g in &genesis {
             self.persist(&mut s, g.raw_bytes())
                 .inspect_err(|_| self.forget(doc))?;
             self.mirror_change(doc, g);
@@ -719,17 +719,18 @@ impl Store {
         Ok(WriteOutcome::Applied(out))
     }
 
-    /// Starts a document this device creates with its genesis change (`crate::genesis`),
-    /// when the policy declares containers for its context, in memory: the caller persists
-    /// it (unsigned: receivers compute it themselves) with the write that follows.
-    fn apply_genesis(&self, doc: &DocumentId, s: &mut Slot) -> Result<Option<automerge::Change>> {
-        let Some(genesis) = crate::genesis::change(&self.inner.policy, doc) else {
-            return Ok(None);
-        };
-        s.doc
-            .apply_changes([genesis.clone()])
-            .map_err(|e| Error::automerge(doc, e))?;
-        Ok(Some(genesis))
+    /// Starts a document this device creates with its genesis changes (`crate::genesis`),
+    /// one per container the policy declares for its context, in memory: the caller
+    /// persists them (unsigned: receivers compute them themselves) with the write that
+    /// follows.
+    fn apply_genesis(&self, doc: &DocumentId, s: &mut Slot) -> Result<Vec<automerge::Change>> {
+        let genesis = crate::genesis::changes(&self.inner.policy, doc);
+        if !genesis.is_empty() {
+            s.doc
+                .apply_changes(genesis.iter().cloned())
+                .map_err(|e| Error::automerge(doc, e))?;
+        }
+        Ok(genesis)
     }
 
     /// Signs a local commit (when the store has a signer) and stores the signature beside
@@ -800,7 +801,7 @@ impl Store {
             let foreign =
                 crate::parse_actor(c.actor_id()).is_some() && c.actor_id() != self.actor();
             // A genesis needs no voucher: receivers compute it themselves.
-            if foreign || c.actor_id() == &crate::genesis::actor(doc) {
+            if foreign || crate::genesis::is_actor(c.actor_id()) {
                 continue;
             }
             let e = newest.entry(c.actor_id()).or_insert(c);
