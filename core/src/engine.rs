@@ -1486,7 +1486,14 @@ impl Engine {
     /// signature and no path check.
     pub(crate) fn is_genesis(&self, doc: &DocumentId, c: &crate::store::NewChange) -> bool {
         crate::genesis::is_actor(&c.actor)
-            && matches!(&c.written, Some(Ok(w)) if w.iter().all(|(_, replaces)| !replaces))
+            // Paths are read only where this peer has path rules for the context (none:
+            // nothing it guards can be replaced, e.g. a cloud whose policy declares no
+            // containers).
+            && match &c.written {
+                Some(Ok(w)) => w.iter().all(|(_, replaces)| !replaces),
+                Some(Err(_)) => false,
+                None => true,
+            }
             && crate::genesis::is_genesis(doc, &c.actor, c.hash)
     }
 
