@@ -131,7 +131,11 @@ fn orders_in(node: &Node, docs: &[DocumentId]) -> usize {
                 .get(doc, "")
                 .ok()
                 .flatten()
-                .and_then(|v| v.as_object().map(|o| o.len()))
+                // Orders are `/<tag>-<n>` (the day also holds its genesis's `/orders`).
+                .and_then(|v| {
+                    v.as_object()
+                        .map(|o| o.keys().filter(|k| k.contains('-')).count())
+                })
                 .unwrap_or(0)
         })
         .sum()
