@@ -161,7 +161,7 @@ fn sites_sync_through_the_cloud_apart_and_survive_a_restart() {
     );
     assert_eq!(
         metric(&text, "outpost_site_changes_applied_total{site=\"paris\"}"),
-        Some(4)
+        Some(5)
     );
     assert_eq!(
         metric(&text, "outpost_site_changes_applied_total{site=\"lyon\"}"),
