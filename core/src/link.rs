@@ -28,8 +28,10 @@
 //! and closes the other with [`CloseCode::Duplicate`]; both sides apply the same rule, so they
 //! keep the same one. A new connection dialed by the same side as the existing one replaces
 //! it (the peer redialed, so the old one is dead): a cloud, which never dials, therefore
-//! always keeps a device's newest connection. Either way the engine session restarts on the
-//! kept connection, from the persisted sync state. When the peer closes *our* current
+//! always keeps a device's newest connection. Each side runs one engine session per kept
+//! connection, from its first frame to its last: a side that had the kept connection first
+//! keeps its session, a side that replaces its connection with the kept one restarts its
+//! session there (from the persisted sync state) before it reads a frame of it. When the peer closes *our* current
 //! connection as a duplicate, the one it kept is about to arrive: the peer stays connected
 //! for a grace period ([`LinkConfig::replacement_grace_ms`]), so apps see no flap.
 
@@ -462,16 +464,14 @@ impl Links {
             let keep_existing = preferred(existing.target.is_some())
                 && !preferred(dialed_by_us)
                 && existing.info == info;
-            // Either way the other side restarts its sync session on the kept connection.
-            self.engine.handle_disconnect(&info.peer, now);
-            let speaks = if keep_existing {
-                existing.protocol
-            } else {
-                protocol
-            };
-            self.engine
-                .handle_connect_speaking(info.clone(), speaks, now);
             if keep_existing {
+                // Our session has run on the kept connection since it opened, and so has the
+                // peer's: it either had this connection first too, or it replaces its own
+                // and starts its session on ours, before any of our frames on it reach it.
+                // Restarting ours here instead split one connection into two sessions on
+                // our side only: the peer's answers to our first session (a refusal, the
+                // changes its signatures had come ahead of) reached our second, which knew
+                // nothing of them, and the link stopped taking our changes for the session.
                 tracing::debug!(peer = %info, "closing duplicate connection, keeping the existing one");
                 self.outputs.push_back(Output::Close {
                     conn,
@@ -483,6 +483,12 @@ impl Links {
                 return;
             }
             tracing::debug!(peer = %info, "replacing the existing connection");
+            // The session restarts on the new connection, from the persisted sync state; the
+            // peer's starts there too (it is new to the peer as well, or the peer replaces
+            // its own with it).
+            self.engine.handle_disconnect(&info.peer, now);
+            self.engine
+                .handle_connect_speaking(info.clone(), protocol, now);
             self.conns.remove(&existing_id);
             self.outputs.push_back(Output::Close {
                 conn: existing_id,
