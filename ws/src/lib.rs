@@ -23,6 +23,7 @@ mod error;
 mod message;
 mod server;
 mod token;
+mod web;
 
 pub use docid::{repo_document_id, repo_url};
 pub use error::WsError;

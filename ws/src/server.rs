@@ -192,6 +192,7 @@ impl WsServer {
         });
         let router = Router::new()
             .route("/v1/documents", get(list_documents))
+            .merge(crate::web::routes())
             .fallback(upgrade)
             .with_state(shared);
         let mut serve_stop = shutdown;
@@ -665,6 +666,16 @@ impl Conn {
         };
         if !may_read(&self.shared, &self.claims, &self.role, &doc) {
             tracing::info!(%doc, "a web client asked for a document its role may not read");
+            // Said in words too (automerge-repo clients show `error` messages), since a
+            // write into such a document is refused as well: nothing of it is stored.
+            let why = format!(
+                "{doc}: a web client of role {} may not read or write it (nothing stored)",
+                self.role
+            );
+            let frame = message::error(&self.shared.server_id, Some(&self.client), &why);
+            if !self.send(socket, frame).await {
+                return Flow::Close;
+            }
             return self.unavailable(socket, &repo_id).await;
         }
         if !self.following.contains_key(&doc) {
