@@ -22,6 +22,7 @@ mod docid;
 mod error;
 mod message;
 mod server;
+mod tls;
 mod token;
 mod web;
 

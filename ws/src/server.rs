@@ -63,6 +63,9 @@ pub struct WsConfig {
     /// How often the revocation list is read again and connections of revoked or expired
     /// tokens are cut. Default 500 ms.
     pub revocation_poll: Duration,
+    /// TLS (`wss`) with the device's certificate ([`WsConfig::with_tls`]); `None` serves
+    /// plain `ws`, for guest roles on a guest network only (`outpost serve --ws-plain`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl WsConfig {
@@ -73,7 +76,20 @@ impl WsConfig {
             tokens,
             limits: WsLimits::default(),
             revocation_poll: Duration::from_millis(500),
+            tls: None,
         }
+    }
+
+    /// Serves `wss`: TLS with `chain` (the device's certificate first, then the fleet CA's)
+    /// and the device's private key. Screens that trust the fleet CA reach the device by the
+    /// name in its certificate (`outpost`).
+    pub fn with_tls(
+        mut self,
+        chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+    ) -> Result<WsConfig, WsError> {
+        self.tls = Some(crate::tls::server_config(chain, key)?);
+        Ok(self)
     }
 }
 
@@ -126,6 +142,7 @@ struct Shared {
 /// automerge-repo's WebSocket protocol served beside QUIC (`outpost serve --ws-listen`).
 pub struct WsServer {
     addr: SocketAddr,
+    tls: bool,
     stats: Arc<WsStats>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -195,18 +212,38 @@ impl WsServer {
             .merge(crate::web::routes())
             .fallback(upgrade)
             .with_state(shared);
-        let mut serve_stop = shutdown;
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = serve_stop.changed().await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "the WebSocket server stopped");
+        let tls = config.tls.is_some();
+        let mut serve_stop = shutdown.clone();
+        let stopped = async move {
+            let _ = serve_stop.changed().await;
+        };
+        let task = match config.tls {
+            Some(tls) => {
+                let listener =
+                    crate::tls::TlsListener::new(listener, tls, shutdown).map_err(|source| {
+                        WsError::Bind {
+                            addr: config.listen,
+                            source,
+                        }
+                    })?;
+                tokio::spawn(async move {
+                    let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
+                    if let Err(e) = serve.await {
+                        tracing::error!(error = %e, "the WebSocket server stopped");
+                    }
+                })
             }
-        });
-        tracing::info!(%addr, "serving automerge-repo clients over WebSocket");
+            None => tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "the WebSocket server stopped");
+                }
+            }),
+        };
+        tracing::info!(%addr, tls, "serving automerge-repo clients over WebSocket");
         Ok(WsServer {
             addr,
+            tls,
             stats,
             stop,
             task,
@@ -216,6 +253,15 @@ impl WsServer {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `wss` when it serves TLS, else `ws`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "wss"
+        } else {
+            "ws"
+        }
     }
 
     /// Its counters.
