@@ -51,8 +51,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "npm packages for the Automerge JS interop test"
 (cd cli/tests/js && npm ci --no-audit --no-fund --loglevel=error)
 
-step "npm packages for the automerge-repo WebSocket interop test (the reference client)"
+step "npm packages for the automerge-repo WebSocket interop test (the reference client) and the kitchen display's browser test (playwright-core)"
 (cd ws/tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
+step "the kitchen display's bundle (ws/web/dist, embedded in outpost) matches ws/web/src"
+(cd ws/web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- ws/web/dist; then
+  echo "ws/web/dist is stale: run 'npm ci && npm run build' in ws/web and commit dist/" >&2
+  exit 1
+fi
 
 step "Debian's chromium and schemathesis (pinned, in a venv under the target dir) for the cloud's head-office tests"
 if [ ! -x /usr/bin/chromium ]; then

@@ -138,6 +138,16 @@ pub struct NodeConfig {
     /// `WriteAck.ThisDevice` ("stored on this device only"), in milliseconds.
     #[uniffi(default = 3000)]
     pub replicated_timeout_ms: u32,
+    /// The TCP address to serve web clients on (automerge-repo's WebSocket protocol and the
+    /// kitchen display page at `/kds/`), e.g. `0.0.0.0:7735`; `None`: none. Screens paired
+    /// with `pairScreenBlocking` join here with their token.
+    #[uniffi(default = None)]
+    pub ws_listen: Option<String>,
+    /// Serve plain `ws` on `ws_listen` instead of `wss` (TLS with this device's certificate,
+    /// which screens trusting the fleet CA check): tokens and documents then cross the
+    /// network unencrypted, so only for guest roles on a guest network.
+    #[uniffi(default = false)]
+    pub ws_plain: bool,
 }
 
 /// A socket address from a string, or `InvalidConfig` naming the field.
@@ -150,6 +160,26 @@ fn socket_addr(field: &str, s: &str) -> Result<SocketAddr> {
 }
 
 impl NodeConfig {
+    /// The web clients' server configuration, if `ws_listen` is set: its tokens in
+    /// `<data_dir>/web-tokens` (where `outpost token issue` keeps them too).
+    pub(crate) fn to_web(&self) -> Result<Option<outpost_ws::WsConfig>> {
+        let Some(listen) = &self.ws_listen else {
+            return Ok(None);
+        };
+        let addr = socket_addr("ws_listen", listen)?;
+        let tokens = outpost_ws::TokenBook::open(Path::new(&self.data_dir).join("web-tokens"))
+            .map_err(crate::pairing::web_error)?;
+        let mut config = outpost_ws::WsConfig::new(addr, tokens);
+        if !self.ws_plain {
+            let cert = self.certificate.device_cert();
+            let chain = vec![cert.cert_der().clone(), cert.ca_der().clone()];
+            config = config
+                .with_tls(chain, cert.private_key())
+                .map_err(crate::pairing::web_error)?;
+        }
+        Ok(Some(config))
+    }
+
     /// The transport's configuration for this one.
     pub(crate) fn to_transport(&self) -> Result<outpost_transport::NodeConfig> {
         let cert = self.certificate.device_cert().clone();

@@ -27,6 +27,8 @@
 //!         ticket_prefix: None,
 //!         signatures: None,
 //!         replicated_timeout_ms: 3000,
+//!         ws_listen: None,
+//!         ws_plain: false,
 //!     })
 //! };
 //! let pos = Outpost::open_blocking(config("pos-1", "pos", vec![])?)?;
@@ -53,6 +55,7 @@ mod listener;
 mod live;
 mod logging;
 mod outpost;
+mod pairing;
 mod query;
 mod types;
 
@@ -68,6 +71,7 @@ pub use listener::{NodeListener, Subscription};
 pub use live::{QueryResult, QueryWatch, Snapshot, StatusWatch, ValueWatch};
 pub use logging::{enable_logging, set_log_sink, LogLevel, LogSink};
 pub use outpost::Outpost;
+pub use pairing::ScreenPairing;
 pub use query::{Filter, Query, QueryDiff, QueryFilter, QueryItem};
 pub use types::{
     ChangeEvent, ChangeOrigin, Conflict, DocumentSyncStatus, PeerIdentity, PeerSyncStatus,

@@ -45,6 +45,12 @@ pub struct Outpost {
     identity: Option<PeerIdentity>,
     local_address: Option<String>,
     live: crate::live::LiveTasks,
+    /// Web clients served beside QUIC (`NodeConfig.ws_listen`), stopped with the node.
+    web: Mutex<Option<outpost_ws::WsServer>>,
+    /// Where `ws_listen` serves, and whether with TLS.
+    web_address: Option<(std::net::SocketAddr, bool)>,
+    /// The tokens of web clients (`<data_dir>/web-tokens`); `None` for `openLocal`.
+    tokens: Option<outpost_ws::TokenBook>,
 }
 
 struct Open {
@@ -96,8 +102,14 @@ pub(crate) async fn join<T>(what: &str, task: tokio::task::JoinHandle<Result<T>>
 }
 
 impl Outpost {
-    fn from_node(runtime: Runtime, node: Node, durable: bool) -> Outpost {
+    fn from_node(runtime: Runtime, node: Node, durable: bool, web: Web) -> Outpost {
         Outpost {
+            web_address: web
+                .server
+                .as_ref()
+                .map(|s| (s.local_addr(), s.scheme() == "wss")),
+            web: Mutex::new(web.server),
+            tokens: Some(web.tokens),
             handle: runtime.handle().clone(),
             runtime: Mutex::new(Some(runtime)),
             durability: if durable {
@@ -116,6 +128,14 @@ impl Outpost {
     }
 
     /// Runs `f` on the open node, or fails with `ShutDown`.
+    pub(crate) fn web_listener(&self) -> Option<(std::net::SocketAddr, bool)> {
+        self.web_address
+    }
+
+    pub(crate) fn tokens(&self) -> Option<&outpost_ws::TokenBook> {
+        self.tokens.as_ref()
+    }
+
     fn with_open<T>(&self, f: impl FnOnce(&Open) -> Result<T>) -> Result<T> {
         let open = self.open.read().unwrap_or_else(|p| p.into_inner());
         match open.as_ref() {
@@ -218,6 +238,15 @@ impl Outpost {
 
     /// Takes the node out of service and shuts it down on its runtime.
     async fn stop_node(&self) -> Result<()> {
+        let web = self.web.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(web) = web {
+            let _ = self
+                .on_runtime("shutdown", async move {
+                    web.shutdown().await;
+                    Ok(())
+                })
+                .await;
+        }
         let Some(open) = self.open.write().unwrap_or_else(|p| p.into_inner()).take() else {
             return Ok(());
         };
@@ -242,6 +271,43 @@ impl Outpost {
             .take()
         {
             rt.shutdown_background();
+        }
+    }
+}
+
+/// What a node serves to web clients: the server (with `ws_listen`) and its tokens.
+struct Web {
+    server: Option<outpost_ws::WsServer>,
+    tokens: outpost_ws::TokenBook,
+}
+
+/// Starts the node, then its web clients' server if configured.
+async fn start(
+    transport: outpost_transport::NodeConfig,
+    web: Option<outpost_ws::WsConfig>,
+) -> Result<(Node, Web)> {
+    let tokens_dir = transport.data_dir.join("web-tokens");
+    let node = Node::start(transport).await?;
+    let started = match web {
+        Some(config) => {
+            let tokens = config.tokens.clone();
+            outpost_ws::WsServer::start(node.store().clone(), config)
+                .await
+                .map(|s| Web {
+                    server: Some(s),
+                    tokens,
+                })
+        }
+        None => outpost_ws::TokenBook::open(tokens_dir).map(|tokens| Web {
+            server: None,
+            tokens,
+        }),
+    };
+    match started {
+        Ok(web) => Ok((node, web)),
+        Err(e) => {
+            let _ = node.shutdown().await;
+            Err(crate::pairing::web_error(e))
         }
     }
 }
@@ -274,18 +340,20 @@ impl Outpost {
     pub fn open_blocking(config: NodeConfig) -> Result<Arc<Outpost>> {
         guard("Outpost.openBlocking", || {
             let transport = config.to_transport()?;
+            let web = config.to_web()?;
             let runtime = new_runtime()?;
             let started = runtime
                 .block_on(async {
-                    tokio::time::timeout(ENGINE_TIMEOUT, Node::start(transport)).await
+                    tokio::time::timeout(ENGINE_TIMEOUT, start(transport, web)).await
                 })
                 .map_err(|_| engine_timeout("Outpost.openBlocking"))
-                .and_then(|r| r.map_err(OutpostError::from));
+                .and_then(|r| r);
             match started {
-                Ok(node) => Ok(Arc::new(Outpost::from_node(
+                Ok((node, web)) => Ok(Arc::new(Outpost::from_node(
                     runtime,
                     node,
                     config.durable_writes,
+                    web,
                 ))),
                 Err(e) => {
                     runtime.shutdown_background();
@@ -300,19 +368,16 @@ impl Outpost {
     /// `openBlocking` blocks.
     #[uniffi::constructor]
     pub async fn open(config: NodeConfig) -> Result<Arc<Outpost>> {
-        let (runtime, transport) = guard("Outpost.open", || {
-            Ok((new_runtime()?, config.to_transport()?))
+        let (runtime, transport, web) = guard("Outpost.open", || {
+            Ok((new_runtime()?, config.to_transport()?, config.to_web()?))
         })?;
-        let started = join(
-            "Outpost.open",
-            runtime.spawn(async move { Ok(Node::start(transport).await?) }),
-        )
-        .await;
+        let started = join("Outpost.open", runtime.spawn(start(transport, web))).await;
         match started {
-            Ok(node) => Ok(Arc::new(Outpost::from_node(
+            Ok((node, web)) => Ok(Arc::new(Outpost::from_node(
                 runtime,
                 node,
                 config.durable_writes,
+                web,
             ))),
             Err(e) => {
                 runtime.shutdown_background();
@@ -335,6 +400,9 @@ impl Outpost {
                 identity: None,
                 local_address: None,
                 live: Default::default(),
+                web: Mutex::new(None),
+                web_address: None,
+                tokens: None,
                 open: RwLock::new(Some(Open { store, node: None })),
             }))
         })

@@ -342,11 +342,16 @@ struct ServeArgs {
     /// `required-from:YYYY-MM-DD` (transitional until that day, UTC).
     #[arg(long, value_name = "RULE")]
     signatures: Option<outpost_core::signing::SignatureRule>,
-    /// TCP address to serve automerge-repo clients on (its WebSocket protocol, plain `ws`:
-    /// only on a trusted or guest network), e.g. `0.0.0.0:7735`; they present a token from
+    /// TCP address to serve automerge-repo clients on (its WebSocket protocol), e.g.
+    /// `0.0.0.0:7735`: `wss`, TLS with this device's certificate (screens trust the fleet
+    /// CA), the kitchen display page at `/kds/`; clients present a token from
     /// `outpost token issue`.
     #[arg(long, value_name = "HOST:PORT")]
     ws_listen: Option<SocketAddr>,
+    /// Serve plain `ws` on --ws-listen instead of `wss`: tokens and documents cross the
+    /// network unencrypted, so only for guest roles (customers' phones) on a guest network.
+    #[arg(long, requires = "ws_listen")]
+    ws_plain: bool,
     /// TOML file with any of `listen`, `peers`, `deny`, `discover`, `signatures` (flags add
     /// to or override it; relative paths are relative to the file).
     #[arg(long, value_name = "FILE")]

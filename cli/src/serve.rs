@@ -110,6 +110,7 @@ struct Settings {
     discover: bool,
     signatures: outpost_core::signing::SignatureRule,
     ws_listen: Option<SocketAddr>,
+    ws_plain: bool,
 }
 
 impl Settings {
@@ -199,6 +200,7 @@ impl Settings {
             discover: args.discover || file.discover,
             signatures,
             ws_listen: args.ws_listen,
+            ws_plain: args.ws_plain,
         })
     }
 }
@@ -289,7 +291,13 @@ fn start_and_run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
         let web = match settings.ws_listen {
             Some(addr) => {
                 let tokens = outpost_ws::TokenBook::open(crate::token::book_dir(dir))?;
-                let config = outpost_ws::WsConfig::new(addr, tokens);
+                let mut config = outpost_ws::WsConfig::new(addr, tokens);
+                if !settings.ws_plain {
+                    // The fleet CA's certificate after the device's: a client that trusts
+                    // the CA builds the path from it.
+                    let chain = vec![cert.cert_der().clone(), cert.ca_der().clone()];
+                    config = config.with_tls(chain, cert.private_key())?;
+                }
                 Some(outpost_ws::WsServer::start(node.store().clone(), config).await?)
             }
             None => None,
@@ -297,7 +305,7 @@ fn start_and_run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
         // Scripts and tests read the bound address (useful with port 0) from this line.
         println!("serving {info} on {}", node.local_addr());
         if let Some(web) = &web {
-            println!("web clients on ws://{}", web.local_addr());
+            println!("web clients on {}://{}", web.scheme(), web.local_addr());
         }
         signals
             .recv()

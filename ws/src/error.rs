@@ -27,4 +27,8 @@ pub enum WsError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The TLS configuration of the WebSocket port could not be made from the device's
+    /// certificate and key.
+    #[error("TLS for web clients (wss): {0}; check the device's certificate and key (`outpost cert issue`)")]
+    Tls(String),
 }

@@ -63,6 +63,9 @@ pub struct WsConfig {
     /// How often the revocation list is read again and connections of revoked or expired
     /// tokens are cut. Default 500 ms.
     pub revocation_poll: Duration,
+    /// TLS (`wss`) with the device's certificate ([`WsConfig::with_tls`]); `None` serves
+    /// plain `ws`, for guest roles on a guest network only (`outpost serve --ws-plain`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl WsConfig {
@@ -73,7 +76,20 @@ impl WsConfig {
             tokens,
             limits: WsLimits::default(),
             revocation_poll: Duration::from_millis(500),
+            tls: None,
         }
+    }
+
+    /// Serves `wss`: TLS with `chain` (the device's certificate first, then the fleet CA's)
+    /// and the device's private key. Screens that trust the fleet CA reach the device by the
+    /// name in its certificate (`outpost`).
+    pub fn with_tls(
+        mut self,
+        chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+    ) -> Result<WsConfig, WsError> {
+        self.tls = Some(crate::tls::server_config(chain, key)?);
+        Ok(self)
     }
 }
 
@@ -126,6 +142,7 @@ struct Shared {
 /// automerge-repo's WebSocket protocol served beside QUIC (`outpost serve --ws-listen`).
 pub struct WsServer {
     addr: SocketAddr,
+    tls: bool,
     stats: Arc<WsStats>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -192,20 +209,41 @@ impl WsServer {
         });
         let router = Router::new()
             .route("/v1/documents", get(list_documents))
+            .merge(crate::web::routes())
             .fallback(upgrade)
             .with_state(shared);
-        let mut serve_stop = shutdown;
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = serve_stop.changed().await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "the WebSocket server stopped");
+        let tls = config.tls.is_some();
+        let mut serve_stop = shutdown.clone();
+        let stopped = async move {
+            let _ = serve_stop.changed().await;
+        };
+        let task = match config.tls {
+            Some(tls) => {
+                let listener =
+                    crate::tls::TlsListener::new(listener, tls, shutdown).map_err(|source| {
+                        WsError::Bind {
+                            addr: config.listen,
+                            source,
+                        }
+                    })?;
+                tokio::spawn(async move {
+                    let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
+                    if let Err(e) = serve.await {
+                        tracing::error!(error = %e, "the WebSocket server stopped");
+                    }
+                })
             }
-        });
-        tracing::info!(%addr, "serving automerge-repo clients over WebSocket");
+            None => tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "the WebSocket server stopped");
+                }
+            }),
+        };
+        tracing::info!(%addr, tls, "serving automerge-repo clients over WebSocket");
         Ok(WsServer {
             addr,
+            tls,
             stats,
             stop,
             task,
@@ -215,6 +253,15 @@ impl WsServer {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `wss` when it serves TLS, else `ws`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "wss"
+        } else {
+            "ws"
+        }
     }
 
     /// Its counters.
@@ -665,6 +712,16 @@ impl Conn {
         };
         if !may_read(&self.shared, &self.claims, &self.role, &doc) {
             tracing::info!(%doc, "a web client asked for a document its role may not read");
+            // Said in words too (automerge-repo clients show `error` messages), since a
+            // write into such a document is refused as well: nothing of it is stored.
+            let why = format!(
+                "{doc}: a web client of role {} may not read or write it (nothing stored)",
+                self.role
+            );
+            let frame = message::error(&self.shared.server_id, Some(&self.client), &why);
+            if !self.send(socket, frame).await {
+                return Flow::Close;
+            }
             return self.unavailable(socket, &repo_id).await;
         }
         if !self.following.contains_key(&doc) {

@@ -224,6 +224,13 @@ async fn a_guest_reads_no_orders_and_its_writes_are_refused_and_stored_nowhere()
     tx.put(&mine, "total", 1).expect("total");
     tx.commit();
     orders.offer(&mut c, false).await.expect("send");
+    // The refusal in words first (a page shows it), then the protocol's answer.
+    let said = c.recv().await.expect("an answer");
+    assert_eq!(text(&said, "type").as_deref(), Some("error"), "{said:?}");
+    assert!(
+        text(&said, "message").is_some_and(|m| m.contains("may not read or write")),
+        "{said:?}"
+    );
     let answer = c.recv().await.expect("an answer");
     assert_eq!(
         text(&answer, "type").as_deref(),
