@@ -127,6 +127,7 @@ fn a_day_of_health_stays_small() {
         backlog: 0,
         last_errors: Vec::new(),
         cert_not_after_ms: 1_800_000_000_000,
+        recent_audit: Vec::new(),
     };
     store
         .put_serde(&doc, "/devices/pos-1", &h, Durability::Fast)
