@@ -140,20 +140,27 @@ fn a_devices_recent_audit_reaches_the_cloud_through_health() {
     let node = rt
         .block_on(Node::start(node_config))
         .expect("the device starts");
-    let lines = eventually("the device's audit lines in the cloud's overview", SYNC, || {
-        let site = cloud
-            .site_overview()
-            .into_iter()
-            .find(|s| s.site.as_str() == "paris")?;
-        let lines = site.health.get("pos-1")?.recent_audit.clone();
-        lines
-            .iter()
-            .any(|l| l.contains("link_opened peer=cloud-1") && l.contains("dialed=us"))
-            .then_some(lines)
-    });
+    let lines = eventually(
+        "the device's audit lines in the cloud's overview",
+        SYNC,
+        || {
+            let site = cloud
+                .site_overview()
+                .into_iter()
+                .find(|s| s.site.as_str() == "paris")?;
+            let lines = site.health.get("pos-1")?.recent_audit.clone();
+            lines
+                .iter()
+                .any(|l| l.contains("link_opened peer=cloud-1") && l.contains("dialed=us"))
+                .then_some(lines)
+        },
+    );
     println!("recent_audit at the cloud: {lines:#?}");
     assert!(lines.len() <= outpost_transport::MAX_RECENT_AUDIT);
-    assert!(lines.iter().all(|l| !l.contains("acknowledged")), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| !l.contains("acknowledged")),
+        "{lines:?}"
+    );
     rt.block_on(node.shutdown()).expect("device stops");
     rt.block_on(cloud.shutdown()).expect("cloud stops");
 }
