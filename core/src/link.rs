@@ -139,7 +139,6 @@ pub enum Output {
 #[derive(Clone, Debug)]
 struct Conn {
     info: PeerInfo,
-    protocol: Protocol,
     target: Option<Target>,
     opened: Timestamp,
 }
@@ -529,7 +528,7 @@ impl Links {
             if let Some(t) = existing.target {
                 self.schedule_redial(&t, now, Some(existing.opened));
             }
-            self.insert_conn(conn, info, protocol, dialed, now);
+            self.insert_conn(conn, info, dialed, now);
             return;
         }
         let replacing = self.replacing.remove(&info.peer).is_some();
@@ -537,7 +536,7 @@ impl Links {
             tracing::info!(peer = %info, dialed_by_us, "peer connected");
         }
         self.offline.remove(&info.peer);
-        self.insert_conn(conn, info.clone(), protocol, dialed, now);
+        self.insert_conn(conn, info.clone(), dialed, now);
         self.engine
             .handle_connect_speaking(info.clone(), protocol, now);
         if !replacing {
@@ -841,7 +840,6 @@ impl Links {
         &mut self,
         conn: ConnId,
         info: PeerInfo,
-        protocol: Protocol,
         dialed: Option<Target>,
         now: Timestamp,
     ) {
@@ -853,7 +851,6 @@ impl Links {
             conn,
             Conn {
                 info,
-                protocol,
                 target: dialed,
                 opened: now,
             },

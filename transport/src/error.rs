@@ -94,6 +94,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The peer refused this device's certificate as revoked during the handshake.
+    #[error("{target} refused this device's certificate as revoked: the fleet revoked this device (outpost cert revoke); it cannot sync until it gets a new certificate")]
+    DialRevoked {
+        /// The target as given (`host:port`).
+        target: String,
+    },
     /// A connection was lost or closed.
     #[error("connection lost: {0}; the node reconnects to static peers on its own")]
     Connection(#[from] quinn::ConnectionError),

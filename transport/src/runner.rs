@@ -83,6 +83,8 @@ enum Command {
         dialed: Option<Target>,
     },
     DialFailed(Target),
+    /// A dial of the target was refused: the peer holds this device's certificate revoked.
+    DialRevoked(Target),
     AddTarget(Target),
     RemoveTarget(Target),
     RedialNow,
@@ -329,6 +331,8 @@ pub struct Runner<H: Hooks> {
     subscription: Subscription,
     /// Callers waiting for a peer to hold their write (`Durability::Replicated`).
     held: HashMap<HeldWait, oneshot::Sender<PeerId>>,
+    /// Targets that refused our certificate as revoked (logged once each).
+    refused_as_revoked: std::collections::HashSet<Target>,
 }
 
 /// Marks the peers of this runner's site that the deny list names as revoked, so that status
@@ -387,6 +391,7 @@ impl<H: Hooks> Runner<H> {
             commands,
             subscription,
             held: HashMap::new(),
+            refused_as_revoked: std::collections::HashSet::new(),
         }
     }
 
@@ -485,6 +490,17 @@ impl<H: Hooks> Runner<H> {
                     .handle_connected_speaking(id, info, protocol, dialed, now);
             }
             Command::DialFailed(target) => self.links.handle_dial_failed(&target, now),
+            Command::DialRevoked(target) => {
+                if self.refused_as_revoked.insert(target.clone()) {
+                    tracing::error!(
+                        %target,
+                        "the peer refused this device's certificate as revoked: the fleet \
+                         revoked this device (outpost cert revoke); it cannot sync until it gets \
+                         a new certificate"
+                    );
+                }
+                self.links.handle_dial_failed(&target, now)
+            }
             Command::AddTarget(target) => {
                 self.links.add_target(target, now);
             }
@@ -655,6 +671,12 @@ impl<H: Hooks> Runner<H> {
                             dialed: Some(target),
                         }
                     }
+                    Ok(Err(e @ Error::DialRevoked { .. })) => {
+                        // Said once per target, as an error (the runner keeps count): every
+                        // redial is refused the same way until the device is re-issued.
+                        tracing::debug!(error = %e, "dial refused");
+                        Command::DialRevoked(target)
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "dial failed");
                         Command::DialFailed(target)
@@ -765,7 +787,10 @@ async fn connect_first(
                         }
                     };
                 }
-                Ok(Err(e)) => last = Some(e),
+                Ok(Err(Attempt::Failed(e))) => last = Some(e),
+                Ok(Err(Attempt::Revoked)) => {
+                    return Err(Error::DialRevoked { target: target.to_string() });
+                }
                 Err(e) => last = Some(format!("the connection attempt failed: {e}")),
             },
             _ = tokio::time::sleep(NEXT_ADDRESS_DELAY), if more => {
@@ -785,20 +810,25 @@ async fn connect_first(
 async fn connect(
     endpoint: quinn::Endpoint,
     addr: SocketAddr,
-) -> std::result::Result<quinn::Connection, String> {
+) -> std::result::Result<quinn::Connection, Attempt> {
     let connecting = endpoint
         .connect(addr, SERVER_NAME)
-        .map_err(|e| format!("{addr}: {e}"))?;
+        .map_err(|e| Attempt::Failed(format!("{addr}: {e}")))?;
     connecting.await.map_err(|e| {
         if crate::frame::refused_as_revoked(&e) {
-            tracing::error!(
-                %addr,
-                "the peer refused this device's certificate as revoked: the fleet revoked this \
-                 device (outpost cert revoke); it cannot sync until it gets a new certificate"
-            );
+            Attempt::Revoked
+        } else {
+            Attempt::Failed(format!("{addr}: {e}"))
         }
-        format!("{addr}: {e}")
     })
+}
+
+/// Why one handshake failed.
+enum Attempt {
+    /// The peer refused our certificate as revoked: no other address of the target will
+    /// take it either.
+    Revoked,
+    Failed(String),
 }
 
 async fn sleep_for(duration: Option<Duration>) {
