@@ -17,7 +17,7 @@ use crate::feed::{self, ConsumerFeed, FeedListener};
 use crate::listener::{self, NodeListener, Subscription};
 use crate::live::{self, QueryWatch, StatusWatch, ValueWatch};
 use crate::query::Query;
-use crate::types::{Conflict, PeerIdentity, SyncStatus, TxOp, WriteAck};
+use crate::types::{AuditEntry, Conflict, PeerIdentity, SyncStatus, TxOp, WriteAck};
 
 /// How long dropping a running node waits for it to shut down (on a thread of its own).
 const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -834,6 +834,44 @@ impl Outpost {
     /// stream collector has ended. For leak checks in the app's tests.
     pub fn live_tasks(&self) -> u32 {
         self.live.count()
+    }
+
+    /// The audit trail of sync, oldest first: links opened and closed, refusals,
+    /// revocations, certificate renewals, erasures, backups, and when each peer acknowledged
+    /// holding a document. From `since_ms` (ms since the epoch) if given, of `kinds` (e.g.
+    /// `["link_closed", "changes_refused"]`, all when `None`), about `peer` and `doc` if
+    /// given; at most `limit`, the newest (0: all). Reads the local disk only.
+    #[uniffi::method(default(since_ms = None, kinds = None, peer = None, doc = None, limit = 200))]
+    pub fn audit_blocking(
+        &self,
+        since_ms: Option<u64>,
+        kinds: Option<Vec<String>>,
+        peer: Option<String>,
+        doc: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        guard("audit", || {
+            let kinds = kinds
+                .unwrap_or_default()
+                .iter()
+                .map(|k| k.parse())
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let query = outpost_core::AuditQuery {
+                since_ms,
+                until_ms: None,
+                kinds,
+                peer,
+                doc,
+                limit: limit as usize,
+            };
+            Ok(self
+                .store()?
+                .audit()
+                .query(&query)?
+                .iter()
+                .map(AuditEntry::from)
+                .collect())
+        })
     }
 
     /// What is synced: whether any peer is connected, and how many changes of this node

@@ -279,3 +279,54 @@ impl From<&outpost_core::Acknowledged> for WriteAck {
         }
     }
 }
+
+/// One entry of the audit trail of sync (see `auditBlocking`). Fields that do not apply to
+/// its kind are empty.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct AuditEntry {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// What happened: `link_opened`, `link_closed`, `link_refused`, `changes_refused`,
+    /// `refused_by_peer`, `revoked`, `certificate_renewed`, `erased`, `backup_taken`,
+    /// `acknowledged`.
+    pub kind: String,
+    /// The peer's device id.
+    pub peer: Option<String>,
+    /// The peer's site.
+    pub site: Option<String>,
+    /// The peer's role.
+    pub role: Option<String>,
+    /// The document.
+    pub doc: Option<String>,
+    /// For links: whether this device dialed.
+    pub dialed_by_us: Option<bool>,
+    /// For refusals: the rule that refused (`write`, `relay`, `path`, `signature`, ...).
+    pub rule: Option<String>,
+    /// For refusals: the devices the refused changes claim as authors.
+    pub authors: Vec<String>,
+    /// For acknowledgements: the heads the peer holds on its disk (hex change hashes).
+    pub heads: Vec<String>,
+    /// For acknowledgements: how many were coalesced into this entry (one per minute).
+    pub count: u32,
+    /// What happened, in words (a close code, a reason).
+    pub detail: String,
+}
+
+impl From<&outpost_core::AuditEntry> for AuditEntry {
+    fn from(e: &outpost_core::AuditEntry) -> Self {
+        AuditEntry {
+            at_ms: e.at_ms,
+            kind: e.kind.to_string(),
+            peer: e.peer.clone(),
+            site: e.site.clone(),
+            role: e.role.clone(),
+            doc: e.doc.clone(),
+            dialed_by_us: e.dialed_by_us,
+            rule: e.rule.clone(),
+            authors: e.authors.clone(),
+            heads: e.heads.clone(),
+            count: e.count,
+            detail: e.detail.clone(),
+        }
+    }
+}

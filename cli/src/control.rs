@@ -80,6 +80,21 @@ pub(crate) enum Request {
     Status,
     /// Write a backup of the whole store to the file `out`.
     Backup { out: PathBuf },
+    /// The audit trail's entries that match.
+    Audit {
+        #[serde(default)]
+        since_ms: Option<u64>,
+        #[serde(default)]
+        until_ms: Option<u64>,
+        #[serde(default)]
+        kinds: Vec<String>,
+        #[serde(default)]
+        peer: Option<String>,
+        #[serde(default)]
+        doc: Option<String>,
+        #[serde(default)]
+        limit: usize,
+    },
     /// Take a revocation signed by the fleet CA (hex of the record's bytes).
     Revoke { record: String },
     /// Stream every change of `doc`, after its current state if `current`.
@@ -269,6 +284,33 @@ pub(crate) fn execute(host: &dyn Host, request: &Request) -> Result<Json> {
             serde_json::json!({ "changes": changes })
         }
         Request::Status => host.status()?,
+        Request::Audit {
+            since_ms,
+            until_ms,
+            kinds,
+            peer,
+            doc,
+            limit,
+        } => {
+            let query = outpost_core::AuditQuery {
+                since_ms: *since_ms,
+                until_ms: *until_ms,
+                kinds: kinds
+                    .iter()
+                    .map(|k| k.parse())
+                    .collect::<std::result::Result<_, _>>()?,
+                peer: peer.clone(),
+                doc: doc.clone(),
+                limit: *limit,
+            };
+            let audit = store.audit();
+            serde_json::json!({
+                "entries": audit.query(&query)?,
+                "held": audit.len(),
+                "max_entries": audit.limits().max_entries,
+                "max_age_ms": audit.limits().max_age_ms,
+            })
+        }
         Request::Backup { out } => {
             check_outside(host, out, "write a backup to")?;
             let (summary, bytes) = write_backup(store, out)?;

@@ -52,6 +52,18 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
         Command::Docs(crate::DocsCommand::List) => Request::Documents,
         Command::Docs(crate::DocsCommand::Delete { doc }) => Request::DeleteDocument { doc },
         Command::Status { json } => return crate::status::run(dir, cert_dir, json),
+        Command::Audit {
+            since,
+            until,
+            kind,
+            peer,
+            doc,
+            limit,
+            json,
+        } => {
+            let request = crate::audit::request(since, until, kind, peer, doc, limit)?;
+            return crate::audit::run(dir, cert_dir, &request, json);
+        }
         Command::Restore { from } => return restore(dir, &from),
         Command::Migrate { to } => return migrate(dir, to),
         Command::Backup { out } => Request::Backup {

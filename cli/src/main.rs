@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+mod audit;
 mod cert;
 mod control;
 mod data;
@@ -216,6 +217,37 @@ enum Command {
     },
     /// Show documents, heads, peers, and what is unsynced since when.
     Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the audit trail of sync, oldest first: links opened and closed (peer, site, role,
+    /// who dialed, close code), connections and changes refused (rule, authors, document),
+    /// refusals by peers, revocations learnt, certificates renewed, erasures, backups, and
+    /// when each peer acknowledged holding a document (its heads, at most one entry per
+    /// peer, document and minute). The trail keeps the newest 10,000 entries of 90 days.
+    Audit {
+        /// From this time: `2026-12-07`, `2026-12-07T10:00Z`, `90m`, `2h` or `7d` ago, or
+        /// ms since the epoch.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Until this time (same forms), excluded.
+        #[arg(long, value_name = "WHEN")]
+        until: Option<String>,
+        /// Only entries of this kind (repeat for several): link_opened, link_closed,
+        /// link_refused, changes_refused, refused_by_peer, revoked, certificate_renewed,
+        /// erased, backup_taken, acknowledged.
+        #[arg(long, value_name = "KIND")]
+        kind: Vec<String>,
+        /// Only entries about this peer (its id, e.g. `cloud-1`).
+        #[arg(long, value_name = "PEER")]
+        peer: Option<String>,
+        /// Only entries about this document (e.g. `orders/2026-12-07`).
+        #[arg(long, value_name = "DOC")]
+        doc: Option<String>,
+        /// At most this many entries, the newest (0: all).
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

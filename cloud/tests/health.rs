@@ -111,6 +111,60 @@ fn a_device_offline_reports_its_health_when_the_link_comes_back() {
     rt.block_on(cloud.shutdown()).expect("cloud stops");
 }
 
+/// The audit trail reaches the cloud's API through health: a device's report carries the
+/// newest lines of its trail, here the link it opened to the cloud.
+#[test]
+fn a_devices_recent_audit_reaches_the_cloud_through_health() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let ca = make_ca(root);
+    let cloud_cert = issue(&ca, root, "acme", "cloud-1", "cloud");
+    let pos_cert = issue(&ca, root, "paris", "pos-1", "pos");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cloud_addr = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port");
+    let cloud = rt
+        .block_on(Cloud::start(config(root, &cloud_cert, cloud_addr)))
+        .expect("cloud starts");
+    let cert = DeviceCert::load(&pos_cert).expect("device certificate");
+    let mut node_config = NodeConfig::new(root.join("pos"), cert);
+    node_config.listen = "127.0.0.1:0".parse().expect("addr");
+    node_config.static_peers = vec![cloud_addr];
+    // Reports every 300 ms, so the one after the link came up follows at once.
+    node_config.health_period = Some(Duration::from_millis(300));
+    let node = rt
+        .block_on(Node::start(node_config))
+        .expect("the device starts");
+    let lines = eventually(
+        "the device's audit lines in the cloud's overview",
+        SYNC,
+        || {
+            let site = cloud
+                .site_overview()
+                .into_iter()
+                .find(|s| s.site.as_str() == "paris")?;
+            let lines = site.health.get("pos-1")?.recent_audit.clone();
+            lines
+                .iter()
+                .any(|l| l.contains("link_opened peer=cloud-1") && l.contains("dialed=us"))
+                .then_some(lines)
+        },
+    );
+    println!("recent_audit at the cloud: {lines:#?}");
+    assert!(lines.len() <= outpost_transport::MAX_RECENT_AUDIT);
+    assert!(
+        lines.iter().all(|l| !l.contains("acknowledged")),
+        "{lines:?}"
+    );
+    rt.block_on(node.shutdown()).expect("device stops");
+    rt.block_on(cloud.shutdown()).expect("cloud stops");
+}
+
 /// What a day of health costs: an idle device refreshes `updated_ms` every 15 minutes (96
 /// writes a day); a busy one also writes its backlog. Prints the figures; bounds them.
 #[test]
@@ -127,6 +181,7 @@ fn a_day_of_health_stays_small() {
         backlog: 0,
         last_errors: Vec::new(),
         cert_not_after_ms: 1_800_000_000_000,
+        recent_audit: Vec::new(),
     };
     store
         .put_serde(&doc, "/devices/pos-1", &h, Durability::Fast)

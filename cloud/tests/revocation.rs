@@ -142,7 +142,10 @@ fn a_revocation_posted_to_the_cloud_reaches_the_site_and_cuts_the_device_off() {
     // target) and a refusal after the handshake (logged by the links layer per peer) may
     // each be seen once.
     let said: Vec<&String> = lines.iter().filter(|l| l.contains("as revoked")).collect();
-    println!("'as revoked' lines in the restarted kiosk's output: {}", said.len());
+    println!(
+        "'as revoked' lines in the restarted kiosk's output: {}",
+        said.len()
+    );
     assert!(said.len() <= 2, "{said:#?}");
     for p in [&mut kiosk, &mut pos, &mut cloud] {
         p.terminate();

@@ -980,6 +980,13 @@ impl Engine {
                 // Re-evaluate the exchange now that we offer no changes (see `pump`), so
                 // that we do not wait for an answer about changes the peer will not take.
                 self.pump(from, &doc, now);
+                let entry = crate::AuditEntry::new(now, crate::AuditKind::RefusedByPeer)
+                    .peer_id(from)
+                    .doc(&doc)
+                    .detail(reason.clone());
+                if let Err(e) = self.store.audit().record(entry) {
+                    self.storage_failed(Some(from), Some(&doc), &e);
+                }
                 self.events.push_back(Event::RefusedByPeer {
                     peer: from.clone(),
                     doc,
@@ -1032,7 +1039,7 @@ impl Engine {
             let heads = self.heads_or_empty(&doc);
             match theirs.remove(&doc) {
                 Some(t) if t == digest(&heads) => {
-                    if self.note_shared(from, &doc, heads) {
+                    if self.note_shared(from, &doc, heads, now) {
                         self.mark_synced(from, &doc, now);
                     }
                 }
@@ -1088,7 +1095,7 @@ impl Engine {
         for i in outcome.equal {
             let e = snapshot.entry(i);
             let (doc, heads) = (e.doc.clone(), e.heads.clone());
-            if self.note_shared(from, &doc, heads) {
+            if self.note_shared(from, &doc, heads, now) {
                 self.mark_synced(from, &doc, now);
             }
         }
@@ -1106,7 +1113,13 @@ impl Engine {
     /// Both sides announced the same heads: they are shared, so the next session (and the
     /// status) starts from them without an exchange.
     /// Returns whether the shared heads are on disk.
-    fn note_shared(&mut self, peer: &PeerId, doc: &DocumentId, heads: Vec<ChangeHash>) -> bool {
+    fn note_shared(
+        &mut self,
+        peer: &PeerId,
+        doc: &DocumentId,
+        heads: Vec<ChangeHash>,
+        now: Timestamp,
+    ) -> bool {
         let mut state = match self.take_state(peer, doc) {
             Ok(s) => s,
             Err(EngineError::Store(e)) => {
@@ -1129,7 +1142,46 @@ impl Engine {
             ds.state = Some(state);
         }
         self.heads_learned(peer, doc);
+        self.audit_ack(peer, doc, now);
         persisted
+    }
+
+    /// Records in the audit trail the heads `peer` last announced for `doc` (held here): it
+    /// announces only heads it holds on its disk (see `engine/held.rs`), so this is when our
+    /// changes reached it. Coalesced by the trail.
+    fn audit_ack(&mut self, peer: &PeerId, doc: &DocumentId, now: Timestamp) {
+        if !self.known.contains(doc) {
+            return;
+        }
+        let Some(theirs) = self
+            .peers
+            .get(peer)
+            .and_then(|p| p.docs.get(doc))
+            .and_then(|d| d.state.as_ref())
+            .and_then(|s| s.their_heads.as_ref())
+            .filter(|h| !h.is_empty())
+        else {
+            return;
+        };
+        let result = self.store.audit().record_ack(now, peer, doc, theirs);
+        if let Err(e) = result {
+            self.storage_failed(Some(peer), Some(doc), &e);
+        }
+    }
+
+    /// The devices that the changes of `msg` claim as their authors (from the chunk
+    /// headers, without decoding operations), for the audit trail of a refusal.
+    fn claimed_authors(msg: &sync::Message) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        for chunk in msg.changes.iter() {
+            for actor in crate::chunk::chunk_actors(chunk).unwrap_or_default() {
+                match parse_actor(&actor) {
+                    Some(claim) => out.insert(format!("{} ({})", claim.peer, claim.role)),
+                    None => out.insert(actor.to_hex_string()),
+                };
+            }
+        }
+        out.into_iter().collect()
     }
 
     fn mark_synced(&mut self, peer: &PeerId, doc: &DocumentId, now: Timestamp) {
@@ -1681,13 +1733,15 @@ impl Engine {
         };
         if let Some(reason) = refusal {
             let n = msg.changes.len() as u64;
-            return self.refuse(from, &info, doc, msg.heads, n, reason, now);
+            let authors = Self::claimed_authors(&msg);
+            return self.refuse(from, &info, doc, (msg.heads, n, authors), reason, now);
         }
         if self.config.verifier.is_some() && !msg.changes.is_empty() {
             if let Some(bad) = self.take_bad_signatures(from, &doc) {
                 let n = msg.changes.len() as u64;
                 let reason = format!("the signatures sent with these changes were refused: {bad}");
-                return self.refuse(from, &info, doc, msg.heads, n, reason, now);
+                let authors = Self::claimed_authors(&msg);
+                return self.refuse(from, &info, doc, (msg.heads, n, authors), reason, now);
             }
         }
         let erasures = is_erasure_list(&doc);
@@ -1704,22 +1758,29 @@ impl Engine {
         Ok(())
     }
 
-    /// Refuses the `n` changes of a message from `from` (whose heads were `heads`): nothing
-    /// of it is stored, the peer is told, and its changes to `doc` are taken no more this
-    /// session.
-    #[allow(clippy::too_many_arguments)]
+    /// Refuses the `n` changes of a message from `from` (whose heads were `heads`, whose
+    /// changes claim `authors`): nothing of it is stored, the peer is told, the audit trail
+    /// records it, and its changes to `doc` are taken no more this session.
     fn refuse(
         &mut self,
         from: &PeerId,
         info: &PeerInfo,
         doc: DocumentId,
-        heads: Vec<ChangeHash>,
-        n: u64,
+        (heads, n, authors): (Vec<ChangeHash>, u64, Vec<String>),
         reason: String,
         now: Timestamp,
     ) -> Result<(), EngineError> {
         self.metrics.changes_refused += n;
         tracing::warn!(peer = %info, %doc, %reason, "refused changes");
+        let mut entry = crate::AuditEntry::new(now, crate::AuditKind::ChangesRefused)
+            .peer(info)
+            .doc(&doc)
+            .detail(format!("{n} changes: {reason}"));
+        entry.rule = Some(crate::store::refusal_rule(&reason).to_string());
+        entry.authors = authors;
+        if let Err(e) = self.store.audit().record(entry) {
+            self.storage_failed(Some(from), Some(&doc), &e);
+        }
         let Some(peer) = self.peers.get_mut(from) else {
             return Err(EngineError::UnknownPeer(from.clone()));
         };
@@ -1870,7 +1931,8 @@ impl Engine {
             Ok(Received::Refused(reason)) => {
                 let state = state_before.unwrap_or(state);
                 self.put_state(from, &doc, state, now);
-                return self.refuse(from, &info, doc, heads, n, reason, now);
+                // The message went to the store: its authors are named in the reason.
+                return self.refuse(from, &info, doc, (heads, n, Vec::new()), reason, now);
             }
             Err(e @ crate::Error::Storage(_)) => {
                 // Nothing claims the changes arrived: the state goes back as it was before
@@ -2027,6 +2089,7 @@ impl Engine {
         }
         // The state may carry heads the peer just announced.
         self.heads_learned(peer, doc);
+        self.audit_ack(peer, doc, now);
     }
 
     /// Whether the peer owes us an answer on this exchange.

@@ -205,6 +205,14 @@ pub enum Error {
         /// The name given.
         name: String,
     },
+    /// An audit entry kind that does not exist (`outpost audit --kind`).
+    #[error("unknown audit entry kind {name:?}; use one of {known}")]
+    UnknownAuditKind {
+        /// The name given.
+        name: String,
+        /// The kinds there are.
+        known: String,
+    },
     /// Moving a store to another engine failed or found a difference.
     #[error("migrating {path} failed: {reason}; the store is unchanged unless said otherwise, and running the migration again resumes it")]
     Migration {

@@ -65,6 +65,7 @@ pub use store::{
     restore, restore_stores, BackupError, BackupSummary, BackupWriter, BACKUP_MAGIC,
     BACKUP_VERSION, ERASURES_DOC,
 };
+pub use store::{AuditEntry, AuditKind, AuditLimits, AuditQuery, AuditTrail};
 pub use store::{
     Author, ChangeEvent, ConflictValue, Durability, Feed, FeedBatch, FeedDocs, FeedFilter, Origin,
     Store, StoreOptions, Subscription, SubscriptionFilter, Ticket, TicketPrefix, Tx, WriteOutcome,

@@ -48,6 +48,7 @@ pub use self::backoff::Backoff;
 pub use self::close::CloseCode;
 use crate::engine::wire::Protocol;
 use crate::engine::{HeldWait, SyncStatus};
+use crate::{AuditEntry, AuditKind};
 use crate::{DocumentId, Engine, EngineError, Event, PeerId, PeerInfo, SiteId, Timestamp};
 
 /// Identifies one connection for its whole life. The driver chooses it; it must not be reused
@@ -260,6 +261,37 @@ impl Links {
             self.revoked.insert(peer.peer.clone());
         }
         self.note_offline(&peer.peer, now, format!("refused: {code}"));
+        self.audit(
+            AuditEntry::new(now, AuditKind::LinkRefused)
+                .peer(peer)
+                .detail(format!("refused: {code}")),
+        );
+    }
+
+    /// Records `entry` in the store's audit trail; a failure is reported as
+    /// [`Event::StorageFailed`] and never stops a link.
+    fn audit(&mut self, entry: AuditEntry) {
+        if let Err(e) = self.engine.store().audit().record(entry) {
+            self.events.push_back(Event::StorageFailed {
+                peer: None,
+                doc: None,
+                error: format!("cannot write the audit trail: {e}"),
+            });
+        }
+    }
+
+    fn audit_closed(
+        &mut self,
+        info: &PeerInfo,
+        dialed_by_us: bool,
+        detail: String,
+        now: Timestamp,
+    ) {
+        let mut entry = AuditEntry::new(now, AuditKind::LinkClosed)
+            .peer(info)
+            .detail(detail);
+        entry.dialed_by_us = Some(dialed_by_us);
+        self.audit(entry);
     }
 
     /// Marks `peer` revoked (a deny-list entry): it leaves the backlog in status.
@@ -508,6 +540,9 @@ impl Links {
         self.engine
             .handle_connect_speaking(info.clone(), protocol, now);
         if !replacing {
+            let mut entry = AuditEntry::new(now, AuditKind::LinkOpened).peer(&info);
+            entry.dialed_by_us = Some(dialed_by_us);
+            self.audit(entry);
             self.events.push_back(Event::PeerConnected(info));
         }
     }
@@ -600,6 +635,7 @@ impl Links {
             Some(code) => format!("closed by the peer: {code}"),
             None => "connection lost".to_string(),
         };
+        self.audit_closed(&c.info, c.target.is_some(), why.clone(), now);
         self.note_offline(&c.info.peer, now, why);
         self.events.push_back(Event::PeerDisconnected(c.info));
     }
@@ -636,6 +672,7 @@ impl Links {
             }
             None => {
                 if let Some((info, _)) = gone {
+                    self.audit_closed(&info, false, format!("closed here: {code}"), now);
                     self.events.push_back(Event::PeerDisconnected(info));
                     return true;
                 }
@@ -693,6 +730,12 @@ impl Links {
         for peer in expired {
             if let Some((info, _)) = self.replacing.remove(&peer) {
                 tracing::info!(peer = %info, "peer disconnected (its other connection never came)");
+                self.audit_closed(
+                    &info,
+                    false,
+                    "connection lost (its other connection never came)".to_string(),
+                    now,
+                );
                 self.note_offline(&info.peer, now, "connection lost".to_string());
                 self.events.push_back(Event::PeerDisconnected(info));
             }
@@ -716,9 +759,14 @@ impl Links {
     /// what they queued.
     pub fn shutdown(&mut self, now: Timestamp) -> Vec<ConnId> {
         self.stopped = true;
-        let peers: Vec<PeerId> = self.current.keys().cloned().collect();
-        for peer in peers {
+        let peers: Vec<(PeerId, ConnId)> =
+            self.current.iter().map(|(p, c)| (p.clone(), *c)).collect();
+        for (peer, conn) in peers {
             self.engine.handle_disconnect(&peer, now);
+            if let Some(c) = self.conns.get(&conn).cloned() {
+                let detail = format!("closed here: {}", CloseCode::Shutdown);
+                self.audit_closed(&c.info, c.target.is_some(), detail, now);
+            }
         }
         self.current.clear();
         self.replacing.clear();
@@ -825,6 +873,12 @@ impl Links {
             if code == CloseCode::Revoked {
                 self.revoked.insert(c.info.peer.clone());
             }
+            self.audit_closed(
+                &c.info,
+                c.target.is_some(),
+                format!("closed here: {code}"),
+                now,
+            );
             self.note_offline(&c.info.peer, now, format!("closed here: {code}"));
             self.events.push_back(Event::PeerDisconnected(c.info));
         }
@@ -832,6 +886,11 @@ impl Links {
 
     fn refuse(&mut self, conn: ConnId, info: PeerInfo, code: CloseCode, now: Timestamp) {
         self.note_offline(&info.peer, now, format!("refused: {code}"));
+        self.audit(
+            AuditEntry::new(now, AuditKind::LinkRefused)
+                .peer(&info)
+                .detail(format!("refused: {code}")),
+        );
         self.outputs.push_back(Output::Close { conn, code });
         self.events
             .push_back(Event::ConnectionRefused { peer: info, code });

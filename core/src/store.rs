@@ -7,6 +7,7 @@
 //! hands them to `Automerge::load`. Compaction writes a new snapshot and removes the older
 //! chunks in one atomic sled batch, so a crash leaves either the old or the new layout.
 
+mod audit;
 mod author;
 mod backup;
 mod feed;
@@ -34,6 +35,8 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use serde_json::Value as Json;
 
+pub(crate) use self::audit::refusal_rule;
+pub use self::audit::{AuditEntry, AuditKind, AuditLimits, AuditQuery, AuditTrail};
 pub use self::author::Author;
 pub use self::backup::{
     restore, restore_stores, BackupError, BackupSummary, BackupWriter, BACKUP_MAGIC, BACKUP_VERSION,
@@ -255,6 +258,8 @@ struct Inner {
     mirror: Option<(SharedMirror, mirror::MirrorQueue)>,
     /// Where fleet documents live (see [`StoreOptions::fleet`]).
     fleet: Option<Store>,
+    /// The audit trail of sync (see `audit.rs`).
+    audit: AuditTrail,
 }
 
 impl std::fmt::Debug for Store {
@@ -317,6 +322,7 @@ impl Store {
         let chunks = db.keyspace(format!("{namespace}chunks"));
         let sigs = db.keyspace(format!("{namespace}sigs"));
         let certs = db.keyspace(format!("{namespace}certs"));
+        let audit = AuditTrail::open(db.keyspace(format!("{namespace}audit")))?;
         migrate_tree_per_document(&db, namespace, &chunks, &durable)?;
         // A new actor every session (see `StoreOptions::actor_tail`): 2^-64 odds of a
         // collision per pair of sessions of one device.
@@ -371,6 +377,7 @@ impl Store {
                 erased: Mutex::new(erased),
                 mirror: options.mirror.map(|m| (m, mirror::MirrorQueue::default())),
                 fleet: options.fleet,
+                audit,
             }),
         };
         // Our own certificate is known like any other signer's: peers that relay our
@@ -380,6 +387,20 @@ impl Store {
             store.put_certificate(&signer.key_id(), der, &me.peer)?;
         }
         Ok(store)
+    }
+
+    /// The audit trail of this store's sync (links, refusals, revocations, renewals,
+    /// erasures, backups, acknowledgements): bounded, persisted, queryable.
+    pub fn audit(&self) -> &AuditTrail {
+        &self.inner.audit
+    }
+
+    /// Records `entry` in the audit trail; a failure is logged, never the caller's (the
+    /// trail must not stop sync).
+    pub(crate) fn audit_quietly(&self, entry: AuditEntry) {
+        if let Err(e) = self.inner.audit.record(entry) {
+            tracing::warn!(error = %e, "cannot write the audit trail");
+        }
     }
 
     /// The identity this store writes as, if any.
@@ -936,6 +957,15 @@ impl Store {
             }
         }
         self.inner.meta.apply_batch(batch)?;
+        self.audit_quietly(
+            AuditEntry::new(crate::Timestamp(now_ms), AuditKind::Erased)
+                .doc(doc)
+                .detail(if existed {
+                    "deleted its data"
+                } else {
+                    "held no data"
+                }),
+        );
         self.sync_to_disk()?;
         Ok(existed)
     }

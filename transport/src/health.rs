@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use outpost_core::engine::wire::Protocol;
 use outpost_core::engine::SyncStatus;
-use outpost_core::{DocumentId, Durability, Event, Store, Timestamp};
+use outpost_core::{AuditKind, AuditQuery, DocumentId, Durability, Event, Store, Timestamp};
 use serde_json::{json, Map, Value as Json};
 
 use crate::runner::RunnerHandle;
@@ -32,6 +32,9 @@ pub const HEALTH_DOC: &str = "health";
 
 /// How many of its last errors a device keeps in its health.
 pub const MAX_LAST_ERRORS: usize = 5;
+
+/// How many audit entries a device's health carries.
+pub const MAX_RECENT_AUDIT: usize = 10;
 
 /// Errors are cut to this many characters in the health document.
 const MAX_ERROR_CHARS: usize = 200;
@@ -57,6 +60,12 @@ pub struct DeviceHealth {
     pub last_errors: Vec<String>,
     /// When its certificate expires, ms since the Unix epoch.
     pub cert_not_after_ms: u64,
+    /// The newest entries of its audit trail (at most [`MAX_RECENT_AUDIT`], oldest first,
+    /// acknowledgements left out), one line each as `outpost audit` prints them: links
+    /// opened and closed, refusals, revocations, renewals, erasures, backups. The whole
+    /// trail stays on the device (`outpost audit`).
+    #[serde(default)]
+    pub recent_audit: Vec<String>,
 }
 
 /// The protocol number as published (`outpost/3` is 3).
@@ -132,6 +141,62 @@ fn backlog(status: &SyncStatus, health: &DocumentId) -> u64 {
         .sum()
 }
 
+/// Turns the list at `path` from `old` into `new` by dropping from its front and pushing at
+/// its end what the window moved by: each audit line enters the health document's history
+/// once (rewriting the whole list on every move would add every line again each time).
+fn edit_list(
+    tx: &mut outpost_core::Tx<'_>,
+    path: &str,
+    old: &[String],
+    new: &[String],
+) -> outpost_core::Result<()> {
+    // The most lines at the end of `old` that begin `new`.
+    let kept = (0..=old.len().min(new.len()))
+        .rev()
+        .find(|&k| old[old.len() - k..] == new[..k])
+        .unwrap_or(0);
+    if old.is_empty() || kept == 0 {
+        return tx.put(path, json!(new));
+    }
+    for _ in 0..old.len() - kept {
+        tx.delete(&format!("{path}/0"))?;
+    }
+    for line in &new[kept..] {
+        tx.push(path, json!(line))?;
+    }
+    Ok(())
+}
+
+/// The newest audit entries worth a health report (acknowledgements come with every sync and
+/// would rewrite the report each time): one line each, cut to [`MAX_ERROR_CHARS`].
+fn recent_audit(store: &Store) -> Vec<String> {
+    let kinds = AuditKind::ALL
+        .into_iter()
+        .filter(|k| *k != AuditKind::Acknowledged)
+        .collect();
+    let entries = store
+        .audit()
+        .query(&AuditQuery {
+            kinds,
+            limit: MAX_RECENT_AUDIT,
+            ..AuditQuery::default()
+        })
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the audit trail for the health report");
+            Vec::new()
+        });
+    entries
+        .iter()
+        .map(|e| {
+            let mut line = e.to_string();
+            if let Some((i, _)) = line.char_indices().nth(MAX_ERROR_CHARS) {
+                line.truncate(i);
+            }
+            line
+        })
+        .collect()
+}
+
 /// Whether the disk use moved enough to be worth a write: a tenth, and at least 1 MiB.
 fn disk_moved(old: u64, new: u64) -> bool {
     old.abs_diff(new) >= (old / 10).max(1 << 20)
@@ -177,6 +242,7 @@ impl Publisher {
             backlog: backlog(&status, &Self::doc()),
             last_errors: self.errors.last(),
             cert_not_after_ms: crate::renew::not_after_ms(&der).unwrap_or(0),
+            recent_audit: recent_audit(&self.store),
         })
     }
 
@@ -204,9 +270,10 @@ impl Publisher {
         if old.cert_not_after_ms != new.cert_not_after_ms {
             out.insert("cert_not_after_ms".into(), json!(new.cert_not_after_ms));
         }
+        // `recent_audit` is written by `publish` (list edits, not a field).
         let stale = new.updated_ms.saturating_sub(old.updated_ms)
             >= u64::try_from(self.heartbeat.as_millis()).unwrap_or(u64::MAX);
-        if !out.is_empty() || stale {
+        if !out.is_empty() || stale || old.recent_audit != new.recent_audit {
             out.insert("updated_ms".into(), json!(new.updated_ms));
         }
         out
@@ -232,11 +299,16 @@ impl Publisher {
                 if fields.is_empty() {
                     return 0;
                 }
-                let n = fields.len();
+                let audit_moved = old.recent_audit != new.recent_audit;
+                let n = fields.len() + usize::from(audit_moved);
                 self.store
                     .transact(&doc, Durability::Fast, |tx| {
                         for (k, v) in fields {
                             tx.put(&format!("{path}/{k}"), v)?;
+                        }
+                        if audit_moved {
+                            let list = format!("{path}/recent_audit");
+                            edit_list(tx, &list, &old.recent_audit, &new.recent_audit)?;
                         }
                         Ok(())
                     })
@@ -273,6 +345,31 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audit_window_moves_by_list_edits() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("store");
+        let doc = Publisher::doc();
+        let lines = |r: std::ops::Range<u32>| r.map(|i| format!("line {i}")).collect::<Vec<_>>();
+        let path = "/devices/pos-1/recent_audit";
+        let mut old = Vec::new();
+        for window in [
+            lines(0..3),
+            lines(0..10),
+            lines(4..14),
+            lines(20..30),
+            lines(21..31),
+        ] {
+            store
+                .transact(&doc, Durability::Fast, |tx| {
+                    edit_list(tx, path, &old, &window)
+                })
+                .expect("edited");
+            assert_eq!(store.get(&doc, path).expect("read"), Some(json!(window)));
+            old = window;
+        }
+    }
 
     #[test]
     fn disk_use_is_written_only_when_it_moved_enough() {

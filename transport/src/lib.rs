@@ -78,7 +78,7 @@ pub use frame::{
     decode as decode_frame, encode as encode_frame, read_frame, write_frame, CloseCodeExt,
     DEFAULT_MAX_FRAME_SIZE, HEADER_LEN,
 };
-pub use health::{DeviceHealth, HEALTH_DOC, MAX_LAST_ERRORS};
+pub use health::{DeviceHealth, HEALTH_DOC, MAX_LAST_ERRORS, MAX_RECENT_AUDIT};
 pub use identity::{
     identity_uri, parse_identity_uri, peer_info_from_cert, public_key_id, DeviceCert, FleetCa,
     DEVICE_CERT_VALIDITY_DAYS, SERVER_NAME,

@@ -377,6 +377,7 @@ impl Node {
                         cert_dir: config.cert_dir.clone(),
                         before,
                         runner: runner.clone(),
+                        store: store.clone(),
                     },
                     cert.clone(),
                 )
@@ -796,6 +797,8 @@ struct Renewal {
     cert_dir: Option<PathBuf>,
     before: Duration,
     runner: RunnerHandle,
+    /// For the audit trail.
+    store: Store,
 }
 
 /// Renews the certificate through a static cloud peer once less than `before` remains:
@@ -874,6 +877,14 @@ async fn renew_loop(r: Renewal, cert: Arc<std::sync::Mutex<DeviceCert>>) {
         }
         let until = crate::renew::not_after_ms(new.cert_der()).unwrap_or(0);
         tracing::info!(valid_until_ms = until, "certificate renewed");
+        let entry = outpost_core::AuditEntry::new(
+            outpost_core::Timestamp::now(),
+            outpost_core::AuditKind::CertificateRenewed,
+        )
+        .detail(format!("valid until {until} ms (was {not_after} ms)"));
+        if let Err(e) = r.store.audit().record(entry) {
+            tracing::warn!(error = %e, "cannot write the audit trail");
+        }
         *cert.lock().unwrap_or_else(|p| p.into_inner()) = new;
     }
 }

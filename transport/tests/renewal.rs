@@ -95,6 +95,21 @@ async fn a_device_renews_its_certificate_through_the_cloud_before_it_expires() {
     })
     .await;
     assert!(days_left(&saved) > 29.0);
+    // The audit trail says when (recorded before the new certificate is put in use).
+    let renewals = pos
+        .store()
+        .audit()
+        .query(&outpost_core::AuditQuery {
+            kinds: vec![outpost_core::AuditKind::CertificateRenewed],
+            ..Default::default()
+        })
+        .expect("the audit trail reads");
+    println!("audit: {renewals:?}");
+    assert_eq!(renewals.len(), 1, "{renewals:?}");
+    assert!(
+        renewals[0].detail.starts_with("valid until "),
+        "{renewals:?}"
+    );
 
     // Every later handshake presents the renewed certificate.
     let kiosk = issue(&ca, "s1", "kiosk-1", "kiosk");

@@ -100,7 +100,7 @@ impl Engine {
         &mut self,
         from: Option<&PeerId>,
         record: SignedRevocation,
-        _now: Timestamp,
+        now: Timestamp,
     ) -> Result<bool, RevocationRefused> {
         let id = record.id();
         if self.revocations.records.contains_key(&id) {
@@ -147,6 +147,16 @@ impl Engine {
             }
         }
         self.revocations.new.push(revocation.clone());
+        let mut entry = crate::AuditEntry::new(now, crate::AuditKind::Revoked)
+            .detail(format!("{revocation}: {}", revocation.reason));
+        entry.peer = Some(revocation.peer.to_string());
+        entry.site = Some(revocation.site.to_string());
+        if let Some(from) = from {
+            entry.detail.push_str(&format!(" (learnt from {from})"));
+        }
+        if let Err(e) = self.store.audit().record(entry) {
+            self.storage_failed(from, None, &e);
+        }
         self.events.push_back(Event::Revoked { revocation, record });
         Ok(true)
     }

@@ -266,6 +266,14 @@ impl<W: Write> BackupWriter<W> {
         self.out.frame(&Record::EndStore {
             documents: summary.documents,
         })?;
+        store.audit_quietly(
+            super::AuditEntry::new(crate::Timestamp::now(), super::AuditKind::BackupTaken).detail(
+                format!(
+                    "{} documents ({} bytes), {} signatures",
+                    summary.documents, summary.document_bytes, summary.signatures
+                ),
+            ),
+        );
         Ok(summary)
     }
 
