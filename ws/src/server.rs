@@ -462,6 +462,7 @@ impl Conn {
             writer: WebWriter {
                 peer,
                 role: role.clone(),
+                name: claims.name.clone(),
             },
             shared,
             id,

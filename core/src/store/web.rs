@@ -9,7 +9,7 @@ use automerge::sync;
 use automerge::ActorId;
 
 use super::{Origin, Received, Store, StoredSignature};
-use crate::signing::signed_bytes;
+use crate::vouch::{vouch_bytes, VouchClaim, MAX_CLAIM_PART};
 use crate::{DocumentId, PeerId, Result, Role};
 
 /// The Automerge sync state of one web client for one document. Kept in memory for the
@@ -32,6 +32,9 @@ pub struct WebWriter {
     pub peer: PeerId,
     /// The role of the client's token.
     pub role: Role,
+    /// The client's name (its token's `name`), which this device's vouch records bind its
+    /// changes to (`crate::vouch`), with this device's site and the token's role.
+    pub name: String,
 }
 
 /// What [`Store::web_receive`] did with a client's message.
@@ -92,6 +95,15 @@ impl Store {
                         "this device (role {role}) may not vouch for writes to {doc}"
                     )));
                 }
+                // Receivers refuse a vouch the policy does not allow (`Engine::check_vouch`):
+                // refused here first, so that nothing is stored that no peer would take.
+                if !policy.may_vouch(role, &writer.role) {
+                    return Ok(WebReceived::Refused(format!(
+                        "this device (role {role}) may not vouch for web clients of role {} \
+                         (the policy's `vouch`)",
+                        writer.role
+                    )));
+                }
             }
             if self.is_erased(doc) {
                 return Ok(WebReceived::Refused(format!("{doc} was erased")));
@@ -99,6 +111,13 @@ impl Store {
         }
         let written = policy.has_path_rules(context);
         let signer = self.inner.signer.clone();
+        // `{device}` in a path pattern stands for the client's name (as receivers read it).
+        let client_id: Option<PeerId> = writer.name.parse().ok();
+        let client = self.inner.identity.as_ref().map(|me| VouchClaim {
+            site: me.site.clone(),
+            name: writer.name.clone(),
+            role: writer.role.clone(),
+        });
         let verify = |new: &[super::NewChange]| -> std::result::Result<_, String> {
             let mut newest: HashMap<&ActorId, (u64, automerge::ChangeHash)> = HashMap::new();
             for c in new {
@@ -114,16 +133,23 @@ impl Store {
                         Some(Err(e)) => return Err(format!("change by {}: {e}", writer.peer)),
                         None => return Err("the change's paths were not decoded".to_string()),
                     };
-                    let roles = std::iter::once(&writer.role).chain(device_role.as_ref());
-                    for role in roles {
-                        for (path, replaces) in paths {
-                            if !policy.may_write_path(role, context, path, *replaces) {
-                                return Err(format!(
-                                    "role {role} may not {} {path} in {doc}: {}",
-                                    if *replaces { "replace" } else { "write" },
-                                    policy.path_refusal(role, context, path)
-                                ));
-                            }
+                    // Judged by the client's role alone, as every receiver judges it (the
+                    // vouch record names that role): a POS may accept a kitchen screen's
+                    // bump that it may not write itself.
+                    let role = &writer.role;
+                    for (path, replaces) in paths {
+                        if !policy.may_write_path_as(
+                            role,
+                            client_id.as_ref(),
+                            context,
+                            path,
+                            *replaces,
+                        ) {
+                            return Err(format!(
+                                "role {role} may not {} {path} in {doc}: {}",
+                                if *replaces { "replace" } else { "write" },
+                                policy.path_refusal(role, context, path)
+                            ));
                         }
                     }
                 }
@@ -132,14 +158,20 @@ impl Store {
                     *e = (c.seq, c.hash);
                 }
             }
-            let Some(signer) = &signer else {
+            let (Some(signer), Some(client)) = (&signer, &client) else {
                 return Ok(Vec::new());
             };
             let mut records = Vec::new();
             for (actor, (seq, hash)) in newest {
                 let signature = signer
-                    .sign(&signed_bytes(doc, &hash))
+                    .sign(&vouch_bytes(doc, &hash, client))
                     .map_err(|e| format!("this device could not vouch for the change: {e}"))?;
+                let signature = client.seal(&signature).ok_or_else(|| {
+                    format!(
+                        "the client's name {:?} is too long to vouch for (at most {MAX_CLAIM_PART} bytes)",
+                        client.name
+                    )
+                })?;
                 records.push((
                     actor.clone(),
                     seq,
