@@ -62,11 +62,13 @@ impl Store {
 
     /// Applies a web client's sync message on `doc`. A message that carries changes is
     /// accepted only if the client's role and this device's role may both write the
-    /// document's context, no change claims an outpost device's actor, and, in a context
-    /// with per-path rules, every operation is allowed at its path for both roles (judged
-    /// against the document held here, as for a device's changes). Accepted changes are
-    /// signed by this device (the newest change of each actor, as for an import) so peers
-    /// that require signatures take them, stored, and announced as [`Origin::Import`] so
+    /// document's context, this device's role may vouch for the client's (the policy's
+    /// `vouch`), no change claims an outpost device's actor, and, in a context with
+    /// per-path rules, every operation is allowed at its path for the client's role (judged
+    /// against the document held here, as for a device's changes, and as every receiver
+    /// judges it). For the newest change of each client actor this device stores a vouch
+    /// record naming the client (`crate::vouch`), which receivers check in place of an
+    /// author's signature; the changes are stored and announced as [`Origin::Import`] so
     /// the site's peers get them. A refused message stores nothing.
     pub fn web_receive(
         &self,
