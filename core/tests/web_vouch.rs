@@ -162,6 +162,7 @@ fn a_vouched_kitchen_screen_bump_is_accepted_two_hops_away() {
         peer: "web-screen-1".parse().expect("peer id"),
         role: "kds".parse().expect("role"),
         name: "screen-1".into(),
+        site: "paris".parse().expect("site"),
     };
     let answer = sync_client(&mut net, &kitchen, &orders, &mut screen, &writer);
     assert_eq!(
@@ -241,6 +242,7 @@ fn a_vouched_write_outside_the_clients_role_is_refused_even_if_the_voucher_may_w
         peer: "web-screen-2".parse().expect("peer id"),
         role: "kds".parse().expect("role"),
         name: "screen-2".into(),
+        site: "paris".parse().expect("site"),
     };
     let answer = sync_client(&mut net, &pos1, &orders, &mut screen, &writer);
     assert!(

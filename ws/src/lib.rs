@@ -22,10 +22,12 @@ mod docid;
 mod error;
 mod message;
 mod server;
+mod site;
 mod token;
 
 pub use docid::{repo_document_id, repo_url};
 pub use error::WsError;
 pub use message::PROTOCOL_VERSION;
 pub use server::{WsConfig, WsLimits, WsServer, WsStats};
+pub use site::WsSite;
 pub use token::{TokenBook, TokenClaims};

@@ -35,6 +35,9 @@ pub struct WebWriter {
     /// The client's name (its token's `name`), which this device's vouch records bind its
     /// changes to (`crate::vouch`), with this device's site and the token's role.
     pub name: String,
+    /// The client's site (its token's): the site of the device that accepted it, or at a
+    /// cloud the site whose documents it syncs (the cloud's own identity is fleet-wide).
+    pub site: crate::SiteId,
 }
 
 /// What [`Store::web_receive`] did with a client's message.
@@ -115,8 +118,8 @@ impl Store {
         let signer = self.inner.signer.clone();
         // `{device}` in a path pattern stands for the client's name (as receivers read it).
         let client_id: Option<PeerId> = writer.name.parse().ok();
-        let client = self.inner.identity.as_ref().map(|me| VouchClaim {
-            site: me.site.clone(),
+        let client = self.inner.identity.as_ref().map(|_| VouchClaim {
+            site: writer.site.clone(),
             name: writer.name.clone(),
             role: writer.role.clone(),
         });
