@@ -30,7 +30,7 @@ pub const CLOUD_DOCUMENT_STREAMS: u32 = 1024;
     about = "The outpost cloud peer: syncs every site of a fleet over QUIC with mutual TLS, \
              keeps each site's documents apart, relays between a site's devices, and serves \
              /health and Prometheus /metrics over HTTP.",
-    after_help = "Config file keys: data, store, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, ca_key, renew_days, signatures, \
+    after_help = "Config file keys: data, store, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, ca_key, renew_days, signatures, ws_listen, \
                   a [policy] table and a [limits] table (see cloud/CLI.md). Flags override environment variables, \
                   which override the file. SIGTERM or SIGINT: stop accepting, flush, exit 0."
 )]
