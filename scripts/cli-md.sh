@@ -10,7 +10,7 @@ bin=${CARGO_TARGET_DIR:-target}/debug
 # Environment values would otherwise leak into nothing (they are hidden), but keep it clean.
 unset OUTPOST_DATA OUTPOST_CERT_DIR OUTPOST_POLICY OUTPOST_CONFIG OUTPOST_LISTEN OUTPOST_HTTP \
   OUTPOST_CA OUTPOST_CERT OUTPOST_KEY OUTPOST_CACHE_MB OUTPOST_IDLE_SECS OUTPOST_MAX_DOCUMENTS \
-  OUTPOST_DENY OUTPOST_CA_KEY OUTPOST_RENEW_DAYS OUTPOST_STORE OUTPOST_SIGNATURES
+  OUTPOST_DENY OUTPOST_CA_KEY OUTPOST_RENEW_DAYS OUTPOST_STORE OUTPOST_SIGNATURES OUTPOST_WS_LISTEN
 
 block() { # title, command...
   local title=$1; shift
@@ -48,6 +48,10 @@ cloud_blocks() {
   done
   for sub in issue revoke list; do
     block "outpost-cloud token $sub" "$bin/outpost-cloud" token "$sub"
+  done
+  block "outpost-cloud web-token" "$bin/outpost-cloud" web-token
+  for sub in issue revoke; do
+    block "outpost-cloud web-token $sub" "$bin/outpost-cloud" web-token "$sub"
   done
 }
 

@@ -33,6 +33,7 @@ mod metrics;
 mod overview;
 mod pg;
 mod site;
+mod web;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -54,7 +55,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use self::config::{
-    Args, CloudCommand, CloudConfig, SiteLimits, TokenCommand, CLOUD_DOCUMENT_STREAMS,
+    Args, CloudCommand, CloudConfig, SiteLimits, TokenCommand, WebTokenCommand,
+    CLOUD_DOCUMENT_STREAMS,
 };
 pub use self::fleet::{Fleet, FleetError};
 use self::http::Http;
@@ -289,6 +291,8 @@ pub struct Cloud {
     fleet_task: JoinHandle<()>,
     /// On PostgreSQL: keeps the fleet documents current with the other instances.
     _fleet_registration: Option<pg::Registration>,
+    /// Web clients (`--ws-listen`).
+    web: Option<web::Web>,
 }
 
 impl Cloud {
@@ -458,6 +462,10 @@ impl Cloud {
             tokio::spawn(accept_loop(endpoint.clone(), shared.clone()).instrument(span));
         let control = control::serve(shared.clone());
         let fleet_task = tokio::spawn(fleet::fan_out(shared.clone()));
+        let web = match shared.config.ws_listen {
+            Some(addr) => Some(web::Web::start(addr, shared.clone()).await?),
+            None => None,
+        };
         tracing::info!(%quic_addr, http = %http.addr(), identity = %local, "outpost-cloud started");
         Ok(Cloud {
             shared,
@@ -467,6 +475,7 @@ impl Cloud {
             http,
             control,
             fleet_task,
+            web,
             _fleet_registration: fleet_registration,
         })
     }
@@ -479,6 +488,11 @@ impl Cloud {
     /// The HTTP address of `/health` and `/metrics`.
     pub fn http_addr(&self) -> SocketAddr {
         self.http.addr()
+    }
+
+    /// The address web clients connect to (`--ws-listen`), if served.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().map(web::Web::addr)
     }
 
     /// The fleet-wide documents (read and written as head office; see [`Fleet`]).
@@ -513,6 +527,9 @@ impl Cloud {
         self.accept_task.abort();
         self.fleet_task.abort();
         drop(self.control);
+        if let Some(web) = self.web {
+            web.stop().await;
+        }
         // Refuse new handshakes at once; existing connections stay until their site stops.
         self.endpoint.set_server_config(None);
         let runners: Vec<RunnerHandle> = self

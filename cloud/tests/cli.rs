@@ -20,6 +20,7 @@ fn help_matches_cli_md() {
         Some("restore"),
         Some("erase"),
         Some("token"),
+        Some("web-token"),
     ] {
         let mut cloud_help = Command::new(cloud_bin());
         cloud_help.args(sub).arg("--help");

@@ -1570,30 +1570,43 @@ impl Engine {
     }
 
     /// Why changes new to `doc` break its context's per-path write rules, if one does: each
-    /// change is judged by the role of its author (the sender's for an actor that is not an
-    /// outpost device, which only relays may forward), so a POS may relay the kitchen's
-    /// "ready" but not write it.
+    /// change is judged by the role of its author: a device's, a web client's that a device
+    /// vouched for (`clients`, see `crate::vouch`; whoever relays it), else the sender's for
+    /// an actor that is not an outpost device (an import, which only relays may forward).
+    /// So a POS may relay the kitchen's "ready" but not write it, and a kitchen screen's
+    /// bump is judged as `kds` two hops from the kitchen that accepted it.
     fn check_paths(
         &self,
         from: &PeerInfo,
         doc: &DocumentId,
         new: &[crate::store::NewChange],
+        clients: &BTreeMap<automerge::ActorId, crate::vouch::VouchClaim>,
     ) -> Result<(), String> {
         let policy = &self.config.policy;
         // The genesis writes only the containers every device makes (`check_genesis`).
         for c in new.iter().filter(|c| !self.is_genesis(doc, c)) {
-            let (device, role) = match parse_actor(&c.actor) {
-                Some(claim) => (claim.peer, claim.role),
-                None => (from.peer.clone(), from.role.clone()),
+            let (device, role, author) = match (parse_actor(&c.actor), clients.get(&c.actor)) {
+                (Some(claim), _) => (Some(claim.peer.clone()), claim.role, claim.peer.to_string()),
+                // A client's name stands for `{device}` where it is a valid peer id.
+                (None, Some(client)) => (
+                    client.name.parse().ok(),
+                    client.role.clone(),
+                    client.to_string(),
+                ),
+                (None, None) => (
+                    Some(from.peer.clone()),
+                    from.role.clone(),
+                    from.peer.to_string(),
+                ),
             };
-            let author = device.to_string();
             let written = match &c.written {
                 Some(Ok(w)) => w,
                 Some(Err(e)) => return Err(format!("change by {author}: {e}")),
                 None => return Err(format!("change by {author}: its paths were not decoded")),
             };
             for (path, replaces) in written {
-                if !policy.may_write_path_as(&role, Some(&device), doc.context(), path, *replaces) {
+                if !policy.may_write_path_as(&role, device.as_ref(), doc.context(), path, *replaces)
+                {
                     return Err(format!(
                         "{author} (role {role}) may not {} {path} in {doc}: {}",
                         if *replaces { "replace" } else { "write" },
@@ -1900,7 +1913,12 @@ impl Engine {
             &|new| {
                 self.check_genesis(&doc, new)?;
                 if path_rules {
-                    self.check_paths(&info, &doc, new)?;
+                    let clients = if checking {
+                        Self::vouched_clients(new, &pending)?
+                    } else {
+                        Default::default()
+                    };
+                    self.check_paths(&info, &doc, new, &clients)?;
                 }
                 if checking {
                     let records = self.verify_new(&info, &doc, new, &pending, now)?;

@@ -49,6 +49,7 @@ pub mod storage;
 mod store;
 mod time;
 mod value;
+pub mod vouch;
 
 pub use acknowledged::Acknowledged;
 pub use actor::{parse_actor, ActorClaim};

@@ -25,6 +25,7 @@ mod error;
 mod message;
 mod server;
 mod tls;
+mod site;
 mod token;
 mod web;
 
@@ -32,4 +33,5 @@ pub use docid::{repo_document_id, repo_url};
 pub use error::WsError;
 pub use message::PROTOCOL_VERSION;
 pub use server::{WsConfig, WsLimits, WsServer, WsStats};
+pub use site::WsSite;
 pub use token::{TokenBook, TokenClaims};

@@ -11,8 +11,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+
+use axum::Json;
 use outpost_core::{
     DocumentId, PeerId, Role, SiteId, Store, SubscriptionFilter, WebReceived, WebSyncState,
     WebWriter,
@@ -20,7 +20,7 @@ use outpost_core::{
 use tokio::sync::{broadcast, watch};
 
 use crate::message::{self, Incoming, PROTOCOL_VERSION};
-use crate::{repo_document_id, TokenBook, TokenClaims, WsError};
+use crate::{repo_document_id, TokenBook, TokenClaims, WsError, WsSite};
 
 /// Contexts whose documents a web client reads and writes only when the partition is its own
 /// name (`carts/<guest id>`).
@@ -112,7 +112,7 @@ pub struct WsStats {
     pub cut: AtomicU64,
 }
 
-struct Ephemeral {
+pub(crate) struct Ephemeral {
     from: u64,
     sender: String,
     doc: DocumentId,
@@ -122,21 +122,21 @@ struct Ephemeral {
     data: Vec<u8>,
 }
 
-struct Shared {
-    store: Store,
-    site: SiteId,
-    device_role: Role,
-    server_id: String,
-    tokens: TokenBook,
-    limits: WsLimits,
-    poll: Duration,
-    stats: Arc<WsStats>,
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) site: SiteId,
+    pub(crate) device_role: Role,
+    pub(crate) server_id: String,
+    pub(crate) tokens: TokenBook,
+    pub(crate) limits: WsLimits,
+    pub(crate) poll: Duration,
+    pub(crate) stats: Arc<WsStats>,
     /// automerge-repo id -> document name, for the documents of the store (refreshed on a
     /// miss) and the clients' own documents.
-    names: RwLock<HashMap<String, DocumentId>>,
-    ephemeral: broadcast::Sender<Arc<Ephemeral>>,
-    next_conn: AtomicU64,
-    shutdown: watch::Receiver<bool>,
+    pub(crate) names: RwLock<HashMap<String, DocumentId>>,
+    pub(crate) ephemeral: broadcast::Sender<Arc<Ephemeral>>,
+    pub(crate) next_conn: AtomicU64,
+    pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 /// automerge-repo's WebSocket protocol served beside QUIC (`outpost serve --ws-listen`).
@@ -144,7 +144,7 @@ pub struct WsServer {
     addr: SocketAddr,
     tls: bool,
     stats: Arc<WsStats>,
-    stop: watch::Sender<bool>,
+    site: WsSite,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -165,6 +165,7 @@ impl WsServer {
                     .to_string(),
             )
         })?;
+        let config_listen = config.listen;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| WsError::Bind {
@@ -175,54 +176,25 @@ impl WsServer {
             addr: config.listen,
             source,
         })?;
-        let (stop, shutdown) = watch::channel(false);
-        let stats = Arc::new(WsStats::default());
-        let shared = Arc::new(Shared {
-            store,
-            site: me.site.clone(),
-            device_role: me.role.clone(),
-            server_id: format!("outpost-{}-{}", me.site, me.peer),
-            tokens: config.tokens,
-            limits: config.limits,
-            poll: config.revocation_poll,
-            stats: stats.clone(),
-            names: RwLock::new(HashMap::new()),
-            ephemeral: broadcast::channel(256).0,
-            next_conn: AtomicU64::new(1),
-            shutdown: shutdown.clone(),
-        });
-        refresh_names(&shared);
-        let reload = shared.clone();
-        let mut reload_stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(reload.poll);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        if let Err(e) = reload.tokens.reload_revoked() {
-                            tracing::warn!(error = %e, "could not reload the web token revocation list");
-                        }
-                    }
-                    _ = reload_stop.changed() => return,
-                }
-            }
-        });
-        let router = Router::new()
-            .route("/v1/documents", get(list_documents))
-            .merge(crate::web::routes())
-            .fallback(upgrade)
-            .with_state(shared);
-        let tls = config.tls.is_some();
+        let mut config = config;
+        let tls_config = config.tls.take();
+        let site = WsSite::start(store, me.site.clone(), config)?;
+        let (router, stats, shutdown) = (
+            site.router.clone(),
+            site.stats.clone(),
+            site.stop.subscribe(),
+        );
+        let tls = tls_config.is_some();
         let mut serve_stop = shutdown.clone();
         let stopped = async move {
             let _ = serve_stop.changed().await;
         };
-        let task = match config.tls {
+        let task = match tls_config {
             Some(tls) => {
                 let listener =
                     crate::tls::TlsListener::new(listener, tls, shutdown).map_err(|source| {
                         WsError::Bind {
-                            addr: config.listen,
+                            addr: config_listen,
                             source,
                         }
                     })?;
@@ -245,7 +217,7 @@ impl WsServer {
             addr,
             tls,
             stats,
-            stop,
+            site,
             task,
         })
     }
@@ -271,7 +243,7 @@ impl WsServer {
 
     /// Closes every connection and stops listening.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        let _ = self.site.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
     }
 }
@@ -280,7 +252,7 @@ fn now_secs() -> u64 {
     outpost_core::Timestamp::now().as_millis() / 1000
 }
 
-fn refresh_names(shared: &Shared) {
+pub(crate) fn refresh_names(shared: &Shared) {
     let docs = match shared.store.documents() {
         Ok(d) => d,
         Err(e) => {
@@ -375,7 +347,7 @@ struct Listed {
 
 /// `GET /v1/documents[?name=orders/2026-12-07]`: the automerge-repo ids of the documents the
 /// token's role may read (with `name`: that one, also before it exists here).
-async fn list_documents(
+pub(crate) async fn list_documents(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -425,7 +397,7 @@ async fn list_documents(
     Json(serde_json::json!({ "site": shared.site.to_string(), "documents": out })).into_response()
 }
 
-async fn upgrade(
+pub(crate) async fn upgrade(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -509,6 +481,8 @@ impl Conn {
             writer: WebWriter {
                 peer,
                 role: role.clone(),
+                name: claims.name.clone(),
+                site: shared.site.clone(),
             },
             shared,
             id,

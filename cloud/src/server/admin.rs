@@ -97,6 +97,7 @@ pub(crate) fn run(config: AdminConfig, command: CloudCommand) -> Result<()> {
         CloudCommand::Restore { from } => restore(&config.data, &from),
         CloudCommand::Erase { doc, site } => erase(&config, &doc, site.as_deref()),
         CloudCommand::Token(command) => token(&config.data, command),
+        CloudCommand::WebToken(command) => web_token(&config, command),
         CloudCommand::Migrate { to } => migrate(&config.data, to),
     }
 }
@@ -131,6 +132,76 @@ fn token(data: &Path, command: super::TokenCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `outpost-cloud web-token issue|revoke` (see `web.rs`).
+fn web_token(config: &AdminConfig, command: super::WebTokenCommand) -> Result<()> {
+    let parse_site = |site: &str| -> Result<SiteId> {
+        site.parse()
+            .map_err(|e| anyhow::anyhow!("invalid --site {site:?}: {e}"))
+    };
+    match command {
+        super::WebTokenCommand::Issue {
+            site,
+            role,
+            name,
+            ttl,
+        } => {
+            let site = parse_site(&site)?;
+            let role: outpost_core::Role = role
+                .parse()
+                .map_err(|e| anyhow::anyhow!("invalid --role {role:?}: {e}"))?;
+            if !config.policy.may_vouch(&outpost_core::Role::cloud(), &role) {
+                bail!(
+                    "the cloud may not vouch for web clients of role {role} (the policy's \
+                     `vouch` table for role cloud); add it there, or issue the token on a device"
+                );
+            }
+            let ttl = parse_ttl(&ttl)?;
+            let book = outpost_ws::TokenBook::open(super::web::token_dir(&config.data, &site))?;
+            let now = outpost_core::Timestamp::now().as_millis() / 1000;
+            let (token, claims) = book.issue(&site, &role, &name, now, ttl)?;
+            eprintln!(
+                "issued web token {} for {name} (role {role}) at site {site}, valid {ttl} s; \
+                 connect to ws://<--ws-listen>/sites/{site}?token=<it>",
+                claims.id
+            );
+            println!("{token}");
+        }
+        super::WebTokenCommand::Revoke { site, id } => {
+            let site = parse_site(&site)?;
+            let dir = super::web::token_dir(&config.data, &site);
+            if !dir.join("token.key").exists() {
+                bail!(
+                    "no web tokens were issued for site {site} in {}",
+                    config.data.display()
+                );
+            }
+            outpost_ws::TokenBook::open(dir)?.revoke(&id)?;
+            println!("revoked web token {id} of site {site}");
+        }
+    }
+    Ok(())
+}
+
+/// `30m`, `12h`, `7d` or seconds, in seconds.
+fn parse_ttl(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid --ttl {s:?}: give e.g. 30m, 12h, 7d or seconds"))?;
+    let unit = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => bail!("invalid --ttl {s:?}: the unit is s, m, h or d"),
+    };
+    Ok(n.saturating_mul(unit))
 }
 
 fn backup(data: &Path, out: &Path) -> Result<()> {

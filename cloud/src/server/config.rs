@@ -30,7 +30,7 @@ pub const CLOUD_DOCUMENT_STREAMS: u32 = 1024;
     about = "The outpost cloud peer: syncs every site of a fleet over QUIC with mutual TLS, \
              keeps each site's documents apart, relays between a site's devices, and serves \
              /health and Prometheus /metrics over HTTP.",
-    after_help = "Config file keys: data, store, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, ca_key, renew_days, signatures, \
+    after_help = "Config file keys: data, store, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, ca_key, renew_days, signatures, ws_listen, \
                   a [policy] table and a [limits] table (see cloud/CLI.md). Flags override environment variables, \
                   which override the file. SIGTERM or SIGINT: stop accepting, flush, exit 0."
 )]
@@ -170,6 +170,16 @@ pub struct Args {
         value_name = "RULE"
     )]
     pub signatures: Option<outpost_core::signing::SignatureRule>,
+    /// TCP address for automerge-repo's WebSocket protocol (browsers, Node, samod), e.g.
+    /// `0.0.0.0:7735`: a site's web clients connect to `ws://ADDR/sites/<site>?token=...`
+    /// with a token of `outpost-cloud web-token issue`. Default: not served.
+    #[arg(
+        long,
+        env = "OUTPOST_WS_LISTEN",
+        hide_env_values = true,
+        value_name = "HOST:PORT"
+    )]
+    pub ws_listen: Option<String>,
     /// Instead of serving: back up, restore or erase (run without one to serve).
     #[command(subcommand)]
     pub command: Option<CloudCommand>,
@@ -223,6 +233,40 @@ pub enum CloudCommand {
     /// every request.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Tokens for a site's web clients (automerge-repo over `--ws-listen`).
+    #[command(subcommand, name = "web-token")]
+    WebToken(WebTokenCommand),
+}
+
+/// `outpost-cloud web-token ...`: tokens that let a web client sync one site's documents
+/// through the cloud under a policy role (`kds`, `guest`; the cloud must be allowed to vouch
+/// for it: the policy's `vouch` table).
+#[derive(Debug, clap::Subcommand)]
+pub enum WebTokenCommand {
+    /// Issue a token and print it (`ws://ADDR/sites/<site>?token=<it>`).
+    Issue {
+        /// The site whose documents it syncs.
+        #[arg(long)]
+        site: String,
+        /// The client's policy role, e.g. `kds` or `guest`.
+        #[arg(long)]
+        role: String,
+        /// The client's name, e.g. `kitchen-screen-1` (a guest's own documents are named
+        /// after it).
+        #[arg(long)]
+        name: String,
+        /// How long it is valid: e.g. 30m, 12h, 7d (default 12h).
+        #[arg(long, default_value = "12h")]
+        ttl: String,
+    },
+    /// Revoke a token by its id (its connections are cut within a second).
+    Revoke {
+        /// The site it was issued for.
+        #[arg(long)]
+        site: String,
+        /// The token's id (printed when it was issued).
+        id: String,
+    },
 }
 
 /// `outpost-cloud token ...`.
@@ -319,6 +363,7 @@ struct FileConfig {
     ca_key: Option<PathBuf>,
     renew_days: Option<u32>,
     signatures: Option<String>,
+    ws_listen: Option<String>,
     policy: Option<Policy>,
     limits: Option<SiteLimits>,
 }
@@ -425,6 +470,8 @@ pub struct CloudConfig {
     pub shutdown_grace: Duration,
     /// Timeouts and connection limits of every HTTP client (see `cloud/API.md`).
     pub http_limits: super::HttpLimits,
+    /// TCP address for web clients (automerge-repo's WebSocket protocol); `None`: not served.
+    pub ws_listen: Option<SocketAddr>,
 }
 
 impl CloudConfig {
@@ -462,6 +509,7 @@ impl CloudConfig {
             session: SessionConfig::default(),
             shutdown_grace: Duration::from_secs(1),
             http_limits: super::HttpLimits::default(),
+            ws_listen: None,
         }
     }
 
@@ -545,6 +593,9 @@ impl CloudConfig {
                 .with_context(|| format!("invalid signatures = {text:?} in the config file"))?,
             (None, None) => config.signatures,
         };
+        if let Some(addr) = args.ws_listen.or(file.ws_listen) {
+            config.ws_listen = Some(resolve("ws_listen", &addr)?);
+        }
         if let Some(p) = file.policy {
             config.policy = p;
         }

@@ -404,6 +404,18 @@ impl Engine {
                  did not send and this peer does not know"
             ));
         };
+        // A vouch record (a device vouching for a web client's change, `crate::vouch`)
+        // signs other bytes and is judged by its own rules.
+        let vouch = crate::vouch::open(signature).transpose()?;
+        if let Some((client, _)) = &vouch {
+            if claim.is_some() {
+                return Err(format!(
+                    "change {hash} claims {author} but carries a vouch record for {client}: \
+                     a device's change is signed by the device"
+                ));
+            }
+            self.check_vouch(from, doc, hash, signer, client)?;
+        }
         match &claim {
             Some(c) if c.peer != signer.peer || c.role != signer.role => {
                 return Err(format!(
@@ -411,6 +423,7 @@ impl Engine {
                 ))
             }
             Some(_) => {}
+            None if vouch.is_some() => {}
             None if !policy.may_relay(&signer.role) => {
                 return Err(format!(
                     "change {hash} of {author} is signed by {signer}, whose role may not vouch \
@@ -436,9 +449,87 @@ impl Engine {
                 doc.context()
             ));
         }
+        let (message, signature) = match &vouch {
+            Some((client, raw)) => (crate::vouch::vouch_bytes(doc, hash, client), *raw),
+            None => (signed_bytes(doc, hash), signature),
+        };
         verifier
-            .verify_signature(der, &signed_bytes(doc, hash), signature)
+            .verify_signature(der, &message, signature)
             .map_err(|e| format!("change {hash} by {author}: {e}"))
+    }
+
+    /// Why `signer` may not vouch for `client`'s change `hash` of `doc` (received from
+    /// `from`), if it may not: its role may not vouch for the client's role (the policy's
+    /// `vouch`), the client is of another site than the voucher (or than the device the
+    /// change comes from, at a cloud), or the client's role may not write the context. The
+    /// client's paths are judged by `Engine::check_paths`; the signature by the caller.
+    fn check_vouch(
+        &self,
+        from: &PeerInfo,
+        doc: &DocumentId,
+        hash: &ChangeHash,
+        signer: &PeerInfo,
+        client: &crate::vouch::VouchClaim,
+    ) -> Result<(), String> {
+        let policy = &self.config.policy;
+        if !policy.may_vouch(&signer.role, &client.role) {
+            return Err(format!(
+                "change {hash} of {doc} is vouched for by {signer}, whose role may not vouch \
+                 for web clients of role {} (the policy's `vouch`): refused, the client's \
+                 role is not one its device may accept",
+                client.role
+            ));
+        }
+        // A cloud certificate is fleet-wide; a device vouches only for its own site's
+        // clients.
+        let sites = [
+            (signer.role != Role::cloud()).then_some(&signer.site),
+            self.signer_site(from),
+        ];
+        if let Some(site) = sites.into_iter().flatten().find(|s| **s != client.site) {
+            return Err(format!(
+                "change {hash} of {doc} is vouched for as {client}, a client of another site \
+                 than {site}"
+            ));
+        }
+        if !policy.may_write(&client.role, doc.context()) {
+            return Err(format!(
+                "change {hash} is vouched for as {client}, whose role may not write context {}",
+                doc.context()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The web client each actor of `new` that is no device writes as, where the signature
+    /// that covers its newest new change (in `pending`, directly or through
+    /// `NewChange::vouched_by`) is a vouch record: its changes are judged by the client's
+    /// role (`Engine::check_paths`). The record itself is verified by `verify_new`; a
+    /// malformed one is refused.
+    pub(super) fn vouched_clients(
+        new: &[NewChange],
+        pending: &Pending,
+    ) -> Result<BTreeMap<automerge::ActorId, crate::vouch::VouchClaim>, String> {
+        let mut newest: BTreeMap<&automerge::ActorId, &NewChange> = BTreeMap::new();
+        for c in new.iter().filter(|c| parse_actor(&c.actor).is_none()) {
+            let e = newest.entry(&c.actor).or_insert(c);
+            if c.seq > e.seq {
+                *e = c;
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (actor, c) in newest {
+            let signature = pending
+                .get(&c.hash)
+                .or_else(|| c.vouched_by.and_then(|(hash, _)| pending.get(&hash)));
+            if let Some((_, signature)) = signature {
+                if let Some(opened) = crate::vouch::open(signature) {
+                    let (client, _) = opened.map_err(|e| format!("change {}: {e}", c.hash))?;
+                    out.insert(actor.clone(), client);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// After a message was handled: signatures of changes the document now holds without a

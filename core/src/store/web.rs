@@ -9,7 +9,7 @@ use automerge::sync;
 use automerge::ActorId;
 
 use super::{Origin, Received, Store, StoredSignature};
-use crate::signing::signed_bytes;
+use crate::vouch::{vouch_bytes, VouchClaim, MAX_CLAIM_PART};
 use crate::{DocumentId, PeerId, Result, Role};
 
 /// The Automerge sync state of one web client for one document. Kept in memory for the
@@ -32,6 +32,12 @@ pub struct WebWriter {
     pub peer: PeerId,
     /// The role of the client's token.
     pub role: Role,
+    /// The client's name (its token's `name`), which this device's vouch records bind its
+    /// changes to (`crate::vouch`), with this device's site and the token's role.
+    pub name: String,
+    /// The client's site (its token's): the site of the device that accepted it, or at a
+    /// cloud the site whose documents it syncs (the cloud's own identity is fleet-wide).
+    pub site: crate::SiteId,
 }
 
 /// What [`Store::web_receive`] did with a client's message.
@@ -59,11 +65,13 @@ impl Store {
 
     /// Applies a web client's sync message on `doc`. A message that carries changes is
     /// accepted only if the client's role and this device's role may both write the
-    /// document's context, no change claims an outpost device's actor, and, in a context
-    /// with per-path rules, every operation is allowed at its path for both roles (judged
-    /// against the document held here, as for a device's changes). Accepted changes are
-    /// signed by this device (the newest change of each actor, as for an import) so peers
-    /// that require signatures take them, stored, and announced as [`Origin::Import`] so
+    /// document's context, this device's role may vouch for the client's (the policy's
+    /// `vouch`), no change claims an outpost device's actor, and, in a context with
+    /// per-path rules, every operation is allowed at its path for the client's role (judged
+    /// against the document held here, as for a device's changes, and as every receiver
+    /// judges it). For the newest change of each client actor this device stores a vouch
+    /// record naming the client (`crate::vouch`), which receivers check in place of an
+    /// author's signature; the changes are stored and announced as [`Origin::Import`] so
     /// the site's peers get them. A refused message stores nothing.
     pub fn web_receive(
         &self,
@@ -92,6 +100,15 @@ impl Store {
                         "this device (role {role}) may not vouch for writes to {doc}"
                     )));
                 }
+                // Receivers refuse a vouch the policy does not allow (`Engine::check_vouch`):
+                // refused here first, so that nothing is stored that no peer would take.
+                if !policy.may_vouch(role, &writer.role) {
+                    return Ok(WebReceived::Refused(format!(
+                        "this device (role {role}) may not vouch for web clients of role {} \
+                         (the policy's `vouch`)",
+                        writer.role
+                    )));
+                }
             }
             if self.is_erased(doc) {
                 return Ok(WebReceived::Refused(format!("{doc} was erased")));
@@ -99,6 +116,13 @@ impl Store {
         }
         let written = policy.has_path_rules(context);
         let signer = self.inner.signer.clone();
+        // `{device}` in a path pattern stands for the client's name (as receivers read it).
+        let client_id: Option<PeerId> = writer.name.parse().ok();
+        let client = self.inner.identity.as_ref().map(|_| VouchClaim {
+            site: writer.site.clone(),
+            name: writer.name.clone(),
+            role: writer.role.clone(),
+        });
         let verify = |new: &[super::NewChange]| -> std::result::Result<_, String> {
             let mut newest: HashMap<&ActorId, (u64, automerge::ChangeHash)> = HashMap::new();
             for c in new {
@@ -114,16 +138,23 @@ impl Store {
                         Some(Err(e)) => return Err(format!("change by {}: {e}", writer.peer)),
                         None => return Err("the change's paths were not decoded".to_string()),
                     };
-                    let roles = std::iter::once(&writer.role).chain(device_role.as_ref());
-                    for role in roles {
-                        for (path, replaces) in paths {
-                            if !policy.may_write_path(role, context, path, *replaces) {
-                                return Err(format!(
-                                    "role {role} may not {} {path} in {doc}: {}",
-                                    if *replaces { "replace" } else { "write" },
-                                    policy.path_refusal(role, context, path)
-                                ));
-                            }
+                    // Judged by the client's role alone, as every receiver judges it (the
+                    // vouch record names that role): a POS may accept a kitchen screen's
+                    // bump that it may not write itself.
+                    let role = &writer.role;
+                    for (path, replaces) in paths {
+                        if !policy.may_write_path_as(
+                            role,
+                            client_id.as_ref(),
+                            context,
+                            path,
+                            *replaces,
+                        ) {
+                            return Err(format!(
+                                "role {role} may not {} {path} in {doc}: {}",
+                                if *replaces { "replace" } else { "write" },
+                                policy.path_refusal(role, context, path)
+                            ));
                         }
                     }
                 }
@@ -132,14 +163,20 @@ impl Store {
                     *e = (c.seq, c.hash);
                 }
             }
-            let Some(signer) = &signer else {
+            let (Some(signer), Some(client)) = (&signer, &client) else {
                 return Ok(Vec::new());
             };
             let mut records = Vec::new();
             for (actor, (seq, hash)) in newest {
                 let signature = signer
-                    .sign(&signed_bytes(doc, &hash))
+                    .sign(&vouch_bytes(doc, &hash, client))
                     .map_err(|e| format!("this device could not vouch for the change: {e}"))?;
+                let signature = client.seal(&signature).ok_or_else(|| {
+                    format!(
+                        "the client's name {:?} is too long to vouch for (at most {MAX_CLAIM_PART} bytes)",
+                        client.name
+                    )
+                })?;
                 records.push((
                     actor.clone(),
                     seq,
