@@ -1518,21 +1518,26 @@ impl Engine {
     }
 
     /// Why changes new to `doc` break its context's per-path write rules, if one does: each
-    /// change is judged by the role of its author (the sender's for an actor that is not an
-    /// outpost device, which only relays may forward), so a POS may relay the kitchen's
-    /// "ready" but not write it.
+    /// change is judged by the role of its author, so a POS may relay the kitchen's "ready"
+    /// but not write it. For an actor that is not an outpost device, which only relays may
+    /// forward, the author is the device that vouched for it with its signature
+    /// (`Engine::voucher`), or, unsigned, the sender.
     fn check_paths(
         &self,
         from: &PeerInfo,
         doc: &DocumentId,
         new: &[crate::store::NewChange],
+        pending: &signatures::Pending,
     ) -> Result<(), String> {
         let policy = &self.config.policy;
         // The genesis writes only the containers every device makes (`check_genesis`).
         for c in new.iter().filter(|c| !self.is_genesis(doc, c)) {
             let (device, role) = match parse_actor(&c.actor) {
                 Some(claim) => (claim.peer, claim.role),
-                None => (from.peer.clone(), from.role.clone()),
+                None => match self.voucher(&c.actor, new, pending) {
+                    Some(signer) => (signer.peer.clone(), signer.role.clone()),
+                    None => (from.peer.clone(), from.role.clone()),
+                },
             };
             let author = device.to_string();
             let written = match &c.written {
@@ -1839,7 +1844,7 @@ impl Engine {
             &|new| {
                 self.check_genesis(&doc, new)?;
                 if path_rules {
-                    self.check_paths(&info, &doc, new)?;
+                    self.check_paths(&info, &doc, new, &pending)?;
                 }
                 if checking {
                     let records = self.verify_new(&info, &doc, new, &pending, now)?;
