@@ -203,6 +203,47 @@ fn rollout_old_devices_are_accepted_in_transition_only() {
     }
 }
 
+/// Under `Transitional`, an old device's unsigned order (`/orders/*`, which the kitchen, a
+/// relay role that reads orders, may not write) is refused where it enters, not taken there
+/// and refused at the next hop with every later change of its relay (policy fuzzer seeds 207
+/// and 227); it waits in the old device's store and arrives once the device is upgraded and
+/// signs its history.
+#[test]
+fn transition_holds_an_old_devices_unsigned_order_until_it_signs() {
+    let orders = doc(ORDERS);
+    let mut net = Net::seeded(5);
+    net.signing(SignatureRule::Transitional);
+    let pos = net.add_peer("s1", "pos-1", "pos");
+    let old = net.add_peer_with(
+        "s1",
+        "kiosk-old",
+        "kiosk",
+        PeerOptions {
+            unsigned: true,
+            ..PeerOptions::default()
+        },
+    );
+    net.connect(&old, &pos);
+    net.put(&old, &orders, "/orders/k-1", json!({"total": 7}));
+    net.run_until_quiet();
+    assert_eq!(net.get(&pos, &orders, "/orders/k-1/total"), None);
+    let r = net.refusals(&pos);
+    println!("the old kiosk's unsigned order at the POS: {r:?}");
+    assert!(
+        r.iter()
+            .any(|r| r.contains("relay role kitchen") && r.contains("upgrade")),
+        "{r:?}"
+    );
+    net.set_unsigned(&old, false);
+    net.restart(&old);
+    net.run_until_quiet();
+    assert_eq!(
+        net.get(&pos, &orders, "/orders/k-1/total"),
+        Some(json!(7)),
+        "the upgraded kiosk signs its history and the order arrives"
+    );
+}
+
 /// The rollout date set ahead on every device (`SignatureRule::RequiredFrom`): an old,
 /// unsigned device syncs until the date, and is refused from it on, with no redeployment.
 #[test]
