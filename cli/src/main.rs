@@ -369,7 +369,7 @@ struct ServeArgs {
     discover: bool,
     /// Which received changes must be signed: `required` (the default: every change new
     /// here carries its author's valid signature), `transitional` (unsigned changes of
-    /// devices never seen signing are still taken, within what the peer that sent them may
+    /// devices never seen signing are still taken, within what every relaying role may
     /// write itself; for fleets still running devices from before signed changes) or
     /// `required-from:YYYY-MM-DD` (transitional until that day, UTC).
     #[arg(long, value_name = "RULE")]

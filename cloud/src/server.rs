@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use outpost_binsupport::Signals;
 use outpost_core::revocation::SignedRevocation;
@@ -84,6 +84,52 @@ fn head_office_author(
         .issue(&info)
         .context("cannot issue the head-office certificate of the API's writes")?;
     let signer = outpost_transport::DeviceSigner::new(&cert)
+        .context("the head-office certificate's key cannot sign changes")?;
+    Ok(outpost_core::Author::new(info, Arc::new(signer)))
+}
+
+/// The head-office identity of the API's writes from a certificate and key issued offline
+/// by the fleet CA (`--head-office-cert`, `--head-office-key`): the CA's key then need not be
+/// on the cloud. The certificate must be of role `head-office` and chain to the fleet CA,
+/// else the cloud does not start (every device would refuse its writes).
+fn head_office_from_files(
+    (cert, key): &(std::path::PathBuf, std::path::PathBuf),
+    ca_pem: &str,
+    verifier: &outpost_transport::FleetVerifier,
+) -> Result<outpost_core::Author> {
+    let read = |path: &std::path::PathBuf, what: &str| {
+        std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read the head-office {what} {}: give the files that `outpost cert issue \
+                 --role head-office --out DIR` wrote (DIR/cert.pem, DIR/key.pem)",
+                path.display()
+            )
+        })
+    };
+    let device = outpost_transport::DeviceCert::from_pem(
+        &read(cert, "certificate")?,
+        &read(key, "key")?,
+        ca_pem,
+    )
+    .context(
+        "the head-office certificate does not fit its key or the fleet CA (--head-office-cert, \
+         --head-office-key, --ca)",
+    )?;
+    let info = device.info().clone();
+    if info.role.as_str() != api::HEAD_OFFICE_ROLE {
+        bail!(
+            "--head-office-cert is a certificate of {info}, role {}: issue one of role {} with \
+             `outpost cert issue --role {}`",
+            info.role,
+            api::HEAD_OFFICE_ROLE,
+            api::HEAD_OFFICE_ROLE
+        );
+    }
+    use outpost_core::signing::Verifier as _;
+    verifier
+        .verify_certificate(device.cert_der().as_ref())
+        .map_err(|e| anyhow!("the head-office certificate of {info} is not valid: {e}"))?;
+    let signer = outpost_transport::DeviceSigner::new(&device)
         .context("the head-office certificate's key cannot sign changes")?;
     Ok(outpost_core::Author::new(info, Arc::new(signer)))
 }
@@ -392,6 +438,15 @@ impl Cloud {
         let (renewer, head_office) = match renewer {
             Some((r, h)) => (Some(r), Some(h)),
             None => (None, None),
+        };
+        // A certificate issued offline wins over the one the cloud would issue itself.
+        let head_office = match &config.head_office {
+            Some(files) => Some(head_office_from_files(
+                files,
+                &read(&config.ca, "fleet CA certificate")?,
+                &verifier,
+            )?),
+            None => head_office,
         };
         let revocations = db.keyspace("cloud/revocations");
         let signer: outpost_core::signing::SharedSigner = Arc::new(signer);

@@ -541,6 +541,139 @@ path = "/*/cost"
 write = ["accounting"]
 "#;
 
+/// Head office's identity issued offline (`outpost cert issue --role head-office`) and given
+/// to the cloud with `--head-office-cert`/`--head-office-key`: without the fleet CA's key on
+/// the cloud, the API's writes are still authored and signed as head office, every device
+/// checks them as head office's, and the policy refuses them what it refuses head office. A
+/// certificate of another role, or a certificate without its key, stops the cloud at start.
+#[test]
+fn a_head_office_certificate_issued_offline_authors_api_writes_without_the_ca_key() {
+    let started = std::time::Instant::now();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let ca = make_ca(root);
+    let cloud_cert = issue(&ca, root, "acme", "cloud-1", "cloud");
+    let paris_cert = issue(&ca, root, "paris", "pos-1", "pos");
+    // Issued on the CA's machine; only cert.pem and key.pem go to the cloud.
+    let hq_cert = issue(&ca, root, "acme", "hq-1", "head-office");
+    println!(
+        "certificates issued: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let config = root.join("cloud.toml");
+    std::fs::write(&config, POLICY).expect("config");
+    let data = root.join("cloud-data");
+    let cert_arg = |dir: &Path, file: &str| dir.join(file).to_str().expect("utf-8").to_string();
+
+    // Refused at start: a certificate of another role, and a certificate without its key.
+    let mut wrong = cloud_command(
+        &cloud_cert,
+        &data,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--head-office-cert",
+            &cert_arg(&paris_cert, "cert.pem"),
+            "--head-office-key",
+            &cert_arg(&paris_cert, "key.pem"),
+        ],
+    );
+    wrong.env_remove("RUST_LOG");
+    let out = run_with(wrong, Duration::from_secs(30));
+    println!("a pos certificate as head office: {}", out.stderr.trim());
+    out.expect_err("--role head-office");
+    let no_key = cloud_command(
+        &cloud_cert,
+        &data,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &["--head-office-cert", &cert_arg(&hq_cert, "cert.pem")],
+    );
+    run_with(no_key, Duration::from_secs(30)).expect_err("--head-office-key");
+
+    println!(
+        "refusals at start: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // No --ca-key: the CA's key is not on this machine.
+    assert!(!data.join("ca.key").exists());
+    let (_cloud, quic, http) = start_cloud_with(
+        &cloud_cert,
+        &data,
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--head-office-cert",
+            &cert_arg(&hq_cert, "cert.pem"),
+            "--head-office-key",
+            &cert_arg(&hq_cert, "key.pem"),
+        ],
+    );
+    let device_policy = root.join("policy.toml");
+    std::fs::write(
+        &device_policy,
+        POLICY.replace("[policy]\n", "").replace("[policy.", "["),
+    )
+    .expect("policy file");
+    let paris_d = root.join("paris");
+    let mut cmd = serve_command(&paris_d, &paris_cert, "127.0.0.1:0", &[&quic.to_string()]);
+    cmd.env("OUTPOST_POLICY", &device_policy);
+    let (_paris, _) = serving("paris/pos-1", cmd);
+    let hq = Client::new(
+        http,
+        &api_token(&data, &["--name", "hq", "--sites", "*", "--write"]),
+    );
+    println!(
+        "cloud and device up: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // A fleet price (only head office writes `prices`) and a site's menu price.
+    let w = hq.send(
+        "PUT",
+        "/api/v1/fleet/documents/prices?pointer=/burger",
+        br#"{"price": 990, "currency": "EUR"}"#,
+    );
+    assert_eq!(w.status, 200, "{}", w.text());
+    let w = hq.send(
+        "PUT",
+        "/api/v1/sites/paris/documents/menu?pointer=/items/burger",
+        br#"{"price": 1050}"#,
+    );
+    assert_eq!(w.status, 200, "{}", w.text());
+    eventually("the paris POS sees head office's prices", SYNC, || {
+        (device_get(&paris_d, "prices", "/burger/price") == Some(json!(990))
+            && device_get(&paris_d, "menu", "/items/burger/price") == Some(json!(1050)))
+        .then_some(())
+    });
+    println!("writes arrived: {:.1} s", started.elapsed().as_secs_f64());
+    // Authored by the offline certificate's identity: the device verified its signature
+    // against the fleet CA and checked it as head office's change.
+    for (doc, path) in [("prices", "/burger"), ("menu", "/items/burger")] {
+        let authors = on(&paris_d, &["conflicts", doc, path]);
+        authors.expect_ok();
+        let authors = authors.json();
+        println!("the author of {doc}{path} at the paris POS: {authors}");
+        assert_eq!(authors[0]["author_role"], json!("head-office"), "{authors}");
+        assert_eq!(authors[0]["author"], json!("hq-1"), "{authors}");
+    }
+    // The policy refuses it what it refuses head office (the cloud itself may write stock).
+    refused(
+        &hq.send(
+            "PUT",
+            "/api/v1/sites/paris/documents/stock?pointer=/burger",
+            b"1",
+        ),
+        403,
+        "does not let role head-office write context stock",
+    );
+    println!(
+        "offline head-office certificate end to end: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// A token issued for one site cannot change a fleet document (which every site reads)
 /// through that site's path, and a write is checked at every path its value touches, not
 /// only at its pointer: a head-office write may not create a key that a per-path rule

@@ -1571,16 +1571,18 @@ impl Engine {
 
     /// Why changes new to `doc` break its context's per-path write rules, if one does: each
     /// change is judged by the role of its author: a device's, a web client's that a device
-    /// vouched for (`clients`, see `crate::vouch`; whoever relays it), else the sender's for
-    /// an actor that is not an outpost device (an import, which only relays may forward).
-    /// So a POS may relay the kitchen's "ready" but not write it, and a kitchen screen's
-    /// bump is judged as `kds` two hops from the kitchen that accepted it.
+    /// vouched for (`clients`, see `crate::vouch`; whoever relays it). For another actor that
+    /// is not an outpost device (an import, which only relays may forward), the author is the
+    /// device that vouched for it with its signature (`Engine::voucher`), or, unsigned, the
+    /// sender. So a POS may relay the kitchen's "ready" but not write it, and a kitchen
+    /// screen's bump is judged as `kds` two hops from the kitchen that accepted it.
     fn check_paths(
         &self,
         from: &PeerInfo,
         doc: &DocumentId,
         new: &[crate::store::NewChange],
         clients: &BTreeMap<automerge::ActorId, crate::vouch::VouchClaim>,
+        pending: &signatures::Pending,
     ) -> Result<(), String> {
         let policy = &self.config.policy;
         // The genesis writes only the containers every device makes (`check_genesis`).
@@ -1593,11 +1595,18 @@ impl Engine {
                     client.role.clone(),
                     client.to_string(),
                 ),
-                (None, None) => (
-                    Some(from.peer.clone()),
-                    from.role.clone(),
-                    from.peer.to_string(),
-                ),
+                (None, None) => match self.voucher(&c.actor, new, pending) {
+                    Some(signer) => (
+                        Some(signer.peer.clone()),
+                        signer.role.clone(),
+                        signer.peer.to_string(),
+                    ),
+                    None => (
+                        Some(from.peer.clone()),
+                        from.role.clone(),
+                        from.peer.to_string(),
+                    ),
+                },
             };
             let written = match &c.written {
                 Some(Ok(w)) => w,
@@ -1918,7 +1927,7 @@ impl Engine {
                     } else {
                         Default::default()
                     };
-                    self.check_paths(&info, &doc, new, &clients)?;
+                    self.check_paths(&info, &doc, new, &clients, &pending)?;
                 }
                 if checking {
                     let records = self.verify_new(&info, &doc, new, &pending, now)?;

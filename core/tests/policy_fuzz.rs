@@ -798,11 +798,15 @@ fn a_queued_forgery_does_not_block_an_honest_devices_changes() {
 }
 
 /// Found at scale (release runs of 2026-12-07: `Unsigned` seed 227, mixed seed 207): under the
-/// opt-in `Transitional` rule, a kiosk hands the kitchen an unsigned change the kitchen takes
-/// and the POS refuses when the kitchen forwards it, and the kitchen's "ready" never reaches
-/// the POS. Open (see core/docs/design.md, "Policy fuzzer"); `Required` is not affected.
+/// opt-in `Transitional` rule, a kiosk hands the kitchen a write the kitchen takes and the POS
+/// refuses when the kitchen forwards it, and the kitchen's "ready" never reaches the POS.
+/// Seed 227: an unsigned change of the kiosk's own, judged at the kitchen by the kiosk's role
+/// and at the POS by the kitchen's ("no more than its relay"); now every hop judges an
+/// unsigned change by the rights of every relay role that reads the context
+/// (`Engine::check_unsigned_claim`). Seed 207: a change of a non-outpost actor vouched for by
+/// the kiosk's signature, judged by each sender's role; now by its voucher's
+/// (`Engine::voucher`). See core/docs/design.md, "Policy fuzzer".
 #[test]
-#[ignore = "open gap of the Transitional rule (seeds 207, 227); run with --ignored"]
 fn transitional_rule_relay_gap_found_at_scale() {
     let cases: [(u64, &[AttackKind]); 2] =
         [(227, &[AttackKind::Unsigned]), (207, &AttackKind::ALL)];

@@ -30,7 +30,7 @@ pub const CLOUD_DOCUMENT_STREAMS: u32 = 1024;
     about = "The outpost cloud peer: syncs every site of a fleet over QUIC with mutual TLS, \
              keeps each site's documents apart, relays between a site's devices, and serves \
              /health and Prometheus /metrics over HTTP.",
-    after_help = "Config file keys: data, store, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, ca_key, renew_days, signatures, ws_listen, \
+    after_help = "Config file keys: data, store, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, ca_key, head_office_cert, head_office_key, renew_days, signatures, ws_listen, \
                   a [policy] table and a [limits] table (see cloud/CLI.md). Flags override environment variables, \
                   which override the file. SIGTERM or SIGINT: stop accepting, flush, exit 0."
 )]
@@ -150,6 +150,26 @@ pub struct Args {
         value_name = "CA.key"
     )]
     pub ca_key: Option<PathBuf>,
+    /// A head-office certificate (role `head-office`, issued offline with `outpost cert issue
+    /// --role head-office`): the API's writes are authored and signed as it, so the fleet
+    /// CA's key need not be on this machine. Give its key with --head-office-key.
+    #[arg(
+        long,
+        env = "OUTPOST_HEAD_OFFICE_CERT",
+        hide_env_values = true,
+        requires = "head_office_key",
+        value_name = "CERT.pem"
+    )]
+    pub head_office_cert: Option<PathBuf>,
+    /// The private key of --head-office-cert (key.pem).
+    #[arg(
+        long,
+        env = "OUTPOST_HEAD_OFFICE_KEY",
+        hide_env_values = true,
+        requires = "head_office_cert",
+        value_name = "KEY.pem"
+    )]
+    pub head_office_key: Option<PathBuf>,
     /// Days a renewed device certificate is valid (default 30). A certificate is renewed only
     /// in its last min(15, DAYS/2) days, and one key at most once in that window.
     #[arg(
@@ -161,7 +181,7 @@ pub struct Args {
     pub renew_days: Option<u32>,
     /// Which changes devices send must be signed: `required` (default), `transitional`
     /// (for fleets still running devices from before signed changes: their unsigned changes
-    /// are taken within what the sending device may write itself) or
+    /// are taken within what every relaying role may write itself) or
     /// `required-from:YYYY-MM-DD`.
     #[arg(
         long,
@@ -361,6 +381,8 @@ struct FileConfig {
     max_documents: Option<usize>,
     deny: Option<Vec<String>>,
     ca_key: Option<PathBuf>,
+    head_office_cert: Option<PathBuf>,
+    head_office_key: Option<PathBuf>,
     renew_days: Option<u32>,
     signatures: Option<String>,
     ws_listen: Option<String>,
@@ -452,6 +474,10 @@ pub struct CloudConfig {
     pub deny: Vec<String>,
     /// The fleet CA's private key: set, the cloud renews device certificates.
     pub ca_key: Option<PathBuf>,
+    /// A head-office certificate and its key (PEM files), issued offline by the fleet CA:
+    /// set, the API's writes are authored as it (without it, as a head-office certificate
+    /// the cloud issues itself with `ca_key`, or as the cloud).
+    pub head_office: Option<(PathBuf, PathBuf)>,
     /// Days a renewed device certificate is valid.
     pub renew_days: u32,
     /// A connection is closed this long after its peer's certificate expired (clock skew).
@@ -497,6 +523,7 @@ impl CloudConfig {
             max_documents: 256,
             deny: Vec::new(),
             ca_key: None,
+            head_office: None,
             renew_days: 30,
             expiry_grace: outpost_transport::DEFAULT_EXPIRY_GRACE,
             signatures: outpost_core::signing::SignatureRule::default(),
@@ -583,6 +610,17 @@ impl CloudConfig {
             args.deny
         };
         config.ca_key = args.ca_key.or(file.ca_key.map(rel));
+        config.head_office = match (
+            args.head_office_cert.or(file.head_office_cert.map(rel)),
+            args.head_office_key.or(file.head_office_key.map(rel)),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => bail!(
+                "give both head_office_cert and head_office_key (the certificate and key that \
+                 `outpost cert issue --role head-office` wrote), or neither"
+            ),
+        };
         if let Some(d) = args.renew_days.or(file.renew_days) {
             config.renew_days = d.max(1);
         }

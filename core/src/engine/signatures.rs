@@ -212,6 +212,31 @@ impl Engine {
         }
     }
 
+    /// The device whose certificate signed the newest change of `actor` in `new` (directly,
+    /// or through a later change of it waiting in the queue, `NewChange::vouched_by`), if
+    /// the message brought such a signature and this peer knows the certificate. For an
+    /// actor that is no outpost device (an import, a web client), that device vouched for
+    /// the change: its role, not the role of whichever relay forwards it, is what the path
+    /// rules judge, so that every hop judges the change alike (judged by each sender's
+    /// role, a kiosk-vouched write the kitchen took was refused at the POS when the kitchen
+    /// forwarded it, and every later change of the kitchen with it: policy fuzzer seed 207).
+    /// Whether the signature verifies is `verify_new`'s to check.
+    pub(super) fn voucher(
+        &self,
+        actor: &automerge::ActorId,
+        new: &[NewChange],
+        pending: &Pending,
+    ) -> Option<&PeerInfo> {
+        let newest = new
+            .iter()
+            .filter(|c| &c.actor == actor)
+            .max_by_key(|c| c.seq)?;
+        let (key, _) = pending
+            .get(&newest.hash)
+            .or_else(|| newest.vouched_by.and_then(|(hash, _)| pending.get(&hash)))?;
+        self.certs.get(key).map(|(info, _)| info)
+    }
+
     /// The site whose devices may sign changes that reach us from `from`: a device's own
     /// site, or for a cloud the site of the device it serves. `None` between clouds.
     pub(super) fn signer_site<'a>(&'a self, from: &'a PeerInfo) -> Option<&'a SiteId> {
@@ -300,11 +325,10 @@ impl Engine {
                             change.hash
                         ))
                     }
-                    (SignatureRule::Transitional, Some(c)) => {
-                        self.check_unsigned_claim(from, doc, actor, c, new)?;
+                    (SignatureRule::Transitional, claim) => {
+                        self.check_unsigned_claim(doc, actor, claim.as_ref(), new)?;
                         continue;
                     }
-                    (SignatureRule::Transitional, None) => continue,
                 }
             };
             self.check_signature(from, doc, actor, &hash, key, signature)?;
@@ -321,60 +345,79 @@ impl Engine {
         Ok(records)
     }
 
-    /// Why the unsigned changes of `actor` (claiming `claim`) in `new` are refused under
-    /// [`SignatureRule::Transitional`], if they are. Nothing proves an unsigned claim, so it
-    /// is worth no more than what the peer that sent it could write as itself: a claim of
-    /// the cloud or head office (which may write everything) is never taken unsigned, and
-    /// neither is a change, relayed under another device's name, that writes a context or a
-    /// path the relaying peer's own role may not (a kiosk making up `outpost:pos:ghost:…` to
-    /// mark an order paid).
+    /// Why the unsigned changes of `actor` (claiming `claim`, `None` for a non-outpost
+    /// actor) in `new` are refused under [`SignatureRule::Transitional`], if they are.
+    ///
+    /// Nothing proves an unsigned claim, so it is worth no more than what any device that
+    /// could have sent it may write itself: a claim of the cloud or head office (which may
+    /// write everything) is never taken unsigned, and every other unsigned change must be
+    /// within the rights of **every relay role that may read the context** (a kiosk making
+    /// up `outpost:pos:ghost:…` to mark an order paid is a relay that reads `orders`, so it
+    /// gains nothing). The ceiling is the same at every hop, first hand or relayed: judging
+    /// by the role of the peer that sent it instead (the rule before) took at the first hop
+    /// what the next hop refused (a kiosk's own unsigned write, taken by the kitchen, was
+    /// refused at the POS as "no more than its relay", and with it every later change of the
+    /// kitchen to that document: policy fuzzer seeds 207 and 227). A receiver that may not
+    /// relay but writes the context takes no unsigned change of another device at all: its
+    /// own later changes would carry it, and no peer takes it forwarded by a non-relay.
     fn check_unsigned_claim(
         &self,
-        from: &PeerInfo,
         doc: &DocumentId,
         actor: &automerge::ActorId,
-        claim: &crate::ActorClaim,
+        claim: Option<&crate::ActorClaim>,
         new: &[NewChange],
     ) -> Result<(), String> {
         let author = describe(actor);
-        if claim.role == Role::cloud() || claim.role.as_str() == HEAD_OFFICE {
-            return Err(format!(
-                "an unsigned change claims {author}: role {} is never taken without a \
-                 signature, whatever the signature rule",
-                claim.role
-            ));
-        }
-        if claim.peer == from.peer {
-            // Its own change: `check_actor` and the path rules judged it under its role.
-            return Ok(());
-        }
         let policy = &self.config.policy;
-        if !policy.may_write(&from.role, doc.context()) {
+        let context = doc.context();
+        if let Some(claim) = claim {
+            if claim.role == Role::cloud() || claim.role.as_str() == HEAD_OFFICE {
+                return Err(format!(
+                    "an unsigned change claims {author}: role {} is never taken without a \
+                     signature, whatever the signature rule",
+                    claim.role
+                ));
+            }
+        }
+        let me = &self.config.local;
+        if claim.is_none_or(|c| c.peer != me.peer)
+            && !policy.may_relay(&me.role)
+            && policy.may_write(&me.role, context)
+        {
             return Err(format!(
-                "an unsigned change claims {author}, relayed by {from}, whose role may not \
-                 write context {}: an unsigned claim counts for no more than its relay",
-                doc.context()
+                "an unsigned change by {author}: this peer's role {} may not relay, so no peer \
+                 would take it from here with this peer's own changes; upgrade the author to \
+                 a version that signs",
+                me.role
             ));
         }
-        for c in new.iter().filter(|c| &c.actor == actor) {
-            let Some(Ok(written)) = &c.written else {
-                // No path rules in this context (else the paths were decoded and checked).
-                continue;
-            };
-            for (path, replaces) in written {
-                if !policy.may_write_path_as(
-                    &from.role,
-                    Some(&from.peer),
-                    doc.context(),
-                    path,
-                    *replaces,
-                ) {
-                    return Err(format!(
-                        "an unsigned change claims {author} to {} {path} in {doc}, which its \
-                         relay {from} may not do as itself: an unsigned claim counts for no \
-                         more than its relay",
-                        if *replaces { "replace" } else { "write" },
-                    ));
+        let ceiling = policy
+            .relay_roles
+            .iter()
+            .filter(|r| policy.may_read(r, context));
+        for role in ceiling {
+            if !policy.may_write(role, context) {
+                return Err(format!(
+                    "an unsigned change by {author} to context {context}, which relay role \
+                     {role} may not write: an unsigned change counts for no more than any \
+                     relay that could have sent it; upgrade the author to a version that signs"
+                ));
+            }
+            for c in new.iter().filter(|c| &c.actor == actor) {
+                let Some(Ok(written)) = &c.written else {
+                    // No path rules in this context (else the paths were decoded and checked).
+                    continue;
+                };
+                for (path, replaces) in written {
+                    if !policy.may_write_path_as(role, None, context, path, *replaces) {
+                        return Err(format!(
+                            "an unsigned change by {author} would {} {path} in {doc}, which \
+                             relay role {role} may not: an unsigned change counts for no more \
+                             than any relay that could have sent it; upgrade the author to a \
+                             version that signs",
+                            if *replaces { "replace" } else { "write" },
+                        ));
+                    }
                 }
             }
         }
