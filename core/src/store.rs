@@ -36,7 +36,8 @@ use serde_json::Value as Json;
 
 pub use self::author::Author;
 pub use self::backup::{
-    restore, restore_stores, BackupError, BackupSummary, BackupWriter, BACKUP_MAGIC, BACKUP_VERSION,
+    restore, restore_stores, restore_stores_with_key, restore_with_key, BackupError, BackupSummary,
+    BackupWriter, BACKUP_MAGIC, BACKUP_VERSION, BACKUP_VERSION_SEALED,
 };
 pub use self::feed::{Feed, FeedBatch, FeedDocs, FeedFilter};
 use self::flush::FlushGroup;

@@ -261,5 +261,105 @@ fn an_encrypted_store_moves_between_engines_still_sealed() {
     assert_eq!(heads(&store), before);
 }
 
-#[allow(dead_code)]
-fn unused(_: BackupError) {}
+#[test]
+fn a_backup_of_an_encrypted_store_is_sealed_and_restores_only_with_the_key() {
+    for engine in ENGINES {
+        for encrypted in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let k = key();
+            let store =
+                Store::open_with(dir.path(), options(engine, encrypted.then_some(&k))).unwrap();
+            write_secrets(&store);
+            let before = heads(&store);
+            let mut backup = Vec::new();
+            let taken = store.backup(&mut backup).unwrap();
+            drop(store);
+            let found = secrets_in(&backup);
+            println!(
+                "{engine}, encrypted {encrypted}: backup of {} B, {} documents; secrets in it: {found:?}",
+                backup.len(),
+                taken.documents
+            );
+            if !encrypted {
+                // The check finds them in a plain backup: it can fail.
+                assert_eq!(found.len(), SECRETS.len());
+                continue;
+            }
+            assert!(
+                found.is_empty(),
+                "{engine}: {found:?} readable in the backup"
+            );
+            assert_eq!(backup[15], outpost_core::BACKUP_VERSION_SEALED);
+
+            // The replacement device: a new, empty directory.
+            let device = tempfile::tempdir().unwrap();
+            let target = device.path().join("data");
+            let e = outpost_core::restore(&target, &backup[..]).unwrap_err();
+            println!("{engine}, restore without a key: {e}");
+            assert!(matches!(e, BackupError::KeyRequired), "{e:?}");
+            assert!(!target.exists(), "a refused restore leaves nothing");
+            let e = outpost_core::restore_with_key(&target, &backup[..], Some(key())).unwrap_err();
+            println!("{engine}, restore with a wrong key: {e}");
+            assert!(
+                matches!(e, BackupError::Key(KeyError::WrongKey { .. })),
+                "{e:?}"
+            );
+            assert!(!target.exists(), "a refused restore leaves nothing");
+
+            let t = Instant::now();
+            let restored =
+                outpost_core::restore_with_key(&target, &backup[..], Some(k.clone())).unwrap();
+            println!("{engine}: restored {restored:?} in {:?}", t.elapsed());
+            assert_eq!(restored.documents, 2);
+            // The restored store is encrypted too, under the same platform key.
+            assert!(secrets_in_files(&target).is_empty());
+            let e = reopen(&target, options(engine, None)).unwrap_err();
+            assert!(
+                matches!(e, Error::Key(KeyError::KeyRequired { .. })),
+                "{e:?}"
+            );
+            let store = reopen(&target, options(engine, Some(&k))).unwrap();
+            assert_eq!(heads(&store), before);
+            assert_eq!(
+                store.get(&doc("orders/2026-12-07"), "/A-001/item").unwrap(),
+                Some(json!(SECRETS[0]))
+            );
+
+            // A sealed backup altered anywhere is refused.
+            let mut altered = backup.clone();
+            let at = altered.len() / 2;
+            altered[at] ^= 1;
+            let other = device.path().join("altered");
+            let e =
+                outpost_core::restore_with_key(&other, &altered[..], Some(k.clone())).unwrap_err();
+            assert!(matches!(e, BackupError::Damaged(_)), "{e:?}");
+        }
+    }
+}
+
+#[test]
+fn a_plain_backup_restored_with_a_key_becomes_an_encrypted_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    write_secrets(&store);
+    let before = heads(&store);
+    let mut backup = Vec::new();
+    store.backup(&mut backup).unwrap();
+    drop(store);
+    let k = key();
+    let target = dir.path().join("encrypted");
+    outpost_core::restore_with_key(&target, &backup[..], Some(k.clone())).unwrap();
+    assert!(secrets_in_files(&target).is_empty());
+    let store = reopen(
+        &target,
+        StoreOptions {
+            data_key: Some(k),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(heads(&store), before);
+    // A plain writer refuses an encrypted store rather than leak it.
+    let mut w = outpost_core::BackupWriter::new(Vec::new()).unwrap();
+    assert!(matches!(w.add(&store), Err(BackupError::WouldLeak(_))));
+}
