@@ -224,7 +224,12 @@ impl<W: Write> BackupWriter<W> {
     /// it is encrypted (then it takes every store of that database, a cloud's sites), plain
     /// otherwise.
     pub fn for_store(out: W, store: &Store) -> Result<Self, BackupError> {
-        BackupWriter::start(out, store.inner.db.data_key().cloned())
+        BackupWriter::for_database(out, &store.inner.db)
+    }
+
+    /// [`BackupWriter::for_store`] for the stores of `db` (a cloud's sites).
+    pub fn for_database(out: W, db: &crate::Database) -> Result<Self, BackupError> {
+        BackupWriter::start(out, db.data_key().cloned())
     }
 
     fn start(out: W, sealed: Option<std::sync::Arc<DataKey>>) -> Result<Self, BackupError> {
