@@ -27,6 +27,7 @@
 //!         ticket_prefix: None,
 //!         signatures: None,
 //!         replicated_timeout_ms: 3000,
+//!         data_key: None,
 //!     })
 //! };
 //! let pos = Outpost::open_blocking(config("pos-1", "pos", vec![])?)?;

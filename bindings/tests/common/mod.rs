@@ -19,5 +19,6 @@ pub(crate) fn config(dir: &std::path::Path, ca: &FleetCa, peer: &str, role: &str
         ticket_prefix: None,
         signatures: None,
         replicated_timeout_ms: 3000,
+        data_key: None,
     }
 }

@@ -43,7 +43,7 @@ pub(crate) const SEAL_OVERHEAD: usize = NONCE_LEN + 16;
 #[non_exhaustive]
 pub enum KeyError {
     /// The store is encrypted and no key was given.
-    #[error("the store in {path} is encrypted and no key was given: pass its key (`--data-key-file PATH` or OUTPOST_DATA_KEY for the CLI, the key callback of the bindings); nothing was changed")]
+    #[error("the store in {path} is encrypted and no key was given: pass its key (`--data-key-file PATH` or OUTPOST_DATA_KEY for the CLI, `data_key` in the NodeConfig of the bindings); nothing was changed")]
     KeyRequired {
         /// The data directory.
         path: String,
