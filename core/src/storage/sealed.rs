@@ -402,7 +402,20 @@ impl SealedBackend {
                 DataKey::unwrap(wrap, &wrapped, &check, path)?
             }
             None => {
-                if inner.keyspaces()?.iter().any(|k| k != HEADER) {
+                // Keyspaces an earlier plain open created but never wrote (sled makes a tree
+                // on first read) hold nothing to leak.
+                let mut plain_data = false;
+                for ks in inner.keyspaces()? {
+                    if ks != HEADER
+                        && !inner
+                            .range(&ks, Bound::Unbounded, Bound::Unbounded, 1)?
+                            .is_empty()
+                    {
+                        plain_data = true;
+                        break;
+                    }
+                }
+                if plain_data {
                     return Err(KeyError::NotEncrypted {
                         path: path.to_string(),
                     }
