@@ -143,9 +143,9 @@ fn deliver(from: &mut Engine, to: &mut Engine, now: Timestamp) -> bool {
 }
 
 /// A fresh POS (same encryption as the source) made outside the measurement.
-fn fresh(source: &Source) -> (tempfile::TempDir, Engine) {
+fn fresh(key: Option<&SharedKeyWrap>) -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = open(dir.path(), "pos-b", source.key.as_ref());
+    let store = open(dir.path(), "pos-b", key);
     (dir, engine(store, "pos-b"))
 }
 
@@ -206,8 +206,13 @@ fn main() {
         });
     }
     for (name, s) in [("plain", &mut plain_src), ("sealed", &mut sealed_src)] {
+        let key = s.key.clone();
         group.bench_function(format!("catchup_{name}"), |b| {
-            b.iter_batched(|| fresh(s), |f| catch_up(s, f), BatchSize::PerIteration)
+            b.iter_batched(
+                || fresh(key.as_ref()),
+                |f| catch_up(s, f),
+                BatchSize::PerIteration,
+            )
         });
     }
     group.finish();
@@ -247,7 +252,7 @@ fn main() {
             } else {
                 &mut plain_src
             };
-            let f = fresh(s);
+            let f = fresh(s.key.clone().as_ref());
             let start = Instant::now();
             let dir = catch_up(s, f);
             let catchup = start.elapsed();

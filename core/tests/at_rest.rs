@@ -363,4 +363,3 @@ fn a_plain_backup_restored_with_a_key_becomes_an_encrypted_store() {
     let mut w = outpost_core::BackupWriter::new(Vec::new()).unwrap();
     assert!(matches!(w.add(&store), Err(BackupError::WouldLeak(_))));
 }
-
