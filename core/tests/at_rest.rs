@@ -363,3 +363,135 @@ fn a_plain_backup_restored_with_a_key_becomes_an_encrypted_store() {
     let mut w = outpost_core::BackupWriter::new(Vec::new()).unwrap();
     assert!(matches!(w.add(&store), Err(BackupError::WouldLeak(_))));
 }
+
+/// The cost of encryption, for the report (`benches/benches/at_rest.rs` is the criterion
+/// bench of the same figures): durable and fast writes of a small order and the catch-up of a
+/// fresh POS through two engines in memory, plain and encrypted interleaved in the same run.
+/// Run in release: `cargo test -p outpost-core --release --test at_rest -- --ignored
+/// --nocapture encryption_cost`.
+#[test]
+#[ignore = "a measurement for the report, not a check"]
+fn encryption_cost_ratios() {
+    use outpost_core::{Engine, EngineConfig, PeerInfo, Policy, Timestamp};
+    use std::time::Duration;
+    const ORDERS: u64 = 2_000;
+    const WRITES: u64 = 200;
+    let rounds: usize = std::env::var("AT_REST_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(9);
+    let info = |p: &str| PeerInfo::parse("s1", p, "pos").unwrap();
+    let open = |dir: &Path, peer: &str, key: Option<&SharedKeyWrap>| {
+        Store::open_with(
+            dir,
+            StoreOptions {
+                identity: Some(info(peer)),
+                policy: Policy::default(),
+                data_key: key.cloned(),
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let day = doc("orders/2026-12-07");
+    let keys = [None, Some(key())];
+    // Per variant: a writer store, a catch-up source engine.
+    let mut writers = Vec::new();
+    let mut sources = Vec::new();
+    let mut dirs = Vec::new();
+    for k in &keys {
+        let d = tempfile::tempdir().unwrap();
+        writers.push((open(d.path(), "pos-w", k.as_ref()), 0u64));
+        dirs.push(d);
+        let d = tempfile::tempdir().unwrap();
+        let s = open(d.path(), "pos-a", k.as_ref());
+        for n in 0..ORDERS {
+            for (field, value) in [
+                ("sku", json!(["burger", "fries", "soda"][n as usize % 3])),
+                ("qty", json!(1 + n % 3)),
+                ("table", json!(n % 24)),
+                ("status", json!("new")),
+                ("total_cents", json!(1250 + (n % 7) * 100)),
+            ] {
+                s.put(&day, &format!("/o{n:05}/{field}"), value, Durability::Fast)
+                    .unwrap();
+            }
+        }
+        s.flush().unwrap();
+        sources.push(Engine::new(
+            s,
+            EngineConfig::new(info("pos-a"), Policy::default()),
+        ));
+        dirs.push(d);
+    }
+    let deliver = |from: &mut Engine, to: &mut Engine| {
+        let me = from.local().peer.clone();
+        let mut moved = false;
+        while let Some(t) = from.poll_transmit() {
+            moved = true;
+            to.handle_message(&me, &t.bytes, Timestamp(1_000)).unwrap();
+        }
+        moved
+    };
+    let mut times: [[Vec<Duration>; 2]; 3] = Default::default();
+    for round in 0..rounds {
+        for v in [round % 2, 1 - round % 2] {
+            let (store, next) = &mut writers[v];
+            for (i, d) in [Durability::Durable, Durability::Fast]
+                .into_iter()
+                .enumerate()
+            {
+                let t = Instant::now();
+                for _ in 0..WRITES {
+                    *next += 1;
+                    store
+                        .put(
+                            &day,
+                            &format!("/A-{next:06}"),
+                            json!({"sku": "burger", "qty": 2, "note": "no onions"}),
+                            d,
+                        )
+                        .unwrap();
+                }
+                store.flush().unwrap();
+                times[i][v].push(t.elapsed() / WRITES as u32);
+            }
+            let fresh_dir = tempfile::tempdir().unwrap();
+            let mut b = Engine::new(
+                open(fresh_dir.path(), "pos-b", keys[v].as_ref()),
+                EngineConfig::new(info("pos-b"), Policy::default()),
+            );
+            let a = &mut sources[v];
+            let t = Instant::now();
+            let (ia, ib) = (a.local().clone(), b.local().clone());
+            a.handle_connect(ib.clone(), Timestamp(1_000));
+            b.handle_connect(ia.clone(), Timestamp(1_000));
+            while deliver(a, &mut b) | deliver(&mut b, a) {}
+            b.store().flush().unwrap();
+            times[2][v].push(t.elapsed());
+            assert_eq!(
+                b.store().heads(&day).unwrap(),
+                a.store().heads(&day).unwrap()
+            );
+            a.handle_disconnect(&ib.peer, Timestamp(1_000));
+            b.handle_disconnect(&ia.peer, Timestamp(1_000));
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    for (name, t) in ["durable write", "fast write", "catch-up of 2,000 orders"]
+        .iter()
+        .zip(times.iter_mut())
+    {
+        let (p, s) = (median(&mut t[0]), median(&mut t[1]));
+        println!(
+            "at_rest, summary ({}): {name}: encrypted {:.3} ms, plain {:.3} ms ({rounds} interleaved rounds, medians): {:.2}x (goal <= 1.15x)",
+            writers[0].0.engine(),
+            s.as_secs_f64() * 1e3,
+            p.as_secs_f64() * 1e3,
+            s.as_secs_f64() / p.as_secs_f64()
+        );
+    }
+}
