@@ -92,7 +92,7 @@ impl DeviceCertificate {
 }
 
 /// How to open a node.
-#[derive(Clone, Debug, uniffi::Record)]
+#[derive(Clone, uniffi::Record)]
 pub struct NodeConfig {
     /// The directory where the node keeps its documents (created if missing), e.g. the
     /// app's files directory plus `/outpost`.
@@ -148,6 +148,34 @@ pub struct NodeConfig {
     /// network unencrypted, so only for guest roles on a guest network.
     #[uniffi(default = false)]
     pub ws_plain: bool,
+    /// The key that encrypts the data directory at rest: 32 bytes the platform keeps
+    /// (Android Keystore, iOS Keychain; see bindings/README.md). A new data directory opened
+    /// with a key is encrypted; an encrypted one opens only with it (`InvalidConfig`
+    /// otherwise, and the store is not changed). `None`: not encrypted.
+    #[uniffi(default = None)]
+    pub data_key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field but the key's bytes.
+        f.debug_struct("NodeConfig")
+            .field("data_dir", &self.data_dir)
+            .field("certificate", &self.certificate)
+            .field("role", &self.role)
+            .field("listen", &self.listen)
+            .field("peers", &self.peers)
+            .field("discovery", &self.discovery)
+            .field("policy_json", &self.policy_json)
+            .field("durable_writes", &self.durable_writes)
+            .field("ticket_prefix", &self.ticket_prefix)
+            .field("signatures", &self.signatures)
+            .field("replicated_timeout_ms", &self.replicated_timeout_ms)
+            .field("ws_listen", &self.ws_listen)
+            .field("ws_plain", &self.ws_plain)
+            .field("data_key", &self.data_key.as_ref().map(|_| "(32 bytes)"))
+            .finish()
+    }
 }
 
 /// A socket address from a string, or `InvalidConfig` naming the field.
@@ -216,6 +244,11 @@ impl NodeConfig {
             .transpose()?;
         if let Some(rule) = &self.signatures {
             config.signatures = rule.trim().parse()?;
+        }
+        if let Some(key) = &self.data_key {
+            let key = outpost_core::storage::WrappingKey::from_bytes(key)
+                .map_err(|e| OutpostError::invalid_config(format!("data_key: {e}")))?;
+            config.data_key = Some(Arc::new(key));
         }
         if let Some(json) = &self.policy_json {
             config.policy = serde_json::from_str::<Policy>(json).map_err(|e| {

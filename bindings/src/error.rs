@@ -242,6 +242,8 @@ impl From<outpost_core::Error> for OutpostError {
             // Another process (or a handle being released) holds the store: later, it may not.
             E::InUse { .. } => (Kind::Storage, At::default(), true),
             E::UnknownEngine { .. } => (Kind::InvalidConfig, At::default(), false),
+            // A missing or wrong key: the app passes the right one; the store is intact.
+            E::Key(_) => (Kind::InvalidConfig, At::default(), false),
             // Automerge refuses operations that the value API does not produce.
             E::Automerge { doc, .. } => (Kind::Internal, At::doc(doc), false),
             _ => (Kind::Internal, At::default(), false),

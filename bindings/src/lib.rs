@@ -29,6 +29,7 @@
 //!         replicated_timeout_ms: 3000,
 //!         ws_listen: None,
 //!         ws_plain: false,
+//!         data_key: None,
 //!     })
 //! };
 //! let pos = Outpost::open_blocking(config("pos-1", "pos", vec![])?)?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use outpost_core::storage::{SharedKeyWrap, WrappingKey};
 use outpost_core::{PeerInfo, Policy, Store, StoreOptions};
 use outpost_transport::DeviceCert;
 use serde_json::Value as Json;
@@ -65,6 +66,7 @@ pub(crate) fn run(dir: &Path, cert_dir: Option<&Path>, command: Command) -> Resu
             return crate::audit::run(dir, cert_dir, &request, json);
         }
         Command::Restore { from } => return restore(dir, &from),
+        Command::Rekey { new_key_file } => return rekey(dir, &new_key_file),
         Command::Migrate { to } => return migrate(dir, to),
         Command::Backup { out } => Request::Backup {
             out: absolute(&out)?,
@@ -205,7 +207,7 @@ fn restore(dir: &Path, from: &Path) -> Result<()> {
             from.display()
         )
     })?;
-    let summary = outpost_core::restore(dir, std::io::BufReader::new(file))
+    let summary = outpost_core::restore_with_key(dir, std::io::BufReader::new(file), data_key())
         .with_context(|| format!("cannot restore {} into {}", from.display(), dir.display()))?;
     if let Some(info) = &summary.identity {
         record_identity(dir, info)?;
@@ -388,6 +390,43 @@ pub(crate) fn record_identity(dir: &Path, info: &PeerInfo) -> Result<()> {
 
 static POLICY: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
 
+static DATA_KEY: std::sync::OnceLock<SharedKeyWrap> = std::sync::OnceLock::new();
+
+/// Reads the key of an encrypted data directory (`--data-key-file`, or the key itself in
+/// OUTPOST_DATA_KEY); once, before any store is opened.
+pub(crate) fn set_data_key(file: Option<&Path>) -> Result<()> {
+    let key = match (file, std::env::var("OUTPOST_DATA_KEY")) {
+        (Some(path), _) => WrappingKey::from_file(path)
+            .with_context(|| format!("cannot use the key file {}", path.display()))?,
+        (None, Ok(text)) => WrappingKey::parse(&text).context("cannot use OUTPOST_DATA_KEY")?,
+        (None, Err(_)) => return Ok(()),
+    };
+    let _ = DATA_KEY.set(Arc::new(key));
+    Ok(())
+}
+
+/// The key of this command's data directory, if one was given.
+pub(crate) fn data_key() -> Option<SharedKeyWrap> {
+    DATA_KEY.get().cloned()
+}
+
+/// `outpost rekey`: the data key rewrapped under a new key file.
+fn rekey(dir: &Path, new_key_file: &Path) -> Result<()> {
+    let old = data_key().ok_or_else(|| {
+        anyhow!("rekey needs the current key: pass --data-key-file FILE (or set OUTPOST_DATA_KEY)")
+    })?;
+    let new = WrappingKey::from_file(new_key_file)
+        .with_context(|| format!("cannot use the new key file {}", new_key_file.display()))?;
+    outpost_core::storage::rewrap_data_key(dir, old.as_ref(), &new)
+        .with_context(|| format!("cannot rotate the key of {}", dir.display()))?;
+    println!(
+        "the data key of {} is now wrapped by {}; the old key no longer opens it",
+        dir.display(),
+        new_key_file.display()
+    );
+    Ok(())
+}
+
 /// Sets the policy of this command (from `--policy`); once, before any store is opened.
 pub(crate) fn set_policy(policy: Policy) {
     let _ = POLICY.set(policy);
@@ -423,6 +462,7 @@ pub(crate) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -
     let options = StoreOptions {
         identity,
         policy: policy(),
+        data_key: data_key(),
         ..StoreOptions::default()
     };
     // The options hold no store (`fleet` is a cloud's), so nothing shared outlives a panic.
@@ -431,6 +471,8 @@ pub(crate) fn open_store(dir: &Path, identity: Option<PeerInfo>, create: bool) -
     }));
     match opened {
         Ok(Ok(store)) => Ok(store),
+        // A missing or wrong key says what to do itself; the store is intact.
+        Ok(Err(e @ outpost_core::Error::Key(_))) => Err(anyhow::Error::new(e)),
         Ok(Err(e)) => {
             let msg = e.to_string();
             if msg.contains("could not acquire lock") {

@@ -68,6 +68,20 @@ struct Cli {
     )]
     policy: Option<PathBuf>,
 
+    /// The key that encrypts the data directory at rest (32 random bytes, or a file holding
+    /// them as 64 hex digits or base64; make one with `head -c 32 /dev/urandom > FILE` and
+    /// keep it off the device's disk when you can). A new data directory opened with a key
+    /// is encrypted; an encrypted one opens only with it. OUTPOST_DATA_KEY gives the key
+    /// itself (hex or base64) instead of a file.
+    #[arg(
+        long,
+        global = true,
+        env = "OUTPOST_DATA_KEY_FILE",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    data_key_file: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     command: Command,
@@ -214,6 +228,14 @@ enum Command {
         /// The engine to move to: sled or redb.
         #[arg(long, value_name = "ENGINE")]
         to: outpost_core::StorageEngine,
+    },
+    /// Rotate the key of an encrypted data directory: the data key is rewrapped under the
+    /// new key (one record; no data is rewritten). Takes the current key as usual
+    /// (`--data-key-file` or OUTPOST_DATA_KEY). The device must be stopped.
+    Rekey {
+        /// The new key file (as `--data-key-file` reads it).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
     },
     /// Show documents, heads, peers, and what is unsynced since when.
     Status {
@@ -417,6 +439,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(path) = &cli.policy {
         data::set_policy(data::load_policy(path)?);
     }
+    data::set_data_key(cli.data_key_file.as_deref())?;
     match cli.command {
         Command::Cert(c) => cert::run(c, &data::policy()),
         Command::Policy(PolicyCommand::Show) => {

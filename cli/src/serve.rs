@@ -259,6 +259,7 @@ fn start_and_run(dir: &Path, cert_dir: &Path, args: ServeArgs) -> Result<()> {
         config.discovery = settings.discover;
         config.deny = settings.deny.clone();
         config.policy = data::policy();
+        config.data_key = data::data_key();
         config.signatures = settings.signatures;
         // A certificate renewed by the cloud replaces the files, for the next start too.
         config.cert_dir = Some(cert_dir.to_path_buf());

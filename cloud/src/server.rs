@@ -395,7 +395,7 @@ impl Cloud {
                 Some(sites)
             }
         };
-        let db = open_db(&db_path, config.cache_bytes)?;
+        let db = open_db(&db_path, config.cache_bytes, config.data_key.clone())?;
         let filter = PeerFilter::new(SiteRule::AnySite, deny);
         let endpoint = endpoint(&cert, &filter, &config.tuning, config.listen)?;
         let quic_addr = endpoint
@@ -616,14 +616,22 @@ impl Cloud {
     }
 }
 
-fn open_db(path: &std::path::Path, cache_bytes: u64) -> Result<outpost_core::Database> {
+fn open_db(
+    path: &std::path::Path,
+    cache_bytes: u64,
+    key: Option<outpost_core::storage::SharedKeyWrap>,
+) -> Result<outpost_core::Database> {
     // The engine whose files the directory holds (a new one: the default engine); sled's
     // incomplete snapshots are set aside first (see `outpost_core::storage`).
     let options = outpost_core::storage::DatabaseOptions {
         cache_capacity: cache_bytes,
+        key,
         ..Default::default()
     };
-    let opened = std::panic::catch_unwind(|| outpost_core::Database::open(path, &options));
+    // The key is only read by the open; a panic inside leaves nothing shared behind.
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        outpost_core::Database::open(path, &options)
+    }));
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!(

@@ -179,6 +179,10 @@ pub enum Error {
         "storage error: {0}; check that the data directory is writable and the disk is not full"
     )]
     Storage(#[from] crate::storage::StorageError),
+    /// An encrypted store's key is missing or wrong (see `storage/sealed.rs`); nothing was
+    /// written.
+    #[error(transparent)]
+    Key(#[from] crate::storage::KeyError),
     /// A change written as another identity (`Store::transact_as`) could not be signed with
     /// its key; nothing was stored.
     #[error(

@@ -63,8 +63,8 @@ pub use link::{Backoff, CloseCode, ConnId, LinkConfig, Links, Output, Target};
 pub use pointer::Pointer;
 pub use policy::{ContextRule, FeedItems, PathRule, Policy, DEVICE_TOKEN};
 pub use store::{
-    restore, restore_stores, BackupError, BackupSummary, BackupWriter, BACKUP_MAGIC,
-    BACKUP_VERSION, ERASURES_DOC,
+    restore, restore_stores, restore_stores_with_key, restore_with_key, BackupError, BackupSummary,
+    BackupWriter, BACKUP_MAGIC, BACKUP_VERSION, BACKUP_VERSION_SEALED, ERASURES_DOC,
 };
 pub use store::{AuditEntry, AuditKind, AuditLimits, AuditQuery, AuditTrail};
 pub use store::{

@@ -12,6 +12,7 @@
 //! syncs on its own every `flush_every_ms`.
 
 pub(crate) mod redb;
+pub(crate) mod sealed;
 pub(crate) mod sled;
 
 use std::collections::VecDeque;
@@ -19,6 +20,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use self::sealed::{rewrap_data_key, KeyError, KeyWrap, SharedKeyWrap, WrappingKey};
 pub use self::sled::quarantine_incomplete_snapshots;
 use crate::{Error, Result};
 
@@ -102,6 +104,14 @@ pub enum StorageError {
     /// A file of the data directory could not be read, written or synced.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A value of an encrypted store does not open with its data key (see `storage/sealed.rs`).
+    #[error("the value of key {key:?} in keyspace {keyspace} does not decrypt with the store's data key: the file was altered or damaged; move the data directory aside and restore a backup or sync again from peers")]
+    Tampered {
+        /// The keyspace.
+        keyspace: String,
+        /// The key (lossy text).
+        key: String,
+    },
 }
 
 impl From<::sled::Error> for Error {
@@ -150,6 +160,10 @@ pub(crate) trait Backend: Send + Sync {
 /// How to open a data directory.
 #[derive(Clone, Debug)]
 pub struct DatabaseOptions {
+    /// The platform key of an encrypted store (see `storage/sealed.rs`): a new store given
+    /// one is encrypted; an encrypted store refuses to open without it
+    /// ([`KeyError::KeyRequired`]) or with another ([`KeyError::WrongKey`]).
+    pub key: Option<SharedKeyWrap>,
     /// The engine of a new directory; a directory that holds one engine's files is opened
     /// with that engine.
     pub engine: Engine,
@@ -162,6 +176,7 @@ pub struct DatabaseOptions {
 impl Default for DatabaseOptions {
     fn default() -> Self {
         DatabaseOptions {
+            key: None,
             engine: Engine::for_new_directories(),
             cache_capacity: 64 * 1024 * 1024,
             flush_every_ms: 100,
@@ -174,6 +189,8 @@ impl Default for DatabaseOptions {
 pub struct Database {
     backend: Arc<dyn Backend>,
     dir: Option<PathBuf>,
+    /// The data key, if the store is encrypted.
+    key: Option<Arc<sealed::DataKey>>,
 }
 
 impl std::fmt::Debug for Database {
@@ -181,6 +198,7 @@ impl std::fmt::Debug for Database {
         f.debug_struct("Database")
             .field("engine", &self.engine())
             .field("dir", &self.dir)
+            .field("encrypted", &self.key.is_some())
             .finish()
     }
 }
@@ -188,8 +206,32 @@ impl std::fmt::Debug for Database {
 impl Database {
     /// Opens (or creates) the database in `dir`, with the engine whose files it holds, or
     /// `options.engine` for a new directory. Fails if another process holds it.
+    /// An encrypted store needs `options.key`; a new store given a key is encrypted.
     pub fn open(dir: impl AsRef<Path>, options: &DatabaseOptions) -> Result<Database> {
         let dir = dir.as_ref();
+        let raw = Database::open_unsealed(dir, options)?;
+        let path = dir.display().to_string();
+        match &options.key {
+            None if sealed::is_sealed(raw.backend.as_ref())? => {
+                Err(KeyError::KeyRequired { path }.into())
+            }
+            None => Ok(raw),
+            Some(wrap) => {
+                let backend = sealed::SealedBackend::open(raw.backend, wrap.as_ref(), &path)?;
+                let key = Some(backend.data_key().clone());
+                Ok(Database {
+                    backend: Arc::new(backend),
+                    dir: raw.dir,
+                    key,
+                })
+            }
+        }
+    }
+
+    /// The engine's keyspaces as stored: an encrypted store's values stay sealed (a
+    /// migration copies them as they are: their keyspace and key, which they are bound to,
+    /// do not change).
+    pub(crate) fn open_unsealed(dir: &Path, options: &DatabaseOptions) -> Result<Database> {
         check_no_unfinished_swap(dir)?;
         crate::storage::private_dir(dir)?;
         let engine = Engine::detect(dir).unwrap_or(options.engine);
@@ -214,7 +256,18 @@ impl Database {
         Ok(Database {
             backend,
             dir: Some(dir.to_path_buf()),
+            key: None,
         })
+    }
+
+    /// Whether the store's values are encrypted (see `storage/sealed.rs`).
+    pub fn is_encrypted(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The data key of an encrypted store.
+    pub(crate) fn data_key(&self) -> Option<&Arc<sealed::DataKey>> {
+        self.key.as_ref()
     }
 
     /// The engine.
@@ -273,6 +326,7 @@ impl From<::sled::Db> for Database {
         Database {
             backend: Arc::new(sled::SledBackend::from_db(db)),
             dir: None,
+            key: None,
         }
     }
 }
@@ -640,8 +694,9 @@ pub fn migrate(path: &Path, to: Engine) -> Result<MigrationReport> {
             engine: to,
             ..DatabaseOptions::default()
         };
-        let source = Database::open(path, &DatabaseOptions::default())?;
-        let target = match Database::open(&staging, &options) {
+        // Sealed values are copied as they are, with the header that holds their key.
+        let source = Database::open_unsealed(path, &DatabaseOptions::default())?;
+        let target = match Database::open_unsealed(&staging, &options) {
             Ok(db) => db,
             Err(e @ Error::InUse { .. }) => return Err(e),
             // A copy killed while its engine created its files may not open; nothing in it
@@ -649,7 +704,7 @@ pub fn migrate(path: &Path, to: Engine) -> Result<MigrationReport> {
             Err(e) => {
                 tracing::warn!(error = %e, "the unfinished copy does not open: starting it again");
                 std::fs::remove_dir_all(&staging).map_err(io)?;
-                Database::open(&staging, &options)?
+                Database::open_unsealed(&staging, &options)?
             }
         };
         let report = copy_and_verify(path, &source, &target, from, to)?;
@@ -691,7 +746,7 @@ pub fn migrate(path: &Path, to: Engine) -> Result<MigrationReport> {
         ));
     }
     let old_files = swap(path, from, to, &old)?;
-    let db = Database::open(path, &DatabaseOptions::default())?;
+    let db = Database::open_unsealed(path, &DatabaseOptions::default())?;
     let keyspaces: Vec<String> = db
         .keyspaces()?
         .into_iter()

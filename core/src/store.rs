@@ -39,7 +39,8 @@ pub(crate) use self::audit::refusal_rule;
 pub use self::audit::{AuditEntry, AuditKind, AuditLimits, AuditQuery, AuditTrail};
 pub use self::author::Author;
 pub use self::backup::{
-    restore, restore_stores, BackupError, BackupSummary, BackupWriter, BACKUP_MAGIC, BACKUP_VERSION,
+    restore, restore_stores, restore_stores_with_key, restore_with_key, BackupError, BackupSummary,
+    BackupWriter, BACKUP_MAGIC, BACKUP_VERSION, BACKUP_VERSION_SEALED,
 };
 pub use self::feed::{Feed, FeedBatch, FeedDocs, FeedFilter};
 use self::flush::FlushGroup;
@@ -143,6 +144,11 @@ pub struct StoreOptions {
     /// this store (they are per peer). Change notifications of fleet documents go to the fleet
     /// store's subscribers.
     pub fleet: Option<Store>,
+    /// The platform key that wraps the data key of an encrypted store (see
+    /// `core/docs/design.md`, "Encryption at rest"): a new store given one is encrypted, an
+    /// encrypted store opens only with it. Ignored by [`Store::on_db`] (the database is
+    /// opened with its key already).
+    pub data_key: Option<crate::storage::SharedKeyWrap>,
 }
 
 impl Default for StoreOptions {
@@ -160,6 +166,7 @@ impl Default for StoreOptions {
             detect_restore: true,
             mirror: None,
             fleet: None,
+            data_key: None,
         }
     }
 }
@@ -289,6 +296,7 @@ impl Store {
         let db = Database::open(
             path.as_ref(),
             &DatabaseOptions {
+                key: options.data_key.clone(),
                 engine: options.engine,
                 cache_capacity: options.cache_capacity,
                 flush_every_ms: options.flush_every_ms,

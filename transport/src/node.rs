@@ -122,6 +122,9 @@ pub struct NodeConfig {
     /// returns [`Acknowledged::ThisDevice`] ("stored on this device only"); default
     /// [`DEFAULT_REPLICATED_TIMEOUT`].
     pub replicated_timeout: Duration,
+    /// The platform key of an encrypted store (`StoreOptions::data_key`): a new data
+    /// directory given one is encrypted at rest; an encrypted one opens only with it.
+    pub data_key: Option<outpost_core::storage::SharedKeyWrap>,
 }
 
 impl NodeConfig {
@@ -153,6 +156,7 @@ impl NodeConfig {
             health_period: Some(Duration::from_secs(60)),
             health_heartbeat: Duration::from_secs(15 * 60),
             replicated_timeout: DEFAULT_REPLICATED_TIMEOUT,
+            data_key: None,
         }
     }
 }
@@ -265,6 +269,7 @@ impl Node {
                     .clone()
                     .unwrap_or_else(|| config.policy.clone()),
                 ticket_prefix: config.ticket_prefix.clone(),
+                data_key: config.data_key.clone(),
                 ..StoreOptions::default()
             },
         )?;

@@ -21,5 +21,6 @@ pub(crate) fn config(dir: &std::path::Path, ca: &FleetCa, peer: &str, role: &str
         replicated_timeout_ms: 3000,
         ws_listen: None,
         ws_plain: false,
+        data_key: None,
     }
 }

@@ -12,6 +12,7 @@ use outpost_core::{
 use outpost_transport::DeviceCert;
 
 use super::config::{AdminConfig, CloudCommand};
+use outpost_core::storage::SharedKeyWrap;
 
 /// The namespace of a site's store in the cloud's database.
 pub(crate) fn namespace(site: &SiteId) -> String {
@@ -41,14 +42,18 @@ pub(crate) fn sites(db: &outpost_core::Database) -> Vec<SiteId> {
     out
 }
 
-fn open(data: &Path, create: bool) -> Result<outpost_core::Database> {
+fn open(data: &Path, create: bool, key: Option<SharedKeyWrap>) -> Result<outpost_core::Database> {
     if !create && !data.is_dir() {
         bail!(
             "the data directory {} does not exist; check --data",
             data.display()
         );
     }
-    outpost_core::Database::open(data, &Default::default()).map_err(|e| match e {
+    let options = outpost_core::storage::DatabaseOptions {
+        key,
+        ..Default::default()
+    };
+    outpost_core::Database::open(data, &options).map_err(|e| match e {
         outpost_core::Error::InUse { .. } => anyhow!(
             "the data directory {} is in use (is outpost-cloud running on it?); stop it first, then run this again",
             data.display()
@@ -93,8 +98,8 @@ fn migrate(data: &Path, to: outpost_core::StorageEngine) -> Result<()> {
 /// Runs a subcommand of `outpost-cloud`.
 pub(crate) fn run(config: AdminConfig, command: CloudCommand) -> Result<()> {
     match command {
-        CloudCommand::Backup { out } => backup(&config.data, &out),
-        CloudCommand::Restore { from } => restore(&config.data, &from),
+        CloudCommand::Backup { out } => backup(&config, &out),
+        CloudCommand::Restore { from } => restore(&config, &from),
         CloudCommand::Erase { doc, site } => erase(&config, &doc, site.as_deref()),
         CloudCommand::Token(command) => token(&config.data, command),
         CloudCommand::WebToken(command) => web_token(&config, command),
@@ -204,10 +209,12 @@ fn parse_ttl(s: &str) -> Result<u64> {
     Ok(n.saturating_mul(unit))
 }
 
-fn backup(data: &Path, out: &Path) -> Result<()> {
-    let db = open(data, false)?;
+fn backup(config: &AdminConfig, out: &Path) -> Result<()> {
+    let data = &config.data;
+    let db = open(data, false, config.data_key.clone())?;
     let ((sites, documents), bytes) = outpost_binsupport::write_atomically(out, |w| {
-        let mut w = BackupWriter::new(w)?;
+        // Sealed under the working copy's data key when it is encrypted.
+        let mut w = BackupWriter::for_database(w, &db)?;
         let sites = sites(&db);
         let mut documents = 0;
         for site in &sites {
@@ -242,7 +249,8 @@ fn backup(data: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn restore(data: &Path, from: &Path) -> Result<()> {
+fn restore(config: &AdminConfig, from: &Path) -> Result<()> {
+    let data = &config.data;
     if data.exists()
         && std::fs::read_dir(data)
             .with_context(|| format!("cannot read {}", data.display()))?
@@ -262,19 +270,24 @@ fn restore(data: &Path, from: &Path) -> Result<()> {
     })?;
     let created = !data.exists();
     let result = (|| -> Result<Vec<outpost_core::BackupSummary>> {
-        let db = open(data, true)?;
-        let summaries = outpost_core::restore_stores(BufReader::new(file), |ns, _| {
-            let site_ok = ns
-                .strip_prefix("site/")
-                .and_then(|s| s.strip_suffix('/'))
-                .is_some_and(|s| s.parse::<SiteId>().is_ok());
-            if !site_ok && ns != super::fleet::FLEET_NAMESPACE {
-                return Err(outpost_core::BackupError::Damaged(format!(
+        let db = open(data, true, config.data_key.clone())?;
+        let key = config.data_key.as_deref();
+        let summaries = outpost_core::restore_stores_with_key(
+            BufReader::new(file),
+            key,
+            |ns, _| {
+                let site_ok = ns
+                    .strip_prefix("site/")
+                    .and_then(|s| s.strip_suffix('/'))
+                    .is_some_and(|s| s.parse::<SiteId>().is_ok());
+                if !site_ok && ns != super::fleet::FLEET_NAMESPACE {
+                    return Err(outpost_core::BackupError::Damaged(format!(
                     "it holds the store {ns:?}, not a cloud site (a device's backup is restored with `outpost restore`)"
                 )));
-            }
-            Ok(Store::on_db(db.clone(), ns, StoreOptions::default())?)
-        })?;
+                }
+                Ok(Store::on_db(db.clone(), ns, StoreOptions::default())?)
+            },
+        )?;
         db.sync()?;
         Ok(summaries)
     })();
@@ -376,7 +389,7 @@ fn erase(config: &AdminConfig, doc: &str, only: Option<&str>) -> Result<()> {
         outpost_transport::DeviceSigner::new(&cert)
             .context("the cloud certificate's key cannot sign changes")?,
     );
-    let db = open(&config.data, false)?;
+    let db = open(&config.data, false, config.data_key.clone())?;
     let sites: Vec<SiteId> = match only {
         Some(s) => vec![s.parse()?],
         None => sites(&db),

@@ -106,6 +106,19 @@ pub struct Args {
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
+    /// The key that encrypts the working copy in the data directory at rest (a file of 32
+    /// random bytes, or 64 hex digits, or base64; OUTPOST_DATA_KEY gives the key itself). A
+    /// new data directory opened with a key is encrypted; an encrypted one opens only with
+    /// it (the server and `backup`/`restore`/`migrate`). Fetch it from your KMS at start,
+    /// e.g. `--data-key-file <(kms-decrypt ...)`.
+    #[arg(
+        long,
+        global = true,
+        env = "OUTPOST_DATA_KEY_FILE",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    pub data_key_file: Option<PathBuf>,
     /// sled page cache in MiB (default 64).
     #[arg(
         long,
@@ -323,6 +336,21 @@ pub(crate) struct AdminConfig {
     pub(crate) cert: Option<PathBuf>,
     pub(crate) key: Option<PathBuf>,
     pub(crate) policy: Policy,
+    pub(crate) data_key: Option<outpost_core::storage::SharedKeyWrap>,
+}
+
+/// The key of the data directory: `--data-key-file`, or the key itself in OUTPOST_DATA_KEY.
+pub(crate) fn data_key(
+    file: Option<&Path>,
+) -> Result<Option<outpost_core::storage::SharedKeyWrap>> {
+    use outpost_core::storage::WrappingKey;
+    let key = match (file, std::env::var("OUTPOST_DATA_KEY")) {
+        (Some(path), _) => WrappingKey::from_file(path)
+            .with_context(|| format!("cannot use the key file {}", path.display()))?,
+        (None, Ok(text)) => WrappingKey::parse(&text).context("cannot use OUTPOST_DATA_KEY")?,
+        (None, Err(_)) => return Ok(None),
+    };
+    Ok(Some(std::sync::Arc::new(key)))
 }
 
 impl AdminConfig {
@@ -346,6 +374,7 @@ impl AdminConfig {
             cert: args.cert.clone().or(file.cert.map(rel)),
             key: args.key.clone().or(file.key.map(rel)),
             policy: file.policy.unwrap_or_default(),
+            data_key: data_key(args.data_key_file.as_deref())?,
         })
     }
 }
@@ -498,6 +527,9 @@ pub struct CloudConfig {
     pub http_limits: super::HttpLimits,
     /// TCP address for web clients (automerge-repo's WebSocket protocol); `None`: not served.
     pub ws_listen: Option<SocketAddr>,
+    /// The platform key of the working copy in `data` (see `--data-key-file`): `None`, not
+    /// encrypted at rest. PostgreSQL rows are not encrypted by it (see the README).
+    pub data_key: Option<outpost_core::storage::SharedKeyWrap>,
 }
 
 impl CloudConfig {
@@ -537,6 +569,7 @@ impl CloudConfig {
             shutdown_grace: Duration::from_secs(1),
             http_limits: super::HttpLimits::default(),
             ws_listen: None,
+            data_key: None,
         }
     }
 
@@ -595,6 +628,7 @@ impl CloudConfig {
             ),
             None => None,
         };
+        config.data_key = data_key(args.data_key_file.as_deref())?;
         if let Some(mb) = args.cache_mb.or(file.cache_mb) {
             config.cache_bytes = mb.max(1) * 1024 * 1024;
         }

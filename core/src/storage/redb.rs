@@ -540,6 +540,7 @@ mod tests {
 
     fn open(dir: &Path) -> Arc<RedbBackend> {
         let options = DatabaseOptions {
+            key: None,
             engine: Engine::Redb,
             cache_capacity: 1024 * 1024,
             // The test commits when it wants to, not the background thread.

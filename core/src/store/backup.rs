@@ -15,6 +15,21 @@
 //! holds one store; a cloud backup one per site. The last frame is `End` with the SHA-256 of
 //! every byte before it: a backup cut short or altered is refused, never half restored.
 //!
+//! # Sealed (version 2): the backup of an encrypted store
+//!
+//! ```text
+//! "OUTPOST-BACKUP\n"  version (= 2)
+//! u32 BE length + the store's wrapped data key (as its header holds it)
+//! u32 BE length + a check sealed under the data key
+//! frame*               each: length (u32 BE) + nonce || AES-256-GCM(postcard(Record))
+//! ```
+//!
+//! Every frame is sealed under the store's data key (the one its files are sealed with),
+//! with the frame's index as associated data, so frames cannot be reordered or dropped
+//! unseen (the trailing checksum covers the sealed bytes too). The data key travels wrapped
+//! by the platform key, like in the store: a backup restores only given that key
+//! ([`restore_with_key`]), into a store that gets a data key of its own.
+//!
 //! Left out on purpose: the per-peer sync states and sync progress. A restored store holds
 //! less than its peers believe it does; without sync states, every peer's next session starts
 //! from nothing on our side and sends what the backup lacks. Also left out: quarantined copies
@@ -37,12 +52,18 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::{lock, signatures, Slot, Store, StoreOptions};
+use crate::storage::sealed::DataKey;
+use crate::storage::{KeyError, KeyWrap, SharedKeyWrap};
 use crate::{DocumentId, PeerInfo};
 
 /// The first bytes of every backup.
 pub const BACKUP_MAGIC: &[u8; 15] = b"OUTPOST-BACKUP\n";
-/// The format version this code writes and reads.
+/// The format version this code writes (for a store that is not encrypted) and reads.
 pub const BACKUP_VERSION: u8 = 1;
+/// The format of the backup of an encrypted store: every frame sealed (see the module).
+pub const BACKUP_VERSION_SEALED: u8 = 2;
+/// The largest wrapped key or check record of a sealed backup's header.
+const MAX_HEADER_RECORD: u32 = 64 * 1024;
 /// The largest frame read (one document's saved bytes): larger is a damaged backup.
 const MAX_FRAME_BYTES: u32 = 1 << 30;
 
@@ -76,6 +97,15 @@ pub enum BackupError {
     /// A device restore was given a backup of a cloud peer's site.
     #[error("the backup holds the cloud peer's store {0:?}, not a device's; restore it with `outpost-cloud restore`")]
     CloudBackup(String),
+    /// The backup is encrypted and no key was given.
+    #[error("this backup is encrypted: restore it with the key of the store it was taken from (`outpost restore --data-key-file PATH` or OUTPOST_DATA_KEY; the key parameter of the bindings); nothing was restored")]
+    KeyRequired,
+    /// The key given does not open the backup, or the platform key failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A plain backup writer was given an encrypted store.
+    #[error("the store {0:?} is encrypted and this backup is not: take it with `Store::backup` or `BackupWriter::for_store`, which seal it under the store's key")]
+    WouldLeak(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::Error),
@@ -134,10 +164,21 @@ enum Record {
     },
 }
 
-/// A writer that hashes what goes through it.
+/// A writer that hashes what goes through it (and seals its frames, for an encrypted store).
 struct Hashing<W> {
     inner: W,
     hash: sha2::Sha256,
+    sealed: Option<std::sync::Arc<DataKey>>,
+    /// Frames written: a sealed frame's associated data.
+    frames: u64,
+}
+
+/// The associated data of a sealed backup's frame.
+fn frame_aad(index: u64) -> [u8; 28] {
+    let mut aad = [0u8; 28];
+    aad[..20].copy_from_slice(b"outpost backup frame");
+    aad[20..].copy_from_slice(&index.to_be_bytes());
+    aad
 }
 
 impl<W: Write> Hashing<W> {
@@ -148,8 +189,14 @@ impl<W: Write> Hashing<W> {
     }
 
     fn frame(&mut self, record: &Record) -> Result<(), BackupError> {
-        let body = postcard::to_stdvec(record)
+        let mut body = postcard::to_stdvec(record)
             .map_err(|e| BackupError::Damaged(format!("a record does not encode: {e}")))?;
+        if let Some(key) = &self.sealed {
+            body = key
+                .seal(&frame_aad(self.frames), &body)
+                .map_err(|e| BackupError::Store(e.into()))?;
+        }
+        self.frames += 1;
         let len = u32::try_from(body.len())
             .ok()
             .filter(|l| *l <= MAX_FRAME_BYTES)
@@ -167,14 +214,45 @@ pub struct BackupWriter<W: Write> {
 }
 
 impl<W: Write> BackupWriter<W> {
-    /// Starts a backup on `out` (writes the header).
+    /// Starts a plain backup on `out` (writes the header); it refuses an encrypted store
+    /// ([`BackupError::WouldLeak`]): see [`BackupWriter::for_store`].
     pub fn new(out: W) -> Result<Self, BackupError> {
+        BackupWriter::start(out, None)
+    }
+
+    /// Starts a backup on `out` that is sealed under the data key of `store`'s database if
+    /// it is encrypted (then it takes every store of that database, a cloud's sites), plain
+    /// otherwise.
+    pub fn for_store(out: W, store: &Store) -> Result<Self, BackupError> {
+        BackupWriter::for_database(out, &store.inner.db)
+    }
+
+    /// [`BackupWriter::for_store`] for the stores of `db` (a cloud's sites).
+    pub fn for_database(out: W, db: &crate::Database) -> Result<Self, BackupError> {
+        BackupWriter::start(out, db.data_key().cloned())
+    }
+
+    fn start(out: W, sealed: Option<std::sync::Arc<DataKey>>) -> Result<Self, BackupError> {
         let mut out = Hashing {
             inner: out,
             hash: sha2::Sha256::new(),
+            sealed: None,
+            frames: 0,
         };
         out.put(BACKUP_MAGIC)?;
-        out.put(&[BACKUP_VERSION])?;
+        match &sealed {
+            None => out.put(&[BACKUP_VERSION])?,
+            Some(key) => {
+                out.put(&[BACKUP_VERSION_SEALED])?;
+                let check = key.check()?;
+                for record in [key.wrapped(), &check[..]] {
+                    let len = u32::try_from(record.len()).unwrap_or(u32::MAX);
+                    out.put(&len.to_be_bytes())?;
+                    out.put(record)?;
+                }
+            }
+        }
+        out.sealed = sealed;
         Ok(BackupWriter { out })
     }
 
@@ -182,6 +260,9 @@ impl<W: Write> BackupWriter<W> {
     /// goes on serving (see the module's notes on consistency).
     pub fn add(&mut self, store: &Store) -> Result<BackupSummary, BackupError> {
         let inner = &store.inner;
+        if inner.db.is_encrypted() && self.out.sealed.is_none() {
+            return Err(BackupError::WouldLeak(inner.namespace.clone()));
+        }
         let identity = inner
             .identity
             .as_ref()
@@ -292,8 +373,11 @@ impl Store {
     /// saved bytes, the signatures of their changes, the certificates of signers, feed
     /// positions and erasure tombstones; not the per-peer sync states (see
     /// `core/docs/design.md`, "Backup and restore"). Restore it with [`restore`].
+    ///
+    /// The backup of an encrypted store is sealed under its data key, wrapped as in the store
+    /// by its platform key: it restores only given that key ([`restore_with_key`]).
     pub fn backup(&self, out: impl Write) -> Result<BackupSummary, BackupError> {
-        let mut w = BackupWriter::new(out)?;
+        let mut w = BackupWriter::for_store(out, self)?;
         let summary = w.add(self)?;
         w.finish()?;
         Ok(summary)
@@ -323,6 +407,8 @@ impl Store {
 struct Reader<R> {
     inner: R,
     hash: sha2::Sha256,
+    sealed: Option<DataKey>,
+    frames: u64,
 }
 
 impl<R: Read> Reader<R> {
@@ -356,6 +442,12 @@ impl<R: Read> Reader<R> {
         }
         self.hash.update(len);
         self.hash.update(&body);
+        if let Some(key) = &self.sealed {
+            body = key.open(&frame_aad(self.frames), &body).ok_or_else(|| {
+                BackupError::Damaged(format!("frame {} does not decrypt", self.frames))
+            })?;
+        }
+        self.frames += 1;
         let record = postcard::from_bytes(&body)
             .map_err(|e| BackupError::Damaged(format!("a frame does not decode: {e}")))?;
         Ok((record, before))
@@ -367,11 +459,24 @@ impl<R: Read> Reader<R> {
 /// backup once it sees the damage: the caller removes what was written (see [`restore`]).
 pub fn restore_stores<R: Read>(
     input: R,
+    open: impl FnMut(&str, Option<&PeerInfo>) -> Result<Store, BackupError>,
+) -> Result<Vec<BackupSummary>, BackupError> {
+    restore_stores_with_key(input, None, open)
+}
+
+/// [`restore_stores`] of a backup that may be sealed: `key` is the platform key that wraps
+/// its data key (a sealed backup without it: [`BackupError::KeyRequired`]; with another:
+/// [`KeyError::WrongKey`]), checked before any store is opened.
+pub fn restore_stores_with_key<R: Read>(
+    input: R,
+    key: Option<&dyn KeyWrap>,
     mut open: impl FnMut(&str, Option<&PeerInfo>) -> Result<Store, BackupError>,
 ) -> Result<Vec<BackupSummary>, BackupError> {
     let mut r = Reader {
         inner: input,
         hash: sha2::Sha256::new(),
+        sealed: None,
+        frames: 0,
     };
     let mut magic = [0u8; 15];
     r.inner.read_exact(&mut magic).map_err(|e| {
@@ -386,11 +491,36 @@ pub fn restore_stores<R: Read>(
     }
     let mut version = [0u8; 1];
     r.exact(&mut version, "the header")?;
-    if version[0] != BACKUP_VERSION {
+    if version[0] != BACKUP_VERSION && version[0] != BACKUP_VERSION_SEALED {
         return Err(BackupError::UnsupportedVersion(version[0]));
     }
     r.hash.update(magic);
     r.hash.update(version);
+    if version[0] == BACKUP_VERSION_SEALED {
+        let mut records = Vec::new();
+        for what in ["the wrapped key", "the key check"] {
+            let mut len = [0u8; 4];
+            r.exact(&mut len, what)?;
+            let n = u32::from_be_bytes(len);
+            if n > MAX_HEADER_RECORD {
+                return Err(BackupError::Damaged(format!("{what} claims {n} bytes")));
+            }
+            let mut record = vec![0u8; n as usize];
+            r.exact(&mut record, what)?;
+            r.hash.update(len);
+            r.hash.update(&record);
+            records.push(record);
+        }
+        let Some(key) = key else {
+            return Err(BackupError::KeyRequired);
+        };
+        r.sealed = Some(DataKey::unwrap(
+            key,
+            &records[0],
+            &records[1],
+            "the backup",
+        )?);
+    }
     let mut out: Vec<BackupSummary> = Vec::new();
     let mut current: Option<(Store, BackupSummary)> = None;
     loop {
@@ -486,6 +616,19 @@ pub fn restore_stores<R: Read>(
 /// backup, and it holds no sync state, so its peers send it everything it lacks. A damaged
 /// backup leaves `dir` as it was (empty).
 pub fn restore(dir: &Path, input: impl Read) -> Result<BackupSummary, BackupError> {
+    restore_with_key(dir, input, None)
+}
+
+/// [`restore`] with a platform key: it opens a sealed backup (one taken of an encrypted
+/// store), and the restored store is encrypted under a new data key wrapped by it (a plain
+/// backup restored with a key becomes an encrypted store: how a plain store is encrypted).
+/// A sealed backup without a key is refused ([`BackupError::KeyRequired`]) and leaves `dir`
+/// as it was.
+pub fn restore_with_key(
+    dir: &Path,
+    input: impl Read,
+    key: Option<SharedKeyWrap>,
+) -> Result<BackupSummary, BackupError> {
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir)?;
         if entries.next().is_some() {
@@ -496,7 +639,7 @@ pub fn restore(dir: &Path, input: impl Read) -> Result<BackupSummary, BackupErro
     let result = (|| {
         let mut opened: Option<Store> = None;
         let mut count = 0;
-        let summaries = restore_stores(input, |namespace, _| {
+        let summaries = restore_stores_with_key(input, key.as_deref(), |namespace, _| {
             count += 1;
             if count > 1 {
                 return Err(BackupError::StoreCount(count));
@@ -504,7 +647,11 @@ pub fn restore(dir: &Path, input: impl Read) -> Result<BackupSummary, BackupErro
             if !namespace.is_empty() {
                 return Err(BackupError::CloudBackup(namespace.to_string()));
             }
-            let store = Store::open_with(dir, StoreOptions::default())?;
+            let options = StoreOptions {
+                data_key: key.clone(),
+                ..StoreOptions::default()
+            };
+            let store = Store::open_with(dir, options)?;
             opened = Some(store.clone());
             Ok(store)
         })?;
