@@ -645,15 +645,46 @@ fn open_db(
     }
 }
 
+/// Handshakes the cloud runs at once (admission control, issue 30). When every device of a
+/// fleet reconnects at the same moment (after a deploy or an outage), running every
+/// handshake at once shares the CPU among all of them, so each takes as long as the whole
+/// storm and many time out and start over; a bounded number at a time completes each in
+/// the time of one, and the others wait their turn (their Initial packets are held by
+/// QUIC, and retransmitted by the device meanwhile).
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 64;
+
+/// Connections waiting for a handshake slot beyond which new ones are refused at once
+/// (a QUIC `CONNECTION_REFUSED`: the device backs off and redials) rather than left to time
+/// out after holding memory.
+pub const MAX_WAITING_HANDSHAKES: usize = 8192;
+
 async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     // Generous: a busy cloud (thousands of devices reconnecting after an outage) must not
     // drop handshakes that are merely slow; QUIC's idle timeout still ends dead ones.
     let handshake_timeout =
         (shared.config.tuning.idle_timeout + Duration::from_secs(1)).max(Duration::from_secs(15));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+    let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     while let Some(incoming) = endpoint.accept().await {
+        if waiting.load(Ordering::Relaxed) >= MAX_WAITING_HANDSHAKES {
+            shared
+                .metrics
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            incoming.refuse();
+            continue;
+        }
+        waiting.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
+        let (slots, waiting) = (slots.clone(), waiting.clone());
         tokio::spawn(
             async move {
+                let slot = slots.acquire_owned().await;
+                waiting.fetch_sub(1, Ordering::Relaxed);
+                let Ok(_slot) = slot else {
+                    // The semaphore is never closed; nothing to admit into if it were.
+                    return;
+                };
                 let remote = incoming.remote_address();
                 let conn = match tokio::time::timeout(handshake_timeout, incoming).await {
                     Ok(Ok(conn)) => conn,

@@ -1918,7 +1918,7 @@ impl Engine {
             &mut state,
             msg,
             from,
-            path_rules,
+            path_rules.then_some(&self.config.policy),
             &|new| {
                 self.check_genesis(&doc, new)?;
                 if path_rules {

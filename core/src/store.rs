@@ -1449,7 +1449,8 @@ impl Store {
     /// Returns how many changes were added.
     ///
     /// `verify` sees the changes new to the document before anything is stored (with the
-    /// paths each writes if `written`: the context has per-path write rules); if it
+    /// paths each writes if `written`, the policy whose per-path write rules the context
+    /// has: the paths are reported for its patterns, see `paths::written_paths_into_empty`); if it
     /// refuses, the document is reloaded from disk (the changes were only in memory) and the
     /// refusal returned. What it accepts, it returns as signatures to store beside them.
     /// Before that, the changes are checked before Automerge sees them (`store/screen.rs`);
@@ -1461,7 +1462,7 @@ impl Store {
         state: &mut sync::State,
         msg: sync::Message,
         from: &PeerId,
-        written: bool,
+        written: Option<&crate::Policy>,
         verify: &VerifyNew<'_>,
         may_queue: &MayQueue<'_>,
     ) -> Result<Received> {
@@ -1479,7 +1480,7 @@ impl Store {
         msg: sync::Message,
         from: &PeerId,
         origin: Origin,
-        written: bool,
+        written: Option<&crate::Policy>,
         verify: &VerifyNew<'_>,
         may_queue: &MayQueue<'_>,
     ) -> Result<Received> {
@@ -1526,26 +1527,30 @@ impl Store {
                 deps: m.deps,
             })
             .collect();
-        if written {
+        if let Some(policy) = written {
             // Per-path write rules: what each new change writes, decoded once here (a cost
             // proportional to the changes, not to the document).
             // The changes are rebuilt from the document in one pass over its operations:
             // one `get_change_by_hash` per change walked them once per change, which made
             // the path checks of a catch-up of N changes cost N passes (issue 30).
-            let mut objects = if before.is_empty() {
-                paths::visible_object_paths(&s.doc)
+            let changes = s.doc.get_changes(&before);
+            let mut written = if before.is_empty() {
+                // Nothing held before: objects placed from the changes themselves and each
+                // author's writes reported once per class of path (`paths.rs`).
+                paths::written_paths_into_empty(&s.doc, &changes, policy, doc.context())
             } else {
-                HashMap::new()
+                let mut objects = HashMap::new();
+                changes
+                    .iter()
+                    .map(|c| {
+                        let w = paths::written_paths(&s.doc, c, &mut objects, &before);
+                        (c.hash(), w)
+                    })
+                    .collect()
             };
-            let mut rebuilt: HashMap<ChangeHash, automerge::Change> = s
-                .doc
-                .get_changes(&before)
-                .into_iter()
-                .map(|c| (c.hash(), c))
-                .collect();
             for c in &mut new {
-                c.written = Some(match rebuilt.remove(&c.hash) {
-                    Some(change) => paths::written_paths(&s.doc, &change, &mut objects, &before),
+                c.written = Some(match written.remove(&c.hash) {
+                    Some(w) => w,
                     None => Err(format!("change {} is not in the document", c.hash)),
                 });
             }

@@ -195,7 +195,7 @@ impl Store {
             msg,
             &writer.peer,
             Origin::Import,
-            written,
+            written.then_some(policy),
             &verify,
             // A client's change whose dependencies are missing is not queued: nothing
             // vouches for it yet.
