@@ -24,8 +24,8 @@ mod docid;
 mod error;
 mod message;
 mod server;
-mod tls;
 mod site;
+mod tls;
 mod token;
 mod web;
 
