@@ -362,6 +362,18 @@ impl Cloud {
         )
         .context("the cloud certificate, key and CA do not form a usable identity")?;
         let local = cert.info().clone();
+        // wss for web clients: the cloud's certificate, then the fleet CA's (a client that
+        // trusts the CA builds the path from it).
+        let web_tls = match (config.ws_listen, config.ws_plain) {
+            (Some(_), false) => Some(
+                outpost_ws::tls::server_config(
+                    vec![cert.cert_der().clone(), cert.ca_der().clone()],
+                    cert.private_key(),
+                )
+                .context("the cloud certificate cannot serve wss (--ws-listen)")?,
+            ),
+            _ => None,
+        };
         let signer = outpost_transport::DeviceSigner::new(&cert)
             .context("the cloud certificate's key cannot sign changes")?;
         let verifier = outpost_transport::FleetVerifier::for_device(&cert);
@@ -518,7 +530,7 @@ impl Cloud {
         let control = control::serve(shared.clone());
         let fleet_task = tokio::spawn(fleet::fan_out(shared.clone()));
         let web = match shared.config.ws_listen {
-            Some(addr) => Some(web::Web::start(addr, shared.clone()).await?),
+            Some(addr) => Some(web::Web::start(addr, shared.clone(), web_tls).await?),
             None => None,
         };
         tracing::info!(%quic_addr, http = %http.addr(), identity = %local, "outpost-cloud started");

@@ -126,7 +126,9 @@ fn the_automerge_repo_client_syncs_a_site_through_the_cloud_and_resumes_after_a_
                 &data,
                 &format!("127.0.0.1:{quic}"),
                 &format!("127.0.0.1:{http}"),
-                &["--ws-listen", &format!("127.0.0.1:{ws}")],
+                // The Node adapter cannot be told which name to verify (the certificate
+                // names `outpost`): plain ws here, wss in the test below.
+                &["--ws-listen", &format!("127.0.0.1:{ws}"), "--ws-plain"],
             ),
         );
         cloud.wait_line("outpost-cloud started", WAIT);
@@ -232,5 +234,99 @@ fn the_automerge_repo_client_syncs_a_site_through_the_cloud_and_resumes_after_a_
     );
     let status = client.wait_exit(WAIT);
     assert!(status.success(), "{status}: {}", client.output().join("\n"));
+    cloud.terminate();
+}
+
+/// An HTTPS GET of `path` at `addr` with Node's TLS client, verifying the server as `outpost`
+/// against `ca` (`None`: Node's default roots). Returns the status, or the TLS error.
+fn node_https_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    ca: Option<&Path>,
+) -> Result<u16, String> {
+    let script = r#"
+const https = require('https'); const fs = require('fs');
+const [port, path, ca] = process.argv.slice(1);
+const opts = { host: '127.0.0.1', port: Number(port), path, servername: 'outpost', timeout: 10000 };
+if (ca) opts.ca = fs.readFileSync(ca);
+https.get(opts, (res) => { res.resume(); res.on('end', () => console.log('status ' + res.statusCode)); })
+  .on('error', (e) => console.log('error ' + e.code + ' ' + e.message));
+"#;
+    let mut cmd = Command::new("node");
+    cmd.arg("-e")
+        .arg(script)
+        .arg(addr.port().to_string())
+        .arg(path)
+        .arg(ca.map(|p| p.display().to_string()).unwrap_or_default());
+    let ran = run_with(cmd, COMMAND_TIMEOUT);
+    let line = ran.expect_ok().trim().to_string();
+    match line.strip_prefix("status ") {
+        Some(code) => code.parse().map_err(|_| line.clone()),
+        None => Err(line),
+    }
+}
+
+#[test]
+fn the_cloud_serves_wss_with_its_certificate_unless_told_plain() {
+    prepare_js();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let ca = make_ca(root);
+    let cloud_cert = issue(&ca, root, "acme", "cloud-1", "cloud");
+    let data = root.join("cloud-data");
+    let mut cmd = Command::new(cloud_bin());
+    cmd.arg("--data").arg(&data).args([
+        "web-token",
+        "issue",
+        "--site",
+        "paris",
+        "--role",
+        "kds",
+        "--name",
+        "screen-1",
+    ]);
+    let token = run_with(cmd, COMMAND_TIMEOUT)
+        .expect_ok()
+        .trim()
+        .to_string();
+    let (quic, http, ws) = (free_udp_port(), free_tcp_port(), free_tcp_port());
+    let mut cloud = Proc::spawn(
+        "cloud",
+        cloud_command(
+            &cloud_cert,
+            &data,
+            &format!("127.0.0.1:{quic}"),
+            &format!("127.0.0.1:{http}"),
+            &["--ws-listen", &format!("127.0.0.1:{ws}")],
+        ),
+    );
+    cloud.wait_line("outpost-cloud started", WAIT);
+    let said = cloud.wait_line("serving automerge-repo clients", WAIT);
+    assert!(said.contains("wss"), "{said}");
+    let ws_addr: std::net::SocketAddr = format!("127.0.0.1:{ws}").parse().expect("addr");
+    let path = format!("/sites/paris/v1/documents?token={token}");
+
+    // A client that trusts the fleet CA verifies the cloud as `outpost` and gets its answer.
+    let status = node_https_get(ws_addr, &path, Some(&ca.join("ca.pem")));
+    println!("wss with the fleet CA: {status:?}");
+    assert_eq!(status, Ok(200));
+    // One that does not trust the fleet CA gets nowhere.
+    let refused = node_https_get(ws_addr, &path, None);
+    println!("wss without the fleet CA: {refused:?}");
+    assert!(refused.is_err(), "{refused:?}");
+    // Nor does plain HTTP (tokens would cross the network in the clear).
+    let mut s = std::net::TcpStream::connect(ws_addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    use std::io::{Read, Write};
+    // The server may close before the request is written: either way no HTTP answer.
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(
+        !raw.starts_with(b"HTTP/"),
+        "plain HTTP answered on the wss port: {}",
+        String::from_utf8_lossy(&raw)
+    );
     cloud.terminate();
 }

@@ -25,7 +25,7 @@ mod error;
 mod message;
 mod server;
 mod site;
-mod tls;
+pub mod tls;
 mod token;
 mod web;
 

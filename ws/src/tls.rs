@@ -25,7 +25,7 @@ const MAX_HANDSHAKES: usize = 64;
 /// then the fleet CA's, which clients that trust the CA may need to build the path) and the
 /// device's key; no client certificates (web clients present tokens); HTTP/1.1, as the
 /// WebSocket upgrade needs.
-pub(crate) fn server_config(
+pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<rustls::ServerConfig>, WsError> {
@@ -42,13 +42,14 @@ pub(crate) fn server_config(
 
 /// A listener handing axum connections whose TLS handshake is done; handshakes run in tasks
 /// of their own, so a slow client holds up nobody else's.
-pub(crate) struct TlsListener {
+pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     addr: SocketAddr,
 }
 
 impl TlsListener {
-    pub(crate) fn new(
+    /// Accepts on `tcp`, handshaking with `config`, until `stop` changes.
+    pub fn new(
         tcp: TcpListener,
         config: Arc<rustls::ServerConfig>,
         mut stop: watch::Receiver<bool>,

@@ -30,7 +30,7 @@ pub const CLOUD_DOCUMENT_STREAMS: u32 = 1024;
     about = "The outpost cloud peer: syncs every site of a fleet over QUIC with mutual TLS, \
              keeps each site's documents apart, relays between a site's devices, and serves \
              /health and Prometheus /metrics over HTTP.",
-    after_help = "Config file keys: data, store, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, ca_key, head_office_cert, head_office_key, renew_days, signatures, ws_listen, \
+    after_help = "Config file keys: data, store, listen, http, ca, cert, key, cache_mb, idle_secs, max_documents, deny, ca_key, head_office_cert, head_office_key, renew_days, signatures, ws_listen, ws_plain, \
                   a [policy] table and a [limits] table (see cloud/CLI.md). Flags override environment variables, \
                   which override the file. SIGTERM or SIGINT: stop accepting, flush, exit 0."
 )]
@@ -204,8 +204,9 @@ pub struct Args {
     )]
     pub signatures: Option<outpost_core::signing::SignatureRule>,
     /// TCP address for automerge-repo's WebSocket protocol (browsers, Node, samod), e.g.
-    /// `0.0.0.0:7735`: a site's web clients connect to `ws://ADDR/sites/<site>?token=...`
-    /// with a token of `outpost-cloud web-token issue`. Default: not served.
+    /// `0.0.0.0:7735`: a site's web clients connect to `wss://ADDR/sites/<site>?token=...`
+    /// (TLS with the cloud's certificate and the fleet CA's) with a token of
+    /// `outpost-cloud web-token issue`. Default: not served.
     #[arg(
         long,
         env = "OUTPOST_WS_LISTEN",
@@ -213,6 +214,10 @@ pub struct Args {
         value_name = "HOST:PORT"
     )]
     pub ws_listen: Option<String>,
+    /// Serve plain `ws` on --ws-listen instead of `wss`: tokens and documents then cross the
+    /// network unencrypted, so only behind a TLS terminator of your own.
+    #[arg(long, env = "OUTPOST_WS_PLAIN")]
+    pub ws_plain: bool,
     /// Instead of serving: back up, restore or erase (run without one to serve).
     #[command(subcommand)]
     pub command: Option<CloudCommand>,
@@ -415,6 +420,7 @@ struct FileConfig {
     renew_days: Option<u32>,
     signatures: Option<String>,
     ws_listen: Option<String>,
+    ws_plain: Option<bool>,
     policy: Option<Policy>,
     limits: Option<SiteLimits>,
 }
@@ -527,6 +533,8 @@ pub struct CloudConfig {
     pub http_limits: super::HttpLimits,
     /// TCP address for web clients (automerge-repo's WebSocket protocol); `None`: not served.
     pub ws_listen: Option<SocketAddr>,
+    /// Plain `ws` on `ws_listen` instead of `wss` (`--ws-plain`).
+    pub ws_plain: bool,
     /// The platform key of the working copy in `data` (see `--data-key-file`): `None`, not
     /// encrypted at rest. PostgreSQL rows are not encrypted by it (see the README).
     pub data_key: Option<outpost_core::storage::SharedKeyWrap>,
@@ -569,6 +577,7 @@ impl CloudConfig {
             shutdown_grace: Duration::from_secs(1),
             http_limits: super::HttpLimits::default(),
             ws_listen: None,
+            ws_plain: false,
             data_key: None,
         }
     }
@@ -665,6 +674,7 @@ impl CloudConfig {
                 .with_context(|| format!("invalid signatures = {text:?} in the config file"))?,
             (None, None) => config.signatures,
         };
+        config.ws_plain = args.ws_plain || file.ws_plain.unwrap_or(false);
         if let Some(addr) = args.ws_listen.or(file.ws_listen) {
             config.ws_listen = Some(resolve("ws_listen", &addr)?);
         }

@@ -1,5 +1,6 @@
 //! Web clients through the cloud (`--ws-listen ADDR`): automerge-repo's WebSocket protocol
-//! (`outpost-ws`) for every site, at `ws://ADDR/sites/<site>?token=...` (and
+//! (`outpost-ws`) for every site, at `wss://ADDR/sites/<site>?token=...` (TLS with the cloud's
+//! certificate; plain `ws` with `--ws-plain`) (and
 //! `GET /sites/<site>/v1/documents`), so a web app syncs a site's documents when it cannot
 //! reach the site's network.
 //!
@@ -16,6 +17,7 @@
 //! the cloud stops: its clients' connections live in the site's store.
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -54,8 +56,13 @@ pub(crate) struct Web {
 }
 
 impl Web {
-    /// Binds `addr` and serves every site's web clients.
-    pub(crate) async fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<Web> {
+    /// Binds `addr` and serves every site's web clients, over TLS with `tls` (`wss`) or, with
+    /// `None`, plain `ws` (`--ws-plain`).
+    pub(crate) async fn start(
+        addr: SocketAddr,
+        shared: Arc<Shared>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Web> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen for web clients on {addr} (--ws-listen)"))?;
@@ -69,18 +76,40 @@ impl Web {
             .route("/sites/{site}/{*rest}", any(dispatch))
             .with_state(sites.clone());
         let held = sites.clone();
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let (stop, stopped) = watch::channel(false);
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let shutdown = {
+            let mut stopped = stopped.clone();
+            async move {
                 let _ = stopped.changed().await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "the web clients' server stopped");
+            }
+        };
+        let served = match tls {
+            Some(config) => {
+                let listener = outpost_ws::tls::TlsListener::new(listener, config, stopped)
+                    .context("the web clients' TLS listener")?;
+                tokio::spawn(
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(shutdown)
+                        .into_future(),
+                )
+            }
+            None => tokio::spawn(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .into_future(),
+            ),
+        };
+        let task = tokio::spawn(async move {
+            match served.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "the web clients' server stopped"),
+                Err(e) => tracing::error!(error = %e, "the web clients' server stopped"),
             }
             // Closes the clients' connections.
             held.served.lock().await.clear();
         });
-        tracing::info!(%addr, "serving automerge-repo clients over WebSocket at /sites/<site>");
+        tracing::info!(%addr, scheme, "serving automerge-repo clients over WebSocket at /sites/<site>");
         Ok(Web {
             addr,
             sites,
