@@ -232,3 +232,151 @@ async fn samod_syncs_both_ways_and_resumes_after_a_server_restart() {
     web.shutdown().await;
     site.stop().await;
 }
+
+/// The same client against the cloud binary (`outpost-cloud --ws-listen`, plain `ws` here:
+/// samod's dialer above speaks `ws`), with the site's POS (the `outpost` binary) over QUIC:
+/// both ways, and resuming after the cloud restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samod_syncs_a_site_through_the_cloud_and_resumes_after_a_restart() {
+    use outpost_testbins as bins;
+    init_tracing();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().to_path_buf();
+    let ca = bins::make_ca(&root);
+    let cloud_cert = bins::issue(&ca, &root, "acme", "cloud-1", "cloud");
+    let pos_cert = bins::issue(&ca, &root, "paris", "pos-1", "pos");
+    let data = root.join("cloud-data");
+    let mut cmd = std::process::Command::new(bins::cloud_bin());
+    cmd.arg("--data").arg(&data).args([
+        "web-token",
+        "issue",
+        "--site",
+        "paris",
+        "--role",
+        "kds",
+        "--name",
+        "samod-1",
+    ]);
+    let issued = bins::run_with(cmd, bins::COMMAND_TIMEOUT);
+    let token = issued.expect_ok().trim().to_string();
+    let (quic, http, ws) = (
+        bins::free_udp_port(),
+        bins::free_tcp_port(),
+        bins::free_tcp_port(),
+    );
+    let start_cloud = || {
+        let cloud = bins::Proc::spawn(
+            "cloud",
+            bins::cloud_command(
+                &cloud_cert,
+                &data,
+                &format!("127.0.0.1:{quic}"),
+                &format!("127.0.0.1:{http}"),
+                &["--ws-listen", &format!("127.0.0.1:{ws}"), "--ws-plain"],
+            ),
+        );
+        cloud.wait_line("outpost-cloud started", STEP);
+        cloud
+    };
+    let mut cloud = start_cloud();
+    let quic_addr: std::net::SocketAddr = format!("127.0.0.1:{quic}").parse().expect("addr");
+    let pos_d = root.join("pos");
+    let (_pos, _) = bins::serve("paris/pos-1", &pos_d, &pos_cert, 0, &[quic_addr]);
+    let pos_value = |path: &str| {
+        let out = bins::on(&pos_d, &["get", DAY, path]);
+        out.ok().then(|| out.json())
+    };
+    bins::on(
+        &pos_d,
+        &[
+            "put",
+            DAY,
+            "/orders/P1-001",
+            r#"{"items": ["burger"], "total": 950}"#,
+        ],
+    )
+    .expect_ok();
+    // The cloud holds the day before the client asks for it.
+    tokio::task::block_in_place(|| {
+        bins::eventually("the day at the cloud", STEP, || {
+            let (status, body) = bins::http_get(
+                format!("127.0.0.1:{ws}").parse().expect("addr"),
+                &format!("/sites/paris/v1/documents?name={DAY}&token={token}"),
+            );
+            (status == 200 && body.contains("\"exists\":true")).then_some(())
+        })
+    });
+
+    let url = format!("ws://127.0.0.1:{ws}/sites/paris?token={token}");
+    let repo = samod::Repo::build_tokio().load().await;
+    let backoff = samod::BackoffConfig {
+        initial_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(300),
+        max_retries: None,
+    };
+    let dialer = repo
+        .dial(
+            backoff,
+            Arc::new(WsDialer {
+                url: samod::Url::parse(&url).expect("url"),
+            }),
+        )
+        .expect("dial");
+    within("samod connects to the cloud", dialer.established())
+        .await
+        .expect("the handshake (join/peer) succeeds");
+    let id: samod::DocumentId =
+        outpost_ws::repo_document_id(&"paris".parse().expect("site"), &DAY.parse().expect("doc"))
+            .parse()
+            .expect("document id");
+    let handle = within("samod finds the orders at the cloud", repo.find(id))
+        .await
+        .expect("repo running")
+        .expect("the cloud has the document");
+    assert_eq!(
+        client_sees(&handle, "P1-001 at samod", "P1-001", "total").await,
+        "950"
+    );
+
+    let started = Instant::now();
+    bump(&handle, "P1-001", "in_progress");
+    tokio::task::block_in_place(|| {
+        bins::eventually("samod's bump at the POS", STEP, || {
+            (pos_value("/orders/P1-001/kitchen/state") == Some(json!("in_progress"))).then_some(())
+        })
+    });
+    println!("samod bump -> cloud -> POS: {:?}", started.elapsed());
+    let started = Instant::now();
+    bins::on(&pos_d, &["put", DAY, "/orders/P1-002", r#"{"total": 400}"#]).expect_ok();
+    client_sees(&handle, "live: P1-002 at samod", "P1-002", "total").await;
+    println!("POS write -> cloud -> samod: {:?}", started.elapsed());
+
+    // The cloud restarts; samod bumps P1-002 while it is away, the POS takes P1-003.
+    cloud.terminate();
+    within("samod sees the disconnect", async {
+        while dialer.is_connected() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    bump(&handle, "P1-002", "ready");
+    bins::on(
+        &pos_d,
+        &["put", DAY, "/orders/P1-003", r#"{"total": 1200}"#],
+    )
+    .expect_ok();
+    let restarted = Instant::now();
+    let mut cloud = tokio::task::block_in_place(start_cloud);
+    client_sees(&handle, "samod resumes: P1-003", "P1-003", "total").await;
+    tokio::task::block_in_place(|| {
+        bins::eventually("the offline bump at the POS", STEP, || {
+            (pos_value("/orders/P1-002/kitchen/state") == Some(json!("ready"))).then_some(())
+        })
+    });
+    println!(
+        "cloud restart -> samod resumed both ways: {:?}",
+        restarted.elapsed()
+    );
+    repo.stop().await;
+    cloud.terminate();
+}
