@@ -381,3 +381,69 @@ async fn hostile_clients_meet_the_message_size_and_documents_per_session_limits(
     assert!(fine.join(&["1"]).await.is_some());
     site.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_bytes_per_minute_budget_is_closed_and_others_go_on() {
+    const BUDGET: u64 = 32 * 1024;
+    const CHUNK: usize = 8 * 1024;
+    let limits = WsLimits {
+        max_bytes_per_minute: BUDGET,
+        ..WsLimits::default()
+    };
+    let site = site_with_an_order(limits).await;
+    let token = site.token("kds", "screen-4");
+    let refusals = || {
+        site.web
+            .stats()
+            .limit_refusals
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = refusals();
+    let mut c = Client::connect(&site.url(&token)).await.expect("upgrade");
+    c.join(&["1"]).await.expect("peer");
+    // Messages of 8 KiB that the server takes and ignores (`doc-unavailable`), one at a time
+    // (the server answers nothing while the budget lasts), until the connection's minute
+    // budget is spent: then it names the budget and closes.
+    let mut sent = 0usize;
+    let mut closed_with = None;
+    for _ in 0..16 {
+        if c.send_sync("doc-unavailable", &site.repo_id(DAY), vec![0x42; CHUNK])
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent += CHUNK;
+        match tokio::time::timeout(Duration::from_millis(300), c.recv()).await {
+            Err(_) => continue,
+            Ok(None) => break,
+            Ok(Some(m)) => {
+                closed_with = text(&m, "message");
+                break;
+            }
+        }
+    }
+    println!(
+        "bytes per minute: budget {BUDGET} bytes; the connection was closed after {sent} bytes \
+         of messages: {closed_with:?}"
+    );
+    let said = closed_with.expect("the server names the budget when it closes the connection");
+    assert!(said.contains(&BUDGET.to_string()), "{said}");
+    assert!(
+        sent as u64 <= BUDGET + CHUNK as u64,
+        "closed only after {sent} bytes"
+    );
+    assert!(c.recv().await.is_none(), "the connection is closed");
+    assert_eq!(refusals(), before + 1, "counted as a limit refusal");
+    // Another connection of the same token still syncs.
+    let mut other = Client::connect(&site.url(&token)).await.expect("upgrade");
+    assert!(other.join(&["1"]).await.is_some());
+    let mut r = Replica::new(site.repo_id(DAY));
+    r.offer(&mut other, true).await.expect("request");
+    r.sync_until(&mut other, has_order).await;
+    assert!(
+        has_order(&r.doc),
+        "the other connection gets the day's order"
+    );
+    site.stop().await;
+}
