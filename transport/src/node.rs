@@ -739,6 +739,10 @@ impl Drop for Node {
         if let Some(task) = self.health_task.take() {
             task.abort();
         }
+        // It holds the store (for the audit trail): a dropped node must release it.
+        if let Some(task) = self.renew_task.take() {
+            task.abort();
+        }
         #[cfg(feature = "discovery")]
         if let Some(d) = self.discovery.take() {
             d.stop();
