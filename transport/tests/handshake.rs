@@ -245,8 +245,24 @@ async fn older_kiosk_syncs(protocols: Vec<Protocol>) {
     let pos_cert = issue(&ca, "lyon", "pos-1", "pos");
     let kiosk_cert = issue(&ca, "lyon", "kiosk-1", "kiosk");
     // Protocol 1 carries no signatures: a fleet still running such devices runs the
-    // transitional rule (the default, `Required`, refuses their unsigned changes).
+    // transitional rule (the default, `Required`, refuses their unsigned changes). Under it
+    // an unsigned change counts for no more than any relay that could have forwarded it
+    // (`core/tests/signed_changes.rs`: an old kiosk's orders wait until it signs, where a
+    // kitchen relays orders). This test is about the wire protocol, so in its fleet the
+    // relays, pos and kiosk, may write both contexts it syncs.
+    let mut policy = outpost_core::Policy::default();
+    policy.relay_roles = ["pos", "kiosk"]
+        .iter()
+        .map(|r| r.parse().expect("a role"))
+        .collect();
+    for context in ["stock", "orders"] {
+        policy.contexts.insert(
+            context.parse().expect("a context"),
+            outpost_core::ContextRule::new(&["pos", "kiosk"], &["pos", "kiosk"]),
+        );
+    }
     let mut pos_config = test_config(&dir.path().join("pos"), &pos_cert, vec![]);
+    pos_config.policy = policy.clone();
     pos_config.signatures = outpost_core::signing::SignatureRule::Transitional;
     let pos = start(pos_config).await;
     for i in 0..20 {
@@ -265,6 +281,7 @@ async fn older_kiosk_syncs(protocols: Vec<Protocol>) {
         vec![pos.local_addr()],
     );
     config.tuning.protocols = protocols;
+    config.policy = policy;
     config.signatures = outpost_core::signing::SignatureRule::Transitional;
     let kiosk = start(config).await;
     kiosk
