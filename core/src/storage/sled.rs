@@ -49,6 +49,9 @@ impl SledBackend {
                     path: dir.display().to_string(),
                 })
             }
+            Err(sled::Error::Corruption { .. }) if dir.join("conf").exists() => {
+                reopen_without_conf(&config, dir)?
+            }
             other => other.map_err(StorageError::Sled)?,
         };
         let backend = SledBackend {
@@ -56,7 +59,11 @@ impl SledBackend {
             trees: RwLock::new(HashMap::new()),
             files: Some(FileSync::new(dir)),
         };
-        // sled created its files while opening: their directory entries must survive.
+        // sled created its files while opening: their directory entries must survive, and
+        // so must `conf`, which sled writes once, at creation, and never syncs.
+        if let Ok(conf) = File::open(dir.join("conf")) {
+            conf.sync_all().map_err(StorageError::Io)?;
+        }
         backend.sync()?;
         Ok(backend)
     }
@@ -212,6 +219,42 @@ impl Backend for SledBackend {
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {
         Ok(self.db.size_on_disk()?)
+    }
+}
+
+/// sled 0.34.7 writes `conf` (its segment size, compression and version, with a CRC) once,
+/// when it creates a database, and never syncs it: a power cut soon after creation can leave
+/// it torn, and every later open fails with `Corruption`. It holds no data, only the
+/// parameters this engine always opens with, so a failed open is retried once with the file
+/// moved into `generating-quarantine/` (sled then writes it again); if that open fails too,
+/// the file is put back and the first error stands.
+fn reopen_without_conf(config: &sled::Config, dir: &Path) -> crate::Result<sled::Db> {
+    let conf = dir.join("conf");
+    let aside = dir.join(QUARANTINE_DIR);
+    std::fs::create_dir_all(&aside).map_err(StorageError::Io)?;
+    let mut to = aside.join("conf");
+    let mut n = 1;
+    while to.exists() {
+        to = aside.join(format!("conf.{n}"));
+        n += 1;
+    }
+    std::fs::rename(&conf, &to).map_err(StorageError::Io)?;
+    match config.open() {
+        Ok(db) => {
+            tracing::warn!(
+                file = %conf.display(),
+                to = %to.display(),
+                "sled's configuration file was torn (a power cut right after the store was \
+                 created): it was moved aside and written again"
+            );
+            sync_dir(dir).map_err(StorageError::Io)?;
+            sync_dir(&aside).map_err(StorageError::Io)?;
+            Ok(db)
+        }
+        Err(e) => {
+            std::fs::rename(&to, &conf).map_err(StorageError::Io)?;
+            Err(StorageError::Sled(e).into())
+        }
     }
 }
 
@@ -373,5 +416,33 @@ mod tests {
             .expect("the quarantine folder")
             .collect();
         assert_eq!(aside.len(), 2, "both incomplete snapshots are kept");
+    }
+
+    #[test]
+    fn a_torn_configuration_file_is_set_aside_and_the_data_kept() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let p = dir.path().join("store");
+        let options = DatabaseOptions::default();
+        {
+            let backend = SledBackend::open(&p, &options).expect("a new store");
+            backend
+                .db
+                .insert(b"order", b"K1-001".as_slice())
+                .expect("a write");
+            backend.sync().expect("durable");
+        }
+        // What a power cut right after creation can leave: the size written, not the bytes.
+        let len = std::fs::metadata(p.join("conf")).expect("conf").len();
+        std::fs::write(p.join("conf"), vec![0u8; len as usize]).expect("tear conf");
+        let backend = SledBackend::open(&p, &options).expect("opens again");
+        assert_eq!(
+            backend.db.get(b"order").expect("read").as_deref(),
+            Some(b"K1-001".as_slice()),
+            "the data survives"
+        );
+        assert!(
+            p.join(QUARANTINE_DIR).join("conf").exists(),
+            "the torn file is kept aside"
+        );
     }
 }
