@@ -208,6 +208,16 @@ fn disk_stays_flat_under_retention() {
     net.advance(86_400_000 + 8 * 3_600_000);
     let pos = net.add_peer("s1", "pos-1", "pos");
     let cloud = net.add_peer("fleet", "cloud-1", "cloud");
+    // The audit trail is on this disk too, bounded by its count: at the default (10,000
+    // entries) this soak's one acknowledgement entry a minute of writing fills it by day 50,
+    // so the directory would still be growing on day 30. With a bound of 1,000 it is full by
+    // day 5, and the directory must stay flat with it.
+    net.store(&pos)
+        .audit()
+        .set_limits(outpost_core::AuditLimits {
+            max_entries: 1_000,
+            ..outpost_core::AuditLimits::default()
+        });
     net.connect(&pos, &cloud);
     net.run_until_quiet();
 
@@ -261,6 +271,11 @@ fn disk_stays_flat_under_retention() {
         30,
         "the cloud keeps every day"
     );
+    println!(
+        "soak: the audit trail holds {} entries (bound 1,000)",
+        net.store(&pos).audit().len()
+    );
+    assert!(net.store(&pos).audit().len() <= 1_000);
     let (day8, day30) = (sizes[7], sizes[29]);
     println!(
         "soak: day 30 / day 8 = {:.2} ({} KB / {} KB)",
