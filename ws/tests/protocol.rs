@@ -447,3 +447,84 @@ async fn a_client_over_its_bytes_per_minute_budget_is_closed_and_others_go_on() 
     );
     site.stop().await;
 }
+
+/// A compressed change of 100 MiB of zeros is about 100 KB, well under the message limit: it
+/// is refused after counting at most 64 MiB of it, before Automerge decodes it, and nothing
+/// is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decompression_bomb_from_a_web_client_is_refused_unread() {
+    use std::io::Write;
+    let site = site_with_an_order(WsLimits::default()).await;
+    let heads_before = site.kitchen.store().heads(&doc(DAY)).expect("heads");
+    let inflated: usize = 100 << 20;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..(inflated >> 20) {
+        enc.write_all(&zeros).expect("deflate");
+    }
+    let deflated = enc.finish().expect("deflate");
+    // A compressed change chunk: magic, checksum, type 2, LEB128 length, DEFLATE data.
+    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+    let mut len = deflated.len() as u64;
+    loop {
+        let b = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            chunk.push(b);
+            break;
+        }
+        chunk.push(b | 0x80);
+    }
+    chunk.extend_from_slice(&deflated);
+    let msg = automerge::sync::Message {
+        heads: vec![],
+        need: vec![],
+        have: vec![],
+        changes: vec![chunk].into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    };
+    let data = msg.encode();
+    let token = site.token("kds", "screen-5");
+    let refused_before = site
+        .web
+        .stats()
+        .refused_writes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut c = Client::connect(&site.url(&token)).await.expect("upgrade");
+    c.join(&["1"]).await.expect("peer");
+    let size = data.len();
+    c.send_sync("sync", &site.repo_id(DAY), data)
+        .await
+        .expect("send");
+    let said = within("the refusal", async {
+        loop {
+            let m = c.recv().await.expect("an answer");
+            if let Some(msg) = text(&m, "message") {
+                return msg;
+            }
+        }
+    })
+    .await;
+    println!(
+        "web decompression bomb: a {} KB message inflating to {} MiB was refused after at most \
+         {} MiB were counted: {said}",
+        size / 1024,
+        inflated >> 20,
+        outpost_core::engine::DEFAULT_MAX_INFLATED_BYTES >> 20
+    );
+    assert!(said.contains("inflates beyond"), "{said}");
+    assert_eq!(
+        site.web
+            .stats()
+            .refused_writes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        refused_before + 1
+    );
+    assert_eq!(
+        site.kitchen.store().heads(&doc(DAY)).expect("heads"),
+        heads_before,
+        "nothing stored"
+    );
+    site.stop().await;
+}

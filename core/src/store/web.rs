@@ -84,6 +84,23 @@ impl Store {
             Ok(m) => m,
             Err(e) => return Ok(WebReceived::Malformed(e.to_string())),
         };
+        // Before anything is decoded: what the compressed parts inflate to, counted without
+        // keeping it, as for a device's message (`EngineConfig::max_inflated_bytes`). A 1 MiB
+        // message of deflated zeros would otherwise take a gigabyte to read.
+        let mut budget = crate::engine::DEFAULT_MAX_INFLATED_BYTES;
+        for chunk in msg.changes.iter() {
+            match crate::chunk::inflated_size(chunk, budget) {
+                Ok(n) => budget -= n,
+                Err(e) => {
+                    let reason = format!(
+                        "refused unread: {e} (at most {} bytes inflated per message)",
+                        crate::engine::DEFAULT_MAX_INFLATED_BYTES
+                    );
+                    tracing::warn!(%doc, client = %writer.peer, role = %writer.role, %reason, "refused a web client's change");
+                    return Ok(WebReceived::Refused(reason));
+                }
+            }
+        }
         let policy = &self.inner.policy;
         let context = doc.context();
         let device_role = self.inner.identity.as_ref().map(|me| me.role.clone());
