@@ -250,11 +250,13 @@ async fn older_kiosk_syncs(protocols: Vec<Protocol>) {
     // (`core/tests/signed_changes.rs`: an old kiosk's orders wait until it signs, where a
     // kitchen relays orders). This test is about the wire protocol, so in its fleet the
     // relays, pos and kiosk, may write both contexts it syncs.
-    let mut policy = outpost_core::Policy::default();
-    policy.relay_roles = ["pos", "kiosk"]
-        .iter()
-        .map(|r| r.parse().expect("a role"))
-        .collect();
+    let mut policy = outpost_core::Policy {
+        relay_roles: ["pos", "kiosk"]
+            .iter()
+            .map(|r| r.parse().expect("a role"))
+            .collect(),
+        ..outpost_core::Policy::default()
+    };
     for context in ["stock", "orders"] {
         policy.contexts.insert(
             context.parse().expect("a context"),
