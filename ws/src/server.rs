@@ -39,6 +39,10 @@ pub struct WsLimits {
     pub max_documents_per_session: usize,
     /// Bytes of messages one connection may send per minute (a token bucket). Default 16 MiB.
     pub max_bytes_per_minute: u64,
+    /// Connections one token may hold open at once (a further upgrade gets 429), so that the
+    /// per-connection budgets above bound what one token can make the device spend: at the
+    /// defaults, 8 connections, 128 MiB a minute. Default 8.
+    pub max_connections_per_token: usize,
 }
 
 impl Default for WsLimits {
@@ -47,6 +51,7 @@ impl Default for WsLimits {
             max_message_bytes: 1 << 20,
             max_documents_per_session: 64,
             max_bytes_per_minute: 16 << 20,
+            max_connections_per_token: 8,
         }
     }
 }
@@ -137,6 +142,46 @@ pub(crate) struct Shared {
     pub(crate) ephemeral: broadcast::Sender<Arc<Ephemeral>>,
     pub(crate) next_conn: AtomicU64,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Open connections per token id (`WsLimits::max_connections_per_token`).
+    pub(crate) per_token: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+/// One connection's place in its token's count, given back when dropped (the connection
+/// ended, or the upgrade never completed).
+struct TokenSlot {
+    shared: Arc<Shared>,
+    token: String,
+}
+
+impl TokenSlot {
+    fn take(shared: &Arc<Shared>, token: &str) -> Option<TokenSlot> {
+        let mut open = shared.per_token.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(token.to_string()).or_insert(0);
+        if *n >= shared.limits.max_connections_per_token {
+            return None;
+        }
+        *n += 1;
+        Some(TokenSlot {
+            shared: shared.clone(),
+            token: token.to_string(),
+        })
+    }
+}
+
+impl Drop for TokenSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .shared
+            .per_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.token) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.token);
+            }
+        }
+    }
 }
 
 /// automerge-repo's WebSocket protocol served beside QUIC (`outpost serve --ws-listen`).
@@ -414,10 +459,21 @@ pub(crate) async fn upgrade(
         Ok(c) => c,
         Err(r) => return r,
     };
+    let Some(slot) = TokenSlot::take(&shared, &claims.id) else {
+        shared.stats.limit_refusals.fetch_add(1, Ordering::Relaxed);
+        let why = format!(
+            "token {} already has {} connections open (WsLimits::max_connections_per_token); \
+             close one first",
+            claims.id, shared.limits.max_connections_per_token
+        );
+        tracing::info!(client = %claims.name, %why, "refused a web client");
+        return (StatusCode::TOO_MANY_REQUESTS, why).into_response();
+    };
     let max = shared.limits.max_message_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
+            let _slot = slot;
             let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
             shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
             shared.stats.open.fetch_add(1, Ordering::Relaxed);

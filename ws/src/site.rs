@@ -56,6 +56,7 @@ impl WsSite {
             ephemeral: broadcast::channel(256).0,
             next_conn: AtomicU64::new(1),
             shutdown: shutdown.clone(),
+            per_token: std::sync::Mutex::new(HashMap::new()),
         });
         refresh_names(&shared);
         let reload = shared.clone();

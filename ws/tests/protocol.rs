@@ -528,3 +528,49 @@ async fn a_decompression_bomb_from_a_web_client_is_refused_unread() {
     );
     site.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_token_holds_at_most_its_connections_and_gets_one_back_when_one_closes() {
+    const CAP: usize = 2;
+    let limits = WsLimits {
+        max_connections_per_token: CAP,
+        ..WsLimits::default()
+    };
+    let site = site_with_an_order(limits).await;
+    let token = site.token("kds", "screen-6");
+    let mut open = Vec::new();
+    for _ in 0..CAP {
+        let mut c = Client::connect(&site.url(&token)).await.expect("upgrade");
+        c.join(&["1"]).await.expect("peer");
+        open.push(c);
+    }
+    let refused = Client::connect(&site.url(&token)).await;
+    println!(
+        "connections per token: limit {CAP}; connection {} of one token: {:?}",
+        CAP + 1,
+        refused.as_ref().err()
+    );
+    let refused = refused
+        .err()
+        .expect("the connection over the limit is refused");
+    assert!(refused.contains("429"), "{refused}");
+    // Another token is not held back by this one's count.
+    let other = site.token("kds", "screen-7");
+    let mut c = Client::connect(&site.url(&other))
+        .await
+        .expect("another token");
+    assert!(c.join(&["1"]).await.is_some());
+    // One closes: the token gets its place back (once the server has seen the close).
+    drop(open.pop());
+    let again = within("a place again for the token", async {
+        loop {
+            if let Ok(c) = Client::connect(&site.url(&token)).await {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    drop(again);
+    site.stop().await;
+}
