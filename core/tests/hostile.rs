@@ -3,8 +3,6 @@
 //! `transport/tests/hostile.rs`.)
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write as _;
-
 use outpost_core::engine::wire::{DocDigest, WireMessage, FRAGMENT_BYTES};
 use outpost_core::engine::DEFAULT_MAX_INFLATED_BYTES;
 use outpost_core::{Engine, EngineConfig, Event, PeerInfo, Policy, Store, StoreOptions, Timestamp};
@@ -77,25 +75,7 @@ fn a_decompression_bomb_is_refused_unread() {
     let mut t = pos(|_| {});
     let kiosk = attacker(&mut t.engine, "kiosk-1", "kiosk");
     let inflated = 100 << 20;
-    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
-    let zeros = vec![0u8; 1 << 20];
-    for _ in 0..100 {
-        enc.write_all(&zeros).unwrap();
-    }
-    let deflated = enc.finish().unwrap();
-    // A compressed change chunk: magic, checksum, type 2, length, DEFLATE data.
-    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
-    let mut len = deflated.len() as u64;
-    loop {
-        let b = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            chunk.push(b);
-            break;
-        }
-        chunk.push(b | 0x80);
-    }
-    chunk.extend_from_slice(&deflated);
+    let chunk = outpost_testkit::rogue::deflate_bomb(inflated);
     let msg = automerge::sync::Message {
         heads: vec![],
         need: vec![],

@@ -1220,3 +1220,33 @@ impl rand::RngCore for FuzzRng<'_> {
         self.input = &self.input[n..];
     }
 }
+
+/// A compressed change chunk (magic, checksum, type 2, LEB128 length, DEFLATE data) that
+/// inflates to `inflated` zero bytes: about 1 KB on the wire per MiB inflated. Receivers must
+/// refuse it by counting, before anything is decoded (`max_inflated_bytes`).
+pub fn deflate_bomb(inflated: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = inflated;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        enc.write_all(&zeros[..n])
+            .expect("deflating into memory cannot fail");
+        left -= n;
+    }
+    let deflated = enc.finish().expect("deflating into memory cannot fail");
+    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+    let mut len = deflated.len() as u64;
+    loop {
+        let b = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            chunk.push(b);
+            break;
+        }
+        chunk.push(b | 0x80);
+    }
+    chunk.extend_from_slice(&deflated);
+    chunk
+}

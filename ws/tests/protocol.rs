@@ -453,29 +453,10 @@ async fn a_client_over_its_bytes_per_minute_budget_is_closed_and_others_go_on() 
 /// is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decompression_bomb_from_a_web_client_is_refused_unread() {
-    use std::io::Write;
     let site = site_with_an_order(WsLimits::default()).await;
     let heads_before = site.kitchen.store().heads(&doc(DAY)).expect("heads");
     let inflated: usize = 100 << 20;
-    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
-    let zeros = vec![0u8; 1 << 20];
-    for _ in 0..(inflated >> 20) {
-        enc.write_all(&zeros).expect("deflate");
-    }
-    let deflated = enc.finish().expect("deflate");
-    // A compressed change chunk: magic, checksum, type 2, LEB128 length, DEFLATE data.
-    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
-    let mut len = deflated.len() as u64;
-    loop {
-        let b = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            chunk.push(b);
-            break;
-        }
-        chunk.push(b | 0x80);
-    }
-    chunk.extend_from_slice(&deflated);
+    let chunk = outpost_testkit::rogue::deflate_bomb(inflated);
     let msg = automerge::sync::Message {
         heads: vec![],
         need: vec![],
