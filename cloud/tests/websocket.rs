@@ -88,34 +88,11 @@ fn the_automerge_repo_client_syncs_a_site_through_the_cloud_and_resumes_after_a_
     let data = root.join("cloud-data");
 
     // The operator issues the screen's token for site paris (before or while the cloud runs).
-    let mut cmd = Command::new(cloud_bin());
-    cmd.arg("--data").arg(&data).args([
-        "web-token",
-        "issue",
-        "--site",
-        "paris",
-        "--role",
-        "kds",
-        "--name",
-        "screen-1",
-    ]);
-    let token = run_with(cmd, COMMAND_TIMEOUT)
-        .expect_ok()
-        .trim()
-        .to_string();
+    let issued = cloud_web_token(&data, "paris", "kds", "screen-1");
+    let token = issued.expect_ok().trim().to_string();
     // The cloud may not vouch for a role its policy's `vouch` does not list.
-    let mut cmd = Command::new(cloud_bin());
-    cmd.arg("--data").arg(&data).args([
-        "web-token",
-        "issue",
-        "--site",
-        "paris",
-        "--role",
-        "pos",
-        "--name",
-        "x",
-    ]);
-    run_with(cmd, COMMAND_TIMEOUT).expect_err("may not vouch");
+    let issued = cloud_web_token(&data, "paris", "pos", "x");
+    issued.expect_err("may not vouch");
 
     let (quic, http, ws) = (free_udp_port(), free_tcp_port(), free_tcp_port());
     let start_cloud = || {
@@ -274,21 +251,8 @@ fn the_cloud_serves_wss_with_its_certificate_unless_told_plain() {
     let ca = make_ca(root);
     let cloud_cert = issue(&ca, root, "acme", "cloud-1", "cloud");
     let data = root.join("cloud-data");
-    let mut cmd = Command::new(cloud_bin());
-    cmd.arg("--data").arg(&data).args([
-        "web-token",
-        "issue",
-        "--site",
-        "paris",
-        "--role",
-        "kds",
-        "--name",
-        "screen-1",
-    ]);
-    let token = run_with(cmd, COMMAND_TIMEOUT)
-        .expect_ok()
-        .trim()
-        .to_string();
+    let issued = cloud_web_token(&data, "paris", "kds", "screen-1");
+    let token = issued.expect_ok().trim().to_string();
     let (quic, http, ws) = (free_udp_port(), free_tcp_port(), free_tcp_port());
     let mut cloud = Proc::spawn(
         "cloud",

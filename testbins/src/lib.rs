@@ -525,6 +525,23 @@ pub fn make_ca(root: &Path) -> PathBuf {
     ca
 }
 
+/// `outpost-cloud --data DATA web-token issue --site SITE --role ROLE --name NAME`: a web
+/// client's token for a site, issued by the cloud's operator (stdout: the token).
+pub fn cloud_web_token(data: &Path, site: &str, role: &str, name: &str) -> Outcome {
+    let mut cmd = Command::new(cloud_bin());
+    cmd.arg("--data").arg(data).args([
+        "web-token",
+        "issue",
+        "--site",
+        site,
+        "--role",
+        role,
+        "--name",
+        name,
+    ]);
+    run_with(cmd, COMMAND_TIMEOUT)
+}
+
 /// Creates a fleet CA named `fleet` with the CLI.
 pub fn make_ca_for(root: &Path, fleet: &str) -> PathBuf {
     let ca = root.join("ca");

@@ -246,18 +246,7 @@ async fn samod_syncs_a_site_through_the_cloud_and_resumes_after_a_restart() {
     let cloud_cert = bins::issue(&ca, &root, "acme", "cloud-1", "cloud");
     let pos_cert = bins::issue(&ca, &root, "paris", "pos-1", "pos");
     let data = root.join("cloud-data");
-    let mut cmd = std::process::Command::new(bins::cloud_bin());
-    cmd.arg("--data").arg(&data).args([
-        "web-token",
-        "issue",
-        "--site",
-        "paris",
-        "--role",
-        "kds",
-        "--name",
-        "samod-1",
-    ]);
-    let issued = bins::run_with(cmd, bins::COMMAND_TIMEOUT);
+    let issued = bins::cloud_web_token(&data, "paris", "kds", "samod-1");
     let token = issued.expect_ok().trim().to_string();
     let (quic, http, ws) = (
         bins::free_udp_port(),
