@@ -175,6 +175,26 @@ fn skip_sleb(input: &mut &[u8]) -> Result<(), String> {
     Err("number too long".into())
 }
 
+/// Checks that the change chunks of one received message inflate to at most `budget` bytes
+/// together (see [`inflated_size`]); the error says the bound, for the sender.
+pub(crate) fn check_message_inflation<'a>(
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+    budget: usize,
+) -> Result<(), String> {
+    let mut left = budget;
+    for chunk in chunks {
+        match inflated_size(chunk, left) {
+            Ok(n) => left -= n,
+            Err(e) => {
+                return Err(format!(
+                    "refused unread: {e} (at most {budget} bytes inflated per message)"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The bytes the chunks in `bytes` occupy once every compressed part is inflated, checked
 /// against `budget` without keeping any of it: a compressed change, or the deflated columns
 /// of a document or change, that would inflate past `budget` (a decompression bomb) is an

@@ -1357,17 +1357,11 @@ impl Engine {
         }
         // Before anything is decoded: what the compressed parts inflate to, counted without
         // keeping it. A bomb (a small chunk that inflates a thousandfold) is refused here.
-        let mut budget = self.config.max_inflated_bytes;
-        for chunk in msg.changes.iter() {
-            match crate::chunk::inflated_size(chunk, budget) {
-                Ok(n) => budget -= n,
-                Err(e) => {
-                    return Some(format!(
-                        "refused unread: {e} (at most {} bytes inflated per message)",
-                        self.config.max_inflated_bytes
-                    ))
-                }
-            }
+        if let Err(reason) = crate::chunk::check_message_inflation(
+            msg.changes.iter(),
+            self.config.max_inflated_bytes,
+        ) {
+            return Some(reason);
         }
         for chunk in msg.changes.iter() {
             let actors = match crate::chunk::chunk_actors(chunk) {

@@ -87,19 +87,12 @@ impl Store {
         // Before anything is decoded: what the compressed parts inflate to, counted without
         // keeping it, as for a device's message (`EngineConfig::max_inflated_bytes`). A 1 MiB
         // message of deflated zeros would otherwise take a gigabyte to read.
-        let mut budget = crate::engine::DEFAULT_MAX_INFLATED_BYTES;
-        for chunk in msg.changes.iter() {
-            match crate::chunk::inflated_size(chunk, budget) {
-                Ok(n) => budget -= n,
-                Err(e) => {
-                    let reason = format!(
-                        "refused unread: {e} (at most {} bytes inflated per message)",
-                        crate::engine::DEFAULT_MAX_INFLATED_BYTES
-                    );
-                    tracing::warn!(%doc, client = %writer.peer, role = %writer.role, %reason, "refused a web client's change");
-                    return Ok(WebReceived::Refused(reason));
-                }
-            }
+        if let Err(reason) = crate::chunk::check_message_inflation(
+            msg.changes.iter(),
+            crate::engine::DEFAULT_MAX_INFLATED_BYTES,
+        ) {
+            tracing::warn!(%doc, client = %writer.peer, role = %writer.role, %reason, "refused a web client's change");
+            return Ok(WebReceived::Refused(reason));
         }
         let policy = &self.inner.policy;
         let context = doc.context();
