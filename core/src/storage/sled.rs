@@ -232,12 +232,7 @@ fn reopen_without_conf(config: &sled::Config, dir: &Path) -> crate::Result<sled:
     let conf = dir.join("conf");
     let aside = dir.join(QUARANTINE_DIR);
     std::fs::create_dir_all(&aside).map_err(StorageError::Io)?;
-    let mut to = aside.join("conf");
-    let mut n = 1;
-    while to.exists() {
-        to = aside.join(format!("conf.{n}"));
-        n += 1;
-    }
+    let to = free_name(&aside, "conf");
     std::fs::rename(&conf, &to).map_err(StorageError::Io)?;
     match config.open() {
         Ok(db) => {
@@ -256,6 +251,17 @@ fn reopen_without_conf(config: &sled::Config, dir: &Path) -> crate::Result<sled:
             Err(StorageError::Sled(e).into())
         }
     }
+}
+
+/// `dir/name`, or `dir/name.1`, `dir/name.2`, ... if taken: nothing set aside is overwritten.
+fn free_name(dir: &Path, name: &str) -> PathBuf {
+    let mut to = dir.join(name);
+    let mut n = 1;
+    while to.exists() {
+        to = dir.join(format!("{name}.{n}"));
+        n += 1;
+    }
+    to
 }
 
 /// The folder (inside the data directory) where incomplete snapshots are moved.
@@ -282,12 +288,7 @@ pub fn quarantine_incomplete_snapshots(dir: &Path) -> std::io::Result<Vec<PathBu
         std::fs::create_dir_all(&aside)?;
         // A name already taken (the same LSN quarantined by an earlier open) gets a suffix:
         // nothing already set aside is overwritten.
-        let mut to = aside.join(&name);
-        let mut n = 1;
-        while to.exists() {
-            to = aside.join(format!("{text}.{n}"));
-            n += 1;
-        }
+        let to = free_name(&aside, text);
         let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
         std::fs::rename(entry.path(), &to)?;
         tracing::warn!(
