@@ -62,6 +62,26 @@ impl samod::Dialer for WsDialer {
     }
 }
 
+/// A samod repo dialing `url`, redialing quickly (50 ms, at most 300 ms apart) when the
+/// server goes away.
+async fn samod_dialing(url: &str) -> (samod::Repo, samod::DialerHandle<std::convert::Infallible>) {
+    let repo = samod::Repo::build_tokio().load().await;
+    let backoff = samod::BackoffConfig {
+        initial_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(300),
+        max_retries: None,
+    };
+    let dialer = repo
+        .dial(
+            backoff,
+            Arc::new(WsDialer {
+                url: samod::Url::parse(url).expect("url"),
+            }),
+        )
+        .expect("dial");
+    (repo, dialer)
+}
+
 /// The value at `/orders/<order>/<key>` of the client's copy, as a string if it is one.
 fn read(handle: &samod::DocHandle, order: &str, key: &str) -> Option<String> {
     handle.with_document(|d| {
@@ -132,20 +152,7 @@ async fn samod_syncs_both_ways_and_resumes_after_a_server_restart() {
     let addr = web.local_addr();
     let url = format!("ws://{addr}/?token={}", site.token("kds", "samod-screen"));
 
-    let repo = samod::Repo::build_tokio().load().await;
-    let backoff = samod::BackoffConfig {
-        initial_delay: Duration::from_millis(50),
-        max_delay: Duration::from_millis(300),
-        max_retries: None,
-    };
-    let dialer = repo
-        .dial(
-            backoff,
-            Arc::new(WsDialer {
-                url: samod::Url::parse(&url).expect("url"),
-            }),
-        )
-        .expect("dial");
+    let (repo, dialer) = samod_dialing(&url).await;
     within("samod connects", dialer.established())
         .await
         .expect("the handshake (join/peer) succeeds");
@@ -297,20 +304,7 @@ async fn samod_syncs_a_site_through_the_cloud_and_resumes_after_a_restart() {
     });
 
     let url = format!("ws://127.0.0.1:{ws}/sites/paris?token={token}");
-    let repo = samod::Repo::build_tokio().load().await;
-    let backoff = samod::BackoffConfig {
-        initial_delay: Duration::from_millis(50),
-        max_delay: Duration::from_millis(300),
-        max_retries: None,
-    };
-    let dialer = repo
-        .dial(
-            backoff,
-            Arc::new(WsDialer {
-                url: samod::Url::parse(&url).expect("url"),
-            }),
-        )
-        .expect("dial");
+    let (repo, dialer) = samod_dialing(&url).await;
     within("samod connects to the cloud", dialer.established())
         .await
         .expect("the handshake (join/peer) succeeds");
