@@ -230,33 +230,12 @@ impl WsServer {
             site.stop.subscribe(),
         );
         let tls = tls_config.is_some();
-        let mut serve_stop = shutdown.clone();
-        let stopped = async move {
-            let _ = serve_stop.changed().await;
-        };
-        let task = match tls_config {
-            Some(tls) => {
-                let listener =
-                    crate::tls::TlsListener::new(listener, tls, shutdown).map_err(|source| {
-                        WsError::Bind {
-                            addr: config_listen,
-                            source,
-                        }
-                    })?;
-                tokio::spawn(async move {
-                    let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
-                    if let Err(e) = serve.await {
-                        tracing::error!(error = %e, "the WebSocket server stopped");
-                    }
-                })
+        let task = crate::tls::serve(listener, router, tls_config, shutdown).map_err(|source| {
+            WsError::Bind {
+                addr: config_listen,
+                source,
             }
-            None => tokio::spawn(async move {
-                let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "the WebSocket server stopped");
-                }
-            }),
-        };
+        })?;
         tracing::info!(%addr, tls, "serving automerge-repo clients over WebSocket");
         Ok(WsServer {
             addr,

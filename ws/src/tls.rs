@@ -112,3 +112,41 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.addr)
     }
 }
+
+/// Serves `router` on `tcp` until `stop` changes: over TLS with `config` (`wss`), or plain
+/// `ws` with `None`. The task ends with the server; an error that stops it is logged.
+pub fn serve(
+    tcp: TcpListener,
+    router: axum::Router,
+    config: Option<Arc<rustls::ServerConfig>>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let mut stopped = stop.clone();
+    let shutdown = async move {
+        let _ = stopped.changed().await;
+    };
+    let logged = |result: std::io::Result<()>| {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the WebSocket server stopped");
+        }
+    };
+    Ok(match config {
+        Some(config) => {
+            let listener = TlsListener::new(tcp, config, stop)?;
+            tokio::spawn(async move {
+                logged(
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(shutdown)
+                        .await,
+                )
+            })
+        }
+        None => tokio::spawn(async move {
+            logged(
+                axum::serve(tcp, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await,
+            )
+        }),
+    })
+}

@@ -17,7 +17,6 @@
 //! the cloud stops: its clients' connections live in the site's store.
 
 use std::collections::HashMap;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -78,34 +77,10 @@ impl Web {
         let held = sites.clone();
         let (stop, stopped) = watch::channel(false);
         let scheme = if tls.is_some() { "wss" } else { "ws" };
-        let shutdown = {
-            let mut stopped = stopped.clone();
-            async move {
-                let _ = stopped.changed().await;
-            }
-        };
-        let served = match tls {
-            Some(config) => {
-                let listener = outpost_ws::tls::TlsListener::new(listener, config, stopped)
-                    .context("the web clients' TLS listener")?;
-                tokio::spawn(
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(shutdown)
-                        .into_future(),
-                )
-            }
-            None => tokio::spawn(
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .into_future(),
-            ),
-        };
+        let served = outpost_ws::tls::serve(listener, router, tls, stopped)
+            .context("the web clients' TLS listener")?;
         let task = tokio::spawn(async move {
-            match served.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "the web clients' server stopped"),
-                Err(e) => tracing::error!(error = %e, "the web clients' server stopped"),
-            }
+            let _ = served.await;
             // Closes the clients' connections.
             held.served.lock().await.clear();
         });
